@@ -1,0 +1,179 @@
+"""``[tool.diagnose]`` configuration: read, validate at the edge, merge with the CLI.
+
+Example::
+
+    [tool.diagnose]
+    select = ["DIV", "OVF"]          # rule ids or prefixes
+    ignore = ["PLT002"]
+    fail-on = "warning"              # error | warning | never
+    rules-dirs = ["ci/diagnose_rules"]
+
+    [tool.diagnose.severity]
+    OVF001 = "error"
+
+    [tool.diagnose.thresholds.DIV002]
+    explode_factor = 20.0
+
+    [tool.diagnose.metrics]          # role -> tag(s) the resolver should use
+    val_metric = "eval/exact_match"
+    val_metric_higher_is_better = true
+
+    [tool.diagnose.report]
+    plots = true
+    max_runs = 200
+
+    [tool.diagnose.hparams]          # like --hparam KEY=VALUE
+    learning_rate = 0.1
+
+Invalid config raises :class:`ConfigError` with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FAIL_ON = ("error", "warning", "never")
+SEVERITIES = ("error", "warning", "info")
+_TOP_KEYS = {
+    "select",
+    "ignore",
+    "fail-on",
+    "fail_on",
+    "rules-dirs",
+    "rules_dirs",
+    "severity",
+    "thresholds",
+    "metrics",
+    "report",
+    "hparams",
+    "preview",
+}
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing configuration problem."""
+
+
+@dataclass
+class Config:
+    """Effective settings after config file + command line."""
+
+    select: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)
+    fail_on: str = "error"
+    rules_dirs: list[Path] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    preview: bool = False
+    source: Path | None = None
+
+    def rule_enabled(self, rule_id: str, preview_rule: bool = False) -> bool:
+        """``select``/``ignore`` by id or prefix; the longest matching prefix wins."""
+        sel = max((len(p) for p in self.select if rule_id.startswith(p)), default=-1)
+        ign = max((len(p) for p in self.ignore if rule_id.startswith(p)), default=-1)
+        if self.select and sel < 0:
+            return False
+        if ign > sel:
+            return False
+        if preview_rule and not self.preview and sel < len(rule_id):
+            return False
+        return True
+
+
+def find_pyproject(start: Path) -> Path | None:
+    """The nearest pyproject.toml at or above ``start``."""
+    start = start.resolve()
+    for folder in [start, *start.parents] if start.is_dir() else start.parents:
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _ids(value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",")]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"config key '{key}' must be a list of rule ids or prefixes")
+    return [v.strip().upper() for v in value if v.strip()]
+
+
+def parse_table(table: dict[str, Any], source: Path | None = None) -> Config:
+    """Validate a ``[tool.diagnose]`` table into a :class:`Config`."""
+    if not isinstance(table, dict):
+        raise ConfigError("[tool.diagnose] must be a table")
+    unknown = sorted(set(table) - _TOP_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown config key 'tool.diagnose.{unknown[0]}'")
+    cfg = Config(source=source)
+    if "select" in table:
+        cfg.select = _ids(table["select"], "select")
+    if "ignore" in table:
+        cfg.ignore = _ids(table["ignore"], "ignore")
+    fail_on = table.get("fail-on", table.get("fail_on"))
+    if fail_on is not None:
+        if fail_on not in FAIL_ON:
+            raise ConfigError(f"config key 'fail-on' must be one of {', '.join(FAIL_ON)}")
+        cfg.fail_on = fail_on
+    dirs = table.get("rules-dirs", table.get("rules_dirs"))
+    if dirs is not None:
+        if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+            raise ConfigError("config key 'rules-dirs' must be a list of folders")
+        base = source.parent if source else Path.cwd()
+        cfg.rules_dirs = [(base / d) for d in dirs]
+    sev = table.get("severity", {})
+    if not isinstance(sev, dict):
+        raise ConfigError("config key 'severity' must be a table of RULE = severity")
+    for rule, level in sev.items():
+        if level not in SEVERITIES:
+            raise ConfigError(f"config key 'severity.{rule}' must be error, warning or info")
+        cfg.severity[rule.upper()] = level
+    th = table.get("thresholds", {})
+    if not isinstance(th, dict):
+        raise ConfigError("config key 'thresholds' must be a table of rule tables")
+    for rule, values in th.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"config key 'thresholds.{rule}' must be a table")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ConfigError(f"config key 'thresholds.{rule}.{name}' must be a number")
+        cfg.thresholds[rule.upper()] = dict(values)
+    for key in ("metrics", "report", "hparams"):
+        value = table.get(key, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a table")
+        setattr(cfg, key, dict(value))
+    if "preview" in table:
+        if not isinstance(table["preview"], bool):
+            raise ConfigError("config key 'preview' must be true or false")
+        cfg.preview = table["preview"]
+    return cfg
+
+
+def load_config(path: Path | None = None, start: Path | None = None) -> Config:
+    """Load ``path`` (a pyproject.toml or a bare diagnose.toml) or the nearest pyproject.
+
+    A pyproject without ``[tool.diagnose]`` gives the defaults.  A file that is not valid
+    TOML raises :class:`ConfigError`.
+    """
+    if path is None:
+        path = find_pyproject(start or Path.cwd())
+        if path is None:
+            return Config()
+    elif not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    if "tool" in data or path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("diagnose", {})
+    else:
+        table = data.get("diagnose", data)
+    return parse_table(table, source=path)

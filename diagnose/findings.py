@@ -1,0 +1,170 @@
+"""Findings, recommendations and per-run results: the analysis side's data model.
+
+Plain frozen dataclasses; ``to_dict`` gives exactly the JSON contract of DESIGN.md
+(schema_version 1), so every output format is built from the same dicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+Severity = Literal["error", "warning", "info"]
+Action = Literal["increase", "decrease", "set", "enable", "disable"]
+
+#: Severity rank, for ``--fail-on`` and sorting.
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
+
+SCHEMA_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars -> Python, non-finite floats -> strings."""
+    import math
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One concrete change: hyperparameter, action, current -> proposed, and why."""
+
+    hyperparameter: str
+    action: Action
+    current: Any
+    proposed: Any
+    rationale: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(
+            {
+                "hyperparameter": self.hyperparameter,
+                "action": self.action,
+                "current": self.current,
+                "proposed": self.proposed,
+                "rationale": self.rationale,
+            }
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule firing on one run, with the evidence that decided it."""
+
+    rule: str
+    name: str
+    state: str
+    severity: Severity
+    metric: str | None
+    step: int | None
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recommendations: tuple[Recommendation, ...] = ()
+
+    def with_recommendations(self, recs: list[Recommendation]) -> Finding:
+        return replace(self, recommendations=tuple(recs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "name": self.name,
+            "state": self.state,
+            "severity": self.severity,
+            "metric": self.metric,
+            "step": None if self.step is None else int(self.step),
+            "message": self.message,
+            "evidence": _plain(self.evidence),
+            "recommendations": [r.to_dict() for r in self.recommendations],
+        }
+
+
+@dataclass
+class RunResult:
+    """Everything the analysis says about one run."""
+
+    run: Any  # diagnose.run.Run (kept loose to avoid an import cycle)
+    roles: dict[str, str] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    not_applicable: list[str] = field(default_factory=list)
+    probe: dict[str, Any] | None = None
+
+    @property
+    def states(self) -> list[str]:
+        """States of error/warning findings, first-seen order, no repeats."""
+        seen: list[str] = []
+        for f in self.findings:
+            if SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"] and f.state not in seen:
+                seen.append(f.state)
+        return seen
+
+    def to_dict(self) -> dict[str, Any]:
+        run = self.run
+        rng = run.step_range
+        out: dict[str, Any] = {
+            "run": run.run_id,
+            "format": run.format,
+            "metrics": run.tags,
+            "steps": [rng[0], rng[1]] if rng else [],
+            "hparams": _plain(run.hparams),
+            "states": self.states,
+            "findings": [f.to_dict() for f in self.findings],
+            # extensions (schema_version 1 allows additions)
+            "roles": dict(self.roles),
+            "not_applicable": list(self.not_applicable),
+            "notes": [
+                _plain({"code": n.code, "message": n.message, "path": n.path, "step": n.step})
+                for n in run.notes
+            ],
+        }
+        if self.probe is not None:
+            out["probe"] = _plain(self.probe)
+        return out
+
+
+@dataclass(frozen=True)
+class LoadError:
+    """A path that could not be read at all (listed under ``errors``)."""
+
+    path: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "message": self.message}
+
+
+@dataclass
+class Analysis:
+    """The whole answer for one invocation: every run, every error, extras."""
+
+    results: list[RunResult] = field(default_factory=list)
+    errors: list[LoadError] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # e.g. "sweeps", "baseline"
+
+    def max_severity(self) -> int:
+        """Highest severity rank over all findings, -1 when none."""
+        ranks = [SEVERITY_RANK[f.severity] for r in self.results for f in r.findings]
+        return max(ranks, default=-1)
+
+    def to_dict(self, version: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "diagnose", "version": version},
+            "runs": [r.to_dict() for r in self.results],
+            "errors": [e.to_dict() for e in self.errors],
+        }
+        for key, value in self.extras.items():
+            out[key] = _plain(value)
+        return out

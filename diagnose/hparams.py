@@ -1,0 +1,196 @@
+"""Hyperparameter names: every writer's spelling -> the canonical names of the contract.
+
+Canonical names (DESIGN.md): learning_rate, batch_size, weight_decay, dropout, momentum,
+optimizer, warmup_steps, grad_clip, epochs, max_steps, lr_schedule, normalization.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+CANONICAL = (
+    "learning_rate",
+    "batch_size",
+    "weight_decay",
+    "dropout",
+    "momentum",
+    "optimizer",
+    "warmup_steps",
+    "grad_clip",
+    "epochs",
+    "max_steps",
+    "lr_schedule",
+    "normalization",
+)
+
+#: alias (lower-case, '-' and '.' read as '_') -> canonical name.
+ALIASES: dict[str, str] = {
+    # learning rate
+    "lr": "learning_rate",
+    "learning_rate": "learning_rate",
+    "learningrate": "learning_rate",
+    "base_lr": "learning_rate",
+    "lr0": "learning_rate",  # Ultralytics
+    "init_lr": "learning_rate",
+    "initial_lr": "learning_rate",
+    "max_lr": "learning_rate",
+    "optimizer_lr": "learning_rate",
+    "solver_base_lr": "learning_rate",  # detectron2 SOLVER.BASE_LR
+    # batch size
+    "bs": "batch_size",
+    "batch": "batch_size",  # Ultralytics
+    "batch_size": "batch_size",
+    "batchsize": "batch_size",
+    "train_batch_size": "batch_size",
+    "per_device_train_batch_size": "batch_size",
+    "ims_per_batch": "batch_size",
+    "solver_ims_per_batch": "batch_size",
+    "mini_batch_size": "batch_size",
+    # weight decay
+    "wd": "weight_decay",
+    "weight_decay": "weight_decay",
+    "weightdecay": "weight_decay",
+    "l2": "weight_decay",
+    "l2_reg": "weight_decay",
+    "solver_weight_decay": "weight_decay",
+    # dropout
+    "dropout": "dropout",
+    "dropout_rate": "dropout",
+    "drop_rate": "dropout",
+    "dropout_prob": "dropout",
+    "hidden_dropout_prob": "dropout",
+    "p_dropout": "dropout",
+    # momentum
+    "momentum": "momentum",
+    "beta1": "momentum",
+    "adam_beta1": "momentum",
+    "solver_momentum": "momentum",
+    # optimizer
+    "optimizer": "optimizer",
+    "optim": "optimizer",
+    "opt": "optimizer",
+    "optimizer_name": "optimizer",
+    # warmup
+    "warmup_steps": "warmup_steps",
+    "warmup": "warmup_steps",
+    "warmup_iters": "warmup_steps",
+    "solver_warmup_iters": "warmup_steps",
+    "num_warmup_steps": "warmup_steps",
+    # clipping
+    "grad_clip": "grad_clip",
+    "gradient_clip_val": "grad_clip",
+    "clip_grad_norm": "grad_clip",
+    "max_grad_norm": "grad_clip",
+    "clip_norm": "grad_clip",
+    "clipnorm": "grad_clip",
+    "grad_clip_norm": "grad_clip",
+    # length
+    "epochs": "epochs",
+    "num_epochs": "epochs",
+    "num_train_epochs": "epochs",
+    "max_epochs": "epochs",
+    "n_epochs": "epochs",
+    "max_steps": "max_steps",
+    "max_iter": "max_steps",
+    "solver_max_iter": "max_steps",
+    "num_steps": "max_steps",
+    "total_steps": "max_steps",
+    "train_steps": "max_steps",
+    # schedule / normalization
+    "lr_schedule": "lr_schedule",
+    "lr_scheduler": "lr_schedule",
+    "lr_scheduler_type": "lr_schedule",
+    "scheduler": "lr_schedule",
+    "schedule": "lr_schedule",
+    "normalization": "normalization",
+    "norm": "normalization",
+    "norm_layer": "normalization",
+    "batch_norm": "normalization",
+    "batchnorm": "normalization",
+    "use_bn": "normalization",
+    "bn": "normalization",
+}
+
+_SEP = re.compile(r"[-.\s/]+")
+
+
+def canonical_name(key: str) -> str | None:
+    """Canonical name for one hyperparameter key, or None when it has none."""
+    k = _SEP.sub("_", str(key).strip().lower()).strip("_")
+    if k in ALIASES:
+        return ALIASES[k]
+    # hparams nested with a prefix (``optimizer.lr``, ``model/dropout``): use the last part.
+    last = k.rsplit("_", 1)[-1] if "_" in k else k
+    for tail in (k.split("__")[-1], last):
+        if tail in ALIASES and tail not in ("batch", "opt", "norm", "warmup", "bn", "l2"):
+            return ALIASES[tail]
+    return None
+
+
+def coerce(value: Any) -> float | int | str | bool | None:
+    """Plain scalar from a log value; numbers in strings become numbers; None stays None."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else value
+    if isinstance(value, str):
+        text = value.strip()
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if number.is_integer() and re.fullmatch(r"[+-]?\d+", text):
+            return int(number)
+        return number
+    if isinstance(value, (list, tuple, dict)):
+        return str(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested config dicts with '.'-joined keys (``optimizer.lr``)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+def canonicalize(raw: Mapping[str, Any]) -> dict[str, float | int | str | bool]:
+    """Raw (possibly nested) hparams -> canonical names plus the unmapped keys as written.
+
+    The first key that maps to a canonical name wins, except that an exact canonical key
+    (``learning_rate``) beats an alias (``lr``).  Values are coerced to plain scalars;
+    None values are dropped.
+    """
+    flat = flatten(raw)
+    out: dict[str, float | int | str | bool] = {}
+    exact: set[str] = set()
+    for key, value in flat.items():
+        val = coerce(value)
+        if val is None:
+            continue
+        name = canonical_name(key)
+        if name is None:
+            out.setdefault(str(key), val)
+            continue
+        is_exact = _SEP.sub("_", str(key).lower()) == name
+        if name not in out or (is_exact and name not in exact):
+            out[name] = val
+            if is_exact:
+                exact.add(name)
+    return out

@@ -1,0 +1,433 @@
+"""Tag names -> canonical metric, split and role.
+
+Every family names things its own way (``val_loss``, ``eval/loss``, ``epoch_loss`` in a
+``validation/`` folder, ``train/box_loss``, ``metrics/mAP50(B)``, ``lr-Adam``).  This
+module is the one place that knows those spellings, so rules can ask for a *role*
+("train loss", "val metric, higher is better", "learning rate") and never for a tag.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import pandas as pd
+
+
+class Role(str, Enum):
+    """What a series means to the rules."""
+
+    TRAIN_LOSS = "train_loss"
+    VAL_LOSS = "val_loss"
+    TRAIN_METRIC = "train_metric"
+    VAL_METRIC = "val_metric"
+    LR = "learning_rate"
+    GRAD_NORM = "grad_norm"
+
+
+# ---------------------------------------------------------------------------
+# Tag normalisation
+# ---------------------------------------------------------------------------
+
+_SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "trn": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "eval": "val",
+    "evaluation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+#: Folder names that are the splits of their parent run (Keras layout).
+SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val", "eval": "val", "test": "test"}
+
+_LR_RE = re.compile(
+    r"^(?:x/)?(?:lr|learning_rate|learning-rate|learningrate)(?:[-_/ ].*|\d*)?$"
+    r"|^lr-[a-z]+.*$"
+    r"|^lr/pg\d+$",
+    re.IGNORECASE,
+)
+_GRAD_RE = re.compile(r"grad(?:ient)?[_-]?(?:[\d_.]+)?norm|global[_-]?norm", re.I)
+_PREFIX_RE = re.compile(r"^(?P<word>[A-Za-z]+)[_/](?P<rest>.+)$")
+_SUFFIX_RE = re.compile(r"^(?P<rest>.+)[_/](?P<word>[A-Za-z]+)$")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+_ACC_ALIASES = {
+    "acc": "accuracy",
+    "accuracy": "accuracy",
+    "categorical_accuracy": "accuracy",
+    "sparse_categorical_accuracy": "accuracy",
+    "binary_accuracy": "accuracy",
+    "cls_accuracy": "accuracy",
+    "top1": "accuracy",
+    "top_1": "accuracy",
+    "acc1": "accuracy",
+    "acc_top1": "accuracy",
+    "top1_acc": "accuracy",
+}
+
+
+def _slug(text: str) -> str:
+    return _NON_ALNUM.sub("_", text.lower()).strip("_")
+
+
+def normalize_tag(tag: str, split_hint: str | None = None) -> tuple[str, str]:
+    """Return ``(metric, split)`` for one raw tag.
+
+    ``split_hint`` comes from the layout (a Keras ``validation/`` folder) and wins over
+    the tag.  Metrics without a split word default to ``train``; learning rates and
+    bookkeeping (``epoch``, ``step``, timings) go to ``other``.
+    """
+    raw = tag.strip()
+    name = raw
+    split: str | None = None
+    # Keras callback prefixes: epoch_/batch_ (split is the folder), evaluation_*_vs_iterations.
+    low = name.lower()
+    if low.startswith("evaluation_") and low.endswith("_vs_iterations"):
+        name = name[len("evaluation_") : -len("_vs_iterations")]
+        split = "val"
+    elif low.startswith(("epoch_", "batch_")) and len(name) > 6:
+        name = name.split("_", 1)[1]
+    # Ultralytics metrics/* are validation metrics.
+    if name.lower().startswith("metrics/"):
+        name = name[len("metrics/") :]
+        split = split or "val"
+    # Lightning forked names.
+    for suffix in ("_step", "_epoch"):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    # Split words as prefix (val_loss, eval/loss) or suffix (loss/train, loss_val).
+    for _ in range(2):
+        m = _PREFIX_RE.match(name)
+        if m and m.group("word").lower() in _SPLIT_WORDS:
+            split = split or _SPLIT_WORDS[m.group("word").lower()]
+            name = m.group("rest")
+            continue
+        m = _SUFFIX_RE.match(name)
+        if m and m.group("word").lower() in _SPLIT_WORDS:
+            split = split or _SPLIT_WORDS[m.group("word").lower()]
+            name = m.group("rest")
+            continue
+        break
+    if split_hint:
+        split = split_hint
+    if _LR_RE.match(name) or _LR_RE.match(raw):
+        return "lr", "other"
+    metric = _slug(name) or _slug(raw) or "value"
+    if _GRAD_RE.search(metric):
+        return "grad_norm", split or "train"
+    metric = _ACC_ALIASES.get(metric, metric)
+    if metric.endswith("_b") and "(b)" in raw.lower():
+        metric = metric[:-2]
+    if metric in _BOOKKEEPING and split is None:
+        return metric, "other"
+    return metric, split or "train"
+
+
+_BOOKKEEPING = {
+    "epoch",
+    "step",
+    "global_step",
+    "iteration",
+    "iter",
+    "time",
+    "runtime",
+    "data_time",
+    "eta_seconds",
+    "total_flos",
+    "steps_per_second",
+    "samples_per_second",
+    "hp_metric",
+}
+
+
+def normalize_tags(tags: Iterable[str], split_hint: str | None = None) -> tuple[list, list]:
+    """Vectorised :func:`normalize_tag`: computes each distinct tag once."""
+    tags = pd.Series(list(tags) if not isinstance(tags, pd.Series) else tags, dtype="string")
+    uniques = tags.dropna().unique()
+    table = {t: normalize_tag(str(t), split_hint) for t in uniques}
+    metric = [table[t][0] if t in table else None for t in tags]
+    split = [table[t][1] if t in table else None for t in tags]
+    return metric, split
+
+
+# ---------------------------------------------------------------------------
+# Metric direction
+# ---------------------------------------------------------------------------
+
+_HIGHER = re.compile(
+    r"acc|f1|precision|recall|map|auc|iou|dice|bleu|rouge|meteor|^r2$|psnr|ssim|"
+    r"score|top\d|exact_match|matthews|mcc|kappa|ndcg|hit",
+    re.I,
+)
+_LOWER = re.compile(
+    r"loss|err|wer|cer|perplexity|ppl|mse|mae|rmse|nll|distance|fid|bpc|bpd", re.I
+)
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """True/False for metrics whose direction the name tells; None when unknown."""
+    if _LOWER.search(metric):
+        return False
+    if _HIGHER.search(metric):
+        return True
+    return None
+
+
+def is_loss(metric: str) -> bool:
+    """A loss-like metric (lower is better and named loss/nll)."""
+    return bool(re.search(r"loss|nll", metric, re.I))
+
+
+# ---------------------------------------------------------------------------
+# Roles
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Series:
+    """One resolved series: the rules' view of a tag.
+
+    ``steps`` are strictly increasing int64 (a step logged twice keeps its last value);
+    ``values`` float64 with NaN/inf kept.
+    """
+
+    tag: str
+    metric: str
+    split: str
+    role: Role | None
+    steps: np.ndarray
+    values: np.ndarray
+    wall_time: np.ndarray
+    higher_is_better: bool | None
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def finite(self) -> Series:
+        """The same series without NaN/inf points."""
+        ok = np.isfinite(self.values)
+        return Series(
+            self.tag,
+            self.metric,
+            self.split,
+            self.role,
+            self.steps[ok],
+            self.values[ok],
+            self.wall_time[ok],
+            self.higher_is_better,
+        )
+
+
+#: Metrics preferred for the val/train metric role, best first.
+_METRIC_PRIORITY = (
+    "accuracy",
+    "map50_95",
+    "map_0_5_0_95",
+    "map",
+    "map50",
+    "map_0_5",
+    "f1",
+    "macro_f1",
+    "auc",
+    "iou",
+    "miou",
+    "dice",
+    "bleu",
+    "wer",
+    "cer",
+    "perplexity",
+)
+
+_MAIN_LOSS_NAMES = ("loss", "total_loss", "loss_total", "train_loss", "objective", "nll")
+
+
+def series_from_rows(rows: pd.DataFrame, role: Role | None = None) -> Series:
+    """Turn one tag's rows into a :class:`Series` (dedup steps keeping the last value)."""
+    rows = rows.sort_values("step", kind="stable")
+    rows = rows.drop_duplicates("step", keep="last")
+    tag = str(rows["tag"].iloc[0]) if len(rows) else ""
+    metric = str(rows["metric"].iloc[0]) if len(rows) else ""
+    split = str(rows["split"].iloc[0]) if len(rows) else ""
+    return Series(
+        tag=tag,
+        metric=metric,
+        split=split,
+        role=role,
+        steps=rows["step"].to_numpy(dtype="int64"),
+        values=rows["value"].to_numpy(dtype="float64"),
+        wall_time=rows["wall_time"].to_numpy(dtype="float64"),
+        higher_is_better=higher_is_better(metric),
+    )
+
+
+class RoleMap:
+    """The resolved roles of one run; built by :func:`resolve_roles`.
+
+    ``get(role)`` gives the primary series for a role or None; ``candidates(role)`` every
+    series that could play it, best first; ``losses(split)`` every loss-like series of a
+    split (components included).
+    """
+
+    def __init__(self, by_tag: dict[str, Series], chosen: dict[Role, list[Series]]):
+        self.by_tag = by_tag
+        self._chosen = chosen
+
+    def get(self, role: Role) -> Series | None:
+        found = self._chosen.get(role) or []
+        return found[0] if found else None
+
+    def candidates(self, role: Role) -> list[Series]:
+        return list(self._chosen.get(role) or [])
+
+    def losses(self, split: str) -> list[Series]:
+        return [s for s in self.by_tag.values() if s.split == split and is_loss(s.metric)]
+
+    def role_of(self, tag: str) -> Role | None:
+        for role, found in self._chosen.items():
+            if found and found[0].tag == tag:
+                return role
+        return None
+
+    def as_dict(self) -> dict[str, str]:
+        """role name -> tag, for listings and JSON."""
+        return {role.value: found[0].tag for role, found in self._chosen.items() if found}
+
+
+def _alias_list(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _synth_total(parts: list[Series], split: str, role: Role) -> Series | None:
+    """Sum component losses (YOLO box+obj+cls) at their shared steps into one series."""
+    common = parts[0].steps
+    for p in parts[1:]:
+        common = np.intersect1d(common, p.steps)
+    if len(common) < 2:
+        return None
+    total = np.zeros(len(common))
+    wall = np.full(len(common), np.nan)
+    for p in parts:
+        idx = np.searchsorted(p.steps, common)
+        total = total + p.values[idx]
+        wall = p.wall_time[idx]
+    tag = "+".join(p.tag for p in parts)
+    return Series(tag, "loss", split, role, common, total, wall, False)
+
+
+def _pick_loss(
+    pool: list[Series], split: str, role: Role, reference: Series | None
+) -> list[Series]:
+    losses = [s for s in pool if s.split == split and is_loss(s.metric)]
+    if not losses:
+        return []
+    main = [s for s in losses if s.metric in _MAIN_LOSS_NAMES]
+    if not main and len(losses) >= 2:
+        synth = _synth_total(sorted(losses, key=lambda s: s.tag), split, role)
+        if synth is not None:
+            main = [synth]
+
+    def score(s: Series) -> tuple:
+        axis_ok = 1
+        if reference is not None and len(reference) and len(s):
+            ratio = (s.steps[-1] + 1) / (reference.steps[-1] + 1)
+            axis_ok = 1 if 0.5 <= ratio <= 2.0 else 0
+        return (axis_ok, min(len(s), 10_000) > 2, len(s))
+
+    ranked = sorted(main, key=score, reverse=True) + sorted(
+        [s for s in losses if s not in main], key=score, reverse=True
+    )
+    return [_with_role(s, role) for s in ranked]
+
+
+def _with_role(s: Series, role: Role) -> Series:
+    return Series(s.tag, s.metric, s.split, role, s.steps, s.values, s.wall_time, s.higher_is_better)
+
+
+def _pick_metric(pool: list[Series], split: str, role: Role) -> list[Series]:
+    found = [
+        s
+        for s in pool
+        if s.split == split and not is_loss(s.metric) and s.higher_is_better is not None
+        and s.metric not in ("lr", "grad_norm")
+    ]
+
+    def rank(s: Series) -> tuple:
+        try:
+            pri = _METRIC_PRIORITY.index(s.metric)
+        except ValueError:
+            pri = len(_METRIC_PRIORITY)
+        return (pri, -len(s))
+
+    return [_with_role(s, role) for s in sorted(found, key=rank)]
+
+
+def resolve_roles(scalars: pd.DataFrame, aliases: Mapping[str, object] | None = None) -> RoleMap:
+    """Assign roles to the tags of a scalar table.
+
+    ``aliases`` maps a role name (``train_loss``, ``val_metric``...) to a tag or list of
+    tags the user says play it (from ``[tool.diagnose.metrics]``); those win.  A metric
+    role's direction can be forced with ``val_metric_higher_is_better = false``.
+    """
+    by_tag: dict[str, Series] = {}
+    if len(scalars):
+        for tag, rows in scalars.groupby("tag", sort=True, observed=True):
+            by_tag[str(tag)] = series_from_rows(rows)
+    pool = list(by_tag.values())
+    chosen: dict[Role, list[Series]] = {}
+    aliases = dict(aliases or {})
+    for role in Role:
+        wanted = aliases.get(role.value)
+        if wanted:
+            hits = [by_tag[t] for t in _alias_list(wanted) if t in by_tag]  # type: ignore[arg-type]
+            if hits:
+                chosen[role] = [_with_role(s, role) for s in hits]
+    if Role.VAL_LOSS not in chosen:
+        val = _pick_loss(pool, "val", Role.VAL_LOSS, None) or _pick_loss(
+            pool, "test", Role.VAL_LOSS, None
+        )
+        if val:
+            chosen[Role.VAL_LOSS] = val
+    if Role.TRAIN_LOSS not in chosen:
+        ref = chosen.get(Role.VAL_LOSS, [None])[0]
+        train = _pick_loss(pool, "train", Role.TRAIN_LOSS, ref)
+        if train:
+            chosen[Role.TRAIN_LOSS] = train
+    if Role.VAL_METRIC not in chosen:
+        vm = _pick_metric(pool, "val", Role.VAL_METRIC) or _pick_metric(
+            pool, "test", Role.VAL_METRIC
+        )
+        if vm:
+            chosen[Role.VAL_METRIC] = vm
+    if Role.TRAIN_METRIC not in chosen:
+        tm = _pick_metric(pool, "train", Role.TRAIN_METRIC)
+        if tm:
+            chosen[Role.TRAIN_METRIC] = tm
+    if Role.LR not in chosen:
+        lrs = sorted((s for s in pool if s.metric == "lr"), key=lambda s: (s.tag, -len(s)))
+        if lrs:
+            chosen[Role.LR] = [_with_role(s, Role.LR) for s in lrs]
+    if Role.GRAD_NORM not in chosen:
+        gn = sorted((s for s in pool if s.metric == "grad_norm"), key=lambda s: -len(s))
+        if gn:
+            chosen[Role.GRAD_NORM] = [_with_role(s, Role.GRAD_NORM) for s in gn]
+    for key in ("val_metric", "train_metric"):
+        forced = aliases.get(f"{key}_higher_is_better")
+        role = Role(key)
+        if forced is not None and chosen.get(role):
+            chosen[role] = [
+                Series(s.tag, s.metric, s.split, s.role, s.steps, s.values, s.wall_time,
+                       bool(forced))
+                for s in chosen[role]
+            ]
+    return RoleMap(by_tag, chosen)
