@@ -81,9 +81,8 @@ class Config:
             return False
         if ign > sel:
             return False
-        if preview_rule and not self.preview and sel < len(rule_id):
-            return False
-        return True
+        # preview rules run only when asked for: --preview or selected by full id
+        return not (preview_rule and not self.preview and sel < len(rule_id))
 
 
 def find_pyproject(start: Path) -> Path | None:

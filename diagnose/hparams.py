@@ -6,7 +6,6 @@ optimizer, warmup_steps, grad_clip, epochs, max_steps, lr_schedule, normalizatio
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -137,7 +136,7 @@ def coerce(value: Any) -> float | int | str | bool | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else value
+        return value
     if isinstance(value, str):
         text = value.strip()
         low = text.lower()

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a series means to the rules."""
 
     TRAIN_LOSS = "train_loss"
@@ -351,7 +351,9 @@ def _pick_loss(
 
 
 def _with_role(s: Series, role: Role) -> Series:
-    return Series(s.tag, s.metric, s.split, role, s.steps, s.values, s.wall_time, s.higher_is_better)
+    return Series(
+        s.tag, s.metric, s.split, role, s.steps, s.values, s.wall_time, s.higher_is_better
+    )
 
 
 def _pick_metric(pool: list[Series], split: str, role: Role) -> list[Series]:

@@ -117,10 +117,7 @@ def make_scalars(
 
     n = len(step)
     tags = pd.Series(tag if not isinstance(tag, str) else [tag] * n, dtype="string")
-    if wall_time is None:
-        wall = np.full(n, np.nan)
-    else:
-        wall = np.asarray(wall_time, dtype="float64")
+    wall = np.full(n, np.nan) if wall_time is None else np.asarray(wall_time, dtype="float64")
     if split is None or isinstance(split, str):
         hint = split
         metric, splits = normalize_tags(tags, split_hint=hint)

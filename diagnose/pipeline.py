@@ -1,0 +1,165 @@
+"""The one-way flow: discover -> ingest -> engine -> recommend, for many runs at once.
+
+Each run is analysed independently (in worker processes when there are many), so one
+unreadable or odd run never stops the others: it becomes a :class:`LoadError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diagnose.config import Config
+from diagnose.findings import Analysis, LoadError, RunResult
+from diagnose.sources import RunSource
+
+#: Below this many runs a process pool costs more than it saves.
+_POOL_MIN_RUNS = 16
+
+
+@dataclass
+class Options:
+    """Per-invocation settings that are not rule configuration."""
+
+    hparam_overrides: dict[str, Any] = field(default_factory=dict)
+    verify_checksums: bool = False
+    jobs: int | None = None
+    progress: bool = False
+
+
+def _analyze_source(
+    source: RunSource, config: Config, options: Options
+) -> RunResult | LoadError:
+    """Load and judge one run; any failure becomes a one-line LoadError."""
+    from diagnose.engine import evaluate
+    from diagnose.ingest import IngestError, load_run
+    from diagnose.recommend import recommend
+
+    try:
+        run = load_run(source, verify_checksums=options.verify_checksums)
+    except IngestError as exc:
+        return LoadError(path=source.run_id, message=str(exc))
+    except Exception as exc:  # a parser bug must not take the other runs down
+        return LoadError(path=source.run_id, message=f"{type(exc).__name__}: {exc}")
+    overrides = {**config.hparams, **options.hparam_overrides}
+    try:
+        result = evaluate(run, config)
+        return recommend(result, overrides)
+    except Exception as exc:
+        return LoadError(
+            path=source.run_id, message=f"analysis failed: {type(exc).__name__}: {exc}"
+        )
+
+
+def _worker(args: tuple[RunSource, Config, Options]) -> RunResult | LoadError:
+    return _analyze_source(*args)
+
+
+def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A rich progress bar on stderr (only on a TTY); returns (advance, close)."""
+    if not enabled or total < 2 or not sys.stderr.isatty():
+        return (lambda: None), (lambda: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("analysing runs", total=total)
+    bar.start()
+    return (lambda: bar.advance(task)), bar.stop
+
+
+def analyze_sources(
+    sources: Iterable[RunSource], config: Config, options: Options | None = None
+) -> tuple[list[RunResult], list[LoadError]]:
+    """Analyse already-discovered runs, in parallel when there are many."""
+    options = options or Options()
+    sources = list(sources)
+    jobs = options.jobs or os.cpu_count() or 1
+    results: list[RunResult] = []
+    errors: list[LoadError] = []
+    advance, close = _progress_bar(len(sources), options.progress)
+    try:
+        if jobs > 1 and len(sources) >= _POOL_MIN_RUNS:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                chunk = max(1, len(sources) // (jobs * 8))
+                items = ((s, config, options) for s in sources)
+                for out in pool.map(_worker, items, chunksize=chunk):
+                    (results if isinstance(out, RunResult) else errors).append(out)
+                    advance()
+        else:
+            for source in sources:
+                out = _analyze_source(source, config, options)
+                (results if isinstance(out, RunResult) else errors).append(out)
+                advance()
+    finally:
+        close()
+    return results, errors
+
+
+def analyze(
+    paths: list[str],
+    config: Config | None = None,
+    options: Options | None = None,
+    baseline: str | None = None,
+) -> Analysis:
+    """Everything ``diagnose PATH...`` computes, as an :class:`Analysis`."""
+    from diagnose.discover import discover
+
+    config = config or Config()
+    options = options or Options()
+    sources, errors = discover(paths)
+    results, load_errors = analyze_sources(sources, config, options)
+    analysis = Analysis(results=results, errors=[*errors, *load_errors])
+    analysis.errors.sort(key=lambda e: e.path)
+    analysis.results.sort(key=lambda r: r.run.run_id)
+    from diagnose.sweep import sweep_insights
+
+    sweeps = sweep_insights(analysis.results)
+    if sweeps:
+        analysis.extras["sweeps"] = sweeps
+    if baseline:
+        apply_baseline(analysis, baseline, config, options)
+    return analysis
+
+
+def apply_baseline(analysis: Analysis, path: str, config: Config, options: Options) -> None:
+    """``--baseline``: drop accepted findings (a baseline file) or compare with a run."""
+    from diagnose import baseline as bl
+    from diagnose.discover import discover
+
+    if bl.is_baseline_file(Path(path)):
+        known = bl.load_baseline(Path(path))
+        filtered = bl.filter_known(analysis, known)
+        analysis.results = filtered.results
+        analysis.extras["baseline"] = {"file": path}
+        return
+    sources, errors = discover([path])
+    refs, ref_errors = analyze_sources(sources, config, options)
+    if not refs:
+        reason = (errors or ref_errors)[0].message if (errors or ref_errors) else "no run"
+        analysis.errors.append(LoadError(path=path, message=f"baseline unreadable: {reason}"))
+        return
+    by_id = {r.run.run_id: r for r in refs}
+    compared = 0
+    for result in analysis.results:
+        ref = by_id.get(result.run.run_id) or (refs[0] if len(refs) == 1 else None)
+        if ref is None:
+            continue
+        result.findings.extend(bl.compare(result, ref))
+        compared += 1
+    analysis.extras["baseline"] = {"path": path, "runs_compared": compared}
