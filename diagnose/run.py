@@ -111,31 +111,44 @@ def make_scalars(
 
     ``split`` may be given (a string for all rows, or an array) when the layout, not the
     tag, says it (Keras ``train/`` + ``validation/`` folders).  Tag normalisation lives
-    in :mod:`diagnose.metrics` so every family names metrics the same way.
+    in :mod:`diagnose.metrics` so every family names metrics the same way.  The text
+    columns are categoricals: a million rows of twenty tags cost twenty look-ups.
     """
-    from diagnose.metrics import normalize_tags
+    from diagnose.metrics import normalize_tag
 
     n = len(step)
-    tags = pd.Series(tag if not isinstance(tag, str) else [tag] * n, dtype="string")
-    wall = np.full(n, np.nan) if wall_time is None else np.asarray(wall_time, dtype="float64")
-    if split is None or isinstance(split, str):
-        hint = split
-        metric, splits = normalize_tags(tags, split_hint=hint)
+    if isinstance(tag, str):
+        tags = pd.Categorical.from_codes(np.zeros(n, dtype="int8"), categories=[tag])
+    elif isinstance(tag, pd.Categorical):  # fastest: readers that already hold tag codes
+        tags = tag
     else:
-        metric, splits = normalize_tags(tags, split_hint=None)
-        given = pd.Series(split, dtype="string")
-        splits = given.where(given.notna(), splits)
-    df = pd.DataFrame(
+        tags = pd.Categorical(np.asarray(tag, dtype=object))
+    hint = split if isinstance(split, str) else None
+    pairs = [normalize_tag(str(t), hint) for t in tags.categories]
+    metric = _recode(tags.codes, [p[0] for p in pairs])
+    splits = _recode(tags.codes, [p[1] for p in pairs])
+    if split is not None and not isinstance(split, str):
+        given = pd.Series(split, dtype="object")
+        splits = pd.Categorical(given.where(given.notna(), pd.Series(splits, dtype="object")))
+    wall = np.full(n, np.nan) if wall_time is None else np.asarray(wall_time, dtype="float64")
+    return pd.DataFrame(
         {
-            "tag": tags.reset_index(drop=True),
-            "metric": pd.Series(metric, dtype="string").reset_index(drop=True),
-            "split": pd.Series(splits, dtype="string").reset_index(drop=True),
+            "tag": tags,
+            "metric": metric,
+            "split": splits,
             "step": np.asarray(step, dtype="int64"),
             "wall_time": wall,
             "value": np.asarray(value, dtype="float64"),
         }
     )
-    return df
+
+
+def _recode(codes: np.ndarray, names: list[str]) -> pd.Categorical:
+    """Categorical of ``names[code]`` per row, without a Python loop over rows."""
+    uniques = sorted(set(names))
+    index = {name: i for i, name in enumerate(uniques)}
+    lookup = np.array([index[name] for name in names] + [-1], dtype="int32")
+    return pd.Categorical.from_codes(lookup[codes], categories=uniques)
 
 
 @dataclass
@@ -186,10 +199,24 @@ class Run:
     def finalize(self) -> Run:
         """Sort the table by (tag, step) keeping write order within a step; returns self."""
         if len(self.scalars):
+            self._split_shared_tags()
             self.scalars = self.scalars.sort_values(
                 ["tag", "step"], kind="stable", ignore_index=True
             )
         return self
+
+    def _split_shared_tags(self) -> None:
+        """Keras writes ``epoch_loss`` in both ``train/`` and ``validation/``: one tag, two
+        series.  Such tags become ``<split>/<tag>`` so every tag names one series."""
+        pairs = self.scalars[["tag", "split"]].drop_duplicates()
+        counts = pairs["tag"].value_counts()
+        shared = counts[counts > 1].index
+        if len(shared):
+            tags = self.scalars["tag"].astype("object")
+            splits = self.scalars["split"].astype("object")
+            mask = tags.isin(shared)
+            tags[mask] = splits[mask] + "/" + tags[mask]
+            self.scalars["tag"] = pd.Categorical(tags)
 
     @property
     def tags(self) -> list[str]:

@@ -1,0 +1,126 @@
+"""Probe results as text, markdown and an overlay plot of control vs candidates."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "n/a"
+        if math.isinf(value):
+            return "diverged" if value > 0 else "-inf"
+        return f"{value:.4g}"
+    return "n/a" if value is None else str(value)
+
+
+def _trial_summary(trials: list[dict[str, Any]]) -> str:
+    parts = []
+    for t in trials:
+        if t["status"] != "ok":
+            parts.append(f"seed {t['seed']}: {t['status']} ({t.get('message', '')[:80]})")
+        else:
+            states = ",".join(t.get("states") or []) or "healthy"
+            parts.append(f"seed {t['seed']}: {states}")
+    return "; ".join(parts)
+
+
+def probe_lines(probe: dict[str, Any]) -> list[str]:
+    """Plain-text lines for the terminal."""
+    metric = probe.get("metric", "?")
+    lines = [
+        f"probe on {probe['device']}: {len(probe['candidates'])} candidate(s) x "
+        f"{probe['seeds']} seed(s) + control, budget "
+        + (f"{probe['max_steps']} steps" if probe.get("max_steps") else
+           f"{probe.get('epochs')} epochs")
+        + f", compared on {metric} at step {probe.get('matched_step')}, {probe['wall_s']} s",
+        f"  control: {_trial_summary(probe['control'].get('trials', []))}",
+    ]
+    for c in probe["candidates"]:
+        change = ", ".join(f"{k}: {_num(c['from'].get(k))} -> {_num(v)}"
+                           for k, v in c["changes"].items())
+        effect = ""
+        if "effect" in c:
+            effect = (f" (control {_num(c.get('control_mean'))}, candidate "
+                      f"{_num(c.get('candidate_mean'))}, effect {_num(c.get('effect'))}, "
+                      f"spread {_num(c.get('spread'))})")
+        lines.append(f"  {c['verdict'].upper():<12} {change}{effect}: {c.get('reason', '')}")
+        lines.append(f"    trials: {_trial_summary(c['trials'])}")
+    for s in probe.get("skipped", []):
+        lines.append(f"  not probed   {s['hyperparameter']}: {s['reason']}")
+    return lines
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def probe_markdown(probe: dict[str, Any], plot: Path | None = None) -> str:
+    """A markdown section: verdict table, skipped recommendations, the overlay plot."""
+    out = [
+        "### Probe: confirmation trials",
+        "",
+        f"Device **{_md(probe['device'])}**, {probe['seeds']} seed(s) per arm, budget "
+        + (f"{probe['max_steps']} steps" if probe.get("max_steps") else
+           f"{probe.get('epochs')} epochs")
+        + f", compared on `{_md(probe.get('metric', '?'))}` at step "
+        f"{probe.get('matched_step')}; wall time {probe['wall_s']} s.",
+        "",
+        "| candidate | verdict | control | candidate | effect | seed spread | why |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in probe["candidates"]:
+        change = ", ".join(f"{k}: {_num(c['from'].get(k))} → {_num(v)}"
+                           for k, v in c["changes"].items())
+        out.append(
+            f"| {_md(change)} | **{c['verdict']}** | {_num(c.get('control_mean'))} | "
+            f"{_num(c.get('candidate_mean'))} | {_num(c.get('effect'))} | "
+            f"{_num(c.get('spread'))} | {_md(c.get('reason', ''))} |"
+        )
+    for s in probe.get("skipped", []):
+        out.append(f"\nNot probed: `{_md(s['hyperparameter'])}` ({_md(s['reason'])}).")
+    if plot is not None:
+        out += ["", f"![control vs candidates]({plot.name})"]
+    return "\n".join(out) + "\n"
+
+
+def plot_probe(probe: dict[str, Any], path: Path) -> Path | None:
+    """Overlay every trial's curve: control in grey, each candidate in its own colour."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    arms = [("control", probe["control"].get("trials", []))] + [
+        (c["key"] + f" ({c['verdict']})", c["trials"]) for c in probe["candidates"]
+    ]
+    if not any(t.get("curve", {}).get("steps") for _, trials in arms for t in trials):
+        return None
+    fig = Figure(figsize=(7.0, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    positive = True
+    for i, (label, trials) in enumerate(arms):
+        color = "0.45" if i == 0 else f"C{i - 1}"
+        for j, t in enumerate(trials):
+            curve = t.get("curve") or {}
+            steps, values = curve.get("steps", []), curve.get("values", [])
+            if not steps:
+                continue
+            finite = [v for v in values if v is not None and math.isfinite(v)]
+            positive = positive and all(v > 0 for v in finite)
+            ax.plot(steps, [v if v is not None and math.isfinite(v) else math.nan
+                            for v in values],
+                    color=color, lw=1.2, alpha=0.85, label=label if j == 0 else None)
+    if probe.get("matched_step"):
+        ax.axvline(probe["matched_step"], color="k", ls=":", lw=1, label="matched step")
+    if positive and "loss" in str(probe.get("metric", "")):
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel(str(probe.get("metric", "metric")).replace("_", " "))
+    ax.set_title("Probe: control vs candidates (every seed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

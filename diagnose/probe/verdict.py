@@ -1,0 +1,157 @@
+"""Did a candidate help?  Compare it with the control at matched steps, over seeds.
+
+A candidate is *confirmed* when the pathological state it targets is gone in every seed
+(and was there in the control) without the metric getting worse, or when its metric
+beats the control's by more than the seed-to-seed spread; *refuted* when it is worse by
+more than the spread, or the state persists in every seed; *inconclusive* otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diagnose.metrics import Role
+from diagnose.probe.trials import TrialOutcome
+
+#: Effects smaller than this share of the control's level are noise whatever the spread.
+MIN_RELATIVE_EFFECT = 0.02
+#: An effect must exceed this many seed-to-seed standard deviations.
+SPREAD_FACTOR = 2.0
+#: The matched value is the mean over this final share of the compared window.
+TAIL_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ArmScore:
+    """One arm's per-seed values at the matched step (inf = diverged)."""
+
+    values: list[float]
+    states: list[list[str]]
+    failed: int
+
+
+def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
+    """The role to compare on: val loss, else train loss, else the val metric."""
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS, Role.VAL_METRIC):
+        for o in outcomes:
+            if o.result is None:
+                continue
+            from diagnose.metrics import resolve_roles
+
+            series = resolve_roles(o.result.run.scalars).get(role)
+            if series is not None and len(series):
+                higher = bool(series.higher_is_better) if role == Role.VAL_METRIC else False
+                return role, higher
+    return None
+
+
+def _series(outcome: TrialOutcome, role: Role):
+    from diagnose.metrics import resolve_roles
+
+    if outcome.result is None:
+        return None
+    return resolve_roles(outcome.result.run.scalars).get(role)
+
+
+def matched_step(outcomes: list[TrialOutcome], role: Role) -> int | None:
+    """The last step every successful trial logged (so arms are compared fairly)."""
+    lasts = []
+    for o in outcomes:
+        s = _series(o, role)
+        if s is not None and len(s):
+            lasts.append(int(s.steps[-1]))
+    return min(lasts) if lasts else None
+
+
+def value_at(outcome: TrialOutcome, role: Role, step: int, higher: bool) -> float:
+    """Mean of the tail window ending at ``step``; non-finite anywhere up to it = worst."""
+    s = _series(outcome, role)
+    worst = -math.inf if higher else math.inf
+    if s is None or not len(s):
+        return worst
+    upto = s.steps <= step
+    if not upto.any() or not np.isfinite(s.values[upto]).all():
+        return worst
+    window = upto & (s.steps > step * (1 - TAIL_FRACTION))
+    if not window.any():
+        window = upto & (s.steps == s.steps[upto][-1])
+    return float(np.mean(s.values[window]))
+
+
+def score_arm(outcomes: list[TrialOutcome], role: Role, step: int, higher: bool) -> ArmScore:
+    ok = [o for o in outcomes if o.status == "ok"]
+    return ArmScore(
+        values=[value_at(o, role, step, higher) for o in ok],
+        states=[list(o.result.states) if o.result else [] for o in ok],
+        failed=len(outcomes) - len(ok),
+    )
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    if not len(arr):
+        return math.nan, math.nan
+    if not np.isfinite(arr).all():
+        return float(np.mean(arr)), math.nan
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def decide(
+    control: ArmScore, candidate: ArmScore, target_state: str | None, higher: bool
+) -> dict[str, Any]:
+    """Verdict, effect size and spread for one candidate against the control."""
+    out: dict[str, Any] = {}
+    if not candidate.values:
+        out.update(verdict="inconclusive", reason="every candidate trial failed")
+        return out
+    if not control.values:
+        out.update(verdict="inconclusive", reason="every control trial failed")
+        return out
+    c_mean, c_std = _mean_std(control.values)
+    k_mean, k_std = _mean_std(candidate.values)
+    sign = 1.0 if higher else -1.0
+    in_control = sum(target_state in s for s in control.states) if target_state else 0
+    in_cand = sum(target_state in s for s in candidate.states) if target_state else 0
+    state_gone = bool(target_state) and in_control == len(control.states) and in_cand == 0
+    state_stays = bool(target_state) and in_control > 0 and in_cand == len(candidate.states)
+    out.update(
+        control_mean=c_mean,
+        candidate_mean=k_mean,
+        control_spread=c_std,
+        candidate_spread=k_std,
+        state_in_control=f"{in_control}/{len(control.states)}",
+        state_in_candidate=f"{in_cand}/{len(candidate.states)}",
+    )
+    if math.isinf(c_mean) and math.isfinite(k_mean):
+        out.update(effect=math.inf, verdict="confirmed",
+                   reason="the control diverged and the candidate did not")
+        return out
+    if math.isinf(k_mean) and math.isfinite(c_mean):
+        out.update(effect=-math.inf, verdict="refuted",
+                   reason="the candidate diverged and the control did not")
+        return out
+    if math.isinf(c_mean) and math.isinf(k_mean):
+        out.update(effect=math.nan, verdict="refuted",
+                   reason="both control and candidate diverged")
+        return out
+    effect = sign * (k_mean - c_mean)
+    spread = max(v for v in (c_std, k_std, 0.0) if not math.isnan(v))
+    gate = max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
+    out.update(effect=effect, relative_effect=effect / abs(c_mean) if c_mean else math.nan,
+               spread=spread, gate=gate)
+    if state_gone and effect > -gate:
+        out.update(verdict="confirmed",
+                   reason=f"{target_state} gone in every candidate seed, metric not worse")
+    elif effect > gate:
+        out.update(verdict="confirmed", reason="metric better beyond the seed-to-seed spread")
+    elif effect < -gate:
+        out.update(verdict="refuted", reason="metric worse beyond the seed-to-seed spread")
+    elif state_stays:
+        out.update(verdict="refuted", reason=f"{target_state} persists in every candidate seed")
+    else:
+        out.update(verdict="inconclusive", reason="difference within the seed-to-seed spread")
+    return out
