@@ -129,7 +129,7 @@ def cmd_analyze(argv: list[str]) -> int:
     text = render(analysis, args.format, config.fail_on, color=color, rules=rules)
     _write(text, args.output)
     if args.report:
-        write_report(analysis, Path(args.report), rules=rules)
+        write_report(analysis, Path(args.report), rules=rules, fail_on=config.fail_on)
     for error in analysis.errors:
         if args.format in ("json", "sarif", "junit") or args.output:
             print(f"diagnose: {error.path}: {error.message}", file=sys.stderr)
@@ -235,7 +235,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # -o/--report/baseline file not writable: the user's, not ours
+        print(f"diagnose: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as exc:  # never a traceback for users; DIAGNOSE_DEBUG=1 shows it
+        if type(exc).__name__ == "BaselineError":  # an unreadable --baseline file
+            print(f"diagnose: baseline error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__name__ == "RuleError":  # a rules-dirs folder or user rule file
+            print(f"diagnose: config error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("DIAGNOSE_DEBUG"):
             raise
         print(f"diagnose: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -116,15 +116,23 @@ ALIASES: dict[str, str] = {
 _SEP = re.compile(r"[-.\s/]+")
 
 
+_AMBIGUOUS_TAILS = ("batch", "opt", "norm", "warmup", "bn", "l2")
+
+
 def canonical_name(key: str) -> str | None:
-    """Canonical name for one hyperparameter key, or None when it has none."""
-    k = _SEP.sub("_", str(key).strip().lower()).strip("_")
-    if k in ALIASES:
-        return ALIASES[k]
-    # hparams nested with a prefix (``optimizer.lr``, ``model/dropout``): use the last part.
-    last = k.rsplit("_", 1)[-1] if "_" in k else k
-    for tail in (k.split("__")[-1], last):
-        if tail in ALIASES and tail not in ("batch", "opt", "norm", "warmup", "bn", "l2"):
+    """Canonical name for one hyperparameter key, or None when it has none.
+
+    Nested keys (``optimizer.lr``, ``hyp/lr0``, ``optimizer__lr``) map by their last
+    part; an underscore alone never splits a key (``cos_lr`` is not a learning rate).
+    """
+    text = re.sub(r"[-\s]+", "_", str(key).strip().lower())
+    flat = re.sub(r"[./]+", "_", text).strip("_")
+    if flat in ALIASES:
+        return ALIASES[flat]
+    parts = [p for p in re.split(r"[./]|__", text) if p]
+    if len(parts) > 1:
+        tail = parts[-1].strip("_")
+        if tail in ALIASES and tail not in _AMBIGUOUS_TAILS:
             return ALIASES[tail]
     return None
 

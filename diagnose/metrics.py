@@ -96,6 +96,9 @@ def normalize_tag(tag: str, split_hint: str | None = None) -> tuple[str, str]:
         split = "val"
     elif low.startswith(("epoch_", "batch_")) and len(name) > 6:
         name = name.split("_", 1)[1]
+    # detectron2 evaluation results (bbox/AP, segm/AP50) are validation metrics.
+    if low.startswith(("bbox/", "segm/", "keypoints/", "panoptic_seg/", "sem_seg/")):
+        split = "val"
     # Ultralytics metrics/* are validation metrics.
     if name.lower().startswith("metrics/"):
         name = name[len("metrics/") :]
@@ -166,7 +169,7 @@ def normalize_tags(tags: Iterable[str], split_hint: str | None = None) -> tuple[
 
 _HIGHER = re.compile(
     r"acc|f1|precision|recall|map|auc|iou|dice|bleu|rouge|meteor|^r2$|psnr|ssim|"
-    r"score|top\d|exact_match|matthews|mcc|kappa|ndcg|hit",
+    r"score|top\d|exact_match|matthews|mcc|kappa|ndcg|hit|(?:^|_)ap(?:\d+|[slm])?(?:_|$)",
     re.I,
 )
 _LOWER = re.compile(

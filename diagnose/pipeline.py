@@ -94,7 +94,12 @@ def analyze_sources(
         if jobs > 1 and len(sources) >= _POOL_MIN_RUNS:
             import multiprocessing
 
-            ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+            # forkserver, not fork: the progress bar runs a thread, and forking a
+            # threaded process can deadlock the child.
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if "forkserver" in methods:
+                ctx.set_forkserver_preload(["diagnose.pipeline", "diagnose.engine"])
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
                 chunk = max(1, len(sources) // (jobs * 8))
                 items = ((s, config, options) for s in sources)
@@ -119,10 +124,15 @@ def analyze(
 ) -> Analysis:
     """Everything ``diagnose PATH...`` computes, as an :class:`Analysis`."""
     from diagnose.discover import discover
+    from diagnose.engine import check_config, load_rules
 
     config = config or Config()
     options = options or Options()
+    # invalid thresholds/severity are a usage error (ConfigError), not one per run
+    check_config(load_rules(config.rules_dirs), config)
     sources, errors = discover(paths)
+    if not sources and not errors:  # nothing to read is not a pass (exit 2, DESIGN.md)
+        errors = [LoadError(path=p, message="no training log found") for p in paths]
     results, load_errors = analyze_sources(sources, config, options)
     analysis = Analysis(results=results, errors=[*errors, *load_errors])
     analysis.errors.sort(key=lambda e: e.path)
@@ -146,7 +156,8 @@ def apply_baseline(analysis: Analysis, path: str, config: Config, options: Optio
         known = bl.load_baseline(Path(path))
         filtered = bl.filter_known(analysis, known)
         analysis.results = filtered.results
-        analysis.extras["baseline"] = {"file": path}
+        analysis.extras.update(filtered.extras)
+        analysis.extras.setdefault("baseline", {})["file"] = path
         return
     sources, errors = discover([path])
     refs, ref_errors = analyze_sources(sources, config, options)
@@ -160,6 +171,9 @@ def apply_baseline(analysis: Analysis, path: str, config: Config, options: Optio
         ref = by_id.get(result.run.run_id) or (refs[0] if len(refs) == 1 else None)
         if ref is None:
             continue
-        result.findings.extend(bl.compare(result, ref))
+        # --select/--ignore apply to the comparison's findings (BSL...) too
+        result.findings.extend(
+            f for f in bl.compare(result, ref) if config.rule_enabled(f.rule)
+        )
         compared += 1
     analysis.extras["baseline"] = {"path": path, "runs_compared": compared}

@@ -1,0 +1,282 @@
+"""Output formats: one entry point, :func:`render`, for every ``--format``.
+
+Every format is built from the same :class:`~diagnose.findings.Analysis`; the helpers here
+(ordering, counts, exit status, rule-doc lookup, value formatting) are shared so that the
+text summary, the JUnit failures and the GitHub annotations never disagree about what
+"fails" means.  Format modules are imported lazily so ``diagnose --format json`` does not
+pay for matplotlib or rich.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
+
+FORMATS = ("text", "markdown", "json", "sarif", "junit", "github")
+FAIL_ON = ("error", "warning", "never")
+
+__all__ = [
+    "FAIL_ON",
+    "FORMATS",
+    "RuleInfo",
+    "counts",
+    "exit_status",
+    "fails",
+    "fmt_value",
+    "ordered_findings",
+    "render",
+    "rule_index",
+    "summary_line",
+    "verdict",
+    "write_report",
+]
+
+
+def render(
+    analysis: Analysis,
+    fmt: str,
+    fail_on: str = "error",
+    *,
+    color: bool | None = None,
+    rules: list | None = None,
+) -> str:
+    """Render ``analysis`` in one of :data:`FORMATS`; returns the whole document.
+
+    ``color`` only affects ``text`` (None: colour when stdout is a terminal).  ``rules``
+    are the engine's RuleSpecs; SARIF and the markdown report take rule help from them.
+    """
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+    if fmt == "text":
+        from diagnose.report.text import render_text
+
+        return render_text(analysis, fail_on, color=color)
+    if fmt == "markdown":
+        from diagnose.report.markdown import render_markdown
+
+        return render_markdown(analysis, fail_on, rules=rules)
+    if fmt == "json":
+        from diagnose.report.json_out import render_json
+
+        return render_json(analysis)
+    if fmt == "sarif":
+        from diagnose.report.sarif import render_sarif
+
+        return render_sarif(analysis, rules=rules)
+    if fmt == "junit":
+        from diagnose.report.junit import render_junit
+
+        return render_junit(analysis, fail_on)
+    if fmt == "github":
+        from diagnose.report.github import render_github
+
+        return render_github(analysis, fail_on)
+    raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def write_report(
+    analysis: Analysis,
+    path: Path,
+    *,
+    rules: list | None = None,
+    fail_on: str = "error",
+    max_plots: int | None = None,
+) -> list[Path]:
+    """Write the markdown advice report and its PNG plots; see :mod:`.markdown`."""
+    from diagnose.report.markdown import MAX_PLOTS
+    from diagnose.report.markdown import write_report as _write
+
+    return _write(analysis, Path(path), rules=rules, fail_on=fail_on,
+                  max_plots=MAX_PLOTS if max_plots is None else max_plots)
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+def fails(finding: Finding, fail_on: str) -> bool:
+    """True when ``finding`` is at or above ``--fail-on`` (never for ``never``)."""
+    if fail_on == "never":
+        return False
+    return SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[fail_on]
+
+
+def exit_status(analysis: Analysis, fail_on: str) -> int:
+    """The exit code DESIGN.md fixes: 2 when no run was read, 1 when a finding fails."""
+    if not analysis.results:
+        return 2
+    if any(fails(f, fail_on) for r in analysis.results for f in r.findings):
+        return 1
+    return 0
+
+
+def ordered_findings(result: RunResult) -> list[Finding]:
+    """Most severe first, then by step (unknown steps last), then rule id: stable output."""
+
+    def key(f: Finding) -> tuple:
+        step = f.step if f.step is not None else math.inf
+        return (-SEVERITY_RANK[f.severity], step, f.rule)
+
+    return sorted(result.findings, key=key)
+
+
+def counts(analysis: Analysis) -> dict[str, int]:
+    """Findings per severity over every run."""
+    out = {"error": 0, "warning": 0, "info": 0}
+    for r in analysis.results:
+        for f in r.findings:
+            out[f.severity] = out.get(f.severity, 0) + 1
+    return out
+
+
+def _plural(n: int, word: str) -> str:
+    if word == "info":
+        return f"{n} info"
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def summary_line(analysis: Analysis, fail_on: str) -> str:
+    """One line for the end of a listing: '3 runs: 1 error, 2 warnings; exit 1 with ...'."""
+    c = counts(analysis)
+    parts = [_plural(c[s], s) for s in ("error", "warning", "info") if c[s]]
+    head = _plural(len(analysis.results), "run")
+    body = ", ".join(parts) if parts else "no findings"
+    if analysis.errors:
+        body += f", {len(analysis.errors)} unreadable"
+    return f"{head}: {body}; exit {exit_status(analysis, fail_on)} with --fail-on {fail_on}"
+
+
+def verdict(result: RunResult) -> str:
+    """The run's states joined, or 'healthy' when no error/warning finding."""
+    return ", ".join(result.states) or "healthy"
+
+
+def fmt_value(value: Any) -> str:
+    """Short human form of a number or value: 4 significant digits, ints as ints."""
+    if value is None:
+        return "?"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {fmt_value(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: Any) -> str:
+    """Text from untrusted files made safe for a terminal: control bytes (ANSI escapes,
+    carriage returns) become visible ``\\xNN`` escapes and newlines become spaces."""
+    s = str(text).replace("\r\n", " ").replace("\n", " ")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def recommendation_line(rec: Any) -> str:
+    """'learning_rate: 0.1 -> 0.03 (why)' for listings; 'enable' style when no value."""
+    if rec.current is None and rec.proposed is None:
+        change = rec.action
+    elif rec.current is None:
+        change = f"{rec.action} -> {fmt_value(rec.proposed)}"
+    else:
+        change = f"{fmt_value(rec.current)} -> {fmt_value(rec.proposed)}"
+    why = f" ({rec.rationale})" if rec.rationale else ""
+    return f"{rec.hyperparameter}: {change}{why}"
+
+
+def display_path(path: Path | str, cwd: Path | None = None) -> str:
+    """A path as a reader (or GitHub) wants it: relative to the current directory when
+    absolute and under a common root, ``/``-separated, otherwise unchanged."""
+    p = Path(path)
+    if p.is_absolute():
+        try:
+            p = Path(os.path.relpath(p, (cwd or Path.cwd()).resolve()))
+        except ValueError:  # another drive on Windows
+            return p.as_posix()
+    return p.as_posix()
+
+
+def run_location(run: Any) -> Path:
+    """The file a run's findings point at: its first source file, else its folder."""
+    sources = list(getattr(run, "sources", None) or [])
+    return Path(sources[0]) if sources else Path(run.path)
+
+
+# ---------------------------------------------------------------------------
+# Rule documentation
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """What the formats need of a rule, from an engine RuleSpec, a dict or a finding."""
+
+    id: str
+    name: str
+    state: str = ""
+    severity: str = "warning"
+    summary: str = ""
+    doc: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, spec: Any) -> RuleInfo:
+        """Duck-typed read: attribute or key access, so RuleSpec and dicts both work."""
+
+        def get(key: str, default: Any = None) -> Any:
+            if isinstance(spec, Mapping):
+                return spec.get(key, default)
+            return getattr(spec, key, default)
+
+        return cls(
+            id=str(get("id", "")),
+            name=str(get("name", "") or get("id", "")),
+            state=str(get("state", "") or ""),
+            severity=str(get("severity", "warning") or "warning"),
+            summary=str(get("summary", "") or ""),
+            doc=dict(get("doc", None) or {}),
+            thresholds=dict(get("thresholds", None) or {}),
+        )
+
+    @classmethod
+    def from_finding(cls, f: Finding) -> RuleInfo:
+        return cls(id=f.rule, name=f.name, state=f.state, severity=f.severity, summary="")
+
+
+def rule_index(rules: Iterable[Any] | None, analysis: Analysis) -> dict[str, RuleInfo]:
+    """Rule id -> RuleInfo: the given rules first, then any rule only seen in findings."""
+    out: dict[str, RuleInfo] = {}
+    for spec in rules or ():
+        info = RuleInfo.of(spec)
+        if info.id:
+            out.setdefault(info.id, info)
+    for r in analysis.results:
+        for f in r.findings:
+            if f.rule not in out:
+                out[f.rule] = RuleInfo.from_finding(f)
+    return out

@@ -1,0 +1,243 @@
+"""Detector registry: the functions rules point at by name.
+
+A rule file (``rules/DIV001.toml``) says *what* to report and with which thresholds; a
+detector says *how* to look.  A detector is ``fn(ctx: RuleContext, p: dict) ->
+list[Hit] | None``: ``None`` means not applicable (its metrics are absent), ``[]`` means
+applicable and quiet.  Several rules may share one detector with different thresholds.
+
+Detectors never read files; they ask the :class:`RuleContext` for series by role, and
+cache shared computations on it (``ctx.cached``) so ten rules smoothing the same train
+loss pay for it once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import logging
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from diagnose.metrics import Role, RoleMap, Series, resolve_roles
+from diagnose.run import Histogram, IngestNote, Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One thing a detector found; the engine turns it into a Finding.
+
+    ``metric`` is the raw tag the hit is about (or None for run-level hits), ``step``
+    where it happened, ``message`` one present-tense sentence with the key number and
+    step, ``evidence`` the numbers that decided it (thresholds included).
+    """
+
+    metric: str | None
+    step: int | None
+    message: str
+    evidence: dict
+
+
+Detector = Callable[["RuleContext", dict], "list[Hit] | None"]
+
+_REGISTRY: dict[str, Detector] = {}
+
+
+def detector(name: str) -> Callable[[Detector], Detector]:
+    """Register ``fn`` under ``name`` (the value of a rule's ``detector`` key)."""
+
+    def wrap(fn: Detector) -> Detector:
+        if name in _REGISTRY and _REGISTRY[name] is not fn:
+            existing = _REGISTRY[name]
+            # re-imports (e.g. importlib.reload in tests) replace silently
+            if (existing.__module__, existing.__qualname__) != (fn.__module__, fn.__qualname__):
+                raise ValueError(f"detector {name!r} registered twice")
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def get_detector(name: str) -> Detector | None:
+    """The detector registered under ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
+def detector_names() -> list[str]:
+    """Every registered detector name, sorted."""
+    return sorted(_REGISTRY)
+
+
+class RuleContext:
+    """What a detector may look at for one run, plus a per-run cache.
+
+    ``run`` the Run; ``roles`` the resolved RoleMap; ``hparams`` the run's hyperparameters
+    updated by user overrides (``--hparam``, ``[tool.diagnose.hparams]``); ``notes`` the
+    ingest notes.
+    """
+
+    def __init__(self, run: Run, roles: RoleMap | None = None,
+                 hparams: dict[str, Any] | None = None,
+                 metric_aliases: dict[str, Any] | None = None):
+        self.run = run
+        self.roles = roles if roles is not None else resolve_roles(run.scalars, metric_aliases)
+        self.hparams: dict[str, Any] = {**run.hparams, **(hparams or {})}
+        self.notes: list[IngestNote] = list(run.notes)
+        self._cache: dict[Hashable, Any] = {}
+        self._hist: dict[str, list[Histogram]] | None = None
+
+    def series(self, role: Role | str) -> Series | None:
+        """Primary series for a role (raw: NaN/inf kept; detectors decide), or None."""
+        return self.roles.get(Role(role))
+
+    def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per run per ``key`` (e.g. ``("smooth", tag, frac)``)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    def histograms(self, pattern: str = "*") -> dict[str, list[Histogram]]:
+        """Histogram samples per tag (step order) for tags matching ``pattern``.
+
+        ``pattern`` is a shell glob (``*relu*``) or, when it starts with ``re:``, a
+        case-insensitive regular expression searched in the tag.
+        """
+        if self._hist is None:
+            grouped: dict[str, list[Histogram]] = {}
+            for h in self.run.histograms:
+                grouped.setdefault(h.tag, []).append(h)
+            for samples in grouped.values():
+                samples.sort(key=lambda h: h.step)
+            self._hist = grouped
+        if pattern in ("*", ""):
+            return dict(self._hist)
+        if pattern.startswith("re:"):
+            rx = re.compile(pattern[3:], re.I)
+            return {t: h for t, h in self._hist.items() if rx.search(t)}
+        pat = pattern.lower()
+        return {t: h for t, h in self._hist.items() if fnmatch.fnmatchcase(t.lower(), pat)}
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by detectors
+# ---------------------------------------------------------------------------
+
+
+def fmt(x: float | int | None) -> str:
+    """A number for a message: 3 significant digits, scientific when very large/small."""
+    if x is None:
+        return "n/a"
+    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
+        return str(int(x))
+    x = float(x)
+    if not np.isfinite(x):
+        return "NaN" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    if x == 0:
+        return "0"
+    if abs(x) >= 1e5 or abs(x) < 1e-3:
+        return f"{x:.3g}"
+    return f"{x:.4g}" if abs(x) >= 1 else f"{x:.3g}"
+
+
+def loss_label(s: Series) -> str:
+    """``train loss`` / ``val loss`` / ``train box_loss``: how messages name a series."""
+    split = {"train": "train", "val": "val", "test": "test"}.get(s.split, s.split)
+    if "+" in s.tag:
+        return f"{split} total loss"
+    name = s.metric.replace("_", " ") if s.metric not in ("loss", "total_loss") else "loss"
+    return f"{split} {name}"
+
+
+def main_losses(ctx: RuleContext, splits: Sequence[str] = ("train", "val")) -> list[Series]:
+    """The primary train and/or val loss series that exist (train first)."""
+    out = []
+    for split in splits:
+        role = Role.TRAIN_LOSS if split == "train" else Role.VAL_LOSS
+        s = ctx.series(role)
+        if s is not None and len(s):
+            out.append(s)
+    return out
+
+
+def finite(ctx: RuleContext, s: Series) -> Series:
+    """Cached ``s.finite`` (copying a 1M-point series ten times is not free)."""
+    return ctx.cached(("finite", s.tag, s.role), lambda: s.finite)
+
+
+def binned(ctx: RuleContext, s: Series, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """Cached mean-binned finite points (:func:`diagnose.signals.downsample_arrays`)."""
+    from diagnose import signals
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        f = finite(ctx, s)
+        return signals.downsample_arrays(f.steps, f.values, max_points, "mean")
+
+    return ctx.cached(("binned", s.tag, s.role, max_points), compute)
+
+
+def smoothed(ctx: RuleContext, s: Series, frac: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Cached :func:`diagnose.signals.smooth` of a series' finite points."""
+    from diagnose import signals
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        bs, bv = binned(ctx, s)
+        return signals.smooth(bs, bv, frac=frac)
+
+    return ctx.cached(("smooth", s.tag, s.role, frac), compute)
+
+
+def noise(ctx: RuleContext, s: Series) -> float:
+    """Cached point-to-point noise floor of a series (last 20k finite points)."""
+    from diagnose import signals
+
+    def compute() -> float:
+        v = finite(ctx, s).values
+        return signals.noise_floor(v[-20000:])
+
+    return ctx.cached(("noise", s.tag, s.role), compute)
+
+
+def early_drop(ctx: RuleContext, s: Series) -> float:
+    """Cached :func:`diagnose.signals.early_drop` (how far the curve fell from its start)."""
+    from diagnose import signals
+
+    def compute() -> float:
+        bs, bv = binned(ctx, s)
+        _, sm = smoothed(ctx, s)
+        return signals.early_drop(bs, bv, smoothed=sm)
+
+    return ctx.cached(("early_drop", s.tag, s.role), compute)
+
+
+_MODULES = (
+    "divergence",
+    "instability",
+    "gradients",
+    "logs",
+    "overfit",
+    "underfit",
+    "plateau",
+    "batchnorm",
+    "progress",
+)
+
+
+def _load_all() -> None:
+    """Import every detector module; one that is missing or broken is logged and skipped
+    so the engine keeps working while a module is being written."""
+    for mod in _MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{mod}":
+                log.warning("detector module %s failed to import: %s", mod, exc)
+        except Exception as exc:
+            log.warning("detector module %s failed to import: %s", mod, exc)
+
+
+_load_all()

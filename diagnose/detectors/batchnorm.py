@@ -1,0 +1,191 @@
+"""Batch-norm failures: training looks fine, evaluation mode does not.
+
+* BN001 ``eval_collapse``: train is stable and good from early on, while the eval-mode
+  curves are erratic by orders of magnitude (val loss jumping x10 between evaluations)
+  or sit at chance level the whole run.  In eval mode BN uses running statistics; with
+  tiny batches, dropout before BN, or a train/eval distribution shift those statistics
+  are wrong and eval outputs collapse.  A val loss that *steadily* rises is overfitting,
+  not this, so the chance branch requires the val loss not to trend upward.
+* BN002 ``bn_statistics_degenerate``: BN running variance or gamma histograms collapse
+  toward 0 or explode relative to their first logged value.
+
+Both add ``batch_size`` / ``normalization`` from the hyperparameters to the evidence;
+batch size <= ``small_batch`` with batch norm is the classic cause.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from diagnose import signals
+from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors.progress import (
+    Curve,
+    curve,
+    early_eval_ratio,
+    end_level,
+    ends_nonfinite,
+    fmt,
+    get_curve,
+    level,
+)
+from diagnose.metrics import Role
+
+
+def _hparam_evidence(ctx: RuleContext, p: dict) -> dict:
+    ev: dict = {}
+    bs = ctx.hparams.get("batch_size")
+    norm = ctx.hparams.get("normalization")
+    if isinstance(bs, (int, float)) and not isinstance(bs, bool):
+        ev["batch_size"] = bs
+        ev["small_batch"] = bool(bs <= float(p["small_batch"]))
+    if norm is not None:
+        ev["normalization"] = norm
+        ev["uses_batch_norm"] = bool(re.search(r"batch|bn", str(norm), re.I))
+    return ev
+
+
+def _log_jumps(c: Curve) -> float:
+    """Median absolute change of log(value) between consecutive points."""
+    return float(np.median(np.abs(np.diff(np.log(c.values))))) if len(c) > 2 else 0.0
+
+
+@detector("eval_collapse")
+def eval_collapse(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """BN001: eval-mode curves erratic by orders of magnitude, or at chance, while train
+    is stable and good early."""
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    tacc = _acc(ctx, Role.TRAIN_METRIC)
+    if (val is None or train is None) and (vacc is None or tacc is None):
+        return None
+    if ends_nonfinite(ctx):
+        return []
+    min_points = int(p["min_points"])
+    ev = _hparam_evidence(ctx, p)
+    # branch 1: erratic val loss, stable train loss
+    if (
+        val is not None and train is not None and len(val) >= min_points
+        and len(train) >= min_points
+        and float(np.min(val.values)) > 0 and float(np.min(train.values)) > 0
+    ):
+        vj, tj = _log_jumps(val), _log_jumps(train)
+        lo, hi = np.percentile(val.values, [10, 90])
+        spread = float(hi / lo)
+        if (
+            vj >= np.log(float(p["jump_factor"]))
+            and tj <= np.log(float(p["train_jump_factor"]))
+            and spread >= float(p["min_spread"])
+        ):
+            msg = (
+                f"val loss jumps by a median factor of {np.exp(vj):.1f} between "
+                f"evaluations (10th-90th percentile {fmt(lo)} to {fmt(hi)}) while train "
+                f"loss moves by {np.exp(tj):.2f}x per point"
+            )
+            ev.update({"branch": "erratic", "val_median_jump_factor": float(np.exp(vj)),
+                       "train_median_jump_factor": float(np.exp(tj)),
+                       "val_p10": float(lo), "val_p90": float(hi), "val_spread": spread,
+                       "train_end": end_level(train),
+                       **{f"threshold_{k}": v for k, v in p.items()}})
+            return [Hit(val.tag, int(val.steps[0]), msg, ev)]
+    # branch 2: broken from the first evaluations: val loss >> train loss and val
+    # accuracy well below train accuracy (overfitting starts with val tracking train)
+    ratio = early_eval_ratio(ctx, float(p["early_frac"]))
+    if ratio is not None and ratio >= float(p["early_ratio"]) and vacc is not None \
+            and tacc is not None and len(vacc) >= 2 and len(tacc) >= 2:
+        end = float(vacc.steps[0]) + float(p["early_frac"]) * vacc.span
+        va = vacc.raw(level(vacc.steps, vacc.values, float(vacc.steps[0]), end, at_end=False))
+        ta = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]),
+                            max(end, float(tacc.steps[0])), at_end=False))
+        if ta - va >= float(p["acc_gap"]):
+            first = int(val.steps[0]) if val is not None else int(vacc.steps[0])
+            msg = (
+                f"val loss is {ratio:.0f}x the train loss from the first evaluation (step "
+                f"{first}) on while val accuracy {fmt(va)} trails train accuracy {fmt(ta)}"
+            )
+            ev.update({"branch": "broken", "early_val_over_train": ratio,
+                       "val_acc_early": va, "train_acc_early": ta,
+                       **{f"threshold_{k}": v for k, v in p.items()}})
+            return [Hit(val.tag if val is not None else vacc.tag, first, msg, ev)]
+    # branch 3: val accuracy at chance throughout, train accuracy good early
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if vacc is None or tacc is None or n_classes is None:
+        return []
+    if len(vacc) < min_points or len(tacc) < min_points:
+        return []
+    chance = signals.chance_accuracy(n_classes)
+    tol = float(p["acc_tol"]) * (1.0 - chance)
+    v_med = -float(np.median(vacc.values))
+    v_end = vacc.raw(end_level(vacc))
+    early_end = float(tacc.steps[0]) + float(p["early_frac"]) * tacc.span
+    t_early = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]), early_end))
+    good = chance + float(p["train_good"]) * (1.0 - chance)
+    if not (v_med <= chance + tol and v_end <= chance + tol and t_early >= good):
+        return []
+    if val is not None and len(val) >= 3:
+        tr = signals.robust_trend(val.steps, val.values)
+        if np.isfinite(tr.tau) and tr.tau >= float(p["max_val_loss_tau"]):
+            return []  # a steadily rising val loss is memorisation (OVF001)
+    msg = (
+        f"val accuracy stays at chance ({fmt(v_med)} median, chance {fmt(chance)} for "
+        f"{n_classes} classes) while train accuracy is already {fmt(t_early)} in the "
+        f"first {p['early_frac']:.0%} of steps"
+    )
+    ev.update({"branch": "chance", "num_classes": n_classes, "chance_accuracy": chance,
+               "val_acc_median": v_med, "val_acc_end": v_end, "train_acc_early": t_early,
+               **{f"threshold_{k}": v for k, v in p.items()}})
+    return [Hit(vacc.tag, int(vacc.steps[0]), msg, ev)]
+
+
+def _acc(ctx: RuleContext, role: Role) -> Curve | None:
+    """The split's accuracy curve (oriented), only when the metric is an accuracy."""
+    for s in ctx.roles.candidates(role):
+        if s.metric == "accuracy":
+            return curve(s, True)
+    return None
+
+
+@detector("bn_statistics_degenerate")
+def bn_statistics_degenerate(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """BN002: BN running variance / gamma histograms collapse to ~0 or explode."""
+    hists = ctx.histograms("re:" + str(p["tag_pattern"]))
+    skip = re.compile(str(p["exclude_pattern"]), re.I)
+    series = {t: h for t, h in hists.items() if len(h) >= 2 and not skip.search(t)}
+    if not series:
+        return None
+    bad: list[dict] = []
+    for tag, samples in series.items():
+        rms = np.array([np.hypot(h.mean, h.std) for h in samples], dtype="float64")
+        ok = np.isfinite(rms)
+        if ok.sum() < 2:
+            continue
+        rms, steps = rms[ok], np.array([h.step for h in samples])[ok]
+        first, last = float(rms[0]), float(rms[-1])
+        if first <= 0:
+            continue
+        ratio = last / first
+        kind = None
+        if ratio <= float(p["collapse_ratio"]) or last <= float(p["abs_floor"]):
+            kind = "collapse"
+        elif ratio >= float(p["explode_ratio"]):
+            kind = "explode"
+        if kind:
+            bad.append({"tag": tag, "kind": kind, "first": first, "last": last,
+                        "ratio": ratio, "step": int(steps[-1]), "first_step": int(steps[0])})
+    if not bad:
+        return []
+    worst = max(bad, key=lambda b: abs(np.log(max(b["ratio"], 1e-300))))
+    verb = "collapses" if worst["kind"] == "collapse" else "explodes"
+    msg = (
+        f"{worst['tag']} {verb} from RMS {fmt(worst['first'])} at step {worst['first_step']} "
+        f"to {fmt(worst['last'])} at step {worst['step']} ({len(bad)} of {len(series)} BN "
+        f"tags degenerate)"
+    )
+    ev = {**_hparam_evidence(ctx, p), "degenerate_tags": [b["tag"] for b in bad],
+          "worst_tag": worst["tag"], "kind": worst["kind"], "rms_first": worst["first"],
+          "rms_last": worst["last"], "ratio": worst["ratio"], "bn_tags": len(series),
+          **{f"threshold_{k}": v for k, v in p.items()}}
+    return [Hit(worst["tag"], worst["step"], msg, ev)]

@@ -1,0 +1,370 @@
+"""Gradients, units and the learning rate: exploding/vanishing gradients, dead or
+saturated units from activation histograms, a learning rate stuck at zero or never
+decayed.
+
+Gradient norms span orders of magnitude, so they are compared in log10 space; a global
+norm can come from a scalar (``grad_norm``) or be rebuilt from gradient histograms
+(sqrt of the sum of squares) when that is all the run logged.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from diagnose import signals
+from diagnose.detectors import (
+    Hit,
+    RuleContext,
+    detector,
+    early_drop,
+    finite,
+    fmt,
+    loss_label,
+    main_losses,
+)
+from diagnose.metrics import Role, Series
+from diagnose.run import Histogram
+
+# ---------------------------------------------------------------------------
+# Gradient norms
+# ---------------------------------------------------------------------------
+
+_GRAD_HIST = re.compile(r"(^|[/_.])grad(ient)?s?([/_.]|$)", re.I)
+
+
+def _hist_l2(h: Histogram) -> float:
+    """L2 norm of the tensor a histogram summarises (exact when sum_squares is kept)."""
+    if np.isfinite(h.sum_squares) and h.sum_squares >= 0 and (h.num or 0) > 0:
+        return float(np.sqrt(h.sum_squares))
+    b = h.buckets
+    if b.size == 0:
+        return float("nan")
+    centres = (b[:, 0] + b[:, 1]) / 2
+    return float(np.sqrt(np.sum(b[:, 2] * centres**2)))
+
+
+def grad_norm_series(ctx: RuleContext) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(tag, steps, norms): the logged grad-norm scalar, else one series per gradient
+    histogram tag.  Cached."""
+
+    def compute() -> list[tuple[str, np.ndarray, np.ndarray]]:
+        s = ctx.series(Role.GRAD_NORM)
+        if s is not None and len(s):
+            return [(s.tag, s.steps, s.values)]
+        out = []
+        for tag, hs in ctx.histograms(f"re:{_GRAD_HIST.pattern}").items():
+            steps = np.array([h.step for h in hs], dtype="int64")
+            norms = np.array([_hist_l2(h) for h in hs])
+            steps, idx = np.unique(steps, return_index=True)
+            out.append((tag, steps, norms[idx]))
+        return out
+
+    return ctx.cached("grad_norms", compute)
+
+
+def _p10(x: float) -> float:
+    """10**x that saturates to inf instead of raising (log levels of absurd norms)."""
+    return float("inf") if x > 308 else float(np.power(10.0, float(x)))
+
+
+def _log_levels(steps: np.ndarray, v: np.ndarray, p: dict) -> dict | None:
+    ok = np.isfinite(v) & (v > 0)
+    st, lv = steps[ok], np.log10(v[ok])
+    if len(lv) < p["min_points"]:
+        return None
+    span = st[-1] - st[0]
+    head = lv[st <= st[0] + p["early_frac"] * span]
+    tail = lv[st >= st[-1] - p["tail_frac"] * span]
+    ss, sm = signals.smooth(st, lv, frac=0.05)
+    i = int(np.argmin(sm))
+    return {
+        "early": float(np.median(head)),
+        "tail": float(np.median(tail)),
+        "min": float(sm[i]),
+        "min_step": round(ss[i]),
+        "ss": ss,
+        "sm": sm,
+    }
+
+
+@detector("exploding_gradients")
+def detect_exploding_gradients(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """Gradient norm non-finite, or its late level ``orders`` decades above its lowest
+    smoothed level (GRD001)."""
+    series = grad_norm_series(ctx)
+    if not series:
+        return None
+    hits = []
+    for tag, steps, v in series:
+        bad = ~np.isfinite(v)
+        if bad.any():
+            i = int(np.argmax(bad))
+            msg = (f"gradient norm is {fmt(v[i])} at step {int(steps[i])} "
+                   f"({int(bad.sum())} of {len(v)} points non-finite)")
+            hits.append(Hit(tag, int(steps[i]), msg, {
+                "first_nonfinite_step": int(steps[i]), "nonfinite_points": int(bad.sum()),
+                "points": len(v), "orders": p["orders"]}))
+            continue
+        lv = _log_levels(steps, v, p)
+        if lv is None:
+            continue
+        growth = lv["tail"] - lv["min"]
+        if growth < p["orders"]:
+            continue
+        ss, sm = lv["ss"], lv["sm"]
+        up = np.flatnonzero((ss > lv["min_step"]) & (sm >= lv["min"] + growth / 2))
+        step = round(ss[up[0]]) if len(up) else lv["min_step"]
+        msg = (f"gradient norm grows {fmt(_p10(growth))}x from its low of "
+               f"{fmt(_p10(lv['min']))} at step {lv['min_step']} to {fmt(_p10(lv['tail']))} "
+               f"late in the run, passing halfway at step {step}")
+        hits.append(Hit(tag, step, msg, {
+            "low": _p10(lv["min"]), "low_step": lv["min_step"], "late_level": _p10(lv["tail"]),
+            "growth_factor": _p10(growth), "orders": p["orders"], "tail_frac": p["tail_frac"]}))
+    return hits
+
+
+def _loss_stalled(ctx: RuleContext, p: dict) -> tuple[bool | None, dict]:
+    """Train loss flat over the tail and still far from any progress; None if no loss."""
+    losses = main_losses(ctx, ("train", "val"))
+    if not losses:
+        return None, {}
+    s = losses[0]
+    f = finite(ctx, s)
+    if len(f) < 5:
+        return None, {}
+    t = signals.tail(f, 0.5)
+    tr = signals.robust_trend(t.steps, t.values)
+    drop = early_drop(ctx, s)
+    head = float(np.median(f.values[: max(3, len(f) // 10)]))
+    end = float(np.median(t.values[-max(3, len(t) // 5):]))
+    progress = (head - end) / abs(head) if head != 0 else 0.0
+    flat = bool(np.isnan(tr.effect) or not tr.falling(3.0, 0.3))
+    stalled = flat and progress < p["stall_progress"]
+    return stalled, {"loss_tag": s.tag, "loss_progress": progress, "loss_early_drop": drop,
+                     "loss_tail_tau": tr.tau}
+
+
+@detector("vanishing_gradients")
+def detect_vanishing_gradients(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """Gradient norm below ``abs_min`` late in the run, or collapsed ``orders`` decades
+    below its early level while the loss stalls (GRD002)."""
+    series = grad_norm_series(ctx)
+    if not series:
+        return None
+    hits = []
+    for tag, steps, v in series:
+        lv = _log_levels(steps, v, p)
+        if lv is None:
+            continue
+        late = _p10(lv["tail"])
+        collapse = lv["early"] - lv["tail"]
+        ev = {"early_level": _p10(lv["early"]), "late_level": late,
+              "collapse_factor": _p10(collapse), "abs_min": p["abs_min"], "orders": p["orders"],
+              "stall_progress": p["stall_progress"]}
+        tail_step = int(steps[np.isfinite(v)][-1])
+        if late < p["abs_min"]:
+            msg = (f"gradient norm is {fmt(late)} late in the run (below {fmt(p['abs_min'])}), "
+                   f"down from {fmt(_p10(lv['early']))} early on")
+            hits.append(Hit(tag, tail_step, msg, ev))
+            continue
+        if collapse >= p["orders"]:
+            stalled, lev = _loss_stalled(ctx, p)
+            if stalled:
+                ev.update(lev)
+                msg = (f"gradient norm collapses {fmt(_p10(collapse))}x to {fmt(late)} "
+                       f"while the loss stalls with {fmt(100 * lev['loss_progress'])}% "
+                       f"progress")
+                hits.append(Hit(tag, tail_step, msg, ev))
+    return hits
+
+
+# ---------------------------------------------------------------------------
+# Units: dead ReLUs and saturated tanh/sigmoid from activation histograms
+# ---------------------------------------------------------------------------
+
+
+def _mass_where(b: np.ndarray, lo: float, hi: float) -> float:
+    """Share of a histogram's mass inside [lo, hi], uniform within buckets."""
+    counts = b[:, 2]
+    total = counts.sum()
+    if total <= 0:
+        return float("nan")
+    left, right = b[:, 0], b[:, 1]
+    width = right - left
+    inside = np.clip(np.minimum(right, hi) - np.maximum(left, lo), 0, None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(width > 0, inside / width,
+                        ((left >= lo) & (left <= hi)).astype(float))
+    return float((counts * frac).sum() / total)
+
+
+def _last_samples(hs: list[Histogram], n: int) -> list[Histogram]:
+    return hs[-n:] if len(hs) > n else hs
+
+
+@detector("dead_units")
+def detect_dead_units(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """ReLU activation histograms whose mass sits exactly at zero (UNT001): the share in
+    buckets within ``zero_tol`` of 0 (or at/below 0 for pre-activation tags) is at least
+    ``dead_share`` in the latest ``last_samples`` samples."""
+    hists = ctx.histograms(p["pattern"])
+    if not hists:
+        return None
+    hits = []
+    for tag, hs in sorted(hists.items()):
+        pre = bool(re.search(r"input|preact|pre_act|logits", tag, re.I))
+        shares = []
+        for h in _last_samples(hs, p["last_samples"]):
+            if h.buckets.size == 0:
+                continue
+            if pre:
+                shares.append(_mass_where(h.buckets, -np.inf, 0.0))
+            else:
+                shares.append(_mass_where(h.buckets, -p["zero_tol"], p["zero_tol"]))
+        shares = [x for x in shares if np.isfinite(x)]
+        if not shares or min(shares) < p["dead_share"]:
+            continue
+        step = hs[-1].step
+        msg = (f"{fmt(100 * shares[-1])}% of {tag} is {'<= 0' if pre else 'exactly 0'} at "
+               f"step {step}, so most units pass no gradient")
+        hits.append(Hit(tag, step, msg, {
+            "zero_share": shares[-1], "min_share_last_samples": min(shares),
+            "samples": len(shares), "dead_share": p["dead_share"], "zero_tol": p["zero_tol"],
+            "pre_activation": pre}))
+    return hits
+
+
+@detector("saturated_units")
+def detect_saturated_units(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """tanh/sigmoid histograms with ``saturated_share`` of their mass in the flat tails
+    (UNT002): outputs within ``output_margin`` of the asymptotes, or pre-activations past
+    SageMaker Debugger's bounds (tanh +-9.5, sigmoid -23/17)."""
+    hists = ctx.histograms(p["pattern"])
+    if not hists:
+        return None
+    hits = []
+    for tag, hs in sorted(hists.items()):
+        sig = "sigmoid" in tag.lower()
+        shares = []
+        for h in _last_samples(hs, p["last_samples"]):
+            b = h.buckets
+            if b.size == 0:
+                continue
+            lo, hi = float(b[:, 0].min()), float(b[:, 1].max())
+            m = p["output_margin"]
+            if sig and lo >= -1e-6 and hi <= 1 + 1e-6:
+                share = _mass_where(b, -np.inf, m) + _mass_where(b, 1 - m, np.inf)
+            elif not sig and lo >= -1 - 1e-6 and hi <= 1 + 1e-6:
+                share = _mass_where(b, -np.inf, -1 + m) + _mass_where(b, 1 - m, np.inf)
+            elif sig:
+                share = _mass_where(b, -np.inf, p["sigmoid_low"]) + _mass_where(
+                    b, p["sigmoid_high"], np.inf)
+            else:
+                share = _mass_where(b, -np.inf, -p["tanh_bound"]) + _mass_where(
+                    b, p["tanh_bound"], np.inf)
+            shares.append(share)
+        shares = [x for x in shares if np.isfinite(x)]
+        if not shares or min(shares) < p["saturated_share"]:
+            continue
+        step = hs[-1].step
+        msg = (f"{fmt(100 * shares[-1])}% of {tag} sits in the saturated tails at step "
+               f"{step}, where the activation's gradient is near zero")
+        hits.append(Hit(tag, step, msg, {
+            "saturated_share": shares[-1], "min_share_last_samples": min(shares),
+            "samples": len(shares), "threshold": p["saturated_share"]}))
+    return hits
+
+
+# ---------------------------------------------------------------------------
+# Learning rate
+# ---------------------------------------------------------------------------
+
+
+def _lr(ctx: RuleContext) -> Series | None:
+    s = ctx.series(Role.LR)
+    if s is None or not len(finite(ctx, s)):
+        return None
+    return finite(ctx, s)
+
+
+@detector("lr_zero")
+def detect_lr_zero(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """Learning rate at (effectively) zero for ``min_frac`` of the run's steps while
+    the run keeps logging (LRS001)."""
+    lr = _lr(ctx)
+    if lr is None:
+        return None
+    v = lr.values
+    peak = float(np.max(np.abs(v)))
+    if peak <= 0 or len(v) < p["min_points"]:
+        return []
+    zero = np.abs(v) <= max(p["zero_abs"], p["zero_rel"] * peak)
+    if not zero.any():
+        return []
+    edges = np.flatnonzero(np.diff(np.r_[0, zero.astype(np.int8), 0]))
+    rng = ctx.run.step_range or (int(lr.steps[0]), int(lr.steps[-1]))
+    run_span = max(rng[1] - rng[0], 1)
+    best = None
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        start = int(lr.steps[a])
+        end = int(lr.steps[b]) if b < len(v) else rng[1]
+        if best is None or end - start > best[1] - best[0]:
+            best = (start, end, b - a)
+    start, end, pts = best
+    frac = (end - start) / run_span
+    if frac < p["min_frac"] or pts < p["min_zero_points"]:
+        return []
+    msg = (f"learning rate is 0 from step {start} to {end} ({fmt(100 * frac)}% of the run) "
+           f"while training keeps logging")
+    return [Hit(lr.tag, start, msg, {
+        "zero_from_step": start, "zero_to_step": end, "zero_points": pts,
+        "share_of_run": frac, "peak_lr": peak, "min_frac": p["min_frac"],
+        "zero_rel": p["zero_rel"], "zero_abs": p["zero_abs"]})]
+
+
+@detector("lr_never_decayed")
+def detect_lr_never_decayed(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """A constant learning rate over a long run whose loss has stopped improving (LRS002):
+    decaying it is the cheapest next gain."""
+    lr = _lr(ctx)
+    if lr is None:
+        return None
+    losses = main_losses(ctx, ("val", "train"))
+    if not losses:
+        return None
+    # val is what the schedule should serve; a sparsely evaluated val falls back to train
+    long = [s for s in losses if len(finite(ctx, s)) >= p["min_points"]]
+    if not long or len(lr) < 3:
+        return []
+    s = long[0]
+    f = finite(ctx, s)
+    after = signals.window(lr, start=lr.steps[0] + p["warmup_frac"] *
+                           (lr.steps[-1] - lr.steps[0]))
+    v = after.values
+    if len(v) < 2 or v.min() <= 0:
+        return []
+    if v.max() / v.min() > 1 + p["const_tol"]:
+        return []
+    lr_cover = (lr.steps[-1] - lr.steps[0]) / max(f.steps[-1] - f.steps[0], 1)
+    if lr_cover < 0.8:
+        return []
+    drop = early_drop(ctx, s)
+    if drop <= 0:
+        return []
+    second = signals.tail(f, 0.5)
+    _, sm = signals.smooth(second.steps, second.values)
+    gain = float(sm[0] - np.min(sm))
+    share = gain / drop
+    if share >= p["plateau_share"]:
+        return []
+    step = int(second.steps[0])
+    msg = (f"learning rate stays at {fmt(float(np.median(v)))} for the whole run while "
+           f"{loss_label(s)} improves only {fmt(100 * share)}% of its total progress "
+           f"after step {step}")
+    return [Hit(lr.tag, step, msg, {
+        "lr": float(np.median(v)), "lr_max_over_min": float(v.max() / v.min()),
+        "second_half_gain": gain, "early_drop": drop, "gain_share": share,
+        "plateau_share": p["plateau_share"], "const_tol": p["const_tol"],
+        "min_points": p["min_points"]})]

@@ -1,0 +1,321 @@
+"""Overfitting: validation gets worse (or stops following) while training keeps improving.
+
+Three views of the same failure, each robust to noisy validation sets:
+
+* OVF001 ``val_loss_rising``: val loss leaves its smoothed minimum for good (rise beyond
+  its noise floor, sustained over the second half of the post-minimum segment, over a
+  meaningful share of the run) while train loss keeps falling.  YOLO-style runs log
+  component losses (box/obj/cls); when the total does not rise, a component whose train
+  twin keeps falling can still show it (val obj_loss is the classic).
+* OVF002 ``val_metric_degrading``: the same test on the val metric in its own direction.
+* OVF003 ``generalization_gap``: over the second half of the run train loss keeps
+  falling in relative terms while val loss does not follow, and the gap is large
+  relative to the val loss itself (memorisation without a visible val rise yet).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose import signals
+from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors.progress import (
+    Curve,
+    curve,
+    early_eval_ratio,
+    end_level,
+    fmt,
+    get_curve,
+    level_at,
+    noise,
+    pct,
+    rel,
+    smoothed,
+)
+from diagnose.metrics import Role
+
+
+def _train_change(train: Curve, best_step: float, p: dict) -> dict | None:
+    """How the train curve moved from ``best_step`` to the end; None if it does not cover
+    that window.  ``falling`` says it kept improving beyond its own noise."""
+    if len(train) < 3 or train.steps[-1] <= best_step or train.steps[0] > best_step + 0.5 * (
+        train.steps[-1] - best_step
+    ):
+        return None
+    at_best = level_at(train, best_step)
+    end = end_level(train)
+    drop = at_best - end
+    nz = noise(train)
+    # relative size of the improvement: for a bounded higher-is-better metric (accuracy)
+    # relative to the error left (0.97 -> 0.99 removes 2/3 of it), else to the level
+    bounded = train.sign < 0 and bool(np.all((train.values >= -1.0) & (train.values <= 0.0)))
+    scale = (1.0 + at_best) if bounded else abs(at_best)
+    rel_drop = drop / scale if scale > 1e-12 else float("inf")
+    return {
+        "tag": train.tag,
+        "at_best": train.raw(at_best),
+        "end": train.raw(end),
+        "change": rel(end - at_best, at_best),
+        "falling": bool(
+            drop > 0
+            and drop >= float(p["min_train_effect"]) * nz
+            and rel_drop >= float(p["min_train_rel_drop"])
+        ),
+    }
+
+
+def degradation(ctx: RuleContext | None, val: Curve, p: dict) -> dict | None:
+    """Where the oriented val curve leaves its best for good; None if it does not.
+
+    The best is the smoothed minimum; the rise is the median of the last ``end_frac`` of
+    steps minus that minimum; it must be ``min_effect`` noise sigmas and ``min_rise`` of
+    the best level, cover at least ``min_tail_frac`` of the run with ``min_points_after``
+    points, and hold: ``min_sustained`` of the smoothed points in the second half of the
+    post-minimum segment sit above the midpoint of the rise (a late jump is not a trend),
+    and the post-minimum segment trends up (Kendall tau >= ``min_tau``).
+    """
+    if len(val) < int(p["min_points"]) or val.span <= 0:
+        return None
+    s, sm = smoothed(ctx, val)
+    i = int(np.argmin(sm))
+    best_step = float(s[i])
+    vmin = float(sm[i])
+    # report the raw best point nearest the smoothed minimum (the checkpoint to keep)
+    near = np.abs(val.steps - best_step) <= float(p["smooth_window_frac"]) * val.span
+    raw_idx = np.flatnonzero(near)
+    if len(raw_idx):
+        j = raw_idx[int(np.argmin(val.values[raw_idx]))]
+        best_step, best_raw = float(val.steps[j]), float(val.values[j])
+    else:
+        best_raw = vmin
+    last = float(val.steps[-1])
+    after = val.steps > best_step
+    if (last - best_step) < float(p["min_tail_frac"]) * val.span:
+        return None
+    if after.sum() < int(p["min_points_after"]):
+        return None
+    nz = noise(val)
+    end = end_level(val, float(p["end_frac"]))
+    rise = end - vmin
+    # the end level is a median of several points: its noise is smaller than one point's
+    n_end = int((val.steps >= last - float(p["end_frac"]) * val.span).sum())
+    effect = rise / (nz / np.sqrt(min(max(n_end, 3), 16)))
+    rise_rel = rel(rise, vmin)
+    mid = best_step + 0.5 * (last - best_step)
+    late = sm[s >= mid]
+    sustained = float(np.mean(late > vmin + 0.5 * rise)) if len(late) and rise > 0 else 0.0
+    if not (
+        effect >= float(p["min_effect"])
+        and np.isfinite(rise_rel)
+        and rise_rel >= float(p["min_rise"])
+        and sustained >= float(p["min_sustained"])
+    ):
+        return None
+    # a trend, not a noisy level: the best of a long noisy curve is a lucky excursion
+    # below its level, and everything after it looks "worse" without trending
+    post = val.steps >= best_step
+    tau = float(signals.robust_trend(val.steps[post], val.values[post]).tau)
+    if not tau >= float(p["min_tau"]):
+        return None
+    return {
+        "best_step": int(best_step),
+        "best": val.raw(best_raw),
+        "best_smoothed": val.raw(vmin),
+        "end": val.raw(end),
+        "rise": rise_rel,
+        "effect": effect,
+        "sustained": sustained,
+        "tau": tau,
+        "noise": nz,
+    }
+
+
+def _eval_broken(ctx: RuleContext, p: dict) -> bool:
+    """Val loss many times the train loss from the first evaluations on: evaluation is
+    broken (BN001), so the val curve says nothing about generalisation."""
+    ratio = early_eval_ratio(ctx)
+    return ratio is not None and ratio >= float(p["max_early_ratio"])
+
+
+def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
+    out = []
+    for role in roles:
+        c = get_curve(ctx, role)
+        if c is not None:
+            out.append(c)
+    return out
+
+
+def _evidence(deg: dict, tr: dict, p: dict, **extra: object) -> dict:
+    return {
+        "best_step": deg["best_step"],
+        "val_best": deg["best"],
+        "val_best_smoothed": deg["best_smoothed"],
+        "val_end": deg["end"],
+        "val_worsening_pct": 100.0 * deg["rise"],
+        "rise_noise_sigmas": deg["effect"],
+        "sustained_share": deg["sustained"],
+        "kendall_tau_after_best": deg["tau"],
+        "val_noise": deg["noise"],
+        "train_metric": tr["tag"],
+        "train_at_best": tr["at_best"],
+        "train_end": tr["end"],
+        "train_change_pct": 100.0 * tr["change"],
+        **extra,
+        **{f"threshold_{k}": v for k, v in p.items()},
+    }
+
+
+def _check_pair(ctx: RuleContext, val: Curve, trains: list[Curve], p: dict
+                ) -> tuple[dict, dict] | None:
+    deg = degradation(ctx, val, p)
+    if deg is None:
+        return None
+    for t in trains:
+        tr = _train_change(t, deg["best_step"], p)
+        if tr is not None and tr["falling"]:
+            return deg, tr
+    return None
+
+
+@detector("val_loss_rising")
+def val_loss_rising(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """OVF001: val loss rises from its minimum while train loss keeps falling."""
+    val = get_curve(ctx, Role.VAL_LOSS)
+    trains = _train_curves(ctx, Role.TRAIN_LOSS)
+    if val is None or not trains:
+        return None
+    if _eval_broken(ctx, p):
+        return []
+    found = _check_pair(ctx, val, trains, p)
+    component = False
+    if found is None and p.get("check_components", True):
+        # component losses (YOLO box/obj/cls): pair each val component with its train twin
+        train_by_metric = {s.metric: s for s in ctx.roles.losses("train")}
+        best: tuple[dict, dict] | None = None
+        for s in ctx.roles.losses("val"):
+            twin = train_by_metric.get(s.metric)
+            if s.tag == val.tag or twin is None:
+                continue
+            vc, tc = curve(s, False), curve(twin, False)
+            if vc is None or tc is None:
+                continue
+            got = _check_pair(None, vc, [tc], p)
+            if got and (best is None or got[0]["effect"] > best[0]["effect"]):
+                best = got
+                val = vc
+        found, component = best, best is not None
+    if found is None:
+        return []
+    deg, tr = found
+    name = val.series.metric.replace("_", " ")
+    msg = (
+        f"val {name} rose {pct(deg['rise'])} from its minimum at step {deg['best_step']} "
+        f"while train {name if component else 'loss'} fell {pct(tr['change'])}"
+    )
+    ev = _evidence(deg, tr, p, val_metric=val.tag, component=component)
+    return [Hit(val.tag, deg["best_step"], msg, ev)]
+
+
+@detector("val_metric_degrading")
+def val_metric_degrading(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """OVF002: the val metric degrades from its best while training keeps improving."""
+    val = get_curve(ctx, Role.VAL_METRIC)
+    trains = _train_curves(ctx, Role.TRAIN_METRIC, Role.TRAIN_LOSS)
+    if val is None or not trains:
+        return None
+    if _eval_broken(ctx, p):
+        return []
+    found = _check_pair(ctx, val, trains, p)
+    if found is None:
+        return []
+    deg, tr = found
+    name = val.series.metric.replace("_", " ")
+    word = "fell" if val.sign < 0 else "rose"
+    msg = (
+        f"val {name} {word} {pct(deg['rise'])} from its best {fmt(deg['best'])} at step "
+        f"{deg['best_step']} to {fmt(deg['end'])} while train {tr['tag']} improved from "
+        f"{fmt(tr['at_best'])} to {fmt(tr['end'])}"
+    )
+    ev = _evidence(deg, tr, p, val_metric=val.tag,
+                   higher_is_better=bool(val.sign < 0))
+    return [Hit(val.tag, deg["best_step"], msg, ev)]
+
+
+@detector("generalization_gap")
+def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """OVF003: train loss keeps falling, val loss does not follow, and the gap is large.
+
+    Train is smoothed and interpolated at the val steps (the two are often logged at
+    different steps).  Over the last ``tail_frac`` of the val steps, the train loss's
+    relative fall must be at least ``min_train_fall``, the val loss's at most
+    ``max_val_fall`` (OVF003: val has stalled; OVF004 lifts this for a huge gap while val
+    still creeps down), the val/train ratio must grow by ``min_ratio_growth`` (in log
+    units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss.
+    Losses must be positive (ratios need a zero).
+    """
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None:
+        return None
+    if len(val) < int(p["min_points"]) or len(train) < 3:
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    if _eval_broken(ctx, p):
+        return []
+    ts, tsm = smoothed(ctx, train)
+    vs_, vsm = smoothed(ctx, val)
+    # matched steps: val steps inside the train range (no extrapolation)
+    ok = (val.steps >= ts[0]) & (val.steps <= ts[-1])
+    if ok.sum() < int(p["min_points"]):
+        return []
+    steps = val.steps[ok]
+    v = np.interp(steps, vs_, vsm)
+    t = np.interp(steps, ts, tsm)
+    t0 = steps[-1] - float(p["tail_frac"]) * (steps[-1] - steps[0])
+    tail = steps >= t0
+    if tail.sum() < int(p["min_tail_points"]):
+        return []
+    k = max(1, round(0.2 * int(tail.sum())))
+    ti = np.flatnonzero(tail)
+    v_start, v_end = float(np.median(v[ti[:k]])), float(np.median(v[ti[-k:]]))
+    t_start, t_end = float(np.median(t[ti[:k]])), float(np.median(t[ti[-k:]]))
+    train_fall = 1.0 - t_end / t_start
+    val_fall = 1.0 - v_end / v_start
+    gap_end = v_end - t_end
+    gap_ratio = gap_end / v_end
+    # growth of the val/train ratio: scale-free, and it keeps growing when train heads to 0
+    growth = float(np.log((v_end / t_end) / (v_start / t_start)))
+    if not (
+        growth >= float(p["min_ratio_growth"])
+        and gap_ratio >= float(p["min_gap_ratio"])
+        and train_fall >= float(p["min_train_fall"])
+        and val_fall <= float(p["max_val_fall"])
+    ):
+        return []
+    step0 = int(steps[ti[0]])
+    msg = (
+        f"train loss fell {pct(train_fall)} over the last {pct(float(p['tail_frac']))} of "
+        f"steps (from step {step0}) while val loss "
+        f"{'fell only' if val_fall > 0 else 'rose'} {pct(val_fall)}; the gap is now "
+        f"{pct(gap_ratio)} of the val loss"
+    )
+    ev = {
+        "window_start_step": step0,
+        "last_step": int(steps[-1]),
+        "train_start": t_start,
+        "train_end": t_end,
+        "val_start": v_start,
+        "val_end": v_end,
+        "train_fall_pct": 100 * train_fall,
+        "val_fall_pct": 100 * val_fall,
+        "gap_end": gap_end,
+        "gap_over_val": gap_ratio,
+        "log_ratio_growth": growth,
+        "val_min": float(np.min(val.values)),
+        "val_min_step": int(val.steps[int(np.argmin(val.values))]),
+        "train_metric": train.tag,
+        **{f"threshold_{k}": v for k, v in p.items()},
+    }
+    return [Hit(val.tag, step0, msg, ev)]

@@ -1,0 +1,284 @@
+"""Plateaus: the objective stops improving.
+
+The same flat tail means different things, so one analysis feeds three rules:
+
+* PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
+  and has not improved beyond noise for at least ``tail_frac`` of the run, AND either
+  the train curve keeps improving meanwhile (validation has stopped following: a
+  generalisation plateau) or the level is poor (the loss barely moved from its start).
+* PLT003 ``converged`` (info): the same flat tail after clear progress with training
+  flat too: healthy convergence; the message says the last steps were not needed.
+* PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
+  learning rate, dead network, frozen weights, broken data pipeline).
+
+The objective is the val metric when logged (the task measure; it is what flattens in
+detection runs whose val loss drifts), else the val loss, else the train loss.  A curve
+that gets clearly worse after its best is not a plateau but overfitting (OVF rules), and
+a loss that ends NaN/inf is divergence's business.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from diagnose import signals
+from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors.progress import (
+    Curve,
+    bounded_metric,
+    end_level,
+    ends_nonfinite,
+    fmt,
+    get_curve,
+    improvement,
+    level_at,
+    noise,
+    pct,
+    smoothed,
+    start_level,
+    total_progress,
+)
+from diagnose.metrics import Role
+
+_KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
+         "follow_ratio",
+         "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
+
+
+def _objectives(ctx: RuleContext, min_points: int) -> list[Curve]:
+    """Val metric and val loss when validation is logged (the first is the headline),
+    else the train loss; a run with validation is never judged by its train loss."""
+    vals = [get_curve(ctx, r) for r in (Role.VAL_METRIC, Role.VAL_LOSS)]
+    if any(c is not None for c in vals):
+        return [c for c in vals if c is not None and len(c) >= min_points and c.span > 0]
+    c = get_curve(ctx, Role.TRAIN_LOSS)
+    return [c] if c is not None and len(c) >= min_points and c.span > 0 else []
+
+
+def _tail_gain(ctx: RuleContext, c: Curve, t0: float) -> tuple[float, float, float]:
+    """(gain, total, level noise): how much the smoothed best improved after ``t0``
+    compared with before it, the run's total progress, and the noise of a level."""
+    s, sm = smoothed(ctx, c)
+    before, after = sm[s < t0], sm[s >= t0]
+    total = total_progress(ctx, c)
+    n_tail = int((c.steps >= t0).sum())
+    level_noise = noise(c) / np.sqrt(min(max(n_tail, 1), 16))
+    if len(before) == 0 or len(after) == 0:
+        return 0.0, total, level_noise
+    return float(np.min(before) - np.min(after)), total, level_noise
+
+
+def _name(c: Curve) -> str:
+    split = "val" if c.series.split in ("val", "test") else "train"
+    return c.tag if c.tag.lower().startswith(split) else f"{split} {c.tag}"
+
+
+def stall(ctx: RuleContext, p: dict) -> dict | None:
+    """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
+    ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
+    key = ("fit_stall", *(p[k] for k in _KEYS))
+    return ctx.cached(key, lambda: _stall(ctx, p))
+
+
+def _trend_gain(c: Curve, t0: float, scale: float) -> float:
+    """Relative improvement of the Theil-Sen fit over the tail, 0 unless its 95% slope
+    interval excludes zero (a still-falling loss, not a lucky noisy minimum)."""
+    tail = c.steps >= t0
+    tr = signals.robust_trend(c.steps[tail], c.values[tail])
+    if not (np.isfinite(tr.slope_hi) and tr.slope_hi < 0) or scale <= 1e-12:
+        return 0.0
+    return float(-tr.change / scale)
+
+
+def _stall(ctx: RuleContext, p: dict) -> dict | None:
+    curves = _objectives(ctx, int(p["min_points"]))
+    if not curves:
+        return None
+    if ends_nonfinite(ctx):
+        return {"kind": "nonfinite"}
+    c = curves[0]
+    s, sm = smoothed(ctx, c)
+    last = float(s[-1])
+    t0 = last - float(p["tail_frac"]) * c.span
+    if int((c.steps >= t0).sum()) < int(p["min_tail_points"]):
+        return {"kind": "short"}
+    share = float(p["min_gain_share"])
+    gain, total, level_noise = _tail_gain(ctx, c, t0)
+    best = float(np.min(sm))
+    out: dict = {"curve": c, "total": total, "noise": noise(c), "best": best,
+                 "tail_start": t0, "tail_gain": gain}
+    if total <= level_noise:
+        return {**out, "kind": "no_progress"}
+    worse = end_level(c) - best
+    if worse > float(p["max_worsening"]) * total:
+        return {**out, "kind": "worsening", "worse": worse}
+    # is training still improving over the same tail?
+    train_imp = None
+    if c.series.split in ("val", "test"):
+        for role in (Role.TRAIN_LOSS, Role.TRAIN_METRIC):
+            tc = get_curve(ctx, role)
+            if tc is None or len(tc) < 3 or tc.steps[-1] <= t0:
+                continue
+            imp = improvement(tc, max(t0, float(tc.steps[0])))
+            imp["tag"] = tc.tag
+            train_imp = imp
+            break
+    out["train"] = train_imp
+    train_rel = train_imp["rel"] if train_imp is not None else 0.0
+    for other in curves:
+        g, tot, ln = (gain, total, level_noise) if other is c else _tail_gain(ctx, other, t0)
+        if g <= ln:
+            continue
+        # meaningful against the run's own progress, or keeping pace with training in
+        # relative terms (a late LR decay that helps train and val alike)
+        a = level_at(other, t0)
+        scale = (1.0 + a) if bounded_metric(other) else abs(a)
+        g_rel = g / scale if scale > 1e-12 else float("inf")
+        if (
+            g > share * tot
+            or (not bounded_metric(other) and _trend_gain(other, t0, scale)
+                >= float(p["min_rel_gain"]))
+            or (train_rel > 0 and g_rel >= float(p["follow_ratio"]) * train_rel)
+        ):
+            return {**out, "kind": "improving", "improving": other.tag}
+    eps = max(share * total, level_noise)
+    since = float(s[int(np.flatnonzero(sm <= best + eps)[0])])
+    out.update({"since": since, "eps": eps, "flat_share": (last - since) / c.span,
+                "also_flat": [o.tag for o in curves[1:]]})
+    train_improving = bool(
+        train_imp is not None
+        and train_imp["rel"] >= float(p["min_train_rel"])
+        and train_imp["effect"] >= float(p["min_train_effect"])
+        and train_imp["tau"] < 0
+    )
+    first = start_level(c)
+    poor = (
+        not bounded_metric(c)
+        and c.sign > 0
+        and first > 0
+        and total / first < float(p["poor_progress"])
+    )
+    out.update({"train_improving": train_improving, "poor": poor,
+                "progress_rel": total / abs(first) if first else float("nan")})
+    return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+
+
+def _evidence(st: dict, p: dict) -> dict:
+    c: Curve = st["curve"]
+    ev = {
+        "objective": c.tag,
+        "flat_since_step": int(st["since"]),
+        "flat_share_of_run": st["flat_share"],
+        "best": c.raw(st["best"]),
+        "end": c.raw(end_level(c)),
+        "total_progress": st["total"],
+        "tolerance": st["eps"],
+        "noise": st["noise"],
+        "poor_level": st["poor"],
+        "train_improving": st["train_improving"],
+        "also_flat": st["also_flat"],
+        "tail_start_step": int(st["tail_start"]),
+    }
+    tr = st.get("train")
+    if tr:
+        ev.update({"train_metric": tr["tag"], "train_from": tr["from"], "train_to": tr["to"],
+                   "train_rel_improvement": tr["rel"]})
+    ev.update({f"threshold_{k}": v for k, v in p.items()})
+    return ev
+
+
+@detector("plateau_stalled")
+def plateau_stalled(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """PLT001: flat for a long tail while training improves, or flat at a poor level."""
+    st = stall(ctx, p)
+    if st is None:
+        return None
+    if st["kind"] != "stalled":
+        return []
+    c: Curve = st["curve"]
+    last = int(c.steps[-1])
+    if st["train_improving"]:
+        tr = st["train"]
+        why = (f"while train {tr['tag']} still improves from {fmt(tr['from'])} to "
+               f"{fmt(tr['to'])}")
+    else:
+        why = f"after improving only {pct(st['progress_rel'])} from its start"
+    msg = (
+        f"{_name(c)} has not improved beyond noise since step {int(st['since'])} "
+        f"({pct(st['flat_share'])} of the run, best {fmt(c.raw(st['best']))}) {why}"
+    )
+    return [Hit(c.tag, int(st["since"]), msg, {**_evidence(st, p), "last_step": last})]
+
+
+@detector("converged")
+def converged(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """PLT003: flat at the level it reached after clear progress, training flat too."""
+    st = stall(ctx, p)
+    if st is None:
+        return None
+    if st["kind"] != "converged":
+        return []
+    c: Curve = st["curve"]
+    msg = (
+        f"{_name(c)} has stayed within {fmt(st['eps'])} of its best "
+        f"{fmt(c.raw(st['best']))} since step {int(st['since'])}, the last "
+        f"{pct(st['flat_share'])} of the run: converged"
+    )
+    return [Hit(c.tag, int(st["since"]), msg, _evidence(st, p))]
+
+
+@detector("plateau_from_start")
+def plateau_from_start(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """PLT002: the loss never leaves its initial level.
+
+    Judged on the train loss (else the val loss), which must be positive so that "moved
+    less than ``max_rel_move`` of its level" means something; every other logged loss
+    and accuracy-like metric must not have moved either (a fine-tune whose loss starts
+    low but whose metric improves is not stuck), nor sit at a good level (a resumed run
+    that is flat because it already converged is not stuck).
+    """
+    main = None
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        c = get_curve(ctx, role)
+        if c is not None and len(c) >= int(p["min_points"]) and c.span > 0:
+            main = c
+            break
+    if main is None or float(np.min(main.values)) <= 0:
+        return None
+    if ends_nonfinite(ctx):
+        return []
+    moves: dict[str, float] = {}
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        c = get_curve(ctx, role)
+        if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
+            continue
+        # the initial level is the first value: a loss that fell in its first epoch and
+        # then froze did learn something (a capacity limit, not a frozen network)
+        first = float(c.values[0])
+        drop = first - float(np.min(smoothed(ctx, c)[1]))
+        change = abs(end_level(c) - first)
+        moves[c.tag] = max(drop, change) / first
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    chance = signals.chance_accuracy(n_classes) if n_classes else 0.0
+    for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
+        c = get_curve(ctx, role)
+        if c is None or len(c) < 3 or not bounded_metric(c):
+            continue
+        # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
+        level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
+        if total_progress(ctx, c) > max(float(p["max_metric_gain"]), 3.0 * level_noise):
+            return []
+        # flat at a good level from the start: a resumed or fine-tuned run, not a stuck one
+        if c.raw(end_level(c)) >= chance + float(p["good_metric"]) * (1.0 - chance):
+            return []
+    if not moves or max(moves.values()) > float(p["max_rel_move"]):
+        return []
+    first, end = float(main.values[0]), end_level(main)
+    msg = (
+        f"{_name(main)} stays at its initial level ({fmt(first)} -> {fmt(end)}, at most "
+        f"{pct(max(moves.values()))} of movement) through step {int(main.steps[-1])}"
+    )
+    ev = {"start": first, "end": end, "max_rel_move": max(moves.values()),
+          "moves": moves, "last_step": int(main.steps[-1]),
+          **{f"threshold_{k}": v for k, v in p.items()}}
+    return [Hit(main.tag, int(main.steps[0]), msg, ev)]

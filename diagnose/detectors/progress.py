@@ -1,0 +1,318 @@
+"""Progress measurements shared by the fitting detectors, and PRG001 (still improving).
+
+Every fitting rule (overfit, underfit, plateau, undertrained) asks the same questions of
+a curve: which way is better, where was it best, how much did it move in total, how much
+did it move in a tail window, and is that beyond its noise.  They are answered here once,
+in step units and relative to the curve's own progress and noise, so a rule never
+compares raw values across runs.  Curves are *oriented* first: lower is always better
+(a higher-is-better metric is negated), so one code path serves losses and accuracies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diagnose import signals
+from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.metrics import Role, Series
+
+#: Fraction of the step span used for the robust smoother everywhere in fitting rules.
+SMOOTH_FRAC = 0.05
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A finite, oriented (lower is better) view of one series.
+
+    ``values`` are oriented; ``sign`` is +1 for lower-is-better series and -1 for
+    negated ones, so ``sign * value`` gives the number back in the metric's own units.
+    """
+
+    series: Series
+    steps: np.ndarray
+    values: np.ndarray
+    sign: float
+
+    @property
+    def tag(self) -> str:
+        return self.series.tag
+
+    @property
+    def span(self) -> float:
+        return float(self.steps[-1] - self.steps[0]) if len(self.steps) > 1 else 0.0
+
+    def raw(self, value: float) -> float:
+        """An oriented value back in the metric's own units."""
+        return float(self.sign * value)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+def curve(series: Series | None, higher_is_better: bool | None = None) -> Curve | None:
+    """Orient ``series`` (finite points only); None when absent, empty or direction unknown.
+
+    Losses are lower-is-better whatever their name says; metrics use the resolved
+    ``Series.higher_is_better`` unless ``higher_is_better`` overrides it.
+    """
+    if series is None:
+        return None
+    fin = series.finite
+    if len(fin) == 0:
+        return None
+    hib = higher_is_better if higher_is_better is not None else series.higher_is_better
+    if series.role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        hib = False
+    if hib is None:
+        return None
+    sign = -1.0 if hib else 1.0
+    return Curve(series, fin.steps.astype("float64"), sign * fin.values, sign)
+
+
+def get_curve(ctx: RuleContext, role: Role) -> Curve | None:
+    """Cached oriented curve of a role's primary series."""
+    return ctx.cached(("fit_curve", role.value), lambda: curve(ctx.series(role)))
+
+
+def smoothed(ctx: RuleContext | None, c: Curve) -> tuple[np.ndarray, np.ndarray]:
+    """House-smoothed oriented curve: rolling median over SMOOTH_FRAC of the span, but at
+    least three typical point gaps wide, so a short run's best is never one lucky point
+    (a 16-sample val set scores 1.0 once by chance)."""
+
+    def compute() -> tuple[np.ndarray, np.ndarray]:
+        if len(c) < 3 or c.span <= 0:
+            return c.steps.copy(), c.values.copy()
+        gap = float(np.median(np.diff(c.steps)))
+        frac = max(SMOOTH_FRAC, 3.0 * gap / c.span)
+        return signals.smooth(c.steps, c.values, frac=min(frac, 0.5))
+
+    if ctx is None:
+        return compute()
+    return ctx.cached(("fit_smooth", c.tag, c.sign), compute)
+
+
+def noise(c: Curve) -> float:
+    """Point-to-point noise of the curve, floored so a perfectly smooth curve is not 0."""
+    n = signals.noise_floor(c.values)
+    scale = signals.robust_scale(c.values)
+    return max(n, 1e-3 * scale, 1e-12 * max(float(np.max(np.abs(c.values))), 1.0))
+
+
+def level(steps: np.ndarray, values: np.ndarray, start: float, end: float,
+          min_points: int = 3, at_end: bool = True) -> float:
+    """Median of the points with ``start <= step <= end``; when fewer than ``min_points``
+    fall inside, the ``min_points`` nearest to the window's ``end`` (or start) instead.
+    A median of several points is a level a single spike cannot move."""
+    inside = (steps >= start) & (steps <= end)
+    if inside.sum() >= min_points or len(values) <= min_points:
+        sel = values[inside] if inside.any() else values
+        return float(np.median(sel))
+    anchor = end if at_end else start
+    order = np.argsort(np.abs(steps - anchor), kind="stable")[:min_points]
+    return float(np.median(values[order]))
+
+
+def end_level(c: Curve, frac: float = 0.1, min_points: int = 3) -> float:
+    """Oriented level at the end of the run: median of the last ``frac`` of steps."""
+    last = float(c.steps[-1])
+    return level(c.steps, c.values, last - frac * c.span, last, min_points)
+
+
+def start_level(c: Curve, frac: float = 0.1, min_points: int = 3) -> float:
+    """Oriented level at the start: median of the first ``frac`` of steps."""
+    first = float(c.steps[0])
+    return level(c.steps, c.values, first, first + frac * c.span, min_points, at_end=False)
+
+
+def level_at(c: Curve, step: float, frac: float = 0.05, min_points: int = 3) -> float:
+    """Oriented level around ``step`` (median over +-``frac`` of the span)."""
+    half = frac * c.span
+    inside = (c.steps >= step - half) & (c.steps <= step + half)
+    if inside.sum() >= min_points:
+        return float(np.median(c.values[inside]))
+    order = np.argsort(np.abs(c.steps - step), kind="stable")[:min_points]
+    return float(np.median(c.values[order]))
+
+
+def total_progress(ctx: RuleContext | None, c: Curve) -> float:
+    """How far the oriented curve fell from its start to its best smoothed point (>= 0):
+    the run's own unit of "a meaningful amount" for this curve."""
+    _, sm = smoothed(ctx, c)
+    if len(sm) == 0:
+        return 0.0
+    return max(start_level(c) - float(np.min(sm)), 0.0)
+
+
+def rel(delta: float, ref: float) -> float:
+    """``delta / |ref|`` as a fraction, NaN when the reference is ~0."""
+    return float(delta / abs(ref)) if abs(ref) > 1e-12 else float("nan")
+
+
+def pct(x: float) -> str:
+    """A fraction as a short percentage for messages (``38%``, ``0.4%``, ``n/a``)."""
+    if not np.isfinite(x):
+        return "n/a"
+    v = abs(x) * 100
+    return f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 0.1 else f"{v:.2f}%"
+
+
+def fmt(x: float) -> str:
+    """A value for messages: 4 significant digits."""
+    return f"{x:.4g}"
+
+
+def primary_objective(ctx: RuleContext) -> Curve | None:
+    """The curve that says whether training still pays off: val loss, else the val
+    metric, else the train loss (a run without validation is judged by its train loss)."""
+    for role in (Role.VAL_LOSS, Role.VAL_METRIC, Role.TRAIN_LOSS):
+        c = get_curve(ctx, role)
+        if c is not None and len(c) >= 3:
+            return c
+    return None
+
+
+def lr_evidence(ctx: RuleContext) -> dict[str, float]:
+    """The learning rate at the end relative to its peak, when logged (a schedule that
+    already annealed to ~0 changes what "train longer" means)."""
+    lr = ctx.series(Role.LR)
+    if lr is None:
+        return {}
+    f = lr.finite
+    if len(f) == 0 or np.max(f.values) <= 0:
+        return {}
+    peak = float(np.max(f.values))
+    return {"lr_end": float(f.values[-1]), "lr_end_over_peak": float(f.values[-1]) / peak}
+
+
+# ---------------------------------------------------------------------------
+# PRG001 still-improving
+# ---------------------------------------------------------------------------
+
+
+@detector("still_improving")
+def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """The objective is still improving at the last step: training was stopped early.
+
+    Fires when the robust (Theil-Sen) trend over the last ``tail_frac`` of steps improves
+    by at least ``min_effect`` noise sigmas with Kendall tau past ``min_tau``, and that
+    tail improvement is at least ``min_tail_share`` of the run's total progress (a
+    converged curve still creeping down by 0.5% of its drop is not "still improving").
+    """
+    c = primary_objective(ctx)
+    if c is None or len(c) < int(p["min_points"]) or c.span <= 0:
+        return None
+    t0 = float(c.steps[-1]) - float(p["tail_frac"]) * c.span
+    tail = c.steps >= t0
+    if tail.sum() < int(p["min_tail_points"]):
+        return []
+    tr = signals.robust_trend(c.steps[tail], c.values[tail])
+    if not np.isfinite(tr.slope):
+        return []
+    total = total_progress(ctx, c)
+    gain = -tr.change
+    nz = noise(c)
+    effect = gain / nz
+    share = gain / total if total > 0 else float("nan")
+    _, sm = smoothed(ctx, c)
+    # the best point must be in the tail: a curve that rose and came back is not improving
+    best_in_tail = float(np.min(sm[-max(1, int(tail.sum())):])) <= float(np.min(sm)) + nz
+    if not (
+        tr.slope_hi < 0
+        and tr.tau <= -float(p["min_tau"])
+        and effect >= float(p["min_effect"])
+        and np.isfinite(share)
+        and share >= float(p["min_tail_share"])
+        and best_in_tail
+    ):
+        return []
+    end_raw = c.raw(float(tr.end))
+    start_raw = c.raw(float(tr.start))
+    what = "val" if c.series.split in ("val", "test") else "train"
+    name = c.series.metric.replace("_", " ")
+    name = name if name.startswith(what) else f"{what} {name}"
+    msg = (
+        f"{name} still improves from {fmt(start_raw)} to {fmt(end_raw)} over the last "
+        f"{pct(float(p['tail_frac']))} of steps (to step {int(c.steps[-1])}), "
+        f"{pct(share)} of its total progress"
+    )
+    ev = {
+        "tail_start_step": int(c.steps[tail][0]),
+        "last_step": int(c.steps[-1]),
+        "tail_start_value": start_raw,
+        "tail_end_value": end_raw,
+        "tail_gain_share": share,
+        "effect_noise_sigmas": effect,
+        "kendall_tau": tr.tau,
+        "noise": nz,
+        **lr_evidence(ctx),
+        **{f"threshold_{k}": v for k, v in p.items()},
+    }
+    return [Hit(c.tag, int(c.steps[-1]), msg, ev)]
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the other fitting modules
+# ---------------------------------------------------------------------------
+
+
+def bounded_metric(c: Curve) -> bool:
+    """A higher-is-better metric living in [0, 1] (accuracy, mAP, F1...)."""
+    return c.sign < 0 and bool(np.all((c.values >= -1.0) & (c.values <= 0.0)))
+
+
+def improvement(c: Curve, start: float, end: float | None = None) -> dict[str, float]:
+    """How much the oriented curve improved between ``start`` and ``end`` (default: the
+    last step), by the level around each end.  ``rel`` is relative to the starting level
+    (for bounded metrics: to the error left, 1 - value), ``effect`` in noise sigmas,
+    ``tau`` the Kendall tau of the window (negative = improving)."""
+    stop = float(c.steps[-1]) if end is None else end
+    a = level_at(c, start)
+    b = level(c.steps, c.values, stop - 0.1 * max(stop - start, 0.0), stop)
+    drop = a - b
+    scale = (1.0 + a) if bounded_metric(c) else abs(a)
+    inside = (c.steps >= start) & (c.steps <= stop)
+    tr = signals.robust_trend(c.steps[inside], c.values[inside])
+    return {
+        "from": c.raw(a),
+        "to": c.raw(b),
+        "drop": drop,
+        "rel": drop / scale if scale > 1e-12 else float("inf") if drop > 0 else 0.0,
+        "effect": drop / noise(c),
+        "tau": float(tr.tau) if np.isfinite(tr.tau) else 0.0,
+    }
+
+
+def ends_nonfinite(ctx: RuleContext) -> bool:
+    """True when a train or val loss ends NaN/inf: that run is divergence's business, and
+    fitting rules (plateau, underfit) must not read its collapsed tail as a state."""
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        s = ctx.series(role)
+        if s is not None and len(s) and not np.isfinite(s.values[-1]):
+            return True
+    return False
+
+
+def early_eval_ratio(ctx: RuleContext, frac: float = 0.2) -> float | None:
+    """Val loss over train loss at the start of the run (medians over the first ``frac``
+    of the val steps, train taken over the same steps); None unless both are positive.
+
+    Overfitting starts with val tracking train (ratio ~1) and drifts apart; a val loss
+    10x the train loss from the first evaluation on means evaluation itself is broken
+    (batch-norm running statistics, eval-mode preprocessing), not generalisation.
+    """
+
+    def compute() -> float | None:
+        val, train = get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS)
+        if val is None or train is None or len(val) < 2 or len(train) < 2:
+            return None
+        if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+            return None
+        end = float(val.steps[0]) + frac * val.span
+        v = level(val.steps, val.values, float(val.steps[0]), end, at_end=False)
+        lo = min(float(val.steps[0]), float(train.steps[0]))
+        t = level(train.steps, train.values, lo, max(end, float(train.steps[0])), at_end=False)
+        return v / t if t > 0 else None
+
+    return ctx.cached(("fit_early_ratio", frac), compute)

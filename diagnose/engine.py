@@ -1,0 +1,460 @@
+"""The rule engine: load declarative rules, run their detectors, return findings.
+
+A rule is one TOML file (built-in ones in the top-level ``rules/`` folder, shipped in the
+wheel as ``diagnose/_builtin_rules``; users add folders with ``rules-dirs``)::
+
+    id = "DIV001"                      # 2-4 capitals + 3 digits, unique
+    name = "loss-non-finite"           # kebab-case
+    state = "divergence"               # snake_case state name
+    severity = "error"                 # error | warning | info
+    detector = "nonfinite_loss"        # registered in diagnose.detectors
+    summary = "Loss becomes NaN or infinite and does not recover."
+    preview = false                    # optional: off unless preview is enabled
+    supersedes = ["DIV002"]            # optional: drop these rules' findings on the
+                                       # same metric when this rule fires
+    [thresholds]                       # defaults; users override per rule in config
+    recover_points = 3
+    [doc]
+    what = "..."  why = "..."  evidence = "..."
+    causes = ["..."]  fixes = ["..."]  references = ["..."]
+    [doc.thresholds]                   # one line per threshold key
+    recover_points = "finite points after the last NaN that count as a recovery"
+
+Validation errors are :class:`RuleError` with one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diagnose.config import SEVERITIES, Config, ConfigError
+from diagnose.findings import SEVERITY_RANK, Finding, RunResult
+from diagnose.metrics import resolve_roles
+from diagnose.run import IngestNote, Run
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^[A-Z]{2,4}[0-9]{3}$")
+_NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_STATE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_DOC_TEXT = ("what", "why", "evidence")
+_DOC_LISTS = ("causes", "fixes", "references")
+_TOP_KEYS = {
+    "id", "name", "state", "severity", "detector", "summary", "preview", "thresholds",
+    "doc", "supersedes",
+}
+
+
+class RuleError(ValueError):
+    """A rule file that cannot be used; the message is one line naming file and key."""
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule as declared in its TOML file."""
+
+    id: str
+    name: str
+    state: str
+    severity: str
+    detector: str
+    summary: str
+    thresholds: dict[str, Any] = field(default_factory=dict)
+    doc: dict[str, Any] = field(default_factory=dict)
+    preview: bool = False
+    path: Path | None = None
+    supersedes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def builtin_rules_dir() -> Path:
+    """Where the built-in rules live: inside the wheel, else the repo's ``rules/``."""
+    packaged = Path(__file__).parent / "_builtin_rules"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).parents[1] / "rules"
+
+
+def _is_threshold_value(v: Any) -> bool:
+    if isinstance(v, (int, float, str, bool)):
+        return True
+    return isinstance(v, list) and all(
+        isinstance(x, (int, float, str)) and not isinstance(x, bool) for x in v
+    )
+
+
+def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
+    """Validate one rule table; raise :class:`RuleError` naming ``path`` and the key."""
+    where = str(path)
+
+    def bad(key: str, why: str) -> RuleError:
+        return RuleError(f"{where}: key '{key}' {why}")
+
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise bad(unknown[0], "is not a rule key")
+    for key in ("id", "name", "state", "severity", "detector", "summary"):
+        if key not in data:
+            raise bad(key, "is missing")
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise bad(key, "must be a non-empty string")
+    if not _ID_RE.match(data["id"]):
+        raise bad("id", "must be 2-4 capital letters and 3 digits (e.g. DIV001)")
+    if not _NAME_RE.match(data["name"]):
+        raise bad("name", "must be kebab-case")
+    if not _STATE_RE.match(data["state"]):
+        raise bad("state", "must be snake_case")
+    if data["severity"] not in SEVERITIES:
+        raise bad("severity", f"must be one of {', '.join(SEVERITIES)}")
+    preview = data.get("preview", False)
+    if not isinstance(preview, bool):
+        raise bad("preview", "must be true or false")
+    thresholds = data.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise bad("thresholds", "must be a table")
+    for k, v in thresholds.items():
+        if not _is_threshold_value(v):
+            raise bad(f"thresholds.{k}", "must be a number, string, boolean or list")
+    doc = data.get("doc", {})
+    if not isinstance(doc, dict):
+        raise bad("doc", "must be a table")
+    for k in _DOC_TEXT:
+        if k in doc and not isinstance(doc[k], str):
+            raise bad(f"doc.{k}", "must be a string")
+    for k in _DOC_LISTS:
+        if k in doc and (
+            not isinstance(doc[k], list) or not all(isinstance(x, str) for x in doc[k])
+        ):
+            raise bad(f"doc.{k}", "must be a list of strings")
+    if "thresholds" in doc and not isinstance(doc["thresholds"], dict):
+        raise bad("doc.thresholds", "must be a table of threshold = description")
+    sup = data.get("supersedes", [])
+    if not isinstance(sup, list) or not all(isinstance(x, str) and _ID_RE.match(x) for x in sup):
+        raise bad("supersedes", "must be a list of rule ids")
+    return RuleSpec(
+        id=data["id"],
+        name=data["name"],
+        state=data["state"],
+        severity=data["severity"],
+        detector=data["detector"],
+        summary=data["summary"].strip(),
+        thresholds=dict(thresholds),
+        doc=dict(doc),
+        preview=preview,
+        path=path,
+        supersedes=tuple(sup),
+    )
+
+
+def load_rule_file(path: Path) -> RuleSpec:
+    """Read and validate one ``*.toml`` rule file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RuleError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise RuleError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_rule(data, path)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
+    from diagnose.detectors import get_detector
+
+    rules: list[RuleSpec] = []
+    seen: dict[str, Path] = {}
+    for folder, builtin in dirs:
+        path = Path(folder)
+        if not path.is_dir():
+            raise RuleError(f"{path}: rules folder not found")
+        for file in sorted(path.glob("*.toml")):
+            spec = load_rule_file(file)
+            if spec.id in seen:
+                raise RuleError(f"{file}: key 'id' duplicates {spec.id} from {seen[spec.id]}")
+            if get_detector(spec.detector) is None:
+                if not builtin:
+                    raise RuleError(f"{file}: key 'detector' names unknown detector "
+                                    f"{spec.detector!r}")
+                log.warning("%s: detector %r is not registered", file, spec.detector)
+            seen[spec.id] = file
+            rules.append(spec)
+    return tuple(rules)
+
+
+def _stamp(dirs: Iterable[Path]) -> tuple:
+    out = []
+    for d in dirs:
+        try:
+            out.append(max((f.stat().st_mtime_ns for f in d.glob("*.toml")), default=0))
+            out.append(len(list(d.glob("*.toml"))))
+        except OSError:
+            out.append(-1)
+    return tuple(out)
+
+
+def load_rules(extra_dirs: Sequence[Path] = ()) -> list[RuleSpec]:
+    """Built-in rules plus every ``*.toml`` in ``extra_dirs``, sorted by id.
+
+    Raises :class:`RuleError` for an invalid file, a duplicate id, a missing folder, or
+    (in a user folder) a detector that does not exist.  Cached per folder set and mtime.
+    """
+    folders = [(str(builtin_rules_dir()), True)] + [(str(Path(d)), False) for d in extra_dirs]
+    stamp = _stamp(Path(f) for f, _ in folders)
+    return sorted(_load_cached(tuple(folders), stamp), key=lambda r: r.id)
+
+
+# ---------------------------------------------------------------------------
+# Configuration applied to rules
+# ---------------------------------------------------------------------------
+
+
+def _coerce_threshold(rule: RuleSpec, key: str, default: Any, value: Any) -> Any:
+    where = f"thresholds.{rule.id}.{key}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"config key '{where}' must be true or false")
+    if isinstance(default, (int, float)):
+        try:
+            num = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key '{where}' must be a number") from None
+        if isinstance(default, int) and num.is_integer():
+            return int(num)
+        return num
+    return value
+
+
+def rule_thresholds(rule: RuleSpec, config: Config) -> dict[str, Any]:
+    """The rule's defaults updated by ``config.thresholds[rule.id]``; an unknown key
+    raises :class:`ConfigError` naming it."""
+    params = dict(rule.thresholds)
+    for key, value in config.thresholds.get(rule.id, {}).items():
+        if key not in params:
+            known = ", ".join(sorted(params)) or "none"
+            raise ConfigError(
+                f"config key 'thresholds.{rule.id}.{key}' is not a threshold of "
+                f"{rule.id} (known: {known})"
+            )
+        params[key] = _coerce_threshold(rule, key, params[key], value)
+    return params
+
+
+def check_config(rules: Sequence[RuleSpec], config: Config) -> None:
+    """Raise :class:`ConfigError` for thresholds/severity naming an unknown rule or key."""
+    ids = {r.id for r in rules}
+    for rid in config.thresholds:
+        if rid not in ids:
+            raise ConfigError(f"config key 'thresholds.{rid}' names an unknown rule")
+    for rid in config.severity:
+        if rid not in ids:
+            raise ConfigError(f"config key 'severity.{rid}' names an unknown rule")
+    for r in rules:
+        rule_thresholds(r, config)
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+def _sort_key(f: Finding) -> tuple:
+    return (-SEVERITY_RANK[f.severity], f.step if f.step is not None else -1, f.rule,
+            f.metric or "")
+
+
+def _suppress(findings: list[Finding], by_id: dict[str, RuleSpec]) -> list[Finding]:
+    """Drop redundant findings.
+
+    1. A rule's ``supersedes`` list: when it fires on a metric, the superseded rules'
+       findings on that metric go (NaN explains the explosion before it).
+    2. The same state on the same metric at the same step from two rules keeps only the
+       most severe (ties: lower rule id).
+    """
+    dropped: set[int] = set()
+    for i, f in enumerate(findings):
+        for other in findings:
+            if other is f:
+                continue
+            spec = by_id.get(other.rule)
+            if spec and f.rule in spec.supersedes and other.metric == f.metric:
+                dropped.add(i)
+                break
+    best: dict[tuple[str, str | None, int | None], int] = {}
+    for i, f in enumerate(findings):
+        if i in dropped or f.step is None:
+            continue
+        key = (f.state, f.metric, f.step)
+        j = best.get(key)
+        if j is None:
+            best[key] = i
+            continue
+        g = findings[j]
+        if (SEVERITY_RANK[f.severity], g.rule) > (SEVERITY_RANK[g.severity], f.rule):
+            dropped.add(j)
+            best[key] = i
+        else:
+            dropped.add(i)
+    return [f for i, f in enumerate(findings) if i not in dropped]
+
+
+def _note_once(run: Run, note: IngestNote) -> None:
+    if not any(n.code == note.code and n.message == note.message for n in run.notes):
+        run.notes.append(note)
+
+
+def evaluate(run: Run, config: Config | None = None,
+             rules: list[RuleSpec] | None = None) -> RunResult:
+    """Run every enabled rule on ``run`` and return its findings.
+
+    Rules are selected with ``config.rule_enabled`` (preview rules need preview on or an
+    exact select), thresholds are rule defaults updated by the config, severity can be
+    overridden.  A detector returning None puts the rule in ``not_applicable``; a detector
+    that raises does the same and leaves a ``rule_error`` note on the run, so one bad rule
+    never costs the user the other findings.
+    """
+    from diagnose.detectors import RuleContext, get_detector
+
+    config = config or Config()
+    if rules is None:
+        rules = load_rules(config.rules_dirs)
+        check_config(rules, config)
+    roles = resolve_roles(run.scalars, config.metrics)
+    ctx = RuleContext(run, roles=roles, hparams=config.hparams)
+    result = RunResult(run=run, roles=roles.as_dict())
+    findings: list[Finding] = []
+    by_id = {r.id: r for r in rules}
+    for rule in rules:
+        if not config.rule_enabled(rule.id, rule.preview):
+            continue
+        params = rule_thresholds(rule, config)
+        fn = get_detector(rule.detector)
+        if fn is None:
+            result.not_applicable.append(rule.id)
+            _note_once(run, IngestNote("rule_error", f"{rule.id}: detector "
+                                       f"{rule.detector!r} is not available"))
+            continue
+        t0 = time.perf_counter()
+        try:
+            hits = fn(ctx, params)
+        except Exception as exc:
+            log.warning("rule %s failed on %s: %r", rule.id, run.run_id, exc)
+            result.not_applicable.append(rule.id)
+            _note_once(run, IngestNote("rule_error", f"{rule.id} ({rule.detector}) failed: "
+                                       f"{type(exc).__name__}: {exc}"))
+            continue
+        elapsed = time.perf_counter() - t0
+        if elapsed > 0.2:
+            log.debug("rule %s took %.3fs on %s", rule.id, elapsed, run.run_id)
+        if hits is None:
+            result.not_applicable.append(rule.id)
+            continue
+        severity = config.severity.get(rule.id, rule.severity)
+        for h in hits:
+            findings.append(
+                Finding(
+                    rule=rule.id,
+                    name=rule.name,
+                    state=rule.state,
+                    severity=severity,  # type: ignore[arg-type]
+                    metric=h.metric,
+                    step=None if h.step is None else int(h.step),
+                    message=h.message,
+                    evidence=dict(h.evidence),
+                )
+            )
+    findings = _suppress(findings, by_id)
+    findings.sort(key=_sort_key)
+    result.findings = findings
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Documentation for `diagnose rules` / `diagnose explain`
+# ---------------------------------------------------------------------------
+
+
+def catalogue(rules: Sequence[RuleSpec]) -> list[dict[str, Any]]:
+    """One row per rule for ``diagnose rules``: id, name, state, severity, summary,
+    preview."""
+    return [
+        {
+            "id": r.id,
+            "name": r.name,
+            "state": r.state,
+            "severity": r.severity,
+            "summary": r.summary,
+            "preview": r.preview,
+        }
+        for r in sorted(rules, key=lambda r: r.id)
+    ]
+
+
+def _wrap(text: str, indent: str = "  ", width: int = 88) -> str:
+    import textwrap
+
+    return "\n".join(
+        textwrap.fill(par.strip(), width=width, initial_indent=indent,
+                      subsequent_indent=indent)
+        for par in str(text).strip().split("\n\n")
+        if par.strip()
+    )
+
+
+def format_rule_doc(spec: RuleSpec) -> str:
+    """Plain-text documentation of one rule for ``diagnose explain ID``."""
+    import textwrap
+
+    lines = [f"{spec.id} {spec.name}"
+             + (" (preview)" if spec.preview else ""),
+             f"state: {spec.state}   severity: {spec.severity}   detector: {spec.detector}",
+             "",
+             textwrap.fill(spec.summary, width=88),
+             ""]
+    titles = {"what": "What it detects", "why": "Why it matters",
+              "evidence": "Evidence reported"}
+    for key in _DOC_TEXT:
+        if spec.doc.get(key):
+            lines += [titles[key], _wrap(spec.doc[key]), ""]
+    list_titles = {"causes": "Likely causes", "fixes": "Fixes"}
+    for key in ("causes", "fixes"):
+        items = spec.doc.get(key) or []
+        if items:
+            lines.append(list_titles[key])
+            lines += [textwrap.fill(x, width=88, initial_indent="  - ",
+                                    subsequent_indent="    ") for x in items]
+            lines.append("")
+    if spec.thresholds:
+        lines.append("Thresholds (default; override in [tool.diagnose.thresholds."
+                     f"{spec.id}])")
+        tdoc = spec.doc.get("thresholds", {}) or {}
+        for key, value in spec.thresholds.items():
+            desc = tdoc.get(key, "")
+            head = f"  {key} = {value!r}"
+            lines.append(head if not desc else f"{head}\n"
+                         + textwrap.fill(desc, width=88, initial_indent="      ",
+                                         subsequent_indent="      "))
+        lines.append("")
+    if spec.supersedes:
+        lines += [f"Supersedes: {', '.join(spec.supersedes)} (on the same metric)", ""]
+    refs = spec.doc.get("references") or []
+    if refs:
+        lines.append("References")
+        lines += [textwrap.fill(x, width=88, initial_indent="  - ",
+                                subsequent_indent="    ") for x in refs]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"

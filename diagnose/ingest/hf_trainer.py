@@ -1,0 +1,185 @@
+"""Hugging Face ``trainer_state.json``: the Trainer's ``log_history`` as a Run.
+
+``log_history`` is a list of heterogeneous dicts, each ``{**logs, "step": global_step}``:
+training entries (``loss``, ``grad_norm``, ``learning_rate``), eval entries (``eval_*``)
+and one final summary (``train_runtime``, ``train_loss``...).  The file is written with
+``json.dumps`` (``allow_nan=True``), so a diverged run holds bare ``NaN``/``Infinity``
+tokens: only stdlib ``json`` is used, because those NaNs are the evidence.
+
+Decisions:
+
+* ``epoch`` (fractional) is kept as the bookkeeping tag ``epoch`` (split ``other``), as
+  HF's TensorBoard callback logs ``train/epoch``: it maps steps to epochs; it is never a
+  metric.
+* The final summary entry's keys are kept under ``summary/<key>`` (``summary/train_loss``,
+  ``summary/train_runtime``) with split ``other``: its ``train_loss`` is the mean over the
+  whole run, and as a point at the last step it would pose as the train loss's last value.
+  The resolver only looks at train/val/test splits, so ``other`` keeps it out of roles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diagnose.hparams import canonicalize, flatten
+from diagnose.ingest.csv_logs import (
+    MAX_STEP,
+    LogReadError,
+    new_run,
+    purge_restarts,
+    read_text,
+    scalars_from_long,
+)
+from diagnose.run import Run
+from diagnose.sources import RunSource, SourceFile
+
+#: Keys of the end-of-training summary entry (``Trainer.train`` -> ``self.log(metrics)``).
+SUMMARY_KEYS = frozenset(
+    {
+        "train_runtime",
+        "train_samples_per_second",
+        "train_steps_per_second",
+        "total_flos",
+        "train_loss",
+    }
+)
+
+#: Top-level TrainerState fields that are hyperparameters of the run.
+HPARAM_FIELDS = (
+    "train_batch_size",
+    "num_train_epochs",
+    "max_steps",
+    "logging_steps",
+    "eval_steps",
+    "save_steps",
+    "trial_name",
+)
+
+
+def _is_summary(entry: dict[str, Any]) -> bool:
+    return "train_runtime" in entry or ("train_loss" in entry and "loss" not in entry)
+
+
+def _salvage(text: str) -> list[Any]:
+    """log_history entries of a truncated file, parsed one object at a time."""
+    m = re.search(r'"log_history"\s*:\s*\[', text)
+    if not m:
+        return []
+    decoder = json.JSONDecoder()
+    pos = m.end()
+    out: list[Any] = []
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n,":
+            pos += 1
+        if pos >= len(text) or text[pos] != "{":
+            return out
+        try:
+            obj, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            return out
+        out.append(obj)
+
+
+def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
+    """Read one ``trainer_state.json`` into a Run (format ``hf_trainer_state``)."""
+    path = Path(file.path)
+    text, notes = read_text(path)
+    run = new_run(source, file, "hf_trainer_state")
+    run.notes.extend(notes)
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        history = _salvage(text)
+        if not history:
+            raise LogReadError(f"invalid JSON: {exc.msg} at line {exc.lineno}") from exc
+        run.note(
+            "truncated",
+            f"file is cut off ({exc.msg}); read the {len(history)} complete log entries",
+            path=str(path),
+        )
+        state = {"log_history": history}
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise LogReadError("no log_history list (not a trainer_state.json)")
+
+    raw = _hparams(state)
+    if raw:
+        run.raw_hparams = raw
+        run.hparams = canonicalize(raw)
+
+    tags: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    splits: list[str | None] = []
+    no_step = bad = 0
+    for entry in state["log_history"]:
+        if not isinstance(entry, dict):
+            bad += 1
+            continue
+        step = entry.get("step")
+        if isinstance(step, float) and step.is_integer():
+            step = int(step)
+        if not isinstance(step, int) or isinstance(step, bool) or not abs(step) < MAX_STEP:
+            no_step += 1
+            continue
+        summary = _is_summary(entry)
+        for key, value in entry.items():
+            if key == "step":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if value is not None:
+                    bad += 1
+                continue
+            if summary and key in SUMMARY_KEYS:
+                tags.append(f"summary/{key}")
+                splits.append("other")
+            else:
+                tags.append(key)
+                splits.append(None)
+            steps.append(step)
+            values.append(float(value))
+    if no_step:
+        run.note("skipped_rows", f"{no_step} log entries without a step skipped", path=str(path))
+    if bad:
+        run.note("bad_value", f"{bad} non-numeric log value(s) skipped", path=str(path))
+    if not tags:
+        if not state["log_history"]:
+            raise LogReadError("log_history is empty")
+        raise LogReadError("no numeric values in log_history")
+    long = pd.DataFrame(
+        {
+            "tag": np.array(tags, dtype=object),
+            "step": np.array(steps, dtype="int64"),
+            "value": np.array(values, dtype="float64"),
+            "split": np.array(splits, dtype=object),
+        }
+    )
+    long, restart = purge_restarts(long, path, equal_is_restart=False, exempt=["epoch"])
+    run.notes.extend(restart)
+    run.scalars = scalars_from_long(
+        long["tag"].to_numpy(),
+        long["step"].to_numpy(),
+        long["value"].to_numpy(),
+        None,
+        file,
+        split=long["split"].to_numpy(),
+    )
+    return run.finalize()
+
+
+def _hparams(state: dict[str, Any]) -> dict[str, Any]:
+    """Run-level fields plus ``trial_params`` (a hyperparameter search's values win)."""
+    raw: dict[str, Any] = {
+        key: state[key]
+        for key in HPARAM_FIELDS
+        if key in state and state[key] is not None and not isinstance(state[key], (dict, list))
+    }
+    trial = state.get("trial_params")
+    if isinstance(trial, dict):
+        raw.update(flatten(trial))
+    return raw

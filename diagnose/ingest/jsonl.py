@@ -1,0 +1,231 @@
+"""JSON-lines metric logs: detectron2 ``metrics.json`` and any one-object-per-line log.
+
+detectron2's ``JSONWriter`` appends one ``json.dumps(record, sort_keys=True)`` per
+logging period: ``iteration`` is the step, training scalars (``total_loss``, ``loss_*``,
+``lr``, ``fast_rcnn/cls_accuracy``) share a record, and evaluation results arrive as a
+separate record at the same iteration with ``<task>/<metric>`` keys (``bbox/AP``,
+``segm/AP50``).  A resumed job appends to the same file, so iterations repeat: the later
+records win (TensorBoard's purge rule) and a ``restart`` note says so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diagnose.ingest.csv_logs import (
+    MAX_STEP,
+    LogReadError,
+    decode_bytes,
+    metric_like,
+    new_run,
+    purge_restarts,
+    read_text,
+    scalars_from_long,
+)
+from diagnose.run import Run
+from diagnose.sources import RunSource, SourceFile
+
+#: Step keys, best first.
+STEP_KEYS = ("iteration", "global_step", "step", "iter", "it", "epoch")
+#: detectron2 evaluator task prefixes: their metrics are validation results.
+D2_EVAL_TASKS = frozenset({"bbox", "segm", "keypoints", "sem_seg", "panoptic_seg"})
+#: Record keys whose string value names the record's split (mmdet ``mode``).
+SPLIT_KEYS = ("mode", "split", "phase")
+SNIFF_BYTES = 8192
+
+
+def _flat_numbers(record: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, float], int]:
+    """Numeric leaves with '/'-joined keys, and how many non-numeric leaves were skipped."""
+    out: dict[str, float] = {}
+    skipped = 0
+    for key, value in record.items():
+        name = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            inner, n = _flat_numbers(value, name)
+            out.update(inner)
+            skipped += n
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = float(value)
+        elif value is not None:
+            skipped += 1
+    return out, skipped
+
+
+def sniff_jsonl(path: Path) -> bool:
+    """True when the file's first lines are JSON objects holding training metrics."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(SNIFF_BYTES)
+    except OSError:
+        return False
+    try:
+        text, _ = decode_bytes(raw)
+    except LogReadError:
+        return False
+    lines = text.splitlines()
+    if len(raw) == SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]
+    lines = [ln for ln in lines if ln.strip()][:10]
+    if not lines:
+        return False
+    stepped = 0
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            return False
+        if not isinstance(obj, dict):
+            return False
+        numbers, _ = _flat_numbers(obj)
+        step = next((k for k in STEP_KEYS if k in numbers), None)
+        others = [k for k in numbers if k != step]
+        if step is not None and any(metric_like(k) for k in others):
+            return True
+        stepped += step is not None and bool(others)
+    # No metric-like names (an RL reward log...): a step key on several records will do;
+    # one JSON object on one line is more likely a config or a summary.
+    return stepped >= 2
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < MAX_STEP:
+        return float(value)
+    return None
+
+
+def _iters_per_epoch(records: list[dict[str, Any]], step_key: str | None) -> int | None:
+    """The iteration count per epoch when ``step_key`` counts within an epoch (mmdet v2).
+
+    Such logs reset the counter whenever ``epoch`` goes up; read as a global step that
+    would look like a restart at every epoch and lose all but the last one.  Returns None
+    for a global counter (detectron2), where a backward jump is a real restart.
+    """
+    if step_key in (None, "epoch"):
+        return None
+    resets = 0
+    last: tuple[float, float] | None = None
+    top = 0.0
+    for record in records:
+        step, epoch = _number(record.get(step_key)), _number(record.get("epoch"))
+        if step is None or epoch is None:
+            continue
+        top = max(top, step)
+        if last is not None and step < last[0] and epoch > last[1]:
+            resets += 1
+        last = (step, epoch)
+    return int(top) if resets else None
+
+
+def load_jsonl(source: RunSource, file: SourceFile) -> Run:
+    """Read a JSON-lines metric log into a Run (format ``jsonl``)."""
+    path = Path(file.path)
+    text, notes = read_text(path)
+    run = new_run(source, file, "jsonl")
+    run.notes.extend(notes)
+    lines = text.splitlines()
+    ends_clean = text.endswith(("\n", "\r"))
+    records: list[dict[str, Any]] = []
+    corrupt: list[int] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1 and not ends_clean:
+                run.note(
+                    "truncated",
+                    "last line is cut off (job killed mid-write); dropped it",
+                    path=str(path),
+                    details={"line": line[:200]},
+                )
+            else:
+                corrupt.append(i + 1)
+            continue
+        if isinstance(obj, dict):
+            records.append(obj)
+        else:
+            corrupt.append(i + 1)
+    if corrupt:
+        run.note(
+            "corrupt_record",
+            f"{len(corrupt)} line(s) are not JSON objects; skipped (first at line {corrupt[0]})",
+            path=str(path),
+            details={"lines": corrupt[:20]},
+        )
+    if not records:
+        raise LogReadError("no JSON records")
+
+    step_key = next((k for k in STEP_KEYS if any(k in r for r in records[:200])), None)
+    per_epoch = _iters_per_epoch(records, step_key)
+    if per_epoch:
+        run.note(
+            "unsupported",
+            f"{step_key!r} restarts at every epoch; step = epoch x {per_epoch} + {step_key}",
+            path=str(path),
+        )
+    tags: list[str] = []
+    steps: list[int] = []
+    values: list[float] = []
+    splits: list[str | None] = []
+    skipped = no_step = 0
+    for index, record in enumerate(records):
+        numbers, n_skipped = _flat_numbers(record)
+        mode = next(
+            (str(record[k]).lower() for k in SPLIT_KEYS if isinstance(record.get(k), str)), ""
+        )
+        skipped += n_skipped - sum(isinstance(record.get(k), str) for k in SPLIT_KEYS)
+        if step_key is None:
+            step = index
+        else:
+            raw_step = numbers.pop(step_key, None)
+            if raw_step is None or not abs(raw_step) < MAX_STEP:
+                no_step += 1
+                continue
+            step = int(raw_step)
+            epoch = _number(record.get("epoch"))
+            if per_epoch and epoch is not None:
+                step += int(epoch) * per_epoch
+                if abs(step) >= MAX_STEP:
+                    no_step += 1
+                    continue
+        split_hint = {"train": "train", "val": "val", "eval": "val", "test": "test"}.get(mode)
+        for key, value in numbers.items():
+            tags.append(key)
+            steps.append(step)
+            values.append(value)
+            head = key.split("/", 1)[0]
+            splits.append("val" if "/" in key and head in D2_EVAL_TASKS else split_hint)
+    if no_step:
+        run.note(
+            "skipped_rows", f"{no_step} record(s) without {step_key!r} skipped", path=str(path)
+        )
+    if skipped > 0:
+        run.note("bad_value", f"{skipped} non-numeric value(s) skipped", path=str(path))
+    if not tags:
+        raise LogReadError("no numeric values in the JSON records")
+    long = pd.DataFrame(
+        {
+            "tag": np.array(tags, dtype=object),
+            "step": np.array(steps, dtype="int64"),
+            "value": np.array(values, dtype="float64"),
+            "split": np.array(splits, dtype=object),
+        }
+    )
+    long, restart = purge_restarts(long, path, equal_is_restart=True)
+    run.notes.extend(restart)
+    run.scalars = scalars_from_long(
+        long["tag"].to_numpy(),
+        long["step"].to_numpy(),
+        long["value"].to_numpy(),
+        None,
+        file,
+        split=long["split"].to_numpy(),
+    )
+    return run.finalize()

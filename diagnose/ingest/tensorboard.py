@@ -1,0 +1,676 @@
+"""TensorBoard event files -> Run: scalars, histograms, hparams, restarts.
+
+Decoding follows TensorBoard's own semantics (``EventAccumulator`` with everything
+stored): a tag's plugin metadata is taken from its first occurrence across all files of
+the run; tensors are scalars when that metadata says ``scalars``; a ``SessionLog.START``
+at step T (file version >= 2) purges earlier points with step >= T.
+
+Speed: most scalar logs are torch's default ``add_scalar`` events, which all share one
+byte layout (``wall_time, step, summary{value{tag, simple_value}}``).  Those records are
+recognised and decoded column-wise with numpy, never becoming Python objects; every other
+record goes through the protobuf classes.  Both paths give identical numbers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from google.protobuf.message import DecodeError
+from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
+
+from diagnose.hparams import canonicalize
+from diagnose.ingest.tfrecord import HEADER, Records, read_records, take_rows
+from diagnose.run import Histogram, IngestNote, Run, make_scalars
+from diagnose.sources import RunSource
+
+_START = event_pb2.SessionLog.START
+_HPARAMS_SSI = "_hparams_/session_start_info"
+#: Plugin names reported for values that carry no metadata, by the value's oneof field.
+_KIND_PLUGIN = {"simple_value": "", "histo": "histograms", "image": "images", "audio": "audio"}
+_FLOAT_DTYPES = {
+    types_pb2.DT_FLOAT: "<f4",
+    types_pb2.DT_DOUBLE: "<f8",
+    types_pb2.DT_HALF: "<f2",
+}
+
+
+# ---------------------------------------------------------------------------
+# peek
+# ---------------------------------------------------------------------------
+
+
+def _first_payloads(path: Path, max_records: int) -> Iterator[bytes]:
+    """Data of the first records, read with plain file reads (no full scan)."""
+    with open(path, "rb") as fh:
+        for _ in range(max_records):
+            head = fh.read(HEADER)
+            if len(head) < HEADER:
+                return
+            (length,) = struct.unpack_from("<Q", head)
+            from diagnose.ingest.tfrecord import masked_crc32c
+
+            if masked_crc32c(head[:8]) != struct.unpack_from("<I", head, 8)[0]:
+                return
+            if length > (1 << 31):
+                return
+            data = fh.read(length)
+            if len(data) < length or len(fh.read(4)) < 4:
+                return
+            yield data
+
+
+def peek_tags(path: Path, max_records: int = 64) -> dict[str, str]:
+    """Tags of the first ``max_records`` records -> plugin name ('' for simple_value).
+
+    Cheap enough for discovery to call on every event file: it reads only the start of
+    the file.  Values without metadata are named by kind (``histograms`` for legacy
+    histograms).  Unreadable input gives what was read so far, never an error.
+    """
+    tags: dict[str, str] = {}
+    try:
+        for data in _first_payloads(Path(path), max_records):
+            try:
+                event = event_pb2.Event.FromString(data)
+            except DecodeError:
+                continue
+            if not event.HasField("summary"):
+                continue
+            for value in event.summary.value:
+                tag = value.tag or value.node_name
+                plugin = value.metadata.plugin_data.plugin_name
+                if plugin:
+                    tags.setdefault(tag, plugin)
+                elif tag not in tags:
+                    kind = value.WhichOneof("value")
+                    tags[tag] = _KIND_PLUGIN.get(kind or "", "")
+    except OSError:
+        pass
+    return tags
+
+
+# ---------------------------------------------------------------------------
+# fast path: torch simple_value events decoded column-wise
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _FastScalars:
+    """Records recognised as single simple_value events, decoded as columns."""
+
+    index: np.ndarray  # record numbers within the file
+    tags: list[str]  # distinct raw tags
+    codes: np.ndarray  # into ``tags``
+    step: np.ndarray
+    wall: np.ndarray
+    value: np.ndarray
+
+
+def _varint(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the base-128 varint starting each row of ``[n, 10]`` bytes.
+
+    Returns (value as int64, byte length, valid).
+    """
+    n = len(cols)
+    value = np.zeros(n, dtype=np.uint64)
+    length = np.zeros(n, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    for j in range(cols.shape[1]):
+        byte = cols[:, j]
+        active = ~done
+        value |= np.where(active, (byte & 0x7F).astype(np.uint64) << np.uint64(7 * j), 0).astype(
+            np.uint64
+        )
+        ends = active & (byte < 0x80)
+        if j == 9:  # a 10th byte may only carry the top bit of a 64-bit value
+            ends &= byte <= 1
+        length[ends] = j + 1
+        done |= ends
+        if done.all():
+            break
+    return value.view(np.int64), length, done
+
+
+#: Largest record the fast path looks at: one-byte lengths cap the tag at 127 bytes.
+_FAST_MAX = 9 + 11 + 6 + 127 + 5
+
+
+def _fast_scalars(rec: Records) -> _FastScalars | None:
+    """Find and decode every record laid out as Event{wall_time, step?, one simple_value}.
+
+    A record is accepted only if its bytes are exactly that message with one-byte
+    lengths that agree with each other and with the record length, so protobuf would
+    read the very same numbers.  Records are grouped by (length, step width): within a
+    group every field sits at the same column, so whole groups are checked and decoded
+    with column slices.  Everything else is left for the protobuf path.
+    """
+    buf = rec.buffer
+    cand = np.flatnonzero((rec.lengths >= 9 + 13) & (rec.lengths <= _FAST_MAX))
+    if not len(cand):
+        return None
+    d = rec.starts[cand]
+    head = take_rows(buf, d, 20)
+    has_step = head[:, 9] == 0x10
+    step, vlen, vok = _varint(head[:, 10:20])
+    ok = (head[:, 0] == 0x09) & (vok | ~has_step)
+    width = np.where(has_step, 1 + vlen, 0)
+    key = rec.lengths[cand] * 16 + width
+    cand, d, key, step = cand[ok], d[ok], key[ok], np.where(has_step, step, 0)[ok]
+    groups, uniq = pd.factorize(key)
+    tags: list[str] = []
+    tag_index: dict[bytes, int] = {}
+    out_idx, out_code, out_step, out_wall, out_val = [], [], [], [], []
+    for g, k in enumerate(uniq.tolist()):
+        members = np.flatnonzero(groups == g)
+        length, w = divmod(int(k), 16)
+        q = 9 + w
+        tl = length - q - 11
+        if tl < 0 or tl >= 0x80:
+            continue
+        rows = take_rows(buf, d[members], length)
+        good = (
+            (rows[:, q] == 0x2A)
+            & (rows[:, q + 1] == tl + 9)
+            & (rows[:, q + 2] == 0x0A)
+            & (rows[:, q + 3] == tl + 7)
+            & (rows[:, q + 4] == 0x0A)
+            & (rows[:, q + 5] == tl)
+            & (rows[:, q + 6 + tl] == 0x15)
+        )
+        tagmat = rows[:, q + 6 : q + 6 + tl]
+        # The tag as a few uint64 words: hash them to group rows, then check exactly.
+        words = np.zeros((len(rows), -(-tl // 8) * 8), dtype=np.uint8)
+        words[:, :tl] = tagmat
+        words = words.view("<u8")
+        h = np.zeros(len(rows), dtype=np.uint64)
+        for j in range(words.shape[1]):
+            h = (h * np.uint64(1099511628211)) ^ words[:, j]
+        local, _ = pd.factorize(h)
+        first = np.unique(local, return_index=True)[1]
+        good &= (words == words[first][local]).all(axis=1)  # hash collisions -> slow path
+        codes = np.empty(len(first), dtype=np.int64)
+        for c, r in enumerate(first.tolist()):
+            raw = tagmat[r].tobytes()
+            code = tag_index.get(raw)
+            if code is None:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:  # protobuf rejects it too: its path will say so
+                    good &= local != c
+                    codes[c] = -1
+                    continue
+                code = tag_index[raw] = len(tags)
+                tags.append(text)
+            codes[c] = code
+        sel = np.flatnonzero(good)
+        out_idx.append(cand[members[sel]])
+        out_code.append(codes[local[sel]])
+        out_step.append(step[members[sel]])
+        out_wall.append(np.ascontiguousarray(rows[sel, 1:9]).view("<f8").reshape(-1))
+        out_val.append(
+            np.ascontiguousarray(rows[sel, length - 4 :]).view("<f4").reshape(-1).astype(np.float64)
+        )
+    if not out_idx:
+        return None
+    index = np.concatenate(out_idx)
+    order = np.argsort(index, kind="stable")
+    return _FastScalars(
+        index[order],
+        tags,
+        np.concatenate(out_code)[order],
+        np.concatenate(out_step)[order],
+        np.concatenate(out_wall)[order],
+        np.concatenate(out_val)[order],
+    )
+
+
+# ---------------------------------------------------------------------------
+# protobuf path
+# ---------------------------------------------------------------------------
+
+
+def _tensor_scalar(tensor: object) -> float | None:
+    """The single number of a scalar tensor (float/double/half/int, packed or not)."""
+    dt = _FLOAT_DTYPES.get(tensor.dtype)  # type: ignore[attr-defined]
+    if dt is not None and not tensor.tensor_shape.dim:  # type: ignore[attr-defined]
+        content = tensor.tensor_content  # type: ignore[attr-defined]
+        if len(content) == np.dtype(dt).itemsize:
+            return float(np.frombuffer(content, dtype=dt)[0])
+        if tensor.dtype == types_pb2.DT_FLOAT and len(tensor.float_val) == 1:  # type: ignore[attr-defined]
+            return float(tensor.float_val[0])  # type: ignore[attr-defined]
+        if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:  # type: ignore[attr-defined]
+            return float(tensor.double_val[0])  # type: ignore[attr-defined]
+    try:
+        arr = tensor_util.make_ndarray(tensor)
+    except Exception:  # any malformed tensor is just not a number
+        return None
+    if arr.size != 1 or arr.dtype.kind not in "fiub":
+        return None
+    return float(arr.reshape(-1)[0])
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """One base-128 varint: (value, next position); raises IndexError/ValueError if bad."""
+    value, shift = 0, 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+_F64 = struct.Struct("<d")
+
+
+def _plain_histogram(data: bytes) -> tuple | None:
+    """Decode Event{wall_time, step, summary{value{tag, histo}}} without protobuf objects.
+
+    torch and tensorboardX write histograms exactly like this; building the message and
+    copying its repeated fields is most of the cost of reading them.  Any other shape
+    (metadata, repeated fields, unknown fields, bad UTF-8) returns None and goes through
+    protobuf, so the result is always what protobuf would read.
+    Returns (wall, step, tag, stats[5], bucket_limit, bucket).
+    """
+    try:
+        wall, step, summary = 0.0, 0, None
+        seen: set[int] = set()
+        pos, n = 0, len(data)
+        while pos < n:
+            key, pos = _varint_at(data, pos)
+            if key in seen:
+                return None
+            seen.add(key)
+            if key == 0x09:
+                (wall,) = _F64.unpack_from(data, pos)
+                pos += 8
+            elif key == 0x10:
+                step, pos = _varint_at(data, pos)
+                step = step - (1 << 64) if step >= 1 << 63 else step
+            elif key == 0x2A:
+                size, pos = _varint_at(data, pos)
+                summary = (pos, pos + size)
+                pos += size
+            else:
+                return None
+        if summary is None or pos != n:
+            return None
+        pos, end = summary
+        key, pos = _varint_at(data, pos)
+        size, pos = _varint_at(data, pos)
+        if key != 0x0A or pos + size != end:
+            return None
+        tag, histo = None, None
+        while pos < end:
+            key, pos = _varint_at(data, pos)
+            size, pos = _varint_at(data, pos)
+            if key == 0x0A and tag is None:
+                tag = data[pos : pos + size].decode("utf-8")
+            elif key == 0x2A and histo is None:
+                histo = (pos, pos + size)
+            else:
+                return None
+            pos += size
+        if histo is None or pos != end:
+            return None
+        stats = [0.0] * 5
+        limits = counts = None
+        pos, end = histo
+        seen.clear()
+        while pos < end:
+            key, pos = _varint_at(data, pos)
+            if key in seen:
+                return None
+            seen.add(key)
+            field_no, wire = key >> 3, key & 7
+            if wire == 1 and 1 <= field_no <= 5:
+                (stats[field_no - 1],) = _F64.unpack_from(data, pos)
+                pos += 8
+            elif wire == 2 and field_no in (6, 7):
+                size, pos = _varint_at(data, pos)
+                if size % 8 or pos + size > end:
+                    return None
+                arr = np.frombuffer(data, dtype="<f8", count=size // 8, offset=pos)
+                if field_no == 6:
+                    limits = arr
+                else:
+                    counts = arr
+                pos += size
+            else:
+                return None
+        if pos != end or wall != wall:  # NaN wall_time: leave to protobuf
+            return None
+        empty = np.zeros(0, dtype=np.float64)
+        return (
+            wall,
+            step,
+            tag or "",
+            stats,
+            empty if limits is None else limits,
+            empty if counts is None else counts,
+        )
+    except (IndexError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _histogram(
+    tag: str, step: int, wall: float, stats: list[float], limits: np.ndarray, counts: np.ndarray
+) -> Histogram:
+    """Old-style histogram -> [k,3] (left, right, count) of its non-empty buckets.
+
+    Like ``data_compat``, the outer edges become min and max (TF writes ±DBL_MAX there),
+    in float64.  Unlike it, empty buckets are dropped everywhere, not only at the ends:
+    TF's exponential ladder is mostly empty (about 1 bucket in 5 holds data for typical
+    weights), the empty ones carry no mass, and keeping them would triple memory.
+    """
+    k = min(len(limits), len(counts))
+    nonzero = np.flatnonzero(counts[:k] > 0)
+    buckets = np.empty((len(nonzero), 3), dtype=np.float64)
+    if len(nonzero):
+        buckets[:, 0] = limits[nonzero - 1]  # nonzero[0] - 1 may wrap: replaced below
+        buckets[:, 1] = limits[nonzero]
+        buckets[:, 2] = counts[nonzero]
+        buckets[0, 0] = stats[0]
+        buckets[-1, 1] = stats[1]
+    return Histogram(tag, step, wall, buckets, *stats)
+
+
+def _histogram_from_proto(
+    tag: str, step: int, wall: float, h: summary_pb2.HistogramProto
+) -> Histogram:
+    """Histogram message (from the protobuf path) -> Histogram."""
+    limits = np.asarray(h.bucket_limit, dtype=np.float64)
+    counts = np.asarray(h.bucket, dtype=np.float64)
+    return _histogram(tag, step, wall, [h.min, h.max, h.num, h.sum, h.sum_squares], limits, counts)
+
+
+def _histogram_from_tensor(tag: str, step: int, wall: float, tensor: object) -> Histogram | None:
+    """TF2 ``[k,3]`` histogram tensor -> Histogram (no summary statistics recorded)."""
+    try:
+        arr = np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
+    except Exception:  # malformed: skipped, not fatal
+        return None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        if arr.size == 0:
+            arr = np.zeros((0, 3), dtype=np.float64)
+        else:
+            return None
+    return Histogram(tag, step, wall, arr)
+
+
+# ---------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    """Everything accumulated across the files of one run, in read order."""
+
+    keys: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)  # first metadata per final tag
+    kinds: dict[str, str] = field(default_factory=dict)  # fallback plugin by value kind
+    file_version: float | None = None
+    codes: list[np.ndarray] = field(default_factory=list)
+    steps: list[np.ndarray] = field(default_factory=list)
+    walls: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)
+    seqs: list[np.ndarray] = field(default_factory=list)
+    histograms: list[tuple[int, Histogram]] = field(default_factory=list)
+    restarts: list[tuple[int, int, str]] = field(default_factory=list)
+    raw_hparams: dict[str, float | str | bool] = field(default_factory=dict)
+    notes: list[IngestNote] = field(default_factory=list)
+    seq: int = 0
+
+    def code(self, tag: str, split: str | None) -> int:
+        key = (tag, split)
+        c = self.keys.get(key)
+        if c is None:
+            c = self.keys[key] = len(self.keys)
+        return c
+
+
+def _final_tag(tag: str, suffix: str | None) -> str:
+    return f"{tag}/{suffix}" if suffix else tag
+
+
+def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, verify: bool) -> None:
+    """Add one event file's scalars, histograms, hparams and restarts to the state."""
+    rec = read_records(path, verify_checksums=verify)
+    base = st.seq
+    st.seq += len(rec)
+    fast = _fast_scalars(rec)
+    slow = np.ones(len(rec), dtype=bool)
+    if fast is not None and len(fast.index):
+        slow[fast.index] = False
+        remap = np.array([st.code(_final_tag(t, suffix), split) for t in fast.tags], dtype=np.int64)
+        for t in fast.tags:
+            st.kinds.setdefault(_final_tag(t, suffix), "")
+        st.codes.append(remap[fast.codes])
+        st.steps.append(fast.step)
+        st.walls.append(fast.wall)
+        st.values.append(fast.value)
+        st.seqs.append(fast.index + base)
+    codes: list[int] = []
+    steps: list[int] = []
+    walls: list[float] = []
+    values: list[float] = []
+    seqs: list[int] = []
+    # Metadata must be seen in record order: a fast record never carries any, so it is
+    # enough to walk the slow records in order.
+    for i in np.flatnonzero(slow).tolist():
+        data = rec.payload(i)
+        plain = _plain_histogram(data) if len(data) > 64 else None
+        if plain is not None:
+            wall, step, raw_tag, stats, limits, counts = plain
+            tag = _final_tag(raw_tag, suffix)
+            st.kinds.setdefault(tag, "histograms")
+            h = _histogram(tag, step, wall, stats, limits, counts)
+            st.histograms.append((base + i, h))
+            continue
+        try:
+            event = event_pb2.Event.FromString(data)
+        except DecodeError:
+            offset = int(rec.starts[i]) - HEADER
+            why = "failed its data checksum" if not rec.data_ok(i) else "is not an Event"
+            rec.note_record("corrupt_record", f"record at byte {offset} {why}; skipped", offset)
+            continue
+        what = event.WhichOneof("what")
+        if what == "file_version":
+            version = event.file_version.split("brain.Event:")[-1]
+            try:
+                st.file_version = float(version)
+            except ValueError:
+                st.file_version = -1.0
+            continue
+        if what == "session_log":
+            if event.session_log.status == _START and (st.file_version or 0) >= 2:
+                st.restarts.append((base + i, event.step, str(path)))
+            continue
+        if what != "summary":
+            continue
+        for value in event.summary.value:
+            kind = value.WhichOneof("value")
+            tag = value.tag
+            if kind == "tensor" and not tag:
+                tag = value.node_name
+            tag = _final_tag(tag, suffix)
+            plugin = value.metadata.plugin_data.plugin_name if value.HasField("metadata") else None
+            if value.HasField("metadata") and tag not in st.metadata:
+                st.metadata[tag] = plugin or ""
+            if kind is not None:
+                st.kinds.setdefault(tag, _KIND_PLUGIN.get(kind, ""))
+            first = st.metadata.get(tag)
+            if plugin == "hparams":
+                if value.tag == _HPARAMS_SSI:
+                    _read_hparams(value.metadata.plugin_data.content, st, str(path))
+            elif kind == "simple_value":
+                codes.append(st.code(tag, split))
+                steps.append(event.step)
+                walls.append(event.wall_time)
+                values.append(value.simple_value)
+                seqs.append(base + i)
+            elif kind == "histo":
+                h = _histogram_from_proto(tag, event.step, event.wall_time, value.histo)
+                st.histograms.append((base + i, h))
+            elif kind == "tensor":
+                if first == "scalars":
+                    number = _tensor_scalar(value.tensor)
+                    if number is None:
+                        continue
+                    codes.append(st.code(tag, split))
+                    steps.append(event.step)
+                    walls.append(event.wall_time)
+                    values.append(number)
+                    seqs.append(base + i)
+                elif first == "histograms":
+                    hist = _histogram_from_tensor(tag, event.step, event.wall_time, value.tensor)
+                    if hist is not None:
+                        st.histograms.append((base + i, hist))
+    if codes:
+        st.codes.append(np.asarray(codes, dtype=np.int64))
+        st.steps.append(np.asarray(steps, dtype=np.int64))
+        st.walls.append(np.asarray(walls, dtype=np.float64))
+        st.values.append(np.asarray(values, dtype=np.float64))
+        st.seqs.append(np.asarray(seqs, dtype=np.int64))
+    rec.close_notes()
+    st.notes.extend(rec.notes)
+    if not len(rec) and not rec.notes:
+        st.notes.append(IngestNote("empty", "event file holds no records", str(path)))
+
+
+def _read_hparams(content: bytes, st: _State, path: str) -> None:
+    """hparams plugin session_start_info -> raw hparams (number, string or bool)."""
+    try:
+        data = plugin_data_pb2.HParamsPluginData.FromString(content)
+    except DecodeError:
+        st.notes.append(IngestNote("bad_value", "unreadable hparams session_start_info", path))
+        return
+    for key, val in data.session_start_info.hparams.items():
+        kind = val.WhichOneof("kind")
+        if kind == "number_value":
+            number = val.number_value
+            st.raw_hparams[key] = int(number) if float(number).is_integer() else number
+        elif kind == "string_value":
+            st.raw_hparams[key] = val.string_value
+        elif kind == "bool_value":
+            st.raw_hparams[key] = val.bool_value
+
+
+def _tag_step_order(rank: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Stable order by (tag rank, step).
+
+    Writers log steps in order, so a stable sort by tag alone (a radix sort on small
+    ints) usually suffices; the full lexsort runs only when some tag's steps go back.
+    """
+    if not len(rank):
+        return np.zeros(0, dtype=np.int64)
+    small = rank.astype(np.int16) if rank.max() < 2**15 else rank
+    order = np.argsort(small, kind="stable")
+    s, r = steps[order], rank[order]
+    if ((s[1:] >= s[:-1]) | (r[1:] != r[:-1])).all():
+        return order
+    return np.lexsort((steps, rank))
+
+
+def _build_scalars(
+    st: _State,
+    alive: np.ndarray,
+    order_codes: np.ndarray,
+    steps: np.ndarray,
+    walls: np.ndarray,
+    values: np.ndarray,
+) -> pd.DataFrame:
+    """The long table, grouped by tag and sorted by step (stable: write order kept).
+
+    Metric and split are computed by :func:`make_scalars` once per distinct (tag, split)
+    and then expanded by index, which keeps the table's dtypes and shares the strings.
+    """
+    keys = list(st.keys)
+    n_keys = len(keys)
+    lookup = make_scalars(
+        [k[0] for k in keys],
+        np.zeros(n_keys, dtype=np.int64),
+        np.zeros(n_keys),
+        split=pd.array([k[1] for k in keys], dtype="string") if n_keys else None,
+    )
+    codes = order_codes[alive]
+    steps, walls, values = steps[alive], walls[alive], values[alive]
+    # Rank codes by (tag, split) string order so the table comes out grouped by tag.
+    rank = np.empty(n_keys, dtype=np.int64)
+    rank[sorted(range(n_keys), key=lambda c: (keys[c][0], keys[c][1] or ""))] = np.arange(n_keys)
+    order = _tag_step_order(rank[codes], steps)
+    codes = codes[order]
+    return pd.DataFrame(
+        {
+            "tag": lookup["tag"].array.take(codes),
+            "metric": lookup["metric"].array.take(codes),
+            "split": lookup["split"].array.take(codes),
+            "step": steps[order],
+            "wall_time": walls[order],
+            "value": values[order],
+        }
+    )
+
+
+def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
+    """Read every ``tensorboard`` file of ``source``, in the given order, into one Run.
+
+    Damaged or unreadable files become notes; the Run is returned even when nothing
+    could be read, so the dispatcher can decide how to report it.
+    """
+    run = Run(run_id=source.run_id, path=source.path, format="tensorboard")
+    st = _State()
+    for sf in source.files:
+        if sf.kind != "tensorboard":
+            continue
+        run.sources.append(sf.path)
+        _read_file(sf.path, sf.split, sf.tag_suffix, st, verify_checksums)
+
+    def cat(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+
+    codes = cat(st.codes, "int64")
+    steps = cat(st.steps, "int64")
+    walls = cat(st.walls, "float64")
+    values = cat(st.values, "float64")
+    seqs = cat(st.seqs, "int64")
+    alive = np.ones(len(codes), dtype=bool)
+    h_seq = np.array([s for s, _ in st.histograms], dtype=np.int64)
+    h_step = np.array([h.step for _, h in st.histograms], dtype=np.int64)
+    h_alive = np.ones(len(st.histograms), dtype=bool)
+    for seq, step, path in st.restarts:
+        expired = alive & (seqs < seq) & (steps >= step)
+        h_expired = h_alive & (h_seq < seq) & (h_step >= step)
+        alive &= ~expired
+        h_alive &= ~h_expired
+        n, nh = int(expired.sum()), int(h_expired.sum())
+        extra = f" and {nh} histograms" if nh else ""
+        run.notes.append(
+            IngestNote(
+                code="restart",
+                message=(
+                    f"run restarted at step {step}: {n} earlier scalar points{extra} with "
+                    f"step >= {step} were purged"
+                ),
+                path=path,
+                step=int(step),
+                details={"purged_scalars": n, "purged_histograms": nh},
+            )
+        )
+    run.scalars = _build_scalars(st, alive, codes, steps, walls, values)
+    run.histograms = [h for (_, h), keep in zip(st.histograms, h_alive, strict=True) if keep]
+    run.tag_metadata = {**st.kinds, **st.metadata}
+    run.raw_hparams = dict(st.raw_hparams)
+    run.hparams = canonicalize(st.raw_hparams)
+    run.notes[:0] = st.notes
+    return run

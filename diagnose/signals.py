@@ -1,0 +1,783 @@
+"""Signal processing for training curves: the statistics every detector shares.
+
+Training curves are noisy, autocorrelated, logged at uneven step intervals (dense during
+epoch 1, every eval later; restarts), sometimes a million points long, and sometimes
+negative by design (Poisson NLL, ELBO).  Everything here therefore
+
+* works in **step** units, never in index units, so a window means the same thing whether
+  a run logs every step or every 500 steps;
+* is robust (medians, MAD, Theil-Sen) so one spike does not move a baseline;
+* is scale-free and sign-agnostic where a decision depends on it: sizes are measured
+  against a curve's own noise floor or its own early drop, never as ratios of raw values
+  that could be negative;
+* downsamples before anything super-linear, so a 1M-point series costs milliseconds.
+
+Functions take plain ``(steps, values)`` arrays unless they say they take a
+:class:`diagnose.metrics.Series`; non-finite values are the caller's business except
+where a docstring says they are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from diagnose.metrics import Series
+
+#: Robust sigma from a median absolute deviation (normal consistency constant).
+MAD_TO_SIGMA = 1.4826
+
+#: Cap on points fed to O(n^2) statistics (Theil-Sen, Kendall tau, two-segment fits).
+TREND_MAX_POINTS = 400
+
+__all__ = [
+    "Onset",
+    "Spike",
+    "Trend",
+    "TwoSegment",
+    "best_so_far",
+    "chance_accuracy",
+    "chance_loss",
+    "downsample",
+    "downsample_arrays",
+    "early_drop",
+    "ema",
+    "infer_num_classes",
+    "mad_sigma",
+    "noise_floor",
+    "rise_onset",
+    "robust_scale",
+    "robust_trend",
+    "rolling_median",
+    "running_best",
+    "smooth",
+    "spikes",
+    "step_of_best",
+    "tail",
+    "two_segment_fit",
+    "window",
+]
+
+
+# ---------------------------------------------------------------------------
+# Basic robust statistics
+# ---------------------------------------------------------------------------
+
+
+#: Robust scale estimates use at most this many (evenly strided) points: the estimate's
+#: error is already ~0.3% there and medians of 1M points cost 30 ms each.
+SCALE_MAX_POINTS = 100_000
+
+
+def _thin(v: np.ndarray, max_n: int = SCALE_MAX_POINTS) -> np.ndarray:
+    return v[:: -(-len(v) // max_n)] if len(v) > max_n else v
+
+
+def mad_sigma(values: np.ndarray) -> float:
+    """Robust standard deviation (1.4826 x MAD) of the finite values; 0.0 when < 2.
+    Long inputs are strided down to :data:`SCALE_MAX_POINTS` first."""
+    v = _thin(np.asarray(values, dtype="float64"))
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return 0.0
+    return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
+
+
+def robust_scale(values: np.ndarray) -> float:
+    """A spread that is never zero for a non-constant curve: MAD sigma, else IQR/1.349,
+    else mean absolute deviation (a step curve can have MAD 0 and still move)."""
+    v = np.asarray(values, dtype="float64")
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return 0.0
+    s = mad_sigma(v)
+    if s > 0:
+        return s
+    q75, q25 = np.percentile(v, [75, 25])
+    if q75 > q25:
+        return float((q75 - q25) / 1.349)
+    return float(np.mean(np.abs(v - np.mean(v))))
+
+
+def noise_floor(values: np.ndarray, steps: np.ndarray | None = None,
+                method: str = "diff") -> float:
+    """Point-to-point noise of a curve, robust to its trend and to spikes.
+
+    ``method="diff"`` (default): MAD sigma of first differences / sqrt(2): cheap, and a
+    smooth trend barely contributes.  ``method="residual"``: MAD sigma of the residuals
+    from a centred rolling median (needs ``steps``); better when the trend is steep
+    relative to the noise.  Non-finite values are skipped.  Returns 0.0 for a constant or
+    too-short curve, so callers should floor it with a scale of their own.
+    """
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    v = v[ok]
+    if len(v) < 3:
+        return 0.0
+    if method == "residual" and steps is not None:
+        s = np.asarray(steps)[ok]
+        span = float(s[-1] - s[0]) if len(s) > 1 else 0.0
+        med = rolling_median(s, v, max(span / 20.0, 1.0))
+        return mad_sigma(v - med)
+    d = np.diff(v)
+    return mad_sigma(d) / math.sqrt(2.0)
+
+
+# ---------------------------------------------------------------------------
+# Windows and downsampling (by step, never by index)
+# ---------------------------------------------------------------------------
+
+
+def _as_series(like: Series, steps: np.ndarray, values: np.ndarray,
+               wall: np.ndarray | None = None) -> Series:
+    if wall is None:
+        wall = np.full(len(steps), np.nan)
+    return replace(like, steps=np.asarray(steps, dtype="int64"),
+                   values=np.asarray(values, dtype="float64"), wall_time=wall)
+
+
+def window(series: Series, start: float | None = None, end: float | None = None) -> Series:
+    """Points with ``start <= step <= end`` (either bound may be None)."""
+    ok = np.ones(len(series.steps), dtype=bool)
+    if start is not None:
+        ok &= series.steps >= start
+    if end is not None:
+        ok &= series.steps <= end
+    return _as_series(series, series.steps[ok], series.values[ok], series.wall_time[ok])
+
+
+def tail(series: Series, frac: float) -> Series:
+    """The last ``frac`` of the run measured in steps (not points): with dense early
+    logging, the last 20% of points can be the last 2% of training."""
+    if len(series) == 0:
+        return series
+    first, last = float(series.steps[0]), float(series.steps[-1])
+    return window(series, start=last - frac * (last - first))
+
+
+def downsample_arrays(steps: np.ndarray, values: np.ndarray, max_points: int,
+                      how: str = "mean") -> tuple[np.ndarray, np.ndarray]:
+    """Bin a curve into at most ``max_points`` equal-width step bins.
+
+    ``how`` is ``mean`` (noise-reducing, the default), ``min``, ``max`` (keeps spikes
+    visible) or ``last``.  Non-finite values are dropped first; each bin's step is the
+    mean step of its points.  Steps must be increasing.  O(n), vectorised.
+    """
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    if not ok.all():
+        s, v = s[ok], v[ok]
+    n = len(v)
+    if n <= max_points or max_points < 1:
+        return s, v
+    lo, hi = s[0], s[-1]
+    width = (hi - lo) / max_points
+    if width <= 0:
+        return s[-1:], v[-1:]
+    # bin k holds lo + k*width <= step < lo + (k+1)*width; with sorted steps each bin is a
+    # contiguous run, so its first index is a binary search (no per-point arithmetic).
+    edges = lo + width * np.arange(1, max_points)
+    starts = np.unique(np.r_[0, np.searchsorted(s, edges, side="left")])
+    starts = starts[starts < n]
+    counts = np.diff(np.r_[starts, n])
+    bs = np.add.reduceat(s, starts) / counts
+    if how == "mean":
+        bv = np.add.reduceat(v, starts) / counts
+    elif how == "max":
+        bv = np.maximum.reduceat(v, starts)
+    elif how == "min":
+        bv = np.minimum.reduceat(v, starts)
+    elif how == "last":
+        bv = v[np.r_[starts[1:] - 1, n - 1]]
+    else:
+        raise ValueError(f"unknown downsample method {how!r}")
+    return bs, bv
+
+
+def downsample(series: Series, max_points: int, how: str = "mean") -> Series:
+    """:func:`downsample_arrays` on a Series (steps rounded back to int)."""
+    if len(series) <= max_points:
+        return series
+    s, v = downsample_arrays(series.steps, series.values, max_points, how)
+    return _as_series(series, np.round(s).astype("int64"), v)
+
+
+# ---------------------------------------------------------------------------
+# Smoothing that respects uneven steps
+# ---------------------------------------------------------------------------
+
+
+def ema(steps: np.ndarray, values: np.ndarray, tau: float) -> np.ndarray:
+    """Exponential moving average with a time constant of ``tau`` **steps**.
+
+    Each point's weight is ``1 - exp(-dt / tau)`` with ``dt`` the step gap, so a curve
+    logged every step and the same curve logged every 100 steps smooth alike (a fixed
+    per-point alpha, as in TensorBoard, would smooth the sparse one 100x less).
+    Non-finite values are skipped (the average carries over).  Vectorised in chunks.
+    """
+    s = np.asarray(steps, dtype="float64")
+    x = np.asarray(values, dtype="float64")
+    n = len(x)
+    out = np.full(n, np.nan)
+    ok = np.isfinite(x)
+    if not ok.any():
+        return out
+    idx = np.flatnonzero(ok)
+    s2, x2 = s[idx], x[idx]
+    tau = max(float(tau), 1e-12)
+    dt = np.diff(s2, prepend=s2[0])
+    loga = -dt / tau  # log of the decay factor a_i
+    y = np.empty(len(x2))
+    # y_i = a_i y_{i-1} + (1 - a_i) x_i, solved blockwise with cumulative products;
+    # blocks end before exp() of the cumulative log-decay could overflow.
+    prev = 0.0
+    start = 0
+    m = len(x2)
+    cum = np.cumsum(loga)
+    while start < m:
+        base = cum[start - 1] if start > 0 else 0.0
+        stop = int(np.searchsorted(-(cum - base), 600.0, side="right"))
+        stop = max(stop, start + 1)
+        seg = slice(start, stop)
+        L = cum[seg] - base
+        w = -np.expm1(loga[seg])  # 1 - a_i
+        if start == 0:
+            w[0] = 1.0  # the first point seeds the average
+        acc = np.cumsum(w * x2[seg] * np.exp(-L))
+        y[seg] = np.exp(L) * (prev + acc)
+        prev = y[stop - 1]
+        start = stop
+    out[idx] = y
+    # carry the average over skipped points
+    if len(idx) < n:
+        filled = pd.Series(out).ffill().to_numpy()
+        out = filled
+    return out
+
+
+def rolling_median(steps: np.ndarray, values: np.ndarray, window_steps: float,
+                   center: bool = True) -> np.ndarray:
+    """Rolling median over a window of ``window_steps`` steps (not points).
+
+    Robust to spikes (a spike shorter than half the window cannot move it).  Centred by
+    default (``[s - w/2, s + w/2]``); ``center=False`` gives the causal (trailing) window
+    ``(s - w, s]``.  Non-finite values are ignored inside each window.  Vectorised: the
+    windows are gathered into one padded matrix and sorted row-wise, which for the sizes
+    detectors use (<= a few thousand binned points) is far cheaper than pandas' rolling.
+    """
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    n = len(v)
+    if n == 0:
+        return v.copy()
+    w = max(float(window_steps), 1.0)
+    if center:
+        lo = np.searchsorted(s, s - w / 2, side="left")
+        hi = np.searchsorted(s, s + w / 2, side="right")
+    else:
+        lo = np.searchsorted(s, s - w, side="right")
+        hi = np.arange(1, n + 1)
+    width = int((hi - lo).max())
+    if n * width > 4_000_000:
+        return _rolling_median_pandas(s, v, w, center)
+    return _window_quantile(v, lo, hi, width, 0.5)
+
+
+def rolling_quantile(steps: np.ndarray, values: np.ndarray, window_steps: float,
+                     q: float) -> np.ndarray:
+    """Centred rolling ``q``-quantile over a window of ``window_steps`` steps (linear
+    interpolation, NaN ignored).  Used for local noise scales: loss noise is roughly
+    multiplicative, so one global sigma overstates late noise and understates early."""
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    n = len(v)
+    if n == 0:
+        return v.copy()
+    w = max(float(window_steps), 1.0)
+    lo = np.searchsorted(s, s - w / 2, side="left")
+    hi = np.searchsorted(s, s + w / 2, side="right")
+    width = int((hi - lo).max())
+    if n * width > 4_000_000:
+        idx = pd.to_datetime(np.round(s - s[0]).astype("int64"), unit="ns")
+        ser = pd.Series(np.where(np.isfinite(v), v, np.nan), index=idx)
+        win = ser.rolling(pd.Timedelta(round(w), unit="ns"), min_periods=1, center=True)
+        return win.quantile(q).to_numpy()
+    return _window_quantile(v, lo, hi, width, q)
+
+
+def _window_quantile(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int,
+                     q: float) -> np.ndarray:
+    """q-quantile of ``v[lo[i]:hi[i]]`` for every i, via one padded, row-sorted matrix."""
+    n = len(v)
+    idx = lo[:, None] + np.arange(width)[None, :]
+    valid = idx < hi[:, None]
+    vals = np.where(np.isfinite(v), v, np.nan)
+    mat = np.where(valid, vals[np.minimum(idx, n - 1)], np.nan)
+    mat.sort(axis=1)  # NaNs go last
+    k = np.sum(np.isfinite(mat), axis=1)
+    pos = q * np.maximum(k - 1, 0)
+    below = np.floor(pos).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(k - 1, 0))
+    rows = np.arange(n)
+    a, b = mat[rows, below], mat[rows, above]
+    out = a + (b - a) * (pos - below)
+    out[k == 0] = np.nan
+    return out
+
+
+def _rolling_median_pandas(s: np.ndarray, v: np.ndarray, w: float, center: bool) -> np.ndarray:
+    """Fallback for very wide windows on long series (pandas' skiplist median)."""
+    idx = pd.to_datetime(np.round(s - s[0]).astype("int64"), unit="ns")
+    ser = pd.Series(np.where(np.isfinite(v), v, np.nan), index=idx)
+    out = ser.rolling(pd.Timedelta(round(w), unit="ns"), min_periods=1, center=center).median()
+    return out.to_numpy()
+
+
+def smooth(steps: np.ndarray, values: np.ndarray, frac: float = 0.05,
+           robust: bool = True, max_points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """The house smoother: returns ``(steps, smoothed)`` for the finite points.
+
+    Window = ``frac`` of the run's step span.  ``robust=True`` uses a centred rolling
+    median (spike-proof, the default for baselines); ``False`` an EMA with the same time
+    constant (lags, but tracks onsets of sustained rises).  Long curves are first binned
+    to ``max_points`` mean-bins so the cost stays flat on a 1M-point log.
+    """
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    if len(v) == 0:
+        return s, v
+    if len(v) > max_points:
+        s, v = downsample_arrays(s, v, max_points, "mean")
+    span = float(s[-1] - s[0]) if len(s) > 1 else 0.0
+    w = max(frac * span, 1.0)
+    if robust:
+        return s, rolling_median(s.astype("int64"), v, w)
+    return s, ema(s, v, w / 2.0)
+
+
+# ---------------------------------------------------------------------------
+# Best so far
+# ---------------------------------------------------------------------------
+
+
+def running_best(values: np.ndarray, higher_is_better: bool = False) -> np.ndarray:
+    """Best value so far at each point (running min, or max when higher is better);
+    non-finite values never become the best."""
+    v = np.asarray(values, dtype="float64")
+    fill = -np.inf if higher_is_better else np.inf
+    w = np.where(np.isfinite(v), v, fill)
+    out = np.maximum.accumulate(w) if higher_is_better else np.minimum.accumulate(w)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def best_so_far(values: np.ndarray, higher_is_better: bool = False) -> np.ndarray:
+    """Alias of :func:`running_best` (the name the docs use)."""
+    return running_best(values, higher_is_better)
+
+
+def step_of_best(steps: np.ndarray, values: np.ndarray,
+                 higher_is_better: bool = False) -> tuple[int | None, float]:
+    """(step, value) of the best finite value; (None, nan) when there is none.
+    Ties go to the earliest step."""
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    if not ok.any():
+        return None, float("nan")
+    w = np.where(ok, v, -np.inf if higher_is_better else np.inf)
+    i = int(np.argmax(w) if higher_is_better else np.argmin(w))
+    return int(steps[i]), float(v[i])
+
+
+# ---------------------------------------------------------------------------
+# Trends
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A robust trend over a window.
+
+    ``slope`` (per step) with its Theil-Sen 95% interval ``[slope_lo, slope_hi]``;
+    ``tau``/``p_value`` from Kendall's tau; ``change`` = slope x step span (the fitted
+    rise or fall over the window); ``rel_change`` = change / |fitted start level| (NaN
+    when that level is ~0); ``effect`` = |change| / noise floor (how many noise sigmas the
+    trend moves the curve: the gate to use, since curves are autocorrelated and p-values
+    from i.i.d. tests are far too optimistic); ``start``/``end`` fitted values.
+    """
+
+    slope: float
+    slope_lo: float
+    slope_hi: float
+    tau: float
+    p_value: float
+    change: float
+    rel_change: float
+    effect: float
+    noise: float
+    start: float
+    end: float
+    n: int
+
+    def rising(self, min_effect: float = 3.0, min_tau: float = 0.3) -> bool:
+        """Rising with a material effect: CI above 0, tau and effect size past gates."""
+        return self.slope_lo > 0 and self.tau >= min_tau and self.effect >= min_effect
+
+    def falling(self, min_effect: float = 3.0, min_tau: float = 0.3) -> bool:
+        """Falling with a material effect (mirror of :meth:`rising`)."""
+        return self.slope_hi < 0 and self.tau <= -min_tau and self.effect >= min_effect
+
+    def flat(self, max_effect: float = 1.0) -> bool:
+        """No material movement: the fitted change is within ``max_effect`` noise sigmas."""
+        return self.effect <= max_effect
+
+
+_NAN_TREND = Trend(*(float("nan"),) * 11, 0)
+
+
+def robust_trend(steps: np.ndarray, values: np.ndarray,
+                 max_points: int = TREND_MAX_POINTS) -> Trend:
+    """Theil-Sen slope + Kendall tau + effect size of a curve (finite points only).
+
+    Long curves are mean-binned to ``max_points`` first (Theil-Sen is O(n^2)); the noise
+    floor is taken from the raw points so binning does not make a trend look stronger.
+    Returns a Trend of NaNs (n < 3) when there is too little to say.
+    """
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    if len(v) < 3 or s[-1] == s[0]:
+        return replace(_NAN_TREND, n=len(v))
+    noise = noise_floor(v[-20000:])
+    bs, bv = downsample_arrays(s, v, max_points, "mean")
+    if len(bv) < 3:
+        return replace(_NAN_TREND, n=len(v))
+    res = stats.theilslopes(bv, bs, alpha=0.95)
+    slope, intercept, lo, hi = (float(x) for x in res[:4])
+    if np.ptp(bv) == 0:
+        tau, p = 0.0, 1.0
+    else:
+        kt = stats.kendalltau(bs, bv)
+        tau, p = float(kt.statistic), float(kt.pvalue)
+    span = float(bs[-1] - bs[0])
+    change = slope * span
+    start = intercept + slope * bs[0]
+    end = intercept + slope * bs[-1]
+    scale = max(abs(start), 1e-12)
+    rel = change / scale if abs(start) > 1e-9 * max(1.0, robust_scale(bv)) else float("nan")
+    floor = max(noise, 1e-12 * max(abs(start), 1.0))
+    return Trend(slope, lo, hi, tau if np.isfinite(tau) else 0.0, p, change, rel,
+                 abs(change) / floor, noise, start, end, len(v))
+
+
+# ---------------------------------------------------------------------------
+# Change points and onsets
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwoSegment:
+    """Best two-line fit: break at ``break_step``; slopes before/after; ``gain`` = share
+    of the one-line residual sum of squares the break removes (0..1)."""
+
+    break_step: float
+    slope_before: float
+    slope_after: float
+    gain: float
+
+
+def two_segment_fit(steps: np.ndarray, values: np.ndarray, min_frac: float = 0.1,
+                    max_points: int = TREND_MAX_POINTS) -> TwoSegment | None:
+    """Continuous-in-index two-segment least-squares fit (each segment >= ``min_frac``
+    of the points); None when fewer than 8 finite points.  O(n) with cumulative sums."""
+    s, v = downsample_arrays(steps, values, max_points, "mean")
+    n = len(v)
+    if n < 8:
+        return None
+
+    def _sse_prefix(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = np.arange(1, len(x) + 1, dtype="float64")
+        sx, sy = np.cumsum(x), np.cumsum(y)
+        sxx, sxy, syy = np.cumsum(x * x), np.cumsum(x * y), np.cumsum(y * y)
+        vx = sxx - sx * sx / k
+        cxy = sxy - sx * sy / k
+        vy = syy - sy * sy / k
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = np.where(vx > 0, cxy / vx, 0.0)
+        sse = np.maximum(vy - b * cxy, 0.0)
+        return sse, b
+
+    x = (s - s[0]) / max(s[-1] - s[0], 1.0)
+    sse_l, b_l = _sse_prefix(x, v)
+    sse_r, b_r = _sse_prefix(x[::-1], v[::-1])
+    sse_r, b_r = sse_r[::-1], b_r[::-1]
+    lo = max(int(min_frac * n), 3)
+    cand = np.arange(lo, n - lo)
+    if len(cand) == 0:
+        return None
+    total = sse_l[cand - 1] + sse_r[cand]
+    j = int(cand[np.argmin(total)])
+    full = sse_l[-1]
+    gain = 1.0 - float(total.min()) / full if full > 0 else 0.0
+    scale = 1.0 / max(s[-1] - s[0], 1.0)
+    return TwoSegment(float(s[j]), float(b_l[j - 1]) * scale, float(b_r[j]) * scale, gain)
+
+
+@dataclass(frozen=True)
+class Onset:
+    """Where a (lower-is-better) curve leaves its running minimum for good.
+
+    ``min_step``/``min_value``: the best smoothed point; ``onset_step``: last step before
+    the sustained rise at which the curve was within ``k`` noise of its min;
+    ``rise``: final smoothed value - min; ``rise_noise``: rise / noise;
+    ``sustained``: share of smoothed points after the onset above min + k*noise.
+    """
+
+    min_step: float
+    min_value: float
+    onset_step: float
+    rise: float
+    rise_noise: float
+    sustained: float
+
+
+def rise_onset(steps: np.ndarray, values: np.ndarray, k: float = 3.0,
+               frac: float = 0.05) -> Onset | None:
+    """Find where the smoothed curve starts rising from its running minimum.
+
+    Smooths robustly (rolling median over ``frac`` of the span), takes the global
+    minimum, and walks back from the end to the last point still within ``k`` noise
+    sigmas of it.  None when fewer than 5 finite points.
+    """
+    s, sm = smooth(steps, values, frac=frac)
+    if len(sm) < 5:
+        return None
+    noise = max(noise_floor(np.asarray(values)[np.isfinite(values)]), 1e-12)
+    i = int(np.argmin(sm))
+    thr = sm[i] + k * noise
+    after = sm[i:]
+    above = after > thr
+    # last index (from the min on) still at the min's level
+    inside = np.flatnonzero(~above)
+    j = i + int(inside[-1]) if len(inside) else i
+    rise = float(sm[-1] - sm[i])
+    sustained = float(above.mean()) if len(above) else 0.0
+    return Onset(float(s[i]), float(sm[i]), float(s[j]), rise, rise / noise, sustained)
+
+
+def early_drop(steps: np.ndarray, values: np.ndarray, frac: float = 0.1,
+               smoothed: np.ndarray | None = None) -> float:
+    """How far the curve fell from its start: median of the first ``frac`` of steps
+    minus the best later smoothed value (>= 0).  A sign-agnostic unit of "how much this
+    loss moves" that rules use instead of ratios of raw values.  ``smoothed`` may pass a
+    precomputed :func:`smooth` of the same points."""
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    if len(v) < 2:
+        return 0.0
+    head_end = s[0] + frac * (s[-1] - s[0])
+    head = v[s <= head_end]
+    start = float(np.median(head)) if len(head) else float(v[0])
+    if smoothed is None:
+        ss, sm = smooth(s, v, frac=0.05)
+    else:
+        ss, sm = s, smoothed
+    later = sm[ss > head_end] if len(sm) == len(ss) else sm
+    best = float(np.min(later)) if len(later) else float(np.min(sm))
+    return max(start - best, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Spikes
+# ---------------------------------------------------------------------------
+
+
+def _q90_sigma(resid: np.ndarray) -> float:
+    """Sigma implied by the 90th percentile of |residual| under a Gaussian (1.645)."""
+    r = _thin(np.abs(resid))
+    r = r[np.isfinite(r)]
+    if len(r) < 20:
+        return 0.0
+    return float(np.quantile(r, 0.90) / 1.645)
+
+
+@dataclass(frozen=True)
+class Spike:
+    """One excursion above the local baseline.
+
+    ``step``/``value``: the peak; ``baseline``: the rolling median there; ``height``:
+    (value - baseline) / noise; ``ratio``: (value - baseline) / scale where scale is the
+    curve's robust spread (sign-agnostic "how many typical spreads"); ``end_step``: first
+    step back within the recovery band (None if it never came back); ``points``: how many
+    points the excursion spans.
+    """
+
+    step: int
+    value: float
+    baseline: float
+    height: float
+    ratio: float
+    end_step: int | None
+    points: int
+
+
+def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
+           window_frac: float = 0.05, max_points: int = 20000,
+           direction: str = "up") -> tuple[list[Spike], float]:
+    """Upward (or ``direction="down"``) excursions more than ``k`` noise sigmas off a
+    centred rolling-median baseline.  Returns ``(spikes, noise)``.
+
+    The noise scale is *local* (a rolling window twice the baseline's): loss noise is
+    roughly multiplicative, so a global sigma would call every early wiggle a spike.  It
+    is the larger of the rolling MAD sigma of the residuals and their rolling 90th
+    absolute percentile / 1.645 (equal for Gaussian noise), so a uniformly noisy curve
+    has no spikes however noisy it is and heavy-tailed small-batch noise counts less;
+    spike points are assumed to be under 10% of a window.  Long curves are max-binned
+    (min-binned for ``down``) to ``max_points`` first, which keeps every spike visible;
+    their local noise comes from the raw first differences per bin.
+    """
+    s = np.asarray(steps, dtype="float64")
+    v = np.asarray(values, dtype="float64")
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    if len(v) < 8:
+        return [], 0.0
+    sign = 1.0 if direction == "up" else -1.0
+    span = float(s[-1] - s[0])
+    w = max(window_frac * span, 3.0)
+    if len(v) > max_points:
+        # Baseline from mean bins, peaks from max (min) bins, noise from the raw points:
+        # the max of a bin of pure noise is not a spike.
+        s_raw = s
+        d = np.diff(v) / math.sqrt(2.0)
+        raw_noise = max(mad_sigma(d), _q90_sigma(d))
+        bs, bmean = downsample_arrays(s, v, max_points, "mean")
+        _, bpeak = downsample_arrays(s, v, max_points, "max" if sign > 0 else "min")
+        s, v = bs, bpeak
+        base = rolling_median(bs, bmean, w)
+        resid = sign * (v - base)
+        # local raw noise: per-bin mean |first difference| (x 1.2533 = sigma for Gaussian
+        # noise), then a rolling median over bins so the bins holding spikes do not count
+        ds, dm = downsample_arrays(s_raw[1:], np.abs(d), max_points, "mean")
+        per_bin = np.interp(bs, ds, 1.2533 * dm)
+        local = rolling_median(bs, per_bin, 2 * w)
+        local = np.maximum(np.nan_to_num(local, nan=raw_noise), 0.25 * raw_noise)
+    else:
+        base = rolling_median(s, v, w)
+        resid = sign * (v - base)
+        # local scale (loss noise shrinks with the loss), floored by a global fraction
+        absr = np.abs(resid)
+        local = np.maximum(
+            MAD_TO_SIGMA * rolling_quantile(s, absr, 2 * w, 0.5),
+            rolling_quantile(s, absr, 2 * w, 0.9) / 1.645,
+        )
+        glob = max(mad_sigma(resid), _q90_sigma(resid))
+        local = np.maximum(np.nan_to_num(local, nan=glob), 0.25 * glob)
+        raw_noise = glob
+    noise = raw_noise
+    if noise <= 0:
+        noise = robust_scale(resid)
+        local = np.full(len(v), noise)
+    if noise <= 0:
+        return [], 0.0
+    scale = max(robust_scale(v), noise)
+    local = np.where(local > 0, local, noise)
+    out_mask = resid > k * local
+    if not out_mask.any():
+        return [], noise
+    back = resid <= 2.0 * local
+    found: list[Spike] = []
+    edges = np.flatnonzero(np.diff(np.r_[0, out_mask.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2], strict=True):
+        peak = a + int(np.argmax(resid[a:b]))
+        later = np.flatnonzero(back[b:])
+        end = int(s[b + later[0]]) if len(later) else None
+        found.append(
+            Spike(round(s[peak]), float(v[peak]), float(base[peak]),
+                  float(resid[peak] / local[peak]), float(resid[peak] / scale), end,
+                  int(b - a))
+        )
+    return found, noise
+
+
+# ---------------------------------------------------------------------------
+# Chance levels
+# ---------------------------------------------------------------------------
+
+
+def chance_loss(n_classes: int) -> float:
+    """Cross-entropy of a uniform guess over ``n_classes``: ln C."""
+    return math.log(n_classes)
+
+
+def chance_accuracy(n_classes: int) -> float:
+    """Accuracy of a uniform guess: 1 / C."""
+    return 1.0 / n_classes
+
+
+_NC_KEYS = ("num_classes", "n_classes", "nc", "classes", "num_labels", "n_labels")
+
+
+def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
+    """Number of classes from hparams, else from the curves; None when unsure.
+
+    Order: an integer hparam (``num_classes``, ``n_classes``, ``nc``, ``num_labels``...);
+    then a first train/val loss within ``rel_tol`` of ln C (and within a quarter of the
+    gap to ln(C+1), so the match is unambiguous) for C in 2..1000; then an initial
+    accuracy within a relative ``rel_tol*3`` of 1/C for C in 2..20.  ``roles`` is a RoleMap
+    (computed when omitted).
+    """
+    for key in _NC_KEYS:
+        val = run.hparams.get(key, run.raw_hparams.get(key) if hasattr(run, "raw_hparams")
+                              else None)
+        if isinstance(val, bool):
+            continue
+        if isinstance(val, (int, float)) and float(val).is_integer() and 2 <= val <= 100000:
+            return int(val)
+        if isinstance(val, str) and val.strip().isdigit() and 2 <= int(val) <= 100000:
+            return int(val)
+    if roles is None:
+        from diagnose.metrics import resolve_roles
+
+        roles = resolve_roles(run.scalars)
+    from diagnose.metrics import Role
+
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        s = roles.get(role)
+        if s is None or "+" in s.tag:
+            continue
+        f = s.values[np.isfinite(s.values)]
+        if len(f) == 0 or f[0] <= 0.3:
+            continue
+        first = float(f[0])
+        if first > math.log(1000.5):
+            continue
+        c = round(math.exp(first))
+        if not 2 <= c <= 1000:
+            continue
+        # unambiguous only: closer to ln C than a quarter of the gap to ln(C+1) (above
+        # ~ln 25 every value is within a few % of some ln C, which proves nothing)
+        gap = math.log(c + 1) - math.log(c)
+        if abs(first - math.log(c)) <= min(rel_tol * math.log(c), gap / 4):
+            return c
+    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+        s = roles.get(role)
+        if s is None or s.metric != "accuracy":
+            continue
+        f = s.values[np.isfinite(s.values)]
+        if len(f) == 0 or not 0 < f[0] <= 0.5:
+            continue
+        c = round(1.0 / f[0])
+        if 2 <= c <= 20 and abs(f[0] - 1.0 / c) <= 3 * rel_tol / c:
+            return c
+    return None

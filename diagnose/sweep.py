@@ -1,0 +1,360 @@
+"""What separates good runs from bad ones in a hyperparameter sweep.
+
+Runs that share a parent folder and differ in their hyperparameters form a sweep group.
+For each group this module says, only when the numbers are unambiguous:
+
+- a failure boundary: "every run with learning_rate >= 0.1 diverged" (a state present in
+  some runs and cleanly separated by one hyperparameter's value);
+- a best run at the edge of the searched range: widen the range there, or, when the runs
+  beyond that edge failed, suspect instability (tuning playbook: "if all LRs above some
+  value are infeasible and the best trial sits at that edge, suspect instability");
+- a monotone relationship between one hyperparameter and the outcome.
+
+Deterministic (groups, hyperparameters and runs are sorted) and quiet when nothing is clear.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from diagnose.findings import SEVERITY_RANK, RunResult
+from diagnose.metrics import Role, Series, resolve_roles
+
+#: Smallest number of runs that makes a sweep group.
+MIN_RUNS = 3
+#: Smallest number of distinct values of a hyperparameter for edge/trend insights.
+MIN_VALUES = 3
+#: A monotone trend must move the outcome by at least this share of its level.
+MIN_EFFECT = 0.02
+#: States that make a run a failure worth separating (error/warning findings only).
+FAILURE_STATES = (
+    "divergence",
+    "exploding_gradients",
+    "instability",
+    "batchnorm_collapse",
+    "overfit",
+    "underfit",
+    "plateau",
+)
+#: States that make a run infeasible: excluded from "best run" and trend analysis.
+INFEASIBLE_STATES = ("divergence", "exploding_gradients")
+_VERBS = {"divergence": "diverged", "exploding_gradients": "had exploding gradients"}
+#: Preferred order of hyperparameters in the output (seeds 003 importance order).
+_ORDER = ("learning_rate", "batch_size", "momentum", "optimizer", "warmup_steps",
+          "weight_decay", "dropout", "grad_clip", "lr_schedule", "epochs", "max_steps")
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One run's score on the group's common outcome metric (None when infeasible)."""
+
+    run_id: str
+    hparams: dict[str, Any]
+    states: tuple[str, ...]
+    score: float | None  # oriented: higher is better
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
+def _group_of(run_id: str) -> str:
+    """Parent folder of a run id ('.' for top-level runs)."""
+    return run_id.rsplit("/", 1)[0] if "/" in run_id else "."
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def outcome_series(result: RunResult) -> dict[str, Series]:
+    """Candidate outcome series of a run, keyed by ``role:metric`` (shared with baseline)."""
+    roles = resolve_roles(result.run.scalars, dict(result.roles or {}))
+    out: dict[str, Series] = {}
+    for role in (Role.VAL_METRIC, Role.VAL_LOSS, Role.TRAIN_LOSS):
+        s = roles.get(role)
+        if s is not None and len(s.finite) and (
+            role != Role.VAL_METRIC or s.higher_is_better is not None
+        ):
+            out[f"{role.value}:{s.metric}"] = s
+    return out
+
+
+_OUTCOME_ROLES = (Role.VAL_METRIC.value, Role.VAL_LOSS.value, Role.TRAIN_LOSS.value)
+
+
+def common_outcome(candidates: list[dict[str, Series]]) -> str | None:
+    """The best outcome key every run has: val metric, then val loss, then train loss."""
+    if not candidates:
+        return None
+    common = set.intersection(*(set(c) for c in candidates))
+    ranked = sorted(common, key=lambda k: (_OUTCOME_ROLES.index(k.split(":")[0]), k))
+    return ranked[0] if ranked else None
+
+
+def score(series: Series, key: str) -> float:
+    """Best val metric, lowest val loss, or final (tail median) train loss; higher = better."""
+    values = series.finite.values
+    if key.startswith(Role.TRAIN_LOSS.value):
+        tail = values[-max(3, len(values) // 10):]
+        return -float(np.median(tail))
+    if series.higher_is_better:
+        return float(np.max(values))
+    return -float(np.min(values))
+
+
+def shown(value: float, higher_is_better: bool | None) -> float:
+    """The outcome in its own units (lower-is-better outcomes were negated)."""
+    return value if higher_is_better else -value
+
+
+def describe_outcome(key: str) -> tuple[str, str]:
+    """(human name, 'best'/'lowest'/'final') of an outcome key."""
+    role, metric = key.split(":", 1)
+    if role == Role.VAL_METRIC.value:
+        return f"best val {metric}", "best"
+    if role == Role.VAL_LOSS.value:
+        return "lowest val loss", "lowest"
+    return "final train loss", "final"
+
+
+def _failed_states(result: RunResult) -> tuple[str, ...]:
+    seen: list[str] = []
+    for f in result.findings:
+        serious = SEVERITY_RANK.get(f.severity, 0) >= 1
+        if serious and f.state in FAILURE_STATES and f.state not in seen:
+            seen.append(f.state)
+    return tuple(seen)
+
+
+#: Recorded settings that identify a run or its machine rather than configure training.
+_NOT_HPARAMS = re.compile(
+    r"seed|(^|_)dir$|path|(^|_)name$|run_id|time|date|version|device|gpu|worker|logging|"
+    r"^save|output|report_to|resume|hub|push_to|rank|world_size|port$|host|wandb|project|"
+    r"^tags?$|^notes?$|^id$|checkpoint",
+    re.I,
+)
+
+
+def _varied(runs: list[_Outcome]) -> list[str]:
+    """Hyperparameters recorded for every run of the group with at least two values.
+
+    Bookkeeping keys (seed, output_dir, run_name...) are skipped, and so are text values
+    that differ for every run (identifiers): "every run with output_dir = X diverged" is
+    not an insight.
+    """
+    common = set.intersection(*(set(r.hparams) for r in runs)) if runs else set()
+    names = []
+    for h in common:
+        values = [r.hparams[h] for r in runs]
+        distinct = {str(v) for v in values}
+        if len(distinct) < 2 or _NOT_HPARAMS.search(str(h)):
+            continue
+        numeric = all(_number(v) is not None for v in values)
+        if not numeric and len(distinct) == len(runs):
+            continue
+        names.append(h)
+    return sorted(names, key=lambda h: (_ORDER.index(h) if h in _ORDER else len(_ORDER), h))
+
+
+def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any]]:
+    """'every run with hp >= x diverged' when a state is separated by one threshold."""
+    out: list[dict[str, Any]] = []
+    states = sorted({s for r in runs for s in r.states},
+                    key=lambda s: FAILURE_STATES.index(s))
+    numeric = all(_number(r.hparams[hp]) is not None for r in runs)
+    for state in states:
+        bad = [r for r in runs if state in r.states]
+        good = [r for r in runs if state not in r.states]
+        if not bad or not good:
+            continue
+        verb = _VERBS.get(state, f"was flagged {state}")
+        evidence = {
+            "state": state,
+            "with_state": {r.run_id: r.hparams[hp] for r in bad},
+            "without_state": {r.run_id: r.hparams[hp] for r in good},
+        }
+        if numeric:
+            bad_v = [_number(r.hparams[hp]) for r in bad]
+            good_v = [_number(r.hparams[hp]) for r in good]
+            if min(bad_v) > max(good_v):  # type: ignore[type-var]
+                edge, other, side = min(bad_v), max(good_v), ">="
+            elif max(bad_v) < min(good_v):  # type: ignore[type-var]
+                edge, other, side = max(bad_v), min(good_v), "<="
+            else:
+                continue
+            ok = "<" if side == ">=" else ">"
+            message = (f"every run with {hp} {side} {_fmt(edge)} {verb} ({_runs(len(bad))}); "
+                       f"none with {hp} {ok}= {_fmt(other)} did")
+            evidence.update({"threshold": edge, "side": side, "nearest_ok": other})
+        else:
+            values = {str(r.hparams[hp]) for r in bad}
+            if len(values) != 1 or values & {str(r.hparams[hp]) for r in good}:
+                continue
+            value = values.pop()
+            message = f"every run with {hp} = {value} {verb} ({_runs(len(bad))}); no other did"
+            evidence.update({"value": value})
+        out.append({"group": group, "hyperparameter": hp, "message": message,
+                    "evidence": {"kind": "failure_boundary", **evidence}})
+    return out
+
+
+def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
+          higher: bool | None) -> dict[str, Any] | None:
+    """The best feasible run at an end of the searched range of a numeric hyperparameter."""
+    values = [_number(r.hparams[hp]) for r in runs]
+    if any(v is None for v in values) or len(set(values)) < MIN_VALUES:
+        return None
+    scored = [r for r in runs if r.score is not None]
+    if len(scored) < 2:
+        return None
+    best = max(scored, key=lambda r: (r.score, r.run_id))
+    ties = [r for r in scored if r.score == best.score]
+    if len(ties) > 1:
+        return None
+    v = _number(best.hparams[hp])
+    lo, hi = min(values), max(values)  # type: ignore[type-var]
+    feasible = [_number(r.hparams[hp]) for r in scored]
+    infeasible = [_number(r.hparams[hp]) for r in runs if r.score is None]
+    name, _ = describe_outcome(outcome)
+    score_txt = _fmt(shown(best.score, higher))
+    evidence = {"kind": "best_at_edge", "best_run": best.run_id, "best_value": v,
+                "outcome": name, "outcome_value": shown(best.score, higher),
+                "searched": sorted(set(values)), "infeasible": sorted(set(infeasible))}
+    if v in (lo, hi):
+        side = "upper" if v == hi else "lower"
+        beyond = "above" if side == "upper" else "below"
+        message = (f"the best run ({best.run_id}, {name} {score_txt}) sits at the {side} edge "
+                   f"of the searched {hp} range [{_fmt(lo)}, {_fmt(hi)}]: widen it {beyond} "
+                   f"{_fmt(v)}")
+        return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
+    above = [x for x in infeasible if x > v]  # type: ignore[operator]
+    below = [x for x in infeasible if x < v]  # type: ignore[operator]
+    if v == max(feasible) and above and all(x > v for x in infeasible):  # type: ignore[operator]
+        nxt = min(above)
+        message = (f"the best run ({best.run_id}, {name} {score_txt}) has the largest {hp} "
+                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and above failed): the optimum "
+                   f"is limited by instability, so add warmup or clipping, or search between "
+                   f"{_fmt(v)} and {_fmt(nxt)}")
+        return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
+    if v == min(feasible) and below and all(x < v for x in infeasible):  # type: ignore[operator]
+        nxt = max(below)
+        message = (f"the best run ({best.run_id}, {name} {score_txt}) has the smallest {hp} "
+                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and below failed): search "
+                   f"between {_fmt(nxt)} and {_fmt(v)}")
+        return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
+    return None
+
+
+def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
+           higher: bool | None) -> dict[str, Any] | None:
+    """A strictly monotone outcome over >= 3 distinct values of one numeric hyperparameter."""
+    scored = [r for r in runs if r.score is not None and _number(r.hparams[hp]) is not None]
+    by_value: dict[float, list[float]] = defaultdict(list)
+    for r in scored:
+        by_value[_number(r.hparams[hp])].append(r.score)  # type: ignore[index]
+    if len(by_value) < MIN_VALUES:
+        return None
+    xs = sorted(by_value)
+    ys = [float(np.median(by_value[x])) for x in xs]
+    tau = kendalltau(xs, ys).statistic
+    if not np.isfinite(tau) or abs(tau) < 1.0 - 1e-9:
+        return None
+    spread = max(ys) - min(ys)
+    level = max(abs(y) for y in ys)
+    if level == 0 or spread / level < MIN_EFFECT:
+        return None
+    name, _ = describe_outcome(outcome)
+    better = "improves" if tau > 0 else "worsens"
+    pairs = ", ".join(f"{_fmt(x)}: {_fmt(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
+    message = f"{name} {better} monotonically as {hp} increases ({pairs})"
+    best_end = "larger" if tau > 0 else "smaller"
+    message += f"; try {best_end} values"
+    return {"group": group, "hyperparameter": hp, "message": message,
+            "evidence": {"kind": "monotone", "outcome": name, "tau": float(tau),
+                         "values": xs, "outcomes": [shown(y, higher) for y in ys]}}
+
+
+def _group_insights(group: str, results: list[RunResult]) -> list[dict[str, Any]]:
+    series = [outcome_series(r) for r in results]
+    outcome = common_outcome(series)
+    higher = series[0][outcome].higher_is_better if outcome is not None else None
+    runs: list[_Outcome] = []
+    for r, s in zip(results, series, strict=True):
+        states = _failed_states(r)
+        infeasible = any(st in INFEASIBLE_STATES for st in states)
+        value = None if infeasible or outcome is None else score(s[outcome], outcome)
+        runs.append(_Outcome(r.run.run_id, dict(r.run.hparams), states, value))
+    runs.sort(key=lambda r: r.run_id)
+    varied = _varied(runs)
+    out: list[dict[str, Any]] = []
+    # one boundary per (state, failing runs): when several hyperparameters separate the
+    # same runs, report the most important one and say the sweep cannot tell them apart
+    seen: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+    for hp in varied:
+        for insight in _boundaries(group, runs, hp):
+            ev = insight["evidence"]
+            key = (ev["state"], tuple(sorted(ev["with_state"])))
+            if key in seen:
+                first = seen[key]
+                first["evidence"].setdefault("confounded_with", []).append(hp)
+                continue
+            seen[key] = insight
+            out.append(insight)
+    for insight in out:
+        others = insight["evidence"].get("confounded_with")
+        if others:
+            verb = "separates" if len(others) == 1 else "separate"
+            insight["message"] += (f" ({', '.join(others)} {verb} the same runs: the sweep "
+                                   "cannot tell which matters)")
+    for hp in varied:
+        if outcome is None:
+            break
+        edge = _edge(group, runs, hp, outcome, higher)
+        if edge is not None:
+            edge["evidence"]["other_varied"] = [h for h in varied if h != hp]
+            out.append(edge)
+        # a trend is only a trend when nothing else changed between those runs
+        if len(varied) == 1:
+            trend = _trend(group, runs, hp, outcome, higher)
+            if trend is not None:
+                out.append(trend)
+    return out
+
+
+def sweep_insights(results: list[RunResult]) -> list[dict[str, Any]]:
+    """Insights per sweep group: ``{group, hyperparameter, message, evidence}`` dicts.
+
+    A group is the runs under one parent folder (at least :data:`MIN_RUNS`) that differ in
+    at least one recorded hyperparameter.  ``evidence["kind"]`` is ``failure_boundary``,
+    ``best_at_edge`` or ``monotone``.
+    """
+    groups: dict[str, list[RunResult]] = defaultdict(list)
+    for r in results:
+        groups[_group_of(r.run.run_id)].append(r)
+    out: list[dict[str, Any]] = []
+    for group in sorted(groups):
+        members = groups[group]
+        if len(members) < MIN_RUNS:
+            continue
+        out.extend(_group_insights(group, members))
+    return out

@@ -1,0 +1,164 @@
+"""DIV001-DIV004 and LOG005: divergence, and NaNs that recover."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rule_helpers import decay, findings, make_run
+
+RNG = np.random.default_rng(42)
+
+
+def _noisy(curve, sd=0.05, seed=0):
+    return curve * np.exp(np.random.default_rng(seed).normal(0, sd, len(curve)))
+
+
+# --- DIV001 / LOG005 ---------------------------------------------------------------
+
+
+def test_nan_that_never_recovers_is_divergence_with_evidence():
+    steps = np.arange(1000)
+    loss = _noisy(decay(steps))
+    loss[700:760] *= np.exp(np.linspace(0, 3, 60))
+    loss[760:] = np.nan
+    (f,) = findings(make_run({"train_loss": (steps, loss)}), "DIV001")
+    assert f.step == 760 and f.severity == "error" and f.state == "divergence"
+    assert "becomes NaN at step 760" in f.message and "x from its best" in f.message
+    ev = f.evidence
+    assert ev["first_nonfinite_step"] == 760 and ev["last_finite_step"] == 759
+    assert ev["nonfinite_points"] == 240 and ev["total_points"] == 1000
+    assert ev["loss_min"] < 0.4 and ev["rise_ratio_before_nonfinite"] > 10
+    assert not findings(make_run({"train_loss": (steps, loss)}), "LOG005")
+
+
+def test_transient_nan_is_a_log_finding_not_divergence():
+    steps = np.arange(1000)
+    loss = _noisy(decay(steps))
+    loss[[300, 301, 640]] = [np.nan, np.inf, np.nan]
+    run = make_run({"train_loss": (steps, loss)})
+    assert not findings(run, "DIV001")
+    (f,) = findings(run, "LOG005")
+    assert f.severity == "info" and f.step == 300 and f.evidence["nonfinite_points"] == 3
+
+
+def test_mostly_nan_with_a_few_finite_blips_is_still_divergence():
+    steps = np.arange(200)
+    loss = np.full(200, np.nan)
+    loss[:50] = decay(steps[:50])
+    loss[[120, 150, 190, 195, 196, 197, 198, 199]] = 1.0  # sporadic finite values
+    assert findings(make_run({"train_loss": (steps, loss)}), "DIV001")
+
+
+def test_nan_on_a_negative_loss_reads_without_ratios():
+    """PtychoPINN-style Poisson NLL around -3.9e6 that turns NaN."""
+    steps = np.arange(5)
+    loss = np.array([-3.86e6, -3.94e6, -3.94e6, np.nan, np.nan])
+    run = make_run({"loss": (steps, loss), "val_loss": (steps, loss - 5e5)})
+    got = findings(run, "DIV001")
+    assert {f.metric for f in got} == {"loss", "val_loss"}
+    assert all("x from" not in f.message for f in got)
+
+
+# --- DIV002 --------------------------------------------------------------------
+
+
+def test_exploding_loss_fires_and_a_recovered_spike_does_not():
+    steps = np.arange(1000)
+    base = decay(steps, tau=100)
+    climb = 3.0 / (1 + np.exp(-(steps - 600) / 30))
+    (f,) = findings(make_run({"train_loss": (steps, _noisy(base + climb))}), "DIV002")
+    assert 550 < f.step < 700 and f.evidence["ratio_to_best"] > 5
+    spike = base + 3.0 * np.exp(-np.abs(steps - 600) / 10)
+    assert not findings(make_run({"train_loss": (steps, _noisy(spike))}), "DIV002")
+
+
+def test_exploding_is_sign_agnostic():
+    """A negative-by-design loss that gives back all of its progress is exploding."""
+    steps = np.arange(400)
+    loss = -4.0e6 + 2e5 * np.exp(-steps / 30)  # falls from -3.8e6 to -4.0e6
+    loss = loss + np.where(steps > 200, 4e5 * (1 - np.exp(-(steps - 200) / 20)), 0)
+    loss = loss + np.random.default_rng(1).normal(0, 2e3, 400)
+    (f,) = findings(make_run({"train_loss": (steps, loss)}), "DIV002")
+    assert f.evidence["ratio_to_best"] is None and "early drop" in f.message
+    # the healthy negative loss stays quiet
+    healthy = -4.0e6 + 2e5 * np.exp(-steps / 30) + np.random.default_rng(2).normal(0, 2e3, 400)
+    assert not findings(make_run({"train_loss": (steps, healthy)}), "DIV002")
+
+
+def test_val_rise_with_falling_train_is_not_divergence():
+    """Overfitting (val up, train down) belongs to the overfit rules."""
+    steps = np.arange(0, 2000)
+    train = _noisy(decay(steps, floor=0.01, tau=200))
+    vs = np.arange(0, 2000, 20)
+    val = 0.7 + 4.0 * np.clip((vs - 500) / 1500, 0, None)
+    run = make_run({"train_loss": (steps, train), "val_loss": (vs, val)})
+    assert not findings(run, "DIV002") and not findings(run, "DIV004")
+
+
+# --- DIV003 --------------------------------------------------------------------
+
+
+def test_astronomical_cross_entropy_fires_from_the_start():
+    steps = np.arange(50)
+    loss = 3e5 * np.exp(-steps / 100)
+    acc = np.full(50, 0.1)
+    got = findings(make_run({"loss": (steps, loss), "accuracy": (steps, acc)}), "DIV003")
+    assert got and got[0].step == 0 and got[0].evidence["cross_entropy_like"]
+
+
+def test_large_by_design_losses_are_not_astronomical():
+    steps = np.arange(0, 1800, 20) + 19
+    d2 = 1.1 + 85 * np.exp(-(steps - 19) / 25.0)  # detectron2 warmup start near 86
+    run = make_run({"total_loss": (steps, d2), "fast_rcnn/cls_accuracy": (steps, steps / 2e3)})
+    assert not findings(run, "DIV003")
+    ptycho = np.array([-3.82e6, -3.9e6, -3.91e6, -3.92e6, -3.92e6])
+    assert not findings(make_run({"loss": (np.arange(5), ptycho)}), "DIV003")
+    # unnormalised regression MSE: huge but stable, no sign of classification
+    mse = 4e9 * (1 + 0.01 * np.random.default_rng(3).normal(size=100))
+    assert not findings(make_run({"train_loss": (np.arange(100), mse)}), "DIV003")
+
+
+def test_relative_blowup_fires_without_classification():
+    steps = np.arange(100)
+    mse = np.r_[np.full(60, 0.37), 0.37 * 10 ** np.linspace(1, 8, 40)]
+    (f,) = findings(make_run({"train_loss": (steps, mse)}), "DIV003")
+    assert not f.evidence["cross_entropy_like"]
+    assert f.evidence["value"] >= 1e6 * 0.37
+
+
+# --- DIV004 --------------------------------------------------------------------
+
+
+def test_loss_trending_up_fires_with_effect_size_evidence():
+    steps = np.arange(2000)
+    curve = decay(steps, floor=0.5, tau=80) + 0.4 * np.clip((steps - 300) / 1700, 0, 1)
+    (f,) = findings(make_run({"train_loss": (steps, _noisy(curve))}), "DIV004")
+    ev = f.evidence
+    assert f.severity == "warning" and ev["kendall_tau"] >= 0.4
+    assert ev["slope_ci"][0] > 0 and ev["effect_noise_sigmas"] >= 5
+
+
+def test_flat_noisy_or_warmup_bump_is_not_trending_up():
+    steps = np.arange(2000)
+    flat = 0.8 + np.random.default_rng(4).normal(0, 0.1, 2000)
+    assert not findings(make_run({"train_loss": (steps, flat)}), "DIV004")
+    warm = decay(steps, tau=300) + 0.5 * np.exp(-((steps - 150) / 60) ** 2)
+    assert not findings(make_run({"train_loss": (steps, _noisy(warm))}), "DIV004")
+
+
+def test_tiny_upward_drift_on_a_smooth_curve_is_not_material():
+    """Effect in noise sigmas is huge on a near-noiseless curve; the relative gate holds."""
+    steps = np.arange(1000)
+    loss = 0.3 + 0.005 * steps / 1000 + np.random.default_rng(5).normal(0, 1e-5, 1000)
+    loss[:50] = np.linspace(2.3, 0.3, 50)
+    assert not findings(make_run({"train_loss": (steps, loss)}), "DIV004")
+
+
+def test_nan_supersedes_the_explosion_before_it():
+    steps = np.arange(1000)
+    loss = _noisy(decay(steps, tau=80))
+    loss[500:700] *= np.exp(np.linspace(0, 4, 200))
+    loss[700:] = math.nan
+    rules = {f.rule for f in findings(make_run({"train_loss": (steps, loss)}))}
+    assert "DIV001" in rules and "DIV002" not in rules and "DIV004" not in rules
