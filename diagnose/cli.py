@@ -129,7 +129,8 @@ def cmd_analyze(argv: list[str]) -> int:
     text = render(analysis, args.format, config.fail_on, color=color, rules=rules)
     _write(text, args.output)
     if args.report:
-        write_report(analysis, Path(args.report), rules=rules, fail_on=config.fail_on)
+        extra = {"max_plots": config.report["max_plots"]} if "max_plots" in config.report else {}
+        write_report(analysis, Path(args.report), rules=rules, fail_on=config.fail_on, **extra)
     for error in analysis.errors:
         if args.format in ("json", "sarif", "junit") or args.output:
             print(f"diagnose: {error.path}: {error.message}", file=sys.stderr)
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as exc:  # -o/--report/baseline file not writable: the user's, not ours
+        if os.environ.get("DIAGNOSE_DEBUG"):
+            raise
         print(f"diagnose: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # never a traceback for users; DIAGNOSE_DEBUG=1 shows it

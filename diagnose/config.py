@@ -19,8 +19,7 @@ Example::
     val_metric_higher_is_better = true
 
     [tool.diagnose.report]
-    plots = true
-    max_runs = 200
+    max_plots = 200                  # runs plotted in the markdown report
 
     [tool.diagnose.hparams]          # like --hparam KEY=VALUE
     learning_rate = 0.1
@@ -148,11 +147,48 @@ def parse_table(table: dict[str, Any], source: Path | None = None) -> Config:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a table")
         setattr(cfg, key, dict(value))
+    _check_metrics(cfg.metrics)
+    _check_report(cfg.report)
     if "preview" in table:
         if not isinstance(table["preview"], bool):
             raise ConfigError("config key 'preview' must be true or false")
         cfg.preview = table["preview"]
     return cfg
+
+
+def _check_metrics(metrics: dict[str, Any]) -> None:
+    """Role names (train_loss, val_metric...) take a tag or list of tags."""
+    from diagnose.metrics import Role
+
+    roles = {r.value for r in Role}
+    for key, value in metrics.items():
+        if key.endswith("_higher_is_better") and key[: -len("_higher_is_better")] in (
+            "val_metric",
+            "train_metric",
+        ):
+            if not isinstance(value, bool):
+                raise ConfigError(f"config key 'metrics.{key}' must be true or false")
+            continue
+        if key not in roles:
+            raise ConfigError(
+                f"unknown config key 'metrics.{key}' (roles: {', '.join(sorted(roles))})"
+            )
+        tags = [value] if isinstance(value, str) else value
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ConfigError(f"config key 'metrics.{key}' must be a tag or a list of tags")
+
+
+#: ``[tool.diagnose.report]`` keys and their types.
+REPORT_KEYS: dict[str, type] = {"max_plots": int}
+
+
+def _check_report(report: dict[str, Any]) -> None:
+    for key, value in report.items():
+        kind = REPORT_KEYS.get(key.replace("-", "_"))
+        if kind is None:
+            raise ConfigError(f"unknown config key 'report.{key}'")
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ConfigError(f"config key 'report.{key}' must be a {kind.__name__}")
 
 
 def load_config(path: Path | None = None, start: Path | None = None) -> Config:

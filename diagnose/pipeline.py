@@ -162,9 +162,9 @@ def apply_baseline(analysis: Analysis, path: str, config: Config, options: Optio
     sources, errors = discover([path])
     refs, ref_errors = analyze_sources(sources, config, options)
     if not refs:
+        # a comparison that cannot happen must not pass the gate: usage error, exit 2
         reason = (errors or ref_errors)[0].message if (errors or ref_errors) else "no run"
-        analysis.errors.append(LoadError(path=path, message=f"baseline unreadable: {reason}"))
-        return
+        raise bl.BaselineError(f"{path}: unreadable: {reason}")
     by_id = {r.run.run_id: r for r in refs}
     compared = 0
     for result in analysis.results:

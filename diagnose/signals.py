@@ -283,9 +283,13 @@ def rolling_median(steps: np.ndarray, values: np.ndarray, window_steps: float,
         lo = np.searchsorted(s, s - w, side="right")
         hi = np.arange(1, n + 1)
     width = int((hi - lo).max())
-    if n * width > 4_000_000:
+    if n * width > _MATRIX_MAX:
         return _rolling_median_pandas(s, v, w, center)
     return _window_quantile(v, lo, hi, width, 0.5)
+
+
+#: Above this many window cells pandas' O(n log w) skiplist beats sorting a padded matrix.
+_MATRIX_MAX = 40_000
 
 
 def rolling_quantile(steps: np.ndarray, values: np.ndarray, window_steps: float,
@@ -302,11 +306,8 @@ def rolling_quantile(steps: np.ndarray, values: np.ndarray, window_steps: float,
     lo = np.searchsorted(s, s - w / 2, side="left")
     hi = np.searchsorted(s, s + w / 2, side="right")
     width = int((hi - lo).max())
-    if n * width > 4_000_000:
-        idx = pd.to_datetime(np.round(s - s[0]).astype("int64"), unit="ns")
-        ser = pd.Series(np.where(np.isfinite(v), v, np.nan), index=idx)
-        win = ser.rolling(pd.Timedelta(round(w), unit="ns"), min_periods=1, center=True)
-        return win.quantile(q).to_numpy()
+    if n * width > _MATRIX_MAX:
+        return _pandas_window(s, v, w, True).quantile(q).to_numpy()
     return _window_quantile(v, lo, hi, width, q)
 
 
@@ -325,17 +326,26 @@ def _window_quantile(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int,
     above = np.minimum(below + 1, np.maximum(k - 1, 0))
     rows = np.arange(n)
     a, b = mat[rows, below], mat[rows, above]
-    out = a + (b - a) * (pos - below)
+    frac = pos - below
+    with np.errstate(over="ignore", invalid="ignore"):
+        # a*(1-f) + b*f never overflows for finite a, b (b - a can, near 1e308)
+        out = np.where(frac == 0, a, a * (1 - frac) + b * frac)
     out[k == 0] = np.nan
     return out
 
 
-def _rolling_median_pandas(s: np.ndarray, v: np.ndarray, w: float, center: bool) -> np.ndarray:
-    """Fallback for very wide windows on long series (pandas' skiplist median)."""
+def _pandas_window(s: np.ndarray, v: np.ndarray, w: float, center: bool):
+    """A pandas step-window roller with the same closed ends as the matrix path:
+    ``[s - w/2, s + w/2]`` centred, ``(s - w, s]`` trailing (steps as nanoseconds)."""
     idx = pd.to_datetime(np.round(s - s[0]).astype("int64"), unit="ns")
     ser = pd.Series(np.where(np.isfinite(v), v, np.nan), index=idx)
-    out = ser.rolling(pd.Timedelta(round(w), unit="ns"), min_periods=1, center=center).median()
-    return out.to_numpy()
+    return ser.rolling(pd.Timedelta(round(w), unit="ns"), min_periods=1, center=center,
+                       closed="both" if center else "right")
+
+
+def _rolling_median_pandas(s: np.ndarray, v: np.ndarray, w: float, center: bool) -> np.ndarray:
+    """Wide windows on long series: pandas' skiplist median, O(n log w)."""
+    return _pandas_window(s, v, w, center).median().to_numpy()
 
 
 def smooth(steps: np.ndarray, values: np.ndarray, frac: float = 0.05,
@@ -473,9 +483,10 @@ def robust_trend(steps: np.ndarray, values: np.ndarray,
     end = intercept + slope * bs[-1]
     scale = max(abs(start), 1e-12)
     rel = change / scale if abs(start) > 1e-9 * max(1.0, robust_scale(bv)) else float("nan")
-    floor = max(noise, 1e-12 * max(abs(start), 1.0))
+    floor = noise if noise > 0 else 1e-12 * max(abs(start), 1.0)
+    effect = abs(change) / floor if np.isfinite(floor) and floor > 0 else float("nan")
     return Trend(slope, lo, hi, tau if np.isfinite(tau) else 0.0, p, change, rel,
-                 abs(change) / floor, noise, start, end, len(v))
+                 effect, noise, start, end, len(v))
 
 
 # ---------------------------------------------------------------------------
@@ -632,7 +643,7 @@ class Spike:
 
 
 def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
-           window_frac: float = 0.05, max_points: int = 20000,
+           window_frac: float = 0.05, max_points: int = 4000,
            direction: str = "up") -> tuple[list[Spike], float]:
     """Upward (or ``direction="down"``) excursions more than ``k`` noise sigmas off a
     centred rolling-median baseline.  Returns ``(spikes, noise)``.
@@ -775,7 +786,7 @@ def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
         if s is None or s.metric != "accuracy":
             continue
         f = s.values[np.isfinite(s.values)]
-        if len(f) == 0 or not 0 < f[0] <= 0.5:
+        if len(f) == 0 or not 0.04 <= f[0] <= 0.5:
             continue
         c = round(1.0 / f[0])
         if 2 <= c <= 20 and abs(f[0] - 1.0 / c) <= 3 * rel_tol / c:

@@ -142,8 +142,8 @@ ultralytics/
 lightning/
 - healthy_wine [healthy]: wine MLP 13-32-3, Adam 3e-3, dropout 0.2, 40 epochs; lightning
     Trainer + CSVLogger
-- overfit_breast_cancer [overfit]: breast_cancer, 60 train rows, MLP 512-512, Adam 3e-3,
-    no regularisation, 120 epochs
+- overfit_noisy_labels [overfit]: make_classification (10% flipped), 200 train rows, MLP
+    256-256, Adam 1e-3, 60 epochs
 - plateau_dead_relu [plateau,underfit]: moons MLP whose first-layer biases start at -10
     (all ReLUs dead), SGD 0.05, 40 epochs
 - bn_collapse_momentum0 [batchnorm_collapse]: raw 0-255 digits pixels,
@@ -837,13 +837,13 @@ def _(out: Path) -> None:
                   wd=1e-4, dropout=0.2)
 
 
-@sample("lightning/overfit_breast_cancer", "lightning_csv",
-        "breast_cancer, 60 train rows, MLP 512-512, Adam 3e-3, no regularisation, 120 epochs")
+@sample("lightning/overfit_noisy_labels", "lightning_csv",
+        "make_classification (10% flipped), 200 train rows, MLP 256-256, Adam 1e-3, 60 epochs")
 def _(out: Path) -> None:
-    d = L.breast_cancer()
-    d.xtr, d.ytr = d.xtr[:60], d.ytr[:60]
+    d = L.classification(n=1500, flip_y=0.1, seed=9)
+    d.xtr, d.ytr = d.xtr[:200], d.ytr[:200]
     L.seed_all(61)
-    lightning_run(out, d, L.mlp([30, 512, 512, 2]), seed=61, epochs=120, lr=3e-3, bs=16)
+    lightning_run(out, d, L.mlp([40, 256, 256, 4]), seed=61, epochs=60, lr=1e-3, bs=16)
 
 
 @sample("lightning/plateau_dead_relu", "lightning_csv",

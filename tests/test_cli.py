@@ -33,7 +33,8 @@ import pytest
 from diagnose.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = json.loads((Path(__file__).parent / "data" / "diagnose-output.schema.json").read_text())
+DATA = Path(__file__).parent / "data"
+SCHEMA = json.loads((DATA / "diagnose-output.schema.json").read_text("utf-8"))
 RULES_DIR = REPO / "rules"
 
 # ---------------------------------------------------------------------------
@@ -357,6 +358,17 @@ def test_invalid_config_is_one_line_and_exit_2(
         assert result.out == ""
 
 
+def test_valid_metrics_table_is_accepted(logs: Logs, tmp_path: Path) -> None:
+    _pyproject(tmp_path, '[tool.diagnose.metrics]\nval_loss = "val/loss"\n')
+    assert invoke(logs.diverged, cwd=tmp_path).code == 1
+
+
+def test_unknown_metrics_role_is_a_config_error(logs: Logs, tmp_path: Path) -> None:
+    _pyproject(tmp_path, '[tool.diagnose.metrics]\nval_los = "val/loss"\n')
+    result = invoke(logs.diverged, cwd=tmp_path)
+    assert result.code == 2 and len(result.err_lines) == 1 and "val_los" in result.err
+
+
 def test_missing_config_file_is_one_line(logs: Logs) -> None:
     result = invoke(logs.root, "--config", "no/such/diagnose.toml", cwd=logs.cwd)
     assert result.code == 2 and len(result.err_lines) == 1
@@ -396,6 +408,11 @@ def test_missing_path_alone_exits_2(logs: Logs) -> None:
     assert len(result.err_lines) == 1 and "no/such/dir" in result.err
     text = invoke("no/such/dir", "other/missing", cwd=logs.cwd)
     assert text.code == 2 and "no/such/dir" in text.out + text.err
+
+
+def test_nothing_readable_is_exit_2_whatever_fail_on(logs: Logs) -> None:
+    for fail_on in ("error", "warning", "never"):
+        assert invoke("no/such/dir", "--fail-on", fail_on, cwd=logs.cwd).code == 2
 
 
 def test_missing_path_beside_readable_runs(logs: Logs) -> None:
@@ -447,6 +464,14 @@ def test_damaged_logs_beside_a_good_run(mixed: Path, logs: Logs) -> None:
     assert text.code == 1
     assert all(rid in text.out for rid in runs)
     assert "empty" in text.out and "garbage" in text.out
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "sarif", "junit", "github"])
+def test_every_format_tells_about_unreadable_runs(mixed: Path, logs: Logs, fmt: str) -> None:
+    result = invoke(mixed, "--format", fmt, cwd=logs.cwd)
+    assert result.code == 1
+    told = result.out + result.err
+    assert "garbage" in told and "empty" in told
 
 
 def test_latin1_csv_with_nonfinite_values(mixed: Path, logs: Logs) -> None:
@@ -584,23 +609,35 @@ def test_output_file_keeps_stdout_empty(logs: Logs, doc: dict[str, Any], tmp_pat
     assert "internal error" not in nowhere.err
 
 
-@pytest.mark.parametrize(
-    ("argv", "present", "absent"),
-    [
-        (["--select", "DIV"], {"DIV001"}, {"OVF001", "OVF002"}),
-        (["--select", "ovf001"], {"OVF001"}, {"DIV001", "OVF002"}),
-        (["--select", "OVF", "--ignore", "OVF002"], {"OVF001"}, {"DIV001", "OVF002"}),
-        (["--ignore", "OVF"], {"DIV001"}, {"OVF001", "OVF002", "OVF003"}),
-        (["--ignore", "DIV001,OVF001"], {"OVF002"}, {"DIV001", "OVF001"}),
-        (["--select", "DIV001, OVF002"], {"DIV001", "OVF002"}, {"OVF001", "OVF003"}),
-    ],
-)
-def test_select_and_ignore(
-    logs: Logs, argv: list[str], present: set[str], absent: set[str]
-) -> None:
-    result = invoke(logs.root, "--format", "json", "--fail-on", "never", *argv, cwd=logs.cwd)
-    rules = {f["rule"] for f in findings(result.json())}
-    assert present <= rules and not rules & absent
+def _enabled(rule: str, select: list[str], ignore: list[str]) -> bool:
+    """DESIGN's ``--select``/``--ignore``: ids or prefixes; the longest match wins."""
+    sel = max((len(p) for p in select if rule.startswith(p)), default=-1)
+    ign = max((len(p) for p in ignore if rule.startswith(p)), default=-1)
+    return not (select and sel < 0) and ign <= sel
+
+
+SELECTIONS = [
+    ("DIV", ""),
+    ("ovf001", ""),
+    ("OVF", "OVF002"),
+    ("", "OVF"),
+    ("", "DIV001,OVF001"),
+    ("DIV001, OVF002", ""),
+    ("DIV,OVF", "OVF0"),
+]
+
+
+@pytest.mark.parametrize(("select", "ignore"), SELECTIONS)
+def test_select_and_ignore(logs: Logs, doc: dict[str, Any], select: str, ignore: str) -> None:
+    argv = [logs.root, "--format", "json", "--fail-on", "never"]
+    argv += ["--select", select] if select else []
+    argv += ["--ignore", ignore] if ignore else []
+    sel = [x.strip().upper() for x in select.split(",") if x.strip()]
+    ign = [x.strip().upper() for x in ignore.split(",") if x.strip()]
+    rules = {f["rule"] for f in findings(invoke(*argv, cwd=logs.cwd).json())}
+    expected = {f["rule"] for f in findings(doc) if _enabled(f["rule"], sel, ign)}
+    assert expected and expected <= rules  # what fired before still fires if selected
+    assert all(_enabled(r, sel, ign) for r in rules)  # and nothing unselected does
 
 
 def test_ignoring_the_errors_changes_the_exit_code(logs: Logs) -> None:
@@ -623,6 +660,7 @@ def test_every_format_runs(logs: Logs, fmt: str) -> None:
     elif fmt == "sarif":
         sarif = result.json()
         assert sarif["version"] == "2.1.0"
+        jsonschema.validate(sarif, json.loads((DATA / "sarif-2.1.0.json").read_text("utf-8")))
         ids = {r["ruleId"] for run in sarif["runs"] for r in run["results"]}
         assert {"DIV001", "OVF001"} <= ids
     elif fmt == "junit":
@@ -704,6 +742,16 @@ def test_baseline_accepts_known_findings_and_fails_on_new_ones(logs: Logs, tmp_p
         "sweep/diverged": [],
         "sweep/diverged_again": ["divergence"],
     }
+
+
+def test_unusable_baseline_is_a_usage_error(logs: Logs, tmp_path: Path) -> None:
+    """A comparison that cannot happen must not let the gate pass."""
+    (tmp_path / "not_a_baseline.json").write_text('{"x": 1}')
+    (tmp_path / "broken.json").write_text("{garbage")
+    for name in ("no_such_run", "not_a_baseline.json", "broken.json"):
+        result = invoke(logs.healthy, "--baseline", tmp_path / name, cwd=logs.cwd)
+        assert result.code == 2, name
+        assert len(result.err_lines) == 1 and name in result.err
 
 
 def test_baseline_of_nothing_is_exit_2(logs: Logs, tmp_path: Path) -> None:
@@ -873,3 +921,13 @@ def test_empty_event_file_alone_exits_2(mixed: Path, logs: Logs) -> None:
     result = invoke(mixed / "empty", "--format", "json", cwd=logs.cwd)
     assert result.code == 2 and result.json()["runs"] == []
     assert len(result.json()["errors"]) == 1 and len(result.err_lines) == 1
+
+
+def test_version_and_probe_usage(logs: Logs) -> None:
+    from diagnose import __version__
+
+    with pytest.raises(SystemExit) as exited, redirect_stdout(io.StringIO()) as out:
+        main(["--version"])
+    assert exited.value.code == 0 and __version__ in out.getvalue()
+    probe = invoke("probe", logs.diverged, cwd=logs.cwd)  # no --cmd: a usage error
+    assert probe.code == 2 and probe.out == "" and len(probe.err_lines) == 1

@@ -86,7 +86,7 @@ def test_verdict_refutes_a_clearly_worse_candidate() -> None:
 
 @pytest.mark.slow
 def test_probe_confirms_a_lower_learning_rate_for_a_diverged_run(tmp_path: Path) -> None:
-    run = _train(tmp_path / "diverged", lr=1.5, steps=300)
+    run = _train(tmp_path / "diverged", lr=2.0, steps=300)
     code, out, err = _probe(str(run), "--cmd", TEMPLATE, "--seeds", "2", "--top", "1",
                             "--max-steps", "150", "--device", "cpu",
                             "--workdir", str(tmp_path / "trials"))
@@ -96,7 +96,7 @@ def test_probe_confirms_a_lower_learning_rate_for_a_diverged_run(tmp_path: Path)
     probe = result["probe"]
     assert probe["device"] == "cpu" and probe["max_steps"] == 150
     cand = probe["candidates"][0]
-    assert cand["changes"]["learning_rate"] < 1.5
+    assert cand["changes"]["learning_rate"] < 2.0
     assert cand["verdict"] == "confirmed", cand
     assert all(t["status"] == "ok" for t in cand["trials"])
     assert all("divergence" in t["states"] for t in probe["control"]["trials"])
@@ -149,7 +149,7 @@ def test_lr_range_test_suggests_a_plausible_rate(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_probe_runs_trials_on_the_gpu(tmp_path: Path) -> None:
-    run = _train(tmp_path / "diverged", lr=1.5, steps=300)
+    run = _train(tmp_path / "diverged", lr=2.0, steps=300)
     code, out, err = _probe(str(run), "--cmd", TEMPLATE, "--seeds", "2", "--top", "1",
                             "--max-steps", "150", "--device", "cuda")
     assert code == 0, err

@@ -156,7 +156,7 @@ _VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
                     st.floats(-1e3, 1e3), st.just(0.0))
 
 
-@settings(max_examples=500, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_every_rule_survives_random_series(data):

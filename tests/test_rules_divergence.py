@@ -162,3 +162,14 @@ def test_nan_supersedes_the_explosion_before_it():
     loss[700:] = math.nan
     rules = {f.rule for f in findings(make_run({"train_loss": (steps, loss)}))}
     assert "DIV001" in rules and "DIV002" not in rules and "DIV004" not in rules
+
+
+def test_astronomical_val_loss_next_to_a_sane_train_loss_is_not_divergence():
+    """Broken batch-norm statistics blow up eval loss; training itself is fine."""
+    steps = np.arange(500)
+    train = _noisy(decay(steps, floor=0.05, tau=60))
+    vs = np.arange(0, 500, 10)
+    val = 10 ** np.random.default_rng(7).uniform(1, 5, len(vs))
+    run = make_run({"train_loss": (steps, train), "val_loss": (vs, val),
+                    "val_acc": (vs, np.full(len(vs), 0.2))})
+    assert not findings(run, "DIV003") and not findings(run, "DIV002")

@@ -124,3 +124,17 @@ def test_lr_never_decayed_is_preview_and_info():
     from diagnose.engine import evaluate
 
     assert not [x for x in evaluate(run, Config(), RULES).findings if x.rule == "LRS002"]
+
+
+def test_per_layer_grad_norms_show_vanishing_in_the_first_layer():
+    r = np.random.default_rng(6)
+    steps = np.arange(200)
+    loss = math.log(10) + r.normal(0, 0.005, 200)
+    last = 0.7 * np.exp(r.normal(0, 0.2, 200))
+    first = 4e-9 * np.exp(r.normal(0, 0.2, 200))
+    cols = {"loss/train": (steps, loss), "grad_norm": (steps, last * 1.01),
+            "grad_norm/first_layer": (steps, first), "grad_norm/last_layer": (steps, last)}
+    (f,) = findings(make_run(cols), "GRD002")
+    assert f.metric == "grad_norm/first_layer" and f.evidence["layer_ratio_observed"] < 1e-3
+    cols["grad_norm/first_layer"] = (steps, first * 1e6)  # 4e-3: a normal deep net
+    assert not findings(make_run(cols), "GRD002")

@@ -78,3 +78,10 @@ def test_grad_norm_spikes_need_grad_norm():
     (f,) = findings(make_run({"train_loss": (steps, loss), "grad_norm": (steps, g)}),
                     "INS003")
     assert f.evidence["spikes"] == 4 and f.evidence["max_ratio"] > 10
+
+
+def test_a_loss_stuck_at_chance_with_tiny_jitter_is_not_noisy():
+    r = np.random.default_rng(6)
+    steps = np.arange(3000)
+    loss = np.log(10) + r.normal(0, 0.01, 3000)
+    assert not findings(make_run({"train_loss": (steps, loss)}), "INS002")

@@ -74,8 +74,11 @@ def test_rolling_median_ignores_a_short_spike():
     assert np.allclose(out, 1.0)
 
 
+@pytest.mark.parametrize("matrix_max", [10**9, 0])  # padded-matrix path, pandas path
 @pytest.mark.parametrize("center", [True, False])
-def test_rolling_median_matches_brute_force_on_uneven_steps_with_nan(center):
+def test_rolling_median_matches_brute_force_on_uneven_steps_with_nan(center, matrix_max,
+                                                                     monkeypatch):
+    monkeypatch.setattr(S, "_MATRIX_MAX", matrix_max)
     r = np.random.default_rng(11)
     s = np.r_[np.arange(0, 300), np.arange(300, 5000, 7)]
     v = r.normal(0, 1, len(s))
@@ -88,6 +91,17 @@ def test_rolling_median_matches_brute_force_on_uneven_steps_with_nan(center):
         else:
             want = [np.nanmedian(v[(s > x - 50) & (s <= x)]) for x in s]
     np.testing.assert_allclose(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("matrix_max", [10**9, 0])
+def test_rolling_quantile_matches_numpy(matrix_max, monkeypatch):
+    monkeypatch.setattr(S, "_MATRIX_MAX", matrix_max)
+    r = np.random.default_rng(12)
+    s = np.arange(0, 3000, 3)
+    v = r.normal(0, 1, len(s))
+    got = S.rolling_quantile(s, v, 60, 0.9)
+    want = [np.quantile(v[(s >= x - 30) & (s <= x + 30)], 0.9) for x in s]
+    np.testing.assert_allclose(got, want, atol=1e-12)
 
 
 def test_rolling_median_window_is_in_steps():

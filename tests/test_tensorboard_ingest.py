@@ -295,3 +295,34 @@ def test_unreadable_inputs_give_notes_not_errors(tmp_path: Path):
     assert codes[0] == "empty" and "unreadable" in codes
     assert any(c in ("corrupt_record", "truncated") for c in codes[1:-1])
     assert peek_tags(garbage) == {} and peek_tags(missing) == {}
+
+
+def test_plain_histogram_decoder_equals_protobuf(tmp_path: Path):
+    """The byte-level histogram decoder reads torch/tensorboardX events like protobuf."""
+    from tensorboard.compat.proto import event_pb2
+
+    from diagnose.ingest.tensorboard import _plain_histogram
+    from diagnose.ingest.tfrecord import read_records
+
+    decoded = 0
+    for writer in (fx.write_torch_histograms, fx.write_tbx, fx.write_tb_tensors):
+        folder = writer(tmp_path / writer.__name__)
+        for path in event_files(folder):
+            rec = read_records(path)
+            for i in range(len(rec)):
+                data = rec.payload(i)
+                event = event_pb2.Event.FromString(data)
+                plain = _plain_histogram(data)
+                values = event.summary.value
+                if not (len(values) == 1 and values[0].HasField("histo")):
+                    assert plain is None
+                    continue
+                assert plain is not None
+                decoded += 1
+                wall, step, tag, stats, limits, counts = plain
+                h = values[0].histo
+                assert (wall, step, tag) == (event.wall_time, event.step, values[0].tag)
+                assert stats == [h.min, h.max, h.num, h.sum, h.sum_squares]
+                assert limits.tolist() == list(h.bucket_limit)
+                assert counts.tolist() == list(h.bucket)
+    assert decoded == 15 + 6

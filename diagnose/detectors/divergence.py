@@ -45,9 +45,11 @@ class NonFinite:
     total_points: int
 
     def recovered(self, recover_points: int, max_bad_share: float) -> bool:
-        """Back to finite values for ``recover_points`` points and mostly finite since."""
+        """Back to finite values for ``recover_points`` points (or half the points after
+        the first non-finite one, when the run ends sooner) and mostly finite since."""
         share = self.bad_points / max(self.points_after_first, 1)
-        return self.finite_after_last_bad >= recover_points and share <= max_bad_share
+        need = min(recover_points, max(1, self.points_after_first // 2))
+        return self.finite_after_last_bad >= need and share <= max_bad_share
 
 
 def nonfinite_info(ctx: RuleContext, s: Series) -> NonFinite | None:
@@ -267,14 +269,18 @@ def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
 
 @detector("astronomical_loss")
 def detect_astronomical_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """The loss is enormous (DIV003): ``rel_max`` x its own early magnitude at any point,
-    or, for a cross-entropy-like loss, above ``ce_abs_max`` (CE of a sane model is a few
-    units; detectron2's warmup start near 86 is not astronomical)."""
+    """The train loss (val when no train loss is logged) is enormous (DIV003): ``rel_max``
+    x its own early magnitude at any point, or, for a cross-entropy-like loss, above
+    ``ce_abs_max`` (CE of a sane model is a few units; detectron2's warmup start near 86
+    is not astronomical)."""
     losses = main_losses(ctx)
     if not losses:
         return None
+    # divergence is a training failure: an astronomical val loss next to a sane train
+    # loss is an evaluation problem (batch-norm statistics, overconfidence), not this
+    train = [s for s in losses if s.role == Role.TRAIN_LOSS]
     hits = []
-    for s in losses:
+    for s in train or losses:
         f = finite(ctx, s)
         if len(f) == 0:
             continue

@@ -45,14 +45,16 @@ def _hist_l2(h: Histogram) -> float:
     return float(np.sqrt(np.sum(b[:, 2] * centres**2)))
 
 
-def grad_norm_series(ctx: RuleContext) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(tag, steps, norms): the logged grad-norm scalar, else one series per gradient
-    histogram tag.  Cached."""
+def grad_norm_series(ctx: RuleContext,
+                     all_layers: bool = False) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(tag, steps, norms): the primary grad-norm scalar (every grad-norm scalar with
+    ``all_layers``, e.g. per-layer norms), else one series per gradient histogram tag.
+    Cached."""
 
     def compute() -> list[tuple[str, np.ndarray, np.ndarray]]:
-        s = ctx.series(Role.GRAD_NORM)
-        if s is not None and len(s):
-            return [(s.tag, s.steps, s.values)]
+        found = [s for s in ctx.roles.candidates(Role.GRAD_NORM) if len(s)]
+        if found:
+            return [(s.tag, s.steps, s.values) for s in (found if all_layers else found[:1])]
         out = []
         for tag, hs in ctx.histograms(f"re:{_GRAD_HIST.pattern}").items():
             steps = np.array([h.step for h in hs], dtype="int64")
@@ -61,7 +63,7 @@ def grad_norm_series(ctx: RuleContext) -> list[tuple[str, np.ndarray, np.ndarray
             out.append((tag, steps, norms[idx]))
         return out
 
-    return ctx.cached("grad_norms", compute)
+    return ctx.cached(("grad_norms", all_layers), compute)
 
 
 def _p10(x: float) -> float:
@@ -146,13 +148,40 @@ def _loss_stalled(ctx: RuleContext, p: dict) -> tuple[bool | None, dict]:
                      "loss_tail_tau": tr.tau}
 
 
+def _layer_ratio_hit(ctx: RuleContext, p: dict) -> Hit | None:
+    """AUTOTRAINER's vanish test across per-layer norms: the weakest layer's late norm is
+    below ``layer_abs`` and ``layer_ratio`` x the strongest layer's."""
+    levels = []
+    for tag, steps, v in grad_norm_series(ctx, all_layers=True):
+        lv = _log_levels(steps, v, p)
+        if lv is not None:
+            levels.append((lv["tail"], tag, int(steps[np.isfinite(v)][-1])))
+    if len(levels) < 2:
+        return None
+    low, high = min(levels), max(levels)
+    ratio = _p10(low[0] - high[0])
+    if _p10(low[0]) >= p["layer_abs"] or ratio >= p["layer_ratio"]:
+        return None
+    msg = (f"gradient norm of {low[1]} is {fmt(_p10(low[0]))} late in the run, "
+           f"{fmt(ratio)} of {high[1]}'s {fmt(_p10(high[0]))}: the gradient vanishes before "
+           f"it reaches that layer")
+    return Hit(low[1], low[2], msg, {
+        "weakest": low[1], "weakest_level": _p10(low[0]), "strongest": high[1],
+        "strongest_level": _p10(high[0]), "layer_ratio_observed": ratio,
+        "layer_ratio": p["layer_ratio"], "layer_abs": p["layer_abs"]})
+
+
 @detector("vanishing_gradients")
 def detect_vanishing_gradients(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Gradient norm below ``abs_min`` late in the run, or collapsed ``orders`` decades
-    below its early level while the loss stalls (GRD002)."""
+    below its early level while the loss stalls, or (with per-layer norms) one layer's
+    norm tiny next to another's (GRD002)."""
     series = grad_norm_series(ctx)
     if not series:
         return None
+    layer = _layer_ratio_hit(ctx, p)
+    if layer is not None:
+        return [layer]
     hits = []
     for tag, steps, v in series:
         lv = _log_levels(steps, v, p)

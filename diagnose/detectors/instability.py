@@ -113,7 +113,8 @@ def detect_grad_norm_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
 @detector("noisy_loss")
 def detect_noisy_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Step-to-step noise late in training that is large next to the progress made
-    (INS002): noise of the last ``tail_frac`` of steps / the loss's early drop."""
+    (INS002): noise of the last ``tail_frac`` of steps / the loss's scale (its early drop,
+    or for a positive loss ``level_frac`` x its late level when that is larger)."""
     losses = main_losses(ctx, p.get("splits", ("train",)))
     if not losses:
         return None
@@ -123,22 +124,32 @@ def detect_noisy_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
         if len(f) < p["min_points"]:
             continue
         drop = early_drop(ctx, s)
-        if drop <= 0:
+        level = float(np.median(f.values))
+        # a positive loss's own level is a floor on the scale: a loss stuck at ln 10 that
+        # jitters by 0.01 is flat, not noisy, however little it fell
+        positive = bool(np.all(f.values > 0))
+        scale = max(drop, p["level_frac"] * level) if positive else drop
+        if scale <= 0:
             continue  # no progress to compare with: underfit/plateau rules speak to that
         late = signals.noise_floor(f.values[-20000:])
-        ratio = late / drop
+        ratio = late / scale
         if ratio < p["max_noise_ratio"]:
             continue
         step = int(f.steps[0])
+        what = (f"the {fmt(drop)} it fell in training" if scale == drop
+                else f"{fmt(p['level_frac'])} x its level {fmt(level)}")
         msg = (f"{loss_label(s)} moves {fmt(late)} from point to point after step {step}, "
-               f"{fmt(100 * ratio)}% of the {fmt(drop)} it fell in training")
+               f"{fmt(100 * ratio)}% of {what}")
         ev = {
             "late_noise": late,
             "early_drop": drop,
+            "late_level": level,
+            "scale": scale,
             "noise_to_progress": ratio,
             "tail_start_step": step,
             "tail_points": len(f),
             "max_noise_ratio": p["max_noise_ratio"],
+            "level_frac": p["level_frac"],
             "tail_frac": p["tail_frac"],
         }
         hits.append(Hit(s.tag, step, msg, ev))

@@ -72,7 +72,9 @@ def degradation(ctx: RuleContext | None, val: Curve, p: dict) -> dict | None:
     the best level, cover at least ``min_tail_frac`` of the run with ``min_points_after``
     points, and hold: ``min_sustained`` of the smoothed points in the second half of the
     post-minimum segment sit above the midpoint of the rise (a late jump is not a trend),
-    and the post-minimum segment trends up (Kendall tau >= ``min_tau``).
+    and the post-minimum segment trends up (Kendall tau >= ``min_tau``) unless the rise is
+    a jump of at least ``jump_effect`` noise units (a sudden sustained jump is no noisy
+    level either, even if the curve creeps down after it).
     """
     if len(val) < int(p["min_points"]) or val.span <= 0:
         return None
@@ -115,7 +117,7 @@ def degradation(ctx: RuleContext | None, val: Curve, p: dict) -> dict | None:
     # below its level, and everything after it looks "worse" without trending
     post = val.steps >= best_step
     tau = float(signals.robust_trend(val.steps[post], val.values[post]).tau)
-    if not tau >= float(p["min_tau"]):
+    if not (tau >= float(p["min_tau"]) or effect >= float(p["jump_effect"])):
         return None
     return {
         "best_step": int(best_step),

@@ -41,7 +41,7 @@ from diagnose.detectors.progress import (
 from diagnose.metrics import Role
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
-         "follow_ratio",
+         "follow_ratio", "max_val_loss_rise",
          "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
 
 
@@ -91,6 +91,7 @@ def _trend_gain(c: Curve, t0: float, scale: float) -> float:
 
 
 def _stall(ctx: RuleContext, p: dict) -> dict | None:
+    """The analysis behind :func:`stall` (uncached); see the module docstring."""
     curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
         return None
@@ -112,6 +113,12 @@ def _stall(ctx: RuleContext, p: dict) -> dict | None:
     worse = end_level(c) - best
     if worse > float(p["max_worsening"]) * total:
         return {**out, "kind": "worsening", "worse": worse}
+    # a flat val metric beside a clearly rising val loss is overfitting's symptom
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if c.series.role == Role.VAL_METRIC and vl is not None and len(vl) >= 3:
+        vmin = float(np.min(smoothed(ctx, vl)[1]))
+        if vmin > 0 and end_level(vl) - vmin >= float(p["max_val_loss_rise"]) * vmin:
+            return {**out, "kind": "worsening", "worse_val_loss": end_level(vl) - vmin}
     # is training still improving over the same tail?
     train_imp = None
     if c.series.split in ("val", "test"):

@@ -195,18 +195,20 @@ def lr_evidence(ctx: RuleContext) -> dict[str, float]:
 def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The objective is still improving at the last step: training was stopped early.
 
-    Fires when the robust (Theil-Sen) trend over the last ``tail_frac`` of steps improves
-    by at least ``min_effect`` noise sigmas with Kendall tau past ``min_tau``, and that
-    tail improvement is at least ``min_tail_share`` of the run's total progress (a
-    converged curve still creeping down by 0.5% of its drop is not "still improving").
+    The tail is the last ``tail_frac`` of the steps, widened to ``min_tail_points``
+    points for short runs.  Fires when its robust (Theil-Sen) trend improves with a 95%
+    slope interval below zero, Kendall tau past ``min_tau`` and ``min_effect`` noise
+    sigmas, the best value lies in the tail, and the fitted improvement is meaningful:
+    at least ``min_rel_gain`` of the level (of the error left, for accuracy-like
+    metrics), or for a curve at or below zero, ``min_tail_share`` of its total progress.
+    A converged curve creeping down by 0.5% of its level does not fire.
     """
     c = primary_objective(ctx)
     if c is None or len(c) < int(p["min_points"]) or c.span <= 0:
         return None
-    t0 = float(c.steps[-1]) - float(p["tail_frac"]) * c.span
+    k = int(p["min_tail_points"])
+    t0 = min(float(c.steps[-1]) - float(p["tail_frac"]) * c.span, float(c.steps[-k]))
     tail = c.steps >= t0
-    if tail.sum() < int(p["min_tail_points"]):
-        return []
     tr = signals.robust_trend(c.steps[tail], c.values[tail])
     if not np.isfinite(tr.slope):
         return []
@@ -215,6 +217,17 @@ def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
     nz = noise(c)
     effect = gain / nz
     share = gain / total if total > 0 else float("nan")
+    start = float(tr.start)
+    if bounded_metric(c):
+        rel_gain = gain / max(1.0 + start, 1e-12)
+    elif start > 0:
+        rel_gain = gain / start
+    else:
+        rel_gain = float("nan")
+    meaningful = (
+        rel_gain >= float(p["min_rel_gain"]) if np.isfinite(rel_gain)
+        else bool(np.isfinite(share) and share >= float(p["min_tail_share"]))
+    )
     _, sm = smoothed(ctx, c)
     # the best point must be in the tail: a curve that rose and came back is not improving
     best_in_tail = float(np.min(sm[-max(1, int(tail.sum())):])) <= float(np.min(sm)) + nz
@@ -222,26 +235,26 @@ def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
         tr.slope_hi < 0
         and tr.tau <= -float(p["min_tau"])
         and effect >= float(p["min_effect"])
-        and np.isfinite(share)
-        and share >= float(p["min_tail_share"])
+        and meaningful
         and best_in_tail
     ):
         return []
     end_raw = c.raw(float(tr.end))
-    start_raw = c.raw(float(tr.start))
+    start_raw = c.raw(start)
     what = "val" if c.series.split in ("val", "test") else "train"
-    name = c.series.metric.replace("_", " ")
-    name = name if name.startswith(what) else f"{what} {name}"
+    name = c.tag if c.tag.lower().startswith(what) else f"{what} {c.tag}"
+    frac_steps = (float(c.steps[-1]) - float(c.steps[tail][0])) / c.span
     msg = (
         f"{name} still improves from {fmt(start_raw)} to {fmt(end_raw)} over the last "
-        f"{pct(float(p['tail_frac']))} of steps (to step {int(c.steps[-1])}), "
-        f"{pct(share)} of its total progress"
+        f"{pct(frac_steps)} of steps up to step {int(c.steps[-1])} "
+        f"({pct(rel_gain if np.isfinite(rel_gain) else share)} better)"
     )
     ev = {
         "tail_start_step": int(c.steps[tail][0]),
         "last_step": int(c.steps[-1]),
         "tail_start_value": start_raw,
         "tail_end_value": end_raw,
+        "tail_rel_gain": rel_gain,
         "tail_gain_share": share,
         "effect_noise_sigmas": effect,
         "kendall_tau": tr.tau,
@@ -296,7 +309,8 @@ def ends_nonfinite(ctx: RuleContext) -> bool:
 
 def early_eval_ratio(ctx: RuleContext, frac: float = 0.2) -> float | None:
     """Val loss over train loss at the start of the run (medians over the first ``frac``
-    of the val steps, train taken over the same steps); None unless both are positive.
+    of the val steps; train taken over the same steps, or its first value when that is
+    higher); None unless both are positive.
 
     Overfitting starts with val tracking train (ratio ~1) and drifts apart; a val loss
     10x the train loss from the first evaluation on means evaluation itself is broken
@@ -313,6 +327,9 @@ def early_eval_ratio(ctx: RuleContext, frac: float = 0.2) -> float | None:
         v = level(val.steps, val.values, float(val.steps[0]), end, at_end=False)
         lo = min(float(val.steps[0]), float(train.steps[0]))
         t = level(train.steps, train.values, lo, max(end, float(train.steps[0])), at_end=False)
+        # against the train loss's first value too: a fine-tune can memorise before
+        # its first evaluation (train 0.3 -> 0.02) while val sits at 0.32
+        t = max(t, float(train.values[0]))
         return v / t if t > 0 else None
 
     return ctx.cached(("fit_early_ratio", frac), compute)

@@ -151,3 +151,4 @@ def metric_never_learns(ctx: RuleContext, p: dict) -> list[Hit] | None:
         f"to step {int(vm.steps[-1])}{loss_note}"
     )
     return [Hit(vm.tag, int(vm.steps[-1]), msg, ev)]
+
