@@ -190,7 +190,7 @@ def main() -> None:
     scal_1m = write_scalars(DATA / "scalars_1m", 20, 50_000)
     scal_5m = None if args.quick else write_scalars(DATA / "scalars_5m", 20, 250_000)
     hist = write_histograms(DATA / f"histograms_{hist_n // 1000}k", hist_n)
-    sets = [("1M scalars (20 tags x 50,000 steps)", scal_1m, 5, 3)]
+    sets = [("1M scalars (20 tags x 50,000 steps)", scal_1m, 5, 1)]
     if scal_5m is not None:
         sets.append(("5M scalars (20 tags x 250,000 steps)", scal_5m, 3, 1))
     for name, folder, ours_n, theirs_n in sets:

@@ -410,7 +410,10 @@ def _warmup(ctx: _Context, trouble_step: float | None, reason: str,
     if MAX_WARMUP_SHARE * total < 1:
         return None  # the run is too short to warm up within 10% of it in log units
     current = _num(ctx.hp.get("warmup_steps"))
-    target = min(MAX_WARMUP_SHARE * total, max(trouble_step - ctx.first_step, 0.01 * total))
+    # The playbook picks the largest feasible warmup within 10% of the run; a ramp shorter
+    # than ~5% of it, or than twice the time the trouble took to show, does little.
+    target = min(MAX_WARMUP_SHARE * total,
+                 max(2 * (trouble_step - ctx.first_step), 0.05 * total))
     proposed = _nice_int(target)
     if current is not None and current >= proposed:
         return None
@@ -446,7 +449,17 @@ def _clip(ctx: _Context, before_step: float | None, reason: str,
     fin = grads.finite
     pre = fin.values[fin.steps < before_step] if before_step is not None else fin.values
     if len(pre) < 5:
-        pre = fin.values
+        # Too little calm history to take a percentile of: the norms logged during the
+        # blow-up would set the threshold far too high.  Fall back to the usual default.
+        if clipping:
+            return None, ""
+        return _cand(
+            "grad_clip", "set", current, 1.0,
+            f"{reason} after only {len(pre)} grad-norm points before the trouble, too few to "
+            "take their 90th percentile, so clip the global grad norm at 1.0 (the usual "
+            "default) and refine it from a calm run's grad norms.",
+            0.8 * strength,
+        ), ""
     p90 = float(np.percentile(pre, CLIP_PERCENTILE))
     if p90 <= 0:
         return None, ""

@@ -644,7 +644,7 @@ class Spike:
 
 def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
            window_frac: float = 0.05, max_points: int = 4000,
-           direction: str = "up") -> tuple[list[Spike], float]:
+           direction: str = "up", min_window_points: int = 7) -> tuple[list[Spike], float]:
     """Upward (or ``direction="down"``) excursions more than ``k`` noise sigmas off a
     centred rolling-median baseline.  Returns ``(spikes, noise)``.
 
@@ -653,7 +653,10 @@ def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
     is the larger of the rolling MAD sigma of the residuals and their rolling 90th
     absolute percentile / 1.645 (equal for Gaussian noise), so a uniformly noisy curve
     has no spikes however noisy it is and heavy-tailed small-batch noise counts less;
-    spike points are assumed to be under 10% of a window.  Long curves are max-binned
+    spike points are assumed to be under 10% of a window, so the baseline window spans at
+    least ``min_window_points`` typical step gaps (a 60-point run's 5% window is 3 points,
+    and a spike inside a 6-point noise window inflates its own noise scale and hides
+    itself).  Long curves are max-binned
     (min-binned for ``down``) to ``max_points`` first, which keeps every spike visible;
     their local noise comes from the raw first differences per bin.
     """
@@ -666,6 +669,8 @@ def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
     sign = 1.0 if direction == "up" else -1.0
     span = float(s[-1] - s[0])
     w = max(window_frac * span, 3.0)
+    if len(v) <= max_points and min_window_points > 0:
+        w = max(w, min_window_points * float(np.median(np.diff(s))))
     if len(v) > max_points:
         # Baseline from mean bins, peaks from max (min) bins, noise from the raw points:
         # the max of a bin of pure noise is not a spike.
@@ -688,11 +693,14 @@ def spikes(steps: np.ndarray, values: np.ndarray, k: float = 6.0,
         resid = sign * (v - base)
         # local scale (loss noise shrinks with the loss), floored by a global fraction
         absr = np.abs(resid)
+        glob = max(mad_sigma(resid), _q90_sigma(resid))
+        # the tail-sensitive q90 term is capped by its run-wide value: where spikes
+        # cluster (several in one window) they would otherwise become their own noise;
+        # the MAD term stays local (it ignores up to half the window being spikes)
         local = np.maximum(
             MAD_TO_SIGMA * rolling_quantile(s, absr, 2 * w, 0.5),
-            rolling_quantile(s, absr, 2 * w, 0.9) / 1.645,
+            np.minimum(rolling_quantile(s, absr, 2 * w, 0.9) / 1.645, glob),
         )
-        glob = max(mad_sigma(resid), _q90_sigma(resid))
         local = np.maximum(np.nan_to_num(local, nan=glob), 0.25 * glob)
         raw_noise = glob
     noise = raw_noise
@@ -739,14 +747,71 @@ def chance_accuracy(n_classes: int) -> float:
 _NC_KEYS = ("num_classes", "n_classes", "nc", "classes", "num_labels", "n_labels")
 
 
+#: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``.
+_PER_CLASS_RE = None
+
+
+def _per_class_count(tags) -> int | None:
+    """C from per-class metric columns (``class_0_acc`` .. ``class_9_acc``): the indices
+    must be exactly 0..C-1 (or 1..C) with C >= 2, so two stray numbered tags prove
+    nothing."""
+    import re
+
+    global _PER_CLASS_RE
+    if _PER_CLASS_RE is None:
+        _PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. ]?(\d{1,4})(?=$|[/_\-. ])",
+                                   re.I)
+    groups: dict[str, set[int]] = {}
+    for tag in tags:
+        m = _PER_CLASS_RE.search(str(tag))
+        if m:
+            key = str(tag)[: m.start(1)] + "#" + str(tag)[m.end(1):]
+            groups.setdefault(key.lower(), set()).add(int(m.group(1)))
+    best = None
+    for idx in groups.values():
+        n = len(idx)
+        if n >= 2 and (idx == set(range(n)) or idx == set(range(1, n + 1))):
+            best = max(best or 0, n)
+    return best
+
+
+def _loss_classes(first: float, tol: float) -> int | None:
+    """C when ``first`` is unambiguously ln C (within ``tol`` x ln C and a quarter of the
+    gap to ln(C+1) and ln(C-1)); None otherwise."""
+    if not (0.3 < first <= math.log(1000.5)):
+        return None
+    c = round(math.exp(first))
+    if not 2 <= c <= 1000:
+        return None
+    # above ~ln 25 every value is within a few % of some ln C, which proves nothing
+    gap = math.log(c + 1) - math.log(c)
+    if abs(first - math.log(c)) <= min(tol * math.log(c), gap / 4):
+        return c
+    return None
+
+
+def _acc_classes(first: float) -> set[int]:
+    """Every C (2..1000) for which ``first`` is a plausible chance accuracy: within a
+    quarter of 1/C (initial accuracies wander by a few points)."""
+    if not 0.0 < first <= 0.55:
+        return set()
+    lo, hi = 1.0 / (first * 1.25), 1.0 / (first * 0.75)
+    return {c for c in range(max(2, math.ceil(lo)), min(1000, math.floor(hi)) + 1)
+            if abs(first - 1.0 / c) <= 0.25 / c}
+
+
 def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
-    """Number of classes from hparams, else from the curves; None when unsure.
+    """Number of classes C, or None unless the evidence is unambiguous.
 
     Order: an integer hparam (``num_classes``, ``n_classes``, ``nc``, ``num_labels``...);
-    then a first train/val loss within ``rel_tol`` of ln C (and within a quarter of the
-    gap to ln(C+1), so the match is unambiguous) for C in 2..1000; then an initial
-    accuracy within a relative ``rel_tol*3`` of 1/C for C in 2..20.  ``roles`` is a RoleMap
-    (computed when omitted).
+    then per-class metric columns (``class_0_acc`` .. ``class_{C-1}_acc``); then the
+    curves, which must agree with each other: a first loss within ``rel_tol`` of ln C
+    (and unambiguous among neighbouring C) confirmed either by a first accuracy near 1/C
+    or, when no accuracy is logged, by a second loss series (train and val) or by the
+    same loss still near ln C over the first tenth of the run.  A single first value is
+    not enough: Keras/CSV logs record the first loss *after* an epoch of training, and a
+    loss of 1.06 or an accuracy of 0.25 is some ln C or 1/C by coincidence all too often.
+    ``roles`` is a RoleMap (computed when omitted).
     """
     for key in _NC_KEYS:
         val = run.hparams.get(key, run.raw_hparams.get(key) if hasattr(run, "raw_hparams")
@@ -757,38 +822,78 @@ def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
             return int(val)
         if isinstance(val, str) and val.strip().isdigit() and 2 <= int(val) <= 100000:
             return int(val)
+    scalars = getattr(run, "scalars", None)
+    if scalars is not None and len(scalars):
+        per_class = _per_class_count(pd.unique(scalars["tag"].astype(str)))
+        if per_class is not None:
+            return per_class
     if roles is None:
         from diagnose.metrics import resolve_roles
 
         roles = resolve_roles(run.scalars)
     from diagnose.metrics import Role
 
-    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-        s = roles.get(role)
+    only_loss: list[int] = []
+    early: set[int] = set()
+    for loss_role, acc_role in ((Role.TRAIN_LOSS, Role.TRAIN_METRIC),
+                                (Role.VAL_LOSS, Role.VAL_METRIC)):
+        s = roles.get(loss_role)
         if s is None or "+" in s.tag:
             continue
-        f = s.values[np.isfinite(s.values)]
-        if len(f) == 0 or f[0] <= 0.3:
+        ok = np.isfinite(s.values)
+        f, st = s.values[ok], s.steps[ok]
+        if len(f) == 0:
             continue
-        first = float(f[0])
-        if first > math.log(1000.5):
+        c = _loss_classes(float(f[0]), rel_tol)
+        if c is None:
             continue
-        c = round(math.exp(first))
-        if not 2 <= c <= 1000:
-            continue
-        # unambiguous only: closer to ln C than a quarter of the gap to ln(C+1) (above
-        # ~ln 25 every value is within a few % of some ln C, which proves nothing)
-        gap = math.log(c + 1) - math.log(c)
-        if abs(first - math.log(c)) <= min(rel_tol * math.log(c), gap / 4):
+        gap = float(np.median(np.diff(st))) if len(st) > 1 else 1.0
+        acc = next((a for a in roles.candidates(acc_role) if a.metric == "accuracy"), None)
+        if acc is not None:
+            aok = np.isfinite(acc.values)
+            if aok.any() and abs(int(acc.steps[aok][0]) - int(st[0])) <= max(1.0, gap / 2):
+                # the same split's accuracy at the same step is the confirmation (or the
+                # contradiction: a loss of ln 6 with an accuracy of 0.7 is no chance level)
+                if c in _acc_classes(float(acc.values[aok][0])):
+                    return c
+                continue
+        only_loss.append(c)
+        if len(f) >= 5:
+            head = f[st <= st[0] + 0.1 * (st[-1] - st[0])]
+            head = head if len(head) >= 3 else f[:3]
+            if _loss_classes(float(np.median(head)), rel_tol) == c:
+                early.add(c)
+    if any(a.metric == "accuracy" for a in roles.by_tag.values()):
+        return _tail_joint(roles, rel_tol)  # no guessing from a lone loss
+    for c in only_loss:
+        if only_loss.count(c) >= 2 or c in early:
             return c
-    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
-        s = roles.get(role)
-        if s is None or s.metric != "accuracy":
+    return None
+
+
+def _tail_joint(roles, rel_tol: float) -> int | None:
+    """C when one split *ends* with its loss at ln C and its accuracy at 1/C together
+    (medians of the last tenth of steps): a run stuck at chance says so at its end even
+    when its first values were logged after training had started."""
+    from diagnose.metrics import Role
+
+    for loss_role, acc_role in ((Role.VAL_LOSS, Role.VAL_METRIC),
+                                (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):
+        s = roles.get(loss_role)
+        acc = next((a for a in roles.candidates(acc_role) if a.metric == "accuracy"), None)
+        if s is None or acc is None or "+" in s.tag:
             continue
-        f = s.values[np.isfinite(s.values)]
-        if len(f) == 0 or not 0.04 <= f[0] <= 0.5:
+        levels = []
+        for ser in (s, acc):
+            ok = np.isfinite(ser.values)
+            v, st = ser.values[ok], ser.steps[ok]
+            if len(v) < 3:
+                break
+            tail_v = v[st >= st[-1] - 0.1 * (st[-1] - st[0])]
+            levels.append(float(np.median(tail_v if len(tail_v) >= 3 else v[-3:])))
+        if len(levels) < 2:
             continue
-        c = round(1.0 / f[0])
-        if 2 <= c <= 20 and abs(f[0] - 1.0 / c) <= 3 * rel_tol / c:
+        c = _loss_classes(levels[0], rel_tol)
+        if c is not None and c in _acc_classes(levels[1]):
             return c
     return None

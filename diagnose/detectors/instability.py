@@ -57,7 +57,7 @@ def _spike_hit(s: Series, found: list[signals.Spike], p: dict, log_scale: bool,
             return float("inf") if d > 308 else float(np.power(10.0, d))
         return sp.value / sp.baseline if sp.baseline > 0 else float("nan")
 
-    worst = max(found, key=lambda sp: sp.height)
+    worst = max(found, key=lambda sp: sp.value - sp.baseline)  # largest excess (log: ratio)
     r = ratio(worst)
     size = (f"{fmt(r)}x its local level" if np.isfinite(r)
             else f"{fmt(worst.height)} noise sigmas above its local level")

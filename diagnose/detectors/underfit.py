@@ -78,21 +78,24 @@ def near_chance(ctx: RuleContext, p: dict) -> list[Hit] | None:
         return None
     if ends_nonfinite(ctx) or not all(j["near"] for j in judged.values()):
         return []
-    # a loss that blew far past chance and fell back to it diverged: a network killed by
-    # a too-large step sits at chance too, but "add capacity" would be the wrong advice
-    # Underfit means "never learned": a loss that rose well above where it started, or
-    # that once fell far below chance and came back, tells a different story
-    # (divergence, collapse) that other rules tell better.
+    # Underfit means "never learned": a loss whose end level is well above where it
+    # started (still rising: divergence), or that once fell far below chance and came
+    # back (learned, then lost it: collapse), tells a different story.  A loss that
+    # spiked far past chance and then settled back AT chance is stuck at chance: a
+    # too-large step left the network there (the spikes go in the evidence and message,
+    # so the advice can point at the learning rate rather than at capacity).
+    blew_up: dict[str, float] = {}
     for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
         c = get_curve(ctx, role)
         if c is None or len(c) < 3 or "+" in c.tag:
             continue
-        if float(np.max(c.values)) >= float(p["diverged_factor"]) * chance_loss:
-            return []
         if end_level(c, frac) > start_level(c) + float(p["loss_tol"]) * chance_loss:
             return []
         if float(np.min(smoothed(ctx, c)[1])) < (1.0 - float(p["max_dip"])) * chance_loss:
             return []
+        peak = float(np.max(c.values))
+        if peak >= float(p["diverged_factor"]) * chance_loss:
+            blew_up[c.tag] = peak
     last = max(
         int(s.steps[-1]) for s in (ctx.series(r) for r in Role) if s is not None and len(s)
     )
@@ -101,6 +104,10 @@ def near_chance(ctx: RuleContext, p: dict) -> list[Hit] | None:
         f"{' and '.join(parts)} by step {last}, chance level for {n_classes} classes "
         f"(accuracy {fmt(chance_acc)}, loss ln {n_classes} = {fmt(chance_loss)})"
     )
+    if blew_up:
+        tag, peak = max(blew_up.items(), key=lambda kv: kv[1])
+        msg += (f", after {tag} spiked to {fmt(peak)} ({fmt(peak / chance_loss)}x ln "
+                f"{n_classes}): a step too large for the model likely left it there")
     ev: dict = {"num_classes": n_classes, "chance_accuracy": chance_acc,
                 "chance_loss": chance_loss, "last_step": last}
     for split, j in judged.items():
@@ -115,6 +122,7 @@ def near_chance(ctx: RuleContext, p: dict) -> list[Hit] | None:
             ev[f"{role.value}_rel_change_pct"] = (
                 100.0 * (end_level(c, frac) - first) / abs(first) if first else math.nan
             )
+    ev["loss_peak_over_chance"] = (max(blew_up.values()) / chance_loss) if blew_up else None
     ev.update({f"threshold_{k}": v for k, v in p.items()})
     tag = next(iter(judged.values()))["by"] if "val" not in judged else judged["val"]["by"]
     return [Hit(tag, last, msg, ev)]
@@ -152,3 +160,78 @@ def metric_never_learns(ctx: RuleContext, p: dict) -> list[Hit] | None:
     )
     return [Hit(vm.tag, int(vm.steps[-1]), msg, ev)]
 
+
+
+@detector("poor_fit")
+def poor_fit(ctx: RuleContext, p: dict) -> list[Hit] | None:
+    """UND003: the model cannot fit its own training data and has stopped trying.
+
+    Train accuracy learned something, then flattened at a mediocre level
+    (``max_train_acc``), with val about as good (no generalisation gap to speak of,
+    relative to the error left) and, when a train loss is logged, that loss still a large
+    share of where it started.  Healthy converged runs fit their training data (train
+    accuracy near 1) or show a clear train/val gap; a run whose val accuracy is well
+    above its train accuracy is measured under dropout/augmentation, not underfit.
+    """
+    ta = _accuracy(ctx, Role.TRAIN_METRIC)
+    if ta is None or len(ta) < int(p["min_points"]) or ta.span <= 0:
+        return None
+    va = _accuracy(ctx, Role.VAL_METRIC)
+    if va is None or len(va) < 3:
+        return None
+    if ends_nonfinite(ctx):
+        return []
+    frac = float(p["end_frac"])
+    t_end, v_end = ta.raw(end_level(ta, frac)), va.raw(end_level(va, frac))
+    t_first = ta.raw(float(np.max(ta.values[:3])))  # oriented: max = worst of the first 3
+    err = 1.0 - t_end
+    if t_end > float(p["max_train_acc"]) or err <= 0:
+        return []
+    # learned something: UND001 speaks for a model that never left chance
+    gain = t_end - t_first
+    if gain < float(p["min_acc_gain"]):
+        return []
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None:
+        chance = signals.chance_accuracy(n_classes)
+        if t_end <= chance + float(p["min_acc_gain"]) * (1.0 - chance):
+            return []
+    # flat tail: the last tail_frac of steps adds at most flat_share of what was gained
+    t0 = float(ta.steps[-1]) - float(p["tail_frac"]) * ta.span
+    inside = ta.steps >= t0
+    tr = signals.robust_trend(ta.steps[inside], ta.values[inside])
+    tail_gain = max(-float(tr.change), 0.0) if np.isfinite(tr.change) else 0.0
+    if tail_gain > float(p["flat_share"]) * gain:
+        return []
+    # small gap, both ways, as a share of the training error left
+    gap = t_end - v_end
+    if gap > float(p["max_gap_share"]) * err or -gap > float(p["max_val_lead_share"]) * err:
+        return []
+    ev: dict = {"train_series": ta.tag, "val_series": va.tag, "train_acc_end": t_end,
+                "val_acc_end": v_end, "train_acc_first": t_first, "train_acc_gain": gain,
+                "tail_gain": tail_gain, "gap": gap, "gap_share_of_error": gap / err,
+                "num_classes": n_classes, "last_step": int(ta.steps[-1])}
+    loss_note = ""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if tl is not None and len(tl) >= 3 and "+" not in tl.tag and float(np.min(tl.values)) > 0:
+        first = max(float(tl.values[0]), start_level(tl))
+        l_end = end_level(tl, frac)
+        best = float(np.min(smoothed(ctx, tl)[1]))
+        progress = max(first - best, 0.0)
+        # a loss that rose again from its best is diverging, not stuck
+        if l_end - best > float(p["flat_share"]) * max(progress, best):
+            return []
+        ratio = l_end / first
+        ev.update({"train_loss": tl.tag, "train_loss_start": first, "train_loss_end": l_end,
+                   "train_loss_end_over_start": ratio})
+        if ratio < float(p["min_loss_ratio"]):
+            return []
+        loss_note = f"; train loss still {pct(ratio)} of its start ({fmt(first)} -> {fmt(l_end)})"
+    ev.update({f"threshold_{k}": v for k, v in p.items()})
+    msg = (
+        f"train accuracy levels off at {fmt(t_end)} (val {fmt(v_end)}) by step "
+        f"{int(ta.steps[-1])}: the model cannot fit its own training data and val is as "
+        f"good as train, so capacity or constraints, not generalisation, limit it"
+        f"{loss_note}"
+    )
+    return [Hit(ta.tag, int(ta.steps[-1]), msg, ev)]

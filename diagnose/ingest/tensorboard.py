@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from google.protobuf.message import DecodeError
-from tensorboard.compat.proto import event_pb2, summary_pb2, types_pb2
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
@@ -104,7 +104,7 @@ def peek_tags(path: Path, max_records: int = 64) -> dict[str, str]:
 class _FastScalars:
     """Records recognised as single simple_value events, decoded as columns."""
 
-    index: np.ndarray  # record numbers within the file
+    index: np.ndarray  # record numbers within the file (grouped by layout, not sorted)
     tags: list[str]  # distinct raw tags
     codes: np.ndarray  # into ``tags``
     step: np.ndarray
@@ -150,10 +150,45 @@ def _fast_scalars(rec: Records) -> _FastScalars | None:
     group every field sits at the same column, so whole groups are checked and decoded
     with column slices.  Everything else is left for the protobuf path.
     """
-    buf = rec.buffer
-    cand = np.flatnonzero((rec.lengths >= 9 + 13) & (rec.lengths <= _FAST_MAX))
-    if not len(cand):
+    every = np.flatnonzero((rec.lengths >= 9 + 13) & (rec.lengths <= _FAST_MAX))
+    n = len(every)
+    out = _FastScalars(
+        np.empty(n, np.int64), [], np.empty(n, np.int64), np.empty(n, np.int64),
+        np.empty(n, np.float64), np.empty(n, np.float64),
+    )  # fmt: skip
+    tag_index: dict[bytes, int] = {}
+    filled = 0
+    # Chunks bound the temporaries (a few bytes per byte of chunk) whatever the file size;
+    # results go straight into arrays sized for every candidate, trimmed at the end.
+    for lo in range(0, n, _FAST_CHUNK):
+        filled = _fast_chunk(rec, every[lo : lo + _FAST_CHUNK], tag_index, out, filled)
+    if not filled:
         return None
+    # Rows come grouped by layout, not in file order: ``index`` keeps the order, and the
+    # table is sorted later anyway, so no reordering copy is made here.
+    return _FastScalars(
+        out.index[:filled], out.tags, out.codes[:filled], out.step[:filled],
+        out.wall[:filled], out.value[:filled],
+    )  # fmt: skip
+
+
+#: Records per chunk of the fast path.
+_FAST_CHUNK = 1 << 16
+
+
+def _fast_chunk(
+    rec: Records,
+    cand: np.ndarray,
+    tag_index: dict[bytes, int],
+    out: _FastScalars,
+    filled: int,
+) -> int:
+    """The fast path over some candidate records; writes rows from ``filled`` on in ``out``.
+
+    Returns the new number of filled rows.
+    """
+    buf = rec.buffer
+    tags = out.tags
     d = rec.starts[cand]
     head = take_rows(buf, d, 20)
     has_step = head[:, 9] == 0x10
@@ -163,9 +198,6 @@ def _fast_scalars(rec: Records) -> _FastScalars | None:
     key = rec.lengths[cand] * 16 + width
     cand, d, key, step = cand[ok], d[ok], key[ok], np.where(has_step, step, 0)[ok]
     groups, uniq = pd.factorize(key)
-    tags: list[str] = []
-    tag_index: dict[bytes, int] = {}
-    out_idx, out_code, out_step, out_wall, out_val = [], [], [], [], []
     for g, k in enumerate(uniq.tolist()):
         members = np.flatnonzero(groups == g)
         length, w = divmod(int(k), 16)
@@ -209,25 +241,14 @@ def _fast_scalars(rec: Records) -> _FastScalars | None:
                 tags.append(text)
             codes[c] = code
         sel = np.flatnonzero(good)
-        out_idx.append(cand[members[sel]])
-        out_code.append(codes[local[sel]])
-        out_step.append(step[members[sel]])
-        out_wall.append(np.ascontiguousarray(rows[sel, 1:9]).view("<f8").reshape(-1))
-        out_val.append(
-            np.ascontiguousarray(rows[sel, length - 4 :]).view("<f4").reshape(-1).astype(np.float64)
-        )
-    if not out_idx:
-        return None
-    index = np.concatenate(out_idx)
-    order = np.argsort(index, kind="stable")
-    return _FastScalars(
-        index[order],
-        tags,
-        np.concatenate(out_code)[order],
-        np.concatenate(out_step)[order],
-        np.concatenate(out_wall)[order],
-        np.concatenate(out_val)[order],
-    )
+        end = filled + len(sel)
+        out.index[filled:end] = cand[members[sel]]
+        out.codes[filled:end] = codes[local[sel]]
+        out.step[filled:end] = step[members[sel]]
+        out.wall[filled:end] = np.ascontiguousarray(rows[sel, 1:9]).view("<f8").reshape(-1)
+        out.value[filled:end] = np.ascontiguousarray(rows[sel, length - 4 :]).view("<f4")[:, 0]
+        filled = end
+    return filled
 
 
 # ---------------------------------------------------------------------------
@@ -235,17 +256,17 @@ def _fast_scalars(rec: Records) -> _FastScalars | None:
 # ---------------------------------------------------------------------------
 
 
-def _tensor_scalar(tensor: object) -> float | None:
+def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> float | None:
     """The single number of a scalar tensor (float/double/half/int, packed or not)."""
-    dt = _FLOAT_DTYPES.get(tensor.dtype)  # type: ignore[attr-defined]
-    if dt is not None and not tensor.tensor_shape.dim:  # type: ignore[attr-defined]
-        content = tensor.tensor_content  # type: ignore[attr-defined]
+    dt = _FLOAT_DTYPES.get(tensor.dtype)
+    if dt is not None and not tensor.tensor_shape.dim:
+        content = tensor.tensor_content
         if len(content) == np.dtype(dt).itemsize:
             return float(np.frombuffer(content, dtype=dt)[0])
-        if tensor.dtype == types_pb2.DT_FLOAT and len(tensor.float_val) == 1:  # type: ignore[attr-defined]
-            return float(tensor.float_val[0])  # type: ignore[attr-defined]
-        if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:  # type: ignore[attr-defined]
-            return float(tensor.double_val[0])  # type: ignore[attr-defined]
+        if tensor.dtype == types_pb2.DT_FLOAT and len(tensor.float_val) == 1:
+            return float(tensor.float_val[0])
+        if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:
+            return float(tensor.double_val[0])
     try:
         arr = tensor_util.make_ndarray(tensor)
     except Exception:  # any malformed tensor is just not a number
@@ -446,7 +467,9 @@ def _histogram_from_proto(
     return _histogram(tag, step, wall, [h.min, h.max, h.num, h.sum, h.sum_squares], limits, counts)
 
 
-def _histogram_from_tensor(tag: str, step: int, wall: float, tensor: object) -> Histogram | None:
+def _histogram_from_tensor(
+    tag: str, step: int, wall: float, tensor: tensor_pb2.TensorProto
+) -> Histogram | None:
     """TF2 ``[k,3]`` histogram tensor -> Histogram (no summary statistics recorded)."""
     try:
         arr = np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
@@ -621,34 +644,28 @@ def _read_hparams(content: bytes, st: _State, path: str) -> None:
             st.raw_hparams[key] = val.bool_value
 
 
-def _tag_step_order(rank: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Stable order by (tag rank, step).
+def _tag_step_order(rank: np.ndarray, steps: np.ndarray, seqs: np.ndarray) -> np.ndarray:
+    """Order by (tag rank, step, record number): tags grouped, write order within a step.
 
-    Writers log steps in order, so a stable sort by tag alone (a radix sort on small
-    ints) usually suffices; the full lexsort runs only when some tag's steps go back.
+    Rows usually arrive step-ordered within each tag, so a stable sort by tag alone (a
+    radix sort on small ints) suffices; the full lexsort runs only when it does not.
     """
     if not len(rank):
         return np.zeros(0, dtype=np.int64)
-    small = rank.astype(np.int16) if rank.max() < 2**15 else rank
-    order = np.argsort(small, kind="stable")
-    s, r = steps[order], rank[order]
-    if ((s[1:] >= s[:-1]) | (r[1:] != r[:-1])).all():
+    order = np.argsort(rank, kind="stable")
+    s, q, r = steps[order], seqs[order], rank[order]
+    later = (s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (q[1:] > q[:-1]))
+    if (later | (r[1:] != r[:-1])).all():
         return order
-    return np.lexsort((steps, rank))
+    return np.lexsort((seqs, steps, rank))
 
 
-def _build_scalars(
-    st: _State,
-    alive: np.ndarray,
-    order_codes: np.ndarray,
-    steps: np.ndarray,
-    walls: np.ndarray,
-    values: np.ndarray,
-) -> pd.DataFrame:
+def _build_scalars(st: _State, alive: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
     """The long table, grouped by tag and sorted by step (stable: write order kept).
 
     Metric and split are computed by :func:`make_scalars` once per distinct (tag, split)
-    and then expanded by index, which keeps the table's dtypes and shares the strings.
+    and then expanded by index, which keeps the table's dtypes.  ``cols`` (code, step,
+    wall, value, seq) is consumed: each input is released once its sorted copy exists.
     """
     keys = list(st.keys)
     n_keys = len(keys)
@@ -658,23 +675,23 @@ def _build_scalars(
         np.zeros(n_keys),
         split=pd.array([k[1] for k in keys], dtype="string") if n_keys else None,
     )
-    codes = order_codes[alive]
-    steps, walls, values = steps[alive], walls[alive], values[alive]
+    if not alive.all():
+        for name in list(cols):
+            cols[name] = cols[name][alive]
     # Rank codes by (tag, split) string order so the table comes out grouped by tag.
-    rank = np.empty(n_keys, dtype=np.int64)
+    rank = np.empty(n_keys, dtype=np.int16 if n_keys < 2**15 else np.int64)
     rank[sorted(range(n_keys), key=lambda c: (keys[c][0], keys[c][1] or ""))] = np.arange(n_keys)
-    order = _tag_step_order(rank[codes], steps)
-    codes = codes[order]
-    return pd.DataFrame(
-        {
-            "tag": lookup["tag"].array.take(codes),
-            "metric": lookup["metric"].array.take(codes),
-            "split": lookup["split"].array.take(codes),
-            "step": steps[order],
-            "wall_time": walls[order],
-            "value": values[order],
-        }
-    )
+    order = _tag_step_order(rank[cols["code"]], cols["step"], cols.pop("seq"))
+    codes = cols.pop("code")[order]
+    table = {
+        "tag": lookup["tag"].array.take(codes),
+        "metric": lookup["metric"].array.take(codes),
+        "split": lookup["split"].array.take(codes),
+    }
+    del codes
+    for name, key in (("step", "step"), ("wall_time", "wall"), ("value", "value")):
+        table[name] = cols.pop(key)[order]
+    return pd.DataFrame(table)
 
 
 def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
@@ -692,14 +709,20 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
         _read_file(sf.path, sf.split, sf.tag_suffix, st, verify_checksums)
 
     def cat(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+        if len(parts) == 1:
+            return parts[0].astype(dtype, copy=False)
         return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
-    codes = cat(st.codes, "int64")
-    steps = cat(st.steps, "int64")
-    walls = cat(st.walls, "float64")
-    values = cat(st.values, "float64")
-    seqs = cat(st.seqs, "int64")
-    alive = np.ones(len(codes), dtype=bool)
+    cols = {
+        "code": cat(st.codes, "int64"),
+        "step": cat(st.steps, "int64"),
+        "wall": cat(st.walls, "float64"),
+        "value": cat(st.values, "float64"),
+        "seq": cat(st.seqs, "int64"),
+    }
+    st.codes, st.steps, st.walls, st.values, st.seqs = [], [], [], [], []
+    seqs, steps = cols["seq"], cols["step"]
+    alive = np.ones(len(steps), dtype=bool)
     hists = [(s, h) for s, h in st.histograms if h is not None]  # every slot is filled
     h_seq = np.array([s for s, _ in hists], dtype=np.int64)
     h_step = np.array([h.step for _, h in hists], dtype=np.int64)
@@ -723,7 +746,8 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
                 details={"purged_scalars": n, "purged_histograms": nh},
             )
         )
-    run.scalars = _build_scalars(st, alive, codes, steps, walls, values)
+    del seqs, steps
+    run.scalars = _build_scalars(st, alive, cols)
     run.histograms = [h for (_, h), keep in zip(hists, h_alive, strict=True) if keep]
     run.tag_metadata = {**st.kinds, **st.metadata}
     run.raw_hparams = dict(st.raw_hparams)

@@ -263,6 +263,33 @@ def und001_quiet(d: Path) -> None:
     })
 
 
+def und003_fire(d: Path) -> None:
+    """A linear model on a 5-class non-linear task (Keras CSVLogger): train accuracy
+    0.50 -> 0.64 by epoch 3 and flat, val 0.60 alongside, loss 1.25 -> 1.0 and flat."""
+    rng = np.random.default_rng(111)
+    t = np.arange(40.0)
+    loss = noisy(rng, decay(t, 1.25, 1.0, 1.2), 0.006)
+    val_loss = noisy(rng, decay(t, 1.10, 1.05, 1.2), 0.008)
+    acc = 0.64 - 0.14 * np.exp(-1.2 * t) + rng.normal(0, 0.004, len(t))
+    val_acc = 0.60 - 0.03 * np.exp(-1.2 * t) + rng.normal(0, 0.01, len(t))
+    write_keras(d, loss, val_loss, acc, val_acc)
+
+
+def und003_quiet(d: Path) -> None:
+    """Heavy dropout/augmentation (Lightning): train accuracy measured under dropout
+    levels off at 0.68 while val reaches 0.93 and its loss keeps its minimum late:
+    the train metric is handicapped, the model is fine."""
+    rng = np.random.default_rng(112)
+    t = np.arange(120.0)
+    write_lightning(d, 30, {
+        "train_loss": noisy(rng, decay(t, 2.3, 1.05, 0.05), 0.03),
+        "train_acc": np.clip(0.68 - 0.58 * np.exp(-0.05 * t) + rng.normal(0, 0.01, len(t)),
+                             0, 1),
+        "val_loss": noisy(rng, decay(t, 2.3, 0.30, 0.05), 0.03),
+        "val_acc": np.clip(np.round((0.93 - 0.83 * np.exp(-0.05 * t)) * 16) / 16, 0, 1),
+    })
+
+
 def _yolo(rng: np.random.Generator, n: int, map50: np.ndarray, fall: float) -> dict:
     t = np.arange(float(n))
     f = 1 - fall * (1 - np.exp(-t / (n / 3)))
@@ -442,6 +469,7 @@ FIXTURES: dict[str, Callable[[Path], None]] = {
     "OVF004/fire": ovf004_fire, "OVF004/quiet": ovf004_quiet,
     "UND001/fire": und001_fire, "UND001/quiet": und001_quiet,
     "UND002/fire": und002_fire, "UND002/quiet": und002_quiet,
+    "UND003/fire": und003_fire, "UND003/quiet": und003_quiet,
     "PLT001/fire": plt001_fire, "PLT001/quiet": plt001_quiet,
     "PLT002/fire": plt002_fire, "PLT002/quiet": plt002_quiet,
     "PLT003/fire": plt003_fire, "PLT003/quiet": plt003_quiet,
