@@ -74,11 +74,17 @@ def discover(paths: list[str]) -> tuple[list[RunSource], list[LoadError]]:
     return _finish(found, dedupe=len(paths) > 1), errors
 
 
-def event_file_order(path: str | os.PathLike[str]) -> tuple[int, str]:
-    """Sort key of an event file: the 10-digit timestamp in its name, then the name."""
+def event_file_order(path: str | os.PathLike[str]) -> tuple[int, tuple]:
+    """Sort key of an event file: the 10-digit timestamp in its name, then the name with
+    its numbers compared as numbers (torch's per-process counter goes ``.9`` -> ``.10``)."""
     name = os.path.basename(os.fspath(path))
     m = _TIMESTAMP_RE.search(name)
-    return (int(m.group(1)) if m else 0, name)
+    natural = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part)
+        for part in re.split(r"(\d+)", name)
+        if part
+    )
+    return (int(m.group(1)) if m else 0, natural)
 
 
 def is_event_file(name: str) -> bool:

@@ -12,6 +12,11 @@ wheel as ``diagnose/_builtin_rules``; users add folders with ``rules-dirs``)::
     preview = false                    # optional: off unless preview is enabled
     supersedes = ["DIV002"]            # optional: drop these rules' findings on the
                                        # same metric when this rule fires
+    evaluated_by = "baseline"          # optional, instead of ``detector``: a rule that
+                                       # is documented here but produced elsewhere
+                                       # (BSL001-003 by diagnose.baseline.compare with
+                                       # --baseline); evaluate() skips it, the
+                                       # catalogue and `diagnose explain` list it
     [thresholds]                       # defaults; users override per rule in config
     recover_points = 3
     [doc]
@@ -49,7 +54,12 @@ _DOC_TEXT = ("what", "why", "evidence")
 _DOC_LISTS = ("causes", "fixes", "references")
 _TOP_KEYS = {
     "id", "name", "state", "severity", "detector", "summary", "preview", "thresholds",
-    "doc", "supersedes",
+    "doc", "supersedes", "evaluated_by",
+}
+
+#: Where rules without a detector are evaluated (``evaluated_by``): name -> description.
+EVALUATORS = {
+    "baseline": "comparison with a reference run (diagnose RUN --baseline REFERENCE_RUN)",
 }
 
 
@@ -72,6 +82,13 @@ class RuleSpec:
     preview: bool = False
     path: Path | None = None
     supersedes: tuple[str, ...] = ()
+    evaluated_by: str | None = None
+
+    @property
+    def per_run(self) -> bool:
+        """True for rules whose detector :func:`evaluate` runs on each run; False for
+        rules produced elsewhere (``evaluated_by``), which are documented only."""
+        return self.evaluated_by is None
 
 
 # ---------------------------------------------------------------------------
@@ -105,7 +122,18 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
     unknown = sorted(set(data) - _TOP_KEYS)
     if unknown:
         raise bad(unknown[0], "is not a rule key")
-    for key in ("id", "name", "state", "severity", "detector", "summary"):
+    evaluated_by = data.get("evaluated_by")
+    if evaluated_by is not None:
+        if evaluated_by not in EVALUATORS:
+            raise bad("evaluated_by", f"must be one of {', '.join(sorted(EVALUATORS))}")
+        if "detector" in data:
+            raise bad("detector", "cannot be combined with evaluated_by (the rule is "
+                      "not run by a detector)")
+        if data.get("thresholds"):
+            raise bad("thresholds", "cannot be set for a rule with evaluated_by (its "
+                      "evaluator does not read them)")
+    required = ("id", "name", "state", "severity", "summary")
+    for key in required + (() if evaluated_by is not None else ("detector",)):
         if key not in data:
             raise bad(key, "is missing")
         if not isinstance(data[key], str) or not data[key].strip():
@@ -148,13 +176,14 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
         name=data["name"],
         state=data["state"],
         severity=data["severity"],
-        detector=data["detector"],
+        detector=data.get("detector", ""),
         summary=data["summary"].strip(),
         thresholds=dict(thresholds),
         doc=dict(doc),
         preview=preview,
         path=path,
         supersedes=tuple(sup),
+        evaluated_by=evaluated_by,
     )
 
 
@@ -183,7 +212,7 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
             spec = load_rule_file(file)
             if spec.id in seen:
                 raise RuleError(f"{file}: key 'id' duplicates {spec.id} from {seen[spec.id]}")
-            if get_detector(spec.detector) is None:
+            if spec.per_run and get_detector(spec.detector) is None:
                 if not builtin:
                     raise RuleError(f"{file}: key 'detector' names unknown detector "
                                     f"{spec.detector!r}")
@@ -339,6 +368,8 @@ def evaluate(run: Run, config: Config | None = None,
     findings: list[Finding] = []
     by_id = {r.id: r for r in rules}
     for rule in rules:
+        if not rule.per_run:
+            continue  # produced elsewhere (evaluated_by), e.g. by baseline.compare
         if not config.rule_enabled(rule.id, rule.preview):
             continue
         params = rule_thresholds(rule, config)
@@ -419,9 +450,11 @@ def format_rule_doc(spec: RuleSpec) -> str:
     """Plain-text documentation of one rule for ``diagnose explain ID``."""
     import textwrap
 
+    how = (f"detector: {spec.detector}" if spec.per_run
+           else f"evaluated by: {EVALUATORS.get(spec.evaluated_by or '', spec.evaluated_by)}")
     lines = [f"{spec.id} {spec.name}"
              + (" (preview)" if spec.preview else ""),
-             f"state: {spec.state}   severity: {spec.severity}   detector: {spec.detector}",
+             f"state: {spec.state}   severity: {spec.severity}   {how}",
              "",
              textwrap.fill(spec.summary, width=88),
              ""]

@@ -868,11 +868,6 @@ def test_baseline_reference_run(logs: Logs) -> None:
     assert {f["rule"] for f in findings(ignored.json())} == {"DIV001"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BSL001-003 (diagnose/baseline.py) have no rules/*.toml: 'diagnose explain BSL001' "
-    "exits 2 and 'diagnose rules' does not list them",
-)
 def test_every_rule_a_finding_can_carry_is_listed_and_explained(logs: Logs) -> None:
     out = invoke(logs.diverged, "--baseline", logs.healthy, "--format", "json", cwd=logs.cwd).json()
     listed = {r["id"] for r in json.loads(invoke("rules", "--format", "json", cwd=logs.cwd).out)}

@@ -269,3 +269,45 @@ def test_many_small_runs_are_fast():
         evaluate(run, Config(), rules)
     per_run = (time.perf_counter() - t0) / len(runs)
     assert per_run < 0.05, per_run
+
+
+# --- rules evaluated outside the per-run detectors (evaluated_by) ---------------
+
+
+def _baseline_rule(**extra) -> dict:
+    data = {"id": "BSL009", "name": "some-regression", "state": "regression",
+            "severity": "warning", "evaluated_by": "baseline",
+            "summary": "Something got worse than the reference."}
+    data.update(extra)
+    return data
+
+
+def test_a_rule_evaluated_by_the_baseline_is_documented_but_not_run():
+    spec = engine.parse_rule(_baseline_rule(), Path("BSL009.toml"))
+    assert not spec.per_run and spec.evaluated_by == "baseline" and spec.detector == ""
+    rules = load_rules()
+    bsl = {r.id for r in rules if not r.per_run}
+    assert bsl >= {"BSL001", "BSL002", "BSL003"}
+    assert bsl <= {row["id"] for row in engine.catalogue(rules)}
+    text = engine.format_rule_doc(next(r for r in rules if r.id == "BSL001"))
+    assert "evaluated by: comparison with a reference run" in text
+    steps = np.arange(50)
+    scalars = make_scalars("train_loss", steps, 2.0 * np.exp(-steps / 10) + 0.1)
+    result = evaluate(Run("r", path=Path("."), format="csv", scalars=scalars).finalize())
+    assert not bsl & {f.rule for f in result.findings}
+    assert not bsl & set(result.not_applicable)
+
+
+@pytest.mark.parametrize("extra, key", [
+    ({"evaluated_by": "elsewhere"}, "evaluated_by"),
+    ({"detector": "nonfinite_loss"}, "detector"),
+    ({"thresholds": {"sigmas": 3.0}}, "thresholds"),
+])
+def test_evaluated_by_is_validated(extra, key):
+    with pytest.raises(RuleError, match=f"key '{key}'"):
+        engine.parse_rule(_baseline_rule(**extra), Path("BSL009.toml"))
+    # a per-run rule still needs its detector
+    data = _baseline_rule()
+    del data["evaluated_by"]
+    with pytest.raises(RuleError, match="key 'detector' is missing"):
+        engine.parse_rule(data, Path("X001.toml"))

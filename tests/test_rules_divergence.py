@@ -73,6 +73,25 @@ def test_exploding_loss_fires_and_a_recovered_spike_does_not():
     assert not findings(make_run({"train_loss": (steps, _noisy(spike))}), "DIV002")
 
 
+def test_thrash_then_settle_at_a_worse_level_is_judged_against_its_settled_noise():
+    """``examples/train.py --lr 0.5``: the per-step loss thrashes between 0.2 and 4 for
+    the first half (its whole-run noise is huge), then sits still near ln 3 = 1.1, four
+    times its best: the rise is measured against the noise of where it settled."""
+    rng = np.random.default_rng(5)
+    steps = np.arange(5, 305, 5)
+    loss = np.r_[np.exp(rng.normal(-0.3, 0.9, 20)), [0.25, 0.22, 0.24, 0.26],
+                 np.exp(rng.normal(0.0, 0.8, 20)), 1.0 + rng.normal(0, 0.03, 16)]
+    (f,) = findings(make_run({"train_loss": (steps, loss)}), "DIV002")
+    assert f.evidence["tail_median"] > 3 * f.evidence["best"]
+    # judged against the whole run's noise (settled window longer than the run) it hides
+    assert not findings(make_run({"train_loss": (steps, loss)}), "DIV002",
+                        thresholds={"DIV002": {"min_points": 59}})
+    # the same run that settles back at its best level is not divergence
+    calm = loss.copy()
+    calm[-16:] = 0.25 + rng.normal(0, 0.01, 16)
+    assert not findings(make_run({"train_loss": (steps, calm)}), "DIV002")
+
+
 def test_exploding_is_sign_agnostic():
     """A negative-by-design loss that gives back all of its progress is exploding."""
     steps = np.arange(400)
@@ -173,3 +192,22 @@ def test_astronomical_val_loss_next_to_a_sane_train_loss_is_not_divergence():
     run = make_run({"train_loss": (steps, train), "val_loss": (vs, val),
                     "val_acc": (vs, np.full(len(vs), 0.2))})
     assert not findings(run, "DIV003") and not findings(run, "DIV002")
+
+
+def test_bn_collapse_last_batch_sample_is_not_divergence():
+    """Eval-mode val loss of 15-1000 next to a healthy train loss is an evaluation
+    problem (BN running statistics from a 2-row last batch), not divergence: once
+    reported as a DIV false positive, it must stay gone."""
+    from pathlib import Path
+
+    import pytest
+
+    from diagnose.config import Config
+    from diagnose.pipeline import Options, analyze
+
+    path = Path(__file__).resolve().parents[1] / "sample_logs" / "tb" / "bn_collapse_last_batch"
+    if not path.is_dir():
+        pytest.skip("sample_logs not present")
+    (res,) = analyze([str(path)], Config(), Options(jobs=1)).results
+    assert "divergence" not in res.states
+    assert "batchnorm_collapse" in res.states

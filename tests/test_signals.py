@@ -297,10 +297,51 @@ def test_infer_num_classes_from_hparams_first():
     assert S.infer_num_classes(run) == 3
 
 
-def test_infer_num_classes_from_initial_loss_or_accuracy():
+def test_infer_num_classes_needs_two_agreeing_signals():
+    # a first loss at ln 6 alone proves nothing (Keras logs it after an epoch) ...
     run = _run({"train_loss": [math.log(6) + 0.01, 1.7, 1.5]})
+    assert S.infer_num_classes(run) is None
+    # ... confirmed by the other split's first loss, it does
+    run = _run({"train_loss": [math.log(6) + 0.01, 1.7, 1.5],
+                "val_loss": [math.log(6) - 0.01, 1.6, 1.4]})
     assert S.infer_num_classes(run) == 6
-    run = _run({"val_loss": [0.9, 0.8], "val_acc": [0.251, 0.3]})
+    # the same split's accuracy at the same step near 1/C confirms
+    run = _run({"val_loss": [math.log(4) + 0.01, 0.8], "val_acc": [0.251, 0.3]})
     assert S.infer_num_classes(run) == 4
+    # an accuracy alone, or one that contradicts the loss, is not enough
+    run = _run({"val_loss": [0.9, 0.8], "val_acc": [0.251, 0.3]})
+    assert S.infer_num_classes(run) is None
+    run = _run({"train_loss": [math.log(6), 1.7, 1.5], "train_acc": [0.7, 0.8, 0.85]})
+    assert S.infer_num_classes(run) is None
     run = _run({"train_loss": [0.9, 0.5, 0.4]})
     assert S.infer_num_classes(run) is None
+
+
+def test_infer_num_classes_from_a_run_stuck_at_chance_at_its_end():
+    # first values logged after training started, but the run ends at ln 3 and 1/3
+    loss = [0.73, 1.9, 1.3] + [math.log(3) + 0.01] * 20
+    acc = [0.5, 0.4, 0.35] + [0.33] * 20
+    run = _run({"val_loss": loss, "val_acc": acc})
+    assert S.infer_num_classes(run) == 3
+
+
+def test_infer_num_classes_from_per_class_columns():
+    cols = {f"class_{i}_acc": [0.5, 0.6] for i in range(10)}
+    assert S.infer_num_classes(_run({"train_loss": [1.0, 0.5], **cols})) == 10
+    # indices that are not 0..C-1 prove nothing
+    cols = {"class_3_acc": [0.5, 0.6], "class_7_acc": [0.5, 0.6]}
+    assert S.infer_num_classes(_run({"train_loss": [1.0, 0.5], **cols})) is None
+
+
+def test_spikes_on_a_short_run_are_not_hidden_by_their_own_window():
+    """60 points (examples/train.py --lr 1.5): a 5% window is 3 points, and spikes in a
+    6-point noise window inflate their own noise; the window spans >= 7 step gaps."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(5, 305, 5)
+    v = np.log10(1.2) + rng.normal(0, 0.03, 60)
+    v[[4, 13, 19]] += [1.2, 0.8, 0.5]  # x16, x6, x3
+    v[[1, 2, 8]] += [0.3, -0.2, 0.25]  # the early thrash around them
+    found, _ = S.spikes(steps, v, k=6.0, window_frac=0.05)
+    assert {25, 70, 100} <= {sp.step for sp in found}
+    narrow, _ = S.spikes(steps, v, k=6.0, window_frac=0.05, min_window_points=0)
+    assert 100 not in {sp.step for sp in narrow}

@@ -207,6 +207,14 @@ def detect_exploding_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     rise = tail - best
     drop = early_drop(ctx, s)
     nz = noise(ctx, s)
+    # the noise that matters is the one around the level the loss settled at (the last
+    # tail_frac of steps, at least min_points points): a run that thrashed early (too
+    # large a step) and then sat still at a worse level has a huge whole-run noise that
+    # would hide the rise
+    settled = f.values[f.steps > best_step]
+    k = max(int(p["min_points"]), len(tail_vals))
+    if len(settled) >= k:
+        nz = min(nz, signals.noise_floor(settled[-k:]))
     positive = bool(np.all(f.values > 0)) and best > 0
     # |best| is a meaningful unit only for a positive loss; a negative-by-design loss has
     # an arbitrary offset, so there only its early drop and noise set the scale

@@ -283,12 +283,20 @@ def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
     ti = np.flatnonzero(tail)
     v_start, v_end = float(np.median(v[ti[:k]])), float(np.median(v[ti[-k:]]))
     t_start, t_end = float(np.median(t[ti[:k]])), float(np.median(t[ti[-k:]]))
+    levels = np.array([v_start, v_end, t_start, t_end])
+    # subnormal or huge losses: smoothing/interpolation can underflow a positive level to
+    # 0 (or overflow to inf), and a ratio of them means nothing
+    if not (np.all(np.isfinite(levels)) and np.all(levels >= np.finfo(float).tiny)):
+        return []
     train_fall = 1.0 - t_end / t_start
     val_fall = 1.0 - v_end / v_start
     gap_end = v_end - t_end
     gap_ratio = gap_end / v_end
     # growth of the val/train ratio: scale-free, and it keeps growing when train heads to 0
-    growth = float(np.log((v_end / t_end) / (v_start / t_start)))
+    # (in logs, so 1e300 / 1e-300 does not overflow)
+    growth = float(np.log(v_end) - np.log(t_end) - np.log(v_start) + np.log(t_start))
+    if not all(np.isfinite([train_fall, val_fall, gap_ratio, growth])):
+        return []
     if not (
         growth >= float(p["min_ratio_growth"])
         and gap_ratio >= float(p["min_gap_ratio"])

@@ -211,22 +211,27 @@ def poor_fit(ctx: RuleContext, p: dict) -> list[Hit] | None:
                 "val_acc_end": v_end, "train_acc_first": t_first, "train_acc_gain": gain,
                 "tail_gain": tail_gain, "gap": gap, "gap_share_of_error": gap / err,
                 "num_classes": n_classes, "last_step": int(ta.steps[-1])}
-    loss_note = ""
     tl = get_curve(ctx, Role.TRAIN_LOSS)
-    if tl is not None and len(tl) >= 3 and "+" not in tl.tag and float(np.min(tl.values)) > 0:
-        first = max(float(tl.values[0]), start_level(tl))
-        l_end = end_level(tl, frac)
-        best = float(np.min(smoothed(ctx, tl)[1]))
-        progress = max(first - best, 0.0)
-        # a loss that rose again from its best is diverging, not stuck
-        if l_end - best > float(p["flat_share"]) * max(progress, best):
-            return []
-        ratio = l_end / first
-        ev.update({"train_loss": tl.tag, "train_loss_start": first, "train_loss_end": l_end,
-                   "train_loss_end_over_start": ratio})
-        if ratio < float(p["min_loss_ratio"]):
-            return []
-        loss_note = f"; train loss still {pct(ratio)} of its start ({fmt(first)} -> {fmt(l_end)})"
+    if tl is None or len(tl) < 3 or "+" in tl.tag or float(np.min(tl.values)) <= 0:
+        return []  # the loss is half the evidence: an accuracy alone is not judged
+    first = max(float(tl.values[0]), start_level(tl))
+    l_end = end_level(tl, frac)
+    best = float(np.min(smoothed(ctx, tl)[1]))
+    progress = max(first - best, 0.0)
+    # a loss that rose again from its best is diverging, not stuck
+    if l_end - best > float(p["flat_share"]) * max(progress, best):
+        return []
+    # every misclassified example costs a cross-entropy at least ln 2 (its true class has
+    # p <= 1/2), so CE >= (1 - accuracy) ln 2; a loss below that is not the cross-entropy
+    # of this accuracy (another loss, or an accuracy measured differently): no verdict
+    if l_end < err * math.log(2.0):
+        return []
+    ratio = l_end / first
+    ev.update({"train_loss": tl.tag, "train_loss_start": first, "train_loss_end": l_end,
+               "train_loss_end_over_start": ratio})
+    if ratio < float(p["min_loss_ratio"]):
+        return []
+    loss_note = f"; train loss still {pct(ratio)} of its start ({fmt(first)} -> {fmt(l_end)})"
     ev.update({f"threshold_{k}": v for k, v in p.items()})
     msg = (
         f"train accuracy levels off at {fmt(t_end)} (val {fmt(v_end)}) by step "

@@ -422,7 +422,8 @@ class _HistogramBatch:
         self.limits: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
 
-    def add(self, seq: int, tag: str, plain: tuple) -> None:
+    def add(self, seq: int, tag: str, plain: tuple) -> bool:
+        """Queue one decoded histogram; True when the batch was flushed (no views held)."""
         wall, step, _, stats, limits, counts = plain
         k = min(len(limits), len(counts))
         self.slots.append(len(self.out))
@@ -432,6 +433,8 @@ class _HistogramBatch:
         self.counts.append(counts[:k])
         if len(self.slots) >= self.SIZE:
             self.flush()
+            return True
+        return False
 
     def flush(self) -> None:
         n = len(self.slots)
@@ -552,7 +555,8 @@ def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, ve
         if plain is not None:
             tag = _final_tag(plain[2], suffix)
             st.kinds.setdefault(tag, "histograms")
-            batch.add(base + i, tag, plain)
+            if batch.add(base + i, tag, plain):
+                rec.release(start + int(rec.lengths[i]))
             continue
         try:
             event = event_pb2.Event.FromString(bytes(data))

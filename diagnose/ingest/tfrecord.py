@@ -123,6 +123,25 @@ class Records:
     bytes_read: int
     notes: list[IngestNote] = field(default_factory=list)
     _record_notes: int = 0
+    _mmap: mmap.mmap | None = None
+    _released: int = 0
+
+    def release(self, upto: int) -> None:
+        """Let the kernel drop mapped pages before byte ``upto`` (we are done with them).
+
+        Reading a large file front to back would otherwise keep all of it resident; the
+        pages come back from the page cache if touched again, so this is only a hint.
+        """
+        advice = getattr(mmap, "MADV_DONTNEED", None)
+        if self._mmap is None or advice is None:
+            return
+        end = upto // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > self._released:
+            try:
+                self._mmap.madvise(advice, self._released, end - self._released)
+            except (OSError, ValueError):
+                return
+            self._released = end
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -351,17 +370,24 @@ def scan_records(
     rec.starts = starts + HEADER
     rec.lengths = lengths
     if verify_checksums and len(starts):
-        keep = np.ones(len(starts), dtype=bool)
-        for i in range(len(starts)):
-            if not rec.data_ok(i):
-                keep[i] = False
-                rec.note_record(
-                    "corrupt_record",
-                    f"record at byte {int(starts[i])} failed its data checksum; skipped",
-                    int(starts[i]),
-                )
-        rec.starts = rec.starts[keep]
-        rec.lengths = rec.lengths[keep]
+        value = google_crc32c.value
+        spans = zip(rec.starts.tolist(), lengths.tolist(), strict=True)
+        crcs = np.fromiter(
+            (value(data[a : a + n]) for a, n in spans),
+            dtype=np.uint32,
+            count=len(starts),
+        )
+        rot = (crcs >> np.uint32(15)) | (crcs << np.uint32(17))
+        masked = (rot.astype(np.uint64) + _MASK_DELTA).astype(np.uint32)
+        bad = masked != gather_u32(buf, rec.starts + lengths)
+        for i in np.flatnonzero(bad).tolist():
+            rec.note_record(
+                "corrupt_record",
+                f"record at byte {int(starts[i])} failed its data checksum; skipped",
+                int(starts[i]),
+            )
+        rec.starts = rec.starts[~bad]
+        rec.lengths = rec.lengths[~bad]
     return rec
 
 
@@ -391,4 +417,10 @@ def read_records(path: Path, verify_checksums: bool = False) -> Records:
             IngestNote(code="unreadable", message=f"cannot read event file: {exc}", path=name)
         )
         return rec
-    return scan_records(data, name, verify_checksums)
+    rec = scan_records(data, name, verify_checksums)
+    rec._mmap = data if isinstance(data, mmap.mmap) else None
+    # The walk touched every record header, and the kernel maps pages around each touch:
+    # drop them all now; readers fault back in what they need, as they go.
+    rec.release(size)
+    rec._released = 0
+    return rec
