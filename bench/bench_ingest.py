@@ -7,6 +7,7 @@ between runs), then times each reader in its own subprocess, so each one's peak 
     python bench/bench_ingest.py            # 1M + 5M scalars, 20k histograms
     python bench/bench_ingest.py --quick    # 1M scalars, 5k histograms, fewer repeats
     python bench/bench_ingest.py --full     # + 100k histograms (~1 GB file)
+    python bench/bench_ingest.py --full --ours-only --no-5m   # ours: 1M + 100k histograms
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def _child(reader: str, folder: str, repeats: int) -> None:
             run = load_tensorboard(source)
             df = run.scalars
             hist_bytes = sum(h.buckets.nbytes for h in run.histograms)
-            # shallow: string columns share one str object per distinct tag
-            table = int(df.memory_usage(index=False, deep=False).sum()) + hist_bytes
+            # deep: categorical columns count their codes and their categories
+            table = int(df.memory_usage(index=False, deep=True).sum()) + hist_bytes
             return {
                 "scalars": len(df),
                 "histograms": len(run.histograms),
@@ -184,22 +185,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="1M scalars and 5k histograms only")
     ap.add_argument("--full", action="store_true", help="also 100k histograms (~1 GB)")
+    ap.add_argument("--ours-only", action="store_true", help="skip EventAccumulator/tbparse")
+    ap.add_argument("--no-5m", action="store_true", help="skip the 5M-scalar set")
     args = ap.parse_args()
     hist_n = 5_000 if args.quick else 100_000 if args.full else 20_000
     # Write everything first, so timings never share the CPU with a writer.
     scal_1m = write_scalars(DATA / "scalars_1m", 20, 50_000)
-    scal_5m = None if args.quick else write_scalars(DATA / "scalars_5m", 20, 250_000)
+    scal_5m = None if args.quick or args.no_5m else write_scalars(DATA / "scalars_5m", 20, 250_000)
     hist = write_histograms(DATA / f"histograms_{hist_n // 1000}k", hist_n)
     sets = [("1M scalars (20 tags x 50,000 steps)", scal_1m, 5, 1)]
     if scal_5m is not None:
         sets.append(("5M scalars (20 tags x 250,000 steps)", scal_5m, 3, 1))
     for name, folder, ours_n, theirs_n in sets:
         results = {"ours": measure("ours", folder, ours_n)}
+        if args.ours_only:
+            report(name, folder, results)
+            continue
         results["event_accumulator"] = measure("event_accumulator", folder, theirs_n)
         results["tbparse"] = measure("tbparse", folder, theirs_n)
         report(name, folder, results)
     results = {"ours": measure("ours", hist, 3)}
-    if hist_n <= 20_000:  # EventAccumulator's pure-Python CRC makes 1 GB take many minutes
+    if hist_n <= 20_000 and not args.ours_only:  # EventAccumulator's pure-Python CRC makes 1 GB take many minutes
         results["event_accumulator"] = measure("event_accumulator", hist, 1)
     report(f"{hist_n:,} histograms (torch add_histogram, 1,000 values each)", hist, results)
 

@@ -20,6 +20,7 @@ where a docstring says they are skipped.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -748,19 +749,13 @@ _NC_KEYS = ("num_classes", "n_classes", "nc", "classes", "num_labels", "n_labels
 
 
 #: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``.
-_PER_CLASS_RE = None
+_PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. ]?(\d{1,4})(?=$|[/_\-. ])", re.I)
 
 
 def _per_class_count(tags) -> int | None:
     """C from per-class metric columns (``class_0_acc`` .. ``class_9_acc``): the indices
-    must be exactly 0..C-1 (or 1..C) with C >= 2, so two stray numbered tags prove
-    nothing."""
-    import re
-
-    global _PER_CLASS_RE
-    if _PER_CLASS_RE is None:
-        _PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. ]?(\d{1,4})(?=$|[/_\-. ])",
-                                   re.I)
+    of one tag pattern must be exactly 0..C-1 (or 1..C) with C >= 2, so two stray
+    numbered tags prove nothing."""
     groups: dict[str, set[int]] = {}
     for tag in tags:
         m = _PER_CLASS_RE.search(str(tag))
@@ -806,12 +801,15 @@ def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
     Order: an integer hparam (``num_classes``, ``n_classes``, ``nc``, ``num_labels``...);
     then per-class metric columns (``class_0_acc`` .. ``class_{C-1}_acc``); then the
     curves, which must agree with each other: a first loss within ``rel_tol`` of ln C
-    (and unambiguous among neighbouring C) confirmed either by a first accuracy near 1/C
-    or, when no accuracy is logged, by a second loss series (train and val) or by the
-    same loss still near ln C over the first tenth of the run.  A single first value is
-    not enough: Keras/CSV logs record the first loss *after* an epoch of training, and a
-    loss of 1.06 or an accuracy of 0.25 is some ln C or 1/C by coincidence all too often.
-    ``roles`` is a RoleMap (computed when omitted).
+    (and unambiguous among neighbouring C) confirmed by the same split's first accuracy
+    near 1/C at the same step; or, when an accuracy is logged but did not confirm, one
+    split *ending* with its loss at ln C and its accuracy at 1/C together (a run stuck
+    at chance); or, only when no accuracy is logged at all, a first loss confirmed by
+    the other split's first loss or by the same loss still near ln C over the first
+    tenth of the run.  A single first value is never enough: Keras/CSV logs record the
+    first loss *after* an epoch of training, and a loss of 1.06 or an accuracy of 0.25
+    is some ln C or 1/C by coincidence all too often.  ``roles`` is a RoleMap (computed
+    when omitted).
     """
     for key in _NC_KEYS:
         val = run.hparams.get(key, run.raw_hparams.get(key) if hasattr(run, "raw_hparams")

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 
 from diagnose.config import Config
 from diagnose.detectors import get_detector
-from diagnose.findings import SEVERITY_RANK
 from diagnose.engine import EVALUATORS, builtin_rules_dir, evaluate, format_rule_doc, load_rules
+from diagnose.findings import SEVERITY_RANK
 from diagnose.run import Run, make_scalars
 
 FIXTURES = Path(__file__).parent / "rule_fixtures"

@@ -8,8 +8,15 @@
 * UND002 ``metric_never_learns``: a bounded task metric (mAP, F1, accuracy...) never
   leaves a poor level over many evaluations while the losses barely fall: the model is
   not learning the task, whatever its losses do.
+* UND003 ``poor_fit``: underfitting above chance: the train accuracy learned something,
+  then levelled off at a mediocre level with val as good as train (no generalisation
+  gap relative to the error left) and the train loss still a large share of its start:
+  the model cannot fit its own training data.
 
-Neither judges a run whose loss ends NaN/inf (divergence explains that tail).
+None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
+on a loss that spiked far past chance and settled back at it (stuck at chance after a
+too-large step, named in the message); a loss that once fell well below chance and came
+back learned first, and is left to the divergence/collapse rules.
 """
 
 from __future__ import annotations

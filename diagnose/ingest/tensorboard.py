@@ -28,7 +28,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
 from diagnose.hparams import canonicalize
-from diagnose.ingest.tfrecord import HEADER, Records, masked_crc32c, read_records, take_rows
+from diagnose.ingest.tfrecord import HEADER, Records, iter_records, masked_crc32c, take_rows
 from diagnose.run import Histogram, IngestNote, Run, make_scalars
 from diagnose.sources import RunSource
 
@@ -109,7 +109,7 @@ class _FastScalars:
     codes: np.ndarray  # into ``tags``
     step: np.ndarray
     wall: np.ndarray
-    value: np.ndarray
+    value: np.ndarray  # float32: simple_value is a float
 
 
 def _varint(cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,7 +154,7 @@ def _fast_scalars(rec: Records) -> _FastScalars | None:
     n = len(every)
     out = _FastScalars(
         np.empty(n, np.int64), [], np.empty(n, np.int64), np.empty(n, np.int64),
-        np.empty(n, np.float64), np.empty(n, np.float64),
+        np.empty(n, np.float64), np.empty(n, np.float32),
     )  # fmt: skip
     tag_index: dict[bytes, int] = {}
     filled = 0
@@ -422,8 +422,8 @@ class _HistogramBatch:
         self.limits: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
 
-    def add(self, seq: int, tag: str, plain: tuple) -> bool:
-        """Queue one decoded histogram; True when the batch was flushed (no views held)."""
+    def add(self, seq: int, tag: str, plain: tuple) -> None:
+        """Queue one decoded histogram (its arrays may be views of the file's bytes)."""
         wall, step, _, stats, limits, counts = plain
         k = min(len(limits), len(counts))
         self.slots.append(len(self.out))
@@ -433,8 +433,6 @@ class _HistogramBatch:
         self.counts.append(counts[:k])
         if len(self.slots) >= self.SIZE:
             self.flush()
-            return True
-        return False
 
     def flush(self) -> None:
         n = len(self.slots)
@@ -523,15 +521,51 @@ def _final_tag(tag: str, suffix: str | None) -> str:
 
 
 def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, verify: bool) -> None:
-    """Add one event file's scalars, histograms, hparams and restarts to the state."""
-    rec = read_records(path, verify_checksums=verify)
+    """Add one event file's scalars, histograms, hparams and restarts to the state.
+
+    The file is read one window of records at a time (:func:`iter_records`): each window
+    is decoded into compact columns and histograms before the next is read, so the raw
+    bytes of the file are never all resident at once.
+    """
+    codes: list[int] = []
+    steps: list[int] = []
+    walls: list[float] = []
+    values: list[float] = []
+    seqs: list[int] = []
+    batch = _HistogramBatch(st.histograms)
+    rec = None
+    for rec in iter_records(path, verify_checksums=verify):
+        _read_window(rec, path, split, suffix, st, batch, (codes, steps, walls, values, seqs))
+    assert rec is not None
+    if codes:
+        st.codes.append(np.asarray(codes, dtype=np.int32))
+        st.steps.append(np.asarray(steps, dtype=np.int64))
+        st.walls.append(np.asarray(walls, dtype=np.float64))
+        st.values.append(np.asarray(values, dtype=np.float64))
+        st.seqs.append(np.asarray(seqs, dtype=np.int64))
+    rec.close_notes()
+    st.notes.extend(rec.notes)
+    if not rec.total and not rec.notes:
+        st.notes.append(IngestNote("empty", "event file holds no records", str(path)))
+
+
+def _read_window(
+    rec: Records,
+    path: Path,
+    split: str | None,
+    suffix: str | None,
+    st: _State,
+    batch: _HistogramBatch,
+    slow_cols: tuple[list[int], list[int], list[float], list[float], list[int]],
+) -> None:
+    """Decode the records ``rec`` holds now (one window); nothing keeps a view of them."""
     base = st.seq
     st.seq += len(rec)
     fast = _fast_scalars(rec)
     slow = np.ones(len(rec), dtype=bool)
     if fast is not None and len(fast.index):
         slow[fast.index] = False
-        remap = np.array([st.code(_final_tag(t, suffix), split) for t in fast.tags], dtype=np.int64)
+        remap = np.array([st.code(_final_tag(t, suffix), split) for t in fast.tags], dtype=np.int32)
         for t in fast.tags:
             st.kinds.setdefault(_final_tag(t, suffix), "")
         st.codes.append(remap[fast.codes])
@@ -539,14 +573,9 @@ def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, ve
         st.walls.append(fast.wall)
         st.values.append(fast.value)
         st.seqs.append(fast.index + base)
-    codes: list[int] = []
-    steps: list[int] = []
-    walls: list[float] = []
-    values: list[float] = []
-    seqs: list[int] = []
+    codes, steps, walls, values, seqs = slow_cols
     # Metadata must be seen in record order: a fast record never carries any, so it is
     # enough to walk the slow records in order.
-    batch = _HistogramBatch(st.histograms)
     whole = memoryview(rec.buffer) if len(rec.buffer) else memoryview(b"")
     for i in np.flatnonzero(slow).tolist():
         start = int(rec.starts[i])
@@ -555,8 +584,7 @@ def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, ve
         if plain is not None:
             tag = _final_tag(plain[2], suffix)
             st.kinds.setdefault(tag, "histograms")
-            if batch.add(base + i, tag, plain):
-                rec.release(start + int(rec.lengths[i]))
+            batch.add(base + i, tag, plain)
             continue
         try:
             event = event_pb2.Event.FromString(bytes(data))
@@ -617,17 +645,8 @@ def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, ve
                     hist = _histogram_from_tensor(tag, event.step, event.wall_time, value.tensor)
                     if hist is not None:
                         st.histograms.append((base + i, hist))
+    # Plain histograms hold views of this window's bytes until bucketed: bucket them now.
     batch.flush()
-    if codes:
-        st.codes.append(np.asarray(codes, dtype=np.int64))
-        st.steps.append(np.asarray(steps, dtype=np.int64))
-        st.walls.append(np.asarray(walls, dtype=np.float64))
-        st.values.append(np.asarray(values, dtype=np.float64))
-        st.seqs.append(np.asarray(seqs, dtype=np.int64))
-    rec.close_notes()
-    st.notes.extend(rec.notes)
-    if not len(rec) and not rec.notes:
-        st.notes.append(IngestNote("empty", "event file holds no records", str(path)))
 
 
 def _read_hparams(content: bytes, st: _State, path: str) -> None:
@@ -657,11 +676,18 @@ def _tag_step_order(rank: np.ndarray, steps: np.ndarray, seqs: np.ndarray) -> np
     if not len(rank):
         return np.zeros(0, dtype=np.int64)
     order = np.argsort(rank, kind="stable")
-    s, q, r = steps[order], seqs[order], rank[order]
-    later = (s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (q[1:] > q[:-1]))
-    if (later | (r[1:] != r[:-1])).all():
-        return order
-    return np.lexsort((seqs, steps, rank))
+    # Checked a slice at a time (sharing one row) to keep the temporaries small.
+    for lo in range(0, len(order) - 1, _ORDER_CHUNK):
+        o = order[lo : lo + _ORDER_CHUNK + 1]
+        s, q, r = steps[o], seqs[o], rank[o]
+        later = (s[1:] > s[:-1]) | ((s[1:] == s[:-1]) & (q[1:] > q[:-1]))
+        if not (later | (r[1:] != r[:-1])).all():
+            return np.lexsort((seqs, steps, rank))
+    return order
+
+
+#: Rows per slice when checking that an order is already sorted.
+_ORDER_CHUNK = 1 << 18
 
 
 def _build_scalars(st: _State, alive: np.ndarray, cols: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -694,7 +720,8 @@ def _build_scalars(st: _State, alive: np.ndarray, cols: dict[str, np.ndarray]) -
     }
     del codes
     for name, key in (("step", "step"), ("wall_time", "wall"), ("value", "value")):
-        table[name] = cols.pop(key)[order]
+        dtype = np.int64 if key == "step" else np.float64
+        table[name] = cols.pop(key)[order].astype(dtype, copy=False)
     return pd.DataFrame(table)
 
 
@@ -712,19 +739,23 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
         run.sources.append(sf.path)
         _read_file(sf.path, sf.split, sf.tag_suffix, st, verify_checksums)
 
-    def cat(parts: list[np.ndarray], dtype: str) -> np.ndarray:
+    def cat(name: str, dtype: str | None) -> np.ndarray:
+        """One column from its per-window parts, which are dropped as soon as it exists."""
+        parts: list[np.ndarray] = getattr(st, name)
+        setattr(st, name, [])
+        if dtype is None:  # values: float32 from the fast path stays float32 until sorted
+            dtype = np.result_type(*parts).name if parts else "float64"
         if len(parts) == 1:
             return parts[0].astype(dtype, copy=False)
-        return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
+        return np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype)
 
     cols = {
-        "code": cat(st.codes, "int64"),
-        "step": cat(st.steps, "int64"),
-        "wall": cat(st.walls, "float64"),
-        "value": cat(st.values, "float64"),
-        "seq": cat(st.seqs, "int64"),
+        "code": cat("codes", "int32"),
+        "step": cat("steps", "int64"),
+        "wall": cat("walls", "float64"),
+        "value": cat("values", None),
+        "seq": cat("seqs", "int64"),
     }
-    st.codes, st.steps, st.walls, st.values, st.seqs = [], [], [], [], []
     seqs, steps = cols["seq"], cols["step"]
     alive = np.ones(len(steps), dtype=bool)
     hists = [(s, h) for s, h in st.histograms if h is not None]  # every slot is filled

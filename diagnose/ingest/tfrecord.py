@@ -23,6 +23,7 @@ from __future__ import annotations
 import mmap
 import struct
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,8 @@ _MASK_DELTA = 0xA282EAD8
 RESYNC_WINDOW = 64 * 1024 * 1024
 #: At most this many notes per file about individual records; the rest are counted.
 MAX_RECORD_NOTES = 20
+#: Bytes of the file walked and handed to the reader at a time (see :func:`iter_records`).
+WINDOW = 16 * 1024 * 1024
 
 _U64 = struct.Struct("<Q")
 
@@ -112,7 +115,9 @@ class Records:
     """Where the records of one file are: data offsets and lengths, plus what went wrong.
 
     ``buffer`` is the whole file as a read-only uint8 array (memory-mapped), so payloads
-    are sliced, not copied, until someone parses them.
+    are sliced, not copied, until someone parses them.  From :func:`iter_records`,
+    ``starts``/``lengths`` hold one window's records at a time (``first`` is the number of
+    the window's first record in the file, ``total`` the records so far).
     """
 
     path: str
@@ -123,6 +128,8 @@ class Records:
     bytes_read: int
     notes: list[IngestNote] = field(default_factory=list)
     _record_notes: int = 0
+    first: int = 0
+    total: int = 0
     _mmap: mmap.mmap | None = None
     _released: int = 0
 
@@ -187,11 +194,14 @@ _LEARN = 512
 _MAX_PERIOD = 128
 
 
-def _walk_python(data: bytes | mmap.mmap, pos: int, size: int, offsets: array, count: int) -> int:
-    """Follow up to ``count`` lengths from ``pos``, appending offsets; returns the next pos."""
+def _walk_python(
+    data: bytes | mmap.mmap, pos: int, size: int, offsets: array, count: int, stop: int
+) -> int:
+    """Follow up to ``count`` lengths from ``pos`` (records starting before ``stop``),
+    appending offsets; returns the next pos."""
     append = offsets.append
     unpack = _U64.unpack_from
-    limit = size - HEADER
+    limit = min(size - HEADER, stop - 1)
     for _ in range(count):
         if pos > limit:
             break
@@ -226,17 +236,18 @@ def _check_pattern(
     return first_bad
 
 
-def _speculate(buf: np.ndarray, pos: int, size: int, pattern: list[int]) -> np.ndarray:
+def _speculate(buf: np.ndarray, pos: int, end: int, pattern: list[int]) -> np.ndarray:
     """Offsets of the records from ``pos`` on, assuming lengths keep repeating ``pattern``.
 
     Every guessed length is checked against the file through a strided view (no copy),
     in growing blocks so a wrong guess costs little, and only the prefix where all
-    guesses hold is returned: exactly what the sequential walk would find.
+    guesses hold is returned: exactly what the sequential walk would find.  Only whole
+    periods that end by byte ``end`` (at most the file size) are guessed.
     """
     p = len(pattern)
     rel = np.concatenate(([0], np.cumsum(np.asarray(pattern, dtype=np.int64) + HEADER + FOOTER)))
     stride = int(rel[-1])
-    total = (size - pos) // stride
+    total = max(end - pos, 0) // stride
     done, block = 0, 64
     done_records = total * p
     while done < total:
@@ -251,18 +262,21 @@ def _speculate(buf: np.ndarray, pos: int, size: int, pattern: list[int]) -> np.n
     return np.add.outer(ks, rel[:-1]).reshape(-1)[:done_records]
 
 
-def _walk(data: bytes | mmap.mmap, buf: np.ndarray, pos: int, size: int) -> tuple[np.ndarray, int]:
-    """Follow the lengths from ``pos``; returns record offsets and where the walk stopped.
+def _walk(
+    data: bytes | mmap.mmap, buf: np.ndarray, pos: int, size: int, stop: int
+) -> tuple[np.ndarray, int]:
+    """Follow the lengths from ``pos`` for the records that start before ``stop``; returns
+    record offsets and where the walk stopped.
 
     Only lengths are read here; their CRCs are checked afterwards in bulk.  The last
-    offset may be a record that runs past the end of the file.  Logs written in a loop
-    repeat their record lengths (same tags every step), so after a short Python walk we
-    guess the pattern and verify the guess for the rest of the file in bulk.
+    offset may be a record that runs past ``stop`` or the end of the file.  Logs written
+    in a loop repeat their record lengths (same tags every step), so after a short Python
+    walk we guess the pattern and verify the guess for the rest of the window in bulk.
     """
     parts: list[np.ndarray] = []
     while True:
         offsets = array("q")
-        pos = _walk_python(data, pos, size, offsets, _LEARN)
+        pos = _walk_python(data, pos, size, offsets, _LEARN, stop)
         parts.append(np.frombuffer(offsets, dtype=np.int64).copy())
         if len(offsets) < _LEARN:
             break
@@ -271,7 +285,7 @@ def _walk(data: bytes | mmap.mmap, buf: np.ndarray, pos: int, size: int) -> tupl
         p = _period(lengths)
         if not p:
             continue
-        guessed = _speculate(buf, pos, size, lengths[-p:])
+        guessed = _speculate(buf, pos, min(size, stop), lengths[-p:])
         if len(guessed):
             parts.append(guessed)
             last = int(guessed[-1])
@@ -303,18 +317,49 @@ def scan_records(
     path: str = "",
     verify_checksums: bool = False,
     resync_window: int = RESYNC_WINDOW,
+    window: int | None = None,
 ) -> Records:
     """Index every readable record of one TFRecord byte string (or mmap).
 
-    Never raises on content; see the module docstring for how damage is handled.
+    Never raises on content; see the module docstring for how damage is handled.  The
+    result is the same whatever ``window`` (bytes walked at a time; default: all).
     """
+    rec = _new_records(data, path)
+    starts: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    for part in _scan_windows(data, rec, verify_checksums, resync_window, window or len(data)):
+        starts.append(part.starts)
+        lengths.append(part.lengths)
+    rec.starts = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    rec.lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    rec.first = 0
+    return rec
+
+
+def _new_records(data: bytes | mmap.mmap, path: str) -> Records:
     size = len(data)
     buf = np.frombuffer(data, dtype=np.uint8) if size else np.zeros(0, dtype=np.uint8)
-    found: list[np.ndarray] = []
-    rec = Records(path, buf, np.zeros(0, np.int64), np.zeros(0, np.int64), size, 0)
+    return Records(path, buf, np.zeros(0, np.int64), np.zeros(0, np.int64), size, 0)
+
+
+def _scan_windows(
+    data: bytes | mmap.mmap,
+    rec: Records,
+    verify_checksums: bool,
+    resync_window: int,
+    window: int,
+) -> Iterator[Records]:
+    """Walk the file ``window`` bytes at a time; yields ``rec`` holding each window's records.
+
+    A window holds the records that start in it (the last one may run past its end), so
+    the records, notes and ``bytes_read`` are exactly those of a single walk over the
+    whole file.  After each yield, pages before the next window are released.
+    """
+    size, buf, path = rec.size, rec.buffer, rec.path
+    window = max(int(window), 1)
     pos = 0
     while pos < size:
-        offs, end = _walk(data, buf, pos, size)
+        offs, end = _walk(data, buf, pos, size, pos + window)
         ok = length_crc_ok(buf, offs)
         bad = int(np.argmin(ok)) if len(ok) and not ok.all() else -1
         if bad >= 0:
@@ -323,22 +368,32 @@ def scan_records(
         else:
             good = offs
             stop = end
+        truncated = False
         # The last good header may still claim more bytes than the file holds.
         if len(good):
             last = int(good[-1])
             last_end = last + HEADER + int(gather_u64(buf, good[-1:])[0]) + FOOTER
             if last_end > size:
                 good = good[:-1]
-                found.append(good)
                 rec.bytes_read = last
                 rec.notes.append(_truncated(path, last, size))
-                break
-            rec.bytes_read = last_end
-        found.append(good)
-        if bad < 0:
-            if stop < size:  # fewer than HEADER bytes left: a header cut short
-                rec.notes.append(_truncated(path, stop, size))
+                truncated = True
+            else:
+                rec.bytes_read = last_end
+        if len(good):
+            _set_window(rec, data, good, verify_checksums)
+            yield rec
+        if truncated:
             break
+        if bad < 0:
+            if stop >= size:
+                break
+            if stop > size - HEADER:  # fewer than HEADER bytes left: a header cut short
+                rec.notes.append(_truncated(path, stop, size))
+                break
+            pos = stop  # the window is done; the next one starts at this record
+            rec.release(pos)
+            continue
         nxt = _resync(buf, stop + 1, size, resync_window)
         if nxt is None:
             rec.notes.append(
@@ -365,30 +420,40 @@ def scan_records(
             )
         )
         pos = nxt
-    starts = np.concatenate(found) if found else np.zeros(0, np.int64)
-    lengths = gather_u64(buf, starts).astype(np.int64) if len(starts) else starts.copy()
-    rec.starts = starts + HEADER
-    rec.lengths = lengths
-    if verify_checksums and len(starts):
+        rec.release(pos)
+    rec.starts = np.zeros(0, np.int64)
+    rec.lengths = np.zeros(0, np.int64)
+    rec.first = rec.total
+
+
+def _set_window(rec: Records, data: bytes | mmap.mmap, heads: np.ndarray, verify: bool) -> None:
+    """Make ``rec`` hold the records whose headers are at ``heads`` (data CRCs if asked)."""
+    buf = rec.buffer
+    lengths = gather_u64(buf, heads).astype(np.int64)
+    starts = heads + HEADER
+    if verify:
         value = google_crc32c.value
-        spans = zip(rec.starts.tolist(), lengths.tolist(), strict=True)
+        spans = zip(starts.tolist(), lengths.tolist(), strict=True)
         crcs = np.fromiter(
             (value(data[a : a + n]) for a, n in spans),
             dtype=np.uint32,
-            count=len(starts),
+            count=len(heads),
         )
         rot = (crcs >> np.uint32(15)) | (crcs << np.uint32(17))
         masked = (rot.astype(np.uint64) + _MASK_DELTA).astype(np.uint32)
-        bad = masked != gather_u32(buf, rec.starts + lengths)
+        bad = masked != gather_u32(buf, starts + lengths)
         for i in np.flatnonzero(bad).tolist():
             rec.note_record(
                 "corrupt_record",
-                f"record at byte {int(starts[i])} failed its data checksum; skipped",
-                int(starts[i]),
+                f"record at byte {int(heads[i])} failed its data checksum; skipped",
+                int(heads[i]),
             )
-        rec.starts = rec.starts[~bad]
-        rec.lengths = rec.lengths[~bad]
-    return rec
+        starts = starts[~bad]
+        lengths = lengths[~bad]
+    rec.first = rec.total
+    rec.total += len(starts)
+    rec.starts = starts
+    rec.lengths = lengths
 
 
 def _truncated(path: str, read: int, size: int) -> IngestNote:
@@ -400,27 +465,67 @@ def _truncated(path: str, read: int, size: int) -> IngestNote:
     )
 
 
-def read_records(path: Path, verify_checksums: bool = False) -> Records:
-    """Memory-map ``path`` and index its records; unreadable files give a note, not an error."""
+def _open(path: Path) -> tuple[Records, bool]:
+    """Memory-map ``path``: (records to scan, whether there is anything to scan).
+
+    Empty and unreadable files give a note, not an error.
+    """
     name = str(path)
     try:
         with open(path, "rb") as fh:
             size = fh.seek(0, 2)
             if size == 0:
-                rec = scan_records(b"", name)
+                rec = _new_records(b"", name)
                 rec.notes.append(IngestNote(code="empty", message="event file is empty", path=name))
-                return rec
-            data: bytes | mmap.mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+                return rec, False
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError) as exc:
-        rec = scan_records(b"", name)
+        rec = _new_records(b"", name)
         rec.notes.append(
             IngestNote(code="unreadable", message=f"cannot read event file: {exc}", path=name)
         )
-        return rec
-    rec = scan_records(data, name, verify_checksums)
-    rec._mmap = data if isinstance(data, mmap.mmap) else None
-    # The walk touched every record header, and the kernel maps pages around each touch:
-    # drop them all now; readers fault back in what they need, as they go.
-    rec.release(size)
+        return rec, False
+    rec = _new_records(data, name)
+    rec._mmap = data
+    return rec, True
+
+
+def iter_records(
+    path: Path, verify_checksums: bool = False, window: int | None = None
+) -> Iterator[Records]:
+    """Index the records of ``path`` one window (``WINDOW`` bytes) at a time.
+
+    Yields the same :class:`Records` at least once, each time holding the next window's
+    records (possibly none); notes accumulate on it.  Consume each window before asking
+    for the next: the pages of finished windows are given back to the kernel, so memory
+    stays about one window whatever the file size (they are re-read if touched again).
+    """
+    rec, readable = _open(path)
+    if not readable:
+        yield rec
+        return
+    data = rec._mmap
+    assert data is not None
+    yielded = False
+    for part in _scan_windows(data, rec, verify_checksums, RESYNC_WINDOW, window or WINDOW):
+        yielded = True
+        yield part
+    rec.release(rec.size)
+    if not yielded:
+        yield rec
+
+
+def read_records(path: Path, verify_checksums: bool = False) -> Records:
+    """Memory-map ``path`` and index all its records; unreadable files give a note."""
+    starts: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    rec = None
+    for rec in iter_records(path, verify_checksums):
+        starts.append(rec.starts)
+        lengths.append(rec.lengths)
+    assert rec is not None
+    rec.starts = np.concatenate(starts)
+    rec.lengths = np.concatenate(lengths)
+    rec.first = 0
     rec._released = 0
     return rec
