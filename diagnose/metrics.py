@@ -255,23 +255,45 @@ _METRIC_PRIORITY = (
 _MAIN_LOSS_NAMES = ("loss", "total_loss", "loss_total", "train_loss", "objective", "nll")
 
 
-def series_from_rows(rows: pd.DataFrame, role: Role | None = None) -> Series:
-    """Turn one tag's rows into a :class:`Series` (dedup steps keeping the last value)."""
-    rows = rows.sort_values("step", kind="stable")
-    rows = rows.drop_duplicates("step", keep="last")
-    tag = str(rows["tag"].iloc[0]) if len(rows) else ""
-    metric = str(rows["metric"].iloc[0]) if len(rows) else ""
-    split = str(rows["split"].iloc[0]) if len(rows) else ""
-    return Series(
-        tag=tag,
-        metric=metric,
-        split=split,
-        role=role,
-        steps=rows["step"].to_numpy(dtype="int64"),
-        values=rows["value"].to_numpy(dtype="float64"),
-        wall_time=rows["wall_time"].to_numpy(dtype="float64"),
-        higher_is_better=higher_is_better(metric),
-    )
+def split_by_tag(scalars: pd.DataFrame) -> dict[str, Series]:
+    """Every tag's :class:`Series`, sorted by tag; one numpy pass, no per-tag pandas work.
+
+    A step logged twice keeps its last value (rows are stably sorted by step).
+    """
+    if not len(scalars):
+        return {}
+    tags = scalars["tag"]
+    cat = tags.array if isinstance(tags.dtype, pd.CategoricalDtype) else pd.Categorical(tags)
+    codes = np.asarray(cat.codes)
+    steps = scalars["step"].to_numpy(dtype="int64")
+    order = np.lexsort((steps, codes))
+    order = order[codes[order] >= 0]  # rows without a tag belong to no series
+    codes, steps = codes[order], steps[order]
+    values = scalars["value"].to_numpy(dtype="float64")[order]
+    wall = scalars["wall_time"].to_numpy(dtype="float64")[order]
+    metric = scalars["metric"].astype("object").to_numpy()[order]
+    split = scalars["split"].astype("object").to_numpy()[order]
+    # last row of each (tag, step): the next row has another tag or another step
+    last = np.ones(len(codes), dtype=bool)
+    last[:-1] = (codes[1:] != codes[:-1]) | (steps[1:] != steps[:-1])
+    if not len(codes):
+        return {}
+    bounds = np.flatnonzero(np.diff(codes)) + 1
+    out: dict[str, Series] = {}
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(codes)], strict=True):
+        keep = np.flatnonzero(last[lo:hi]) + lo
+        name = str(metric[lo])
+        out[str(cat.categories[codes[lo]])] = Series(
+            tag=str(cat.categories[codes[lo]]),
+            metric=name,
+            split=str(split[lo]),
+            role=None,
+            steps=steps[keep],
+            values=values[keep],
+            wall_time=wall[keep],
+            higher_is_better=higher_is_better(name),
+        )
+    return dict(sorted(out.items()))
 
 
 class RoleMap:
@@ -384,10 +406,7 @@ def resolve_roles(scalars: pd.DataFrame, aliases: Mapping[str, object] | None = 
     tags the user says play it (from ``[tool.diagnose.metrics]``); those win.  A metric
     role's direction can be forced with ``val_metric_higher_is_better = false``.
     """
-    by_tag: dict[str, Series] = {}
-    if len(scalars):
-        for tag, rows in scalars.groupby("tag", sort=True, observed=True):
-            by_tag[str(tag)] = series_from_rows(rows)
+    by_tag = split_by_tag(scalars)
     pool = list(by_tag.values())
     chosen: dict[Role, list[Series]] = {}
     aliases = dict(aliases or {})
