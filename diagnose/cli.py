@@ -151,10 +151,10 @@ def cmd_rules(argv: list[str]) -> int:
 
         _write(json.dumps(rows, indent=2), None)
         return EXIT_OK
-    width = max((len(r["name"]) for r in rows), default=4)
+    names = [r["name"] + (" (preview)" if r.get("preview") else "") for r in rows]
+    width = max((len(n) for n in names), default=4)
     lines = [f"{'ID':<7} {'NAME':<{width}} {'STATE':<20} {'SEVERITY':<8} SUMMARY"]
-    for r in rows:
-        name = r["name"] + (" (preview)" if r.get("preview") else "")
+    for r, name in zip(rows, names, strict=True):
         lines.append(
             f"{r['id']:<7} {name:<{width}} {r['state']:<20} {r['severity']:<8} {r['summary']}"
         )

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from diagnose.ingest import tfrecord
 from diagnose.ingest.tensorboard import load_tensorboard
 from diagnose.ingest.tfrecord import (
     HEADER,
+    iter_records,
     length_crc_ok,
     masked_crc32c,
     read_records,
@@ -270,3 +273,82 @@ def test_fuzz_bulk_walk_on_damaged_long_file(data: st.DataObject):
     ends = rec.starts + rec.lengths + 4
     assert (ends <= len(blob)).all() and (heads[1:] >= ends[:-1]).all()
     assert len(rec) >= 1500 - 3 * 2 or rec.notes
+
+
+def _same_scan(a, b) -> None:
+    assert a.starts.tolist() == b.starts.tolist()
+    assert a.lengths.tolist() == b.lengths.tolist()
+    assert a.bytes_read == b.bytes_read
+    assert [(n.code, n.message, n.details) for n in a.notes] == [
+        (n.code, n.message, n.details) for n in b.notes
+    ]
+
+
+@pytest.mark.parametrize("window", [1, 13, 997, 4096, 50_000])
+def test_windowed_scan_equals_single_window(long_file: bytes, window: int):
+    """Walking a few bytes at a time finds exactly what one walk over the file finds."""
+    whole = scan_records(long_file)
+    heads = whole.starts - HEADER
+    ends = whole.starts + whole.lengths + 4
+    # some record straddles a window boundary (starts in one window, ends in the next)
+    assert ((heads // window) != ((ends - 1) // window)).any()
+    _same_scan(scan_records(long_file, window=window), whole)
+    # a truncated tail: the last record is cut inside a later window
+    cut = int(whole.starts[-3]) + 5
+    short = scan_records(long_file[:cut], window=window)
+    _same_scan(short, scan_records(long_file[:cut]))
+    assert len(short) == len(whole) - 3 and [n.code for n in short.notes] == ["truncated"]
+    # a header cut short (fewer than HEADER bytes left) and a bad length CRC (resync)
+    _same_scan(
+        scan_records(long_file[: int(heads[-1]) + 5], window=window),
+        scan_records(long_file[: int(heads[-1]) + 5]),
+    )
+    damaged = bytearray(long_file)
+    damaged[int(heads[1500]) + 1] ^= 0x04
+    _same_scan(scan_records(bytes(damaged), window=window), scan_records(bytes(damaged)))
+    # with data CRCs checked
+    damaged = bytearray(long_file)
+    damaged[int(whole.starts[700]) + 3] ^= 0x01
+    _same_scan(
+        scan_records(bytes(damaged), window=window, verify_checksums=True),
+        scan_records(bytes(damaged), verify_checksums=True),
+    )
+
+
+def test_iter_records_windows_match_read_records(long_file: bytes, tmp_path: Path):
+    """The file read window by window (records numbered across windows) equals one read."""
+    path = tmp_path / "events.out.tfevents.0.test"
+    cut = len(long_file) - 7  # truncated tail
+    path.write_bytes(long_file[:cut])
+    whole = scan_records(long_file[:cut])
+    starts, lengths, firsts = [], [], []
+    for rec in iter_records(path, window=4096):
+        assert rec.first == sum(len(s) for s in starts)
+        firsts.append(rec.first)
+        starts.append(rec.starts.copy())
+        lengths.append(rec.lengths.copy())
+    assert len(firsts) > 10
+    assert np.concatenate(starts).tolist() == whole.starts.tolist()
+    assert np.concatenate(lengths).tolist() == whole.lengths.tolist()
+    assert rec.total == len(whole) and rec.bytes_read == whole.bytes_read
+    assert [n.details for n in rec.notes] == [n.details for n in whole.notes]
+    _same_scan(read_records(path), whole)
+
+
+def test_windowed_load_equals_single_window(long_file: bytes, tmp_path: Path, monkeypatch):
+    """End to end, through the fast path: small windows give the same Run."""
+    cut = len(long_file) - 7
+    damaged = bytearray(long_file[:cut])
+    whole = scan_records(long_file)
+    damaged[int(whole.starts[900]) - HEADER + 1] ^= 0x04  # bad length CRC: resync
+    for verify in (False, True):
+        single = load_bytes(bytes(damaged), tmp_path, verify=verify)
+        monkeypatch.setattr(tfrecord, "WINDOW", 1000)
+        windowed = load_bytes(bytes(damaged), tmp_path, verify=verify)
+        monkeypatch.undo()
+        pd.testing.assert_frame_equal(windowed.scalars, single.scalars)
+        assert [(n.code, n.details) for n in windowed.notes] == [
+            (n.code, n.details) for n in single.notes
+        ]
+        assert [n.code for n in single.notes] == ["corrupt_record", "truncated"]
+        assert len(single.scalars) == 2800 - 2

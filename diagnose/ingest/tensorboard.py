@@ -542,7 +542,7 @@ def _read_file(path: Path, split: str | None, suffix: str | None, st: _State, ve
         st.steps.append(np.asarray(steps, dtype=np.int64))
         st.walls.append(np.asarray(walls, dtype=np.float64))
         st.values.append(np.asarray(values, dtype=np.float64))
-        st.seqs.append(np.asarray(seqs, dtype=np.int64))
+        st.seqs.append(np.asarray(seqs, dtype=_seq_dtype(st.seq)))
     rec.close_notes()
     st.notes.extend(rec.notes)
     if not rec.total and not rec.notes:
@@ -572,7 +572,7 @@ def _read_window(
         st.steps.append(fast.step)
         st.walls.append(fast.wall)
         st.values.append(fast.value)
-        st.seqs.append(fast.index + base)
+        st.seqs.append((fast.index + base).astype(_seq_dtype(st.seq), copy=False))
     codes, steps, walls, values, seqs = slow_cols
     # Metadata must be seen in record order: a fast record never carries any, so it is
     # enough to walk the slow records in order.
@@ -649,6 +649,11 @@ def _read_window(
     batch.flush()
 
 
+def _seq_dtype(count: int) -> type:
+    """Record numbers below ``count`` as int32 where they fit (4 bytes a row saved)."""
+    return np.int32 if count < 2**31 else np.int64
+
+
 def _read_hparams(content: bytes, st: _State, path: str) -> None:
     """hparams plugin session_start_info -> raw hparams (number, string or bool)."""
     try:
@@ -720,9 +725,19 @@ def _build_scalars(st: _State, alive: np.ndarray, cols: dict[str, np.ndarray]) -
     }
     del codes
     for name, key in (("step", "step"), ("wall_time", "wall"), ("value", "value")):
-        dtype = np.int64 if key == "step" else np.float64
-        table[name] = cols.pop(key)[order].astype(dtype, copy=False)
-    return pd.DataFrame(table)
+        table[name] = _take(cols.pop(key), order, np.int64 if key == "step" else np.float64)
+    # The columns are fresh arrays owned by nobody else: no consolidating copy.
+    return pd.DataFrame(table, copy=False)
+
+
+def _take(src: np.ndarray, order: np.ndarray, dtype: type) -> np.ndarray:
+    """``src[order]`` as ``dtype``; a cast (float32 values) goes a slice at a time."""
+    if src.dtype == dtype:
+        return src[order]
+    out = np.empty(len(order), dtype=dtype)
+    for lo in range(0, len(order), _ORDER_CHUNK):
+        out[lo : lo + _ORDER_CHUNK] = src[order[lo : lo + _ORDER_CHUNK]]
+    return out
 
 
 def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
@@ -754,7 +769,7 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
         "step": cat("steps", "int64"),
         "wall": cat("walls", "float64"),
         "value": cat("values", None),
-        "seq": cat("seqs", "int64"),
+        "seq": cat("seqs", np.dtype(_seq_dtype(st.seq)).name),
     }
     seqs, steps = cols["seq"], cols["step"]
     alive = np.ones(len(steps), dtype=bool)

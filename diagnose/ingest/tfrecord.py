@@ -41,7 +41,7 @@ RESYNC_WINDOW = 64 * 1024 * 1024
 #: At most this many notes per file about individual records; the rest are counted.
 MAX_RECORD_NOTES = 20
 #: Bytes of the file walked and handed to the reader at a time (see :func:`iter_records`).
-WINDOW = 16 * 1024 * 1024
+WINDOW = 8 * 1024 * 1024
 
 _U64 = struct.Struct("<Q")
 
