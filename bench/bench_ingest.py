@@ -205,7 +205,8 @@ def main() -> None:
         results["tbparse"] = measure("tbparse", folder, theirs_n)
         report(name, folder, results)
     results = {"ours": measure("ours", hist, 3)}
-    if hist_n <= 20_000 and not args.ours_only:  # EventAccumulator's pure-Python CRC makes 1 GB take many minutes
+    # EventAccumulator's pure-Python CRC makes 1 GB take many minutes
+    if hist_n <= 20_000 and not args.ours_only:
         results["event_accumulator"] = measure("event_accumulator", hist, 1)
     report(f"{hist_n:,} histograms (torch add_histogram, 1,000 values each)", hist, results)
 

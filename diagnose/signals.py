@@ -25,7 +25,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from diagnose.metrics import Series
 
@@ -471,6 +470,8 @@ def robust_trend(steps: np.ndarray, values: np.ndarray,
     bs, bv = downsample_arrays(s, v, max_points, "mean")
     if len(bv) < 3:
         return replace(_NAN_TREND, n=len(v))
+    from scipy import stats  # imported on first use (~1 s): many runs never need it
+
     res = stats.theilslopes(bv, bs, alpha=0.95)
     slope, intercept, lo, hi = (float(x) for x in res[:4])
     if np.ptp(bv) == 0:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.metrics import Role, Series, resolve_roles
@@ -276,6 +275,8 @@ def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
         return None
     xs = sorted(by_value)
     ys = [float(np.median(by_value[x])) for x in xs]
+    from scipy.stats import kendalltau  # heavy import, only when a sweep is compared
+
     tau = kendalltau(xs, ys).statistic
     if not np.isfinite(tau) or abs(tau) < 1.0 - 1e-9:
         return None

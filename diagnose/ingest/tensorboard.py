@@ -25,7 +25,6 @@ import pandas as pd
 from google.protobuf.message import DecodeError
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
-from tensorboard.util import tensor_util
 
 from diagnose.hparams import canonicalize
 from diagnose.ingest.tfrecord import HEADER, Records, iter_records, masked_crc32c, take_rows
@@ -268,7 +267,7 @@ def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> float | None:
         if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:
             return float(tensor.double_val[0])
     try:
-        arr = tensor_util.make_ndarray(tensor)
+        arr = _make_ndarray(tensor)
     except Exception:  # any malformed tensor is just not a number
         return None
     if arr.size != 1 or arr.dtype.kind not in "fiub":
@@ -468,12 +467,20 @@ def _histogram_from_proto(
     return _histogram(tag, step, wall, [h.min, h.max, h.num, h.sum, h.sum_squares], limits, counts)
 
 
+def _make_ndarray(tensor: tensor_pb2.TensorProto) -> np.ndarray:
+    """tensorboard's tensor decoder, imported on first use: it pulls in the TensorFlow
+    stub (~0.25 s) that torch-written scalar files never need."""
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(tensor)
+
+
 def _histogram_from_tensor(
     tag: str, step: int, wall: float, tensor: tensor_pb2.TensorProto
 ) -> Histogram | None:
     """TF2 ``[k,3]`` histogram tensor -> Histogram (no summary statistics recorded)."""
     try:
-        arr = np.asarray(tensor_util.make_ndarray(tensor), dtype=np.float64)
+        arr = np.asarray(_make_ndarray(tensor), dtype=np.float64)
     except Exception:  # malformed: skipped, not fatal
         return None
     if arr.ndim != 2 or arr.shape[1] != 3:
@@ -759,7 +766,7 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
         parts: list[np.ndarray] = getattr(st, name)
         setattr(st, name, [])
         if dtype is None:  # values: float32 from the fast path stays float32 until sorted
-            dtype = np.result_type(*parts).name if parts else "float64"
+            dtype = np.result_type(*{p.dtype for p in parts}).name if parts else "float64"
         if len(parts) == 1:
             return parts[0].astype(dtype, copy=False)
         return np.concatenate(parts, dtype=dtype) if parts else np.zeros(0, dtype)

@@ -3,7 +3,10 @@
 A record is ``uint64 length | uint32 masked_crc32c(length) | data | uint32
 masked_crc32c(data)``, little-endian.  We walk the lengths once (a tight loop that only
 reads 8 bytes per record), then check every length CRC at once with a vectorised
-CRC-32C in numpy, so the per-record Python cost is a few hundred nanoseconds.
+CRC-32C in numpy, so the per-record Python cost is a few hundred nanoseconds.  Files
+are walked a window (:data:`WINDOW` bytes) at a time and each window's pages are given
+back once read (:func:`iter_records`), so a large file is never all resident; the
+records found do not depend on the window size.
 
 Damage never raises:
 
