@@ -823,7 +823,8 @@ def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
             return int(val)
     scalars = getattr(run, "scalars", None)
     if scalars is not None and len(scalars):
-        per_class = _per_class_count(pd.unique(scalars["tag"].astype(str)))
+        tags = list(roles.by_tag) if roles is not None else run.tags  # distinct tags only
+        per_class = _per_class_count(np.asarray(tags, dtype=object))
         if per_class is not None:
             return per_class
     if roles is None:
