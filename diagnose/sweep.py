@@ -337,6 +337,10 @@ def _group_insights(group: str, results: list[RunResult]) -> list[dict[str, Any]
         # a trend is only a trend when nothing else changed between those runs
         if len(varied) == 1:
             trend = _trend(group, runs, hp, outcome, higher)
+            failed = any(i["evidence"].get("kind") == "failure_boundary"
+                         and i["hyperparameter"] == hp for i in out)
+            if trend is not None and failed:  # never "try larger" past runs that failed
+                trend["message"] += ", short of the values that failed"
             if trend is not None:
                 out.append(trend)
     return out
