@@ -6,6 +6,7 @@ optimizer, warmup_steps, grad_clip, epochs, max_steps, lr_schedule, normalizatio
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -163,6 +164,18 @@ def coerce(value: Any) -> float | int | str | bool | None:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def finite_number(value: Any) -> float | None:
+    """A finite float from a hyperparameter or evidence value (``"0.1"`` too), else None;
+    booleans are not numbers here."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

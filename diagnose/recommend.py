@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, Finding, Recommendation, RunResult
-from diagnose.hparams import canonicalize
+from diagnose.hparams import canonicalize, finite_number
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 
 #: Expected impact of changing each hyperparameter (seeds 003: LR first; then batch size
@@ -136,21 +136,10 @@ def _fmt(x: Any) -> str:
     return f"{x:.3g}"
 
 
-def _num(value: Any) -> float | None:
-    """A finite float from a hyperparameter or evidence value, else None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
 def _ev(finding: Finding, *keys: str) -> float | None:
     """First finite number among ``keys`` of the finding's evidence."""
     for key in keys:
-        got = _num(finding.evidence.get(key))
+        got = finite_number(finding.evidence.get(key))
         if got is not None:
             return got
     return None
@@ -267,10 +256,10 @@ class _Context:
     @cached_property
     def total_steps(self) -> float | None:
         """Planned length in log steps: max_steps when the log counts steps, else logged."""
-        planned = _num(self.hp.get("max_steps"))
+        planned = finite_number(self.hp.get("max_steps"))
         if planned and self.unit == "step":
             return planned
-        planned_epochs = _num(self.hp.get("epochs"))
+        planned_epochs = finite_number(self.hp.get("epochs"))
         if planned_epochs and self.unit == "epoch":
             return planned_epochs
         return float(self.last_step) if self.last_step else None
@@ -302,7 +291,7 @@ class _Context:
     @cached_property
     def lr(self) -> tuple[float | None, str]:
         """(current LR, where it came from): hparams/--hparam, else the logged peak."""
-        given = _num(self.hp.get("learning_rate"))
+        given = finite_number(self.hp.get("learning_rate"))
         if given is not None and given > 0:
             source = "--hparam" if "learning_rate" in self.overridden else "hparams"
             return given, source
@@ -355,7 +344,7 @@ def _cand(
         elif action in ("decrease", "disable"):
             direction = -1
         else:
-            cur, new = _num(current), _num(proposed)
+            cur, new = finite_number(current), finite_number(proposed)
             direction = 0 if cur is None or new is None else int(np.sign(new - cur))
     if hyper in _COUNTS:
         current, proposed = _as_int(current), _as_int(proposed)
@@ -409,7 +398,7 @@ def _warmup(ctx: _Context, trouble_step: float | None, reason: str,
         return None
     if MAX_WARMUP_SHARE * total < 1:
         return None  # the run is too short to warm up within 10% of it in log units
-    current = _num(ctx.hp.get("warmup_steps"))
+    current = finite_number(ctx.hp.get("warmup_steps"))
     # The playbook picks the largest feasible warmup within 10% of the run; a ramp shorter
     # than ~5% of it, or than twice the time the trouble took to show, does little.
     target = min(MAX_WARMUP_SHARE * total,
@@ -434,7 +423,7 @@ def _clip(ctx: _Context, before_step: float | None, reason: str,
     The note is non-empty when clipping is the wrong tool (more than half of the updates
     would be clipped: the playbook says lower the LR instead).
     """
-    current = _num(ctx.hp.get("grad_clip"))
+    current = finite_number(ctx.hp.get("grad_clip"))
     clipping = current is not None and current > 0
     grads = ctx.grad_series
     if grads is None:
@@ -486,7 +475,7 @@ def _clip(ctx: _Context, before_step: float | None, reason: str,
 def _length_target(ctx: _Context, step: float) -> tuple[str, float | None, int]:
     """(hyperparameter, current, proposed) to stop training at log step ``step``."""
     last = ctx.last_step
-    max_steps, epochs = _num(ctx.hp.get("max_steps")), _num(ctx.hp.get("epochs"))
+    max_steps, epochs = finite_number(ctx.hp.get("max_steps")), finite_number(ctx.hp.get("epochs"))
     if ctx.unit == "epoch":
         offset = 1 if ctx.first_step == 0 else 0  # 0-indexed epochs: epoch e is the (e+1)th
         current = epochs if epochs is not None else (last + offset if last is not None else None)
@@ -499,7 +488,7 @@ def _length_target(ctx: _Context, step: float) -> tuple[str, float | None, int]:
 
 def _extend_length(ctx: _Context, factor: float, reason: str, strength: float = 1.0) -> _Cand:
     """Train ``factor`` times longer (epochs when the log counts epochs)."""
-    max_steps, epochs = _num(ctx.hp.get("max_steps")), _num(ctx.hp.get("epochs"))
+    max_steps, epochs = finite_number(ctx.hp.get("max_steps")), finite_number(ctx.hp.get("epochs"))
     if max_steps is not None and ctx.unit == "step":
         hyper, current = "max_steps", max_steps
     elif epochs is not None:
@@ -539,7 +528,7 @@ def _momentum_fix(ctx: _Context, reason: str, strength: float = 1.0) -> _Cand | 
     Only when the run records momentum 0: most SGD setups keep momentum in a file the log
     does not carry (YOLOv5's hyp.yaml), so an unknown momentum is not evidence.
     """
-    momentum = _num(ctx.hp.get("momentum"))
+    momentum = finite_number(ctx.hp.get("momentum"))
     if momentum is None or momentum > 0 or not _is_sgd(ctx.hp.get("optimizer")):
         return None
     return _cand("momentum", "increase", momentum, SGD_MOMENTUM,
@@ -662,7 +651,7 @@ def _instability(ctx: _Context, f: Finding) -> list[_Cand]:
     clip, _ = _clip(ctx, first, reason, 0.9)
     if clip is not None:
         out.append(clip)
-    batch = _num(ctx.hp.get("batch_size"))
+    batch = finite_number(ctx.hp.get("batch_size"))
     if batch is not None and batch < 256:
         out.append(_cand("batch_size", "increase", batch, int(batch * 2),
                          f"{reason}; a larger batch lowers gradient noise (tuning playbook), "
@@ -823,7 +812,7 @@ def _overfit(ctx: _Context, f: Finding) -> list[_Cand]:
             f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed} (or early-stop on it "
             f"with patience {patience} evaluations and restore the best weights).",
             1.4 * strength, direction=-1))
-    wd = _num(ctx.hp.get("weight_decay"))
+    wd = finite_number(ctx.hp.get("weight_decay"))
     if wd is None:
         out.append(_cand("weight_decay", "set", None, DEFAULT_WEIGHT_DECAY,
                          f"{reason}, so add weight decay {DEFAULT_WEIGHT_DECAY:g} (if the run "
@@ -840,7 +829,7 @@ def _overfit(ctx: _Context, f: Finding) -> list[_Cand]:
                          f"{reason} with weight decay {_fmt(wd)}, so raise it x{_fmt(factor)} "
                          f"to {_fmt(new)}.", strength))
     if "batchnorm_collapse" not in ctx.states:
-        drop = _num(ctx.hp.get("dropout"))
+        drop = finite_number(ctx.hp.get("dropout"))
         placement = ("between dense layers, never directly before a BatchNorm layer"
                      if ctx.uses_batchnorm is not False else "between dense layers")
         if drop is None:
@@ -896,13 +885,13 @@ def _underfit(ctx: _Context, f: Finding) -> list[_Cand]:
     out.append(_cand("model_capacity", "increase", None, "x2",
                      f"{reason}, so double the width or add layers (residual connections for "
                      "deep ones).", 2.6))
-    wd = _num(ctx.hp.get("weight_decay"))
+    wd = finite_number(ctx.hp.get("weight_decay"))
     if wd is not None and wd > 0:
         new = _nice(wd / 10) if wd / 10 >= 1e-6 else 0.0
         out.append(_cand("weight_decay", "decrease", wd, new,
                          f"{reason} while regularised with weight decay {_fmt(wd)}, so lower "
                          f"it to {_fmt(new)}.", 1.0))
-    drop = _num(ctx.hp.get("dropout"))
+    drop = finite_number(ctx.hp.get("dropout"))
     if drop is not None and drop >= 0.1:
         new = round(drop / 2, 2)
         out.append(_cand("dropout", "decrease", drop, new,
@@ -984,7 +973,7 @@ def _batchnorm(ctx: _Context, f: Finding) -> list[_Cand]:
                   f"{_fmt(_nice(ratio))}x)")
     else:
         reason = "BatchNorm statistics look broken"
-    batch = _num(ctx.hp.get("batch_size"))
+    batch = finite_number(ctx.hp.get("batch_size"))
     if batch is None:
         batch = _ev(f, "batch_size")
     out: list[_Cand] = []
@@ -1005,7 +994,7 @@ def _batchnorm(ctx: _Context, f: Finding) -> list[_Cand]:
     out.append(_cand("precise_bn", "enable", None, True,
                      f"{reason}, so recompute the BN running statistics over ~200 training "
                      "batches before evaluating (precise BN).", 1.0))
-    drop = _num(ctx.hp.get("dropout"))
+    drop = finite_number(ctx.hp.get("dropout"))
     if drop is None or drop > 0:
         out.append(_cand("dropout_placement", "set", None, "after_batchnorm",
                          f"{reason}; dropout right before a BN layer shifts the variance BN "

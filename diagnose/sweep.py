@@ -15,7 +15,6 @@ Deterministic (groups, hyperparameters and runs are sorted) and quiet when nothi
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series, resolve_roles
 
 #: Smallest number of runs that makes a sweep group.
@@ -73,16 +73,6 @@ def _runs(n: int) -> str:
 def _group_of(run_id: str) -> str:
     """Parent folder of a run id ('.' for top-level runs)."""
     return run_id.rsplit("/", 1)[0] if "/" in run_id else "."
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
 
 
 def outcome_series(result: RunResult) -> dict[str, Series]:
@@ -168,7 +158,7 @@ def _varied(runs: list[_Outcome]) -> list[str]:
         distinct = {str(v) for v in values}
         if len(distinct) < 2 or _NOT_HPARAMS.search(str(h)):
             continue
-        numeric = all(_number(v) is not None for v in values)
+        numeric = all(finite_number(v) is not None for v in values)
         if not numeric and len(distinct) == len(runs):
             continue
         names.append(h)
@@ -180,7 +170,7 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     states = sorted({s for r in runs for s in r.states},
                     key=lambda s: FAILURE_STATES.index(s))
-    numeric = all(_number(r.hparams[hp]) is not None for r in runs)
+    numeric = all(finite_number(r.hparams[hp]) is not None for r in runs)
     for state in states:
         bad = [r for r in runs if state in r.states]
         good = [r for r in runs if state not in r.states]
@@ -193,8 +183,8 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
             "without_state": {r.run_id: r.hparams[hp] for r in good},
         }
         if numeric:
-            bad_v = [_number(r.hparams[hp]) for r in bad]
-            good_v = [_number(r.hparams[hp]) for r in good]
+            bad_v = [finite_number(r.hparams[hp]) for r in bad]
+            good_v = [finite_number(r.hparams[hp]) for r in good]
             if min(bad_v) > max(good_v):  # type: ignore[type-var]
                 edge, other, side = min(bad_v), max(good_v), ">="
             elif max(bad_v) < min(good_v):  # type: ignore[type-var]
@@ -220,7 +210,7 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
 def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
           higher: bool | None) -> dict[str, Any] | None:
     """The best feasible run at an end of the searched range of a numeric hyperparameter."""
-    values = [_number(r.hparams[hp]) for r in runs]
+    values = [finite_number(r.hparams[hp]) for r in runs]
     if any(v is None for v in values) or len(set(values)) < MIN_VALUES:
         return None
     scored = [r for r in runs if r.score is not None]
@@ -230,10 +220,10 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
     ties = [r for r in scored if r.score == best.score]
     if len(ties) > 1:
         return None
-    v = _number(best.hparams[hp])
+    v = finite_number(best.hparams[hp])
     lo, hi = min(values), max(values)  # type: ignore[type-var]
-    feasible = [_number(r.hparams[hp]) for r in scored]
-    infeasible = [_number(r.hparams[hp]) for r in runs if r.score is None]
+    feasible = [finite_number(r.hparams[hp]) for r in scored]
+    infeasible = [finite_number(r.hparams[hp]) for r in runs if r.score is None]
     name, _ = describe_outcome(outcome)
     score_txt = _fmt(shown(best.score, higher))
     evidence = {"kind": "best_at_edge", "best_run": best.run_id, "best_value": v,
@@ -267,10 +257,10 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
 def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
            higher: bool | None) -> dict[str, Any] | None:
     """A strictly monotone outcome over >= 3 distinct values of one numeric hyperparameter."""
-    scored = [r for r in runs if r.score is not None and _number(r.hparams[hp]) is not None]
+    scored = [r for r in runs if r.score is not None and finite_number(r.hparams[hp]) is not None]
     by_value: dict[float, list[float]] = defaultdict(list)
     for r in scored:
-        by_value[_number(r.hparams[hp])].append(r.score)  # type: ignore[index]
+        by_value[finite_number(r.hparams[hp])].append(r.score)  # type: ignore[index]
     if len(by_value) < MIN_VALUES:
         return None
     xs = sorted(by_value)
