@@ -253,7 +253,8 @@ def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
     relative fall must be at least ``min_train_fall``, the val loss's at most
     ``max_val_fall`` (OVF003: val has stalled; OVF004 lifts this for a huge gap while val
     still creeps down), the val/train ratio must grow by ``min_ratio_growth`` (in log
-    units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss.
+    units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss and
+    ``min_gap_of_progress`` of what the val loss improved over the run.
     Losses must be positive (ratios need a zero).
     """
     val = get_curve(ctx, Role.VAL_LOSS)
@@ -297,9 +298,13 @@ def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
     growth = float(np.log(v_end) - np.log(t_end) - np.log(v_start) + np.log(t_start))
     if not all(np.isfinite([train_fall, val_fall, gap_ratio, growth])):
         return []
+    finite_val = val.values[np.isfinite(val.values)]
+    progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
+    gap_of_progress = gap_end / progress if progress > 0 else np.inf
     if not (
         growth >= float(p["min_ratio_growth"])
         and gap_ratio >= float(p["min_gap_ratio"])
+        and gap_of_progress >= float(p["min_gap_of_progress"])
         and train_fall >= float(p["min_train_fall"])
         and val_fall <= float(p["max_val_fall"])
     ):
@@ -322,6 +327,7 @@ def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
         "val_fall_pct": 100 * val_fall,
         "gap_end": gap_end,
         "gap_over_val": gap_ratio,
+        "gap_over_val_progress": gap_of_progress,
         "log_ratio_growth": growth,
         "val_min": float(np.min(val.values)),
         "val_min_step": int(val.steps[int(np.argmin(val.values))]),
