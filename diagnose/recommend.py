@@ -727,7 +727,7 @@ def _vanishing(ctx: _Context, f: Finding) -> list[_Cand]:
     if "relu" not in act and "gelu" not in act and "silu" not in act:
         out.append(_cand("activation", "set", ctx.hp.get("activation"), "relu",
                          f"{reason}; saturating activations (sigmoid/tanh) shrink gradients "
-                         "layer by layer, so use ReLU (seeds 001).", 1.2, direction=0))
+                         "layer by layer, so use ReLU.", 1.2, direction=0))
     if not ctx.uses_batchnorm and _truthy(ctx.hp.get("normalization")) is not True:
         out.append(_cand("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
                          f"{reason}, so normalise activations (BatchNorm after each dense/conv "
@@ -749,7 +749,7 @@ def _dead_units(ctx: _Context, f: Finding) -> list[_Cand]:
         reason = f"{saturated:.0%}{where} sits in the flat tails of its activation"
         return [
             _cand("activation", "set", ctx.hp.get("activation"), "relu",
-                  f"{reason}, where the gradient is ~0, so use ReLU (seeds 001).", 1.3,
+                  f"{reason}, where the gradient is ~0, so use ReLU.", 1.3,
                   direction=0),
             _cand("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
                   f"{reason}, so normalise the pre-activations (BatchNorm/LayerNorm) to keep "
@@ -821,7 +821,7 @@ def _overfit(ctx: _Context, f: Finding) -> list[_Cand]:
     elif wd <= 0:
         out.append(_cand("weight_decay", "increase", wd, DEFAULT_WEIGHT_DECAY,
                          f"{reason} with no weight decay, so add {DEFAULT_WEIGHT_DECAY:g} "
-                         "(seeds 003).", strength))
+                         "(the usual default).", strength))
     elif wd < 0.1:
         factor = 10.0 if rise is not None and rise >= 50 else 3.0
         new = _nice(min(wd * factor, 0.1))
@@ -928,7 +928,7 @@ def _plateau(ctx: _Context, f: Finding) -> list[_Cand]:
     if (poor or small) and not annealed:
         why = reason + (" at a poor level" if poor else "") + (
             f" with a small LR ({_fmt(lr)})" if small else "")
-        out.append(_scale_lr(ctx, 3.0, f"{why}: a saddle plateau, not a minimum (seeds 001)",
+        out.append(_scale_lr(ctx, 3.0, f"{why}: a saddle plateau, not a minimum",
                              1.0))
         out.append(_cand("lr_schedule", "set", ctx.hp.get("lr_schedule"), "cyclic",
                          f"{why}, so cycle the LR (cyclical LR, Smith 2017, or cosine with "
