@@ -364,7 +364,7 @@ def evaluate(run: Run, config: Config | None = None,
         check_config(rules, config)
     roles = resolve_roles(run.scalars, config.metrics)
     ctx = RuleContext(run, roles=roles, hparams=config.hparams)
-    result = RunResult(run=run, roles=roles.as_dict())
+    result = RunResult(run=run, roles=roles.as_dict(), role_map=roles)
     findings: list[Finding] = []
     by_id = {r.id: r for r in rules}
     for rule in rules:

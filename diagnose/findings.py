@@ -100,6 +100,17 @@ class RunResult:
     findings: list[Finding] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
     probe: dict[str, Any] | None = None
+    #: The engine's resolved RoleMap, kept so the recommender, the sweep, the plots and the
+    #: probe reuse it instead of resolving the table again (not part of the JSON).
+    role_map: Any = field(default=None, repr=False, compare=False)
+
+    def resolved_roles(self) -> Any:
+        """The run's RoleMap: the engine's, or resolved now from ``roles`` as aliases."""
+        if self.role_map is None:
+            from diagnose.metrics import resolve_roles
+
+            self.role_map = resolve_roles(self.run.scalars, dict(self.roles or {}))
+        return self.role_map
 
     @property
     def states(self) -> list[str]:

@@ -221,12 +221,11 @@ class _Context:
 
     @cached_property
     def roles(self) -> RoleMap:
-        scalars = getattr(self.run, "scalars", None)
-        if scalars is None:
+        if getattr(self.run, "scalars", None) is None:
             from diagnose.run import empty_scalars
 
-            scalars = empty_scalars()
-        return resolve_roles(scalars, dict(self.result.roles or {}))
+            return resolve_roles(empty_scalars())
+        return self.result.resolved_roles()
 
     def role(self, role: Role) -> Series | None:
         found = self.roles.get(role)

@@ -24,7 +24,7 @@ import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.hparams import finite_number
-from diagnose.metrics import Role, Series, resolve_roles
+from diagnose.metrics import Role, Series
 
 #: Smallest number of runs that makes a sweep group.
 MIN_RUNS = 3
@@ -77,7 +77,7 @@ def _group_of(run_id: str) -> str:
 
 def outcome_series(result: RunResult) -> dict[str, Series]:
     """Candidate outcome series of a run, keyed by ``role:metric`` (shared with baseline)."""
-    roles = resolve_roles(result.run.scalars, dict(result.roles or {}))
+    roles = result.resolved_roles()
     out: dict[str, Series] = {}
     for role in (Role.VAL_METRIC, Role.VAL_LOSS, Role.TRAIN_LOSS):
         s = roles.get(role)

@@ -218,6 +218,33 @@ def scalars_from_long(
     return make_scalars(tag_arr, steps, values, wall_time=wall, split=split_arg)
 
 
+def finish_long(
+    run: Run,
+    long: pd.DataFrame,
+    file: SourceFile,
+    path: Path | str,
+    *,
+    equal_is_restart: bool,
+    exempt: Iterable[str] = (),
+) -> Run:
+    """The common tail of every tabular loader: purge restarts, build the table, finalize.
+
+    ``long`` has ``tag``, ``step`` and ``value`` columns in file order, and optionally
+    ``wall_time`` and ``split``.
+    """
+    long, notes = purge_restarts(long, path, equal_is_restart=equal_is_restart, exempt=exempt)
+    run.notes.extend(notes)
+    run.scalars = scalars_from_long(
+        long["tag"].to_numpy(),
+        long["step"].to_numpy(),
+        long["value"].to_numpy(),
+        long["wall_time"].to_numpy() if "wall_time" in long else None,
+        file,
+        split=long["split"].to_numpy() if "split" in long else None,
+    )
+    return run.finalize()
+
+
 # ---------------------------------------------------------------------------
 # Sniffing
 # ---------------------------------------------------------------------------
@@ -562,23 +589,14 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
         }
     )
     exempt = [tag_names[epoch_idx]] if epoch_idx is not None and epoch_idx not in skip else []
-    long, restart_notes = purge_restarts(
-        long,
-        path,
+    if split_hint:
+        long["split"] = split_hint
+    run.notes.extend(notes)
+    return finish_long(
+        run, long, file, path,
         equal_is_restart=kind in ("keras_csv", "ultralytics"),
         exempt=exempt,
     )
-    notes += restart_notes
-    run.scalars = scalars_from_long(
-        long["tag"].to_numpy(),
-        long["step"].to_numpy(),
-        long["value"].to_numpy(),
-        long["wall_time"].to_numpy(),
-        file,
-        split=np.full(len(long), split_hint, dtype=object) if split_hint else None,
-    )
-    run.notes.extend(notes)
-    return run.finalize()
 
 
 def _profile(kind: str, header: list[str]) -> tuple[int | None, int | None, set[int]]:

@@ -31,10 +31,9 @@ from diagnose.hparams import canonicalize, flatten
 from diagnose.ingest.csv_logs import (
     MAX_STEP,
     LogReadError,
+    finish_long,
     new_run,
-    purge_restarts,
     read_text,
-    scalars_from_long,
 )
 from diagnose.run import Run
 from diagnose.sources import RunSource, SourceFile
@@ -159,17 +158,7 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
             "split": np.array(splits, dtype=object),
         }
     )
-    long, restart = purge_restarts(long, path, equal_is_restart=False, exempt=["epoch"])
-    run.notes.extend(restart)
-    run.scalars = scalars_from_long(
-        long["tag"].to_numpy(),
-        long["step"].to_numpy(),
-        long["value"].to_numpy(),
-        None,
-        file,
-        split=long["split"].to_numpy(),
-    )
-    return run.finalize()
+    return finish_long(run, long, file, path, equal_is_restart=False, exempt=["epoch"])
 
 
 def _hparams(state: dict[str, Any]) -> dict[str, Any]:

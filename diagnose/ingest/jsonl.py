@@ -22,11 +22,10 @@ from diagnose.ingest.csv_logs import (
     MAX_STEP,
     LogReadError,
     decode_bytes,
+    finish_long,
     metric_like,
     new_run,
-    purge_restarts,
     read_text,
-    scalars_from_long,
 )
 from diagnose.run import Run
 from diagnose.sources import RunSource, SourceFile
@@ -218,14 +217,4 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
             "split": np.array(splits, dtype=object),
         }
     )
-    long, restart = purge_restarts(long, path, equal_is_restart=True)
-    run.notes.extend(restart)
-    run.scalars = scalars_from_long(
-        long["tag"].to_numpy(),
-        long["step"].to_numpy(),
-        long["value"].to_numpy(),
-        None,
-        file,
-        split=long["split"].to_numpy(),
-    )
-    return run.finalize()
+    return finish_long(run, long, file, path, equal_is_restart=True)

@@ -21,9 +21,8 @@ from diagnose.ingest.csv_logs import (
     MAX_STEP,
     LogReadError,
     decode_bytes,
+    finish_long,
     new_run,
-    purge_restarts,
-    scalars_from_long,
 )
 from diagnose.ingest.sidecars import load_yaml_plain
 from diagnose.run import Run
@@ -167,16 +166,7 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
             "wall_time": np.concatenate(walls),
         }
     )
-    long, notes = purge_restarts(long, metrics_dir, equal_is_restart=False)
-    run.notes.extend(notes)
-    run.scalars = scalars_from_long(
-        long["tag"].to_numpy(),
-        long["step"].to_numpy(),
-        long["value"].to_numpy(),
-        long["wall_time"].to_numpy(),
-        file,
-    )
-    return run.finalize()
+    return finish_long(run, long, file, metrics_dir, equal_is_restart=False)
 
 
 def _params(folder: Path) -> dict[str, str]:

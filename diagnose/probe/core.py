@@ -20,7 +20,7 @@ import numpy as np
 
 from diagnose.config import Config
 from diagnose.findings import RunResult
-from diagnose.metrics import Role, resolve_roles
+from diagnose.metrics import Role
 from diagnose.probe.template import fill, key_for, placeholders
 from diagnose.probe.trials import TrialOutcome, TrialSpec, run_trials, visible_gpus
 from diagnose.probe.verdict import decide, matched_step, primary_role, score_arm
@@ -147,7 +147,7 @@ def plan_probe(
 def _curve(outcome: TrialOutcome, role: Role, max_points: int = 200) -> dict[str, list]:
     if outcome.result is None:
         return {"steps": [], "values": []}
-    series = resolve_roles(outcome.result.run.scalars).get(role)
+    series = outcome.result.resolved_roles().get(role)
     if series is None:
         return {"steps": [], "values": []}
     idx = np.unique(np.linspace(0, len(series) - 1, min(len(series), max_points)).astype(int))

@@ -40,9 +40,8 @@ def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
         for o in outcomes:
             if o.result is None:
                 continue
-            from diagnose.metrics import resolve_roles
 
-            series = resolve_roles(o.result.run.scalars).get(role)
+            series = o.result.resolved_roles().get(role)
             if series is not None and len(series):
                 higher = bool(series.higher_is_better) if role == Role.VAL_METRIC else False
                 return role, higher
@@ -50,11 +49,10 @@ def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
 
 
 def _series(outcome: TrialOutcome, role: Role):
-    from diagnose.metrics import resolve_roles
 
     if outcome.result is None:
         return None
-    return resolve_roles(outcome.result.run.scalars).get(role)
+    return outcome.result.resolved_roles().get(role)
 
 
 def matched_step(outcomes: list[TrialOutcome], role: Role) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
-from diagnose.metrics import Role, Series, higher_is_better, resolve_roles
+from diagnose.metrics import Role, Series
 from diagnose.report import clean, fmt_value
 
 #: Above this many points a series is drawn as a bucket mean plus a min/max band.
@@ -50,58 +50,17 @@ KEY_ROLES = PLOT_ROLES[:3]
 def role_series(result: RunResult, roles: tuple[str, ...] = PLOT_ROLES) -> dict[str, Series]:
     """Role name -> series for one run, for the roles asked for.
 
-    ``result.roles`` (what the engine used, config aliases included) is authoritative when
-    the engine filled it: those tags are sliced straight out of the table, which keeps a
-    1,000-run report fast.  Otherwise, or for a synthetic tag (YOLO ``a+b+c`` loss sums),
-    roles are resolved here the same way the engine does.
+    Uses the engine's resolved roles (config aliases included), so the plot shows exactly
+    the series the findings were computed on; a result built elsewhere resolves its table
+    here the same way.
     """
-    scalars = result.run.scalars
+    resolved = result.resolved_roles()
     out: dict[str, Series] = {}
-    resolved = None
-    tags = scalars["tag"].to_numpy() if len(scalars) else np.array([], dtype=object)
     for name in roles:
-        role = Role(name)
-        tag = result.roles.get(name) if result.roles else None
-        if result.roles and tag is None:
-            continue
-        series = None
-        if tag is not None:
-            mask = tags == tag
-            if mask.any():
-                series = _series(scalars, mask, role)
-        if series is None:
-            if resolved is None:
-                resolved = resolve_roles(scalars)
-            series = resolved.get(role)
-            if series is not None and tag is not None and series.tag != tag:
-                series = None
+        series = resolved.get(Role(name))
         if series is not None and len(series):
             out[name] = series
     return out
-
-
-def _series(scalars: Any, mask: np.ndarray, role: Role) -> Series:
-    """One tag's rows as a Series, step-sorted, a repeated step keeping its last value."""
-    steps = scalars["step"].to_numpy()[mask]
-    values = scalars["value"].to_numpy(dtype="float64")[mask]
-    wall = scalars["wall_time"].to_numpy(dtype="float64")[mask]
-    order = np.argsort(steps, kind="stable")
-    steps, values, wall = steps[order], values[order], wall[order]
-    if len(steps) > 1:
-        keep = np.append(steps[1:] != steps[:-1], True)
-        steps, values, wall = steps[keep], values[keep], wall[keep]
-    first = np.flatnonzero(mask)[0]
-    metric = str(scalars["metric"].iloc[first])
-    return Series(
-        tag=str(scalars["tag"].iloc[first]),
-        metric=metric,
-        split=str(scalars["split"].iloc[first]),
-        role=role,
-        steps=steps.astype("int64"),
-        values=values,
-        wall_time=wall,
-        higher_is_better=higher_is_better(metric),
-    )
 
 
 @dataclass(frozen=True)
