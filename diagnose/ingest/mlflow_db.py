@@ -59,7 +59,7 @@ def sniff_mlflow_db(path: Path) -> bool:
             if fh.read(16) != SQLITE_MAGIC:
                 return False
         with _connect(path) as (conn, _):
-            return REQUIRED_TABLES <= _tables(conn)
+            return _is_mlflow(conn)
     except (OSError, sqlite3.Error, LogReadError):
         return False
 
@@ -94,6 +94,10 @@ def _connect(path: Path) -> Iterator[tuple[sqlite3.Connection, bool]]:
         conn.close()
 
 
+def _is_mlflow(conn: sqlite3.Connection) -> bool:
+    return _tables(conn).issuperset(REQUIRED_TABLES)
+
+
 def _tables(conn: sqlite3.Connection) -> set[str]:
     """Real tables only: a view named ``metrics`` could hide anything."""
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
@@ -108,7 +112,7 @@ def list_runs(path: Path) -> list[DbRun]:
     """Every run in the store, oldest first, with its experiment and run names."""
     try:
         with _connect(path) as (conn, _):
-            if not REQUIRED_TABLES <= _tables(conn):
+            if not _is_mlflow(conn):
                 raise LogReadError("not an MLflow tracking database")
             return _list(conn)
     except sqlite3.Error as exc:
@@ -177,7 +181,7 @@ def load_mlflow_db(source: RunSource, file: SourceFile) -> Run:
     run = new_run(source, file, "mlflow")
     try:
         with _connect(path) as (conn, immutable):
-            if not REQUIRED_TABLES <= _tables(conn):
+            if not _is_mlflow(conn):
                 raise LogReadError("not an MLflow tracking database")
             if immutable:
                 run.note(
@@ -198,7 +202,29 @@ def load_mlflow_db(source: RunSource, file: SourceFile) -> Run:
     _status_notes(run, info[0], path)
     if long.empty:
         raise LogReadError("no metric values in the MLflow run")
+    stepless = _number_stepless(long)
+    if stepless:
+        run.note(
+            "unsupported",
+            f"metric(s) logged without steps, point order used: {', '.join(stepless[:5])}",
+            path=str(path),
+        )
     return finish_long(run, long, file, path, equal_is_restart=False)
+
+
+def _number_stepless(long: pd.DataFrame) -> list[str]:
+    """Keys whose points all sit at step 0 (``log_metric`` without a step, or a schema
+    older than steps) are numbered in logging order, as the file-store reader does."""
+    by_key = long.groupby("tag", sort=True)["step"]
+    flat = (
+        (by_key.transform("size") > 1)
+        & (by_key.transform("min") == 0)
+        & (by_key.transform("max") == 0)
+    )
+    if not flat.any():
+        return []
+    long.loc[flat, "step"] = long[flat].groupby("tag").cumcount().astype("int64")
+    return sorted(set(long.loc[flat, "tag"]))
 
 
 def _metrics(conn: sqlite3.Connection, uuid: str) -> pd.DataFrame:
