@@ -159,10 +159,11 @@ def _json(text: str) -> Any:
         return text
 
 
-def _history_value(item: Any) -> Any:
+def _typed(item: Any) -> Any:
+    """A HistoryItem's typed value (newer clients may send these instead of value_json)."""
     which = item.WhichOneof("value")
     if which is None or which == "none":
-        return _number(item.value_json) if item.value_json else None
+        return None
     if which == "json":
         return _json(item.json)
     return getattr(item, which)
@@ -270,62 +271,83 @@ class _State:
 
 
 def _history(history: Any, st: _State) -> None:
+    """One logged row: its numbers go to the table at the row's ``_step``.
+
+    The step is the HistoryStep when written, else the ``_step`` item (which W&B writes
+    last), so the row is gathered first and placed after.
+    """
     step: int | None = history.step.num if history.HasField("step") else None
     wall = math.nan
-    items = [(_key(item), _history_value(item)) for item in history.item]
-    for key, value in items:
-        if key == "_step" and step is None and isinstance(value, float | int):
-            step = int(value)
-        elif key == "_timestamp" and isinstance(value, float | int):
-            wall = float(value)
+    keys: list[str] = []
+    values: list[Any] = []
+    media = False
+    for item in history.item:
+        key = _key(item)
+        text = item.value_json
+        value = _number(text) if text else _typed(item)
+        if key.startswith(_INTERNAL_PREFIX):
+            if key == "_step" and step is None and _is_number(value):
+                step = int(value)
+            elif key == "_timestamp" and _is_number(value):
+                wall = float(value)
+            continue
+        media = media or key.endswith(_TYPE_SUFFIX)
+        keys.append(key)
+        values.append(value)
     if step is None:
         step = st.row  # a row without _step: W&B counts rows itself
     st.row = step + 1
     if abs(step) >= MAX_STEP:
         st.malformed += 1
         return
-    if any(key.endswith(_TYPE_SUFFIX) for key, _ in items):
-        items = _media(items, step, wall, st)
-    for key, value in items:
-        if key.startswith(_INTERNAL_PREFIX):
+    if media:
+        keys, values = _media(keys, values, step, wall, st)
+    n = 0
+    for key, value in zip(keys, values, strict=True):
+        if _is_number(value):
+            st.tags.append(key)
+            st.values.append(float(value))
+            n += 1
             continue
-        if isinstance(value, bool) or not isinstance(value, float | int):
-            hist = _histogram(key, step, wall, value)
-            if hist is not None:
-                st.histograms.append(hist)
-            elif value is not None:
-                st.skipped_keys.add(key)
-            continue
-        st.tags.append(key)
-        st.steps.append(step)
-        st.values.append(float(value))
-        st.walls.append(wall)
+        hist = _histogram(key, step, wall, value)  # older clients: the whole dict as JSON
+        if hist is not None:
+            st.histograms.append(hist)
+        elif value is not None:
+            st.skipped_keys.add(key)
+    st.steps.extend([step] * n)
+    st.walls.extend([wall] * n)
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is float or type(value) is int  # not bool
 
 
 def _media(
-    items: list[tuple[str, Any]], step: int, wall: float, st: _State
-) -> list[tuple[str, Any]]:
+    keys: list[str], values: list[Any], step: int, wall: float, st: _State
+) -> tuple[list[str], list[Any]]:
     """Take out the media objects (a ``wandb.Histogram``, an image) of one history row.
 
     W&B flattens each into items under its key: ``weights/_type`` = "histogram",
     ``weights/values``, ``weights/bins``.  Histograms are kept; other media are noted.
     """
-    kinds = {key[: -len(_TYPE_SUFFIX)] for key, _ in items if key.endswith(_TYPE_SUFFIX)}
+    kinds = {key[: -len(_TYPE_SUFFIX)] for key in keys if key.endswith(_TYPE_SUFFIX)}
     parts: dict[str, dict[str, Any]] = {}
-    rest: list[tuple[str, Any]] = []
-    for key, value in items:
+    rest_keys: list[str] = []
+    rest_values: list[Any] = []
+    for key, value in zip(keys, values, strict=True):
         prefix, _, leaf = key.rpartition("/")
         if prefix in kinds:
             parts.setdefault(prefix, {})[leaf] = value
         else:
-            rest.append((key, value))
+            rest_keys.append(key)
+            rest_values.append(value)
     for prefix, fields in parts.items():
         hist = _histogram(prefix, step, wall, fields)
         if hist is not None:
             st.histograms.append(hist)
         else:
             st.skipped_keys.add(prefix)
-    return rest
+    return rest_keys, rest_values
 
 
 def _histogram(key: str, step: int, wall: float, value: Any) -> Histogram | None:
