@@ -73,11 +73,12 @@ def _connect(path: Path) -> Iterator[tuple[sqlite3.Connection, bool]]:
     """
     uri = Path(path).resolve().as_uri()
     immutable = False
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
     try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
         # e.g. a hot journal on a read-only medium: read the file as it is, unlocked.
+        conn.close()
         immutable = True
         conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
     deadline = time.monotonic() + QUERY_SECONDS

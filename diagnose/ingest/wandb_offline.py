@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -185,7 +187,7 @@ class _Scan:
     first_corrupt_at: int | None = None
 
 
-def _records(data: bytes, scan: _Scan) -> Iterator[bytes]:
+def _records(data: bytes | mmap.mmap, scan: _Scan) -> Iterator[bytes]:
     """Yield each whole record's payload; cut or corrupt ones are counted in ``scan``."""
     scan.size = len(data)
     if len(data) < FILE_HEADER.size:
@@ -211,14 +213,11 @@ def _records(data: bytes, scan: _Scan) -> Iterator[bytes]:
         if crc == length == kind == 0 and not any(data[pos : _end_of_block(pos)]):
             pos = _end_of_block(pos)  # zeros to the block's end: padding, never a record
             continue
-        if end > len(data):
+        bad_header = kind not in _TYPE_CRC or end > _end_of_block(pos)
+        if not bad_header and end > len(data):
             scan.truncated = True
             break
-        if (
-            kind not in _TYPE_CRC
-            or end > _end_of_block(pos)
-            or zlib.crc32(data[start:end], _TYPE_CRC[kind]) != crc
-        ):
+        if bad_header or zlib.crc32(data[start:end], _TYPE_CRC[kind]) != crc:
             scan.corrupt += 1
             if scan.first_corrupt_at is None:
                 scan.first_corrupt_at = pos
@@ -413,20 +412,24 @@ def _hparams(config: dict[str, str]) -> dict[str, Any]:
 def load_wandb(source: RunSource, file: SourceFile) -> Run:
     """Read one ``run-<id>.wandb`` file: history, config as hparams, summary."""
     path = Path(file.path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise LogReadError(exc.strerror or str(exc)) from exc
     run = new_run(source, file, "wandb")
     scan = _Scan()
     st = _State()
-    for payload in _records(data, scan):
-        if len(payload) > MAX_RECORD:
-            continue
-        try:
-            _record(payload, st)
-        except DecodeError:
-            st.malformed += 1
+    try:
+        with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size < FILE_HEADER.size:
+                raise LogReadError("file is shorter than the W&B header")
+            # Mapped, not read: pages of a multi-GB run (media records) stay file-backed.
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                for payload in _records(data, scan):
+                    if len(payload) > MAX_RECORD:
+                        continue
+                    try:
+                        _record(payload, st)
+                    except DecodeError:
+                        st.malformed += 1
+    except OSError as exc:
+        raise LogReadError(exc.strerror or str(exc)) from exc
     _notes(run, scan, st, path)
 
     raw = _hparams(st.config)
