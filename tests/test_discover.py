@@ -454,10 +454,17 @@ def test_wandb_run_folder_is_one_run_and_its_own_folders_are_not_walked(
     (run / "files" / "wandb-summary.json").write_text('{"loss": 0.1, "_step": 3}\n')
     write_events(run / "files")  # synced with sync_tensorboard: a copy of the history
     (tmp_path / "wandb" / "latest-run").symlink_to(run.name)
+    synced = tmp_path / "wandb" / "run-20240102_120000-def456"  # a synced (online) run
+    synced.mkdir()
+    (synced / "run-def456.wandb").write_bytes(b":W&B\xe1\xbe\x00")
     write_events(tmp_path / "tb")
     sources, errors = discover([str(tmp_path)])
     assert errors == []
-    assert ids(sources) == ["tb", "wandb/offline-run-20240101_120000-abc123"]
+    assert ids(sources) == [
+        "tb",
+        "wandb/offline-run-20240101_120000-abc123",
+        "wandb/run-20240102_120000-def456",
+    ]
     wandb = sources[1]
     assert [(f.path.name, f.kind) for f in wandb.files] == [("run-abc123.wandb", "wandb")]
 
