@@ -205,8 +205,7 @@ def test_reading_never_writes_or_imports_mlflow(stores: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from diagnose.cli import main
-from diagnose.discover import discover
+        from diagnose.discover import discover
         from diagnose.ingest import load_run
         sources, _ = discover([{str(db)!r}])
         for s in sources:

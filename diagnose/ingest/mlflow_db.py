@@ -229,13 +229,15 @@ def _number_stepless(long: pd.DataFrame) -> list[str]:
 
 
 def _metrics(conn: sqlite3.Connection, uuid: str) -> pd.DataFrame:
-    """The run's metric rows in the order they were logged (timestamp, then insertion)."""
+    """The run's metric rows in the order they were logged: insertion (rowid) order, the
+    store's equivalent of the file store's line order.  Timestamps come from the client
+    (``log_batch`` takes them as given), so they place points in time, not in order."""
     cols = _columns(conn, "metrics")
     step = "step" if "step" in cols else "0"
     is_nan = "is_nan" if "is_nan" in cols else "0"
     rows = conn.execute(
         f"SELECT key, {step}, value, timestamp, {is_nan} FROM metrics "
-        "WHERE run_uuid = ? ORDER BY timestamp, rowid",
+        "WHERE run_uuid = ? ORDER BY rowid",
         (uuid,),
     ).fetchall()
     if not rows:
