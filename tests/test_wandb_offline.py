@@ -273,3 +273,102 @@ def test_cli_end_to_end_gives_states_and_findings(runs: Path) -> None:
     assert diverged["hparams"]["learning_rate"] == 5.0
     healthy = by_run[named(runs, "healthy").run_id]
     assert "divergence" not in healthy["states"]
+
+
+# ---------------------------------------------------------------------------
+# Our declared subset of wandb_internal.proto against W&B's own definitions
+# ---------------------------------------------------------------------------
+
+#: our message -> W&B's messages with the same fields.
+_WANDB_NAMES = {
+    "Record": ["Record"],
+    "HistoryRecord": ["HistoryRecord"],
+    "HistoryStep": ["HistoryStep"],
+    "HistoryItem": ["HistoryItem"],
+    "UpdateRecord": ["ConfigRecord", "SummaryRecord"],
+    "UpdateItem": ["ConfigItem", "SummaryItem"],
+    "RunRecord": ["RunRecord"],
+    "RunExitRecord": ["RunExitRecord"],
+}
+
+
+def test_declared_fields_match_wandb_proto() -> None:
+    from google.protobuf.descriptor import FieldDescriptor
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from diagnose.ingest.wandb_offline import _SCHEMA
+
+    assert set(_SCHEMA) == set(_WANDB_NAMES)
+    for ours, theirs in _WANDB_NAMES.items():
+        for name in theirs:
+            fields = getattr(pb, name).DESCRIPTOR.fields_by_name
+            for fname, number, ftype, *flags in _SCHEMA[ours]:
+                real = fields[fname]
+                assert real.number == number, (name, fname)
+                if hasattr(real, "is_repeated"):
+                    repeated = real.is_repeated
+                else:  # protobuf < 5
+                    repeated = real.label == FieldDescriptor.LABEL_REPEATED
+                assert repeated == ("repeated" in flags), (name, fname)
+                if isinstance(ftype, str):
+                    assert real.type == FieldDescriptor.TYPE_MESSAGE
+                elif fname == "none":
+                    assert real.type == FieldDescriptor.TYPE_ENUM  # read as its varint
+                else:
+                    assert real.type == ftype, (name, fname)
+
+
+def _frame(records: list[bytes]) -> bytes:
+    """W&B's framing, written here to feed records built with W&B's own classes."""
+    import struct
+    import zlib
+
+    out = bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
+    for payload in records:
+        left = BLOCK - len(out) % BLOCK
+        if left < 7:
+            out += b"\0" * left
+        assert len(payload) + 7 <= BLOCK - len(out) % BLOCK  # small records: FULL only
+        crc = zlib.crc32(payload, zlib.crc32(b"\x01"))
+        out += struct.pack("<IHB", crc, len(payload), 1) + payload
+    return bytes(out)
+
+
+def test_typed_history_values_and_removals(tmp_path: Path) -> None:
+    """Fields today's client leaves unused (typed values, ``key``, removals) still read."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    records = []
+    run = pb.Record()
+    run.run.display_name = "typed"
+    item = run.run.config.update.add(key="lr")
+    item.value_json = "0.3"
+    item = run.run.config.update.add(key="scratch")
+    item.value_json = '"x"'
+    records.append(run)
+    cfg = pb.Record()
+    cfg.config.remove.add(key="scratch")
+    records.append(cfg)
+    for s in range(5):
+        rec = pb.Record()
+        rec.history.step.num = 10 * s
+        rec.history.item.add(key="loss").number = 1.0 / (s + 1)
+        rec.history.item.add(nested_key=["val", "count"]).integer = -s
+        rec.history.item.add(key="flag").boolean = True
+        records.append(rec)
+    done = pb.Record()
+    done.exit.exit_code = 3
+    records.append(done)
+    path = tmp_path / "run-typed.wandb"
+    path.write_bytes(_frame([r.SerializeToString() for r in records]))
+
+    source = RunSource(".", tmp_path, [SourceFile(path, "wandb")])
+    result = load_run(source)
+    table = result.scalars
+    assert table.loc[table["tag"] == "loss", "step"].tolist() == [0, 10, 20, 30, 40]
+    np.testing.assert_allclose(table.loc[table["tag"] == "loss", "value"], 1 / np.arange(1, 6))
+    assert table.loc[table["tag"] == "val/count", "value"].tolist() == [0, -1, -2, -3, -4]
+    assert result.raw_hparams == {"lr": 0.3}
+    assert "flag" in next(n for n in result.notes if n.code == "unsupported").message
+    status = next(n for n in result.notes if n.code == "run_status")
+    assert "exited with code 3" in status.message and "typed" in status.message

@@ -131,7 +131,10 @@ def _build_record_class() -> Any:
                 field_proto.oneof_index = 0
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Record"))
+    record = pool.FindMessageTypeByName(f"{package}.Record")
+    if hasattr(message_factory, "GetMessageClass"):
+        return message_factory.GetMessageClass(record)
+    return message_factory.MessageFactory(pool).GetPrototype(record)  # protobuf < 4.22
 
 
 _Record = _build_record_class()
