@@ -249,6 +249,17 @@ def test_other_sqlite_files_are_ignored_quietly(tmp_path: Path) -> None:
     assert sources == [] and "not a training log" in errors[0].message
 
 
+def test_a_view_posing_as_mlflow_tables_is_not_read(tmp_path: Path) -> None:
+    """Only real tables count: a view could run any query the file's author wrote."""
+    conn = sqlite3.connect(tmp_path / "mlflow.db")
+    for table in ("experiments", "runs", "params"):
+        conn.execute(f"CREATE TABLE {table} (x)")
+    conn.execute("CREATE VIEW metrics AS SELECT 1 AS key")
+    conn.commit()
+    conn.close()
+    assert discover([str(tmp_path)]) == ([], [])
+
+
 def test_cli_end_to_end_states_findings_and_escaped_names(stores: Path) -> None:
     env = {**os.environ, "NO_COLOR": "1"}
     cmd = [sys.executable, "-m", "diagnose", str(stores / "store")]
