@@ -12,8 +12,8 @@ online, so reading it needs neither an upload nor the ``wandb`` package:
   ``wandb_internal.proto`` (protobuf never renumbers a field) and built into a private
   descriptor pool, so protobuf's C decoder reads them (about 12x faster here than
   decoding the wire format in Python) and no generated W&B module is imported; fields
-  we do not declare are skipped.  Values are JSON text read with ``float``/``json.loads``: nothing in a
-  log is executed or unpickled.
+  we do not declare are skipped.  Values are JSON text read with ``float`` or
+  ``json.loads``: nothing in a log is executed or unpickled.
 
 A run killed mid-write ends in a cut record: what came before is read and the loss is a
 ``truncated`` note; a record whose CRC fails is skipped (its block's rest with it, as
