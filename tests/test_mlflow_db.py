@@ -249,6 +249,39 @@ def test_other_sqlite_files_are_ignored_quietly(tmp_path: Path) -> None:
     assert sources == [] and "not a training log" in errors[0].message
 
 
+KILL_MID_WRITE = textwrap.dedent(
+    """
+    import os, sqlite3, sys
+    conn = sqlite3.connect(sys.argv[1])
+    uuid = conn.execute("SELECT run_uuid FROM runs WHERE name = 'diverged'").fetchone()[0]
+    conn.execute("PRAGMA cache_size = 1")  # spill the uncommitted pages into the file
+    conn.execute("BEGIN EXCLUSIVE")
+    conn.executemany(
+        "INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
+        "VALUES ('loss', 0.5, 0, ?, ?, 0)",
+        [(uuid, 1000 + i) for i in range(20000)],
+    )
+    os._exit(0)  # killed mid-transaction: a hot journal stays beside the store
+    """
+)
+
+
+def test_a_store_killed_mid_write_is_read_from_a_recovered_copy(
+    stores: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "mlflow.db"
+    db.write_bytes((stores / "store" / "mlflow.db").read_bytes())
+    subprocess.run([sys.executable, "-c", KILL_MID_WRITE, str(db)], check=True, timeout=60)
+    journal = tmp_path / "mlflow.db-journal"
+    assert journal.stat().st_size > 0
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, journal)]
+
+    run = load_run(by_id(tmp_path)["mlflow.db/nlp/diverged"])
+    assert run.scalars["step"].tolist() == list(range(40))  # only what was committed
+    assert any(n.code == "unfinished_write" for n in run.notes)
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, journal)] == before
+
+
 def test_a_view_posing_as_mlflow_tables_is_not_read(tmp_path: Path) -> None:
     """Only real tables count: a view could run any query the file's author wrote."""
     conn = sqlite3.connect(tmp_path / "mlflow.db")

@@ -3,8 +3,8 @@
 Read with the stdlib ``sqlite3`` only: no mlflow import, and the file is opened through a
 ``file:...?mode=ro`` URI with ``query_only`` set, so nothing is ever migrated or written
 (mlflow's own client upgrades the schema when it opens a store; we must not).  When a
-read-only open cannot work (a read-only medium beside a hot journal), the file is opened
-``immutable``, which reads it without locks, and the run gets a note.
+read-only open cannot work (a killed client's hot journal), a private copy is recovered
+and read instead (see :func:`_connect`), and the run gets a note.
 
 The schema has changed over the years and is read by column name: ``metrics.step``
 (added 2019, a missing step is 0 as mlflow reads it), ``metrics.is_nan`` (NaN is stored as
@@ -14,7 +14,9 @@ infinities to +-1.7976931348623157e308 on write; those values are read back as +
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,34 +67,60 @@ def sniff_mlflow_db(path: Path) -> bool:
 
 
 @contextmanager
-def _connect(path: Path) -> Iterator[tuple[sqlite3.Connection, bool]]:
-    """A read-only connection, and whether it had to be ``immutable`` (no locking).
+def _connect(path: Path) -> Iterator[tuple[sqlite3.Connection, str]]:
+    """A read-only connection, and how it was opened: ``"ro"``, ``"copy"`` or ``"immutable"``.
 
     ``Path.as_uri`` percent-encodes the name, so ``?`` or ``#`` in a folder name cannot
-    smuggle URI parameters in.
+    smuggle URI parameters in.  When a read-only open fails, the store has an unfinished
+    write (a killed client's hot journal, or a writer holding its lock): SQLite would have
+    to roll that back, which is a write.  The store and its journal are then copied to a
+    temporary folder and the copy is opened, so SQLite recovers the copy and the user's
+    file is never touched.  ``immutable`` (no locks, no journal) is used only when there
+    is no journal to honour.
     """
     uri = Path(path).resolve().as_uri()
-    immutable = False
     conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    how = "ro"
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.OperationalError:
-        # e.g. a hot journal on a read-only medium: read the file as it is, unlocked.
         conn.close()
-        immutable = True
-        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-    deadline = time.monotonic() + QUERY_SECONDS
-    conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 100_000)
+        conn, how = _fallback(Path(path), uri)
     try:
-        conn.execute("PRAGMA query_only = ON")
+        deadline = time.monotonic() + QUERY_SECONDS
+        conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 100_000)
         conn.execute("PRAGMA trusted_schema = OFF")
-        yield conn, immutable
+        if how == "copy":
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # recovers the copy
+        conn.execute("PRAGMA query_only = ON")
+        yield conn, how
     except sqlite3.OperationalError as exc:
         if "interrupted" in str(exc):
             raise LogReadError(f"SQLite query took over {QUERY_SECONDS:.0f} s") from exc
         raise
     finally:
         conn.close()
+
+
+#: Recovered copies by (store, journal) identity: discovery and each run's load reuse one
+#: copy per process; the folders are removed when the process exits.
+_COPIES: dict[tuple, tempfile.TemporaryDirectory] = {}
+
+
+def _fallback(path: Path, uri: str) -> tuple[sqlite3.Connection, str]:
+    """Open a private, recoverable copy when a journal or WAL sits beside the store."""
+    side = [path.with_name(path.name + s) for s in ("-journal", "-wal")]
+    side = [p for p in side if p.exists()]
+    if not side:
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True), "immutable"
+    key = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in (path, *side))
+    if key not in _COPIES:
+        tmp = tempfile.TemporaryDirectory(prefix="diagnose-mlflow-")
+        for p in (path, *side):
+            shutil.copyfile(p, Path(tmp.name) / p.name)  # not -shm: rebuilt from the WAL
+        _COPIES[key] = tmp
+    copy = Path(_COPIES[key].name) / path.name
+    return sqlite3.connect(copy, check_same_thread=False), "copy"
 
 
 def _is_mlflow(conn: sqlite3.Connection) -> bool:
@@ -181,13 +209,20 @@ def load_mlflow_db(source: RunSource, file: SourceFile) -> Run:
     path = Path(file.path)
     run = new_run(source, file, "mlflow")
     try:
-        with _connect(path) as (conn, immutable):
+        with _connect(path) as (conn, how):
             if not _is_mlflow(conn):
                 raise LogReadError("not an MLflow tracking database")
-            if immutable:
+            if how == "copy":
                 run.note(
-                    "unsupported",
-                    "database could not be opened with locking; read as it is on disk",
+                    "unfinished_write",
+                    "the store has an unfinished write (a killed or active client); read "
+                    "from a recovered private copy, the file itself was not changed",
+                    path=str(path),
+                )
+            elif how == "immutable":
+                run.note(
+                    "unfinished_write",
+                    "the store could not be locked for reading; read as it is on disk",
                     path=str(path),
                 )
             long = _metrics(conn, uuid)
