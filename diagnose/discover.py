@@ -471,8 +471,9 @@ class _Walker:
             self.errors.append(LoadError(display, " ".join(str(exc).split()) or "unreadable"))
             return
         if not runs:
-            self.errors.append(LoadError(display, "MLflow database holds no runs"))
-            return
+            if rel is None:  # named as PATH: say why nothing is analysed
+                self.errors.append(LoadError(display, "MLflow database holds no runs"))
+            return  # met on the walk: a fresh store (`mlflow ui` makes one) holds no data
         for run, run_id in zip(runs, ids, strict=True):
             self.sources.append(
                 RunSource(

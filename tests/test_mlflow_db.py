@@ -282,6 +282,23 @@ def test_a_store_killed_mid_write_is_read_from_a_recovered_copy(
     assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, journal)] == before
 
 
+def test_an_empty_store_is_quiet_on_the_walk_and_explained_as_path(
+    stores: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "mlflow.db"
+    conn = sqlite3.connect(db)
+    conn.execute(f"ATTACH DATABASE '{stores / 'store' / 'mlflow.db'}' AS src")
+    for (sql,) in conn.execute(
+        "SELECT sql FROM src.sqlite_master WHERE type = 'table' AND sql IS NOT NULL"
+    ).fetchall():
+        conn.execute(sql)
+    conn.commit()
+    conn.close()
+    assert discover([str(tmp_path)]) == ([], [])
+    sources, errors = discover([str(db)])
+    assert sources == [] and errors[0].message == "MLflow database holds no runs"
+
+
 def test_a_view_posing_as_mlflow_tables_is_not_read(tmp_path: Path) -> None:
     """Only real tables count: a view could run any query the file's author wrote."""
     conn = sqlite3.connect(tmp_path / "mlflow.db")
