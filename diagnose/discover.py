@@ -16,7 +16,12 @@ Layouts that make one run out of several folders:
   all with the tag ``main``: folded into the parent with ``tag_suffix=k``;
 - Hugging Face ``output/checkpoint-N/trainer_state.json``: only the highest N is read
   (its ``log_history`` holds the earlier ones) and the run is ``output``;
-- an MLflow file store gives one run per ``mlruns/<exp>/<run_id>`` folder.
+- an MLflow file store gives one run per ``mlruns/<exp>/<run_id>`` folder, and an MLflow
+  SQLite store (``mlflow.db``) one run per MLflow run in it, named
+  ``mlflow.db/<experiment>/<run name>`` (the file is opened read-only to list them);
+- a W&B run folder (``wandb/offline-run-*`` or a synced ``wandb/run-*``, holding
+  ``run-<id>.wandb``) is one run; its ``files/`` and ``logs/`` are W&B's own, not walked,
+  and W&B's ``latest-run`` symlink is not followed (the run is reached by its own name).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ _TIME_DIR_RE = re.compile(r"^\d{9,11}\.\d+$")
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 _CSV_EXTS = frozenset({".csv", ".tsv", ".log", ".txt"})
 _JSON_EXTS = frozenset({".json", ".jsonl", ".ndjson"})
+#: SQLite files opened (read-only) to see whether they are an MLflow store.
+_DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 #: Names only a metrics logger writes (Lightning, Ultralytics, Keras docs, baselines):
 #: kept as runs even when empty, so a run that crashed before its first flush is
 #: reported as unreadable instead of silently missing.
@@ -53,7 +60,8 @@ HPARAMS_CHILD_MAX_BYTES = 64 * 1024
 #: ... and has at most this many other (echo) tags.
 HPARAMS_CHILD_MAX_ECHOES = 16
 
-WANDB_HINT = "W&B offline runs are not supported: run `wandb sync` or export the history to CSV"
+#: The symlink W&B keeps beside its run folders, pointing at the newest one.
+_WANDB_LATEST = "latest-run"
 
 
 def discover(paths: list[str]) -> tuple[list[RunSource], list[LoadError]]:
@@ -140,6 +148,9 @@ class _Sniffers:
         self.jsonl = _optional("jsonl", "sniff_jsonl")
         self.keras_history = _optional("keras_history", "sniff_keras_history")
         self.peek_tags = _optional("tensorboard", "peek_tags")
+        self.mlflow_db = _optional("mlflow_db", "sniff_mlflow_db")
+        self.mlflow_runs = _optional("mlflow_db", "list_runs")
+        self.mlflow_ids = _optional("mlflow_db", "run_ids")
         self.sidecars = _sidecar_names()
 
     def kind(self, path: str, name: str) -> str | None:
@@ -187,6 +198,7 @@ class _Listing:
     sidecars: list[str] = field(default_factory=list)
     trainer_state: str | None = None
     wandb: list[str] = field(default_factory=list)
+    databases: list[str] = field(default_factory=list)
     has_meta: bool = False
     is_venv: bool = False
     dirs: list[tuple[str, str, tuple[int, int]]] = field(default_factory=list)
@@ -206,6 +218,8 @@ def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
                 if entry.is_dir():
                     if name.startswith(".") or name in _SKIP_DIRS:
                         continue
+                    if name == _WANDB_LATEST and entry.is_symlink():
+                        continue
                     st = entry.stat()
                     listing.dirs.append((name, entry.path, (st.st_dev, st.st_ino)))
                     continue
@@ -219,6 +233,7 @@ def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
     listing.candidates.sort()
     listing.sidecars.sort()
     listing.wandb.sort()
+    listing.databases.sort()
     return listing
 
 
@@ -231,6 +246,8 @@ def _classify_name(listing: _Listing, name: str, path: str, sidecars: frozenset[
         listing.trainer_state = path
     elif name.endswith(".wandb"):
         listing.wandb.append(path)
+    elif name.lower().endswith(_DB_SUFFIXES):
+        listing.databases.append(path)
     elif name == "meta.yaml":
         listing.has_meta = True
     elif name == "pyvenv.cfg":
@@ -307,7 +324,9 @@ class _Walker:
         elif name == "trainer_state.json":
             kind = "hf_trainer_state"
         elif name.endswith(".wandb"):
-            self.errors.append(LoadError(self.display_root, WANDB_HINT))
+            kind = "wandb"
+        elif name.lower().endswith(_DB_SUFFIXES) and _safe(self.sniff.mlflow_db, raw):
+            self._mlflow_db(raw, None)
             return
         else:
             kind = self.sniff.kind(raw, name)
@@ -364,6 +383,15 @@ class _Walker:
             # The whole folder is one run; artifacts/ is the user's business.
             self.sources.append(RunSource(rel, Path(here), [SourceFile(Path(here), "mlflow")]))
             return
+        if listing.wandb:
+            # A W&B run folder: files/ and logs/ are W&B's own copies and debug output.
+            for p in listing.wandb:
+                run_id = rel if len(listing.wandb) == 1 else _join(rel, os.path.basename(p))
+                self.sources.append(RunSource(run_id, Path(here), [SourceFile(Path(p), "wandb")]))
+            return
+        for db in listing.databases:
+            if _safe(self.sniff.mlflow_db, db):
+                self._mlflow_db(db, _join(rel, os.path.basename(db)))
         base = os.path.basename(os.path.normpath(os.path.abspath(listing.path)))
         own_events = listing.events
         root_split = None
@@ -432,8 +460,28 @@ class _Walker:
 
         if files:
             self.sources.append(RunSource(rel, Path(here), files, [Path(s) for s in sidecars]))
-        elif listing.wandb and not others:
-            self.errors.append(LoadError(self.display(rel), WANDB_HINT))
+
+    def _mlflow_db(self, path: str, rel: str | None) -> None:
+        """One RunSource per run in an MLflow SQLite store; ids under ``rel`` (the store)."""
+        display = self.display(rel) if rel is not None else self.display_root
+        try:
+            runs = self.sniff.mlflow_runs(Path(path)) if self.sniff.mlflow_runs else []
+            ids = self.sniff.mlflow_ids(runs) if self.sniff.mlflow_ids else []
+        except Exception as exc:  # a store we cannot list fails alone, in one line
+            self.errors.append(LoadError(display, " ".join(str(exc).split()) or "unreadable"))
+            return
+        if not runs:
+            if rel is None:  # named as PATH: say why nothing is analysed
+                self.errors.append(LoadError(display, "MLflow database holds no runs"))
+            return  # met on the walk: a fresh store (`mlflow ui` makes one) holds no data
+        for run, run_id in zip(runs, ids, strict=True):
+            self.sources.append(
+                RunSource(
+                    run_id if rel is None else f"{rel}/{run_id}",
+                    Path(path),
+                    [SourceFile(Path(path), "mlflow_db", member=run.uuid)],
+                )
+            )
 
     def _fold(
         self, name: str, child: _Listing, parent_has_events: bool
@@ -482,7 +530,7 @@ def _finish(found: list[tuple[str, RunSource]], dedupe: bool) -> list[RunSource]
         if not dedupe:
             unique.append((raw, source))
             continue
-        ident = tuple(os.path.realpath(f.path) for f in source.files)
+        ident = tuple((os.path.realpath(f.path), f.member or "") for f in source.files)
         if ident in seen:
             continue
         seen.add(ident)

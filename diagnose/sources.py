@@ -16,6 +16,8 @@ KINDS = (
     "mlflow",
     "jsonl",
     "keras_history",
+    "mlflow_db",
+    "wandb",
 )
 
 
@@ -25,13 +27,15 @@ class SourceFile:
 
     ``split`` is set when the layout, not the tag, names the split (Keras ``train/`` and
     ``validation/`` folders).  ``tag_suffix`` is set for torch ``add_scalars`` series
-    folders: every tag ``T`` read from the file becomes ``T/<tag_suffix>``.
+    folders: every tag ``T`` read from the file becomes ``T/<tag_suffix>``.  ``member``
+    names one run inside a file that holds many (the run uuid in an MLflow SQLite store).
     """
 
     path: Path
     kind: str
     split: str | None = None
     tag_suffix: str | None = None
+    member: str | None = None
 
 
 @dataclass

@@ -462,17 +462,29 @@ def test_files_that_are_not_logs_are_ignored_quietly(tmp_path: Path) -> None:
     assert (sources, errors) == ([], [])
 
 
-def test_wandb_offline_run_is_reported_with_a_hint(tmp_path: Path) -> None:
+def test_wandb_run_folder_is_one_run_and_its_own_folders_are_not_walked(
+    tmp_path: Path,
+) -> None:
     run = tmp_path / "wandb" / "offline-run-20240101_120000-abc123"
     (run / "files").mkdir(parents=True)
     (run / "run-abc123.wandb").write_bytes(b":W&B\xe1\xbe\x00" + os.urandom(64))
     (run / "files" / "config.yaml").write_text("lr:\n  value: 0.1\n")
+    (run / "files" / "wandb-summary.json").write_text('{"loss": 0.1, "_step": 3}\n')
+    write_events(run / "files")  # synced with sync_tensorboard: a copy of the history
+    (tmp_path / "wandb" / "latest-run").symlink_to(run.name)
+    synced = tmp_path / "wandb" / "run-20240102_120000-def456"  # a synced (online) run
+    synced.mkdir()
+    (synced / "run-def456.wandb").write_bytes(b":W&B\xe1\xbe\x00")
     write_events(tmp_path / "tb")
     sources, errors = discover([str(tmp_path)])
-    assert ids(sources) == ["tb"]
-    assert len(errors) == 1
-    assert errors[0].path.endswith("offline-run-20240101_120000-abc123")
-    assert "wandb sync" in errors[0].message
+    assert errors == []
+    assert ids(sources) == [
+        "tb",
+        "wandb/offline-run-20240101_120000-abc123",
+        "wandb/run-20240102_120000-def456",
+    ]
+    wandb = sources[1]
+    assert [(f.path.name, f.kind) for f in wandb.files] == [("run-abc123.wandb", "wandb")]
 
 
 def test_symlink_loop_is_reported_once_and_discovery_finishes(tmp_path: Path) -> None:

@@ -257,8 +257,8 @@ def test_a_bad_part_becomes_a_note_when_others_load(tmp_path: Path) -> None:
 def test_unknown_kind_and_no_files_are_ingest_errors(tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"\0")
-    with pytest.raises(IngestError, match="unsupported file kind 'wandb'"):
-        load_run(RunSource(".", tmp_path, [SourceFile(f, "wandb")]))
+    with pytest.raises(IngestError, match="unsupported file kind 'comet'"):
+        load_run(RunSource(".", tmp_path, [SourceFile(f, "comet")]))
     with pytest.raises(IngestError, match="no log files"):
         load_run(RunSource(".", tmp_path, []))
     with pytest.raises(IngestError) as err:

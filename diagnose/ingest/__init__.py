@@ -35,6 +35,8 @@ _LOADERS: dict[str, tuple[str, str]] = {
     "mlflow": ("mlflow_store", "load_mlflow"),
     "jsonl": ("jsonl", "load_jsonl"),
     "keras_history": ("keras_history", "load_keras_history"),
+    "mlflow_db": ("mlflow_db", "load_mlflow_db"),
+    "wandb": ("wandb_offline", "load_wandb"),
 }
 
 #: Exceptions whose message already says what is wrong (no class name in front).
