@@ -337,6 +337,14 @@ def test_http_single_event_file_and_missing_file(http_root: str, tree: Path) -> 
     assert [(e.path, e.message) for e in analysis.errors] == [
         (f"{http_root}/exp/torch/none.csv", "no such file or directory")
     ]
+    # code-scanning outputs point at the URL, not at a temp copy or a folded "http:/"
+    from diagnose.report import render
+
+    sarif = json.loads(render(analysis, "sarif"))
+    uris = {loc["physicalLocation"]["artifactLocation"]["uri"]
+            for res in sarif["runs"][0]["results"] for loc in res["locations"]}
+    assert uris == {url}
+    assert "file=" + url.replace(":", "%3A") + "," in render(analysis, "github")  # escaped
 
 
 # ---------------------------------------------------------------------------
