@@ -160,6 +160,18 @@ def cleanup() -> None:
 atexit.register(cleanup)
 
 
+@contextlib.contextmanager
+def scope() -> Iterator[None]:
+    """Remove the spool folders made inside the block when it ends (``analyze`` reads
+    every run before it returns, so a notebook calling it often keeps no copies)."""
+    start = len(_SPOOL_DIRS)
+    try:
+        yield
+    finally:
+        while len(_SPOOL_DIRS) > start:
+            shutil.rmtree(_SPOOL_DIRS.pop(), ignore_errors=True)
+
+
 def _new_spool_dir() -> str:
     path = tempfile.mkdtemp(prefix="diagnose-remote-")
     _SPOOL_DIRS.append(path)

@@ -245,6 +245,16 @@ def test_s3_spool_fetches_logs_only(
     assert not local.exists()
 
 
+def test_scope_removes_only_its_own_spools(s3_env: dict[str, str]) -> None:
+    outer, _ = discover([f"s3://{BUCKET}/exp/torch/healthy"])
+    with remote.scope():
+        inner, _ = discover([f"s3://{BUCKET}/exp/torch/diverged"])
+        assert Path(inner[0].remote[0]).is_dir()
+    assert not Path(inner[0].remote[0]).exists()
+    assert Path(outer[0].remote[0]).is_dir()
+    remote.cleanup()
+
+
 def test_s3_single_file_with_its_sidecars(s3_env: dict[str, str]) -> None:
     url = f"s3://{BUCKET}/exp/ultralytics/healthy_cls_digits/results.csv"
     analysis = analyze([url], options=Options(jobs=1))
