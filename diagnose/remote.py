@@ -211,13 +211,11 @@ def _filesystem(url: str) -> tuple[Any, str, str]:
 
         fs, path = fsspec.core.url_to_fs(url)
     except ImportError as exc:
-        missing = getattr(exc, "name", None)
-        package = SCHEMES[scheme][0]
+        # fsspec says "Install s3fs to access S3" without a module name; a broken
+        # dependency of an installed package names itself, and is worth showing
+        missing = (getattr(exc, "name", None) or "").split(".")[0]
         hint = extra_hint(scheme)
-        if missing and missing not in (package, "fsspec") and missing.split(".")[0] not in (
-            package,
-            "fsspec",
-        ):
+        if missing and missing not in (SCHEMES[scheme][0], "fsspec"):
             hint += f" ({_first_line(exc)})"
         raise RemoteError(hint) from None
     except Exception as exc:  # bad URL, bad fsspec config
@@ -244,8 +242,9 @@ def _rel_parts(full: str, root: str, http: bool) -> list[str] | None:
     return parts
 
 
-def spool(url: str, sniff: Callable[[str, str], str | None], role: Callable[[str], str | None],
-          ) -> Spool:
+def spool(
+    url: str, sniff: Callable[[str, str], str | None], role: Callable[[str], str | None]
+) -> Spool:
     """Copy what discovery needs under ``url`` into a new temp folder.
 
     ``role(name)`` says what a file name is to discovery (``whole``, ``table``,
@@ -278,7 +277,7 @@ def spool(url: str, sniff: Callable[[str, str], str | None], role: Callable[[str
         parts = _rel_parts(str(name), root, http)
         if parts is None:
             if str(name).rstrip("/") != root:
-                out.errors.append((str(name), "unsafe object name: not read"))
+                out.errors.append((_shown(fs, str(name)), "unsafe object name: not read"))
             continue
         if not parts:
             continue
@@ -327,10 +326,15 @@ def _spool_file(fs: Any, path: str, shown: str, scheme: str, local_dir: str,
                 plan.append((entry["name"], os.path.join(local_dir, side), "sidecar",
                              entry.get("size")))
     _fetch(fs, plan, sniff, out, scheme)
-    if any(u == path for u, _ in out.errors):
-        msg = next(m for u, m in out.errors if u == path)
-        raise RemoteError(msg)
+    for where, msg in out.errors:
+        if where == _shown(fs, path):
+            raise RemoteError(msg)  # the file itself: the PATH's own error
     return out
+
+
+def _shown(fs: Any, rpath: str) -> str:
+    """A filesystem path as the URL a user would type (``s3://bucket/key``)."""
+    return rpath if "://" in rpath else fs.unstrip_protocol(rpath)
 
 
 def _fetch(fs: Any, plan: list[tuple[str, str, str, int | None]],
@@ -361,7 +365,7 @@ def _fetch(fs: Any, plan: list[tuple[str, str, str, int | None]],
         except Exception as exc:
             with contextlib.suppress(OSError):
                 os.remove(lpath)
-            out.errors.append((rpath, describe_error(exc, scheme)))
+            out.errors.append((_shown(fs, rpath), describe_error(exc, scheme)))
 
     if not plan:
         return
@@ -406,8 +410,3 @@ def relabel_run(run: Any, origin: tuple[str, str, bool]) -> Any:
         for n in run.notes
     ]
     return run
-
-
-def iter_spools() -> Iterator[str]:
-    """Spool folders alive in this process (for tests and cleanup checks)."""
-    yield from list(_SPOOL_DIRS)

@@ -357,6 +357,22 @@ def test_http_single_event_file_and_missing_file(http_root: str, tree: Path) -> 
     assert "file=" + url.replace(":", "%3A") + "," in render(analysis, "github")  # escaped
 
 
+def test_http_file_that_fails_to_download(http_root: str, tree: Path) -> None:
+    """A listed file that cannot be fetched is an error line; the rest is read."""
+    folder = tree.parent / "partial"
+    shutil.copytree(tree / "torch" / "healthy", folder / "good",
+                    ignore=shutil.ignore_patterns("*.ckpt"))
+    (folder / "gone").mkdir()
+    gone = "events.out.tfevents.1700000000.host.1.0"
+    (folder / "gone" / "index.html").write_text(f'<a href="{gone}">{gone}</a>')
+    analysis = analyze([f"{http_root}/partial"], options=Options(jobs=1))
+    assert [r.run.run_id for r in analysis.results] == ["good"]
+    assert [(e.path, e.message) for e in analysis.errors] == [
+        (f"{http_root}/partial/gone/{gone}",
+         "could not be downloaded: no such file or directory")
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Extras, schemes, names
 # ---------------------------------------------------------------------------
