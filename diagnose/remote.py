@@ -129,13 +129,13 @@ def describe_error(exc: BaseException, scheme: str) -> str:
             return f"access denied ({why}): check the credentials for {scheme}://: " + (
                 _CREDENTIAL_HELP[family]
             )
-    for e in chain:
-        if isinstance(e, FileNotFoundError):
-            return "no such file or directory"
-    for e in chain:
+    for e in chain:  # before "not found": fsspec's http raises that for a refused connection
         name = type(e).__name__
         if "Connect" in name or "Timeout" in name or isinstance(e, TimeoutError):
             return f"cannot reach the server: {name}: {_first_line(e)}"
+    for e in chain:
+        if isinstance(e, FileNotFoundError):
+            return "no such file or directory"
     return f"{type(exc).__name__}: {_first_line(exc)}"
 
 

@@ -411,6 +411,17 @@ def test_unsupported_scheme() -> None:
     assert errors[0].message.startswith("unsupported URL scheme ftp://")
 
 
+def test_server_not_listening() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    _, errors = discover([f"http://127.0.0.1:{port}/runs/"])
+    assert [e.path for e in errors] == [f"http://127.0.0.1:{port}/runs"]
+    assert errors[0].message.startswith("cannot reach the server: ")
+
+
 def test_spool_role_follows_discovery_names() -> None:
     assert spool_role("events.out.tfevents.1.host.1.0") == "whole"
     assert spool_role("trainer_state.json") == "whole"
