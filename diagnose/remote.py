@@ -314,9 +314,12 @@ def _spool_file(fs: Any, path: str, shown: str, scheme: str, local_dir: str,
         name = unquote(name)
     if not name or name in (".", "..") or "\\" in name:
         raise RemoteError("unsafe file name")
+    kind = role(name)
+    if kind is None:  # judged by name, as a local file is: a checkpoint is never fetched
+        raise RemoteError("not a training log this tool can read")
     parent_url = shown.rsplit("/", 1)[0]
     out = Spool(shown, os.path.join(local_dir, name), local_dir, parent_url, quoted=http)
-    plan = [(path, out.local, "whole", info.get("size"))]
+    plan = [(path, out.local, "table" if kind == "table" else "whole", info.get("size"))]
     parent = path.rsplit("/", 1)[0]
     with contextlib.suppress(Exception):  # no listable folder: no sidecars
         for entry in fs.ls(parent, detail=True):
@@ -329,6 +332,8 @@ def _spool_file(fs: Any, path: str, shown: str, scheme: str, local_dir: str,
     for where, msg in out.errors:
         if where == _shown(fs, path):
             raise RemoteError(msg)  # the file itself: the PATH's own error
+    if not os.path.exists(out.local):  # a large table whose first bytes are not a log
+        raise RemoteError("not a training log this tool can read")
     return out
 
 

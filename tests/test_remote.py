@@ -264,6 +264,13 @@ def test_s3_single_file_with_its_sidecars(s3_env: dict[str, str]) -> None:
     assert result.run.format == "ultralytics"
     assert "batch_size" in result.run.hparams  # from args.yaml beside it
     assert str(result.run.sources[0]) == url
+    # files that are not logs are refused by name or by their first bytes, unread
+    ckpt, labels = f"s3://{BUCKET}/exp/torch/healthy/model.ckpt", f"s3://{BUCKET}/exp/data/labels.csv"
+    _, errors = discover([ckpt, labels])
+    assert {(e.path, e.message) for e in errors} == {
+        (ckpt, "not a training log this tool can read"),
+        (labels, "not a training log this tool can read"),
+    }
 
 
 def test_s3_cli_missing_object_and_a_local_path(s3_env: dict[str, str], tree: Path) -> None:
