@@ -96,10 +96,13 @@ def _remote_walker(url: str, errors: list[LoadError]) -> _Walker | None:
     return walker
 
 
-def spool_role(name: str) -> str | None:
+def spool_role(name: str, folders: tuple[str, ...] = ()) -> str | None:
     """What a file name is to discovery, for remote spooling (same rules as a local
     walk): ``table`` (sniffed), ``sidecar``, ``marker`` (only its presence matters),
-    ``whole`` (any other log file), or None (never read)."""
+    ``whole`` (any other log file), or None (never read, also anything under a folder
+    the walk skips; ``folders`` are the names between PATH and the file)."""
+    if not all(_walked(folder) for folder in folders):
+        return None
     probe = _Listing("")
     _classify_name(probe, name, name, _sidecar_names())
     if probe.candidates:
@@ -233,6 +236,11 @@ class _Listing:
         return self.has_meta and any(name == "metrics" for name, _, _ in self.dirs)
 
 
+def _walked(folder: str) -> bool:
+    """Hidden folders and the huge non-log ones (``_SKIP_DIRS``) are never walked."""
+    return not (folder.startswith(".") or folder in _SKIP_DIRS)
+
+
 def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
     """List one folder with os.scandir (raises OSError when it cannot be listed)."""
     listing = _Listing(path)
@@ -241,7 +249,7 @@ def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
             name = entry.name
             try:
                 if entry.is_dir():
-                    if name.startswith(".") or name in _SKIP_DIRS:
+                    if not _walked(name):
                         continue
                     st = entry.stat()
                     listing.dirs.append((name, entry.path, (st.st_dev, st.st_ino)))

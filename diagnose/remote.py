@@ -242,14 +242,17 @@ def _rel_parts(full: str, root: str, http: bool) -> list[str] | None:
     return parts
 
 
-def spool(
-    url: str, sniff: Callable[[str, str], str | None], role: Callable[[str], str | None]
-) -> Spool:
+#: discovery's ``spool_role(name, folders)``: what a file is to it (``whole``,
+#: ``table``, ``sidecar``, ``marker``) or None when it never reads it.
+Role = Callable[..., "str | None"]
+
+
+def spool(url: str, sniff: Callable[[str, str], str | None], role: Role) -> Spool:
     """Copy what discovery needs under ``url`` into a new temp folder.
 
-    ``role(name)`` says what a file name is to discovery (``whole``, ``table``,
-    ``sidecar``, ``marker`` or None); ``sniff(local_path, name)`` is discovery's family
-    sniffer, used on the first bytes of large tables.  Raises :class:`RemoteError`.
+    ``role`` is discovery's :func:`~diagnose.discover.spool_role`; ``sniff(local_path,
+    name)`` is its family sniffer, used on the first bytes of large tables.  Raises
+    :class:`RemoteError`.
     """
     fs, path, scheme = _filesystem(url)
     http = _is_http(scheme)
@@ -291,12 +294,13 @@ def spool(
     mlflow_runs = {p[:-1] for p in files if p[-1] == "meta.yaml" and (*p[:-1], "metrics") in dirs}
     plan: list[tuple[str, str, str, int | None]] = []
     for parts, entry in sorted(files.items()):
-        kind = role(parts[-1])
-        if kind is None and any(
+        kind = role(parts[-1], parts[:-1])
+        in_walked_folder = role("meta.yaml", parts[:-1]) is not None
+        if kind is None and in_walked_folder and any(
             parts[:i] in mlflow_runs and parts[i] in ("metrics", "params", "tags")
             for i in range(len(parts) - 1)
         ):
-            kind = "whole"
+            kind = "whole"  # MLflow file store: metrics/<key>, params/<key>, tags/<key>
         if kind is not None:
             plan.append((entry["name"], os.path.join(local_dir, *parts), kind,
                          entry.get("size")))

@@ -30,6 +30,7 @@ import pytest
 from diagnose import remote
 from diagnose.discover import discover, spool_role
 from diagnose.pipeline import Options, analyze
+from tests.fixtures_csv_family import write_mlflow_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_logs"
@@ -83,6 +84,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
             w.add_scalars("loss", {"train": 1.0 / (step + 1), "val": 1.5 / (step + 1)}, step)
     for run in SAMPLE_RUNS:
         shutil.copytree(SAMPLES / run, root / run)
+    write_mlflow_run(
+        root / "tracking",
+        {"train/loss": [(1_700_000_000_000 + s, 1.0 / (s + 1), s) for s in range(30)],
+         "val_loss": [(1_700_000_000_000 + s, 1.2 / (s + 1), s) for s in range(0, 30, 3)]},
+        params={"lr": "0.01", "batch_size": "64"},
+    )
+    (root / "tracking" / "mlruns" / ".trash").mkdir()
+    (root / "tracking" / "mlruns" / ".trash" / "metrics.csv").write_text("step,loss\n0,1\n")
     rows = "".join(f"{i},{i % 10},images/{i:06d}.png\n" for i in range(6000))
     (root / "data").mkdir()
     (root / "data" / "labels.csv").write_text("id,label,path\n" + rows)
@@ -214,6 +223,7 @@ def test_s3_tree_reads_like_the_local_tree(
     assert set(ids) == {
         "torch/healthy", "torch/diverged", "torch/scalars", *SAMPLE_RUNS[:3],
         "lightning/healthy_wine/lightning_logs/version_0", SAMPLE_RUNS[4],
+        "tracking/mlruns/0/0123456789abcdef0123456789abcdef",
     }
     assert "divergence" in ids["torch/diverged"]["states"]
     assert ids["torch/healthy"]["hparams"]["learning_rate"] == 0.1
@@ -238,6 +248,9 @@ def test_s3_spool_fetches_logs_only(
     local = Path(spool.pop())
     assert not (local / "torch" / "healthy" / "model.ckpt").exists()
     assert not (local / "data" / "labels.csv").exists()
+    assert not (local / "tracking" / "mlruns" / ".trash" / "metrics.csv").exists()
+    assert (local / "tracking" / "mlruns" / "0" / "0123456789abcdef0123456789abcdef" / "metrics"
+            / "train" / "loss").is_file()
     csv = local / "lightning" / "healthy_wine" / "lightning_logs" / "version_0" / "metrics.csv"
     assert csv.read_bytes() == (SAMPLES / "lightning/healthy_wine/lightning_logs/version_0"
                                 / "metrics.csv").read_bytes()
@@ -437,6 +450,9 @@ def test_spool_role_follows_discovery_names() -> None:
     assert spool_role("pyvenv.cfg") == "marker"
     assert spool_role("model.ckpt") is None
     assert spool_role("events.out.tfevents.1.profile-empty") is None
+    assert spool_role("metrics.csv", ("runs", ".git")) is None  # folders the walk skips
+    assert spool_role("metrics.csv", ("runs", "node_modules")) is None
+    assert spool_role("metrics.csv", ("runs", "a")) == "table"
 
 
 def test_unsafe_names_and_url_mapping() -> None:
