@@ -22,10 +22,7 @@ import atexit
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, unquote
@@ -153,7 +150,13 @@ _SPOOL_DIRS: list[str] = []
 
 def cleanup() -> None:
     """Remove every spool folder this process made (also run at exit)."""
-    while _SPOOL_DIRS:
+    _remove_after(0)
+
+
+def _remove_after(start: int) -> None:
+    import shutil  # here, not at the top: discovery imports this module on every run
+
+    while len(_SPOOL_DIRS) > start:
         shutil.rmtree(_SPOOL_DIRS.pop(), ignore_errors=True)
 
 
@@ -168,11 +171,12 @@ def scope() -> Iterator[None]:
     try:
         yield
     finally:
-        while len(_SPOOL_DIRS) > start:
-            shutil.rmtree(_SPOOL_DIRS.pop(), ignore_errors=True)
+        _remove_after(start)
 
 
 def _new_spool_dir() -> str:
+    import tempfile
+
     path = tempfile.mkdtemp(prefix="diagnose-remote-")
     _SPOOL_DIRS.append(path)
     return path
@@ -349,6 +353,8 @@ def _shown(fs: Any, rpath: str) -> str:
 def _fetch(fs: Any, plan: list[tuple[str, str, str, int | None]],
            sniff: Callable[[str, str], str | None], out: Spool, scheme: str) -> None:
     """Download the plan concurrently; a file that fails is an error, not an abort."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from diagnose.ingest.sidecars import MAX_SIDECAR_BYTES
 
     def one(item: tuple[str, str, str, int | None]) -> None:
