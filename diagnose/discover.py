@@ -37,6 +37,7 @@ from pathlib import Path
 
 from diagnose.findings import LoadError
 from diagnose.metrics import SPLIT_FOLDERS
+from diagnose.remote import is_remote
 from diagnose.sources import RunSource, SourceFile
 
 _TIMESTAMP_RE = re.compile(r"tfevents\.(\d+)")
@@ -75,11 +76,50 @@ def discover(paths: list[str]) -> tuple[list[RunSource], list[LoadError]]:
     found: list[tuple[str, RunSource]] = []
     errors: list[LoadError] = []
     for raw in paths:
-        walker = _Walker(raw)
+        walker = _remote_walker(raw, errors) if is_remote(raw) else _Walker(raw)
+        if walker is None:
+            continue
         walker.run()
+        for source in walker.sources:
+            source.remote = walker.origin
         found.extend((raw, s) for s in walker.sources)
         errors.extend(walker.errors)
     return _finish(found, dedupe=len(paths) > 1), errors
+
+
+def _remote_walker(url: str, errors: list[LoadError]) -> _Walker | None:
+    """Spool a remote PATH (diagnose.remote) and walk the copy under the URL's name."""
+    from diagnose.remote import RemoteError, spool
+
+    sniff = _Sniffers()
+    shown = url.rstrip("/") or url
+    try:
+        copy = spool(url, lambda path, name: sniff.kind(path, name), spool_role)
+    except RemoteError as exc:
+        errors.append(LoadError(shown, str(exc)))
+        return None
+    errors.extend(LoadError(u, f"could not be downloaded: {m}") for u, m in copy.errors)
+    walker = _Walker(copy.local, display=shown, sniffers=sniff)
+    walker.origin = (copy.local_root, copy.url_root, copy.quoted)
+    return walker
+
+
+def spool_role(name: str, folders: tuple[str, ...] = ()) -> str | None:
+    """What a file name is to discovery, for remote spooling (same rules as a local
+    walk): ``table`` (sniffed), ``sidecar``, ``marker`` (only its presence matters),
+    ``whole`` (any other log file), or None (never read, also anything under a folder
+    the walk skips; ``folders`` are the names between PATH and the file)."""
+    if not all(_walked(folder) for folder in folders):
+        return None
+    probe = _Listing("")
+    _classify_name(probe, name, name, _sidecar_names())
+    if probe.candidates:
+        return "table"
+    if probe.sidecars:
+        return "sidecar"
+    if probe.is_venv:
+        return "marker"
+    return None if probe == _Listing("") else "whole"
 
 
 def event_file_order(path: str | os.PathLike[str]) -> tuple[int, tuple]:
@@ -208,6 +248,11 @@ class _Listing:
         return self.has_meta and any(name == "metrics" for name, _, _ in self.dirs)
 
 
+def _walked(folder: str) -> bool:
+    """Hidden folders and the huge non-log ones (``_SKIP_DIRS``) are never walked."""
+    return not (folder.startswith(".") or folder in _SKIP_DIRS)
+
+
 def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
     """List one folder with os.scandir (raises OSError when it cannot be listed)."""
     listing = _Listing(path)
@@ -216,7 +261,7 @@ def _scan(path: str, sidecar_names: frozenset[str]) -> _Listing:
             name = entry.name
             try:
                 if entry.is_dir():
-                    if name.startswith(".") or name in _SKIP_DIRS:
+                    if not _walked(name):
                         continue
                     if name == _WANDB_LATEST and entry.is_symlink():
                         continue
@@ -283,10 +328,14 @@ class _Walker:
     loop, any other second visit is skipped quietly.
     """
 
-    def __init__(self, raw: str) -> None:
+    def __init__(
+        self, raw: str, display: str | None = None, sniffers: _Sniffers | None = None
+    ) -> None:
         self.raw = raw
-        self.display_root = raw.replace(os.sep, "/").rstrip("/") or "/"
-        self.sniff = _Sniffers()
+        self.display_root = display or raw.replace(os.sep, "/").rstrip("/") or "/"
+        self.sniff = sniffers or _Sniffers()
+        #: RunSource.remote for every run found (set for a spooled remote PATH)
+        self.origin: tuple[str, str, bool] | None = None
         self.sources: list[RunSource] = []
         self.errors: list[LoadError] = []
         self.visited: set[tuple[int, int]] = set()

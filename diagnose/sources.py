@@ -44,13 +44,16 @@ class RunSource:
 
     ``files`` of kind ``tensorboard`` are ordered as they must be read (by the timestamp
     in their names, then by name).  ``sidecars`` are hyperparameter files beside the logs
-    (``hparams.yaml``, ``opt.yaml``, ``args.yaml``, ``config.json``...).
+    (``hparams.yaml``, ``opt.yaml``, ``args.yaml``, ``config.json``...).  ``remote`` is
+    set for a run spooled from a remote PATH: (local spool folder, the URL it stands
+    for, whether names are URL-quoted), so ingest can give the Run its URLs back.
     """
 
     run_id: str
     path: Path
     files: list[SourceFile] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
+    remote: tuple[str, str, bool] | None = None
 
     @property
     def kinds(self) -> list[str]:

@@ -110,8 +110,20 @@ def load_run(source: RunSource, verify_checksums: bool = False) -> Run:
     A part that fails becomes an ``unreadable`` note when other parts were read; when
     nothing could be read, or nothing read holds a scalar or histogram, raises
     :class:`IngestError` with a one-line reason.  Hyperparameters the logs record win
-    over sidecar files, which only fill the gaps.
+    over sidecar files, which only fill the gaps.  A run spooled from a remote PATH
+    gets its URLs back (``source.remote``).
     """
+    if source.remote is None:
+        return _load_run(source, verify_checksums)
+    from diagnose.remote import relabel_run, relabel_text
+
+    try:
+        return relabel_run(_load_run(source, verify_checksums), source.remote)
+    except IngestError as exc:
+        raise IngestError(relabel_text(str(exc), *source.remote[:2])) from None
+
+
+def _load_run(source: RunSource, verify_checksums: bool) -> Run:
     parts: list[Run] = []
     failures: list[tuple[str, str, str]] = []  # (label, path, reason)
     if not source.files:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
+from diagnose.remote import is_remote
 
 FORMATS = ("text", "markdown", "json", "sarif", "junit", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -211,7 +212,9 @@ def recommendation_line(rec: Any) -> str:
 
 def display_path(path: Path | str, cwd: Path | None = None) -> str:
     """A path as a reader (or GitHub) wants it: relative to the current directory when
-    absolute and under a common root, ``/``-separated, otherwise unchanged."""
+    absolute and under a common root, ``/``-separated, otherwise unchanged (URLs too)."""
+    if isinstance(path, str) and is_remote(path):
+        return path
     p = Path(path)
     if p.is_absolute():
         try:
@@ -221,10 +224,12 @@ def display_path(path: Path | str, cwd: Path | None = None) -> str:
     return p.as_posix()
 
 
-def run_location(run: Any) -> Path:
-    """The file a run's findings point at: its first source file, else its folder."""
+def run_location(run: Any) -> Path | str:
+    """The file a run's findings point at: its first source file, else its folder (a
+    URL string for a run read from a remote PATH: ``Path`` would fold its ``//``)."""
     sources = list(getattr(run, "sources", None) or [])
-    return Path(sources[0]) if sources else Path(run.path)
+    loc = sources[0] if sources else run.path
+    return loc if isinstance(loc, str) and is_remote(loc) else Path(loc)
 
 
 # ---------------------------------------------------------------------------

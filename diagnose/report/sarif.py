@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from diagnose import __version__
 from diagnose.findings import Analysis, Finding, RunResult
+from diagnose.remote import is_remote
 from diagnose.report import RuleInfo, display_path, fmt_value, rule_index, run_location
 
 SARIF_VERSION = "2.1.0"
@@ -49,6 +50,8 @@ def artifact_uri(path: Path | str, cwd: Path | None = None) -> str:
     """A relative URI (``/`` separators, percent-encoded) from the current directory;
     a ``file://`` URI when the path has no relative form (another drive)."""
     text = display_path(path, cwd)
+    if is_remote(text):
+        return text
     if Path(text).is_absolute():
         return Path(text).as_uri()
     return quote(text, safe="/-._~")
@@ -119,7 +122,7 @@ def _location(result: RunResult) -> dict[str, Any]:
     run = result.run
     loc = run_location(run)
     physical: dict[str, Any] = {"artifactLocation": {"uri": artifact_uri(loc)}}
-    if run.sources and not loc.is_dir():  # a log file: code scanning wants a region
+    if run.sources and (isinstance(loc, str) or not loc.is_dir()):  # a log file: a region
         physical["region"] = {"startLine": 1}
     return {
         "physicalLocation": physical,
