@@ -11,7 +11,6 @@ recommender on a Run built or edited in memory (the training callbacks and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -288,7 +287,3 @@ def judge(run: Run, *, config: PathArg | Config | None = None,
     cfg = config if isinstance(config, Config) else make_config(config)
     return Judge(cfg, hparams)(run)
 
-
-def finding_json(result: RunResult, finding: Finding) -> str:
-    """One finding as a JSON object with its run id: what a hook or a chat post reads."""
-    return json.dumps({"run": result.run.run_id, **finding.to_dict()}, allow_nan=False)
