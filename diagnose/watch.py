@@ -101,10 +101,11 @@ class Watcher:
             signature = tuple(sorted(stats.items()))
             if self.signatures.get(source.run_id) == signature:
                 continue
-            result = self._judge(source, stats)
+            result, pending = self._judge(source, stats)
             if result is None:
                 continue  # unreadable for now; the signature stays old, so retry next time
-            self.signatures[source.run_id] = signature
+            # a run judged with a tail still pending is judged again until it settles
+            self.signatures[source.run_id] = () if pending else signature
             for finding in result.findings:
                 if SEVERITY_RANK[finding.severity] < SEVERITY_RANK[self.min_severity]:
                     continue
@@ -117,7 +118,9 @@ class Watcher:
                 self.emit(result, finding)
         return new
 
-    def _judge(self, source: RunSource, stats: dict[str, tuple[int, int]]) -> RunResult | None:
+    def _judge(self, source: RunSource, stats: dict[str, tuple[int, int]],
+               ) -> tuple[RunResult | None, bool]:
+        """(result, whether a cut-off tail was set aside as still arriving)."""
         from diagnose.ingest import IngestError, load_run
 
         now = self.clock()
@@ -127,11 +130,12 @@ class Watcher:
         except IngestError as exc:
             if not fresh:  # a file just created may hold no complete record yet
                 self._warn_once(f"{source.run_id}: {exc}")
-            return None
+            return None, False
         # a cut-off tail of a file still being written is the next record arriving
-        run.notes = [n for n in run.notes
-                     if not (n.code == "truncated" and _abs(n.path) in fresh)]
-        return self.judge(run)
+        kept = [n for n in run.notes if not (n.code == "truncated" and _abs(n.path) in fresh)]
+        pending = len(kept) < len(run.notes)
+        run.notes = kept
+        return self.judge(run), pending
 
     def _warn_once(self, message: str) -> None:
         if message not in self.said:
@@ -185,13 +189,15 @@ def run_hook(argv: list[str], payload: str, warn: Callable[[str], None]) -> None
     """Run the ``--on-finding`` command with ``payload`` on stdin; failures are one line."""
     try:
         done = subprocess.run(argv, input=payload, text=True, timeout=HOOK_TIMEOUT_S,
-                              stdout=sys.stderr, check=False)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False)
     except subprocess.TimeoutExpired:
         warn(f"--on-finding: {argv[0]} ran longer than {HOOK_TIMEOUT_S:g} s; killed")
         return
     except OSError as exc:
         warn(f"--on-finding: cannot run {argv[0]}: {exc.strerror or exc}")
         return
+    if done.stdout:  # the hook's own output goes to our stderr, never into stdout's JSON
+        sys.stderr.write(done.stdout if done.stdout.endswith("\n") else done.stdout + "\n")
     if done.returncode != 0:
         warn(f"--on-finding: {argv[0]} exited with status {done.returncode}")
 

@@ -84,7 +84,7 @@ def test_load_run_gives_the_scalar_table(report: diagnose.Report) -> None:
 
 
 def test_load_run_needs_exactly_one_run(tmp_path: Path) -> None:
-    with pytest.raises(diagnose.DiagnoseError, match="holds 4 runs .*divergence_nan"):
+    with pytest.raises(diagnose.DiagnoseError, match=r"holds 4 runs .*divergence_nan"):
         diagnose.load_run(SAMPLES / "keras_csv")
     with pytest.raises(diagnose.DiagnoseError, match="no training log"):
         diagnose.load_run(tmp_path)
