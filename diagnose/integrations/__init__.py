@@ -141,6 +141,8 @@ class LiveMonitor:
         self.stopped_by: Finding | None = None
         #: How many judgements ran and the seconds they took (for the overhead budget).
         self.checks = 0
+        #: Seconds each judgement took, in order.
+        self.costs: list[float] = []
         #: Set when judging raised (a bug of ours): no further checks.
         self.broken = False
 
@@ -242,6 +244,7 @@ class LiveMonitor:
             log.error("diagnose: stopping the training: %s", describe(stop))
         self._last_cost = time.perf_counter() - t0
         self._spent += self._last_cost
+        self.costs.append(self._last_cost)
         self.checks += 1
         return stop
 
