@@ -127,3 +127,20 @@ def test_import_is_cheap() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, timeout=60)
     assert proc.stdout.split("\n")[:2] == ["[]", "True True"], proc.stderr
+
+
+def test_readme_notebook_example_runs_and_shows_real_output(monkeypatch: pytest.MonkeyPatch,
+                                                            ) -> None:
+    import doctest
+    import re
+
+    monkeypatch.chdir(REPO)
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## In a notebook", 1)[1].split("\n## ", 1)[0]
+    code, session = re.findall(r"```(?:python)?\n(.*?)```", section, flags=re.S)[:2]
+    globs: dict = {}
+    exec(compile(code, "README.md", "exec"), globs)  # the three lines a user types
+    test = doctest.DocTestParser().get_doctest(session, globs, "README", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
