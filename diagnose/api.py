@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +74,7 @@ def make_config(
     from diagnose.config import FAIL_ON, load_config
 
     if isinstance(config, Config):
-        cfg = config
+        cfg = replace(config)  # the options below must not change the caller's Config
     else:
         where = Path(start) if start is not None else Path.cwd()
         cfg = load_config(Path(config) if config is not None else None, start=where)

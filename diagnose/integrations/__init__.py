@@ -1,7 +1,7 @@
 """Diagnose while training: the part every framework callback shares.
 
 A callback hands each batch of logged metrics to a :class:`LiveMonitor`.  Every N steps
-or epochs (by default: whenever the time spent judging stays under 1% of the training's
+or epochs (by default: whenever the time spent judging stays under 0.5% of the training's
 wall time) the monitor builds a :class:`~diagnose.run.Run` from everything logged so far
 with :func:`~diagnose.run.make_scalars` - in memory, no second log format - and judges it
 with the same rules and recommender as ``diagnose PATH``.  Each new finding is logged
@@ -34,8 +34,9 @@ __all__ = ["LiveMonitor", "require"]
 
 log = logging.getLogger("diagnose")
 
-#: Share of the training's wall time the automatic interval may spend judging.
-DEFAULT_OVERHEAD = 0.01
+#: Share of the training's wall time the automatic interval may spend judging: half the
+#: 1% target, so the one judgement at the end of fit fits in it too on short trainings.
+DEFAULT_OVERHEAD = 0.005
 #: Assumed cost of the first judgement, before one has been timed.
 FIRST_COST_S = 0.05
 
