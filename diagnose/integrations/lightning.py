@@ -81,8 +81,21 @@ class DiagnoseCallback(_pl.Callback):
         trainer = self._trainer
         position = int(step if step is not None else getattr(trainer, "global_step", 0))
         self.monitor.add(metrics, position)
-        if self.monitor.maybe_check(position) is not None and trainer is not None:
+        self.monitor.maybe_check(position)
+
+    def _sync_stop(self, trainer: Any) -> None:
+        """Stop on every process when any asked (a stop on one rank only would hang DDP);
+        a single process just reads its own flag."""
+        wanted = self.monitor.stopped_by is not None
+        if trainer.strategy.reduce_boolean_decision(wanted, all=False):
             trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        self._sync_stop(trainer)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._sync_stop(trainer)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if self.monitor.stopped_by is None:
