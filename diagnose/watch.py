@@ -206,7 +206,7 @@ def run_watch_command(argv: list[str], out: TextIO | None = None) -> int:
     """``diagnose watch``: poll until ``--max-iterations``/``--timeout`` (or Ctrl-C).
 
     Exit status as the analysis: 1 when a finding at or above ``--fail-on`` was seen,
-    0 otherwise; 2 for a usage or config error.
+    0 otherwise; 2 for a usage or config error or when no run could be read at all.
     """
     from diagnose.api import Judge, make_config
     from diagnose.cli import UsageError, _parse_hparams
@@ -253,6 +253,9 @@ def run_watch_command(argv: list[str], out: TextIO | None = None) -> int:
         if left is not None and left <= 0:
             break
         time.sleep(args.interval if left is None else min(args.interval, left))
+    if not watcher.signatures:  # as for `diagnose PATH`: nothing read at all is exit 2
+        warn(f"no run could be read under {', '.join(watcher.paths)}")
+        return 2
     fail_on = config.fail_on
     if fail_on == "never":
         return 0

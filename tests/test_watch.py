@@ -188,3 +188,9 @@ def test_end_to_end_while_a_summary_writer_writes(tmp_path: Path) -> None:
     assert [json.loads(stdin) for _, stdin in map(json.loads, got.read_text().splitlines())] \
         == printed
     assert "Traceback" not in err and "LOG002" not in out
+
+
+def test_nothing_to_read_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["watch", str(tmp_path), "--max-iterations", "2", "--interval", "0.01"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"diagnose watch: no run could be read under {tmp_path}"]
