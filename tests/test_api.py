@@ -35,6 +35,7 @@ def report(request: pytest.FixtureRequest) -> diagnose.Report:
         return diagnose.analyze(PATHS)
 
 
+@pytest.mark.slow
 def test_to_dict_is_the_json_output_byte_for_byte(report: diagnose.Report) -> None:
     proc = _cli(*PATHS, "--format", "json")
     assert proc.returncode == report.exit_code == 1, proc.stderr
@@ -42,6 +43,7 @@ def test_to_dict_is_the_json_output_byte_for_byte(report: diagnose.Report) -> No
     assert json.loads(json.dumps(report.to_dict())) == json.loads(proc.stdout)
 
 
+@pytest.mark.slow
 def test_options_are_the_command_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     got = diagnose.analyze(PATHS, select="DIV,OVF", hparams={"lr": 0.3}, fail_on="warning")
