@@ -69,6 +69,7 @@ def test_typed_objects(report: diagnose.Report) -> None:
     assert repr(report).startswith("<diagnose.Report 9 runs: ")
     with pytest.raises(KeyError):
         report["no/such/run"]
+    assert "overfit_char_lstm" in report._repr_markdown_()  # what Jupyter shows
 
 
 def test_load_run_gives_the_scalar_table(report: diagnose.Report) -> None:

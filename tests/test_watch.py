@@ -194,3 +194,14 @@ def test_nothing_to_read_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["watch", str(tmp_path), "--max-iterations", "2", "--interval", "0.01"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"diagnose watch: no run could be read under {tmp_path}"]
+
+
+def test_names_from_the_logs_are_escaped(tmp_path: Path) -> None:
+    writer = SummaryWriter(str(tmp_path / "run\x1b[31mred"))
+    writer.add_scalar("loss\x1b]0;owned\x07", 1.0, 0)
+    _write(writer, range(40), blow_up_at=20)
+    writer.close()
+    out = io.StringIO()
+    assert run_watch_command([str(tmp_path), "--max-iterations", "1"], out=out) == 1
+    text = out.getvalue()
+    assert "run\\x1b[31mred: ERROR" in text and "\x1b" not in text and "\x07" not in text

@@ -63,6 +63,13 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def clean(text: str) -> str:
+    """Names from the logs made safe for a terminal (the reports' own escaping)."""
+    from diagnose.report import clean as report_clean
+
+    return report_clean(text)
+
+
 def describe(finding: Finding) -> str:
     """One line for the training log: rule, name, step, message and the first change."""
     where = f" at step {finding.step}" if finding.step is not None else ""
@@ -242,7 +249,7 @@ class LiveMonitor:
                 stop = finding
         if stop is not None:
             self.stopped_by = stop
-            log.error("diagnose: stopping the training: %s", describe(stop))
+            log.error("diagnose: stopping the training: %s", clean(describe(stop)))
         self._last_cost = time.perf_counter() - t0
         self._spent += self._last_cost
         self.costs.append(self._last_cost)
@@ -263,7 +270,7 @@ class LiveMonitor:
             level = logging.ERROR if finding.severity == "error" else logging.WARNING
             if finding.severity == "info":
                 level = logging.INFO
-            log.log(level, "diagnose: %s", describe(finding))
+            log.log(level, "diagnose: %s", clean(describe(finding)))
         if self.on_finding is not None:
             self.on_finding(finding)
 
