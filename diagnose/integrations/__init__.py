@@ -45,10 +45,10 @@ def require(module: str, extra: str, what: str) -> ModuleType:
     """Import ``module`` or raise a one-line ImportError naming the extra to install."""
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
+    except ImportError:
         raise ImportError(
             f"diagnose.integrations.{extra} needs {what}: pip install 'diagnose[{extra}]'"
-        ) from exc
+        ) from None
 
 
 def _number(value: Any) -> float | None:

@@ -14,6 +14,9 @@ from typing import Any
 from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, require
 
 _keras = require("keras", "keras", "Keras 3")
+if not hasattr(_keras, "ops"):  # Keras 2 (tf.keras) has no backend-neutral ops
+    raise ImportError(f"diagnose.integrations.keras needs Keras 3, found Keras "
+                      f"{getattr(_keras, '__version__', '2')}: pip install 'diagnose[keras]'")
 
 __all__ = ["DiagnoseCallback"]
 

@@ -9,6 +9,7 @@ the first logger, so it never moves checkpoints.
 
 from __future__ import annotations
 
+import importlib
 from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, require
 
 try:
-    _pl = require("lightning.pytorch", "lightning", "PyTorch Lightning")
-except ImportError:
+    _pl = importlib.import_module("lightning.pytorch")
+except ImportError:  # the older package name, else the hint naming the extra
     _pl = require("pytorch_lightning", "lightning", "PyTorch Lightning")
 
 __all__ = ["DiagnoseCallback"]
