@@ -94,3 +94,20 @@ def test_missing_framework_names_the_extra(module: str, blocked: list[str], extr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: diagnose.integrations.")
     assert f"pip install 'diagnose[{extra}]'" in last
+
+
+def test_our_own_bug_is_loud_but_never_kills_the_training(
+        caplog: pytest.LogCaptureFixture) -> None:
+    monitor = LiveMonitor(every=1)
+    _curve(monitor, range(10))
+
+    def broken_judge(run: object) -> None:
+        raise KeyError("evidence key nobody wrote")
+
+    monitor._judge = broken_judge  # type: ignore[assignment]  # stands for a bug of ours
+    with caplog.at_level(logging.ERROR, logger="diagnose"):
+        assert monitor.check() is None
+    assert monitor.broken and "internal error" in caplog.records[0].getMessage()
+    assert caplog.records[0].exc_info is not None  # the traceback is in the log
+    _curve(monitor, range(10, 20))
+    assert monitor.check() is None and len(caplog.records) == 1  # said once, then off
