@@ -165,7 +165,7 @@ def test_end_to_end_while_a_summary_writer_writes(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     watch = subprocess.Popen(
         [sys.executable, "-m", "diagnose", "watch", str(logs), "--interval", "0.2",
-         "--timeout", "12", "--format", "json", "--on-finding", hook],
+         "--timeout", "9", "--format", "json", "--on-finding", hook],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
