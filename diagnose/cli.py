@@ -17,7 +17,7 @@ from diagnose.config import FAIL_ON, Config, ConfigError, load_config
 from diagnose.findings import SEVERITY_RANK
 
 FORMATS = ("text", "markdown", "json", "sarif", "junit", "github")
-SUBCOMMANDS = ("rules", "explain", "probe", "baseline")
+SUBCOMMANDS = ("rules", "explain", "probe", "baseline", "watch")
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -212,6 +212,12 @@ def cmd_probe(argv: list[str]) -> int:
     return run_probe_command(argv)
 
 
+def cmd_watch(argv: list[str]) -> int:
+    from diagnose.watch import run_watch_command
+
+    return run_watch_command(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diagnose`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "explain": cmd_explain,
         "probe": cmd_probe,
         "baseline": cmd_baseline,
+        "watch": cmd_watch,
     }
     try:
         if argv and argv[0] in commands:  # a folder named like one: pass ./rules

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.metrics import Role, Series
 from diagnose.report import clean, fmt_value
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Above this many points a series is drawn as a bucket mean plus a min/max band.
 MAX_DRAW_POINTS = 2000
@@ -290,6 +293,17 @@ def _label_markers(ax: Any, markers: list[dict[str, Any]]) -> None:
 
 def draw(data: dict[str, Any], path: Path, *, dpi: int = 100) -> Path | None:
     """Render :func:`plot_data`'s dict to a PNG at ``path``; None when nothing to draw."""
+    fig = build_figure(data, dpi=dpi)
+    if fig is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", metadata={"Software": None})
+    return path
+
+
+def build_figure(data: dict[str, Any], *, dpi: int = 100) -> Figure | None:
+    """:func:`plot_data`'s dict as a matplotlib Figure (Agg canvas, no pyplot): the PNG of
+    the report, or a notebook's plot via ``diagnose.analyze(...).figure()``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -364,6 +378,4 @@ def draw(data: dict[str, Any], path: Path, *, dpi: int = 100) -> Path | None:
             ax.legend(fontsize=8, loc="best", framealpha=0.8)
     axes[-1].set_xlabel("step")
     axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata={"Software": None})
-    return path
+    return fig
