@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from diagnose.findings import Analysis, Finding
-from diagnose.report import fails, fmt_value, ordered_findings, recommendation_line
+from diagnose.report import fails, fmt_value, ordered_findings, recommendation_line, run_label
 
 # Characters XML 1.0 cannot carry at all (ElementTree would write them and produce a file
 # no parser accepts): C0 controls except tab/newline/CR, surrogates, U+FFFE/U+FFFF.
@@ -44,7 +44,7 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
     n_fail = 0
     for result in analysis.results:
         case = ET.SubElement(suite, "testcase", classname="diagnose",
-                             name=xml_safe(result.run.run_id))
+                             name=xml_safe(run_label(result.run)))
         quiet: list[str] = []
         failed = False
         for f in ordered_findings(result):

@@ -18,7 +18,7 @@ import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.metrics import Role, Series
-from diagnose.report import clean, fmt_value
+from diagnose.report import clean, fmt_value, run_label
 
 #: Above this many points a series is drawn as a bucket mean plus a min/max band.
 MAX_DRAW_POINTS = 2000
@@ -238,7 +238,7 @@ def plot_data(
         panel = "metric" if km.role == "val_metric" else "loss"
         best = {"step": km.step, "value": km.value, "panel": panel,
                 "label": f"best val {km.metric} {fmt_value(km.value)} @ step {km.step}"}
-    return {"run": result.run.run_id, "panels": panels, "markers": markers, "best": best}
+    return {"run": run_label(result.run), "panels": panels, "markers": markers, "best": best}
 
 
 # ---------------------------------------------------------------------------
