@@ -42,7 +42,7 @@ def test_no_ansi_when_stdout_is_not_a_tty(monkeypatch: pytest.MonkeyPatch) -> No
 def test_colour_when_asked() -> None:
     out = render(sample_analysis(), "text", color=True)
     assert ANSI in out
-    for needle in ("sweep/lr0.1", "DIV001", "learning_rate: 0.1 -> 0.03", "broken/run",
+    for needle in ("sweep/lr0.1", "DIV001", "learning_rate 0.1 -> 0.03", "broken/run",
                    "3 runs: 1 error, 1 warning, 1 info, 1 unreadable; exit 1"):
         assert needle in out
 

@@ -31,12 +31,12 @@ MAX_PER_TYPE = 10
 _COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
 
 
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escape_data(text: Any) -> str:
-    """Escape a command's message part: control characters other than LF (ESC, OSC-8,
-    BEL, CR...) and undecodable bytes made visible as ``\\xNN``, then % CR LF as the
+    """Escape a command's message part: control characters other than CR and LF (ESC,
+    OSC-8, BEL...) and undecodable bytes made visible as ``\\xNN``, then % CR LF as the
     runner unescapes them, so every annotation stays one physical line."""
     s = escape_undecodable(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}"
                                         if ord(m.group()) < 0x100
