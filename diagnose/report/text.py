@@ -149,7 +149,9 @@ def _new_recommendations(f: Any, shown: dict[tuple, str]) -> tuple[list[Any], li
 def _change(rec: Any) -> str:
     """'learning_rate 0.1 -> 0.03', 'warmup_steps -> 500', 'enable data_augmentation':
     a recommendation without its rationale, for the terminal's one line of changes."""
-    if rec.action in ("enable", "disable") and rec.current is None:
+    if rec.action in ("enable", "disable") and rec.current is None and (
+        rec.proposed is None or isinstance(rec.proposed, bool)
+    ):
         return f"{rec.action} {rec.hyperparameter}"
     if rec.proposed is None:
         return f"{rec.hyperparameter}: {rec.action}"
