@@ -1040,6 +1040,7 @@ _HOSTILE_NAMES = {
     "undecodable": b"bad\xff\xfename",
     "workflow": b"x\n::add-mask::secret\n::error file=a::pwned",
     "escapes": b"esc\x1b[31mred\x1b]8;;http:\x07link\x1b]8;;\x07",
+    "line_start": b"::add-mask::at_the_start",
 }
 
 
@@ -1088,7 +1089,7 @@ def test_hostile_folder_names_in_every_format(hostile: Path, logs: Logs, fmt: st
                     cwd=logs.cwd)
     assert result.code == 0 and "internal error" not in result.err
     _injection_free(result.err)
-    assert result.err.count("diagnose: ") == 3  # one line per unreadable run
+    assert result.err.count("diagnose: ") == 4  # one line per unreadable run
     for written in (out, tmp_path / "r.md"):
         _injection_free(written.read_text(encoding="utf-8"))
     with_names = (tmp_path / "r.md").read_text(encoding="utf-8")

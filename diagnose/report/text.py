@@ -181,12 +181,19 @@ def visible_notes(result: RunResult, verbosity: int = 0) -> tuple[list[Any], int
     return shown, hidden
 
 
+def _line_start(name: str) -> str:
+    """A run name that begins a line: escaped, and never starting with ``::`` (a GitHub
+    runner reads a log line that starts so as a workflow command)."""
+    text = clean(name)
+    return "\\x3a" + text[1:] if text.startswith("::") else text
+
+
 def _run_lines(
     result: RunResult, verbosity: int, terminal: bool, width: int
 ) -> tuple[list[_Line], int]:
     run = result.run
     text, style = _verdict(result)
-    name, meta = f"{clean(run_label(run))}  ", f"{clean(run.format)}  {_steps(result)}  "
+    name, meta = f"{_line_start(run_label(run))}  ", f"{clean(run.format)}  {_steps(result)}  "
     if terminal and len(name) + len(meta) + len(text) > width:
         meta = ""  # the format and steps give way before the verdict wraps
     out = [_Line([(name, "bold"), (meta, "dim"), (text, style)], hang=4)]
