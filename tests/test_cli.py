@@ -1096,6 +1096,7 @@ def test_hostile_folder_names_in_every_format(hostile: Path, logs: Logs, fmt: st
     assert "bad\\xff\\xfename" in with_names
 
 
+@pytest.mark.slow
 def test_hostile_names_in_stderr_and_on_a_terminal(hostile: Path, logs: Logs) -> None:
     proc = subprocess.run([sys.executable, "-m", "diagnose", str(hostile), "--format", "json"],
                           cwd=logs.cwd, capture_output=True, timeout=120,
