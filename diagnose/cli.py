@@ -59,14 +59,14 @@ def _suggest(word: str, choices: Any) -> str:
     return f" (did you mean {match[0]}?)" if match else ""
 
 
-def _check_hparam(key: str, value: Any) -> None:
-    """A --hparam value the recommender can use, or a UsageError that says why."""
+def _check_hparam(key: str, value: Any, where: str = "--hparam") -> None:
+    """A hyperparameter value the recommender can use, or a UsageError that says why."""
     from diagnose.hparams import finite_number
 
     shown = clean_arg(str(value))
     if key in _HPARAM_BOOL:
         if not isinstance(value, bool):
-            raise UsageError(f"--hparam {key} wants true or false, got '{shown}'")
+            raise UsageError(f"{where} {key} wants true or false, got '{shown}'")
         return
     spec = _HPARAM_RANGE.get(key)
     if spec is None:
@@ -75,18 +75,16 @@ def _check_hparam(key: str, value: Any) -> None:
     number = finite_number(value)
     kind = "a whole number" if integer else "a number"
     if number is None or (integer and not float(number).is_integer()):
-        raise UsageError(f"--hparam {key} wants {kind}, got '{shown}'")
+        raise UsageError(f"{where} {key} wants {kind}, got '{shown}'")
     if number < low or number > high or (open_low and number == low):
         bound = (f"between {low:g} and {high:g}" if high != float("inf")
                  else f"{'above' if open_low else 'at least'} {low:g}")
-        raise UsageError(f"--hparam {key} must be {bound}, got '{shown}'")
+        raise UsageError(f"{where} {key} must be {bound}, got '{shown}'")
 
 
 def _parse_hparams(items: list[str]) -> dict[str, Any]:
     """``--hparam KEY=VALUE`` pairs, canonicalised and checked: a misspelt key or a value
     that is no number where one is needed is a usage error, never silently ignored."""
-    from diagnose.hparams import ALIASES, CANONICAL, canonical_name, canonicalize
-
     raw: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -94,18 +92,26 @@ def _parse_hparams(items: list[str]) -> dict[str, Any]:
         key, value = item.split("=", 1)
         if not key.strip():
             raise UsageError(f"--hparam wants KEY=VALUE, got '{clean_arg(item)}'")
-        key = key.strip()
+        raw[key.strip()] = value.strip()
+    return checked_hparams(raw, "--hparam")
+
+
+def checked_hparams(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``raw`` canonicalised, each key known (close matches suggested) and each value
+    usable; ``where`` names the source in the error (``--hparam``, a config table)."""
+    from diagnose.hparams import ALIASES, CANONICAL, canonical_name, canonicalize
+
+    for key in raw:
         if canonical_name(key) is None and key not in EXTRA_HPARAMS:
             known = (*CANONICAL, *EXTRA_HPARAMS)
-            hint = _suggest(key.lower(), [*known, *ALIASES])
+            hint = _suggest(str(key).lower(), [*known, *ALIASES])
             raise UsageError(
-                f"--hparam: unknown hyperparameter '{clean_arg(key)}'"
+                f"{where}: unknown hyperparameter '{clean_arg(key)}'"
                 + (hint or f" (known: {', '.join(known)})")
             )
-        raw[key] = value.strip()
     out = canonicalize(raw)
     for key, value in out.items():
-        _check_hparam(key, value)
+        _check_hparam(key, value, where)
     return out
 
 
@@ -193,6 +199,8 @@ def _effective_config(args: argparse.Namespace) -> Config:
         config.fail_on = args.fail_on
     if getattr(args, "preview", False):
         config.preview = True
+    if config.hparams:
+        config.hparams = checked_hparams(dict(config.hparams), "[tool.diagnose.hparams]")
     return config
 
 

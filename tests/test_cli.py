@@ -1113,3 +1113,13 @@ def test_hostile_names_in_stderr_and_on_a_terminal(hostile: Path, logs: Logs) ->
     _injection_free(text)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout.decode("utf-8", "replace"))
     assert all(len(line) <= 40 for line in plain.splitlines())
+
+
+def test_config_hparams_are_checked_like_the_flag(logs: Logs, tmp_path: Path) -> None:
+    _pyproject(tmp_path, "[tool.diagnose.hparams]\nlearnig_rate = 0.5\n")
+    result = invoke(logs.overfit, cwd=tmp_path)
+    assert result.code == 2 and len(result.err_lines) == 1
+    assert ("[tool.diagnose.hparams]: unknown hyperparameter 'learnig_rate' "
+            "(did you mean learning_rate?)") in result.err
+    _pyproject(tmp_path, "[tool.diagnose.hparams]\nlr = 0\n")
+    assert "learning_rate must be above 0" in invoke(logs.overfit, cwd=tmp_path).err
