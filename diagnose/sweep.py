@@ -10,6 +10,9 @@ For each group this module says, only when the numbers are unambiguous:
   value are infeasible and the best trial sits at that edge, suspect instability");
 - a monotone relationship between one hyperparameter and the outcome.
 
+Every claim compares only runs that differ in that one hyperparameter (the other varied
+ones held equal), rests on at least :data:`MIN_PER_SIDE` runs on each side, and says how
+many runs it rests on: one run that happens to differ in many settings proves nothing.
 Deterministic (groups, hyperparameters and runs are sorted) and quiet when nothing is clear.
 """
 
@@ -28,6 +31,9 @@ from diagnose.metrics import Role, Series
 
 #: Smallest number of runs that makes a sweep group.
 MIN_RUNS = 3
+#: Smallest number of runs on each side of a failure boundary (and of failed runs beyond
+#: a best run that is limited by instability): never a claim from one run.
+MIN_PER_SIDE = 2
 #: Smallest number of distinct values of a hyperparameter for edge/trend insights.
 MIN_VALUES = 3
 #: A monotone trend must move the outcome by at least this share of its level.
@@ -174,7 +180,7 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
     for state in states:
         bad = [r for r in runs if state in r.states]
         good = [r for r in runs if state not in r.states]
-        if not bad or not good:
+        if len(bad) < MIN_PER_SIDE or len(good) < MIN_PER_SIDE:
             continue
         verb = _VERBS.get(state, f"was flagged {state}")
         evidence = {
@@ -193,14 +199,15 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
                 continue
             ok = "<" if side == ">=" else ">"
             message = (f"every run with {hp} {side} {_fmt(edge)} {verb} ({_runs(len(bad))}); "
-                       f"none with {hp} {ok}= {_fmt(other)} did")
+                       f"none of the {_runs(len(good))} with {hp} {ok}= {_fmt(other)} did")
             evidence.update({"threshold": edge, "side": side, "nearest_ok": other})
         else:
             values = {str(r.hparams[hp]) for r in bad}
             if len(values) != 1 or values & {str(r.hparams[hp]) for r in good}:
                 continue
             value = values.pop()
-            message = f"every run with {hp} = {value} {verb} ({_runs(len(bad))}); no other did"
+            message = (f"every run with {hp} = {value} {verb} ({_runs(len(bad))}); none of "
+                       f"the {_runs(len(good))} with another {hp} did")
             evidence.update({"value": value})
         out.append({"group": group, "hyperparameter": hp, "message": message,
                     "evidence": {"kind": "failure_boundary", **evidence}})
@@ -232,23 +239,27 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
     if v in (lo, hi):
         side = "upper" if v == hi else "lower"
         beyond = "above" if side == "upper" else "below"
-        message = (f"the best run ({best.run_id}, {name} {score_txt}) sits at the {side} edge "
-                   f"of the searched {hp} range [{_fmt(lo)}, {_fmt(hi)}]: widen it {beyond} "
-                   f"{_fmt(v)}")
+        message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
+                   f"sits at the {side} edge of the searched {hp} range "
+                   f"[{_fmt(lo)}, {_fmt(hi)}]: widen it {beyond} {_fmt(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     above = [x for x in infeasible if x > v]  # type: ignore[operator]
     below = [x for x in infeasible if x < v]  # type: ignore[operator]
+    if len(infeasible) < MIN_PER_SIDE:  # one failed run is no limit
+        return None
     if v == max(feasible) and above and all(x > v for x in infeasible):  # type: ignore[operator]
         nxt = min(above)
-        message = (f"the best run ({best.run_id}, {name} {score_txt}) has the largest {hp} "
-                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and above failed): the optimum "
+        message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
+                   f"has the largest {hp} that did not fail ({_fmt(v)}; the "
+                   f"{_runs(len(infeasible))} at {_fmt(nxt)} and above failed): the optimum "
                    f"is limited by instability, so add warmup or clipping, or search between "
                    f"{_fmt(v)} and {_fmt(nxt)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     if v == min(feasible) and below and all(x < v for x in infeasible):  # type: ignore[operator]
         nxt = max(below)
-        message = (f"the best run ({best.run_id}, {name} {score_txt}) has the smallest {hp} "
-                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and below failed): search "
+        message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
+                   f"has the smallest {hp} that did not fail ({_fmt(v)}; the "
+                   f"{_runs(len(infeasible))} at {_fmt(nxt)} and below failed): search "
                    f"between {_fmt(nxt)} and {_fmt(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     return None
@@ -277,7 +288,7 @@ def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
     name, _ = describe_outcome(outcome)
     better = "improves" if tau > 0 else "worsens"
     pairs = ", ".join(f"{_fmt(x)}: {_fmt(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
-    message = f"{name} {better} monotonically as {hp} increases ({pairs})"
+    message = f"{name} {better} monotonically as {hp} increases over {_runs(len(scored))} ({pairs})"
     best_end = "larger" if tau > 0 else "smaller"
     message += f"; try {best_end} values"
     return {"group": group, "hyperparameter": hp, "message": message,
@@ -298,42 +309,52 @@ def _group_insights(group: str, results: list[RunResult]) -> list[dict[str, Any]
     runs.sort(key=lambda r: r.run_id)
     varied = _varied(runs)
     out: list[dict[str, Any]] = []
-    # one boundary per (state, failing runs): when several hyperparameters separate the
-    # same runs, report the most important one and say the sweep cannot tell them apart
-    seen: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
     for hp in varied:
-        for insight in _boundaries(group, runs, hp):
-            ev = insight["evidence"]
-            key = (ev["state"], tuple(sorted(ev["with_state"])))
-            if key in seen:
-                first = seen[key]
-                first["evidence"].setdefault("confounded_with", []).append(hp)
-                continue
-            seen[key] = insight
+        others = [h for h in varied if h != hp]
+        slices = _slices(runs, hp, others)
+        compared = [r for part in slices for r in part]
+        for insight in _boundaries(group, compared, hp):
+            _held_equal(insight, others, len(slices))
             out.append(insight)
-    for insight in out:
-        others = insight["evidence"].get("confounded_with")
-        if others:
-            verb = "separates" if len(others) == 1 else "separate"
-            insight["message"] += (f" ({', '.join(others)} {verb} the same runs: the sweep "
-                                   "cannot tell which matters)")
-    for hp in varied:
         if outcome is None:
-            break
-        edge = _edge(group, runs, hp, outcome, higher)
-        if edge is not None:
-            edge["evidence"]["other_varied"] = [h for h in varied if h != hp]
-            out.append(edge)
-        # a trend is only a trend when nothing else changed between those runs
-        if len(varied) == 1:
-            trend = _trend(group, runs, hp, outcome, higher)
-            failed = any(i["evidence"].get("kind") == "failure_boundary"
-                         and i["hyperparameter"] == hp for i in out)
+            continue
+        for part in slices:  # outcomes are compared only between runs of one slice
+            edge = _edge(group, part, hp, outcome, higher)
+            if edge is not None:
+                out.append(_held_equal(edge, others, 1, part[0].hparams))
+            trend = _trend(group, part, hp, outcome, higher)
+            failed = sum(r.score is None for r in part)
             if trend is not None and failed:  # never "try larger" past runs that failed
-                trend["message"] += ", short of the values that failed"
+                trend["message"] += f", short of the values that failed ({_runs(failed)})"
             if trend is not None:
-                out.append(trend)
+                out.append(_held_equal(trend, others, 1, part[0].hparams))
     return out
+
+
+def _slices(runs: list[_Outcome], hp: str, others: list[str]) -> list[list[_Outcome]]:
+    """The runs split by the values of every other varied hyperparameter, keeping the
+    slices where ``hp`` itself varies: within a slice, only ``hp`` differs."""
+    parts: dict[tuple[str, ...], list[_Outcome]] = defaultdict(list)
+    for r in runs:
+        parts[tuple(str(r.hparams[h]) for h in others)].append(r)
+    return [part for _, part in sorted(parts.items())
+            if len({str(r.hparams[hp]) for r in part}) >= 2]
+
+
+def _held_equal(insight: dict[str, Any], others: list[str], slices: int,
+                values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Say what was held equal: the claim compares runs that differ only in its hp."""
+    if not others:
+        return insight
+    if values is not None:
+        held = ", ".join(f"{h}={_fmt(values[h])}" for h in others)
+        insight["message"] += f" (among runs with {held})"
+    else:
+        plural = "s" if slices != 1 else ""
+        insight["message"] += (f" (comparing runs with the same {', '.join(others)}, "
+                               f"{slices} group{plural})")
+    insight["evidence"]["held_equal"] = others
+    return insight
 
 
 def sweep_insights(results: list[RunResult]) -> list[dict[str, Any]]:

@@ -772,13 +772,21 @@ def _rule_files() -> list[dict[str, Any]]:
 def test_rules_lists_every_rule(logs: Logs) -> None:
     result = invoke("rules", cwd=logs.cwd)
     assert result.code == 0 and result.err == ""
-    rows = {line.split()[0]: line.split() for line in result.out.splitlines()[1:] if line}
+    lines = result.out.splitlines()
+    assert max(len(line) for line in lines) <= 100  # fits a 100-column terminal
+    entries: list[str] = []
+    for line in lines[1:]:  # a wrapped summary continues on indented lines
+        if line.startswith(" ") and entries:
+            entries[-1] += line
+        elif line:
+            entries.append(line)
+    rows = {e.split()[0]: e.split() for e in entries}
     specs = _rule_files()
     assert len(specs) >= 20 and set(rows) == {s["id"] for s in specs}
     for spec in specs:
         row = rows[spec["id"]]
         assert row[1] == spec["name"]
-        assert spec["state"] in row and spec["severity"] in row
+        assert f"[{spec['state']}]" in row and spec["severity"] in row
     as_json = json.loads(invoke("rules", "--format", "json", cwd=logs.cwd).out)
     assert {(r["id"], r["name"], r["state"], r["severity"]) for r in as_json} == {
         (s["id"], s["name"], s["state"], s["severity"]) for s in specs
@@ -926,3 +934,192 @@ def test_version_and_probe_usage(logs: Logs) -> None:
     assert exited.value.code == 0 and __version__ in out.getvalue()
     probe = invoke("probe", logs.diverged, cwd=logs.cwd)  # no --cmd: a usage error
     assert probe.code == 2 and probe.out == "" and len(probe.err_lines) == 1
+
+
+# ---------------------------------------------------------------------------
+# Help, suggestions and checked values (issue 11)
+# ---------------------------------------------------------------------------
+
+
+def test_help_describes_every_option_and_subcommand(logs: Logs) -> None:
+    with pytest.raises(SystemExit) as done, redirect_stdout(io.StringIO()) as out:
+        main(["--help"])
+    assert done.value.code == 0
+    text = out.getvalue()
+    usage = text.split("\n\n")[0]
+    for sub in ("rules", "explain ID", "probe RUN", "baseline"):
+        assert sub in usage
+    from diagnose.cli import _analysis_parser
+
+    for action in _analysis_parser()._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no help line"
+    for flag in ("-q, --quiet", "-v, --verbose", "--jobs N", "--select IDS"):
+        assert flag in text
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["rule"], "did you mean rules?"),
+    (["explian", "DIV001"], "did you mean explain?"),
+    (["explain", "DIV01"], "did you mean DIV001?"),
+    (["explain", "loss-nonfinite"], "did you mean loss-non-finite?"),
+])
+def test_close_matches_are_suggested(logs: Logs, argv: list[str], hint: str) -> None:
+    result = invoke(*argv, cwd=logs.cwd)
+    assert result.code == 2 and result.out == ""
+    assert len(result.err_lines) == 1 and hint in result.err
+
+
+def test_a_folder_named_like_a_typo_is_still_a_path(logs: Logs, tmp_path: Path) -> None:
+    shutil.copytree(logs.overfit, tmp_path / "rule")
+    result = invoke("rule", "--format", "json", cwd=tmp_path)
+    assert result.code == 0 and result.json()["runs"][0]["run"] == "."  # warnings only
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("learning_rate=abc", "--hparam learning_rate wants a number, got 'abc'"),
+    ("lr=-0.1", "--hparam learning_rate must be above 0"),
+    ("batch_size=3.5", "--hparam batch_size wants a whole number"),
+    ("dropout=2", "--hparam dropout must be between 0 and 1"),
+    ("learnin_rate=0.1", "unknown hyperparameter 'learnin_rate' (did you mean learning_rate?)"),
+    ("colour=red", "unknown hyperparameter 'colour' (known: learning_rate"),
+])
+def test_hparam_values_and_keys_are_checked(logs: Logs, item: str, message: str) -> None:
+    result = invoke(logs.overfit, "--hparam", item, cwd=logs.cwd)
+    assert result.code == 2 and result.out == ""
+    assert len(result.err_lines) == 1 and message in result.err
+
+
+def test_metric_role_naming_no_logged_metric_is_reported(logs: Logs, tmp_path: Path) -> None:
+    _pyproject(tmp_path, '[tool.diagnose.metrics]\nval_metric = "val_acuracy"\n')
+    result = invoke(logs.overfit, "--format", "json", cwd=tmp_path)
+    assert result.code in (0, 1) and result.json()["runs"]
+    assert ("warning: metrics.val_metric = 'val_acuracy' names no metric logged by any run "
+            "(did you mean val_accuracy?)") in result.err
+    _pyproject(tmp_path, '[tool.diagnose.metrics]\nval_metric = "val_accuracy"\n')
+    assert "warning" not in invoke(logs.overfit, "--format", "json", cwd=tmp_path).err
+
+
+def test_quiet_and_verbose(logs: Logs) -> None:
+    plain = invoke(logs.root, "--color", "never", cwd=logs.cwd)
+    quiet = invoke(logs.root, "-q", "--color", "never", cwd=logs.cwd)
+    verbose = invoke(logs.root, "-v", "--color", "never", cwd=logs.cwd)
+    assert plain.code == quiet.code == verbose.code == 1
+    assert "lightning/version_0" in plain.out and "lightning/version_0" not in quiet.out
+    assert "sweep/diverged" in quiet.out and "note " not in quiet.out
+    assert quiet.out.rstrip().splitlines()[-1] == plain.out.rstrip().splitlines()[-1]
+    assert "n/a" in verbose.out and len(verbose.out) > len(plain.out)
+    assert invoke(logs.root, "-q", "-v", cwd=logs.cwd).code == 2
+
+
+def test_a_run_given_as_the_path_is_named_by_its_folder(logs: Logs, tmp_path: Path) -> None:
+    text = invoke(logs.overfit, "--color", "never", cwd=logs.cwd).out
+    assert text.startswith("keras_overfit  keras_csv")
+    doc = invoke(logs.overfit, "--format", "json", cwd=logs.cwd).json()
+    assert doc["runs"][0]["run"] == "."  # the JSON id keeps the DESIGN.md contract
+    github = invoke(logs.overfit, "--format", "github", cwd=logs.cwd).out
+    assert "::keras_overfit: " in github
+    written = invoke(logs.overfit, "--report", tmp_path / "r.md", cwd=logs.cwd)
+    assert written.code == 0
+    assert [p.name for p in (tmp_path / "r_plots").iterdir()] == ["001-keras_overfit.png"]
+    # given from inside the run folder (PATH '.'), the name is still the folder's
+    assert invoke(".", "--color", "never", cwd=logs.overfit).out.startswith("keras_overfit  ")
+
+
+def test_absolute_paths_are_shown_as_given(logs: Logs) -> None:
+    missing = logs.root / "nope"
+    result = invoke(logs.overfit, missing, "--color", "never", cwd=logs.cwd)
+    assert f"{missing.as_posix()}: no such file or directory" in result.out
+    assert "../" not in result.out
+
+
+# ---------------------------------------------------------------------------
+# Hostile run names: real folders (issue 11, items 2 and 3)
+# ---------------------------------------------------------------------------
+
+_HOSTILE_NAMES = {
+    "undecodable": b"bad\xff\xfename",
+    "workflow": b"x\n::add-mask::secret\n::error file=a::pwned",
+    "escapes": b"esc\x1b[31mred\x1b]8;;http:\x07link\x1b]8;;\x07",
+    "line_start": b"::add-mask::at_the_start",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile(logs: Logs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One readable run and one unreadable run under each hostile folder name."""
+    root = tmp_path_factory.mktemp("hostile")
+    for raw in _HOSTILE_NAMES.values():
+        good = os.fsdecode(os.fsencode(root) + b"/" + raw)
+        shutil.copytree(logs.overfit, good)
+        bad = os.fsdecode(os.fsencode(root) + b"/" + raw + b"_empty")
+        os.mkdir(bad)
+        Path(bad, "events.out.tfevents.1700000000.host").write_bytes(b"")
+    return root
+
+
+def _injection_free(text: str) -> None:
+    """No escape byte, no lone surrogate, no line a GitHub runner reads as a command
+    other than our own annotations (our own colour codes aside)."""
+    assert "\x1b[31mred" not in text and "\x1b]8" not in text
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert "\x1b" not in text and "\x07" not in text
+    assert not re.search(r"[\ud800-\udfff]", text)
+    for line in text.splitlines():
+        if line.startswith("::"):  # ours: the name inside is %-escaped on this line
+            assert re.match(r"::(error|warning|notice) ", line), line
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json", "sarif", "junit", "github"])
+def test_hostile_folder_names_in_every_format(hostile: Path, logs: Logs, fmt: str,
+                                              tmp_path: Path) -> None:
+    for color in ("never", "always"):
+        result = invoke(hostile, "--format", fmt, "--color", color, cwd=logs.cwd)
+        assert result.code == 0, result.err  # the readable runs overfit: warnings
+        _injection_free(result.out)
+        _injection_free(result.err)
+        if fmt in ("json", "sarif"):  # valid JSON, encodable: no surrogate, raw or \\u
+            shown = json.dumps(result.json(), ensure_ascii=False)
+            shown.encode("utf-8")
+            shown = shown.replace("\\\\", "\\")  # the strings' own backslashes
+        else:
+            shown = result.out
+        assert "\\xff\\xfe" in shown  # the undecodable bytes, shown escaped
+    out = tmp_path / f"out.{fmt}"
+    result = invoke(hostile, "--format", fmt, "-o", out, "--report", tmp_path / "r.md",
+                    cwd=logs.cwd)
+    assert result.code == 0 and "internal error" not in result.err
+    _injection_free(result.err)
+    assert result.err.count("diagnose: ") == 4  # one line per unreadable run
+    for written in (out, tmp_path / "r.md"):
+        _injection_free(written.read_text(encoding="utf-8"))
+    with_names = (tmp_path / "r.md").read_text(encoding="utf-8")
+    assert "bad\\xff\\xfename" in with_names
+
+
+@pytest.mark.slow
+def test_hostile_names_in_stderr_and_on_a_terminal(hostile: Path, logs: Logs) -> None:
+    proc = subprocess.run([sys.executable, "-m", "diagnose", str(hostile), "--format", "json"],
+                          cwd=logs.cwd, capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0
+    err = proc.stderr.decode("utf-8")  # valid UTF-8: no raw invalid byte
+    _injection_free(err)
+    assert "x ::add-mask::secret ::error file=a::pwned_empty: " in err  # one line
+    proc = subprocess.run([sys.executable, "-m", "diagnose", str(hostile), "--color", "always"],
+                          cwd=logs.cwd, capture_output=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "40", "PYTHONIOENCODING": "utf-8"})
+    assert proc.returncode == 0
+    text = proc.stdout.decode("utf-8")
+    _injection_free(text)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout.decode("utf-8", "replace"))
+    assert all(len(line) <= 40 for line in plain.splitlines())
+
+
+def test_config_hparams_are_checked_like_the_flag(logs: Logs, tmp_path: Path) -> None:
+    _pyproject(tmp_path, "[tool.diagnose.hparams]\nlearnig_rate = 0.5\n")
+    result = invoke(logs.overfit, cwd=tmp_path)
+    assert result.code == 2 and len(result.err_lines) == 1
+    assert ("[tool.diagnose.hparams]: unknown hyperparameter 'learnig_rate' "
+            "(did you mean learning_rate?)") in result.err
+    _pyproject(tmp_path, "[tool.diagnose.hparams]\nlr = 0\n")
+    assert "learning_rate must be above 0" in invoke(logs.overfit, cwd=tmp_path).err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from test_report_common import (
     check_snapshot,
@@ -81,3 +82,20 @@ def test_no_overflow_notice_under_the_cap() -> None:
     out = render(_flood(10, 3, 2), "github")
     assert "not shown" not in out
     assert out.count("::error ") == 10 and out.count("::notice ") == 2
+
+
+def test_escape_bytes_osc8_and_c0_never_reach_the_log() -> None:
+    analysis = hostile_analysis()
+    run = analysis.results[0].run
+    run.run_id = "a\x1b]8;;http://evil\x07click\x1b]8;;\x07\x1b[2J\x00\x08b\udcff"
+    run.sources = [Path(f"logs/{run.run_id}/events.out.tfevents.1")]
+    out = render(analysis, "github")
+    for raw in ("\x1b", "\x07", "\x00", "\x08", "\udcff"):
+        assert raw not in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("::") and "\\x1b]8" in ln)
+    file_prop = line.split("file=", 1)[1].split(",", 1)[0]
+    assert "\\x1b]8;;http%3A/evil\\x07click" in file_prop and "\\xff" in file_prop
+    assert "a\\x1b]8;;http://evil\\x07click\\x1b]8;;\\x07\\x1b[2J\\x00\\x08b\\xff: " in line
+    # every line is an annotation of ours or the summary: nothing can start a command
+    assert all(ln.startswith(("::error ", "::warning ", "::notice ")) or " runs" in ln
+               or ln.startswith("1 run") for ln in out.splitlines())

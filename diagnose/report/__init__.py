@@ -34,6 +34,7 @@ __all__ = [
     "ordered_findings",
     "render",
     "rule_index",
+    "run_label",
     "summary_line",
     "verdict",
     "write_report",
@@ -47,18 +48,35 @@ def render(
     *,
     color: bool | None = None,
     rules: list | None = None,
+    verbosity: int = 0,
 ) -> str:
     """Render ``analysis`` in one of :data:`FORMATS`; returns the whole document.
 
-    ``color`` only affects ``text`` (None: colour when stdout is a terminal).  ``rules``
-    are the engine's RuleSpecs; SARIF and the markdown report take rule help from them.
+    ``color`` and ``verbosity`` (-1 ``-q``, 1 ``-v``) only affect ``text`` (None: colour
+    when stdout is a terminal).  ``rules`` are the engine's RuleSpecs; SARIF and the
+    markdown report take rule help from them.  Whatever the format, a name that was not
+    valid UTF-8 on disk comes out escaped (``\\xff``), never as a lone surrogate.
     """
+    return escape_undecodable(
+        _render(analysis, fmt, fail_on, color=color, rules=rules, verbosity=verbosity)
+    )
+
+
+def _render(
+    analysis: Analysis,
+    fmt: str,
+    fail_on: str,
+    *,
+    color: bool | None,
+    rules: list | None,
+    verbosity: int,
+) -> str:
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
     if fmt == "text":
         from diagnose.report.text import render_text
 
-        return render_text(analysis, fail_on, color=color)
+        return render_text(analysis, fail_on, color=color, verbosity=verbosity)
     if fmt == "markdown":
         from diagnose.report.markdown import render_markdown
 
@@ -156,8 +174,24 @@ def summary_line(analysis: Analysis, fail_on: str) -> str:
 
 
 def verdict(result: RunResult) -> str:
-    """The run's states joined, or 'healthy' when no error/warning finding."""
+    """The run's states joined, 'healthy' when no error/warning finding, or 'not judged
+    (why)' when the engine could not judge it (never 'healthy' for such a run)."""
+    if getattr(result, "verdict", None) == "not_judged":
+        why = getattr(result, "not_judged_reason", None)
+        return f"not judged ({why})" if why else "not judged"
     return ", ".join(result.states) or "healthy"
+
+
+def run_label(run: Any) -> str:
+    """The name a person sees for a run: its id, except that a run given as the PATH
+    itself (id ``.``, DESIGN.md) is named by its folder, never ``.``."""
+    run_id = str(getattr(run, "run_id", "") or "")
+    if run_id not in (".", ""):
+        return run_id
+    path = str(getattr(run, "path", "") or ".")
+    if os.path.isfile(path):  # a single log file given as PATH: its folder holds the run
+        path = os.path.dirname(path) or "."
+    return os.path.basename(os.path.abspath(path).rstrip(os.sep)) or os.path.abspath(path)
 
 
 def fmt_value(value: Any) -> str:
@@ -188,14 +222,48 @@ def fmt_value(value: Any) -> str:
     return str(value)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+#: What os.fsdecode makes of bytes that are not UTF-8 (PEP 383), and any other lone
+#: surrogate: none can be encoded, so each is shown as the byte it stands for.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _byte_escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def escape_undecodable(text: str) -> str:
+    """``text`` with every lone surrogate (an undecodable byte of a file name) written as
+    ``\\xNN``, so it can be encoded, hashed and printed."""
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(lambda m: _byte_escape(m.group()), text)
+
+
+def escape_tree(value: Any) -> Any:
+    """A JSON-ready tree with :func:`escape_undecodable` applied to every string (keys
+    too): a JSON document never carries a lone surrogate, escaped or raw."""
+    if isinstance(value, str):
+        return escape_undecodable(value)
+    if isinstance(value, dict):
+        return {escape_tree(k): escape_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_tree(v) for v in value]
+    return value
+
+
+def _control_escape(m: re.Match) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def clean(text: Any) -> str:
     """Text from untrusted files made safe for a terminal: control bytes (ANSI escapes,
-    carriage returns) become visible ``\\xNN`` escapes and newlines become spaces."""
+    carriage returns, OSC-8 links) and undecodable bytes become visible ``\\xNN``
+    escapes and newlines become spaces."""
     s = str(text).replace("\r\n", " ").replace("\n", " ")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+    return escape_undecodable(_CONTROL.sub(_control_escape, s))
 
 
 def recommendation_line(rec: Any) -> str:
@@ -211,15 +279,17 @@ def recommendation_line(rec: Any) -> str:
 
 
 def display_path(path: Path | str, cwd: Path | None = None) -> str:
-    """A path as a reader (or GitHub) wants it: relative to the current directory when
-    absolute and under a common root, ``/``-separated, otherwise unchanged (URLs too)."""
+    """A path as a reader (or GitHub) wants it, ``/``-separated: an absolute path under
+    the current directory relative to it, any other path as the user gave it (never
+    climbing out with ``../../..``)."""
     if isinstance(path, str) and is_remote(path):
         return path
     p = Path(path)
     if p.is_absolute():
+        base = (cwd or Path.cwd()).resolve()
         try:
-            p = Path(os.path.relpath(p, (cwd or Path.cwd()).resolve()))
-        except ValueError:  # another drive on Windows
+            return p.relative_to(base).as_posix() or "."
+        except ValueError:  # not under the current directory: keep it absolute
             return p.as_posix()
     return p.as_posix()
 

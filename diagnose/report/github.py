@@ -11,13 +11,16 @@ second one.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from diagnose.findings import Analysis
 from diagnose.report import (
     display_path,
+    escape_undecodable,
     ordered_findings,
     recommendation_line,
+    run_label,
     run_location,
     summary_line,
 )
@@ -28,9 +31,17 @@ MAX_PER_TYPE = 10
 _COMMAND = {"error": "error", "warning": "warning", "info": "notice"}
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def escape_data(text: Any) -> str:
-    """Escape a command's message part: % CR LF."""
-    return str(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Escape a command's message part: control characters other than CR and LF (ESC,
+    OSC-8, BEL...) and undecodable bytes made visible as ``\\xNN``, then % CR LF as the
+    runner unescapes them, so every annotation stays one physical line."""
+    s = escape_undecodable(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}"
+                                        if ord(m.group()) < 0x100
+                                        else f"\\u{ord(m.group()):04x}", str(text)))
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def escape_property(text: Any) -> str:
@@ -51,7 +62,7 @@ def _annotations(analysis: Analysis) -> dict[str, list[str]]:
     for result in analysis.results:
         file = display_path(run_location(result.run))
         for f in ordered_findings(result):
-            lines = [f"{result.run.run_id}: {f.message}"]
+            lines = [f"{run_label(result.run)}: {f.message}"]
             if f.step is not None and f"step {f.step}" not in f.message:
                 lines[0] += f" (step {f.step})"
             lines.extend(f"-> {recommendation_line(r)}" for r in f.recommendations)
@@ -92,5 +103,6 @@ def render_github(analysis: Analysis, fail_on: str = "error") -> str:
         slots -= 1
         overflow.append(_overflow("notice", len(notices) - slots))
     out += overflow + notices[:slots]
-    out.append(summary_line(analysis, fail_on))
+    # a plain log line: it must not start a workflow command (a name cannot reach it)
+    out.append(summary_line(analysis, fail_on).lstrip(":"))
     return "\n".join(out) + "\n"

@@ -10,8 +10,10 @@ import json
 
 from diagnose import __version__
 from diagnose.findings import Analysis
+from diagnose.report import escape_tree
 
 
 def render_json(analysis: Analysis) -> str:
     """The schema_version 1 document, indented by 2, keys in contract order."""
-    return json.dumps(analysis.to_dict(__version__), indent=2, sort_keys=False, allow_nan=False)
+    doc = escape_tree(analysis.to_dict(__version__))
+    return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False)

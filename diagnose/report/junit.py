@@ -13,7 +13,14 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from diagnose.findings import Analysis, Finding
-from diagnose.report import fails, fmt_value, ordered_findings, recommendation_line
+from diagnose.report import (
+    clean,
+    fails,
+    fmt_value,
+    ordered_findings,
+    recommendation_line,
+    run_label,
+)
 
 # Characters XML 1.0 cannot carry at all (ElementTree would write them and produce a file
 # no parser accepts): C0 controls except tab/newline/CR, surrogates, U+FFFE/U+FFFF.
@@ -44,7 +51,7 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
     n_fail = 0
     for result in analysis.results:
         case = ET.SubElement(suite, "testcase", classname="diagnose",
-                             name=xml_safe(result.run.run_id))
+                             name=xml_safe(run_label(result.run)))
         quiet: list[str] = []
         failed = False
         for f in ordered_findings(result):
@@ -64,7 +71,7 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
     for err in analysis.errors:
         case = ET.SubElement(suite, "testcase", classname="diagnose", name=xml_safe(err.path))
         el = ET.SubElement(case, "error", type="LoadError", message=xml_safe(err.message))
-        el.text = xml_safe(f"{err.path}: {err.message}")
+        el.text = xml_safe(f"{clean(err.path)}: {err.message}")  # a name: one line
     tests = len(analysis.results) + len(analysis.errors)
     stats = {"tests": str(tests), "failures": str(n_fail), "errors": str(len(analysis.errors)),
              "skipped": "0"}

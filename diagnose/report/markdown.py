@@ -23,10 +23,12 @@ from diagnose.metrics import Series
 from diagnose.report import (
     RuleInfo,
     counts,
+    escape_undecodable,
     exit_status,
     fmt_value,
     ordered_findings,
     rule_index,
+    run_label,
     verdict,
 )
 from diagnose.report.plots import KEY_ROLES, draw, key_metric, plot_data, role_series
@@ -258,10 +260,10 @@ def render_markdown(
         worst = _worst(result)
         detail = bool(result.findings or result.run.notes or i in plot_links)
         anchor = f"run-{i + 1}"
-        name = md_code(result.run.run_id)
+        name = md_code(run_label(result.run))
         plot = ""
         if i in plot_links:
-            alt = md_text(f"curves of {result.run.run_id}", 120)
+            alt = md_text(f"curves of {run_label(result.run)}", 120)
             plot = Raw(f"![{alt}]({plot_links[i]})")
         elif plots_note and detail:
             plot = Raw(f"_{plots_note}_")
@@ -282,7 +284,7 @@ def render_markdown(
             "anchor": anchor,
             "icon": Raw(_ICON[worst]),
             "link": Raw(f"[{name}](#{anchor})") if detail else name,
-            "title": md_code(result.run.run_id, table=False),
+            "title": md_code(run_label(result.run), table=False),
             "verdict": verdict(result),
             "key_metric": km.text if km else "—",
             "best_step": str(km.step) if km and km.kind != "final" else "—",
@@ -366,7 +368,7 @@ def write_report(
         cache[i] = role_series(result)
         if i not in chosen:
             continue
-        png = plot_dir / f"{i + 1:03d}-{_slug(result.run.run_id)}.png"
+        png = plot_dir / f"{i + 1:03d}-{_slug(run_label(result.run))}.png"
         if draw(plot_data(result, cache[i]), png) is not None:
             written.append(png)
             links[i] = quote(f"{plot_dir.name}/{png.name}")
@@ -378,16 +380,17 @@ def write_report(
     note = None
     if len(analysis.results) > max_plots:
         note = f"plot omitted: the report draws at most {max_plots} runs"
-    text = render_markdown(analysis, fail_on, rules=rules, plot_links=links,
-                           series_cache=cache, plots_note=note)
+    text = escape_undecodable(render_markdown(analysis, fail_on, rules=rules,
+                                              plot_links=links, series_cache=cache,
+                                              plots_note=note))
     path.write_text(text, encoding="utf-8")
     written.insert(0, path)
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
         where = f"plots are in {path.name} and {plot_dir.name}/ (not shown in step summaries)"
-        body = render_markdown(analysis, fail_on, rules=rules, series_cache=cache,
-                               plots_note=where)
+        body = escape_undecodable(render_markdown(analysis, fail_on, rules=rules,
+                                                  series_cache=cache, plots_note=where))
         _append_step_summary(Path(summary), body)
     return written
 

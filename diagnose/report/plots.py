@@ -18,7 +18,7 @@ import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.metrics import Role, Series
-from diagnose.report import clean, fmt_value
+from diagnose.report import clean, fmt_value, run_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -241,7 +241,7 @@ def plot_data(
         panel = "metric" if km.role == "val_metric" else "loss"
         best = {"step": km.step, "value": km.value, "panel": panel,
                 "label": f"best val {km.metric} {fmt_value(km.value)} @ step {km.step}"}
-    return {"run": result.run.run_id, "panels": panels, "markers": markers, "best": best}
+    return {"run": run_label(result.run), "panels": panels, "markers": markers, "best": best}
 
 
 # ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,7 +20,15 @@ from urllib.parse import quote
 from diagnose import __version__
 from diagnose.findings import Analysis, Finding, RunResult
 from diagnose.remote import is_remote
-from diagnose.report import RuleInfo, display_path, fmt_value, rule_index, run_location
+from diagnose.report import (
+    RuleInfo,
+    display_path,
+    escape_tree,
+    fmt_value,
+    rule_index,
+    run_label,
+    run_location,
+)
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -53,14 +62,15 @@ def artifact_uri(path: Path | str, cwd: Path | None = None) -> str:
     if is_remote(text):
         return text
     if Path(text).is_absolute():
-        return Path(text).as_uri()
-    return quote(text, safe="/-._~")
+        return "file://" + quote(os.fsencode(text), safe="/-._~")
+    # a name that is not UTF-8 on disk: percent-encode the bytes it really has
+    return quote(os.fsencode(text), safe="/-._~")
 
 
 def fingerprint(run_id: str, rule: str, metric: str | None) -> str:
     """Stable across reruns: same run, rule and metric -> same alert."""
     key = "\0".join([run_id, rule, metric or ""])
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 def _rule_help(info: RuleInfo) -> tuple[str, str]:
@@ -141,7 +151,7 @@ def _result(result: RunResult, f: Finding, index: dict[str, int]) -> dict[str, A
         "ruleId": f.rule,
         "ruleIndex": index[f.rule],
         "level": _LEVEL[f.severity],
-        "message": {"text": f"{run_id}: {f.message}{where}"},
+        "message": {"text": f"{run_label(result.run)}: {f.message}{where}"},
         "locations": [_location(result)],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(run_id, f.rule, f.metric)},
         "properties": {
@@ -181,7 +191,7 @@ def sarif_log(analysis: Analysis, rules: list | None = None) -> dict[str, Any]:
     for r in analysis.results:
         for n in r.run.notes:
             notes.append(_notification(
-                "note", f"{r.run.run_id}: {n.code}: {n.message}",
+                "note", f"{run_label(r.run)}: {n.code}: {n.message}",
                 artifact_uri(n.path) if n.path else artifact_uri(run_location(r.run)),
                 f"ingest-{n.code}",
             ))
@@ -211,4 +221,4 @@ def sarif_log(analysis: Analysis, rules: list | None = None) -> dict[str, Any]:
 
 def render_sarif(analysis: Analysis, rules: list | None = None) -> str:
     """SARIF 2.1.0 as indented JSON."""
-    return json.dumps(sarif_log(analysis, rules), indent=2, allow_nan=False)
+    return json.dumps(escape_tree(sarif_log(analysis, rules)), indent=2, allow_nan=False)

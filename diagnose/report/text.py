@@ -1,16 +1,25 @@
 """``--format text``: the default listing, for a person at a terminal or a CI log.
 
-Two renderings of the same content: a rich table with colour on a terminal, and plain
-aligned lines otherwise (pipes, files, CI logs), which must never carry ANSI codes.  Names
-and messages come from untrusted log files, so both paths print them as literal text
-(rich ``Text``, never markup) with control bytes made visible.
+Grouped by run, one finding per line, the summary line last (as ruff and pytest do).  Two
+renderings of the same listing:
+
+- plain (pipes, files, CI logs): one logical line per output line, never an ANSI code,
+  each recommendation on its own line with its rationale, so ``grep`` finds it whole;
+- terminal (``color``): styled and wrapped to the terminal's width with a hanging indent,
+  a finding's changes on one line (the rationale is in ``-v``, piped output and
+  ``--report``), so an 80-column terminal shows no more lines than the pipe does.
+
+Names and messages come from untrusted log files: both paths print them through
+:func:`~diagnose.report.clean` (control bytes and undecodable bytes made visible) and
+style them with fixed SGR codes, never with markup, so a name cannot inject escapes.
 """
 
 from __future__ import annotations
 
-import io
 import shutil
 import sys
+import textwrap
+from dataclasses import dataclass
 from typing import Any
 
 from diagnose.findings import Analysis, RunResult
@@ -21,21 +30,58 @@ from diagnose.report import (
     fmt_value,
     ordered_findings,
     recommendation_line,
+    run_label,
     summary_line,
     verdict,
 )
 
-_SEV_LABEL = {"error": "error", "warning": "warning", "info": "info"}
+#: Notes that never change what a run's curves say (a YAML tag read as data, a series
+#: written twice, a step logged twice): shown with ``-v`` only.  Every other note (data
+#: lost, truncated, restarted, unreadable, any code added later) is shown by default.
+ROUTINE_NOTES = frozenset({"unsupported", "duplicate_series", "duplicate_steps"})
+
+_SGR = {"bold": "1", "bold red": "1;31", "yellow": "33", "cyan": "36", "green": "32",
+        "dim": "2", "bold green": "1;32"}
 _SEV_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
+#: A wrapped message continues under its rule id (``  warning ``): aligned under the
+#: message itself it would get 62 of 80 columns and wrap a third more often.
+_HANG = 10
+_NBSP = "\u00a0"  # keeps one change on one row; printed as a plain space
+#: Width assumed when the terminal's cannot be read (and never less than this).
+_MIN_WIDTH = 40
 
-def render_text(analysis: Analysis, fail_on: str = "error", *, color: bool | None = None) -> str:
-    """The listing; rich with colour when ``color`` (None: when stdout is a terminal)."""
+
+@dataclass
+class _Line:
+    """One logical line: a styled head kept whole, then a body wrapped under ``hang``."""
+
+    head: list[tuple[str, str]]
+    body: str = ""
+    body_style: str = ""
+    hang: int = _HANG
+
+
+def render_text(
+    analysis: Analysis,
+    fail_on: str = "error",
+    *,
+    color: bool | None = None,
+    verbosity: int = 0,
+    width: int | None = None,
+) -> str:
+    """The listing.  ``color`` (None: when stdout is a terminal) also selects the wrapped
+    terminal layout; ``verbosity`` -1 is ``-q`` (findings only), 1 is ``-v`` (every note,
+    not-applicable rules, rationales); ``width`` defaults to the terminal's."""
     if color is None:
         color = _stdout_is_tty()
-    if color:
-        return _render_rich(analysis, fail_on)
-    return _render_plain(analysis, fail_on)
+    if width is None:
+        width = shutil.get_terminal_size((100, 24)).columns if color else 0
+    width = max(width, _MIN_WIDTH)
+    lines = _listing(analysis, fail_on, verbosity, bool(color), width)
+    if not color:
+        return "".join(_plain(line) + "\n" for line in lines)
+    return "".join(_styled(line, width) for line in lines)
 
 
 def _stdout_is_tty() -> bool:
@@ -45,13 +91,23 @@ def _stdout_is_tty() -> bool:
         return False
 
 
+# ---------------------------------------------------------------------------
+# The listing (shared by both renderings)
+# ---------------------------------------------------------------------------
+
+
 def _steps(result: RunResult) -> str:
     rng = result.run.step_range
     return f"steps {rng[0]}-{rng[1]}" if rng else "no scalars"
 
 
-def _step(step: int | None) -> str:
-    return f"step {step}" if step is not None else "-"
+def _verdict(result: RunResult) -> tuple[str, str]:
+    text = verdict(result)
+    if text.startswith("not judged"):
+        return text, "yellow"
+    if result.states:
+        return text, "bold"
+    return ("healthy" if result.findings else "healthy: no findings"), "green"
 
 
 def _insight_line(item: Any) -> str:
@@ -90,152 +146,157 @@ def _new_recommendations(f: Any, shown: dict[tuple, str]) -> tuple[list[Any], li
     return fresh, earlier
 
 
-# ---------------------------------------------------------------------------
-# Plain text
-# ---------------------------------------------------------------------------
+def _change(rec: Any) -> str:
+    """'learning_rate 0.1 -> 0.03', 'warmup_steps -> 500', 'enable data_augmentation':
+    a recommendation without its rationale, for the terminal's one line of changes."""
+    if rec.action in ("enable", "disable") and rec.current is None and (
+        rec.proposed is None or isinstance(rec.proposed, bool)
+    ):
+        return f"{rec.action} {rec.hyperparameter}"
+    if rec.proposed is None:
+        return f"{rec.hyperparameter}: {rec.action}"
+    current = "" if rec.current is None else f"{fmt_value(rec.current)} "
+    return f"{rec.hyperparameter} {current}-> {fmt_value(rec.proposed)}"
 
 
-Line = list[tuple[str, str]]  # (text, rich style) segments of one output line
+def visible_notes(result: RunResult, verbosity: int = 0) -> tuple[list[Any], int]:
+    """The run's notes worth showing, without repeats, and how many were held back.
 
-
-def _listing(analysis: Analysis, fail_on: str) -> list[Line]:
-    """The listing as styled segments: joined bare for plain text, styled for a terminal.
-
-    String work only (no table layout), so 1,000 runs list in well under a second.
+    A note is held back at the default verbosity when it is routine (:data:`ROUTINE_NOTES`)
+    or when one of the run's findings already says it (the restart note beside LOG003).
     """
-    out: list[Line] = []
-    for result in analysis.results:
-        run = result.run
-        head = f"{clean(run.run_id)}  "
-        meta = f"{clean(run.format)}  {_steps(result)}  "
-        if result.states:
-            out.append([(head, "bold"), (meta, "dim"), (verdict(result), "bold")])
-        elif result.findings:
-            out.append([(head, "bold"), (meta, "dim"), ("healthy", "green")])
+    said = " ".join(f.message for f in result.findings)
+    seen: set[tuple[str, str, str]] = set()
+    shown, hidden = [], 0
+    for note in result.run.notes:
+        key = (note.code, note.message, str(note.path or ""))
+        if key in seen:
+            continue
+        seen.add(key)
+        repeated = bool(note.message) and note.message in said
+        if verbosity < 1 and (note.code in ROUTINE_NOTES or repeated):
+            hidden += 1
         else:
-            out.append([(head, "bold"), (meta, "dim"), ("healthy: no findings", "green")])
-        shown: dict[tuple, str] = {}
-        for f in ordered_findings(result):
-            out.append([
-                (f"  {_SEV_LABEL[f.severity]:<8} ", _SEV_STYLE[f.severity]),
-                (f"{clean(f.rule):<7} ", "bold"),
-                (f"{_step(f.step):<11} ", "dim"),
-                (clean(f.message), ""),
-            ])
-            recs, same_as = _new_recommendations(f, shown)
-            out.extend([(f"{'':>30}-> {clean(recommendation_line(rec))}", "green")]
-                       for rec in recs)
+            shown.append(note)
+    return shown, hidden
+
+
+def _line_start(name: str) -> str:
+    """A run name that begins a line: escaped, and never starting with ``::`` (a GitHub
+    runner reads a log line that starts so as a workflow command)."""
+    text = clean(name)
+    return "\\x3a" + text[1:] if text.startswith("::") else text
+
+
+def _run_lines(
+    result: RunResult, verbosity: int, terminal: bool, width: int
+) -> tuple[list[_Line], int]:
+    run = result.run
+    text, style = _verdict(result)
+    name, meta = f"{_line_start(run_label(run))}  ", f"{clean(run.format)}  {_steps(result)}  "
+    if terminal and len(name) + len(meta) + len(text) > width:
+        meta = ""  # the format and steps give way before the verdict wraps
+    out = [_Line([(name, "bold"), (meta, "dim"), (text, style)], hang=4)]
+    shown: dict[tuple, str] = {}
+    for f in ordered_findings(result):
+        message = clean(f.message)
+        if f.step is not None and f"step {f.step}" not in f.message:
+            message += f" (step {f.step})"
+        out.append(_Line([(f"  {f.severity:<8}", _SEV_STYLE[f.severity]),
+                          (f"{clean(f.rule):<7} ", "bold")], message))
+        recs, same_as = _new_recommendations(f, shown)
+        pad = " " * _HANG
+        if terminal and verbosity < 1:
+            # the changes already listed under an earlier finding are not repeated here
+            changes = [clean(_change(r)).replace(" ", _NBSP) for r in recs]
+            if changes:  # wrapped between changes, never inside one
+                out.append(_Line([(f"{pad}-> ", "green")], "; ".join(changes), "green",
+                                 _HANG + 3))
+        else:
+            out.extend(_Line([(f"{pad}-> ", "green")], clean(recommendation_line(r)), "green",
+                             _HANG + 3) for r in recs)
             if same_as:
-                out.append([(f"{'':>30}-> same changes as {', '.join(same_as)}", "green")])
-        for note in run.notes:
-            where = f" ({clean(display_path(note.path))})" if note.path else ""
-            out.append([(f"  {'note':<8} {clean(note.code)}: {clean(note.message)}{where}",
-                         "dim")])
-    out.extend(_tail(analysis, fail_on))
-    return out
+                out.append(_Line([(f"{pad}-> ", "green")],
+                                 f"same changes as {', '.join(same_as)}", "green", _HANG + 3))
+    notes, hidden = visible_notes(result, verbosity)
+    for note in notes:
+        where = f" ({clean(display_path(note.path))})" if note.path else ""
+        out.append(_Line([("  note    ", "dim")],
+                         f"{clean(note.code)}: {clean(note.message)}{where}", "dim", 10))
+    if verbosity >= 1 and result.not_applicable:
+        out.append(_Line([("  n/a     ", "dim")],
+                         "rules not applicable to this run's metrics: "
+                         + ", ".join(clean(r) for r in result.not_applicable), "dim", 10))
+    return out, hidden
 
 
-def _tail(analysis: Analysis, fail_on: str) -> list[Line]:
-    """Sweep insights, unreadable runs and the summary line, after the runs."""
-    out: list[Line] = []
-    insights = _sweeps(analysis)
+def _listing(
+    analysis: Analysis, fail_on: str, verbosity: int, terminal: bool, width: int
+) -> list[_Line]:
+    """Every line of the listing, runs first and the summary line last."""
+    out: list[_Line] = []
+    hidden = 0
+    for result in analysis.results:
+        if verbosity < 0 and not result.findings:
+            continue
+        lines, held = _run_lines(result, verbosity, terminal, width)
+        out.extend(lines if verbosity >= 0 else [ln for ln in lines if not _is_note(ln)])
+        hidden += held if verbosity >= 0 else 0
+    insights = _sweeps(analysis) if verbosity >= 0 else []
     if insights:
-        out.append([])
-        out.append([("sweep insights:", "bold")])
-        out.extend([(f"  {line}", "")] for line in insights)
+        out += [_Line([]), _Line([("sweep insights:", "bold")])]
+        out.extend(_Line([("  ", "")], line, "", 4) for line in insights)
     if analysis.errors:
-        out.append([])
-        out.append([("errors:", "bold red")])
-        out.extend([("  ", ""), (clean(e.path), "bold"), (f": {clean(e.message)}", "")]
-                   for e in analysis.errors)
-    out.append([])
+        out += [_Line([]), _Line([("errors:", "bold red")])]
+        out.extend(_Line([("  ", ""), (clean(display_path(e.path)), "bold")],
+                         f": {clean(e.message)}", "", 4) for e in analysis.errors)
+    summary = summary_line(analysis, fail_on)
+    if hidden:
+        summary += f" ({hidden} routine note{'s' if hidden != 1 else ''} hidden; -v shows them)"
     style = "bold red" if exit_status(analysis, fail_on) else "bold"
-    out.append([(summary_line(analysis, fail_on), style)])
+    out += [_Line([]), _Line([(summary, style)], hang=4)]
     return out
 
 
-def _render_plain(analysis: Analysis, fail_on: str) -> str:
-    """Aligned lines without any escape codes, for pipes, files and CI logs."""
-    lines = _listing(analysis, fail_on)
-    return "\n".join("".join(text for text, _ in line) for line in lines) + "\n"
+def _is_note(line: _Line) -> bool:
+    return bool(line.head) and line.head[0][0].startswith(("  note ", "  n/a "))
 
 
 # ---------------------------------------------------------------------------
-# Rich (terminal)
+# Renderings
 # ---------------------------------------------------------------------------
 
 
-#: Above this many runs a terminal gets styled lines instead of a table (table layout
-#: measures every cell: seconds for 1,000 runs).
-RICH_TABLE_MAX_RUNS = 200
+def _plain(line: _Line) -> str:
+    return "".join(text for text, _ in line.head) + line.body
 
 
-def _render_rich(analysis: Analysis, fail_on: str) -> str:
-    """A table for a handful of runs (findings inside each run's row); styled lines beyond
-    :data:`RICH_TABLE_MAX_RUNS`."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+def _paint(text: str, style: str) -> str:
+    code = _SGR.get(style)
+    return f"\x1b[{code}m{text}\x1b[0m" if code and text else text
 
-    width = shutil.get_terminal_size((120, 24)).columns
-    buf = io.StringIO()
-    console = Console(
-        file=buf, force_terminal=True, color_system="standard", width=width,
-        highlight=False, emoji=False, soft_wrap=False,
+
+def _styled(line: _Line, width: int) -> str:
+    """The line wrapped to ``width`` under its hanging indent, styled with SGR codes.
+
+    Every continuation line starts with spaces, so no wrapped text can begin a line
+    (a ``::command`` in a name cannot become a GitHub workflow command).
+    """
+    head = "".join(text for text, _ in line.head)
+    hang = min(line.hang, width // 2)
+    if len(head) >= width - 10:  # a very long name: wrap the head too
+        wrapped = _wrap(head + line.body, width, 0, hang)
+        return "".join(_paint(row, line.body_style or "bold") + "\n" for row in wrapped)
+    rows = _wrap(line.body, width, len(head), hang) if line.body else [""]
+    first = "".join(_paint(text, style) for text, style in line.head)
+    first += _paint(rows[0][len(head):], line.body_style)
+    rest = "".join(" " * hang + _paint(row[hang:], line.body_style) + "\n" for row in rows[1:])
+    return first + "\n" + rest
+
+
+def _wrap(text: str, width: int, first: int, hang: int) -> list[str]:
+    rows = textwrap.wrap(
+        text, width, initial_indent=" " * first, subsequent_indent=" " * hang,
+        break_on_hyphens=False, drop_whitespace=True,
     )
-    if len(analysis.results) > RICH_TABLE_MAX_RUNS:
-        text = Text()
-        for line in _listing(analysis, fail_on):
-            for segment, style in line:
-                text.append(segment, style=style or None)
-            text.append("\n")
-        console.print(text, end="", soft_wrap=True)
-        return buf.getvalue()
-    table = Table(box=box.SIMPLE_HEAD, show_lines=False, expand=False, pad_edge=False)
-    table.add_column("run", overflow="fold", max_width=max(20, width // 4))
-    table.add_column("format", style="dim", no_wrap=True)
-    table.add_column("steps", style="dim", no_wrap=True)
-    table.add_column("verdict / findings", overflow="fold")
-    for result in analysis.results:
-        run = result.run
-        cell = Text()
-        states = result.states
-        if states:
-            cell.append(", ".join(states), style="bold")
-        elif result.findings:
-            cell.append("healthy", style="green")
-        else:
-            cell.append("healthy: no findings", style="green")
-        shown: dict[tuple, str] = {}
-        for f in ordered_findings(result):
-            cell.append("\n")
-            cell.append(f"{_SEV_LABEL[f.severity]:<8}", style=_SEV_STYLE[f.severity])
-            cell.append(f"{clean(f.rule)} ", style="bold")
-            if f.step is not None:
-                cell.append(f"@{f.step} ", style="dim")
-            cell.append(clean(f.message))
-            recs, same_as = _new_recommendations(f, shown)
-            for rec in recs:
-                cell.append("\n    -> ", style="green")
-                cell.append(clean(recommendation_line(rec)), style="green")
-            if same_as:
-                cell.append(f"\n    -> same changes as {', '.join(same_as)}", style="green")
-        for note in run.notes:
-            cell.append("\n")
-            cell.append(f"note    {clean(note.code)}: {clean(note.message)}", style="dim")
-        rng = run.step_range
-        table.add_row(
-            Text(clean(run.run_id)),
-            Text(clean(run.format)),
-            Text(f"{rng[0]}-{rng[1]}" if rng else "-"),
-            cell,
-        )
-    if analysis.results:
-        console.print(table)
-    for line in _tail(analysis, fail_on):
-        text = Text()
-        for segment, style in line:
-            text.append(segment, style=style or None)
-        console.print(text)
-    return buf.getvalue()
+    return [row.replace(_NBSP, " ") for row in rows] or [" " * first]
