@@ -130,13 +130,15 @@ USAGE = """diagnose [PATH ...] [options]
        diagnose rules [--format text|json]
        diagnose explain ID
        diagnose probe RUN --cmd '...'
-       diagnose baseline [PATH ...] [-o FILE]"""
+       diagnose baseline [PATH ...] [-o FILE]
+       diagnose watch [PATH ...] [--on-finding CMD]"""
 
 EPILOG = """subcommands:
   rules                 list every rule: id, name, severity, summary
   explain ID            one rule's documentation, thresholds and references
   probe RUN --cmd ...   run short confirmation trials of a run's recommendations
   baseline [PATH ...]   accept today's findings so --baseline fails only on new ones
+  watch [PATH ...]      follow live runs; print each new finding once (--on-finding CMD)
 
 exit codes: 0 no finding at or above --fail-on, 1 at least one, 2 usage error or no
 run could be read.  'diagnose SUBCOMMAND --help' describes each subcommand."""
