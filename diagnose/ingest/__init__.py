@@ -235,8 +235,9 @@ def _merge_hparams(run: Run, parts: Sequence[Run], sidecars: Iterable[os.PathLik
         for p in paths:
             if p not in run.sources and os.path.exists(p):
                 run.sources.append(p)
-    run.raw_hparams = {**side_raw, **log_raw}
-    run.hparams = {**canonicalize(side_raw), **log_canon}
+    # Sorted: the key order must not depend on the order a writer stored them in.
+    run.raw_hparams = dict(sorted({**side_raw, **log_raw}.items()))
+    run.hparams = dict(sorted({**canonicalize(side_raw), **log_canon}.items()))
 
 
 # ---------------------------------------------------------------------------

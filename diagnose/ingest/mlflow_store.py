@@ -18,14 +18,16 @@ import yaml
 
 from diagnose.hparams import canonicalize
 from diagnose.ingest.csv_logs import (
+    MAX_COLUMNS,
     MAX_STEP,
     LogReadError,
     decode_bytes,
     finish_long,
     new_run,
+    read_log_bytes,
 )
 from diagnose.ingest.sidecars import load_yaml_plain
-from diagnose.run import Run
+from diagnose.run import IngestNote, Run
 from diagnose.sources import RunSource, SourceFile
 
 #: mlflow.entities.RunStatus numbers as the file store writes them in meta.yaml.
@@ -45,12 +47,17 @@ def _key(folder: Path, path: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def _read_metric(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """One metric file -> (timestamps_ms, values, steps, bad line count, truncated).
+def _read_metric(
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, list[IngestNote]]:
+    """One metric file -> (timestamps_ms, values, steps, bad line count, truncated, notes).
 
     MLflow ends every line with a newline, so a last line without one was cut by a kill.
+    The notes say what else was lost (a NUL tail, the size cap).
     """
-    text, _ = decode_bytes(path.read_bytes(), path)
+    raw, size, notes = read_log_bytes(path)
+    text, dec_notes = decode_bytes(raw, path, size)
+    notes += dec_notes
     ts: list[float] = []
     vals: list[float] = []
     steps: list[int] = []
@@ -84,6 +91,7 @@ def _read_metric(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, b
         np.array(steps, dtype="int64"),
         bad,
         truncated,
+        notes,
     )
 
 
@@ -106,13 +114,23 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     unreadable: list[str] = []
     stepless: list[str] = []
     truncated: list[str] = []
-    for path in _files(metrics_dir):
+    files = _files(metrics_dir)
+    if len(files) > MAX_COLUMNS:
+        run.note(
+            "truncated",
+            f"{len(files)} metric files; only the first {MAX_COLUMNS} were read (series cap)",
+            path=str(metrics_dir),
+            details={"metric_files": len(files), "read": MAX_COLUMNS},
+        )
+        files = files[:MAX_COLUMNS]
+    for path in files:
         key = _key(metrics_dir, path)
         try:
-            ts, vals, st, bad, cut = _read_metric(path)
+            ts, vals, st, bad, cut, notes = _read_metric(path)
         except (OSError, LogReadError):
             unreadable.append(key)
             continue
+        run.notes.extend(notes)
         bad_total += bad
         if cut:
             truncated.append(key)

@@ -668,7 +668,9 @@ def _read_hparams(content: bytes, st: _State, path: str) -> None:
     except DecodeError:
         st.notes.append(IngestNote("bad_value", "unreadable hparams session_start_info", path))
         return
-    for key, val in data.session_start_info.hparams.items():
+    hparams = data.session_start_info.hparams
+    for key in sorted(hparams):  # a protobuf map's order is not stable across processes
+        val = hparams[key]
         kind = val.WhichOneof("kind")
         if kind == "number_value":
             number = val.number_value
