@@ -100,6 +100,8 @@ MAX_SCAN_BYTES = 1 << 30
 #: More separate NUL runs than this in one file: binary content, not a damaged log.
 MAX_NUL_RUNS = 8
 _NUL_RUN = re.compile(rb"\x00+")
+#: Control bytes no text log holds (ESC is allowed: coloured console logs).
+_CONTROL = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
 
 
 def _size_text(n: float) -> str:
@@ -124,6 +126,8 @@ def _drop_nul_runs(
     first = raw.find(b"\x00")
     if first < 0:
         return raw, []
+    if first == 0 or _CONTROL.search(raw, 0, first):
+        raise LogReadError("binary file, not text")
     if raw.count(b"\x00", first) == len(raw) - first:
         lost = (size if size is not None else len(raw)) - first
         return raw[:first], [
