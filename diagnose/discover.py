@@ -32,6 +32,7 @@ from pathlib import Path
 
 from diagnose.findings import LoadError
 from diagnose.metrics import SPLIT_FOLDERS
+from diagnose.run import IngestNote
 from diagnose.sources import RunSource, SourceFile
 
 _TIMESTAMP_RE = re.compile(r"tfevents\.(\d+)")
@@ -274,6 +275,33 @@ class _Walker:
         self.errors: list[LoadError] = []
         self.visited: set[tuple[int, int]] = set()
         self.cache: dict[str, _Listing] = {}
+        base = raw if os.path.isdir(raw) else os.path.dirname(raw) or "."
+        self.root_real = os.path.realpath(base)
+
+    def sidecars(self, paths: list[str]) -> tuple[list[Path], list[IngestNote]]:
+        """The sidecars that stay inside the analysed tree, and a note per one that does
+        not: a symlinked ``config.json`` pointing at ``~/.secrets`` must not be read
+        (its values would be copied into every output)."""
+        kept: list[Path] = []
+        notes: list[IngestNote] = []
+        for p in paths:
+            real = os.path.realpath(p)
+            try:
+                inside = os.path.commonpath([real, self.root_real]) == self.root_real
+            except ValueError:  # another drive
+                inside = False
+            if inside:
+                kept.append(Path(p))
+            else:
+                notes.append(
+                    IngestNote(
+                        "unsupported",
+                        f"sidecar {os.path.basename(p)} is a link to a file outside the "
+                        "analysed folder; not followed",
+                        path=str(p),
+                    )
+                )
+        return kept, notes
 
     def display(self, rel: str) -> str:
         if rel == ".":
@@ -316,10 +344,13 @@ class _Walker:
                 LoadError(self.display_root, "not a training log this tool can read")
             )
             return
-        sidecars: list[Path] = []
+        found: list[str] = []
         with contextlib.suppress(OSError):
-            sidecars = [Path(p) for p in _scan(folder, self.sniff.sidecars).sidecars]
-        self.sources.append(RunSource(".", Path(raw), [SourceFile(Path(raw), kind)], sidecars))
+            found = _scan(folder, self.sniff.sidecars).sidecars
+        sidecars, notes = self.sidecars(found)
+        self.sources.append(
+            RunSource(".", Path(raw), [SourceFile(Path(raw), kind)], sidecars, notes)
+        )
 
     # -- PATH is a folder ----------------------------------------------------------
 
@@ -414,6 +445,7 @@ class _Walker:
             others.append((newest.trainer_state, "hf_trainer_state"))
             sidecars.extend(newest.sidecars)
 
+        side_paths, side_notes = self.sidecars(sidecars)
         counts = Counter(kind for _, kind in others)
         if any(n > 1 for n in counts.values()):
             # Several logs of one family side by side are several runs (exp1.csv,
@@ -424,14 +456,15 @@ class _Walker:
                         _join(rel, os.path.basename(p)),
                         Path(p),
                         [SourceFile(Path(p), kind)],
-                        [Path(s) for s in sidecars],
+                        list(side_paths),
+                        list(side_notes),
                     )
                 )
         else:
             files.extend(SourceFile(Path(p), kind) for p, kind in others)
 
         if files:
-            self.sources.append(RunSource(rel, Path(here), files, [Path(s) for s in sidecars]))
+            self.sources.append(RunSource(rel, Path(here), files, side_paths, side_notes))
         elif listing.wandb and not others:
             self.errors.append(LoadError(self.display(rel), WANDB_HINT))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diagnose.run import IngestNote
+
 #: File kinds ingest knows how to read.
 KINDS = (
     "tensorboard",
@@ -40,13 +42,16 @@ class RunSource:
 
     ``files`` of kind ``tensorboard`` are ordered as they must be read (by the timestamp
     in their names, then by name).  ``sidecars`` are hyperparameter files beside the logs
-    (``hparams.yaml``, ``opt.yaml``, ``args.yaml``, ``config.json``...).
+    (``hparams.yaml``, ``opt.yaml``, ``args.yaml``, ``config.json``...).  ``notes`` are
+    what discovery noticed about the run (a sidecar it refused to follow); ingest copies
+    them into the Run.
     """
 
     run_id: str
     path: Path
     files: list[SourceFile] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
+    notes: list[IngestNote] = field(default_factory=list)
 
     @property
     def kinds(self) -> list[str]:

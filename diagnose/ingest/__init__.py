@@ -140,6 +140,7 @@ def load_run(source: RunSource, verify_checksums: bool = False) -> Run:
                 run.sources.append(p)
     if dup_note is not None:
         run.notes.append(dup_note)
+    run.notes.extend(source.notes)
     for label, path, why in failures:
         run.note("unreadable", f"{label} could not be read: {why}", path=path)
 
