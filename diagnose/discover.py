@@ -45,6 +45,10 @@ _JSON_EXTS = frozenset({".json", ".jsonl", ".ndjson"})
 #: kept as runs even when empty, so a run that crashed before its first flush is
 #: reported as unreadable instead of silently missing.
 _METRIC_FILE_NAMES = frozenset({"metrics.csv", "results.csv", "progress.csv", "training.log"})
+#: JSON names only a metrics logger writes -> kind: kept as runs when blank (all NUL or
+#: empty), and ``history.json`` whenever it does not read as a history, so the loader
+#: says why (``metrics.json`` may be a DVC summary, not a log).
+_METRIC_JSON_NAMES = {"metrics.json": "jsonl", "history.json": "keras_history"}
 #: Folders that never hold training logs and can be huge.
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
@@ -126,11 +130,14 @@ def _safe(fn: Callable | None, path: str) -> object:
         return None
 
 
-def _is_empty(path: str) -> bool:
+def _is_blank(path: str) -> bool:
+    """Empty, or only NUL bytes and blanks at its start (a crash before the first flush)."""
     try:
-        return os.path.getsize(path) == 0
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
     except OSError:
         return False
+    return not head.strip(b"\x00 \t\r\n")
 
 
 class _Sniffers:
@@ -150,7 +157,7 @@ class _Sniffers:
             kind = _safe(self.csv, path)
             if isinstance(kind, str) and kind:
                 return kind
-            if name.lower() in _METRIC_FILE_NAMES and _is_empty(path):
+            if name.lower() in _METRIC_FILE_NAMES and _is_blank(path):
                 return "csv"
             return None
         if ext in (".jsonl", ".ndjson"):
@@ -162,6 +169,9 @@ class _Sniffers:
             for kind, fn in order:
                 if _safe(fn, path):
                     return kind
+            named = _METRIC_JSON_NAMES.get(name.lower())
+            if named is not None and (named == "keras_history" or _is_blank(path)):
+                return named  # the loader says what is wrong with it
         return None
 
     def peek(self, path: str) -> dict[str, str] | None:

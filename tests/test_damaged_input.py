@@ -33,7 +33,6 @@ from tests.fixtures_csv_family import (
     write_mlflow_run,
     write_trainer_state,
     write_yolov5_epoch,
-    write_yolov8_epoch,
 )
 
 NUL_TAIL = b"\x00" * 8192

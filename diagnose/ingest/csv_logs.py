@@ -740,16 +740,19 @@ def _parse_table(
                         details={"line": delim.join(last.cells)[:200]},
                     )
                 )
-            elif last.width == width and last.cells[-1].strip():
+            elif last.width == width:
                 # A generic table may lack its last line end; its last value may be cut
-                # ("0." of "0.1"), so that one value is dropped.
+                # ("0." of "0.1"), or not written yet, so that one value is dropped.
+                cell = last.cells[-1].strip()
+                what = (
+                    f"its last value {cell[:40]!r} may be cut off and was dropped"
+                    if cell
+                    else "its last cell is empty (the row may be cut)"
+                )
                 notes.append(
                     IngestNote(
                         code="truncated",
-                        message=(
-                            f"last line has no line end; its last value {last.cells[-1][:40]!r} "
-                            "may be cut off and was dropped"
-                        ),
+                        message=f"last line has no line end; {what}",
                         path=str(path),
                         details={"line": delim.join(last.cells)[:200]},
                     )

@@ -113,6 +113,7 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     bad_total = 0
     unreadable: list[str] = []
     stepless: list[str] = []
+    empty: list[str] = []
     truncated: list[str] = []
     files = _files(metrics_dir)
     if len(files) > MAX_COLUMNS:
@@ -135,6 +136,8 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
         if cut:
             truncated.append(key)
         if not len(vals):
+            if not (cut or bad or notes):
+                empty.append(key)
             continue
         if len(vals) > 1 and not st.any():
             # log_metric() without a step files every point at step 0 (or writes no step
@@ -145,6 +148,13 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
         steps.append(st)
         values.append(vals)
         walls.append(ts / 1000.0)
+    if empty:
+        run.note(
+            "truncated",
+            f"metric file(s) with no points (killed before the first write?): "
+            f"{', '.join(empty[:5])}",
+            path=str(metrics_dir),
+        )
     if unreadable:
         run.note(
             "unreadable",

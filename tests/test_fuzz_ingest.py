@@ -1,0 +1,42 @@
+"""Bounded fuzz suite: every log family, damaged every way (tests/fuzz_cases.py).
+
+Per family: a cut at every offset of the last record, a few bit flips, NUL tails and
+holes, a giant cell and line, deep nesting and a huge claimed length.  Every case must
+load without a crash, within seconds, and never lose points without saying so.  The
+longer campaign with the same cases is bench/fuzz/campaign.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fuzz_cases import FAMILIES, Case, Family, mutations, truncations
+
+#: Bytes at the end of each file cut at every offset (about the last record).
+LAST_BYTES = {"tensorboard": 80, "ultralytics_v5": 300, "hf_trainer_state": 200}
+FLIPS = 6
+MAX_SECONDS = 5.0
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_fuzz_family(family: Family, tmp_path: Path) -> None:
+    case = Case(family, tmp_path)
+    rng = np.random.default_rng(11)
+    bad: list[str] = []
+    slowest = 0.0
+    last = LAST_BYTES.get(family.name, 100)
+    data = case.data
+    cases = [(label, d, off) for label, d, off in truncations(data, last)]
+    cases += [(label, d, None) for label, d in mutations(data, rng, FLIPS)]
+    for label, damaged, offset in cases:
+        start = time.perf_counter()
+        outcome = case.check(damaged, offset)
+        slowest = max(slowest, time.perf_counter() - start)
+        if outcome.kind != "ok":
+            bad.append(f"{label}: {outcome.kind} {outcome.detail}")
+    assert not bad, bad[:10]
+    assert slowest < MAX_SECONDS, slowest
