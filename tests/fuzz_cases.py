@@ -261,10 +261,9 @@ class Case:
         self.points = _points(runs)
 
     def check(self, damaged: bytes, offset: int | None = None) -> Outcome:
-        if self.work.exists():
-            shutil.rmtree(self.work)
-        shutil.copytree(self.pristine, self.work, symlinks=True)
-        (self.work / self.rel).write_bytes(damaged)
+        if not self.work.exists():
+            shutil.copytree(self.pristine, self.work, symlinks=True)
+        (self.work / self.rel).write_bytes(damaged)  # only this file ever changes
         try:
             runs, errors = load_tree(self.work)
         except BaseException as exc:  # the point is to catch anything

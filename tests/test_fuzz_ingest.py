@@ -17,7 +17,7 @@ import pytest
 from tests.fuzz_cases import FAMILIES, Case, Family, mutations, truncations
 
 #: Bytes at the end of each file cut at every offset (about the last record).
-LAST_BYTES = {"tensorboard": 80, "ultralytics_v5": 300, "hf_trainer_state": 200}
+LAST_BYTES = {"tensorboard": 50, "ultralytics_v5": 120, "hf_trainer_state": 120}
 FLIPS = 6
 MAX_SECONDS = 5.0
 
@@ -28,7 +28,7 @@ def test_fuzz_family(family: Family, tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     bad: list[str] = []
     slowest = 0.0
-    last = LAST_BYTES.get(family.name, 100)
+    last = LAST_BYTES.get(family.name, 60)
     data = case.data
     cases = [(label, d, off) for label, d, off in truncations(data, last)]
     cases += [(label, d, None) for label, d in mutations(data, rng, FLIPS)]
