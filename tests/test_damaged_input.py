@@ -36,6 +36,12 @@ from tests.fixtures_csv_family import (
 )
 
 NUL_TAIL = b"\x00" * 8192
+#: Peak RSS of this process's own memory (VmHWM): ru_maxrss survives exec, so a child of
+#: a big pytest process would report its parent's peak.
+PEAK_KB = (
+    "peak_kb = lambda: next(int(l.split()[1]) for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM')); "
+)
 
 
 def load_tree(path: Path) -> tuple[list[Run], list]:
@@ -268,10 +274,10 @@ def test_100mb_row_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
     with open(path, "a") as f:
         f.write("7," + "0.5," * 25_000_000 + "0.5\r\n")  # 100 MB, 25e6 cells
     code = (
-        "import resource,sys; from diagnose.discover import discover; "
-        "from diagnose.ingest import load_all; "
+        "import sys; from diagnose.discover import discover; "
+        "from diagnose.ingest import load_all; " + PEAK_KB +
         "r,e=load_all(discover([sys.argv[1]])[0]); "
-        "print(len(r[0].series('loss')), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        "print(len(r[0].series('loss')), peak_kb())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
@@ -477,10 +483,10 @@ def test_sparse_5gb_trainer_state_in_bounded_memory(tmp_path: Path) -> None:
     with open(path, "r+b") as f:
         f.truncate(5 * 1024**3)  # sparse: what a crashed preallocating writer leaves
     code = (
-        "import resource,sys; from diagnose.discover import discover; "
-        "from diagnose.ingest import load_all; "
+        "import sys; from diagnose.discover import discover; "
+        "from diagnose.ingest import load_all; " + PEAK_KB +
         "r,e=load_all(discover([sys.argv[1]])[0]); "
-        "print(len(r[0].series('loss')), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); "
+        "print(len(r[0].series('loss')), peak_kb()); "
         "print([n.message for n in r[0].notes])"
     )
     out = subprocess.run(
