@@ -154,7 +154,8 @@ class _Sniffers:
         """File kind of a candidate metrics file, or None when it is not a log."""
         ext = os.path.splitext(name)[1].lower()
         if ext in _CSV_EXTS:
-            kind = _safe(self.csv, path)
+            named = name.lower() in _METRIC_FILE_NAMES and name.lower() != "training.log"
+            kind = _safe(self.csv, path) if not named else self._sniff_named(path)
             if isinstance(kind, str) and kind:
                 return kind
             if name.lower() in _METRIC_FILE_NAMES and _is_blank(path):
@@ -173,6 +174,16 @@ class _Sniffers:
             if named is not None and (named == "keras_history" or _is_blank(path)):
                 return named  # the loader says what is wrong with it
         return None
+
+    def _sniff_named(self, path: str) -> object:
+        """sniff_csv for a file only metric loggers name so (results.csv...): a damaged
+        one is still a run (``training.log`` is excluded: a common plain-text log name)."""
+        if self.csv is None:
+            return None
+        try:
+            return self.csv(Path(path), named_log=True)
+        except Exception:
+            return None
 
     def peek(self, path: str) -> dict[str, str] | None:
         if self.peek_tags is None:

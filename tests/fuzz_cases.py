@@ -197,8 +197,35 @@ def truncations(data: bytes, last: int) -> Iterator[tuple[str, bytes, int]]:
         yield f"cut@{offset}", data[:offset], offset
 
 
-def mutations(data: bytes, rng: np.random.Generator, n_flips: int) -> Iterator[tuple[str, bytes]]:
+def _huge_tensor_record() -> bytes:
+    """A TFRecord holding a TF2 scalar and a histogram whose shapes claim 1e9 elements."""
+    import io
+
+    from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    buf = io.BytesIO()
+    writer = RecordWriter(buf)
+    for plugin, dims in (("scalars", [10**9]), ("histograms", [10**9 // 3, 3])):
+        tensor = tensor_pb2.TensorProto(
+            dtype=types_pb2.DT_FLOAT,
+            float_val=[1.0],
+            tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in dims]),
+        )
+        value = summary_pb2.Summary.Value(tag=f"bomb_{plugin}", tensor=tensor)
+        value.metadata.plugin_data.plugin_name = plugin
+        event = event_pb2.Event(wall_time=1.0, step=3, summary=summary_pb2.Summary(value=[value]))
+        writer.write(event.SerializeToString())
+    return buf.getvalue()
+
+
+def mutations(
+    data: bytes, rng: np.random.Generator, n_flips: int, event_file: bool = False
+) -> Iterator[tuple[str, bytes]]:
     """Bit flips, NUL tails and holes, giant cells and lines, deep nesting, huge sizes."""
+    if event_file:
+        yield "tf2_tensor_claiming_1e9", data + _huge_tensor_record()
     for _ in range(n_flips):
         pos = int(rng.integers(len(data)))
         bit = int(rng.integers(8))

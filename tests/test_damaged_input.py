@@ -108,9 +108,7 @@ def _lightning_csv(folder: Path, steps: int) -> Path:
 
 def keras_csv(path: Path, epochs: int = 5) -> Path:
     logger = KerasCSVLogger(path)
-    keras_fit(
-        logger, range(epochs), lambda e: {"loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1)}
-    )
+    keras_fit(logger, range(epochs), lambda e: {"loss": 1.0 / (e + 1), "val_loss": 1.2 / (e + 1)})
     return path
 
 
@@ -233,9 +231,7 @@ def test_nul_tail_detectron2_metrics_json(tmp_path: Path) -> None:
 
 
 def test_nul_tail_mlflow_metric_file(tmp_path: Path) -> None:
-    run_dir = write_mlflow_run(
-        tmp_path, {"loss": [(1000 + s, 1.0 / (s + 1), s) for s in range(6)]}
-    )
+    run_dir = write_mlflow_run(tmp_path, {"loss": [(1000 + s, 1.0 / (s + 1), s) for s in range(6)]})
     with open(run_dir / "metrics" / "loss", "ab") as f:
         f.write(NUL_TAIL)
     run = only_run(tmp_path)
@@ -275,8 +271,9 @@ def test_100mb_row_is_skipped_in_bounded_memory(tmp_path: Path) -> None:
         f.write("7," + "0.5," * 25_000_000 + "0.5\r\n")  # 100 MB, 25e6 cells
     code = (
         "import sys; from diagnose.discover import discover; "
-        "from diagnose.ingest import load_all; " + PEAK_KB +
-        "r,e=load_all(discover([sys.argv[1]])[0]); "
+        "from diagnose.ingest import load_all; "
+        + PEAK_KB
+        + "r,e=load_all(discover([sys.argv[1]])[0]); "
         "print(len(r[0].series('loss')), peak_kb())"
     )
     out = subprocess.run(
@@ -484,8 +481,9 @@ def test_sparse_5gb_trainer_state_in_bounded_memory(tmp_path: Path) -> None:
         f.truncate(5 * 1024**3)  # sparse: what a crashed preallocating writer leaves
     code = (
         "import sys; from diagnose.discover import discover; "
-        "from diagnose.ingest import load_all; " + PEAK_KB +
-        "r,e=load_all(discover([sys.argv[1]])[0]); "
+        "from diagnose.ingest import load_all; "
+        + PEAK_KB
+        + "r,e=load_all(discover([sys.argv[1]])[0]); "
         "print(len(r[0].series('loss')), peak_kb()); "
         "print([n.message for n in r[0].notes])"
     )

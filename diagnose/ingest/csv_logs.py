@@ -519,37 +519,70 @@ def _plausible_header(header: list[str]) -> bool:
     return all(len(n) <= 100 and len(n.split()) <= 5 for n in names)
 
 
-def sniff_csv(path: Path) -> str | None:
+def sniff_csv(path: Path, named_log: bool = False) -> str | None:
     """Kind of metrics table at ``path`` from its first few KB, or None when it is not one.
 
     Conservative on purpose: discovery calls this on every ``*.csv``/``*.tsv``/``*.log``
     it meets, and a label file or prediction dump read as a run would produce nonsense
     findings.  A table qualifies with a step/epoch column, or a metric-like column name
     (loss, acc, lr, mAP...) holding numbers and no per-sample columns (id, label, path).
+    ``named_log`` (a file only metric loggers name so: ``results.csv``...) also admits a
+    damaged one, a delimited all-number table whose header lost a letter or a separator,
+    so the loader reads it or says why instead of the run vanishing.
     """
+    kind, lines = _sniff_csv(path)
+    if kind is None and named_log and lines:
+        kind = _damaged_table(lines)
+    return kind
+
+
+def _damaged_table(lines: list[str]) -> str | None:
+    """The kind of a metrics table whose header or rows do not agree, or None."""
+    delim = _sniff_delimiter(lines, min_share=0.0) or _header_delimiter(lines[0])
+    if delim is None or len(lines) < 2:
+        return None
+    header = [h.strip() for h in _split_line(lines[0], delim)]
+    if _SAMPLE_COLUMNS & {h.lower() for h in header}:
+        return None
+    cells = [c for ln in lines[1:] for c in _split_line(ln, delim) if c.strip()]
+    numeric = sum(_is_number(c) for c in cells)
+    if not cells or numeric < 0.9 * len(cells):
+        return None
+    return classify_header(header)
+
+
+def _header_delimiter(header: str) -> str | None:
+    """The separator a header line holds most of, when rows cannot be compared to it."""
+    counts = {d: header.count(d) for d in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else None
+
+
+def _sniff_csv(path: Path) -> tuple[str | None, list[str]]:
+    """(kind or None, the non-blank lines looked at)."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read(SNIFF_BYTES)
     except OSError:
-        return None
+        return None, []
     if not raw.strip():
-        return None
+        return None, []
     try:
         text, _ = decode_bytes(raw)
     except LogReadError:
-        return None
+        return None, []
     lines = text.splitlines()
     if (len(raw) == SNIFF_BYTES or not text.endswith(("\n", "\r"))) and len(lines) > 1:
         lines = lines[:-1]  # the read, or a killed job, cut the last line
     lines = [ln for ln in lines if ln.strip()][:40]
     if not lines:
-        return None
+        return None, lines
     delim = _sniff_delimiter(lines)
     if delim is None:
-        return None
+        return None, lines
     header = [h.strip() for h in _split_line(lines[0], delim)]
     if not _plausible_header(header):
-        return None
+        return None, lines
     rows = [_split_line(ln, delim) for ln in lines[1:]]
     rows = [r for r in rows if len(r) == len(header)]
     kind = classify_header(header, Path(path).name.lower())
@@ -557,21 +590,21 @@ def sniff_csv(path: Path) -> str | None:
     key = _find(header, STEP_COLUMNS + EPOCH_COLUMNS)
     if kind != "csv":
         if not rows:
-            return kind  # header only: still this kind; the loader reports it empty
+            return kind, lines  # header only: still this kind; the loader reports it empty
         if key is not None and any(_is_number(r[key]) for r in rows):
-            return kind
-        return None
+            return kind, lines
+        return None, lines
     # Generic table: needs a step column or a metric-like column, with numbers in it.
     metric_cols = [i for i, h in enumerate(header) if i != key and metric_like(h)]
     if key is None and (not metric_cols or _SAMPLE_COLUMNS & set(low)):
-        return None
+        return None, lines
     candidates = metric_cols or [i for i in range(len(header)) if i != key]
     if not rows:
-        return "csv" if metric_cols else None
+        return ("csv" if metric_cols else None), lines
     if key is not None and not all(_is_number(r[key]) or not r[key].strip() for r in rows):
-        return None
+        return None, lines
     numeric = any(_is_number(r[i]) for r in rows for i in candidates)
-    return "csv" if numeric else None
+    return ("csv" if numeric else None), lines
 
 
 # ---------------------------------------------------------------------------
@@ -691,11 +724,10 @@ def _parse_table(
     if not nonblank:
         raise LogReadError("empty file")
     delim = _sniff_delimiter(nonblank, min_share=0.0)
-    if delim is None and len(nonblank[0]) == _SNIFF_LINE_CHARS:
-        # Lines too long to compare whole (a 1e6-column table): the header decides.
-        widths = {d: nonblank[0].count(d) for d in (",", "\t", ";", "|")}
-        best = max(widths, key=lambda d: widths[d])
-        delim = best if widths[best] else None
+    if delim is None:
+        # Rows that never agree with the header (a 1e6-column table whose lines are too
+        # long to compare whole, a damaged header): the header decides.
+        delim = _header_delimiter(nonblank[0])
     if delim is None:
         raise LogReadError("not a delimited table (no consistent separator)")
     table, unparsable = _read_rows(text, delim)

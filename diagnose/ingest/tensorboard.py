@@ -697,6 +697,18 @@ def _read_window(
             rec.note_record("corrupt_record", f"record at byte {offset} {why}; skipped", offset)
             continue
         what = event.WhichOneof("what")
+        unknown = what not in ("summary", "file_version", "session_log") or any(
+            v.WhichOneof("value") is None for v in event.summary.value
+        )
+        if unknown and not rec.data_ok(i):
+            # A flipped bit can turn a scalar into a field nobody reads: the data CRC,
+            # checked only here, tells damage from a writer's extra event kinds.
+            offset = int(rec.starts[i]) - HEADER
+            rec.note_record(
+                "corrupt_record", f"record at byte {offset} failed its data checksum; skipped",
+                offset,
+            )
+            continue
         if what == "file_version":
             version = event.file_version.split("brain.Event:")[-1]
             try:
