@@ -697,9 +697,10 @@ def _read_window(
             rec.note_record("corrupt_record", f"record at byte {offset} {why}; skipped", offset)
             continue
         what = event.WhichOneof("what")
-        values = event.summary.value
+        entries = event.summary.value
         unknown = what not in ("summary", "file_version", "session_log") or (
-            what == "summary" and (not values or any(v.WhichOneof("value") is None for v in values))
+            what == "summary"
+            and (not entries or any(v.WhichOneof("value") is None for v in entries))
         )
         if unknown and not rec.data_ok(i):
             # A flipped bit can turn a scalar into a field nobody reads: the data CRC,
