@@ -130,13 +130,16 @@ def _safe(fn: Callable | None, path: str) -> object:
         return None
 
 
-def _is_blank(path: str) -> bool:
-    """Empty, or only NUL bytes and blanks at its start (a crash before the first flush)."""
+def _is_blank(path: str, partial_line: bool = False) -> bool:
+    """Empty, or only NUL bytes and blanks at its start (a crash before the first flush);
+    with ``partial_line``, also a short file that never finished its first line."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)
     except OSError:
         return False
+    if partial_line and len(head) < 4096 and not head.strip(b"\x00").strip(b" \t").count(b"\n"):
+        return b"\r" not in head.rstrip(b"\x00")
     return not head.strip(b"\x00 \t\r\n")
 
 
@@ -154,12 +157,12 @@ class _Sniffers:
         """File kind of a candidate metrics file, or None when it is not a log."""
         ext = os.path.splitext(name)[1].lower()
         if ext in _CSV_EXTS:
-            named = name.lower() in _METRIC_FILE_NAMES and name.lower() != "training.log"
+            named = name.lower() in _METRIC_FILE_NAMES
             kind = _safe(self.csv, path) if not named else self._sniff_named(path)
             if isinstance(kind, str) and kind:
                 return kind
-            if name.lower() in _METRIC_FILE_NAMES and _is_blank(path):
-                return "csv"
+            if named and _is_blank(path, partial_line=True):
+                return "csv"  # the loader says "empty", "only NUL bytes" or "header only"
             return None
         if ext in (".jsonl", ".ndjson"):
             return "jsonl" if _safe(self.jsonl, path) else None
@@ -177,7 +180,7 @@ class _Sniffers:
 
     def _sniff_named(self, path: str) -> object:
         """sniff_csv for a file only metric loggers name so (results.csv...): a damaged
-        one is still a run (``training.log`` is excluded: a common plain-text log name)."""
+        one is still a run."""
         if self.csv is None:
             return None
         try:

@@ -48,6 +48,8 @@ DAMAGE_CODES = frozenset(
         "empty",
     }
 )
+#: Bytes a flipped cell can become and still read as "not logged" (blank, separator).
+_BLANKING = frozenset(bytes([b]) for b in b" \t,;|\r\n\x0b\x0c")
 _CRASH = re.compile(r"^[A-Z]\w*(Error|Exception|Exit|Interrupt)\b")
 
 
@@ -186,9 +188,17 @@ def clean_cut(family: Family, data: bytes, offset: int) -> bool:
         return True
     if family.name == "tensorboard":
         return offset in set(_record_ends(data))
-    if family.line_based:
-        return data[offset - 1 : offset] in (b"\n", b"\r")
+    if family.line_based:  # at a line end, or just before one (the line is whole)
+        return data[offset - 1 : offset] in (b"\n", b"\r") or data[offset : offset + 1] in (
+            b"\n",
+            b"\r",
+        )
     return False
+
+
+def flipped_byte(label: str) -> int | None:
+    """The byte offset a ``flip@<pos>.<bit>`` case changed, else None."""
+    return int(label[5:].split(".")[0]) if label.startswith("flip@") else None
 
 
 def truncations(data: bytes, last: int) -> Iterator[tuple[str, bytes, int]]:
@@ -287,7 +297,9 @@ class Case:
         assert runs and not errors, (family.name, errors)
         self.points = _points(runs)
 
-    def check(self, damaged: bytes, offset: int | None = None) -> Outcome:
+    def check(self, damaged: bytes, offset: int | None = None, flip: int | None = None) -> Outcome:
+        """Load the damaged file.  ``flip``: the byte a bit flip changed; a value flipped
+        into a blank or a separator reads as "not logged" (undetectable, not silent)."""
         if not self.work.exists():
             shutil.copytree(self.pristine, self.work, symlinks=True)
         (self.work / self.rel).write_bytes(damaged)  # only this file ever changes
@@ -302,6 +314,10 @@ class Case:
         said = bool(errors) or any(n.code in DAMAGE_CODES for r in runs for n in r.notes)
         allowed = offset is not None and clean_cut(self.family, self.data, offset)
         if points < self.points and not said and not allowed:
+            if flip is not None and damaged[flip : flip + 1] in _BLANKING:
+                return Outcome(
+                    "undetectable", f"byte {flip} became {damaged[flip : flip + 1]!r}", points
+                )
             return Outcome("silent_loss", f"{points} of {self.points} points, no note", points)
         return Outcome("ok", "", points)
 

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from tests.fuzz_cases import FAMILIES, Case, mutations, truncations  # noqa: E402
+from tests.fuzz_cases import FAMILIES, Case, flipped_byte, mutations, truncations  # noqa: E402
 
 
 def _peak_kb() -> int:
@@ -64,10 +64,10 @@ def _worker(conn, family_index: int, root: str) -> None:  # type: ignore[no-unty
         msg = conn.recv()
         if msg is None:
             return
-        damaged, offset = msg
+        damaged, offset, flip = msg
         _reset_peak()
         start = time.perf_counter()
-        outcome = case.check(damaged, offset)
+        outcome = case.check(damaged, offset, flip)
         conn.send((outcome.kind, outcome.detail, time.perf_counter() - start, _peak_kb()))
 
 
@@ -88,8 +88,8 @@ class Runner:
         self.proc.start()
         _, self.data = self.conn.recv()
 
-    def run(self, damaged: bytes, offset: int | None, timeout: float) -> tuple:
-        self.conn.send((damaged, offset))
+    def run(self, damaged: bytes, offset: int | None, flip: int | None, timeout: float) -> tuple:
+        self.conn.send((damaged, offset, flip))
         if not self.conn.poll(timeout):
             self.proc.kill()
             self.proc.join()
@@ -174,10 +174,12 @@ def main() -> None:
             for label, damaged, offset in _cases(
                 runner.data, args.seed, args.flips, args.last, family.name == "tensorboard"
             ):
-                kind, detail, seconds, peak = runner.run(damaged, offset, args.timeout)
+                kind, detail, seconds, peak = runner.run(
+                    damaged, offset, flipped_byte(label), args.timeout
+                )
                 per[kind] += 1
                 name = f"{family.name}:{label}"
-                if kind != "ok":
+                if kind not in ("ok", "undetectable"):
                     findings.append(f"{kind} {name}: {detail}")
                 if peak > worst_rss[0]:
                     worst_rss = (peak, name)
@@ -187,13 +189,14 @@ def main() -> None:
             totals.update(per)
             print(
                 f"{family.name:18} files {sum(per.values()):5}  crashes {per['crash']}  "
-                f"hangs {per['hang']}  silent losses {per['silent_loss']}",
+                f"hangs {per['hang']}  silent losses {per['silent_loss']}  "
+                f"undetectable flips {per['undetectable']}",
                 flush=True,
             )
         files = sum(totals.values())
         print(
             f"\nTOTAL files {files}  crashes {totals['crash']}  hangs {totals['hang']}  "
-            f"silent losses {totals['silent_loss']}"
+            f"silent losses {totals['silent_loss']}  undetectable flips {totals['undetectable']}"
         )
         print(f"max RSS {worst_rss[0] / 1024:.0f} MB ({worst_rss[1]})")
         print(f"max time {worst_time[0]:.2f} s ({worst_time[1]})")

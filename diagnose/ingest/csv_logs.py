@@ -308,11 +308,14 @@ def purge_restarts(
     if bool(keep.all()):
         return df, []
     counted = ~tag.isin(list(exempt)).to_numpy()
-    back = (step < prev_max).to_numpy() & counted
+    # An exempt tag's repeats are by design, but a backward jump purges its earlier
+    # points like any other tag's: that is a restart, and it is said.
+    back = (step < prev_max).to_numpy()
     equal = (step == prev_max).to_numpy() & counted
     notes: list[IngestNote] = []
     restart_mask = back | equal if equal_is_restart else back
-    dropped = int((~keep.to_numpy() & counted).sum())
+    superseded = ~keep.to_numpy()
+    dropped = int(superseded.sum()) if back.any() else int((superseded & counted).sum())
     if restart_mask.any():
         starts = (
             restart_mask
@@ -571,7 +574,7 @@ def _sniff_csv(path: Path) -> tuple[str | None, list[str]]:
         text, _ = decode_bytes(raw)
     except LogReadError:
         return None, []
-    lines = text.splitlines()
+    lines = _EOL.split(text)  # not splitlines: a form feed or VT is not a line end
     if (len(raw) == SNIFF_BYTES or not text.endswith(("\n", "\r"))) and len(lines) > 1:
         lines = lines[:-1]  # the read, or a killed job, cut the last line
     lines = [ln for ln in lines if ln.strip()][:40]
