@@ -171,6 +171,7 @@ def main() -> None:
         for index, family in enumerate(FAMILIES):
             runner = Runner(index, root)
             per: Counter[str] = Counter()
+            family_rss = 0
             for label, damaged, offset in _cases(
                 runner.data, args.seed, args.flips, args.last, family.name == "tensorboard"
             ):
@@ -181,6 +182,7 @@ def main() -> None:
                 name = f"{family.name}:{label}"
                 if kind not in ("ok", "undetectable"):
                     findings.append(f"{kind} {name}: {detail}")
+                family_rss = max(family_rss, peak)
                 if peak > worst_rss[0]:
                     worst_rss = (peak, name)
                 if seconds > worst_time[0]:
@@ -190,7 +192,7 @@ def main() -> None:
             print(
                 f"{family.name:18} files {sum(per.values()):5}  crashes {per['crash']}  "
                 f"hangs {per['hang']}  silent losses {per['silent_loss']}  "
-                f"undetectable flips {per['undetectable']}",
+                f"undetectable flips {per['undetectable']}  max RSS {family_rss / 1024:.0f} MB",
                 flush=True,
             )
         files = sum(totals.values())
