@@ -698,9 +698,13 @@ def _read_window(
             continue
         what = event.WhichOneof("what")
         entries = event.summary.value
-        unknown = what not in ("summary", "file_version", "session_log") or (
-            what == "summary"
-            and (not entries or any(v.WhichOneof("value") is None for v in entries))
+        unknown = (
+            what not in ("summary", "file_version", "session_log")
+            or (what == "session_log" and not event.session_log.status)
+            or (
+                what == "summary"
+                and (not entries or any(v.WhichOneof("value") is None for v in entries))
+            )
         )
         if unknown and not rec.data_ok(i):
             # A flipped bit can turn a scalar into a field nobody reads: the data CRC,
