@@ -448,7 +448,19 @@ def test_json_lines_record_with_a_million_keys(tmp_path: Path) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
     run = _timed_load(tmp_path)
-    assert len(points(run, "total_loss")) == 4
+    assert len(points(run, "total_loss")) == 3
+    assert "record(s) over 1024 KiB skipped" in notes_text(run)
+
+
+def test_json_lines_series_cap(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    records = [
+        {"iteration": i, "total_loss": 1.0 / (i + 1), **{f"k{i}_{j}": 1.0 for j in range(400)}}
+        for i in range(30)
+    ]
+    write_d2_records(path, records)
+    run = _timed_load(tmp_path)
+    assert len(points(run, "total_loss")) == 30
     assert "series cap" in notes_text(run)
 
 

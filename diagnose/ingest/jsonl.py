@@ -41,6 +41,9 @@ SPLIT_KEYS = ("mode", "split", "phase")
 SNIFF_BYTES = 8192
 
 
+#: Lines longer than this are not parsed: a metrics record is a few KiB, and a record
+#: with a million keys would cost seconds and a million series.
+MAX_RECORD_CHARS = 1 << 20
 #: Nesting deeper than this inside one record is not read (its leaves count as skipped).
 MAX_DEPTH = 32
 #: One JSON token: an opening or closing bracket, ``,``/``:``, a string, or a bare word.
@@ -262,8 +265,12 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
     records: list[dict[str, Any]] = []
     corrupt: list[int] = []
     deep: list[int] = []
+    huge: list[int] = []
     for i, line in enumerate(lines):
         if not line.strip():
+            continue
+        if len(line) > MAX_RECORD_CHARS:
+            huge.append(i + 1)
             continue
         try:
             obj = loads(line)
@@ -291,6 +298,14 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
             f"{len(corrupt)} line(s) are not JSON objects; skipped (first at line {corrupt[0]})",
             path=str(path),
             details={"lines": corrupt[:20]},
+        )
+    if huge:
+        run.note(
+            "skipped_rows",
+            f"{len(huge)} record(s) over {MAX_RECORD_CHARS // 1024} KiB skipped (first at "
+            f"line {huge[0]}; a metrics record is a few KiB)",
+            path=str(path),
+            details={"lines": huge[:20]},
         )
     if deep:
         run.note(
