@@ -42,3 +42,33 @@ def test_fuzz_family(family: Family, tmp_path: Path) -> None:
             bad.append(f"{label}: {outcome.kind} {outcome.detail}")
     assert not bad, bad[:10]
     assert slowest < MAX_SECONDS, slowest
+
+
+#: Folder names a hostile log tree can carry: invalid UTF-8, newlines with GitHub
+#: workflow commands, terminal escapes (OSC-8 links, CSI), C0 controls.
+HOSTILE_NAMES = (
+    b"bad-\xff\xfe\x80",
+    b"nl\n::add-mask::x\n::error file=a::b",
+    b"osc\x1b]8;;http:x\x07link\x1b]8;;\x07",
+    b"csi\x1b[2J\x1b[31mred",
+    b"c0\x01\x02\x7f",
+)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_fuzz_hostile_names(family: Family, tmp_path: Path) -> None:
+    """Every family reads the same points from run folders with hostile names."""
+    import os
+    import shutil
+
+    from tests.fuzz_cases import load_tree
+
+    case = Case(family, tmp_path / "ref")
+    tree = os.path.join(os.fsencode(tmp_path), b"tree")
+    os.mkdir(tree)
+    for name in HOSTILE_NAMES:
+        shutil.copytree(case.pristine, os.fsdecode(os.path.join(tree, name)), symlinks=True)
+    runs, errors = load_tree(Path(os.fsdecode(tree)))
+    assert not errors, errors
+    assert len(runs) == len(HOSTILE_NAMES)
+    assert all(len(r.scalars) + len(r.histograms) == case.points for r in runs)
