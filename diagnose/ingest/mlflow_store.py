@@ -178,7 +178,7 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
             path=str(metrics_dir),
         )
 
-    raw = _params(folder / "params")
+    raw = _params(folder / "params", run)
     if raw:
         run.raw_hparams = raw
         run.hparams = canonicalize(raw)
@@ -197,10 +197,19 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     return finish_long(run, long, file, metrics_dir, equal_is_restart=False)
 
 
-def _params(folder: Path) -> dict[str, str]:
-    """params/<key> files -> {key: value as written} (whitespace stripped)."""
+def _params(folder: Path, run: Run) -> dict[str, str]:
+    """params/<key> files -> {key: value as written} (whitespace stripped); at most
+    :data:`MAX_COLUMNS` of them, with a note past that."""
     raw: dict[str, str] = {}
-    for path in _files(folder):
+    files = _files(folder)
+    if len(files) > MAX_COLUMNS:
+        run.note(
+            "truncated",
+            f"{len(files)} param files; only the first {MAX_COLUMNS} were read (key cap)",
+            path=str(folder),
+        )
+        files = files[:MAX_COLUMNS]
+    for path in files:
         try:
             if path.stat().st_size > MAX_PARAM_BYTES:
                 continue
