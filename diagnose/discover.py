@@ -38,6 +38,7 @@ from pathlib import Path
 from diagnose.findings import LoadError
 from diagnose.metrics import SPLIT_FOLDERS
 from diagnose.remote import is_remote
+from diagnose.run import IngestNote
 from diagnose.sources import RunSource, SourceFile
 
 _TIMESTAMP_RE = re.compile(r"tfevents\.(\d+)")
@@ -52,6 +53,10 @@ _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 #: kept as runs even when empty, so a run that crashed before its first flush is
 #: reported as unreadable instead of silently missing.
 _METRIC_FILE_NAMES = frozenset({"metrics.csv", "results.csv", "progress.csv", "training.log"})
+#: JSON names only a metrics logger writes -> kind: kept as runs when blank (all NUL or
+#: empty), and ``history.json`` whenever it does not read as a history, so the loader
+#: says why (``metrics.json`` may be a DVC summary, not a log).
+_METRIC_JSON_NAMES = {"metrics.json": "jsonl", "history.json": "keras_history"}
 #: Folders that never hold training logs and can be huge.
 _SKIP_DIRS = frozenset({"__pycache__", "node_modules", "site-packages"})
 
@@ -173,11 +178,17 @@ def _safe(fn: Callable | None, path: str) -> object:
         return None
 
 
-def _is_empty(path: str) -> bool:
+def _is_blank(path: str, partial_line: bool = False) -> bool:
+    """Empty, or only NUL bytes and blanks at its start (a crash before the first flush);
+    with ``partial_line``, also a short file that never finished its first line."""
     try:
-        return os.path.getsize(path) == 0
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
     except OSError:
         return False
+    if partial_line and len(head) < 4096 and not head.strip(b"\x00").strip(b" \t").count(b"\n"):
+        return b"\r" not in head.rstrip(b"\x00")
+    return not head.strip(b"\x00 \t\r\n")
 
 
 class _Sniffers:
@@ -197,11 +208,12 @@ class _Sniffers:
         """File kind of a candidate metrics file, or None when it is not a log."""
         ext = os.path.splitext(name)[1].lower()
         if ext in _CSV_EXTS:
-            kind = _safe(self.csv, path)
+            named = name.lower() in _METRIC_FILE_NAMES
+            kind = _safe(self.csv, path) if not named else self._sniff_named(path)
             if isinstance(kind, str) and kind:
                 return kind
-            if name.lower() in _METRIC_FILE_NAMES and _is_empty(path):
-                return "csv"
+            if named and _is_blank(path, partial_line=True):
+                return "csv"  # the loader says "empty", "only NUL bytes" or "header only"
             return None
         if ext in (".jsonl", ".ndjson"):
             return "jsonl" if _safe(self.jsonl, path) else None
@@ -212,7 +224,20 @@ class _Sniffers:
             for kind, fn in order:
                 if _safe(fn, path):
                     return kind
+            named = _METRIC_JSON_NAMES.get(name.lower())
+            if named is not None and (named == "keras_history" or _is_blank(path)):
+                return named  # the loader says what is wrong with it
         return None
+
+    def _sniff_named(self, path: str) -> object:
+        """sniff_csv for a file only metric loggers name so (results.csv...): a damaged
+        one is still a run."""
+        if self.csv is None:
+            return None
+        try:
+            return self.csv(Path(path), named_log=True)
+        except Exception:
+            return None
 
     def peek(self, path: str) -> dict[str, str] | None:
         if self.peek_tags is None:
@@ -340,6 +365,33 @@ class _Walker:
         self.errors: list[LoadError] = []
         self.visited: set[tuple[int, int]] = set()
         self.cache: dict[str, _Listing] = {}
+        base = raw if os.path.isdir(raw) else os.path.dirname(raw) or "."
+        self.root_real = os.path.realpath(base)
+
+    def sidecars(self, paths: list[str]) -> tuple[list[Path], list[IngestNote]]:
+        """The sidecars that stay inside the analysed tree, and a note per one that does
+        not: a symlinked ``config.json`` pointing at ``~/.secrets`` must not be read
+        (its values would be copied into every output)."""
+        kept: list[Path] = []
+        notes: list[IngestNote] = []
+        for p in paths:
+            real = os.path.realpath(p)
+            try:
+                inside = os.path.commonpath([real, self.root_real]) == self.root_real
+            except ValueError:  # another drive
+                inside = False
+            if inside:
+                kept.append(Path(p))
+            else:
+                notes.append(
+                    IngestNote(
+                        "unsupported",
+                        f"sidecar {os.path.basename(p)} is a link to a file outside the "
+                        "analysed folder; not followed",
+                        path=str(p),
+                    )
+                )
+        return kept, notes
 
     def display(self, rel: str) -> str:
         if rel == ".":
@@ -384,10 +436,13 @@ class _Walker:
                 LoadError(self.display_root, "not a training log this tool can read")
             )
             return
-        sidecars: list[Path] = []
+        found: list[str] = []
         with contextlib.suppress(OSError):
-            sidecars = [Path(p) for p in _scan(folder, self.sniff.sidecars).sidecars]
-        self.sources.append(RunSource(".", Path(raw), [SourceFile(Path(raw), kind)], sidecars))
+            found = _scan(folder, self.sniff.sidecars).sidecars
+        sidecars, notes = self.sidecars(found)
+        self.sources.append(
+            RunSource(".", Path(raw), [SourceFile(Path(raw), kind)], sidecars, notes=notes)
+        )
 
     # -- PATH is a folder ----------------------------------------------------------
 
@@ -491,6 +546,7 @@ class _Walker:
             others.append((newest.trainer_state, "hf_trainer_state"))
             sidecars.extend(newest.sidecars)
 
+        side_paths, side_notes = self.sidecars(sidecars)
         counts = Counter(kind for _, kind in others)
         if any(n > 1 for n in counts.values()):
             # Several logs of one family side by side are several runs (exp1.csv,
@@ -501,14 +557,17 @@ class _Walker:
                         _join(rel, os.path.basename(p)),
                         Path(p),
                         [SourceFile(Path(p), kind)],
-                        [Path(s) for s in sidecars],
+                        list(side_paths),
+                        notes=list(side_notes),
                     )
                 )
         else:
             files.extend(SourceFile(Path(p), kind) for p, kind in others)
 
         if files:
-            self.sources.append(RunSource(rel, Path(here), files, [Path(s) for s in sidecars]))
+            self.sources.append(
+                RunSource(rel, Path(here), files, side_paths, notes=side_notes)
+            )
 
     def _mlflow_db(self, path: str, rel: str | None) -> None:
         """One RunSource per run in an MLflow SQLite store; ids under ``rel`` (the store)."""

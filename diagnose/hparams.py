@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 CANONICAL = (
@@ -179,14 +179,23 @@ def finite_number(value: Any) -> float | None:
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested config dicts with '.'-joined keys (``optimizer.lr``)."""
+    """Flatten nested config dicts with '.'-joined keys (``optimizer.lr``).
+
+    Iterative, in the mapping's order: a config nested thousands of levels deep (a
+    hostile log) must not raise RecursionError.
+    """
     out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(flatten(value, name))
-        else:
+    stack: list[tuple[str, Iterator[tuple[Any, Any]]]] = [(prefix, iter(mapping.items()))]
+    while stack:
+        base, items = stack[-1]
+        for key, value in items:
+            name = f"{base}.{key}" if base else str(key)
+            if isinstance(value, Mapping):
+                stack.append((name, iter(value.items())))
+                break
             out[name] = value
+        else:
+            stack.pop()
     return out
 
 
@@ -213,4 +222,6 @@ def canonicalize(raw: Mapping[str, Any]) -> dict[str, float | int | str | bool]:
             out[name] = val
             if is_exact:
                 exact.add(name)
-    return out
+    # Sorted keys: the output (JSON, report.md) must not depend on the order a writer
+    # (a protobuf map) happened to store them in.
+    return dict(sorted(out.items()))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diagnose.run import IngestNote
+
 #: File kinds ingest knows how to read.
 KINDS = (
     "tensorboard",
@@ -47,6 +49,8 @@ class RunSource:
     (``hparams.yaml``, ``opt.yaml``, ``args.yaml``, ``config.json``...).  ``remote`` is
     set for a run spooled from a remote PATH: (local spool folder, the URL it stands
     for, whether names are URL-quoted), so ingest can give the Run its URLs back.
+    ``notes`` are what discovery noticed about the run (a sidecar it refused to follow);
+    ingest copies them into the Run.
     """
 
     run_id: str
@@ -54,6 +58,7 @@ class RunSource:
     files: list[SourceFile] = field(default_factory=list)
     sidecars: list[Path] = field(default_factory=list)
     remote: tuple[str, str, bool] | None = None
+    notes: list[IngestNote] = field(default_factory=list)
 
     @property
     def kinds(self) -> list[str]:

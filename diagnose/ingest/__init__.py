@@ -154,6 +154,7 @@ def _load_run(source: RunSource, verify_checksums: bool) -> Run:
                 run.sources.append(p)
     if dup_note is not None:
         run.notes.append(dup_note)
+    run.notes.extend(source.notes)
     for label, path, why in failures:
         run.note("unreadable", f"{label} could not be read: {why}", path=path)
 
@@ -249,8 +250,9 @@ def _merge_hparams(run: Run, parts: Sequence[Run], sidecars: Iterable[os.PathLik
         for p in paths:
             if p not in run.sources and os.path.exists(p):
                 run.sources.append(p)
-    run.raw_hparams = {**side_raw, **log_raw}
-    run.hparams = {**canonicalize(side_raw), **log_canon}
+    # Sorted: the key order must not depend on the order a writer stored them in.
+    run.raw_hparams = dict(sorted({**side_raw, **log_raw}.items()))
+    run.hparams = dict(sorted({**canonicalize(side_raw), **log_canon}.items()))
 
 
 # ---------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
+import errno
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,10 @@ CSV_KINDS = ("keras_csv", "lightning_csv", "ultralytics", "csv")
 
 #: Steps beyond this are garbage, not a step (int64 must hold them and their sums).
 MAX_STEP = 2**62
+
+#: At most this many columns (distinct series, for the JSON families) are read per file;
+#: a wider table keeps its first ones, with a note.
+MAX_COLUMNS = 10_000
 
 #: How much of a file :func:`sniff_csv` reads.
 SNIFF_BYTES = 8192
@@ -86,40 +91,190 @@ class LogReadError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def decode_bytes(raw: bytes, path: Path | str = "") -> tuple[str, list[IngestNote]]:
+#: Text logs are read in chunks of this size; an all-NUL chunk is never kept.
+READ_CHUNK = 8 << 20
+#: At most this much of a text log is kept in memory (a bigger file is read up to here).
+MAX_TEXT_BYTES = 128 << 20
+#: ... and at most this much of it is looked at (NUL runs included).
+MAX_SCAN_BYTES = 1 << 30
+#: More separate NUL runs than this in one file: binary content, not a damaged log.
+MAX_NUL_RUNS = 8
+_NUL_RUN = re.compile(rb"\x00+")
+#: Control bytes no text log holds (ESC is allowed: coloured console logs).
+_CONTROL = re.compile(rb"[\x01-\x08\x0e-\x1a\x1c-\x1f]")
+
+
+def _size_text(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover - the loop always returns
+
+
+def _drop_nul_runs(
+    raw: bytes, path: Path | str, size: int | None
+) -> tuple[bytes, list[IngestNote]]:
+    """Remove what a crash leaves as NUL bytes: an unwritten tail, or unwritten blocks.
+
+    File systems that allocate before they write leave a killed job's last blocks as
+    NULs.  A NUL tail is cut (the loaders then see a last line without its line end); a
+    NUL run inside the text takes the partial lines on both sides of it with it.  Many
+    separate runs mean binary content: :class:`LogReadError`.  ``size`` is the file's
+    real size when ``raw`` holds all of it (NUL chunks collapsed), for the note.
+    """
+    first = raw.find(b"\x00")
+    if first < 0:
+        return raw, []
+    if first == 0 or _CONTROL.search(raw, 0, first):
+        raise LogReadError("binary file, not text")
+    if raw.count(b"\x00", first) == len(raw) - first:
+        lost = (size if size is not None else len(raw)) - first
+        return raw[:first], [
+            IngestNote(
+                code="truncated",
+                message=(
+                    f"file ends in {_size_text(lost)} of NUL bytes from byte {first} (a crash "
+                    f"left them unwritten); read the {first} bytes before them"
+                ),
+                path=str(path),
+                details={"nul_offset": first, "nul_bytes": lost},
+            )
+        ]
+    runs = list(_NUL_RUN.finditer(raw, first))
+    if len(runs) > MAX_NUL_RUNS:
+        raise LogReadError("binary file, not text")
+    pieces: list[bytes] = []
+    pos = 0
+    dropped = 0
+    for m in runs:
+        piece = raw[pos : m.start()]
+        if pos:  # the line the run cut into, after it
+            cut = max(piece.find(b"\n"), piece.find(b"\r"))
+            cut = len(piece) if cut < 0 else cut + 1
+            dropped += cut
+            piece = piece[cut:]
+        keep = max(piece.rfind(b"\n"), piece.rfind(b"\r")) + 1  # before it
+        dropped += len(piece) - keep
+        pieces.append(piece[:keep])
+        pos = m.end()
+    tail = raw[pos:]
+    cut = max(tail.find(b"\n"), tail.find(b"\r"))
+    cut = len(tail) if cut < 0 else cut + 1
+    dropped += cut
+    pieces.append(tail[cut:])
+    nul = sum(m.end() - m.start() for m in runs)
+    return b"".join(pieces), [
+        IngestNote(
+            code="corrupt_record",
+            message=(
+                f"{len(runs)} run(s) of NUL bytes inside the text (blocks a crash left "
+                f"unwritten, first at byte {first}); they and {dropped} bytes of the lines "
+                "they cut were dropped"
+            ),
+            path=str(path),
+            details={"nul_runs": len(runs), "nul_bytes": nul, "dropped_bytes": dropped},
+        )
+    ]
+
+
+def decode_bytes(
+    raw: bytes, path: Path | str = "", size: int | None = None
+) -> tuple[str, list[IngestNote]]:
     """Bytes -> text: UTF-8 (BOM tolerated), UTF-16 by BOM, else latin-1 with a note.
 
     Logs copied off Windows machines are sometimes cp1252/latin-1 in a header cell; the
-    numbers are still ASCII, so reading them beats rejecting the run.  Binary content
-    (NUL bytes without a UTF-16 BOM) is not a log: :class:`LogReadError`.
+    numbers are still ASCII, so reading them beats rejecting the run.  NUL bytes a crash
+    left are dropped with a note (:func:`_drop_nul_runs`); binary content is not a log:
+    :class:`LogReadError`.
     """
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return raw.decode("utf-16"), []
         except UnicodeDecodeError as exc:
             raise LogReadError("not valid UTF-16 text") from exc
-    if b"\x00" in raw:
-        raise LogReadError("binary file, not text")
+    raw, notes = _drop_nul_runs(raw, path, size)
     try:
-        return raw.decode("utf-8-sig"), []
+        return raw.decode("utf-8-sig"), notes
     except UnicodeDecodeError as exc:
         note = IngestNote(
             code="encoding",
             message=f"not UTF-8 (bad byte at offset {exc.start}); read as latin-1",
             path=str(path),
         )
-        return raw.decode("latin-1"), [note]
+        return raw.decode("latin-1"), [*notes, note]
+
+
+def _next_data(fd: int, pos: int) -> int | None:
+    """Offset of the next written data at or after ``pos`` (skips sparse holes); None
+    when only a hole follows.  Where SEEK_DATA is missing, ``pos`` itself."""
+    seek_data = getattr(os, "SEEK_DATA", None)
+    if seek_data is None:
+        return pos
+    try:
+        return os.lseek(fd, pos, seek_data)
+    except OSError as exc:
+        return None if exc.errno == errno.ENXIO else pos
+
+
+def read_log_bytes(path: Path | str) -> tuple[bytes, int | None, list[IngestNote]]:
+    """A text log's bytes with bounded memory: (bytes, real size when read whole, notes).
+
+    All-NUL chunks (and sparse holes, skipped with SEEK_DATA) are kept as one NUL byte,
+    so a 5 GB sparse file costs one chunk; at most :data:`MAX_TEXT_BYTES` of content is
+    kept and :data:`MAX_SCAN_BYTES` looked at, and a file cut there gets a note.
+    """
+    parts: list[bytes] = []
+    kept = scanned = 0
+    notes: list[IngestNote] = []
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        pos = 0
+        while True:
+            chunk = fh.read(READ_CHUNK)
+            if not chunk:
+                break
+            pos += len(chunk)
+            scanned += len(chunk)
+            if chunk.count(0) == len(chunk):
+                if not parts or parts[-1] != b"\x00":
+                    parts.append(b"\x00")
+                nxt = _next_data(fh.fileno(), pos)
+                if nxt is None:
+                    break
+                if nxt != pos:
+                    fh.seek(nxt)
+                    pos = nxt
+            else:
+                parts.append(chunk)
+                kept += len(chunk)
+            if (kept >= MAX_TEXT_BYTES or scanned >= MAX_SCAN_BYTES) and pos < size:
+                notes.append(
+                    IngestNote(
+                        code="truncated",
+                        message=(
+                            f"file is {_size_text(size)}; only its first {_size_text(pos)} "
+                            "were read (size cap)"
+                        ),
+                        path=str(path),
+                        details={"size": size, "read_bytes": pos},
+                    )
+                )
+                return b"".join(parts), None, notes
+    return b"".join(parts), size, notes
 
 
 def read_text(path: Path) -> tuple[str, list[IngestNote]]:
-    """Whole file as text (see :func:`decode_bytes`); empty or unreadable -> LogReadError."""
+    """A text log as text (see :func:`decode_bytes`, :func:`read_log_bytes`); an empty or
+    unreadable file is a :class:`LogReadError`."""
     try:
-        raw = Path(path).read_bytes()
+        raw, size, notes = read_log_bytes(path)
     except OSError as exc:
         raise LogReadError(f"cannot read file: {exc.strerror or exc}") from exc
-    if not raw.strip():
-        raise LogReadError("empty file")
-    return decode_bytes(raw, path)
+    if not raw.strip(b" \t\r\n\x00"):
+        raise LogReadError("only NUL bytes, no text" if b"\x00" in raw else "empty file")
+    text, dec_notes = decode_bytes(raw, path, size)
+    return text, notes + dec_notes
 
 
 def purge_restarts(
@@ -153,11 +308,14 @@ def purge_restarts(
     if bool(keep.all()):
         return df, []
     counted = ~tag.isin(list(exempt)).to_numpy()
-    back = (step < prev_max).to_numpy() & counted
+    # An exempt tag's repeats are by design, but a backward jump purges its earlier
+    # points like any other tag's: that is a restart, and it is said.
+    back = (step < prev_max).to_numpy()
     equal = (step == prev_max).to_numpy() & counted
     notes: list[IngestNote] = []
     restart_mask = back | equal if equal_is_restart else back
-    dropped = int((~keep.to_numpy() & counted).sum())
+    superseded = ~keep.to_numpy()
+    dropped = int(superseded.sum()) if back.any() else int((superseded & counted).sum())
     if restart_mask.any():
         starts = (
             restart_mask
@@ -191,6 +349,39 @@ def purge_restarts(
             )
         )
     return df[keep.to_numpy()].reset_index(drop=True), notes
+
+
+class SeriesCap:
+    """At most :data:`MAX_COLUMNS` distinct series per file: a record with a million keys
+    must not cost a million series.  Names past the cap are dropped and counted."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_COLUMNS if limit is None else limit
+        self.seen: set[str] = set()
+        self.dropped: set[str] = set()
+        self.points = 0
+
+    def admit(self, name: str) -> bool:
+        if name in self.seen:
+            return True
+        if len(self.seen) < self.limit:
+            self.seen.add(name)
+            return True
+        if len(self.dropped) < self.limit:
+            self.dropped.add(name)
+        self.points += 1
+        return False
+
+    def note(self, run: Run, path: Path | str) -> None:
+        """Add the ``truncated`` note when anything was dropped."""
+        if self.points:
+            run.note(
+                "truncated",
+                f"more than {self.limit} distinct series; {self.points} value(s) of later "
+                f"series were dropped (series cap)",
+                path=str(path),
+                details={"series_cap": self.limit, "dropped_values": self.points},
+            )
 
 
 def new_run(source: RunSource, file: SourceFile, kind: str) -> Run:
@@ -331,37 +522,70 @@ def _plausible_header(header: list[str]) -> bool:
     return all(len(n) <= 100 and len(n.split()) <= 5 for n in names)
 
 
-def sniff_csv(path: Path) -> str | None:
+def sniff_csv(path: Path, named_log: bool = False) -> str | None:
     """Kind of metrics table at ``path`` from its first few KB, or None when it is not one.
 
     Conservative on purpose: discovery calls this on every ``*.csv``/``*.tsv``/``*.log``
     it meets, and a label file or prediction dump read as a run would produce nonsense
     findings.  A table qualifies with a step/epoch column, or a metric-like column name
     (loss, acc, lr, mAP...) holding numbers and no per-sample columns (id, label, path).
+    ``named_log`` (a file only metric loggers name so: ``results.csv``...) also admits a
+    damaged one, a delimited all-number table whose header lost a letter or a separator,
+    so the loader reads it or says why instead of the run vanishing.
     """
+    kind, lines = _sniff_csv(path)
+    if kind is None and named_log and lines:
+        kind = _damaged_table(lines)
+    return kind
+
+
+def _damaged_table(lines: list[str]) -> str | None:
+    """The kind of a metrics table whose header or rows do not agree, or None."""
+    delim = _sniff_delimiter(lines, min_share=0.0) or _header_delimiter(lines[0])
+    if delim is None or len(lines) < 2:
+        return None
+    header = [h.strip() for h in _split_line(lines[0], delim)]
+    if _SAMPLE_COLUMNS & {h.lower() for h in header}:
+        return None
+    cells = [c for ln in lines[1:] for c in _split_line(ln, delim) if c.strip()]
+    numeric = sum(_is_number(c) for c in cells)
+    if not cells or numeric < 0.9 * len(cells):
+        return None
+    return classify_header(header)
+
+
+def _header_delimiter(header: str) -> str | None:
+    """The separator a header line holds most of, when rows cannot be compared to it."""
+    counts = {d: header.count(d) for d in (",", "\t", ";", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else None
+
+
+def _sniff_csv(path: Path) -> tuple[str | None, list[str]]:
+    """(kind or None, the non-blank lines looked at)."""
     try:
         with open(path, "rb") as fh:
             raw = fh.read(SNIFF_BYTES)
     except OSError:
-        return None
+        return None, []
     if not raw.strip():
-        return None
+        return None, []
     try:
         text, _ = decode_bytes(raw)
     except LogReadError:
-        return None
-    lines = text.splitlines()
-    if len(raw) == SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the read cut the last line
+        return None, []
+    lines = _EOL.split(text)  # not splitlines: a form feed or VT is not a line end
+    if (len(raw) == SNIFF_BYTES or not text.endswith(("\n", "\r"))) and len(lines) > 1:
+        lines = lines[:-1]  # the read, or a killed job, cut the last line
     lines = [ln for ln in lines if ln.strip()][:40]
     if not lines:
-        return None
+        return None, lines
     delim = _sniff_delimiter(lines)
     if delim is None:
-        return None
+        return None, lines
     header = [h.strip() for h in _split_line(lines[0], delim)]
     if not _plausible_header(header):
-        return None
+        return None, lines
     rows = [_split_line(ln, delim) for ln in lines[1:]]
     rows = [r for r in rows if len(r) == len(header)]
     kind = classify_header(header, Path(path).name.lower())
@@ -369,21 +593,21 @@ def sniff_csv(path: Path) -> str | None:
     key = _find(header, STEP_COLUMNS + EPOCH_COLUMNS)
     if kind != "csv":
         if not rows:
-            return kind  # header only: still this kind; the loader reports it empty
+            return kind, lines  # header only: still this kind; the loader reports it empty
         if key is not None and any(_is_number(r[key]) for r in rows):
-            return kind
-        return None
+            return kind, lines
+        return None, lines
     # Generic table: needs a step column or a metric-like column, with numbers in it.
     metric_cols = [i for i, h in enumerate(header) if i != key and metric_like(h)]
     if key is None and (not metric_cols or _SAMPLE_COLUMNS & set(low)):
-        return None
+        return None, lines
     candidates = metric_cols or [i for i in range(len(header)) if i != key]
     if not rows:
-        return "csv" if metric_cols else None
+        return ("csv" if metric_cols else None), lines
     if key is not None and not all(_is_number(r[key]) or not r[key].strip() for r in rows):
-        return None
+        return None, lines
     numeric = any(_is_number(r[i]) for r in rows for i in candidates)
-    return "csv" if numeric else None
+    return ("csv" if numeric else None), lines
 
 
 # ---------------------------------------------------------------------------
@@ -391,36 +615,185 @@ def sniff_csv(path: Path) -> str | None:
 # ---------------------------------------------------------------------------
 
 
+#: Lines longer than this never reach the csv module: their first cells are cut out of
+#: the text without copying the line (a 1e6-column row, a 100 MB row).
+LONG_LINE_CHARS = 1 << 20
+#: The csv module's cell limit (``csv.field_size_limit()`` default): a row holding a
+#: longer cell is skipped with a note.
+MAX_CELL_CHARS = 128 * 1024
+#: Lines looked at to choose the delimiter, and how much of each.
+_SNIFF_LINES = 40
+_SNIFF_LINE_CHARS = 64 * 1024
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def _line_spans(text: str) -> Iterator[tuple[int, int, int]]:
+    """(start, end of content, end with the line end) per line, without copying text."""
+    pos, n = 0, len(text)
+    while pos < n:
+        m = _EOL.search(text, pos)
+        if m is None:
+            yield pos, n, n
+            return
+        yield pos, m.start(), m.end()
+        pos = m.end()
+
+
+def _wide_row(text: str, start: int, end: int, delim: str) -> tuple[list[str], int] | None:
+    """The first MAX_COLUMNS cells and the field count of an over-long line, or None
+    when it cannot be cut without the csv module (quotes) or holds a giant cell."""
+    if text.find('"', start, end) >= 0:
+        return None
+    cells: list[str] = []
+    pos = start
+    while True:
+        j = text.find(delim, pos, end)
+        stop = end if j < 0 else j
+        if stop - pos > MAX_CELL_CHARS:
+            return None
+        cells.append(text[pos:stop])
+        if j < 0:
+            return cells, len(cells)
+        pos = j + 1
+        if len(cells) == MAX_COLUMNS:
+            return cells, MAX_COLUMNS + 1 + text.count(delim, pos, end)
+
+
+class _Row:
+    """One parsed row: its cells (at most MAX_COLUMNS), its real width, where it ends."""
+
+    __slots__ = ("cells", "end", "width")
+
+    def __init__(self, cells: list[str], width: int, end: int) -> None:
+        self.cells, self.width, self.end = cells, width, end
+
+
+def _read_rows(text: str, delim: str) -> tuple[list[_Row], int]:
+    """Every non-blank row in file order, and how many rows could not be parsed."""
+    long_rows: list[tuple[int, _Row | None]] = []  # (lines fed before it, row)
+    ends: list[int] = []
+
+    def feed() -> Iterator[str]:
+        for start, stop, end in _line_spans(text):
+            if stop - start > LONG_LINE_CHARS:
+                cut = _wide_row(text, start, stop, delim)
+                long_rows.append((len(ends), None if cut is None else _Row(cut[0], cut[1], end)))
+                continue
+            ends.append(end)
+            yield text[start:end]
+
+    reader = csv.reader(feed(), delimiter=delim)
+    rows: list[tuple[int, int, _Row | None]] = []
+    while True:
+        try:
+            r = next(reader)
+        except StopIteration:
+            break
+        except csv.Error:  # a cell over the limit, a NUL...: this row only
+            rows.append((reader.line_num, 0, None))
+            continue
+        if len(r) > 1 or (r and r[0].strip()):
+            rows.append((reader.line_num, 0, _Row(r[:MAX_COLUMNS], len(r), ends[-1])))
+    if long_rows:
+        rows.extend((fed, 1, row) for fed, row in long_rows)
+        rows.sort(key=lambda item: (item[0], item[1]))
+    good = [row for _, _, row in rows if row is not None]
+    return good, len(rows) - len(good)
+
+
+def _sniff_lines(text: str, count: int = _SNIFF_LINES) -> list[str]:
+    """The first non-blank lines (each cut to 64 KiB) to choose the delimiter from."""
+    out: list[str] = []
+    for start, stop, _ in _line_spans(text):
+        line = text[start : min(stop, start + _SNIFF_LINE_CHARS)]
+        if line.strip():
+            out.append(line)
+            if len(out) == count:
+                break
+    return out
+
+
 def _parse_table(
     text: str, path: Path, kind: str
 ) -> tuple[list[str], list[list[str]], str, list[IngestNote]]:
-    """Text -> (header, rows of the header's width, delimiter, notes about rows dropped)."""
+    """Text -> (header, rows of the header's width, delimiter, notes about what was dropped).
+
+    Bounded on hostile input: lines over :data:`LONG_LINE_CHARS` are cut without the csv
+    module, rows with a cell over :data:`MAX_CELL_CHARS` are skipped, and only the first
+    :data:`MAX_COLUMNS` columns are kept; each costs a note, never the run.
+    """
     notes: list[IngestNote] = []
-    lines = text.splitlines()
-    nonblank = [ln for ln in lines if ln.strip()]
+    nonblank = _sniff_lines(text)
     if not nonblank:
         raise LogReadError("empty file")
-    delim = _sniff_delimiter(nonblank[:40], min_share=0.0)
+    delim = _sniff_delimiter(nonblank, min_share=0.0)
+    if delim is None:
+        # Rows that never agree with the header (a 1e6-column table whose lines are too
+        # long to compare whole, a damaged header): the header decides.
+        delim = _header_delimiter(nonblank[0])
     if delim is None:
         raise LogReadError("not a delimited table (no consistent separator)")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim)
-    table = [r for r in reader if len(r) > 1 or (r and r[0].strip())]
-    header = [h.strip() for h in table[0]]
-    width = len(header)
+    table, unparsable = _read_rows(text, delim)
+    if not table:
+        raise LogReadError("no row could be parsed (cells over 128 KiB or over-long lines)")
+    header = [h.strip() for h in table[0].cells]
+    width = table[0].width
+    if width > MAX_COLUMNS:
+        notes.append(
+            IngestNote(
+                code="truncated",
+                message=f"{width} columns; only the first {MAX_COLUMNS} were read (column cap)",
+                path=str(path),
+                details={"columns": width, "read_columns": MAX_COLUMNS},
+            )
+        )
     body = table[1:]
-    if body and not text.endswith(("\n", "\r")):
-        last = body[-1]
-        if len(last) < width or kind != "csv":
-            body = body[:-1]
+    n = len(text)
+    if not text.endswith(("\n", "\r")):
+        tail = text[max(text.rfind("\n"), text.rfind("\r")) + 1 :]
+        if not tail.strip():
+            # Ultralytics pads every cell: a kill inside the next row's padding cuts no value.
             notes.append(
                 IngestNote(
                     code="truncated",
-                    message="last line has no line end (job killed mid-write); dropped it",
+                    message=(
+                        "file ends inside a row with no values written yet (job killed "
+                        "mid-write); every complete row was read"
+                    ),
                     path=str(path),
-                    details={"line": delim.join(last)[:200]},
                 )
             )
-    good = [r for r in body if len(r) == width]
+        elif body and body[-1].end == n:
+            last = body[-1]
+            if last.width < width or kind != "csv":
+                body = body[:-1]
+                notes.append(
+                    IngestNote(
+                        code="truncated",
+                        message="last line has no line end (job killed mid-write); dropped it",
+                        path=str(path),
+                        details={"line": delim.join(last.cells)[:200]},
+                    )
+                )
+            elif last.width == width:
+                # A generic table may lack its last line end; its last value may be cut
+                # ("0." of "0.1"), or not written yet, so that one value is dropped.
+                cell = last.cells[-1].strip()
+                what = (
+                    f"its last value {cell[:40]!r} may be cut off and was dropped"
+                    if cell
+                    else "its last cell is empty (the row may be cut)"
+                )
+                notes.append(
+                    IngestNote(
+                        code="truncated",
+                        message=f"last line has no line end; {what}",
+                        path=str(path),
+                        details={"line": delim.join(last.cells)[:200]},
+                    )
+                )
+                last.cells[-1] = ""
+    good = [r.cells for r in body if r.width == width]
     bad = len(body) - len(good)
     lowered = [h.lower() for h in header]
     first = lowered[0]
@@ -445,6 +818,18 @@ def _parse_table(
                 message=f"{bad} row(s) with a wrong number of fields skipped",
                 path=str(path),
                 details={"rows": bad, "expected_fields": width},
+            )
+        )
+    if unparsable:
+        notes.append(
+            IngestNote(
+                code="skipped_rows",
+                message=(
+                    f"{unparsable} row(s) that cannot be parsed skipped (a cell over 128 KiB, "
+                    "or an over-long quoted line)"
+                ),
+                path=str(path),
+                details={"rows": unparsable},
             )
         )
     return header, good, delim, notes

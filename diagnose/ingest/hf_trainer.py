@@ -31,10 +31,12 @@ from diagnose.hparams import canonicalize, flatten
 from diagnose.ingest.csv_logs import (
     MAX_STEP,
     LogReadError,
+    SeriesCap,
     finish_long,
     new_run,
     read_text,
 )
+from diagnose.ingest.jsonl import TooDeep, loads, skip_json_value
 from diagnose.run import Run
 from diagnose.sources import RunSource, SourceFile
 
@@ -65,23 +67,32 @@ def _is_summary(entry: dict[str, Any]) -> bool:
     return "train_runtime" in entry or ("train_loss" in entry and "loss" not in entry)
 
 
-def _salvage(text: str) -> list[Any]:
-    """log_history entries of a truncated file, parsed one object at a time."""
+def _salvage(text: str) -> tuple[list[Any], int]:
+    """log_history entries of a damaged file, parsed one object at a time, and how many
+    entries were too deeply nested to parse (stepped over, not lost silently)."""
     m = re.search(r'"log_history"\s*:\s*\[', text)
     if not m:
-        return []
+        return [], 0
     decoder = json.JSONDecoder()
     pos = m.end()
     out: list[Any] = []
+    deep = 0
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= len(text) or text[pos] != "{":
-            return out
+            return out, deep
         try:
             obj, pos = decoder.raw_decode(text, pos)
+        except RecursionError:
+            end = skip_json_value(text, pos)
+            if end is None:
+                return out, deep
+            deep += 1
+            pos = end
+            continue
         except ValueError:
-            return out
+            return out, deep
         out.append(obj)
 
 
@@ -92,16 +103,30 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
     run = new_run(source, file, "hf_trainer_state")
     run.notes.extend(notes)
     try:
-        state = json.loads(text)
+        state = loads(text)
     except ValueError as exc:
-        history = _salvage(text)
+        history, deep = _salvage(text)
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
         if not history:
-            raise LogReadError(f"invalid JSON: {exc.msg} at line {exc.lineno}") from exc
-        run.note(
-            "truncated",
-            f"file is cut off ({exc.msg}); read the {len(history)} complete log entries",
-            path=str(path),
-        )
+            raise LogReadError(f"invalid JSON: {why}{where}") from exc
+        if isinstance(exc, TooDeep):
+            skipped = f"; {deep} too-deep entr(ies) skipped" if deep else ""
+            run.note(
+                "corrupt_record",
+                f"JSON nested too deeply (over ~1000 levels): read the {len(history)} log "
+                f"entries one by one{skipped}; run-level fields not read",
+                path=str(path),
+                details={"entries": deep},
+            )
+        else:
+            skipped = f" ({deep} too-deep entr(ies) skipped)" if deep else ""
+            run.note(
+                "truncated",
+                f"file is cut off ({why}{where}); read the {len(history)} complete log "
+                f"entries{skipped}; run-level fields not read",
+                path=str(path),
+            )
         state = {"log_history": history}
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise LogReadError("no log_history list (not a trainer_state.json)")
@@ -116,6 +141,7 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
     values: list[float] = []
     splits: list[str | None] = []
     no_step = bad = 0
+    series = SeriesCap()
     for entry in state["log_history"]:
         if not isinstance(entry, dict):
             bad += 1
@@ -134,6 +160,8 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
                 if value is not None:
                     bad += 1
                 continue
+            if not series.admit(str(key)):
+                continue
             if summary and key in SUMMARY_KEYS:
                 tags.append(f"summary/{key}")
                 splits.append("other")
@@ -146,6 +174,7 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
         run.note("skipped_rows", f"{no_step} log entries without a step skipped", path=str(path))
     if bad:
         run.note("bad_value", f"{bad} non-numeric log value(s) skipped", path=str(path))
+    series.note(run, path)
     if not tags:
         if not state["log_history"]:
             raise LogReadError("log_history is empty")

@@ -11,7 +11,8 @@ records win (TensorBoard's purge rule) and a ``restart`` note says so.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 from diagnose.ingest.csv_logs import (
     MAX_STEP,
     LogReadError,
+    SeriesCap,
     decode_bytes,
     finish_long,
     metric_like,
@@ -39,20 +41,147 @@ SPLIT_KEYS = ("mode", "split", "phase")
 SNIFF_BYTES = 8192
 
 
+#: Lines longer than this are not parsed: a metrics record is a few KiB, and a record
+#: with a million keys would cost seconds and a million series.
+MAX_RECORD_CHARS = 1 << 20
+#: Nesting deeper than this inside one record is not read (its leaves count as skipped).
+MAX_DEPTH = 32
+#: One JSON token: an opening or closing bracket, ``,``/``:``, a string, or a bare word.
+_JSON_TOKEN = re.compile(
+    r'\s*(?:([\[{])|([\]}])|([,:])|("(?:[^"\\]|\\.)*")|([^\s\[\]{},:"]+))', re.S
+)
+
+
+#: Several bare words in a list, each followed by a comma: ``0.5, 0.4, NaN,``.
+_SCALAR_RUN = re.compile(r'(?:\s*[^\s\[\]{},:"]+\s*,)+')
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than the parser's recursion limit (about 1000 levels)."""
+
+
+def loads(text: str) -> Any:
+    """``json.loads`` whose too-deep nesting is a :class:`TooDeep` (a ValueError), never
+    a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise TooDeep("JSON nested too deeply (over ~1000 levels)") from exc
+
+
+def _json_tokens(text: str, pos: int) -> Iterator[tuple[int, str, int]]:
+    """(kind 1-5, first char, end) per token from ``pos``; stops at a string with no end."""
+    while True:
+        m = _JSON_TOKEN.match(text, pos)
+        if m is None or m.lastindex is None:
+            return
+        yield m.lastindex, text[m.start(m.lastindex)], m.end()
+        pos = m.end()
+
+
+def skip_json_value(text: str, pos: int) -> int | None:
+    """End of the JSON value starting at ``pos`` without parsing it (no recursion), or
+    None when the text ends first.  Used to step over a value too deep for ``json``."""
+    depth = 0
+    for kind, _, end in _json_tokens(text, pos):
+        if kind == 1:
+            depth += 1
+        elif kind == 2:
+            depth -= 1
+            if depth <= 0:
+                return end
+        elif depth == 0 and kind in (4, 5):
+            return end
+    return None
+
+
+def close_json(text: str) -> str | None:
+    """A JSON document cut off mid-write, closed after its last complete value.
+
+    Walks the tokens with an explicit stack (no recursion), remembers the last point
+    where a value had just ended (or a container just opened), and returns the text up
+    to there plus the brackets still open; None when no value ever completed.  A bare
+    word touching the end of the text may be cut (``0.`` of ``0.12``), so it is dropped.
+    Runs of plain numbers in a list (a Keras history) are skipped with one regex.
+    """
+    # top = (bracket, state, parent); states: k0 k colon v after (object), a0 v after (list)
+    top: tuple[str, str, Any] | None = None
+    safe: tuple[int, Any] | None = None
+    n = len(text)
+    pos = 0
+    while True:
+        if top is not None and top[0] == "[" and top[1] in ("v", "a0"):
+            run = _SCALAR_RUN.match(text, pos)
+            if run is not None:
+                top = (top[0], "v", top[2])
+                safe = (text.rfind(",", run.start(), run.end()), (top[0], "after", top[2]))
+                pos = run.end()
+        m = _JSON_TOKEN.match(text, pos)
+        if m is None or m.lastindex is None:
+            break
+        kind, ch, end = m.lastindex, text[m.start(m.lastindex)], m.end()
+        pos = end
+        state = top[1] if top else "v"
+        if kind == 1:
+            if state not in ("v", "a0"):
+                break
+            parent = (top[0], "after", top[2]) if top else None
+            top = (ch, "k0" if ch == "{" else "a0", parent)
+            safe = (end, top)
+        elif kind == 2:
+            if top is None or state not in ("k0", "a0", "after") or ch != "]}"[top[0] == "{"]:
+                break
+            top = top[2]
+            if top is None:
+                return text[:end]
+            safe = (end, top)
+        elif kind == 3:
+            if ch == "," and state == "after":
+                top = (top[0], "k" if top[0] == "{" else "v", top[2])  # type: ignore[index]
+            elif ch == ":" and state == "colon":
+                top = (top[0], "v", top[2])  # type: ignore[index]
+            else:
+                break
+        elif top is None or (kind == 5 and end >= n):
+            break
+        elif kind == 4 and state in ("k0", "k"):
+            top = (top[0], "colon", top[2])
+        elif state in ("v", "a0"):
+            top = (top[0], "after", top[2])
+            safe = (end, top)
+        else:
+            break
+    if safe is None:
+        return None
+    cut, node = safe
+    closers = []
+    while node is not None:
+        closers.append("}" if node[0] == "{" else "]")
+        node = node[2]
+    return text[:cut] + "".join(closers)
+
+
 def _flat_numbers(record: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, float], int]:
-    """Numeric leaves with '/'-joined keys, and how many non-numeric leaves were skipped."""
+    """Numeric leaves with '/'-joined keys, and how many leaves were skipped (not numbers,
+    or nested deeper than :data:`MAX_DEPTH`).  Iterative: no recursion limit to hit."""
     out: dict[str, float] = {}
     skipped = 0
-    for key, value in record.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            inner, n = _flat_numbers(value, name)
-            out.update(inner)
-            skipped += n
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = float(value)
-        elif value is not None:
-            skipped += 1
+    stack: list[tuple[str, Mapping[str, Any], int]] = [(prefix, record, 0)]
+    while stack:
+        base, mapping, depth = stack.pop()
+        nested: list[tuple[str, Mapping[str, Any], int]] = []
+        for key, value in mapping.items():
+            name = f"{base}/{key}" if base else str(key)
+            if isinstance(value, Mapping):
+                if depth >= MAX_DEPTH:
+                    skipped += 1
+                else:
+                    nested.append((name, value, depth + 1))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = float(value)
+            elif value is not None:
+                skipped += 1
+        stack.extend(reversed(nested))
     return out, skipped
 
 
@@ -74,11 +203,15 @@ def sniff_jsonl(path: Path) -> bool:
     if not lines:
         return False
     stepped = 0
+    bad = 0
     for line in lines:
         try:
-            obj = json.loads(line)
-        except ValueError:
-            return False
+            obj = loads(line)
+        except ValueError:  # a damaged line (TooDeep included) does not decide; most do
+            bad += 1
+            if bad > len(lines) // 2:
+                return False
+            continue
         if not isinstance(obj, dict):
             return False
         numbers, _ = _flat_numbers(obj)
@@ -131,11 +264,19 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
     ends_clean = text.endswith(("\n", "\r"))
     records: list[dict[str, Any]] = []
     corrupt: list[int] = []
+    deep: list[int] = []
+    huge: list[int] = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
+        if len(line) > MAX_RECORD_CHARS:
+            huge.append(i + 1)
+            continue
         try:
-            obj = json.loads(line)
+            obj = loads(line)
+        except TooDeep:
+            deep.append(i + 1)
+            continue
         except ValueError:
             if i == len(lines) - 1 and not ends_clean:
                 run.note(
@@ -158,6 +299,22 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
             path=str(path),
             details={"lines": corrupt[:20]},
         )
+    if huge:
+        run.note(
+            "skipped_rows",
+            f"{len(huge)} record(s) over {MAX_RECORD_CHARS // 1024} KiB skipped (first at "
+            f"line {huge[0]}; a metrics record is a few KiB)",
+            path=str(path),
+            details={"lines": huge[:20]},
+        )
+    if deep:
+        run.note(
+            "corrupt_record",
+            f"{len(deep)} record(s) nested too deeply to read (over ~1000 levels); skipped "
+            f"(first at line {deep[0]})",
+            path=str(path),
+            details={"lines": deep[:20]},
+        )
     if not records:
         raise LogReadError("no JSON records")
 
@@ -174,6 +331,7 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
     values: list[float] = []
     splits: list[str | None] = []
     skipped = no_step = 0
+    series = SeriesCap()
     for index, record in enumerate(records):
         numbers, n_skipped = _flat_numbers(record)
         mode = next(
@@ -196,6 +354,8 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
                     continue
         split_hint = {"train": "train", "val": "val", "eval": "val", "test": "test"}.get(mode)
         for key, value in numbers.items():
+            if not series.admit(key):
+                continue
             tags.append(key)
             steps.append(step)
             values.append(value)
@@ -207,6 +367,7 @@ def load_jsonl(source: RunSource, file: SourceFile) -> Run:
         )
     if skipped > 0:
         run.note("bad_value", f"{skipped} non-numeric value(s) skipped", path=str(path))
+    series.note(run, path)
     if not tags:
         raise LogReadError("no numeric values in the JSON records")
     long = pd.DataFrame(

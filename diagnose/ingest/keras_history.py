@@ -26,12 +26,15 @@ from diagnose.ingest.csv_logs import (
     read_text,
     scalars_from_long,
 )
+from diagnose.ingest.jsonl import TooDeep, close_json, loads
 from diagnose.run import IngestNote, Run
 from diagnose.sources import RunSource, SourceFile
 
-#: Files larger than this are not a history dump; sniffing only reads a prefix of them.
+#: Sniffing parses files up to this size whole; a bigger one by its first
+#: :data:`_REPAIR_SNIFF` characters, closed as JSON.
 MAX_PARSE_BYTES = 5_000_000
 _PREFIX_SNIFF = 4096
+_REPAIR_SNIFF = 65536
 #: A history dump opens with a known wrapper key or with a list of numbers.
 _HISTORY_START = re.compile(
     r'^\s*\{\s*"(?:(?:history|metrics|epochs|params)"\s*:'
@@ -68,24 +71,53 @@ def _looks_like_history(data: Any) -> bool:
     return any(metric_like(str(k)) for k in series)
 
 
+def _parse_history(text: str) -> tuple[Any, str | None]:
+    """(data, why it is partial or None) for a history dump, repairing a cut-off file.
+
+    Raises ValueError (:class:`TooDeep` included) when nothing can be read.
+    """
+    try:
+        return loads(text), None
+    except TooDeep:
+        raise
+    except ValueError as exc:
+        repaired = close_json(text)
+        if repaired is None:
+            raise
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        return loads(repaired), why
+
+
 def sniff_keras_history(path: Path) -> bool:
-    """True for a JSON object whose values are per-epoch lists of training metrics."""
+    """True for a JSON object whose values are per-epoch lists of training metrics.
+
+    A file too big to parse here, or cut off mid-write, is judged by its first
+    :data:`_REPAIR_SNIFF` characters closed as JSON, so the loader can read what survives
+    (or say why not) instead of the file being passed over in silence.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
         with open(path, "rb") as fh:
             head = fh.read(_PREFIX_SNIFF)
             text, _ = decode_bytes(head)
-            if not _HISTORY_START.match(text) or size > MAX_PARSE_BYTES:
+            if not _HISTORY_START.match(text):
                 return False
-            # Only files that open like a history are parsed whole (they are small).
-            text, _ = decode_bytes(head + fh.read())
+            if size <= MAX_PARSE_BYTES:
+                text, _ = decode_bytes(head + fh.read())
+            else:
+                text, _ = decode_bytes(head + fh.read(_REPAIR_SNIFF - len(head)))
     except (OSError, LogReadError):
         return False
     try:
-        data = json.loads(text)
+        data = loads(text) if size <= MAX_PARSE_BYTES else None
     except ValueError:
-        return False
+        data = None
+    if data is None:
+        try:
+            data = loads(close_json(text[:_REPAIR_SNIFF]) or "")
+        except ValueError:
+            return False
     return _looks_like_history(data)
 
 
@@ -105,9 +137,19 @@ def load_keras_history(source: RunSource, file: SourceFile) -> Run:
     run = new_run(source, file, "keras_history")
     run.notes.extend(notes)
     try:
-        data = json.loads(text)
-    except ValueError as exc:
+        data, cut = _parse_history(text)
+    except TooDeep as exc:
+        raise LogReadError(str(exc)) from exc
+    except json.JSONDecodeError as exc:
         raise LogReadError(f"invalid JSON: {exc.msg} at line {exc.lineno}") from exc
+    except ValueError as exc:
+        raise LogReadError(f"invalid JSON: {exc}") from exc
+    if cut is not None:
+        run.note(
+            "truncated",
+            f"file is cut off ({cut}); read the values written before the cut",
+            path=str(path),
+        )
     metrics, epochs, params = _metrics_dict(data)
     if not metrics:
         raise LogReadError("no metric lists (not a Keras history)")

@@ -18,14 +18,16 @@ import yaml
 
 from diagnose.hparams import canonicalize
 from diagnose.ingest.csv_logs import (
+    MAX_COLUMNS,
     MAX_STEP,
     LogReadError,
     decode_bytes,
     finish_long,
     new_run,
+    read_log_bytes,
 )
 from diagnose.ingest.sidecars import load_yaml_plain
-from diagnose.run import Run
+from diagnose.run import IngestNote, Run
 from diagnose.sources import RunSource, SourceFile
 
 #: mlflow.entities.RunStatus numbers as the file store writes them in meta.yaml.
@@ -45,12 +47,17 @@ def _key(folder: Path, path: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def _read_metric(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
-    """One metric file -> (timestamps_ms, values, steps, bad line count, truncated).
+def _read_metric(
+    path: Path,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool, list[IngestNote]]:
+    """One metric file -> (timestamps_ms, values, steps, bad line count, truncated, notes).
 
     MLflow ends every line with a newline, so a last line without one was cut by a kill.
+    The notes say what else was lost (a NUL tail, the size cap).
     """
-    text, _ = decode_bytes(path.read_bytes(), path)
+    raw, size, notes = read_log_bytes(path)
+    text, dec_notes = decode_bytes(raw, path, size)
+    notes += dec_notes
     ts: list[float] = []
     vals: list[float] = []
     steps: list[int] = []
@@ -84,6 +91,7 @@ def _read_metric(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, b
         np.array(steps, dtype="int64"),
         bad,
         truncated,
+        notes,
     )
 
 
@@ -105,18 +113,31 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     bad_total = 0
     unreadable: list[str] = []
     stepless: list[str] = []
+    empty: list[str] = []
     truncated: list[str] = []
-    for path in _files(metrics_dir):
+    files = _files(metrics_dir)
+    if len(files) > MAX_COLUMNS:
+        run.note(
+            "truncated",
+            f"{len(files)} metric files; only the first {MAX_COLUMNS} were read (series cap)",
+            path=str(metrics_dir),
+            details={"metric_files": len(files), "read": MAX_COLUMNS},
+        )
+        files = files[:MAX_COLUMNS]
+    for path in files:
         key = _key(metrics_dir, path)
         try:
-            ts, vals, st, bad, cut = _read_metric(path)
+            ts, vals, st, bad, cut, notes = _read_metric(path)
         except (OSError, LogReadError):
             unreadable.append(key)
             continue
+        run.notes.extend(notes)
         bad_total += bad
         if cut:
             truncated.append(key)
         if not len(vals):
+            if not (cut or bad or notes):
+                empty.append(key)
             continue
         if len(vals) > 1 and not st.any():
             # log_metric() without a step files every point at step 0 (or writes no step
@@ -127,6 +148,13 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
         steps.append(st)
         values.append(vals)
         walls.append(ts / 1000.0)
+    if empty:
+        run.note(
+            "truncated",
+            f"metric file(s) with no points (killed before the first write?): "
+            f"{', '.join(empty[:5])}",
+            path=str(metrics_dir),
+        )
     if unreadable:
         run.note(
             "unreadable",
@@ -150,7 +178,7 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
             path=str(metrics_dir),
         )
 
-    raw = _params(folder / "params")
+    raw = _params(folder / "params", run)
     if raw:
         run.raw_hparams = raw
         run.hparams = canonicalize(raw)
@@ -169,10 +197,19 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     return finish_long(run, long, file, metrics_dir, equal_is_restart=False)
 
 
-def _params(folder: Path) -> dict[str, str]:
-    """params/<key> files -> {key: value as written} (whitespace stripped)."""
+def _params(folder: Path, run: Run) -> dict[str, str]:
+    """params/<key> files -> {key: value as written} (whitespace stripped); at most
+    :data:`MAX_COLUMNS` of them, with a note past that."""
     raw: dict[str, str] = {}
-    for path in _files(folder):
+    files = _files(folder)
+    if len(files) > MAX_COLUMNS:
+        run.note(
+            "truncated",
+            f"{len(files)} param files; only the first {MAX_COLUMNS} were read (key cap)",
+            path=str(folder),
+        )
+        files = files[:MAX_COLUMNS]
+    for path in files:
         try:
             if path.stat().st_size > MAX_PARAM_BYTES:
                 continue

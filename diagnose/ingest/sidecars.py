@@ -47,6 +47,8 @@ SIDECAR_NAMES: tuple[str, ...] = (
 MAX_SIDECAR_BYTES = 20_000_000
 #: At most this many flattened keys per file: guards against YAML alias bombs.
 MAX_KEYS = 5_000
+#: YAML sidecars are parsed up to this many lines (or flow items).
+MAX_YAML_LINES = 50_000
 
 #: Object tags whose mapping IS the hyperparameters (keep it as a dict).
 _MAPPING_CLASSES = (
@@ -170,6 +172,11 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], list[IngestNote]]:
     if not text.strip():
         return {}, [IngestNote("unreadable", "sidecar is empty", str(path))]
     unknown: dict[str, int] = {}
+    if path.suffix.lower() != ".json":
+        text, cut_notes = _bound_yaml(text, path)
+        notes.extend(cut_notes)
+        if not text:
+            return {}, notes
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(text)
@@ -210,6 +217,36 @@ def read_sidecar(path: Path) -> tuple[dict[str, Any], list[IngestNote]]:
         # SageMaker JSON-encodes every value a second time: "\"adam\"".
         flat = {k: _unquote(v) for k, v in flat.items()}
     return flat, notes
+
+
+def _bound_yaml(text: str, path: Path) -> tuple[str, list[IngestNote]]:
+    """YAML text cut to :data:`MAX_YAML_LINES` lines: building the nodes of a million
+    keys takes 25 s even with libyaml, and only :data:`MAX_KEYS` would be kept."""
+    notes: list[IngestNote] = []
+    lines = text.count("\n")
+    if lines > MAX_YAML_LINES:
+        pos = -1
+        for _ in range(MAX_YAML_LINES):
+            pos = text.find("\n", pos + 1)
+        text = text[: pos + 1]
+        notes.append(
+            IngestNote(
+                "truncated",
+                f"sidecar has {lines} lines; only the first {MAX_YAML_LINES} were read "
+                "(too many keys)",
+                str(path),
+            )
+        )
+    if text.count(",") > MAX_YAML_LINES:  # one flow mapping or list with a million items
+        notes.append(
+            IngestNote(
+                "unsupported",
+                f"sidecar has over {MAX_YAML_LINES} flow-style items (too many keys); skipped",
+                str(path),
+            )
+        )
+        return "", notes
+    return text, notes
 
 
 def _unquote(value: Any) -> Any:

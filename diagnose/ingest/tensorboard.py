@@ -40,6 +40,21 @@ _FLOAT_DTYPES = {
     types_pb2.DT_DOUBLE: "<f8",
     types_pb2.DT_HALF: "<f2",
 }
+#: Bytes per element of packed ``tensor_content``, by dtype (1 for the rest: a bound).
+_ITEMSIZE = {
+    types_pb2.DT_FLOAT: 4,
+    types_pb2.DT_DOUBLE: 8,
+    types_pb2.DT_HALF: 2,
+    types_pb2.DT_BFLOAT16: 2,
+    types_pb2.DT_INT32: 4,
+    types_pb2.DT_UINT32: 4,
+    types_pb2.DT_INT64: 8,
+    types_pb2.DT_UINT64: 8,
+    types_pb2.DT_INT16: 2,
+    types_pb2.DT_UINT16: 2,
+    types_pb2.DT_COMPLEX64: 8,
+    types_pb2.DT_COMPLEX128: 16,
+}
 
 
 # ---------------------------------------------------------------------------
@@ -255,24 +270,74 @@ def _fast_chunk(
 # ---------------------------------------------------------------------------
 
 
-def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> float | None:
-    """The single number of a scalar tensor (float/double/half/int, packed or not)."""
+def _claimed_elements(tensor: tensor_pb2.TensorProto) -> int | None:
+    """Element count the tensor's shape claims; None for a negative (unknown) dim."""
+    n = 1
+    for dim in tensor.tensor_shape.dim:
+        if dim.size < 0:
+            return None
+        n *= dim.size
+    return n
+
+
+def _present_elements(tensor: tensor_pb2.TensorProto) -> int:
+    """Elements the record really holds (packed bytes, or the typed repeated field)."""
+    if tensor.tensor_content:
+        return len(tensor.tensor_content) // _ITEMSIZE.get(tensor.dtype, 1)
+    t = tensor
+    return max(
+        len(t.half_val),
+        len(t.float_val),
+        len(t.double_val),
+        len(t.int_val),
+        len(t.int64_val),
+        len(t.bool_val),
+        len(t.string_val),
+        len(t.uint32_val),
+        len(t.uint64_val),
+        len(t.scomplex_val) // 2,
+        len(t.dcomplex_val) // 2,
+    )
+
+
+def _shape_problem(tensor: tensor_pb2.TensorProto) -> str | None:
+    """Why the tensor must not be decoded, or None.  tensorboard's decoder repeats a
+    single value to the claimed shape: a 341-byte record claiming 1e9 elements would
+    cost 4 GB, so shapes are bounded by the elements present."""
+    claimed = _claimed_elements(tensor)
+    if claimed is None:
+        return "shape has a negative dimension"
+    present = _present_elements(tensor)
+    if claimed > max(present, 1):
+        return f"shape claims {claimed} elements but the record holds {present}"
+    return None
+
+
+def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> tuple[float | None, str | None]:
+    """(the single number of a scalar tensor, or None with why it is not one)."""
+    claimed = _claimed_elements(tensor)
+    if claimed != 1:
+        shown = "a negative dimension" if claimed is None else f"{claimed} elements"
+        return None, f"a scalar whose shape claims {shown}"
     dt = _FLOAT_DTYPES.get(tensor.dtype)
     if dt is not None and not tensor.tensor_shape.dim:
         content = tensor.tensor_content
         if len(content) == np.dtype(dt).itemsize:
-            return float(np.frombuffer(content, dtype=dt)[0])
+            return float(np.frombuffer(content, dtype=dt)[0]), None
         if tensor.dtype == types_pb2.DT_FLOAT and len(tensor.float_val) == 1:
-            return float(tensor.float_val[0])
+            return float(tensor.float_val[0]), None
         if tensor.dtype == types_pb2.DT_DOUBLE and len(tensor.double_val) == 1:
-            return float(tensor.double_val[0])
+            return float(tensor.double_val[0]), None
+    problem = _shape_problem(tensor)
+    if problem is not None:
+        return None, problem
     try:
         arr = _make_ndarray(tensor)
     except Exception:  # any malformed tensor is just not a number
-        return None
+        return None, "a scalar tensor that does not decode"
     if arr.size != 1 or arr.dtype.kind not in "fiub":
-        return None
-    return float(arr.reshape(-1)[0])
+        return None, "a scalar tensor that is not one number"
+    return float(arr.reshape(-1)[0]), None
 
 
 def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
@@ -477,18 +542,22 @@ def _make_ndarray(tensor: tensor_pb2.TensorProto) -> np.ndarray:
 
 def _histogram_from_tensor(
     tag: str, step: int, wall: float, tensor: tensor_pb2.TensorProto
-) -> Histogram | None:
-    """TF2 ``[k,3]`` histogram tensor -> Histogram (no summary statistics recorded)."""
+) -> tuple[Histogram | None, str | None]:
+    """TF2 ``[k,3]`` histogram tensor -> (Histogram, or None with why it was skipped).
+    No summary statistics are recorded in this encoding."""
+    problem = _shape_problem(tensor)
+    if problem is not None:
+        return None, problem
     try:
         arr = np.asarray(_make_ndarray(tensor), dtype=np.float64)
     except Exception:  # malformed: skipped, not fatal
-        return None
+        return None, "a histogram tensor that does not decode"
     if arr.ndim != 2 or arr.shape[1] != 3:
         if arr.size == 0:
             arr = np.zeros((0, 3), dtype=np.float64)
         else:
-            return None
-    return Histogram(tag, step, wall, arr)
+            return None, f"a histogram tensor of shape {list(arr.shape)}, not [k, 3]"
+    return Histogram(tag, step, wall, arr), None
 
 
 # ---------------------------------------------------------------------------
@@ -514,6 +583,33 @@ class _State:
     raw_hparams: dict[str, float | str | bool] = field(default_factory=dict)
     notes: list[IngestNote] = field(default_factory=list)
     seq: int = 0
+    #: (why, tag) -> (count, first step) of tensors skipped, for one note per reason.
+    skipped: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+
+    def skip_tensor(self, tag: str, why: str, step: int) -> None:
+        count, first = self.skipped.get((why, tag), (0, step))
+        self.skipped[(why, tag)] = (count + 1, first)
+
+    def skipped_notes(self) -> list[IngestNote]:
+        """One ``bad_value`` note per reason, naming the tags (never silent)."""
+        by_why: dict[str, list[tuple[str, int, int]]] = {}
+        for (why, tag), (count, first) in self.skipped.items():
+            by_why.setdefault(why, []).append((tag, count, first))
+        notes = []
+        for why, items in sorted(by_why.items()):
+            total = sum(c for _, c, _ in items)
+            tags = sorted(t for t, _, _ in items)
+            notes.append(
+                IngestNote(
+                    "bad_value",
+                    f"{total} tensor value(s) skipped: {why} (tags: {', '.join(tags[:5])}"
+                    + (" ..." if len(tags) > 5 else "")
+                    + ")",
+                    step=min(f for _, _, f in items),
+                    details={"tags": tags[:20], "values": total},
+                )
+            )
+        return notes
 
     def code(self, tag: str, split: str | None) -> int:
         key = (tag, split)
@@ -601,6 +697,24 @@ def _read_window(
             rec.note_record("corrupt_record", f"record at byte {offset} {why}; skipped", offset)
             continue
         what = event.WhichOneof("what")
+        entries = event.summary.value
+        unknown = (
+            what not in ("summary", "file_version", "session_log")
+            or (what == "session_log" and not event.session_log.status)
+            or (
+                what == "summary"
+                and (not entries or any(v.WhichOneof("value") is None for v in entries))
+            )
+        )
+        if unknown and not rec.data_ok(i):
+            # A flipped bit can turn a scalar into a field nobody reads: the data CRC,
+            # checked only here, tells damage from a writer's extra event kinds.
+            offset = int(rec.starts[i]) - HEADER
+            rec.note_record(
+                "corrupt_record", f"record at byte {offset} failed its data checksum; skipped",
+                offset,
+            )
+            continue
         if what == "file_version":
             version = event.file_version.split("brain.Event:")[-1]
             try:
@@ -640,8 +754,9 @@ def _read_window(
                 st.histograms.append((base + i, h))
             elif kind == "tensor":
                 if first == "scalars":
-                    number = _tensor_scalar(value.tensor)
+                    number, why = _tensor_scalar(value.tensor)
                     if number is None:
+                        st.skip_tensor(tag, why or "not a number", event.step)
                         continue
                     codes.append(st.code(tag, split))
                     steps.append(event.step)
@@ -649,9 +764,13 @@ def _read_window(
                     values.append(number)
                     seqs.append(base + i)
                 elif first == "histograms":
-                    hist = _histogram_from_tensor(tag, event.step, event.wall_time, value.tensor)
+                    hist, why = _histogram_from_tensor(
+                        tag, event.step, event.wall_time, value.tensor
+                    )
                     if hist is not None:
                         st.histograms.append((base + i, hist))
+                    else:
+                        st.skip_tensor(tag, why or "not a histogram", event.step)
     # Plain histograms hold views of this window's bytes until bucketed: bucket them now.
     batch.flush()
 
@@ -668,7 +787,9 @@ def _read_hparams(content: bytes, st: _State, path: str) -> None:
     except DecodeError:
         st.notes.append(IngestNote("bad_value", "unreadable hparams session_start_info", path))
         return
-    for key, val in data.session_start_info.hparams.items():
+    hparams = data.session_start_info.hparams
+    for key in sorted(hparams):  # a protobuf map's order is not stable across processes
+        val = hparams[key]
         kind = val.WhichOneof("kind")
         if kind == "number_value":
             number = val.number_value
@@ -809,5 +930,5 @@ def load_tensorboard(source: RunSource, verify_checksums: bool = False) -> Run:
     run.tag_metadata = {**st.kinds, **st.metadata}
     run.raw_hparams = dict(st.raw_hparams)
     run.hparams = canonicalize(st.raw_hparams)
-    run.notes[:0] = st.notes
+    run.notes[:0] = st.notes + st.skipped_notes()
     return run
