@@ -47,6 +47,8 @@ _SEV_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 #: A wrapped message continues under its rule id (``  warning ``): aligned under the
 #: message itself it would get 62 of 80 columns and wrap a third more often.
 _HANG = 10
+#: Rows a finding's message may take on a terminal at the default verbosity (``-v``: all).
+_FINDING_ROWS = 2
 _NBSP = "\u00a0"  # keeps one change on one row; printed as a plain space
 #: Width assumed when the terminal's cannot be read (and never less than this).
 _MIN_WIDTH = 40
@@ -60,6 +62,9 @@ class _Line:
     body: str = ""
     body_style: str = ""
     hang: int = _HANG
+    #: On a terminal at the default verbosity, at most this many rows (the last ends in
+    #: an ellipsis); ``-v`` and piped output always show the whole line.
+    max_rows: int | None = None
 
 
 def render_text(
@@ -203,7 +208,8 @@ def _run_lines(
         if f.step is not None and f"step {f.step}" not in f.message:
             message += f" (step {f.step})"
         out.append(_Line([(f"  {f.severity:<8}", _SEV_STYLE[f.severity]),
-                          (f"{clean(f.rule):<7} ", "bold")], message))
+                          (f"{clean(f.rule):<7} ", "bold")], message,
+                         max_rows=_FINDING_ROWS if terminal and verbosity < 1 else None))
         recs, same_as = _new_recommendations(f, shown)
         pad = " " * _HANG
         if terminal and verbosity < 1:
@@ -222,7 +228,8 @@ def _run_lines(
     for note in notes:
         where = f" ({clean(display_path(note.path))})" if note.path else ""
         out.append(_Line([("  note    ", "dim")],
-                         f"{clean(note.code)}: {clean(note.message)}{where}", "dim", 10))
+                         f"{clean(note.code)}: {clean(note.message)}{where}", "dim", 10,
+                         max_rows=1 if terminal and verbosity < 1 else None))
     if verbosity >= 1 and result.not_applicable:
         out.append(_Line([("  n/a     ", "dim")],
                          "rules not applicable to this run's metrics: "
@@ -252,7 +259,7 @@ def _listing(
                          f": {clean(e.message)}", "", 4) for e in analysis.errors)
     summary = summary_line(analysis, fail_on)
     if hidden:
-        summary += f" ({hidden} routine note{'s' if hidden != 1 else ''} hidden; -v shows them)"
+        summary += f" ({hidden} routine note{'s' if hidden != 1 else ''} hidden, -v)"
     style = "bold red" if exit_status(analysis, fail_on) else "bold"
     out += [_Line([]), _Line([(summary, style)], hang=4)]
     return out
@@ -288,6 +295,9 @@ def _styled(line: _Line, width: int) -> str:
         wrapped = _wrap(head + line.body, width, 0, hang)
         return "".join(_paint(row, line.body_style or "bold") + "\n" for row in wrapped)
     rows = _wrap(line.body, width, len(head), hang) if line.body else [""]
+    if line.max_rows is not None and len(rows) > line.max_rows:
+        rows = rows[: line.max_rows]
+        rows[-1] = rows[-1][: width - 1].rstrip() + "…"
     first = "".join(_paint(text, style) for text, style in line.head)
     first += _paint(rows[0][len(head):], line.body_style)
     rest = "".join(" " * hang + _paint(row[hang:], line.body_style) + "\n" for row in rows[1:])
