@@ -82,8 +82,10 @@ def _effective_config(args: argparse.Namespace) -> Config:
     config = load_config(Path(args.config) if args.config else None, start=Path.cwd())
     if args.select:
         config.select = _ids(args.select)
+        config.origins["select"] = "--select"
     if args.ignore:
         config.ignore = _ids(args.ignore)
+        config.origins["ignore"] = "--ignore"
     if args.fail_on:
         config.fail_on = args.fail_on
     if getattr(args, "preview", False):
@@ -247,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if type(exc).__name__ == "RuleError":  # a rules-dirs folder or user rule file
             print(f"diagnose: config error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__name__ in ("AnalysisError", "RegistryError") and not os.environ.get(
+            "DIAGNOSE_DEBUG"
+        ):  # our own bug while judging: loud, one line, never "healthy"
+            print(f"diagnose: internal error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         if os.environ.get("DIAGNOSE_DEBUG"):
             raise

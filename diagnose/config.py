@@ -71,6 +71,19 @@ class Config:
     hparams: dict[str, Any] = field(default_factory=dict)
     preview: bool = False
     source: Path | None = None
+    #: Where a setting came from when not the config file (``{"select": "--select"}``),
+    #: so an error names what the user typed.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def origin(self, key: str) -> str:
+        """How an error message names setting ``key``: ``--select`` or ``config key
+        'select'``."""
+        return self.origins.get(key, f"config key '{key}'")
+
+    def severity_for(self, rule_id: str, default: str) -> str:
+        """The severity a finding of ``rule_id`` gets: the config's override or
+        ``default``; every evaluator (engine, baseline) goes through here."""
+        return self.severity.get(rule_id, default)
 
     def rule_enabled(self, rule_id: str, preview_rule: bool = False) -> bool:
         """``select``/``ignore`` by id or prefix; the longest matching prefix wins."""

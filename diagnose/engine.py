@@ -36,14 +36,14 @@ import re
 import time
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from diagnose.config import SEVERITIES, Config, ConfigError
 from diagnose.findings import SEVERITY_RANK, Finding, RunResult
 from diagnose.metrics import resolve_roles
-from diagnose.run import IngestNote, Run
+from diagnose.run import Run
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ EVALUATORS = {
 
 class RuleError(ValueError):
     """A rule file that cannot be used; the message is one line naming file and key."""
+
+
+class AnalysisError(RuntimeError):
+    """The tool's own bug while judging a run (a detector raised, a built-in rule names a
+    detector that does not exist).  One line naming the rule and the run; the CLI exits 2
+    instead of letting the other runs print "healthy" over a silent gap."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,34 @@ def load_rule_file(path: Path) -> RuleSpec:
     return parse_rule(data, path)
 
 
+def check_thresholds(spec: RuleSpec) -> RuleSpec:
+    """``spec`` with its ``[thresholds]`` validated against its detector's declared
+    parameters: every key known, every required one present, every value in range.
+    Raises :class:`RuleError` naming the file and the key."""
+    from diagnose.detectors import detector_params
+
+    specs = detector_params(spec.detector) if spec.per_run else None
+    if specs is None:
+        return spec
+    where = str(spec.path) if spec.path else spec.id
+    known = ", ".join(sorted(specs)) or "none"
+    out: dict[str, Any] = {}
+    for key, value in spec.thresholds.items():
+        param = specs.get(key)
+        if param is None:
+            raise RuleError(f"{where}: key 'thresholds.{key}' is not a parameter of "
+                            f"detector {spec.detector!r} (known: {known})")
+        try:
+            out[key] = param.coerce(value)
+        except ValueError as exc:
+            raise RuleError(f"{where}: key 'thresholds.{key}' {exc}") from None
+    for key, param in specs.items():
+        if param.required and key not in out:
+            raise RuleError(f"{where}: key 'thresholds.{key}' is missing (detector "
+                            f"{spec.detector!r} needs it)")
+    return replace(spec, thresholds=out)
+
+
 @functools.lru_cache(maxsize=32)
 def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
     from diagnose.detectors import get_detector
@@ -213,10 +247,12 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
             if spec.id in seen:
                 raise RuleError(f"{file}: key 'id' duplicates {spec.id} from {seen[spec.id]}")
             if spec.per_run and get_detector(spec.detector) is None:
-                if not builtin:
-                    raise RuleError(f"{file}: key 'detector' names unknown detector "
-                                    f"{spec.detector!r}")
-                log.warning("%s: detector %r is not registered", file, spec.detector)
+                if builtin:  # our own rule without its code: a broken install
+                    raise AnalysisError(f"built-in rule {spec.id} names detector "
+                                        f"{spec.detector!r}, which is not registered")
+                raise RuleError(f"{file}: key 'detector' names unknown detector "
+                                f"{spec.detector!r}")
+            spec = check_thresholds(spec)
             seen[spec.id] = file
             rules.append(spec)
     return tuple(rules)
@@ -250,7 +286,17 @@ def load_rules(extra_dirs: Sequence[Path] = ()) -> list[RuleSpec]:
 
 
 def _coerce_threshold(rule: RuleSpec, key: str, default: Any, value: Any) -> Any:
+    """A config value for a threshold: checked against the detector's declared type and
+    range, or (a user detector that declares none) converted to the default's type."""
+    from diagnose.detectors import detector_params
+
     where = f"thresholds.{rule.id}.{key}"
+    param = (detector_params(rule.detector) or {}).get(key) if rule.per_run else None
+    if param is not None:
+        try:
+            return param.coerce(value)
+        except ValueError as exc:
+            raise ConfigError(f"config key '{where}' {exc}") from None
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -284,8 +330,19 @@ def rule_thresholds(rule: RuleSpec, config: Config) -> dict[str, Any]:
 
 
 def check_config(rules: Sequence[RuleSpec], config: Config) -> None:
-    """Raise :class:`ConfigError` for thresholds/severity naming an unknown rule or key."""
+    """Raise :class:`ConfigError` for select/ignore naming no rule, thresholds/severity
+    naming an unknown rule or key, or a threshold of the wrong type or out of range.
+
+    A gate that checks nothing (``--select XYZ999``) must fail, not pass forever.
+    """
     ids = {r.id for r in rules}
+    for key in ("select", "ignore"):
+        for entry in getattr(config, key):
+            if not any(rid.startswith(entry) for rid in ids):
+                raise ConfigError(
+                    f"{config.origin(key)} names '{entry}', which is no rule id or prefix "
+                    "(see 'diagnose rules')"
+                )
     for rid in config.thresholds:
         if rid not in ids:
             raise ConfigError(f"config key 'thresholds.{rid}' names an unknown rule")
@@ -341,20 +398,15 @@ def _suppress(findings: list[Finding], by_id: dict[str, RuleSpec]) -> list[Findi
     return [f for i, f in enumerate(findings) if i not in dropped]
 
 
-def _note_once(run: Run, note: IngestNote) -> None:
-    if not any(n.code == note.code and n.message == note.message for n in run.notes):
-        run.notes.append(note)
-
-
 def evaluate(run: Run, config: Config | None = None,
              rules: list[RuleSpec] | None = None) -> RunResult:
     """Run every enabled rule on ``run`` and return its findings.
 
     Rules are selected with ``config.rule_enabled`` (preview rules need preview on or an
     exact select), thresholds are rule defaults updated by the config, severity can be
-    overridden.  A detector returning None puts the rule in ``not_applicable``; a detector
-    that raises does the same and leaves a ``rule_error`` note on the run, so one bad rule
-    never costs the user the other findings.
+    overridden.  A detector returning None puts the rule in ``not_applicable``.  A
+    detector that raises is the tool's own bug: :class:`AnalysisError` naming the rule and
+    the run (the CLI exits 2), never a silently skipped rule.
     """
     from diagnose.detectors import RuleContext, get_detector
 
@@ -375,26 +427,23 @@ def evaluate(run: Run, config: Config | None = None,
         params = rule_thresholds(rule, config)
         fn = get_detector(rule.detector)
         if fn is None:
-            result.not_applicable.append(rule.id)
-            _note_once(run, IngestNote("rule_error", f"{rule.id}: detector "
-                                       f"{rule.detector!r} is not available"))
-            continue
+            raise AnalysisError(f"rule {rule.id}: detector {rule.detector!r} is not "
+                                f"registered (run {run.run_id})")
         t0 = time.perf_counter()
         try:
             hits = fn(ctx, params)
         except Exception as exc:
-            log.warning("rule %s failed on %s: %r", rule.id, run.run_id, exc)
-            result.not_applicable.append(rule.id)
-            _note_once(run, IngestNote("rule_error", f"{rule.id} ({rule.detector}) failed: "
-                                       f"{type(exc).__name__}: {exc}"))
-            continue
+            raise AnalysisError(
+                f"rule {rule.id} ({rule.detector}) failed on run {run.run_id}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         elapsed = time.perf_counter() - t0
         if elapsed > 0.2:
             log.debug("rule %s took %.3fs on %s", rule.id, elapsed, run.run_id)
         if hits is None:
             result.not_applicable.append(rule.id)
             continue
-        severity = config.severity.get(rule.id, rule.severity)
+        severity = config.severity_for(rule.id, rule.severity)
         for h in hits:
             findings.append(
                 Finding(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from diagnose.detectors.params import Param
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 from diagnose.run import Histogram, IngestNote, Run
 
@@ -46,10 +47,18 @@ class Hit:
 Detector = Callable[["RuleContext", dict], "list[Hit] | None"]
 
 _REGISTRY: dict[str, Detector] = {}
+_PARAMS: dict[str, dict[str, Param]] = {}
 
 
-def detector(name: str) -> Callable[[Detector], Detector]:
-    """Register ``fn`` under ``name`` (the value of a rule's ``detector`` key)."""
+def detector(
+    name: str, params: dict[str, Param] | None = None
+) -> Callable[[Detector], Detector]:
+    """Register ``fn`` under ``name`` (the value of a rule's ``detector`` key).
+
+    ``params`` declares every threshold the detector reads (type and valid range); rule
+    files and config are validated against it.  None (a user's own detector) skips the
+    check.
+    """
 
     def wrap(fn: Detector) -> Detector:
         if name in _REGISTRY and _REGISTRY[name] is not fn:
@@ -58,9 +67,18 @@ def detector(name: str) -> Callable[[Detector], Detector]:
             if (existing.__module__, existing.__qualname__) != (fn.__module__, fn.__qualname__):
                 raise ValueError(f"detector {name!r} registered twice")
         _REGISTRY[name] = fn
+        if params is not None:
+            _PARAMS[name] = dict(params)
+        else:
+            _PARAMS.pop(name, None)
         return fn
 
     return wrap
+
+
+def detector_params(name: str) -> dict[str, Param] | None:
+    """The parameter specs declared by detector ``name``; None when it declared none."""
+    return _PARAMS.get(name)
 
 
 def get_detector(name: str) -> Detector | None:
@@ -227,17 +245,22 @@ _MODULES = (
 )
 
 
+class RegistryError(RuntimeError):
+    """A built-in detector module failed to import: our bug, never a quiet "healthy"."""
+
+
 def _load_all() -> None:
-    """Import every detector module; one that is missing or broken is logged and skipped
-    so the engine keeps working while a module is being written."""
+    """Import every detector module.  A module that fails to import is the tool's own
+    bug: it raises :class:`RegistryError` (exit 2) instead of leaving its rules silent, so
+    a broken install can never pass a run as healthy."""
     for mod in _MODULES:
         try:
             importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                log.warning("detector module %s failed to import: %s", mod, exc)
         except Exception as exc:
-            log.warning("detector module %s failed to import: %s", mod, exc)
+            raise RegistryError(
+                f"detector module diagnose.detectors.{mod} failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 _load_all()

@@ -21,6 +21,7 @@ import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     curve,
@@ -52,7 +53,12 @@ def _log_jumps(c: Curve) -> float:
     return float(np.median(np.abs(np.diff(np.log(c.values))))) if len(c) > 2 else 0.0
 
 
-@detector("eval_collapse")
+@detector("eval_collapse", params=dict(
+    min_points=P.COUNT, jump_factor=P.AT_LEAST_ONE, train_jump_factor=P.AT_LEAST_ONE,
+    min_spread=P.NON_NEGATIVE, acc_tol=P.FRACTION, early_frac=P.SHARE, train_good=P.FRACTION,
+    max_val_loss_tau=P.TAU, early_ratio=P.AT_LEAST_ONE, acc_gap=P.FRACTION,
+    small_batch=P.COUNT,
+))
 def eval_collapse(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """BN001: eval-mode curves erratic by orders of magnitude, or at chance, while train
     is stable and good early."""
@@ -148,7 +154,10 @@ def _acc(ctx: RuleContext, role: Role) -> Curve | None:
     return None
 
 
-@detector("bn_statistics_degenerate")
+@detector("bn_statistics_degenerate", params=dict(
+    tag_pattern=P.REGEX, collapse_ratio=P.POSITIVE, explode_ratio=P.AT_LEAST_ONE,
+    abs_floor=P.NON_NEGATIVE, exclude_pattern=P.REGEX, small_batch=P.COUNT,
+))
 def bn_statistics_degenerate(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """BN002: BN running variance / gamma histograms collapse to ~0 or explode."""
     hists = ctx.histograms("re:" + str(p["tag_pattern"]))

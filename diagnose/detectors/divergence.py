@@ -25,6 +25,7 @@ from diagnose.detectors import (
     noise,
     smoothed,
 )
+from diagnose.detectors import params as P
 from diagnose.metrics import Role, Series
 
 
@@ -108,7 +109,7 @@ def _rise_phrase(info: NonFinite, s: Series, ctx: RuleContext) -> tuple[str, dic
     return "", ev
 
 
-@detector("nonfinite_loss")
+@detector("nonfinite_loss", params=dict(recover_points=P.COUNT, max_bad_share=P.FRACTION))
 def detect_nonfinite_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Train/val loss becomes NaN/inf and stays that way (DIV001); see
     :func:`detect_transient_nonfinite` for the recovered case."""
@@ -143,7 +144,7 @@ def detect_nonfinite_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return hits
 
 
-@detector("transient_nonfinite")
+@detector("transient_nonfinite", params=dict(recover_points=P.COUNT, max_bad_share=P.FRACTION))
 def detect_transient_nonfinite(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Non-finite loss points that the run recovers from (LOG005): a logging/AMP artefact
     or a near-miss, not divergence."""
@@ -179,7 +180,10 @@ def _train_or_val(ctx: RuleContext) -> Series | None:
     return ctx.series(Role.VAL_LOSS)
 
 
-@detector("exploding_loss")
+@detector("exploding_loss", params=dict(
+    explode_factor=P.POSITIVE, ratio_factor=P.AT_LEAST_ONE, rel_floor=P.NON_NEGATIVE,
+    noise_mult=P.NON_NEGATIVE, tail_frac=P.SHARE, min_sustained=P.FRACTION, min_points=P.COUNT,
+))
 def detect_exploding_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The loss climbs far above its best and stays up (DIV002).
 
@@ -275,7 +279,9 @@ def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
                       lambda: signals.infer_num_classes(ctx.run, ctx.roles)) is not None
 
 
-@detector("astronomical_loss")
+@detector("astronomical_loss", params=dict(
+    rel_max=P.AT_LEAST_ONE, ce_abs_max=P.POSITIVE, early_frac=P.SHARE,
+))
 def detect_astronomical_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The train loss (val when no train loss is logged) is enormous (DIV003): ``rel_max``
     x its own early magnitude at any point, or, for a cross-entropy-like loss, above
@@ -330,7 +336,10 @@ def detect_astronomical_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return hits
 
 
-@detector("loss_trending_up")
+@detector("loss_trending_up", params=dict(
+    skip_frac=P.START_SKIP, min_tau=P.TAU, min_effect=P.NON_NEGATIVE,
+    min_rel_rise=P.NON_NEGATIVE, min_points=P.COUNT,
+))
 def detect_loss_trending_up(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Train loss trends up over most of the run (DIV004): Theil-Sen slope with its CI
     above 0, Kendall tau past ``min_tau``, the fitted rise ``min_effect`` noise sigmas and

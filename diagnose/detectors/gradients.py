@@ -24,6 +24,7 @@ from diagnose.detectors import (
     loss_label,
     main_losses,
 )
+from diagnose.detectors import params as P
 from diagnose.metrics import Role, Series
 from diagnose.run import Histogram
 
@@ -91,7 +92,9 @@ def _log_levels(steps: np.ndarray, v: np.ndarray, p: dict) -> dict | None:
     }
 
 
-@detector("exploding_gradients")
+@detector("exploding_gradients", params=dict(
+    orders=P.POSITIVE, early_frac=P.SHARE, tail_frac=P.SHARE, min_points=P.COUNT,
+))
 def detect_exploding_gradients(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Gradient norm non-finite, or its late level ``orders`` decades above its lowest
     smoothed level (GRD001)."""
@@ -171,7 +174,11 @@ def _layer_ratio_hit(ctx: RuleContext, p: dict) -> Hit | None:
         "layer_ratio": p["layer_ratio"], "layer_abs": p["layer_abs"]})
 
 
-@detector("vanishing_gradients")
+@detector("vanishing_gradients", params=dict(
+    abs_min=P.NON_NEGATIVE, orders=P.POSITIVE, stall_progress=P.NON_NEGATIVE,
+    layer_ratio=P.POSITIVE, layer_abs=P.NON_NEGATIVE, early_frac=P.SHARE, tail_frac=P.SHARE,
+    min_points=P.COUNT,
+))
 def detect_vanishing_gradients(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Gradient norm below ``abs_min`` late in the run, or collapsed ``orders`` decades
     below its early level while the loss stalls, or (with per-layer norms) one layer's
@@ -233,7 +240,9 @@ def _last_samples(hs: list[Histogram], n: int) -> list[Histogram]:
     return hs[-n:] if len(hs) > n else hs
 
 
-@detector("dead_units")
+@detector("dead_units", params=dict(
+    pattern=P.TAG_PATTERN, dead_share=P.SHARE, zero_tol=P.NON_NEGATIVE, last_samples=P.COUNT,
+))
 def detect_dead_units(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """ReLU activation histograms whose mass sits exactly at zero (UNT001): the share in
     buckets within ``zero_tol`` of 0 (or at/below 0 for pre-activation tags) is at least
@@ -265,7 +274,11 @@ def detect_dead_units(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return hits
 
 
-@detector("saturated_units")
+@detector("saturated_units", params=dict(
+    pattern=P.TAG_PATTERN, saturated_share=P.SHARE, output_margin=P.FRACTION,
+    tanh_bound=P.POSITIVE, sigmoid_low=P.ANY_NUMBER, sigmoid_high=P.ANY_NUMBER,
+    last_samples=P.COUNT,
+))
 def detect_saturated_units(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """tanh/sigmoid histograms with ``saturated_share`` of their mass in the flat tails
     (UNT002): outputs within ``output_margin`` of the asymptotes, or pre-activations past
@@ -318,7 +331,10 @@ def _lr(ctx: RuleContext) -> Series | None:
     return finite(ctx, s)
 
 
-@detector("lr_zero")
+@detector("lr_zero", params=dict(
+    min_frac=P.FRACTION, zero_rel=P.NON_NEGATIVE, zero_abs=P.NON_NEGATIVE, min_points=P.COUNT,
+    min_zero_points=P.COUNT,
+))
 def detect_lr_zero(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Learning rate at (effectively) zero for ``min_frac`` of the run's steps while
     the run keeps logging (LRS001)."""
@@ -353,7 +369,10 @@ def detect_lr_zero(ctx: RuleContext, p: dict) -> list[Hit] | None:
         "zero_rel": p["zero_rel"], "zero_abs": p["zero_abs"]})]
 
 
-@detector("lr_never_decayed")
+@detector("lr_never_decayed", params=dict(
+    min_points=P.COUNT, warmup_frac=P.START_SKIP, const_tol=P.NON_NEGATIVE,
+    plateau_share=P.FRACTION,
+))
 def detect_lr_never_decayed(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """A constant learning rate over a long run whose loss has stopped improving (LRS002):
     decaying it is the cheapest next gain."""

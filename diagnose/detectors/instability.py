@@ -22,6 +22,7 @@ from diagnose.detectors import (
     loss_label,
     main_losses,
 )
+from diagnose.detectors import params as P
 from diagnose.metrics import Role, Series
 
 
@@ -77,7 +78,10 @@ def _spike_hit(s: Series, found: list[signals.Spike], p: dict, log_scale: bool,
     return Hit(s.tag, found[0].step, msg, ev)
 
 
-@detector("loss_spikes")
+@detector("loss_spikes", params=dict(
+    k_noise=P.POSITIVE, min_ratio=P.AT_LEAST_ONE, min_spikes=P.COUNT, window_frac=P.SHARE,
+    min_points=P.COUNT,
+))
 def detect_loss_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Recovered loss spikes, at least ``min_spikes`` of them (INS001)."""
     losses = main_losses(ctx, p.get("splits", ("train",)))
@@ -96,7 +100,10 @@ def detect_loss_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return hits
 
 
-@detector("grad_norm_spikes")
+@detector("grad_norm_spikes", params=dict(
+    k_noise=P.POSITIVE, min_ratio=P.AT_LEAST_ONE, min_spikes=P.COUNT, window_frac=P.SHARE,
+    min_points=P.COUNT,
+))
 def detect_grad_norm_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Recovered gradient-norm spikes on a log scale (INS003)."""
     s = ctx.series(Role.GRAD_NORM)
@@ -110,7 +117,10 @@ def detect_grad_norm_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [_spike_hit(s, found, p, True, "gradient norm")]
 
 
-@detector("noisy_loss")
+@detector("noisy_loss", params=dict(
+    tail_frac=P.SHARE, max_noise_ratio=P.POSITIVE, level_frac=P.NON_NEGATIVE,
+    min_points=P.COUNT,
+))
 def detect_noisy_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """Step-to-step noise late in training that is large next to the progress made
     (INS002): noise of the last ``tail_frac`` of steps / the loss's scale (its early drop,

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 
 from diagnose.detectors import Hit, RuleContext, detector, loss_label, main_losses
+from diagnose.detectors import params as P
 
 
-@detector("no_loss_metric")
+@detector("no_loss_metric", params={})
 def detect_no_loss_metric(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """No train or val loss could be identified (LOG001)."""
     if main_losses(ctx):
@@ -37,19 +38,19 @@ def _notes_hit(ctx: RuleContext, codes: tuple[str, ...], what: str) -> list[Hit]
         "messages": [n.message for n in notes[:10]]})]
 
 
-@detector("truncated_log")
+@detector("truncated_log", params={})
 def detect_truncated_log(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The reader met a truncated or corrupt record (LOG002)."""
     return _notes_hit(ctx, ("truncated", "corrupt_record"), "part of the log is damaged")
 
 
-@detector("restarted_run")
+@detector("restarted_run", params={})
 def detect_restarted_run(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The log holds a restart: steps go back (LOG003)."""
     return _notes_hit(ctx, ("restart",), "the run was restarted")
 
 
-@detector("too_few_points")
+@detector("too_few_points", params=dict(min_points=P.COUNT))
 def detect_too_few_points(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The main loss has fewer than ``min_points`` finite points (LOG004): trend and
     spike rules need more before they can speak."""

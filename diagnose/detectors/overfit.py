@@ -19,6 +19,7 @@ import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     curve,
@@ -33,6 +34,15 @@ from diagnose.detectors.progress import (
     smoothed,
 )
 from diagnose.metrics import Role
+
+#: Parameters shared by the rules of this family.
+_RISING: dict[str, P.Param] = dict(
+    min_points=P.COUNT, smooth_window_frac=P.FRACTION, min_tail_frac=P.FRACTION,
+    min_points_after=P.COUNT, end_frac=P.SHARE, min_effect=P.NON_NEGATIVE,
+    min_rise=P.NON_NEGATIVE, min_sustained=P.FRACTION, min_tau=P.TAU,
+    jump_effect=P.NON_NEGATIVE, min_train_effect=P.NON_NEGATIVE,
+    min_train_rel_drop=P.NON_NEGATIVE, max_early_ratio=P.AT_LEAST_ONE,
+)
 
 
 def _train_change(train: Curve, best_step: float, p: dict) -> dict | None:
@@ -180,7 +190,7 @@ def _check_pair(ctx: RuleContext, val: Curve, trains: list[Curve], p: dict
     return None
 
 
-@detector("val_loss_rising")
+@detector("val_loss_rising", params=dict(**_RISING, check_components=P.OPTIONAL_FLAG))
 def val_loss_rising(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """OVF001: val loss rises from its minimum while train loss keeps falling."""
     val = get_curve(ctx, Role.VAL_LOSS)
@@ -219,7 +229,7 @@ def val_loss_rising(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [Hit(val.tag, deg["best_step"], msg, ev)]
 
 
-@detector("val_metric_degrading")
+@detector("val_metric_degrading", params=dict(**_RISING))
 def val_metric_degrading(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """OVF002: the val metric degrades from its best while training keeps improving."""
     val = get_curve(ctx, Role.VAL_METRIC)
@@ -244,7 +254,12 @@ def val_metric_degrading(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [Hit(val.tag, deg["best_step"], msg, ev)]
 
 
-@detector("generalization_gap")
+@detector("generalization_gap", params=dict(
+    min_points=P.COUNT, tail_frac=P.SHARE, min_tail_points=P.COUNT,
+    min_train_fall=P.NON_NEGATIVE, max_val_fall=P.NON_NEGATIVE,
+    min_ratio_growth=P.NON_NEGATIVE, min_gap_ratio=P.NON_NEGATIVE,
+    max_early_ratio=P.AT_LEAST_ONE, min_gap_of_progress=P.NON_NEGATIVE,
+))
 def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """OVF003: train loss keeps falling, val loss does not follow, and the gap is large.
 

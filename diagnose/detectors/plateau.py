@@ -23,6 +23,7 @@ import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     bounded_metric,
@@ -43,6 +44,14 @@ from diagnose.metrics import Role
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
          "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
+
+#: Parameters shared by the rules of this family.
+_STALLED: dict[str, P.Param] = dict(
+    min_points=P.COUNT, tail_frac=P.SHARE, min_tail_points=P.COUNT, min_gain_share=P.FRACTION,
+    min_rel_gain=P.NON_NEGATIVE, follow_ratio=P.NON_NEGATIVE, max_worsening=P.NON_NEGATIVE,
+    max_val_loss_rise=P.NON_NEGATIVE, min_train_rel=P.NON_NEGATIVE,
+    min_train_effect=P.NON_NEGATIVE, poor_progress=P.NON_NEGATIVE,
+)
 
 
 def _objectives(ctx: RuleContext, min_points: int) -> list[Curve]:
@@ -194,7 +203,7 @@ def _evidence(st: dict, p: dict) -> dict:
     return ev
 
 
-@detector("plateau_stalled")
+@detector("plateau_stalled", params=dict(**_STALLED))
 def plateau_stalled(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """PLT001: flat for a long tail while training improves, or flat at a poor level."""
     st = stall(ctx, p)
@@ -217,7 +226,7 @@ def plateau_stalled(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [Hit(c.tag, int(st["since"]), msg, {**_evidence(st, p), "last_step": last})]
 
 
-@detector("converged")
+@detector("converged", params=dict(**_STALLED))
 def converged(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """PLT003: flat at the level it reached after clear progress, training flat too."""
     st = stall(ctx, p)
@@ -234,7 +243,10 @@ def converged(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [Hit(c.tag, int(st["since"]), msg, _evidence(st, p))]
 
 
-@detector("plateau_from_start")
+@detector("plateau_from_start", params=dict(
+    min_points=P.COUNT, max_rel_move=P.NON_NEGATIVE, max_metric_gain=P.NON_NEGATIVE,
+    good_metric=P.FRACTION,
+))
 def plateau_from_start(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """PLT002: the loss never leaves its initial level.
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import params as P
 from diagnose.metrics import Role, Series
 
 #: Fraction of the step span used for the robust smoother everywhere in fitting rules.
@@ -191,7 +192,10 @@ def lr_evidence(ctx: RuleContext) -> dict[str, float]:
 # ---------------------------------------------------------------------------
 
 
-@detector("still_improving")
+@detector("still_improving", params=dict(
+    min_points=P.COUNT, tail_frac=P.SHARE, min_tail_points=P.COUNT, min_effect=P.NON_NEGATIVE,
+    min_tau=P.TAU, min_rel_gain=P.NON_NEGATIVE, min_tail_share=P.FRACTION,
+))
 def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """The objective is still improving at the last step: training was stopped early.
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     bounded_metric,
@@ -50,7 +51,10 @@ def _accuracy(ctx: RuleContext, role: Role) -> Curve | None:
     return None
 
 
-@detector("near_chance")
+@detector("near_chance", params=dict(
+    min_points=P.COUNT, end_frac=P.SHARE, acc_tol=P.FRACTION, loss_tol=P.FRACTION,
+    loss_floor=P.NON_NEGATIVE, diverged_factor=P.AT_LEAST_ONE, max_dip=P.FRACTION,
+))
 def near_chance(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """UND001: every split that is logged ends at chance level."""
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
@@ -135,7 +139,9 @@ def near_chance(ctx: RuleContext, p: dict) -> list[Hit] | None:
     return [Hit(tag, last, msg, ev)]
 
 
-@detector("metric_never_learns")
+@detector("metric_never_learns", params=dict(
+    min_points=P.COUNT, poor_level=P.FRACTION, max_loss_fall=P.FRACTION,
+))
 def metric_never_learns(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """UND002: a bounded val metric never exceeds ``poor_level`` while losses barely fall."""
     vm = get_curve(ctx, Role.VAL_METRIC)
@@ -169,7 +175,11 @@ def metric_never_learns(ctx: RuleContext, p: dict) -> list[Hit] | None:
 
 
 
-@detector("poor_fit")
+@detector("poor_fit", params=dict(
+    min_points=P.COUNT, end_frac=P.SHARE, max_train_acc=P.FRACTION, min_acc_gain=P.FRACTION,
+    tail_frac=P.SHARE, flat_share=P.NON_NEGATIVE, max_gap_share=P.NON_NEGATIVE,
+    max_val_lead_share=P.NON_NEGATIVE, min_loss_ratio=P.NON_NEGATIVE,
+))
 def poor_fit(ctx: RuleContext, p: dict) -> list[Hit] | None:
     """UND003: the model cannot fit its own training data and has stopped trying.
 
