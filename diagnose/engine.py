@@ -40,8 +40,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from diagnose.config import SEVERITIES, Config, ConfigError
-from diagnose.findings import SEVERITY_RANK, Finding, RunResult
+from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult
 from diagnose.metrics import resolve_roles
 from diagnose.run import Run
 
@@ -460,7 +462,43 @@ def evaluate(run: Run, config: Config | None = None,
     findings = _suppress(findings, by_id)
     findings.sort(key=_sort_key)
     result.findings = findings
+    result.unjudged = _why_not_judged(ctx, rules, config, result.not_applicable)
     return result
+
+
+def _why_not_judged(ctx: Any, rules: Sequence[RuleSpec], config: Config,
+                    not_applicable: Sequence[str]) -> str | None:
+    """Why no rule could judge the run's training state, or None when one could.
+
+    Event rules (a NaN, an astronomical value) apply to any loss, however short, so they
+    cannot vouch for a healthy run; the trend rules (those with ``min_points``) can.  A run
+    is judged when at least one enabled trend rule for a core state was applicable and the
+    loss has the points that rule asks for.
+    """
+    from diagnose.detectors import main_losses
+
+    enabled = [r for r in rules if r.per_run and config.rule_enabled(r.id, r.preview)]
+    if not enabled:
+        return "every rule is deselected (select/ignore)"
+    losses = main_losses(ctx)
+    if not losses:
+        return "no loss metric found" if ctx.run.tags else "no scalar metrics"
+    core = [r for r in enabled if r.state in CORE_STATES]
+    if not core:
+        return "no rule for a training state is selected"
+    trend = {r.id: rule_thresholds(r, config) for r in core}
+    needs = {rid: p["min_points"] for rid, p in trend.items()
+             if isinstance(p.get("min_points"), int)}
+    if not needs:
+        return None
+    # a detector may stay quiet ([]) on a short curve instead of saying "not applicable",
+    # so the loss must also have the points the rule asks for
+    points = max(int(np.isfinite(s.values).sum()) for s in losses)
+    if any(rid not in not_applicable and points >= need for rid, need in needs.items()):
+        return None
+    if points < max(needs.values()):
+        return f"too few points: {points} finite loss point{'s' if points != 1 else ''}"
+    return "no trend rule applies to the logged metrics"
 
 
 # ---------------------------------------------------------------------------

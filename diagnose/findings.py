@@ -17,6 +17,13 @@ SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
 
 SCHEMA_VERSION = 1
 
+#: The training states the run-level verdict is about (DESIGN.md "What each state
+#: means"); a run none of their rules could look at is "not judged", never "healthy".
+CORE_STATES = ("divergence", "batchnorm_collapse", "overfit", "plateau", "underfit")
+
+#: ``RunResult.verdict`` values.
+Verdict = Literal["healthy", "findings", "not_judged"]
+
 
 def _plain(value: Any) -> Any:
     """JSON-safe copy: numpy scalars -> Python, non-finite floats -> strings."""
@@ -103,6 +110,23 @@ class RunResult:
     #: The engine's resolved RoleMap, kept so the recommender, the sweep, the plots and the
     #: probe reuse it instead of resolving the table again (not part of the JSON).
     role_map: Any = field(default=None, repr=False, compare=False)
+    #: Why the rules could not judge the run (set by the engine: too few points, no loss,
+    #: every rule deselected or not applicable); None when they could.
+    unjudged: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """``findings`` when an error/warning finding names a training state (not a
+        ``log`` state: those say why the log cannot be judged), else ``not_judged`` when
+        the rules could not judge the run, else ``healthy``."""
+        if any(s != "log" for s in self.states):
+            return "findings"
+        return "not_judged" if self.unjudged else "healthy"
+
+    @property
+    def not_judged_reason(self) -> str | None:
+        """Why the run was not judged (a short phrase), or None when it was."""
+        return self.unjudged if self.verdict == "not_judged" else None
 
     def resolved_roles(self) -> Any:
         """The run's RoleMap: the engine's, or resolved now from ``roles`` as aliases."""
@@ -132,6 +156,9 @@ class RunResult:
             "hparams": _plain(run.hparams),
             "states": self.states,
             "findings": [f.to_dict() for f in self.findings],
+            # extensions (schema_version 1 allows additions)
+            "verdict": self.verdict,
+            "not_judged_reason": self.not_judged_reason,
             # extensions (schema_version 1 allows additions)
             "roles": dict(self.roles),
             "not_applicable": list(self.not_applicable),

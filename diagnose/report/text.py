@@ -108,7 +108,10 @@ def _listing(analysis: Analysis, fail_on: str) -> list[Line]:
         run = result.run
         head = f"{clean(run.run_id)}  "
         meta = f"{clean(run.format)}  {_steps(result)}  "
-        if result.states:
+        if result.verdict == "not_judged":  # never "healthy" for a run no rule could judge
+            out.append([(head, "bold"), (meta, "dim"),
+                        (f"not judged ({clean(result.not_judged_reason or '')})", "yellow")])
+        elif result.states:
             out.append([(head, "bold"), (meta, "dim"), (verdict(result), "bold")])
         elif result.findings:
             out.append([(head, "bold"), (meta, "dim"), ("healthy", "green")])
@@ -201,7 +204,10 @@ def _render_rich(analysis: Analysis, fail_on: str) -> str:
         run = result.run
         cell = Text()
         states = result.states
-        if states:
+        if result.verdict == "not_judged":  # never "healthy" for a run no rule could judge
+            cell.append(f"not judged ({clean(result.not_judged_reason or '')})",
+                        style="yellow")
+        elif states:
             cell.append(", ".join(states), style="bold")
         elif result.findings:
             cell.append("healthy", style="green")
