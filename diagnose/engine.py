@@ -5,7 +5,7 @@ wheel as ``diagnose/_builtin_rules``; users add folders with ``rules-dirs``)::
 
     id = "DIV001"                      # 2-4 capitals + 3 digits, unique
     name = "loss-non-finite"           # kebab-case
-    state = "divergence"               # snake_case state name
+    state = "divergence"               # one of findings.State
     severity = "error"                 # error | warning | info
     detector = "nonfinite_loss"        # registered in diagnose.detectors
     summary = "Loss becomes NaN or infinite and does not recover."
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from diagnose.config import SEVERITIES, Config, ConfigError
-from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult
+from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult, State
 from diagnose.metrics import resolve_roles
 from diagnose.run import Run
 
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Z]{2,4}[0-9]{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_STATE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DOC_TEXT = ("what", "why", "evidence")
 _DOC_LISTS = ("causes", "fixes", "references")
 _TOP_KEYS = {
@@ -81,7 +80,7 @@ class RuleSpec:
 
     id: str
     name: str
-    state: str
+    state: State
     severity: str
     detector: str
     summary: str
@@ -150,8 +149,8 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
         raise bad("id", "must be 2-4 capital letters and 3 digits (e.g. DIV001)")
     if not _NAME_RE.match(data["name"]):
         raise bad("name", "must be kebab-case")
-    if not _STATE_RE.match(data["state"]):
-        raise bad("state", "must be snake_case")
+    if data["state"] not in {s.value for s in State}:
+        raise bad("state", f"must be one of {', '.join(s.value for s in State)}")
     if data["severity"] not in SEVERITIES:
         raise bad("severity", f"must be one of {', '.join(SEVERITIES)}")
     preview = data.get("preview", False)
@@ -182,7 +181,7 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
     return RuleSpec(
         id=data["id"],
         name=data["name"],
-        state=data["state"],
+        state=State(data["state"]),
         severity=data["severity"],
         detector=data.get("detector", ""),
         summary=data["summary"].strip(),

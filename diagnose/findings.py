@@ -7,6 +7,7 @@ Plain frozen dataclasses; ``to_dict`` gives exactly the JSON contract of DESIGN.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Literal
 
 Severity = Literal["error", "warning", "info"]
@@ -16,6 +17,26 @@ Action = Literal["increase", "decrease", "set", "enable", "disable"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
 
 SCHEMA_VERSION = 1
+
+class State(StrEnum):
+    """Every state a rule may report (DESIGN.md "What each state means" and the other
+    states it names).  A rule file with any other ``state`` is a load error, so a typo
+    cannot invent a state that no report, benchmark or precedence knows."""
+
+    DIVERGENCE = "divergence"
+    BATCHNORM_COLLAPSE = "batchnorm_collapse"
+    OVERFIT = "overfit"
+    PLATEAU = "plateau"
+    UNDERFIT = "underfit"
+    INSTABILITY = "instability"
+    EXPLODING_GRADIENTS = "exploding_gradients"
+    VANISHING_GRADIENTS = "vanishing_gradients"
+    DEAD_UNITS = "dead_units"
+    LR_SCHEDULE = "lr_schedule"
+    UNDERTRAINED = "undertrained"
+    LOG = "log"
+    REGRESSION = "regression"
+
 
 #: The training states the run-level verdict is about (DESIGN.md "What each state
 #: means"); a run none of their rules could look at is "not judged", never "healthy".

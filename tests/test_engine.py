@@ -52,7 +52,7 @@ def _spec(rid: str, det: str, severity: str = "warning", state: str = "test",
 RULE_TOML = """
 id = "ZZZ001"
 name = "custom-rule"
-state = "custom"
+state = "instability"
 severity = "warning"
 detector = "_test_always"
 summary = "A user rule."
@@ -89,6 +89,7 @@ def test_user_rules_folder_is_added(tmp_path):
     "edit, key",
     [
         (lambda t: t.replace('severity = "warning"', 'severity = "fatal"'), "severity"),
+        (lambda t: t.replace('state = "instability"', 'state = "instabilty"'), "state"),
         (lambda t: t.replace('name = "custom-rule"', 'name = "Custom Rule"'), "name"),
         (lambda t: t.replace('id = "ZZZ001"', 'id = "zz1"'), "id"),
         (lambda t: t.replace('summary = "A user rule."\n', ""), "summary"),
