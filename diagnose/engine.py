@@ -558,12 +558,17 @@ def format_rule_doc(spec: RuleSpec) -> str:
                                     subsequent_indent="    ") for x in items]
             lines.append("")
     if spec.thresholds:
+        from diagnose.detectors import detector_params
+
         lines.append("Thresholds (default; override in [tool.diagnose.thresholds."
                      f"{spec.id}])")
         tdoc = spec.doc.get("thresholds", {}) or {}
+        params = (detector_params(spec.detector) if spec.per_run else None) or {}
         for key, value in spec.thresholds.items():
             desc = tdoc.get(key, "")
             head = f"  {key} = {value!r}"
+            if key in params:
+                head += f"  ({params[key].describe()})"
             lines.append(head if not desc else f"{head}\n"
                          + textwrap.fill(desc, width=88, initial_indent="      ",
                                          subsequent_indent="      "))
