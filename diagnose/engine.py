@@ -235,7 +235,7 @@ def check_thresholds(spec: RuleSpec) -> RuleSpec:
 
 @functools.lru_cache(maxsize=32)
 def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
-    from diagnose.detectors import get_detector
+    from diagnose.detectors import detector_params, get_detector
 
     rules: list[RuleSpec] = []
     seen: dict[str, Path] = {}
@@ -253,6 +253,9 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
                                         f"{spec.detector!r}, which is not registered")
                 raise RuleError(f"{file}: key 'detector' names unknown detector "
                                 f"{spec.detector!r}")
+            if builtin and spec.per_run and detector_params(spec.detector) is None:
+                raise AnalysisError(f"built-in detector {spec.detector!r} (rule {spec.id}) "
+                                    "declares no parameters")
             spec = check_thresholds(spec)
             seen[spec.id] = file
             rules.append(spec)

@@ -194,3 +194,44 @@ def test_damaged_input_is_still_a_load_error_not_an_exit_2(tmp_path: Path) -> No
     code, out, _ = _cli(str(DIVERGED), str(bad))
     assert code == 1
     assert "divergence" in out
+
+
+# --- typed parameters -------------------------------------------------------------
+
+
+def test_every_builtin_threshold_is_typed_and_its_default_valid() -> None:
+    """Every built-in rule's thresholds are declared by its detector (the load would fail
+    otherwise); pin it here so a new rule cannot skip the declaration."""
+    from diagnose.detectors import detector_params
+
+    for rule in load_rules():
+        if not rule.per_run:
+            continue
+        specs = detector_params(rule.detector)
+        assert specs is not None, rule.id
+        assert set(rule.thresholds) <= set(specs), rule.id
+        for key, value in rule.thresholds.items():
+            assert specs[key].coerce(value) == value, (rule.id, key)
+
+
+@pytest.mark.parametrize("param, good, bad", [
+    ("FRACTION", [0, 0.5, 1, "0.25"], [-0.01, 1.01, "x", True, float("nan")]),
+    ("SHARE", [1e-9, 1.0], [0, 0.0, 2]),
+    ("START_SKIP", [0, 0.99], [1, 1.0]),
+    ("COUNT", [1, 8, 8.0, "3"], [0, 2.5, -1, float("inf")]),
+    ("TAU", [-1, 0, 1], [-1.5, 1.01]),
+    ("AT_LEAST_ONE", [1, 1e6], [0.99, 0]),
+    ("REGEX", ["a|b", "(^|/)bn"], ["(", 3]),
+    ("TAG_PATTERN", ["*relu*", "re:tanh|sigmoid"], ["re:(", 1]),
+    ("FLAG", [True, "false"], [1, "yes"]),
+])
+def test_param_kinds_accept_their_range_and_reject_the_rest(
+        param: str, good: list, bad: list) -> None:
+    from diagnose.detectors import params
+
+    spec = getattr(params, param)
+    for value in good:
+        spec.coerce(value)
+    for value in bad:
+        with pytest.raises(ValueError, match=r"must be|is not a valid"):
+            spec.coerce(value)
