@@ -205,13 +205,37 @@ def load_rule_file(path: Path) -> RuleSpec:
     return parse_rule(data, path)
 
 
+def _unit(spec: RuleSpec) -> Any:
+    """What evaluates ``spec`` on a run: its built-in rule class (an instance; found by
+    id), else the detector its TOML names (a built-in class's, or a user's function)."""
+    from diagnose.detectors import get_detector
+    from diagnose.detectors.rule import rule_class
+
+    cls = rule_class(spec.id)
+    if cls is not None and cls.detector == spec.detector:
+        return cls()
+    return get_detector(spec.detector)
+
+
+def param_specs(spec: RuleSpec) -> dict[str, Any] | None:
+    """The typed parameters of ``spec`` (its rule class's ``Params``, or what a user's
+    detector declared); None for a rule without declared parameters."""
+    from diagnose.detectors import detector_params
+    from diagnose.detectors.rule import rule_class
+
+    if not spec.per_run:
+        return None
+    cls = rule_class(spec.id)
+    if cls is not None and cls.detector == spec.detector:
+        return cls.Params.specs()
+    return detector_params(spec.detector)
+
+
 def check_thresholds(spec: RuleSpec) -> RuleSpec:
     """``spec`` with its ``[thresholds]`` validated against its detector's declared
     parameters: every key known, every required one present, every value in range.
     Raises :class:`RuleError` naming the file and the key."""
-    from diagnose.detectors import detector_params
-
-    specs = detector_params(spec.detector) if spec.per_run else None
+    specs = param_specs(spec)
     if specs is None:
         return spec
     where = str(spec.path) if spec.path else spec.id
@@ -235,8 +259,6 @@ def check_thresholds(spec: RuleSpec) -> RuleSpec:
 
 @functools.lru_cache(maxsize=32)
 def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
-    from diagnose.detectors import detector_params, get_detector
-
     rules: list[RuleSpec] = []
     seen: dict[str, Path] = {}
     for folder, builtin in dirs:
@@ -247,13 +269,13 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
             spec = load_rule_file(file)
             if spec.id in seen:
                 raise RuleError(f"{file}: key 'id' duplicates {spec.id} from {seen[spec.id]}")
-            if spec.per_run and get_detector(spec.detector) is None:
+            if spec.per_run and _unit(spec) is None:
                 if builtin:  # our own rule without its code: a broken install
                     raise AnalysisError(f"built-in rule {spec.id} names detector "
                                         f"{spec.detector!r}, which is not registered")
                 raise RuleError(f"{file}: key 'detector' names unknown detector "
                                 f"{spec.detector!r}")
-            if builtin and spec.per_run and detector_params(spec.detector) is None:
+            if builtin and spec.per_run and param_specs(spec) is None:
                 raise AnalysisError(f"built-in detector {spec.detector!r} (rule {spec.id}) "
                                     "declares no parameters")
             spec = check_thresholds(spec)
@@ -292,10 +314,8 @@ def load_rules(extra_dirs: Sequence[Path] = ()) -> list[RuleSpec]:
 def _coerce_threshold(rule: RuleSpec, key: str, default: Any, value: Any) -> Any:
     """A config value for a threshold: checked against the detector's declared type and
     range, or (a user detector that declares none) converted to the default's type."""
-    from diagnose.detectors import detector_params
-
     where = f"thresholds.{rule.id}.{key}"
-    param = (detector_params(rule.detector) or {}).get(key) if rule.per_run else None
+    param = (param_specs(rule) or {}).get(key)
     if param is not None:
         try:
             return param.coerce(value)
@@ -412,7 +432,7 @@ def evaluate(run: Run, config: Config | None = None,
     detector that raises is the tool's own bug: :class:`AnalysisError` naming the rule and
     the run (the CLI exits 2), never a silently skipped rule.
     """
-    from diagnose.detectors import RuleContext, get_detector
+    from diagnose.detectors import RuleContext
 
     config = config or Config()
     if rules is None:
@@ -429,7 +449,7 @@ def evaluate(run: Run, config: Config | None = None,
         if not config.rule_enabled(rule.id, rule.preview):
             continue
         params = rule_thresholds(rule, config)
-        fn = get_detector(rule.detector)
+        fn = _unit(rule)
         if fn is None:
             raise AnalysisError(f"rule {rule.id}: detector {rule.detector!r} is not "
                                 f"registered (run {run.run_id})")
@@ -459,6 +479,7 @@ def evaluate(run: Run, config: Config | None = None,
                     step=None if h.step is None else int(h.step),
                     message=h.message,
                     evidence=dict(h.evidence),
+                    detail=h.detail,
                 )
             )
     findings = _suppress(findings, by_id)
@@ -561,12 +582,10 @@ def format_rule_doc(spec: RuleSpec) -> str:
                                     subsequent_indent="    ") for x in items]
             lines.append("")
     if spec.thresholds:
-        from diagnose.detectors import detector_params
-
         lines.append("Thresholds (default; override in [tool.diagnose.thresholds."
                      f"{spec.id}])")
         tdoc = spec.doc.get("thresholds", {}) or {}
-        params = (detector_params(spec.detector) if spec.per_run else None) or {}
+        params = param_specs(spec) or {}
         for key, value in spec.thresholds.items():
             desc = tdoc.get(key, "")
             head = f"  {key} = {value!r}"

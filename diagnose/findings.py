@@ -101,6 +101,9 @@ class Finding:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     recommendations: tuple[Recommendation, ...] = ()
+    #: The rule's typed evidence (``detectors.rule.RuleEvidence``) that ``evidence`` was
+    #: written from; None for a user's detector or a hand-made finding.
+    detail: Any = field(default=None, compare=False, repr=False)
 
     def with_recommendations(self, recs: list[Recommendation]) -> Finding:
         return replace(self, recommendations=tuple(recs))

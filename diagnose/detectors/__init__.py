@@ -17,12 +17,13 @@ import importlib
 import logging
 import re
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from diagnose.detectors.params import Param
+from diagnose.detectors.rule import rule_classes
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 from diagnose.run import Histogram, IngestNote, Run
 
@@ -42,6 +43,8 @@ class Hit:
     step: int | None
     message: str
     evidence: dict
+    #: The rule's typed evidence (a ``RuleEvidence``) when a rule class produced the hit.
+    detail: Any = field(default=None, compare=False, repr=False)
 
 
 Detector = Callable[["RuleContext", dict], "list[Hit] | None"]
@@ -61,6 +64,8 @@ def detector(
     """
 
     def wrap(fn: Detector) -> Detector:
+        if _rule_for_detector(name) is not None:
+            raise ValueError(f"detector {name!r} is a built-in rule's detector")
         if name in _REGISTRY and _REGISTRY[name] is not fn:
             existing = _REGISTRY[name]
             # re-imports (e.g. importlib.reload in tests) replace silently
@@ -76,19 +81,32 @@ def detector(
     return wrap
 
 
+def _rule_for_detector(name: str) -> Any:
+    """The first built-in rule class (by id) whose detector is ``name``, or None."""
+    return next((c for c in rule_classes().values() if c.detector == name), None)
+
+
 def detector_params(name: str) -> dict[str, Param] | None:
-    """The parameter specs declared by detector ``name``; None when it declared none."""
+    """The parameter specs of detector ``name`` (a built-in rule class's ``Params``, or
+    those a user's function declared); None when it declared none."""
+    cls = _rule_for_detector(name)
+    if cls is not None:
+        return cls.Params.specs()
     return _PARAMS.get(name)
 
 
 def get_detector(name: str) -> Detector | None:
-    """The detector registered under ``name``, or None."""
+    """The detector named ``name``: a built-in rule class (an instance is callable with
+    the detector protocol) or a user's registered function; None when unknown."""
+    cls = _rule_for_detector(name)
+    if cls is not None:
+        return cls()
     return _REGISTRY.get(name)
 
 
 def detector_names() -> list[str]:
-    """Every registered detector name, sorted."""
-    return sorted(_REGISTRY)
+    """Every detector name (built-in rule classes' and registered functions), sorted."""
+    return sorted({c.detector for c in rule_classes().values()} | set(_REGISTRY))
 
 
 class RuleContext:
