@@ -59,9 +59,10 @@ def optional(default: Any = None) -> Any:
     return field(default=default, metadata={"omit_none": True})
 
 
-def echo() -> Any:
-    """The rule's Params, written as ``threshold_<key>`` entries (the BN rules' style)."""
-    return field(default=None, metadata={"echo": True})
+#: Metadata of an evidence field holding the rule's Params, written as
+#: ``threshold_<key>`` entries (the BN and OVF rules' style):
+#: ``thresholds: RuleParams | None = field(default=None, metadata=ECHO)``.
+ECHO = {"echo": True}
 
 
 @dataclass(frozen=True)
@@ -80,15 +81,26 @@ class RuleParams:
         return cls(**{k: v for k, v in values.items() if k in names})
 
     def items(self) -> list[tuple[str, Any]]:
-        """(key, value) pairs, for evidence that echoes every threshold."""
-        return [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+        """(key, value) pairs of the thresholds that are set (an optional one left to the
+        detector's default is None and left out), for evidence that echoes them."""
+        pairs = [(f.name, getattr(self, f.name)) for f in dataclasses.fields(self)]
+        return [(k, v) for k, v in pairs if v is not None]
+
+    def __getitem__(self, key: str) -> Any:
+        """``p["tail_frac"]``: for the family helpers shared by several rules' Params."""
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The threshold ``key``, or ``default`` when it is unset (None) or not declared."""
+        value = getattr(self, key, None)
+        return default if value is None else value
 
 
 @dataclass(frozen=True)
 class RuleEvidence:
     """Base of a rule's typed evidence; ``to_dict`` gives the finding's JSON keys in field
-    order (``internal`` fields left out, ``optional`` ones only when set, an ``echo``
-    field expanded to ``threshold_<key>`` entries)."""
+    order (``internal`` fields left out, ``optional`` ones only when set, an ``ECHO``
+    field (metadata ``ECHO``) expanded to ``threshold_<key>`` entries)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
