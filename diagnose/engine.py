@@ -275,9 +275,14 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
                                         f"{spec.detector!r}, which is not registered")
                 raise RuleError(f"{file}: key 'detector' names unknown detector "
                                 f"{spec.detector!r}")
-            if builtin and spec.per_run and param_specs(spec) is None:
-                raise AnalysisError(f"built-in detector {spec.detector!r} (rule {spec.id}) "
-                                    "declares no parameters")
+            if builtin and spec.per_run:
+                from diagnose.detectors.rule import rule_class
+
+                cls = rule_class(spec.id)
+                if cls is None or cls.detector != spec.detector:
+                    # one class per rule: its typed parameters, evidence and message
+                    raise AnalysisError(f"built-in rule {spec.id} has no rule class with "
+                                        f"detector {spec.detector!r}")
             spec = check_thresholds(spec)
             seen[spec.id] = file
             rules.append(spec)

@@ -136,10 +136,12 @@ def test_baseline_rules_honour_severity_config(tmp_path: Path) -> None:
 def test_a_raising_detector_exits_2_naming_rule_and_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Other runs must not print "healthy" around a rule that broke on one run."""
-    def boom(ctx: detectors.RuleContext, p: dict) -> None:
+    from diagnose.detectors.divergence import DIV004
+
+    def boom(self: DIV004, ctx: detectors.RuleContext, p: DIV004.Params) -> None:
         raise ValueError("index out of range in our own code")
 
-    monkeypatch.setitem(detectors._REGISTRY, "loss_trending_up", boom)
+    monkeypatch.setattr(DIV004, "detect", boom)
     code, out, err = _cli(str(HEALTHY), str(DIVERGED))
     assert code == 2 and "healthy" not in out
     _one_line_error(err, "internal error", "DIV004", "loss_trending_up",
