@@ -167,12 +167,18 @@ def cmd_rules(argv: list[str]) -> int:
 def cmd_explain(argv: list[str]) -> int:
     from diagnose.engine import format_rule_doc, load_rules
 
-    p = _Parser(prog="diagnose explain", description="One rule's documentation.")
+    p = _Parser(prog="diagnose explain",
+                description="One rule's documentation ('advice': the advice policy).")
     p.add_argument("rule_id", metavar="ID")
     p.add_argument("--config", metavar="FILE")
     args = p.parse_args(argv)
     config = load_config(Path(args.config) if args.config else None, start=Path.cwd())
     wanted = args.rule_id.strip().upper()
+    if wanted == "ADVICE":  # the advice policy: its named numbers and their values
+        from diagnose.advice.policy import format_policy_doc
+
+        _write(format_policy_doc(config.advice_policy()), None)
+        return EXIT_OK
     for spec in load_rules(config.rules_dirs):
         if spec.id == wanted or spec.name == args.rule_id.strip().lower():
             _write(format_rule_doc(spec), None)

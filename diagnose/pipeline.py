@@ -50,7 +50,7 @@ def _analyze_source(
     overrides = {**config.hparams, **options.hparam_overrides}
     result = evaluate(run, config)
     try:
-        return recommend(result, overrides)
+        return recommend(result, overrides, config.advice_policy())
     except Exception as exc:
         from diagnose.engine import AnalysisError
 
