@@ -427,6 +427,69 @@ def _suppress(findings: list[Finding], by_id: dict[str, RuleSpec]) -> list[Findi
     return [f for i, f in enumerate(findings) if i not in dropped]
 
 
+#: Run-level precedence across metrics (DESIGN.md "What each state means"): a state
+#: explains the symptoms of the states listed for it, so those are folded into its finding
+#: as evidence instead of being reported as a second state.  divergence >
+#: batchnorm_collapse > overfit, plateau, underfit > other states.
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    # the grad norm explodes, the loss thrashes, val degrades because the loss diverged
+    "divergence": ("batchnorm_collapse", "overfit", "plateau", "underfit", "instability",
+                   "exploding_gradients"),
+    # val never good because eval-mode statistics are broken: not overfit (val side only)
+    "batchnorm_collapse": ("overfit", "plateau", "underfit", "instability"),
+}
+#: States whose explanation covers only symptoms on validation metrics (train-side
+#: findings are their own evidence: train is fine under a batch-norm collapse).
+_VAL_SIDE_ONLY = ("batchnorm_collapse",)
+
+
+def fold_explained(findings: list[Finding], roles: Any = None) -> list[Finding]:
+    """Fold the findings a higher state explains into that state's first finding.
+
+    A warning/error finding of a lower state is explained when it starts at or after the
+    higher finding's step (a symptom that came with or after it; an overfit that started
+    well before the divergence has its own evidence and stays) and, for a batch-norm
+    collapse, is about a validation metric.  The folded findings become the higher
+    finding's ``explains`` evidence (rule, state, metric, step, message), so nothing is
+    lost; info findings are left alone (they carry no state).
+    """
+    out = list(findings)
+    for state, lower in EXPLAINS.items():
+        heads = [i for i, f in enumerate(out)
+                 if f.state == state and SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
+        if not heads:
+            continue
+        steps = [out[i].step for i in heads if out[i].step is not None]
+        onset = min(steps) if steps else None
+        folded: list[int] = []
+        for j, g in enumerate(out):
+            if g.state not in lower or SEVERITY_RANK[g.severity] < SEVERITY_RANK["warning"]:
+                continue
+            if onset is not None and g.step is not None and g.step < onset:
+                continue  # it started before: its own evidence (overfit, then divergence)
+            if state in _VAL_SIDE_ONLY and not _val_side(g.metric, roles):
+                continue
+            folded.append(j)
+        if not folded:
+            continue
+        head = out[heads[0]]
+        explains = list(head.evidence.get("explains", [])) + [
+            {"rule": out[j].rule, "state": out[j].state, "metric": out[j].metric,
+             "step": out[j].step, "message": out[j].message} for j in folded]
+        out[heads[0]] = replace(head, evidence={**head.evidence, "explains": explains},
+                                explained=head.explained + tuple(out[j] for j in folded))
+        out = [f for j, f in enumerate(out) if j not in set(folded)]
+    return out
+
+
+def _val_side(metric: str | None, roles: Any) -> bool:
+    """True when ``metric`` is a validation/test series of the run."""
+    if metric is None or roles is None:
+        return False
+    s = roles.by_tag.get(metric)
+    return s is not None and s.split in ("val", "test")
+
+
 def evaluate(run: Run, config: Config | None = None,
              rules: list[RuleSpec] | None = None) -> RunResult:
     """Run every enabled rule on ``run`` and return its findings.
@@ -489,6 +552,7 @@ def evaluate(run: Run, config: Config | None = None,
             )
     findings = _suppress(findings, by_id)
     findings.sort(key=_sort_key)
+    findings = fold_explained(findings, roles)
     result.findings = findings
     result.unjudged = _why_not_judged(ctx, rules, config, result.not_applicable)
     return result

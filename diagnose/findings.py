@@ -104,6 +104,9 @@ class Finding:
     #: The rule's typed evidence (``detectors.rule.RuleEvidence``) that ``evidence`` was
     #: written from; None for a user's detector or a hand-made finding.
     detail: Any = field(default=None, compare=False, repr=False)
+    #: Findings of lower states this one explains (run-level precedence): summarised in
+    #: ``evidence["explains"]``, kept whole so the advice can still read them.
+    explained: tuple[Finding, ...] = field(default=(), compare=False, repr=False)
 
     def with_recommendations(self, recs: list[Recommendation]) -> Finding:
         return replace(self, recommendations=tuple(recs))

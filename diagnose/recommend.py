@@ -668,6 +668,12 @@ def recommend(result: RunResult, overrides: Mapping[str, Any] | None = None,
             ]
         elif _wants_advice(f):
             found = GENERATORS[f.state](ctx, f)
+            # what the symptoms it explains would have advised, for knobs it leaves alone
+            for g in f.explained:
+                if _wants_advice(g):
+                    own = {c.rec.hyperparameter for c in found}
+                    found += [c for c in GENERATORS[g.state](ctx, g)
+                              if c.rec.hyperparameter not in own]
         cands.append(found)
     recs = resolve(result.findings, cands)
     findings = [

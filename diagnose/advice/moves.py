@@ -99,7 +99,8 @@ class AdviceContext:
         self.hp: dict[str, Any] = hp
         self.overridden = set(canonicalize(dict(overrides or {})))
         self.states = {
-            f.state for f in result.findings if SEVERITY_RANK.get(f.severity, 0) >= 1
+            g.state for f in result.findings for g in (f, *f.explained)
+            if SEVERITY_RANK.get(g.severity, 0) >= 1
         }
 
     @cached_property
