@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
+from diagnose.metrics import RoleMap, resolve_roles
+from diagnose.run import Run
+
 Severity = Literal["error", "warning", "info"]
 Action = Literal["increase", "decrease", "set", "enable", "disable"]
 
@@ -77,7 +80,7 @@ class Recommendation:
     rationale: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(
+        out: dict[str, Any] = _plain(
             {
                 "hyperparameter": self.hyperparameter,
                 "action": self.action,
@@ -86,6 +89,7 @@ class Recommendation:
                 "rationale": self.rationale,
             }
         )
+        return out
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,14 @@ class Finding:
 class RunResult:
     """Everything the analysis says about one run."""
 
-    run: Any  # diagnose.run.Run (kept loose to avoid an import cycle)
+    run: Run
     roles: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
     probe: dict[str, Any] | None = None
     #: The engine's resolved RoleMap, kept so the recommender, the sweep, the plots and the
     #: probe reuse it instead of resolving the table again (not part of the JSON).
-    role_map: Any = field(default=None, repr=False, compare=False)
+    role_map: RoleMap | None = field(default=None, repr=False, compare=False)
     #: Why the rules could not judge the run (set by the engine: too few points, no loss,
     #: every rule deselected or not applicable); None when they could.
     unjudged: str | None = None
@@ -155,11 +159,9 @@ class RunResult:
         """Why the run was not judged (a short phrase), or None when it was."""
         return self.unjudged if self.verdict == "not_judged" else None
 
-    def resolved_roles(self) -> Any:
+    def resolved_roles(self) -> RoleMap:
         """The run's RoleMap: the engine's, or resolved now from ``roles`` as aliases."""
         if self.role_map is None:
-            from diagnose.metrics import resolve_roles
-
             self.role_map = resolve_roles(self.run.scalars, dict(self.roles or {}))
         return self.role_map
 

@@ -109,7 +109,8 @@ class AdviceContext:
             from diagnose.run import empty_scalars
 
             return resolve_roles(empty_scalars())
-        return self.result.resolved_roles()
+        roles: RoleMap = self.result.resolved_roles()
+        return roles
 
     def role(self, role: Role) -> Series | None:
         found = self.roles.get(role)
@@ -294,7 +295,7 @@ def clip_grads(ctx: AdviceContext, before_step: float | None, reason: str,
     p90 = float(np.percentile(pre, ctx.policy.clip_percentile))
     if p90 <= 0:
         return None, ""
-    if clipping:
+    if clipping and current is not None:
         clipped = float(np.mean(fin.values > current))
         if clipped > ctx.policy.max_clipped_share:
             return None, (f"{clipped:.0%} of the logged updates already exceed the clip "
@@ -332,6 +333,7 @@ def extend_length(ctx: AdviceContext, factor: float, reason: str,
                   strength: float = 1.0) -> Candidate:
     """Train ``factor`` times longer (epochs when the log counts epochs)."""
     max_steps, epochs = finite_number(ctx.hp.get("max_steps")), finite_number(ctx.hp.get("epochs"))
+    current: float | None
     if max_steps is not None and ctx.unit == "step":
         hyper, current = "max_steps", max_steps
     elif epochs is not None:

@@ -123,7 +123,7 @@ def as_int(value: Any) -> Any:
 
 
 
-def precedence(finding: Finding, index: int = 0) -> tuple:
+def precedence(finding: Finding, index: int = 0) -> tuple[Any, ...]:
     """Sort key: lower wins.  Stability states first, then severity, state order, step.
 
     Divergence/instability always decide the LR direction over plateau/underfit (a run

@@ -153,7 +153,7 @@ class Rule(Generic[P, E]):
         evidence kept as ``detail``) out."""
         from diagnose.detectors import Hit
 
-        found = self.detect(ctx, self.Params.build(values))  # type: ignore[arg-type]
+        found = self.detect(ctx, self.Params.build(values))
         if found is None:
             return None
         return [Hit(f.metric, f.step, self.message(f.evidence), f.evidence.to_dict(),
@@ -172,7 +172,7 @@ def rule(cls: R) -> R:
     if existing is not None and (existing.__module__, existing.__qualname__) != (
             cls.__module__, cls.__qualname__):
         raise ValueError(f"rule {rid!r} registered twice")
-    _RULES[rid] = cls  # type: ignore[assignment]
+    _RULES[rid] = cls
     return cls
 
 
