@@ -119,3 +119,19 @@ def test_a_finding_on_a_training_state_outranks_not_judged() -> None:
     log = Finding("LOG001", "no-loss-metric", "log", "warning", None, None, "no loss")
     result.findings = [log]
     assert result.verdict == "not_judged"
+
+
+def test_junit_skips_a_not_judged_run_instead_of_passing_it(
+        short_and_lossless: tuple[Path, Path]) -> None:
+    import xml.etree.ElementTree as ET
+
+    short, lossless = short_and_lossless
+    _, xml = _cli(str(short), str(lossless), str(HEALTHY), "--format", "junit")
+    root = ET.fromstring(xml)
+    cases = {Path(c.get("name", "")).name: c for c in root.iter("testcase")}
+    skipped = cases["two_epochs"].find("skipped")
+    assert skipped is not None
+    assert skipped.get("message") == "not judged: too few points: 2 finite loss points"
+    assert cases["accuracy_only"].find("skipped") is not None
+    assert cases["healthy_mlp_adam"].find("skipped") is None
+    assert root.get("skipped") == "2" and root.find("testsuite").get("skipped") == "2"
