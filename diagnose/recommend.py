@@ -100,19 +100,17 @@ Generator = Callable[[AdviceContext, Finding], list[Candidate]]
 def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     """Lower the LR from the evidence, then warmup and clipping."""
     loss = ctx.series_for(f, Role.TRAIN_LOSS)
-    bad = _ev(f, "first_nonfinite_step", "nonfinite_step", "diverge_step", "divergence_step",
-              "explode_step")
+    bad = _ev(f, "first_nonfinite_step")
     if bad is None:
         bad = f.step
     # DIV001: loss_min_step; DIV002: best_step (onset_step is mid-rise); DIV004: window start
-    turn = _ev(f, "loss_min_step", "best_step", "climb_step", "rise_start_step", "onset_step",
-               "window_start_step", "min_step")
-    loss_min = _ev(f, "loss_min", "best", "min_loss", "min_value")
-    rise = _ev(f, "rise_ratio_before_nonfinite", "ratio_to_best", "rise_factor", "rise_ratio")
+    turn = _ev(f, "loss_min_step", "best_step", "onset_step", "window_start_step")
+    loss_min = _ev(f, "loss_min", "best")
+    rise = _ev(f, "rise_ratio_before_nonfinite", "ratio_to_best")
     if rise is None:  # DIV003: astronomical value against the early magnitude
         peak, early = _ev(f, "max_abs", "value"), _ev(f, "early_magnitude")
         rise = peak / early if peak is not None and early else None
-    nonfinite = _ev(f, "first_nonfinite_step", "nonfinite_step") is not None
+    nonfinite = _ev(f, "first_nonfinite_step") is not None
     points_between: int | None = None
     if loss is not None:
         fin = loss.finite
@@ -183,12 +181,12 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     """Spiky or oscillating loss: milder LR cut, warmup if early, clip, bigger batch, decay."""
-    first = _ev(f, "first_spike_step", "onset_step", "start_step") or (
+    first = _ev(f, "onset_step") or (
         float(f.step) if f.step is not None else None)
-    spikes = _ev(f, "spike_count", "n_spikes", "spikes", "oscillations")
+    spikes = _ev(f, "spikes")
     total = ctx.total_steps
     # INS002 (noisy_loss) is about late noise by construction: it carries noise_to_progress
-    late = _ev_flag(f, "late") or "noise_to_progress" in f.evidence or (
+    late = "noise_to_progress" in f.evidence or (
         first is not None and total is not None and first > 0.5 * total)
     ratio = _ev(f, "noise_to_progress")
     what = "gradient-norm" if "grad" in str(f.metric or "").lower() else "loss"
@@ -223,10 +221,10 @@ def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 def _exploding(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     """Clip first (the direct fix), then a lower LR, warmup and normalisation."""
     # GRD001: growth_factor from its low (low_step) to late_level, or first_nonfinite_step
-    step = _ev(f, "explode_step", "first_nonfinite_step", "onset_step") or (
+    step = _ev(f, "first_nonfinite_step", "onset_step") or (
         float(f.step) if f.step is not None else None)
     before = _ev(f, "low_step") or step
-    ratio = _ev(f, "growth_factor", "ratio", "growth", "explode_factor")
+    ratio = _ev(f, "growth_factor", "ratio", "explode_factor")
     low, late = _ev(f, "low"), _ev(f, "late_level")
     where = f" at step {show(step)}" if step is not None else ""
     if ratio is not None and low is not None and late is not None:
@@ -255,7 +253,7 @@ def _exploding(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 def _vanishing(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     """Vanishing gradients: activation, normalisation, residuals, init (AUTOTRAINER order)."""
     # GRD002: early_level -> late_level, collapse_factor
-    level = _ev(f, "late_level", "grad_norm_median", "grad_norm", "value")
+    level = _ev(f, "late_level", "value")
     collapse = _ev(f, "collapse_factor")
     reason = "gradients vanish" + (f" (norm {show(nice(level))}" if level is not None else "")
     if level is not None:
@@ -296,7 +294,7 @@ def _dead_units(ctx: AdviceContext, f: Finding) -> list[Candidate]:
                   f"{reason}, so use Xavier/Glorot initialisation scaled for tanh/sigmoid.",
                   1.0, direction=0),
         ]
-    share = _ev(f, "zero_share", "dead_fraction", "dead_share")  # UNT001
+    share = _ev(f, "zero_share", "dead_share")  # UNT001
     where = f" of {f.metric}" if f.metric else ""
     reason = (f"{share:.0%}{where} is exactly zero (dead ReLU units)"
               if share is not None and share <= 1 else "ReLU units died")
@@ -316,10 +314,10 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     if val is None or val.split not in ("val", "test"):
         val = ctx.role(Role.VAL_LOSS) or ctx.role(Role.VAL_METRIC)
     # OVF001/OVF002: best_step, val_best, val_end, val_worsening_pct; OVF003: val_min(_step)
-    best = _ev(f, "best_step", "val_min_step", "min_step", "best_epoch")
-    best_value = _ev(f, "val_best", "val_min", "best_value", "min_value")
-    end_value = _ev(f, "val_end", "val_final", "final_value", "last_value", "val_last")
-    rise = _ev(f, "val_worsening_pct", "rise_pct", "rise_percent", "increase_pct")
+    best = _ev(f, "best_step", "val_min_step")
+    best_value = _ev(f, "val_best", "val_min")
+    end_value = _ev(f, "val_end")
+    rise = _ev(f, "val_worsening_pct")
     if val is not None:
         fin = val.finite
         better = np.argmax if val.higher_is_better else np.argmin
@@ -414,7 +412,7 @@ def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
             reason += f", chance {show(nice(chance, 3))})" if chance is not None else ")"
             break
     else:
-        best = _ev(f, "best", "level", "value")
+        best = _ev(f, "best", "value")
         if best is not None:
             name = str(f.evidence.get("val_metric") or f.metric or "the val metric")
             reason += f" ({name} never beats {show(nice(best, 3))})"
@@ -453,10 +451,10 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     """Stalled: raise/cycle the LR when stuck at a poor level with a small LR; fix SGD."""
     # PLT001: flat_since_step, end, poor_level, train_improving; PLT002 (flat from the
     # start: nothing learned, so always poor): start, end, max_rel_move
-    start = _ev(f, "flat_since_step", "plateau_start", "stall_step", "since_step") or (
+    start = _ev(f, "flat_since_step") or (
         float(f.step) if f.step is not None else None)
-    level = _ev(f, "end", "level", "plateau_level")
-    poor = (_ev_flag(f, "poor_level", "poor", "at_chance", "near_chance")
+    level = _ev(f, "end")
+    poor = (_ev_flag(f, "poor_level")
             or "max_rel_move" in f.evidence or "underfit" in ctx.states)
     lr, _ = ctx.lr
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None

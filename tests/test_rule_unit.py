@@ -178,3 +178,44 @@ def test_findings_carry_their_typed_evidence() -> None:
     assert "label" not in f.evidence and f.detail.label == "train loss"
     assert f.message == DIV002().message(f.detail)
     assert f.detail.ratio_to_best == pytest.approx(f.detail.tail_median / f.detail.best)
+
+
+def _evidence_keys() -> set[str]:
+    """Every JSON evidence key a built-in rule's typed Evidence can write."""
+    keys = {"explains"}  # written by the run-level precedence on the core finding
+    for cls in rule_classes().values():
+        for f in dataclasses.fields(cls.Evidence):
+            if f.metadata.get("echo"):
+                keys |= {f"threshold_{k}" for k in cls.Params.specs()}
+            elif f.metadata.get("json", True):
+                keys.add(f.name)
+    return keys
+
+
+def test_the_advice_reads_only_evidence_keys_some_rule_writes() -> None:
+    """The detector -> advice contract: a key the recommender reads that no rule writes
+    is a dead fallback (the issue counted 34 of them) or a renamed key that silently
+    stopped feeding the advice."""
+    import ast
+
+    import diagnose.recommend as rec
+
+    tree = ast.parse(Path(rec.__file__).read_text(encoding="utf-8"))
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in ("_ev", "_ev_flag", "_ev_text"):
+            read |= {a.value for a in node.args[1:]
+                     if isinstance(a, ast.Constant) and isinstance(a.value, str)}
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr == "get" and isinstance(node.func.value, ast.Attribute) \
+                and node.func.value.attr == "evidence" and node.args \
+                and isinstance(node.args[0], ast.Constant):
+            read.add(node.args[0].value)
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and isinstance(node.ops[0], ast.In | ast.NotIn) \
+                and isinstance(node.comparators[0], ast.Attribute) \
+                and node.comparators[0].attr == "evidence":
+            read.add(node.left.value)
+    assert len(read) > 30  # the walk finds the reads
+    assert sorted(read - _evidence_keys()) == []
