@@ -18,16 +18,18 @@ import logging
 import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from diagnose.detectors.params import Param
-from diagnose.detectors.rule import rule_classes
+from diagnose.detectors.rule import Rule, rule_classes
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 from diagnose.run import Histogram, IngestNote, Run
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,12 @@ class Hit:
     metric: str | None
     step: int | None
     message: str
-    evidence: dict
+    evidence: dict[str, Any]
     #: The rule's typed evidence (a ``RuleEvidence``) when a rule class produced the hit.
     detail: Any = field(default=None, compare=False, repr=False)
 
 
-Detector = Callable[["RuleContext", dict], "list[Hit] | None"]
+Detector = Callable[["RuleContext", dict[str, Any]], "list[Hit] | None"]
 
 _REGISTRY: dict[str, Detector] = {}
 _PARAMS: dict[str, dict[str, Param]] = {}
@@ -81,7 +83,7 @@ def detector(
     return wrap
 
 
-def _rule_for_detector(name: str) -> Any:
+def _rule_for_detector(name: str) -> type[Rule[Any, Any]] | None:
     """The first built-in rule class (by id) whose detector is ``name``, or None."""
     return next((c for c in rule_classes().values() if c.detector == name), None)
 
@@ -100,7 +102,8 @@ def get_detector(name: str) -> Detector | None:
     the detector protocol) or a user's registered function; None when unknown."""
     cls = _rule_for_detector(name)
     if cls is not None:
-        return cls()
+        unit: Detector = cls()
+        return unit
     return _REGISTRY.get(name)
 
 
@@ -131,11 +134,12 @@ class RuleContext:
         """Primary series for a role (raw: NaN/inf kept; detectors decide), or None."""
         return self.roles.get(Role(role))
 
-    def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()`` once per run per ``key`` (e.g. ``("smooth", tag, frac)``)."""
         if key not in self._cache:
             self._cache[key] = compute()
-        return self._cache[key]
+        value: T = self._cache[key]
+        return value
 
     def histograms(self, pattern: str = "*") -> dict[str, list[Histogram]]:
         """Histogram samples per tag (step order) for tags matching ``pattern``.

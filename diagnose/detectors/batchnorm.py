@@ -48,9 +48,9 @@ from diagnose.detectors.rule import (
 from diagnose.metrics import Role
 
 
-def _hparam_evidence(ctx: RuleContext, p: Any) -> dict:
+def _hparam_evidence(ctx: RuleContext, p: Any) -> dict[str, Any]:
     """batch_size / small_batch / normalization / uses_batch_norm, when known."""
-    ev: dict = {}
+    ev: dict[str, Any] = {}
     bs = ctx.hparams.get("batch_size")
     norm = ctx.hparams.get("normalization")
     if isinstance(bs, (int, float)) and not isinstance(bs, bool):
@@ -254,7 +254,7 @@ class BN002(Rule["BN002.Params", "BN002.Evidence"]):
         series = {t: h for t, h in hists.items() if len(h) >= 2 and not skip.search(t)}
         if not series:
             return None
-        bad: list[dict] = []
+        bad: list[dict[str, Any]] = []
         for tag, samples in series.items():
             rms = np.array([np.hypot(h.mean, h.std) for h in samples], dtype="float64")
             ok = np.isfinite(rms)

@@ -82,7 +82,7 @@ def _p10(x: float) -> float:
     return float("inf") if x > 308 else float(np.power(10.0, float(x)))
 
 
-def _log_levels(steps: np.ndarray, v: np.ndarray, p: Any) -> dict | None:
+def _log_levels(steps: np.ndarray, v: np.ndarray, p: Any) -> dict[str, Any] | None:
     """Early, late and lowest smoothed log10 levels (``p``: min_points, early_frac,
     tail_frac)."""
     ok = np.isfinite(v) & (v > 0)
@@ -173,7 +173,7 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
                 f"run, passing halfway at step {ev.step}")
 
 
-def _loss_stalled(ctx: RuleContext, p: GRD002.Params) -> tuple[bool | None, dict]:
+def _loss_stalled(ctx: RuleContext, p: GRD002.Params) -> tuple[bool | None, dict[str, Any]]:
     """Train loss flat over the tail and still far from any progress; None if no loss."""
     losses = main_losses(ctx, ("train", "val"))
     if not losses:

@@ -115,7 +115,7 @@ class RisingEvidence(RuleEvidence):
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
 
-def _train_change(train: Curve, best_step: float, p: Any) -> dict | None:
+def _train_change(train: Curve, best_step: float, p: Any) -> dict[str, Any] | None:
     """How the train curve moved from ``best_step`` to the end; None if it does not cover
     that window.  ``falling`` says it kept improving beyond its own noise."""
     if len(train) < 3 or train.steps[-1] <= best_step or train.steps[0] > best_step + 0.5 * (
@@ -144,7 +144,7 @@ def _train_change(train: Curve, best_step: float, p: Any) -> dict | None:
     }
 
 
-def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict | None:
+def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] | None:
     """Where the oriented val curve leaves its best for good; None if it does not.
 
     The best is the smoothed minimum; the rise is the median of the last ``end_frac`` of
@@ -228,7 +228,8 @@ def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
     return out
 
 
-def _evidence(val: Curve, deg: dict, tr: dict, p: RuleParams, **extra: Any) -> RisingEvidence:
+def _evidence(val: Curve, deg: dict[str, Any], tr: dict[str, Any], p: RuleParams,
+              **extra: Any) -> RisingEvidence:
     return RisingEvidence(
         name=val.series.metric.replace("_", " "),
         rise=deg["rise"],
@@ -253,7 +254,7 @@ def _evidence(val: Curve, deg: dict, tr: dict, p: RuleParams, **extra: Any) -> R
 
 
 def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
-                ) -> tuple[dict, dict] | None:
+                ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     deg = degradation(ctx, val, p)
     if deg is None:
         return None
@@ -287,7 +288,7 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
             # component losses (YOLO box/obj/cls): pair each val component with its train
             # twin
             train_by_metric = {s.metric: s for s in ctx.roles.losses("train")}
-            best: tuple[dict, dict] | None = None
+            best: tuple[dict[str, Any], dict[str, Any]] | None = None
             for s in ctx.roles.losses("val"):
                 twin = train_by_metric.get(s.metric)
                 if s.tag == val.tag or twin is None:

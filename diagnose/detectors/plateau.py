@@ -130,7 +130,7 @@ def _name(c: Curve) -> str:
     return c.tag if c.tag.lower().startswith(split) else f"{split} {c.tag}"
 
 
-def stall(ctx: RuleContext, p: Any) -> dict | None:
+def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
     ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
     key = ("fit_stall", *(p[k] for k in _KEYS))
@@ -147,7 +147,7 @@ def _trend_gain(c: Curve, t0: float, scale: float) -> float:
     return float(-tr.change / scale)
 
 
-def _stall(ctx: RuleContext, p: Any) -> dict | None:
+def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The analysis behind :func:`stall` (uncached); see the module docstring."""
     curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
@@ -163,7 +163,7 @@ def _stall(ctx: RuleContext, p: Any) -> dict | None:
     share = float(p["min_gain_share"])
     gain, total, level_noise = _tail_gain(ctx, c, t0)
     best = float(np.min(sm))
-    out: dict = {"curve": c, "total": total, "noise": noise(c), "best": best,
+    out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
     if total <= level_noise:
         return {**out, "kind": "no_progress"}
@@ -183,7 +183,7 @@ def _stall(ctx: RuleContext, p: Any) -> dict | None:
             tc = get_curve(ctx, role)
             if tc is None or len(tc) < 3 or tc.steps[-1] <= t0:
                 continue
-            imp = improvement(tc, max(t0, float(tc.steps[0])))
+            imp: dict[str, Any] = dict(improvement(tc, max(t0, float(tc.steps[0]))))
             imp["tag"] = tc.tag
             train_imp = imp
             break
@@ -227,7 +227,7 @@ def _stall(ctx: RuleContext, p: Any) -> dict | None:
     return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
 
 
-def _evidence(st: dict, p: StallParams, last_step: int | None = None) -> StallEvidence:
+def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
     c: Curve = st["curve"]
     tr = st.get("train") or {}
     return StallEvidence(

@@ -170,9 +170,9 @@ def pct(x: float) -> str:
     return f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 0.1 else f"{v:.2f}%"
 
 
-def fmt(x: float) -> str:
-    """A value for messages: 4 significant digits."""
-    return f"{x:.4g}"
+def fmt(x: float | None) -> str:
+    """A value for messages: 4 significant digits ("n/a" when unknown)."""
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 def primary_objective(ctx: RuleContext) -> Curve | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -111,7 +112,7 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
         chance_loss = signals.chance_loss(n_classes)
         frac = float(p.end_frac)
         min_points = p.min_points
-        judged: dict[str, dict] = {}
+        judged: dict[str, dict[str, Any]] = {}
         for split, acc_role, loss_role in (
             ("train", Role.TRAIN_METRIC, Role.TRAIN_LOSS),
             ("val", Role.VAL_METRIC, Role.VAL_LOSS),
@@ -159,7 +160,7 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
             int(s.steps[-1]) for s in (ctx.series(r) for r in Role)
             if s is not None and len(s)
         )
-        losses: dict[str, float] = {}
+        losses: dict[str, Any] = {}
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
             c = get_curve(ctx, role)
             if c is not None and len(c) >= 2:
@@ -171,8 +172,8 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
                 )
         spiked, spike_peak = (max(blew_up.items(), key=lambda kv: kv[1]) if blew_up
                               else (None, None))
-        splits = {f"{split}_{k}": j[v] for split, j in judged.items()
-                  for k, v in (("series", "by"), ("end", "end"))}
+        splits: dict[str, Any] = {f"{split}_{k}": j[v] for split, j in judged.items()
+                                  for k, v in (("series", "by"), ("end", "end"))}
         ev = UND001.Evidence(
             spiked=spiked, spike_peak=spike_peak, num_classes=n_classes,
             chance_accuracy=chance_acc, chance_loss=chance_loss, last_step=last,
@@ -237,7 +238,7 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
         best = vm.raw(float(np.min(vm.values)))
         if best > float(p.poor_level):
             return []
-        loss: dict = {}
+        loss: dict[str, Any] = {}
         train = get_curve(ctx, Role.TRAIN_LOSS)
         if train is not None and len(train) >= 3 and float(np.min(train.values)) > 0:
             first, last = start_level(train), end_level(train)
