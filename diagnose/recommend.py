@@ -635,6 +635,24 @@ GENERATORS: dict[str, Generator] = {
 # ---------------------------------------------------------------------------
 
 
+def advise(ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+    """The candidates for one finding: its rule class's ``advise`` when the rule has one
+    (a built-in rule), else the advice for its state."""
+    from diagnose.detectors.rule import rule_class
+
+    cls = rule_class(finding.rule)
+    if cls is not None:
+        return cls().advise(ctx, finding)
+    return state_advice(ctx, finding)
+
+
+def state_advice(ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+    """The shared advice for the finding's state (``GENERATORS``); [] for a state that
+    has none."""
+    gen = GENERATORS.get(finding.state)
+    return gen(ctx, finding) if gen is not None else []
+
+
 def _wants_advice(finding: Finding) -> bool:
     """Pathological findings only: not ``log``/unknown states, info only where useful."""
     if finding.state not in GENERATORS:
@@ -665,13 +683,12 @@ def recommend(result: RunResult, overrides: Mapping[str, Any] | None = None,
                 for k, r in enumerate(f.recommendations)
             ]
         elif _wants_advice(f):
-            found = GENERATORS[f.state](ctx, f)
+            found = advise(ctx, f)
             # what the symptoms it explains would have advised, for knobs it leaves alone
             for g in f.explained:
                 if _wants_advice(g):
                     own = {c.rec.hyperparameter for c in found}
-                    found += [c for c in GENERATORS[g.state](ctx, g)
-                              if c.rec.hyperparameter not in own]
+                    found += [c for c in advise(ctx, g) if c.rec.hyperparameter not in own]
         cands.append(found)
     recs = resolve(result.findings, cands)
     findings = [

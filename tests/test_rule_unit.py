@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from diagnose.advice.moves import AdviceContext
+from diagnose.advice.reconcile import Candidate, candidate
 from diagnose.config import Config
 from diagnose.detectors import RuleContext, get_detector
 from diagnose.detectors import params as P
@@ -30,7 +32,9 @@ from diagnose.detectors.rule import (
     rule_classes,
 )
 from diagnose.engine import AnalysisError, builtin_rules_dir, evaluate, load_rules
+from diagnose.findings import Finding
 from diagnose.metrics import Role
+from diagnose.recommend import recommend
 from diagnose.run import Run, make_scalars
 
 RULES = load_rules()
@@ -110,6 +114,12 @@ class TST901(Rule[_FinalParams, _FinalEvidence]):
     def message(self, ev: _FinalEvidence) -> str:
         return f"{ev.label} ends at {ev.final:g}, above {ev.above:g}"
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        ev = finding.detail  # the typed evidence, not a string-keyed dict
+        assert isinstance(ev, _FinalEvidence)
+        return [candidate("epochs", "increase", None, "current*2",
+                          f"{ev.label} still ends {ev.final - ev.above:g} above the bound")]
+
 
 _TOML = '''
 id = "TST901"
@@ -141,6 +151,11 @@ def test_adding_a_rule_is_one_class_and_one_toml(tmp_path: Path,
     assert [f.message for f in found] == ["train_loss ends at 0.8, above 0.5"]
     assert found[0].evidence == {"final": 0.8, "above": 0.5}
     assert isinstance(found[0].detail, _FinalEvidence)
+    # its advise reads that typed evidence
+    (rec,) = recommend(evaluate(_run(), Config(select=["TST901"]), rules)).findings[0] \
+        .recommendations
+    assert (rec.hyperparameter, rec.rationale) == (
+        "epochs", "train_loss still ends 0.3 above the bound")
     # the class's typed parameter checks the user's config
     quiet = evaluate(_run(), Config(thresholds={"TST901": {"above": 1.0}}), rules)
     assert not [f for f in quiet.findings if f.rule == "TST901"]

@@ -4,8 +4,8 @@ A rule class names its id and detector (as its TOML does), declares typed ``Para
 type and valid range of each threshold; the defaults and their docs stay in the rule's
 TOML, which is checked against these specs when rules load), and typed ``Evidence`` whose
 ``to_dict()`` gives the JSON keys.  ``detect`` measures, ``message`` words a finding from
-its evidence alone, and ``advise`` (issue 8 step 4) will turn the same evidence into
-recommendations::
+its evidence alone, and ``advise`` turns the finding into recommendation candidates (by
+default the shared advice for the rule's state, ``recommend.GENERATORS``)::
 
     @rule
     class DIV004(Rule["DIV004.Params", "DIV004.Evidence"]):
@@ -38,7 +38,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from diagnose.detectors.params import Param
 
 if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
     from diagnose.detectors import Hit, RuleContext
+    from diagnose.findings import Finding
 
 
 def param(spec: Param) -> Any:
@@ -147,6 +150,15 @@ class Rule(Generic[P, E]):
     def message(self, ev: E) -> str:
         """One present-tense sentence with the key number and step, from ``ev`` alone."""
         raise NotImplementedError
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """The rule's recommendation candidates for ``finding`` (its typed evidence is
+        ``finding.detail``).  By default the shared advice for the rule's state
+        (``recommend.GENERATORS``); a rule overrides this to advise from its own evidence.
+        """
+        from diagnose.recommend import state_advice
+
+        return state_advice(ctx, finding)
 
     def __call__(self, ctx: RuleContext, values: Mapping[str, Any]) -> list[Hit] | None:
         """The detector protocol the engine calls: thresholds in, Hits (with the typed
