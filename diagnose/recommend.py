@@ -546,42 +546,52 @@ def _batchnorm(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Schedule anomalies: LR at zero for part of the run, or never decayed."""
-    current = ctx.hp.get("lr_schedule")
-    total = ctx.total_steps
+    """Schedule anomalies from a finding's evidence dict (a user's rule; the built-in
+    LRS001/LRS002 advise from their typed evidence through the same functions)."""
     zero_from = _ev(f, "zero_from_step")  # LRS001
     if zero_from is not None:
-        share = _ev(f, "share_of_run")
-        part = f" ({share:.0%} of the run)" if share is not None else ""
-        reason = f"the LR is 0 from step {show(zero_from)}{part}, so those steps change nothing"
-        horizon = f"{show(total)} steps" if total else "the full run"
-        name = str(current) if current else "cosine"
-        out = [candidate("lr_schedule", "set", current, f"{name} over {horizon}",
+        return lr_zero_advice(ctx, zero_from, _ev(f, "share_of_run"))
+    return lr_flat_advice(ctx, _ev(f, "lr"), _ev(f, "gain_share"))  # LRS002
+
+
+def lr_zero_advice(ctx: AdviceContext, zero_from: float,
+                   share: float | None) -> list[Candidate]:
+    """The LR sits at 0 from ``zero_from``: size the schedule to the run, or stop there."""
+    current = ctx.hp.get("lr_schedule")
+    total = ctx.total_steps
+    part = f" ({share:.0%} of the run)" if share is not None else ""
+    reason = f"the LR is 0 from step {show(zero_from)}{part}, so those steps change nothing"
+    horizon = f"{show(total)} steps" if total else "the full run"
+    name = str(current) if current else "cosine"
+    out = [candidate("lr_schedule", "set", current, f"{name} over {horizon}",
                      f"{reason}: the scheduler's horizon is shorter than the run (often "
                      "stepped per batch but sized in epochs), so size it to "
                      f"{horizon}.", 1.0, direction=0)]
-        hyper, cur, proposed = length_target(ctx, zero_from)
-        if cur is not None and proposed < cur:
-            out.append(candidate(hyper, "set", cur, proposed,
+    hyper, cur, proposed = length_target(ctx, zero_from)
+    if cur is not None and proposed < cur:
+        out.append(candidate(hyper, "set", cur, proposed,
                              f"{reason}, so stop at {proposed} if the schedule stays as it "
                              "is.", 0.8, direction=-1))
-        return out
-    lr = _ev(f, "lr")  # LRS002
+    return out
+
+
+def lr_flat_advice(ctx: AdviceContext, lr: float | None,
+                   share: float | None) -> list[Candidate]:
+    """A constant LR while the loss stalls: decay it."""
+    current = ctx.hp.get("lr_schedule")
     text = str(current or "").lower()
     proposed = "step" if "cos" in text else "cosine"
     flat = f"the LR stays at {show(lr)}" if lr is not None else "the LR never decays"
-    share = _ev(f, "gain_share")
     tail = (f" while the loss gains only {share:.0%} of its progress in the second half"
             if share is not None else "")
     return [candidate("lr_schedule", "set", current, proposed,
-                  f"{flat}{tail}, so decay it with a {proposed} schedule (to ~1% of the peak "
-                  "at the last step).", 1.0, direction=0)]
+                      f"{flat}{tail}, so decay it with a {proposed} schedule (to ~1% of the "
+                      "peak at the last step).", 1.0, direction=0)]
 
 
 def _undertrained(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Still improving at the end: extend by the observed slope (+50% or +100%)."""
-    # PRG001: tail_start_value -> tail_end_value over the last threshold_tail_frac of
-    # steps, tail_gain_share = that gain over the run's total progress, lr_end_over_peak
+    """Still improving at the end, from a finding's evidence dict (a user's rule; the
+    built-in PRG001 advises from its typed evidence through :func:`extend_advice`)."""
     start, end = _ev(f, "tail_start_value"), _ev(f, "tail_end_value")
     share = _ev(f, "tail_gain_share")
     tail_frac = _ev(f, "threshold_tail_frac") or 0.25
@@ -595,6 +605,15 @@ def _undertrained(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     name = series.metric.replace("_", " ") if series is not None else "the curve"
     if series is not None and series.split in ("val", "test") and not name.startswith("val"):
         name = f"val {name}"
+    return extend_advice(ctx, name, start, end, gain, share, tail_frac,
+                         _ev(f, "lr_end_over_peak"))
+
+
+def extend_advice(ctx: AdviceContext, name: str, start: float | None, end: float | None,
+                  gain: float | None, share: float | None, tail_frac: float,
+                  annealed: float | None) -> list[Candidate]:
+    """Still improving at the end: extend by the observed gain (+50% or +100%) and decay
+    the LR when it does not yet."""
     big = (gain is not None and gain >= 0.05) or (share is not None and share >= 0.15)
     factor = 2.0 if big else 1.5
     if gain is not None and gain > 0:
@@ -605,7 +624,6 @@ def _undertrained(ctx: AdviceContext, f: Finding) -> list[Candidate]:
                   f"{tail_frac:.0%} of steps{of_total}")
     else:
         reason = f"{name} is still improving at the end"
-    annealed = _ev(f, "lr_end_over_peak")
     if annealed is not None and annealed < 0.05:
         reason += " even though the LR had already decayed (stretch the whole schedule)"
     out = [extend_length(ctx, factor, reason, 1.2)]

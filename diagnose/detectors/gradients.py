@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,11 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 from diagnose.run import Histogram
 
 # ---------------------------------------------------------------------------
@@ -521,6 +526,14 @@ class LRS001(Rule["LRS001.Params", "LRS001.Evidence"]):
             zero_from_step=start, zero_to_step=end, zero_points=int(pts), share_of_run=frac,
             peak_lr=peak, min_frac=p.min_frac, zero_rel=p.zero_rel, zero_abs=p.zero_abs))]
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import lr_zero_advice
+
+        ev = finding.detail
+        if not isinstance(ev, LRS001.Evidence):
+            return super().advise(ctx, finding)
+        return lr_zero_advice(ctx, ev.zero_from_step, ev.share_of_run)
+
     def message(self, ev: LRS001.Evidence) -> str:
         return (f"learning rate is 0 from step {ev.zero_from_step} to {ev.zero_to_step} "
                 f"({fmt(100 * ev.share_of_run)}% of the run) while training keeps logging")
@@ -594,6 +607,14 @@ class LRS002(Rule["LRS002.Params", "LRS002.Evidence"]):
             lr_max_over_min=float(v.max() / v.min()), second_half_gain=gain,
             early_drop=drop, gain_share=share, plateau_share=p.plateau_share,
             const_tol=p.const_tol, min_points=p.min_points))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import lr_flat_advice
+
+        ev = finding.detail
+        if not isinstance(ev, LRS002.Evidence):
+            return super().advise(ctx, finding)
+        return lr_flat_advice(ctx, ev.lr, ev.gain_share)
 
     def message(self, ev: LRS002.Evidence) -> str:
         return (f"learning rate stays at {fmt(ev.lr)} for the whole run while {ev.label} "

@@ -11,6 +11,7 @@ compares raw values across runs.  Curves are *oriented* first: lower is always b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,11 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 #: Fraction of the step span used for the robust smoother everywhere in fitting rules.
 SMOOTH_FRAC = 0.05
@@ -232,6 +238,8 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
         name: str = internal("")
+        #: the objective as the advice names it ("val loss", "val accuracy")
+        metric_name: str = internal("")
         frac_steps: float = internal(0.0)
         tail_start_step: int = 0
         last_step: int = 0
@@ -286,8 +294,12 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
         ):
             return []
         what = "val" if c.series.split in ("val", "test") else "train"
+        metric_name = c.series.metric.replace("_", " ")
+        if what == "val" and not metric_name.startswith("val"):
+            metric_name = f"val {metric_name}"
         ev = PRG001.Evidence(
             name=c.tag if c.tag.lower().startswith(what) else f"{what} {c.tag}",
+            metric_name=metric_name,
             frac_steps=(float(c.steps[-1]) - float(c.steps[tail][0])) / c.span,
             tail_start_step=int(c.steps[tail][0]),
             last_step=int(c.steps[-1]),
@@ -302,6 +314,23 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
             thresholds=p,
         )
         return [Found(c.tag, int(c.steps[-1]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Extend training by the gain the detector measured over the tail."""
+        from diagnose.recommend import extend_advice
+
+        ev = finding.detail
+        if not isinstance(ev, PRG001.Evidence) or ev.thresholds is None:
+            return super().advise(ctx, finding)
+        from diagnose.hparams import finite_number
+
+        # a share over no total progress is NaN: not a number to advise from
+        start, end = finite_number(ev.tail_start_value), finite_number(ev.tail_end_value)
+        gain = (abs(end - start) / abs(start) if start is not None and end is not None
+                and start != 0 else None)
+        return extend_advice(ctx, ev.metric_name, start, end, gain,
+                             finite_number(ev.tail_gain_share), ev.thresholds["tail_frac"],
+                             finite_number(ev.lr_end_over_peak))
 
     def message(self, ev: PRG001.Evidence) -> str:
         gain = ev.tail_rel_gain if np.isfinite(ev.tail_rel_gain) else ev.tail_gain_share
