@@ -251,13 +251,18 @@ def _exploding(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _vanishing(ctx: AdviceContext, f: Finding) -> list[Candidate]:
+    """Vanishing gradients from a finding's evidence dict (a user's rule; GRD002 advises
+    from its typed evidence through :func:`vanishing_advice`)."""
+    return vanishing_advice(ctx, _ev(f, "late_level", "value"), _ev(f, "collapse_factor"))
+
+
+def vanishing_advice(ctx: AdviceContext, level: float | None,
+                     collapse: float | None) -> list[Candidate]:
     """Vanishing gradients: activation, normalisation, residuals, init (AUTOTRAINER order)."""
-    # GRD002: early_level -> late_level, collapse_factor
-    level = _ev(f, "late_level", "value")
-    collapse = _ev(f, "collapse_factor")
     reason = "gradients vanish" + (f" (norm {show(nice(level))}" if level is not None else "")
     if level is not None:
-        reason += f", {show(nice(collapse))}x below its early level)" if collapse else ")"
+        reason += (f", {show(nice(collapse))}x below its early level)" if collapse
+                   else ")")
     out: list[Candidate] = []
     act = str(ctx.hp.get("activation", "") or "").lower()
     if "relu" not in act and "gelu" not in act and "silu" not in act:
@@ -278,24 +283,36 @@ def _vanishing(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _dead_units(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Dying ReLU: lower LR, leaky activation, init.  Saturated tanh/sigmoid: ReLU, norm."""
+    """Dead or saturated units from a finding's evidence dict (a user's rule; UNT001 and
+    UNT002 advise from their typed evidence)."""
     saturated = _ev(f, "saturated_share")  # UNT002
     if saturated is not None:
-        where = f" of {f.metric}" if f.metric else ""
-        reason = f"{saturated:.0%}{where} sits in the flat tails of its activation"
-        return [
-            candidate("activation", "set", ctx.hp.get("activation"), "relu",
+        return saturated_advice(ctx, saturated, f.metric)
+    return dead_relu_advice(ctx, _ev(f, "zero_share", "dead_share"), f.metric)  # UNT001
+
+
+def saturated_advice(ctx: AdviceContext, saturated: float,
+                     metric: str | None) -> list[Candidate]:
+    """Saturated tanh/sigmoid: ReLU, normalisation, Xavier init."""
+    where = f" of {metric}" if metric else ""
+    reason = f"{saturated:.0%}{where} sits in the flat tails of its activation"
+    return [
+        candidate("activation", "set", ctx.hp.get("activation"), "relu",
                   f"{reason}, where the gradient is ~0, so use ReLU.", 1.3,
                   direction=0),
-            candidate("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
+        candidate("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
                   f"{reason}, so normalise the pre-activations (BatchNorm/LayerNorm) to keep "
                   "them in the responsive range.", 1.2, direction=0),
-            candidate("init", "set", ctx.hp.get("init"), "xavier_uniform",
+        candidate("init", "set", ctx.hp.get("init"), "xavier_uniform",
                   f"{reason}, so use Xavier/Glorot initialisation scaled for tanh/sigmoid.",
                   1.0, direction=0),
-        ]
-    share = _ev(f, "zero_share", "dead_share")  # UNT001
-    where = f" of {f.metric}" if f.metric else ""
+    ]
+
+
+def dead_relu_advice(ctx: AdviceContext, share: float | None,
+                     metric: str | None) -> list[Candidate]:
+    """Dying ReLU: lower LR, leaky activation, He init."""
+    where = f" of {metric}" if metric else ""
     reason = (f"{share:.0%}{where} is exactly zero (dead ReLU units)"
               if share is not None and share <= 1 else "ReLU units died")
     out = [scale_lr(ctx, 1 / 2, f"{reason}; large updates push units below zero for good",

@@ -35,6 +35,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series
 
 if TYPE_CHECKING:
@@ -291,6 +292,15 @@ class GRD002(Rule["GRD002.Params", "GRD002.Evidence"]):
                     out.append(Found(tag, tail_step, replace(ev, branch="collapse", **lev)))
         return out
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import vanishing_advice
+
+        ev = finding.detail
+        if not isinstance(ev, GRD002.Evidence):
+            return super().advise(ctx, finding)
+        return vanishing_advice(ctx, finite_number(ev.late_level),
+                                finite_number(ev.collapse_factor))
+
     def message(self, ev: GRD002.Evidence) -> str:
         if ev.branch == "layer":
             return (f"gradient norm of {ev.weakest} is {fmt(ev.weakest_level)} late in the "
@@ -382,6 +392,14 @@ class UNT001(Rule["UNT001.Params", "UNT001.Evidence"]):
                 dead_share=p.dead_share, zero_tol=p.zero_tol, pre_activation=pre)))
         return out
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import dead_relu_advice
+
+        ev = finding.detail
+        if not isinstance(ev, UNT001.Evidence):
+            return super().advise(ctx, finding)
+        return dead_relu_advice(ctx, finite_number(ev.zero_share), finding.metric)
+
     def message(self, ev: UNT001.Evidence) -> str:
         return (f"{fmt(100 * ev.zero_share)}% of {ev.tag} is "
                 f"{'<= 0' if ev.pre_activation else 'exactly 0'} at step {ev.step}, so most "
@@ -451,6 +469,15 @@ class UNT002(Rule["UNT002.Params", "UNT002.Evidence"]):
                 min_share_last_samples=min(shares), samples=len(shares),
                 threshold=p.saturated_share)))
         return out
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import saturated_advice
+
+        ev = finding.detail
+        share = finite_number(ev.saturated_share) if isinstance(ev, UNT002.Evidence) else None
+        if share is None:
+            return super().advise(ctx, finding)
+        return saturated_advice(ctx, share, finding.metric)
 
     def message(self, ev: UNT002.Evidence) -> str:
         return (f"{fmt(100 * ev.saturated_share)}% of {ev.tag} sits in the saturated tails "
