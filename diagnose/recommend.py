@@ -150,14 +150,20 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     clip, clip_note = clip_grads(ctx, turn if turn is not None else bad,
                             f"{reason}", strength=0.9)
     if scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
-        proposed = nice(min(lr_turn / ctx.policy.lr_safety_factor, lr / 2))
+        safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""
-        out.append(candidate(
-            "learning_rate", "decrease", lr, proposed,
-            f"the loss turned upward at step {show(turn)} while the logged LR was "
-            f"{show(lr_turn)} and {what}{at}, so use that LR "
-            f"/{show(ctx.policy.lr_safety_factor)} = "
-            f"{show(proposed)} (from {source} {show(lr)}){note}.", 1.2))
+        turned = (f"the loss turned upward at step {show(turn)} while the logged LR was "
+                  f"{show(lr_turn)} and {what}{at}")
+        if lr_turn / safety <= lr / 2:
+            proposed = nice(lr_turn / safety)
+            how = (f"so use that LR /{show(safety)} = {show(proposed)} "
+                   f"(from {source} {show(lr)})")
+        else:  # the LR where it turned is not below the current one: halve the current
+            proposed = nice(lr / 2)
+            how = (f"and that LR /{show(safety)} would not be below half the {source} LR "
+                   f"{show(lr)}, so halve it to {show(proposed)}")
+        out.append(candidate("learning_rate", "decrease", lr, proposed,
+                             f"{turned}, {how}{note}.", 1.2))
     else:
         if sudden:
             how = "within 3 logged points of its minimum"
@@ -636,7 +642,10 @@ def extend_advice(ctx: AdviceContext, name: str, start: float | None, end: float
     if gain is not None and gain > 0:
         moved = (f" from {show(nice(start, 3))} to {show(nice(end, 3))}"
                  if start is not None and end is not None else "")
-        of_total = f", {share:.0%} of its total progress" if share is not None else ""
+        # the tail can gain more than the run's net progress (it rose first): say that,
+        # not "109% of its total progress"
+        of_total = ("" if share is None else f", {share:.0%} of its total progress"
+                    if share <= 1 else ", more than its net progress over the whole run")
         reason = (f"{name} still improved{moved} ({gain:.1%}) over the last "
                   f"{tail_frac:.0%} of steps{of_total}")
     else:

@@ -284,10 +284,12 @@ def clip_grads(ctx: AdviceContext, before_step: float | None, reason: str,
         # blow-up would set the threshold far too high.  Fall back to the usual default.
         if clipping:
             return None, ""
+        few = (f"after only {len(pre)} grad-norm point{'s' if len(pre) > 1 else ''} before "
+               f"the trouble, too few to take their {pct} percentile" if len(pre) else
+               f"and no grad norm logged before the trouble to take a {pct} percentile of")
         return candidate(
             "grad_clip", "set", current, pol.default_clip_norm,
-            f"{reason} after only {len(pre)} grad-norm points before the trouble, too few to "
-            f"take their {pct} percentile, so clip the global grad norm at "
+            f"{reason} {few}, so clip the global grad norm at "
             f"{float(pol.default_clip_norm)} (the usual default) and refine it from a calm "
             "run's grad norms.",
             0.8 * strength,

@@ -329,7 +329,7 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
         gain = (abs(end - start) / abs(start) if start is not None and end is not None
                 and start != 0 else None)
         return extend_advice(ctx, ev.metric_name, start, end, gain,
-                             finite_number(ev.tail_gain_share), ev.thresholds["tail_frac"],
+                             finite_number(ev.tail_gain_share), ev.frac_steps,
                              finite_number(ev.lr_end_over_peak))
 
     def message(self, ev: PRG001.Evidence) -> str:
