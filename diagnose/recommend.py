@@ -186,16 +186,22 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Spiky or oscillating loss: milder LR cut, warmup if early, clip, bigger batch, decay."""
+    """Instability from a finding's evidence dict (a user's rule; INS001-003 advise from
+    their typed evidence through :func:`instability_advice`)."""
     first = _ev(f, "onset_step") or (
         float(f.step) if f.step is not None else None)
-    spikes = _ev(f, "spikes")
-    total = ctx.total_steps
     # INS002 (noisy_loss) is about late noise by construction: it carries noise_to_progress
-    late = "noise_to_progress" in f.evidence or (
-        first is not None and total is not None and first > 0.5 * total)
-    ratio = _ev(f, "noise_to_progress")
-    what = "gradient-norm" if "grad" in str(f.metric or "").lower() else "loss"
+    return instability_advice(ctx, first, _ev(f, "spikes"), _ev(f, "noise_to_progress"),
+                              "noise_to_progress" in f.evidence, f.metric)
+
+
+def instability_advice(ctx: AdviceContext, first: float | None, spikes: float | None,
+                       ratio: float | None, late_noise: bool,
+                       metric: str | None) -> list[Candidate]:
+    """Spiky or oscillating loss: milder LR cut, warmup if early, clip, bigger batch, decay."""
+    total = ctx.total_steps
+    late = late_noise or (first is not None and total is not None and first > 0.5 * total)
+    what = "gradient-norm" if "grad" in str(metric or "").lower() else "loss"
     if spikes:
         count = f"{show(spikes)} {what} spikes"
     elif ratio is not None:
@@ -225,20 +231,28 @@ def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _exploding(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Clip first (the direct fix), then a lower LR, warmup and normalisation."""
+    """Exploding gradients from a finding's evidence dict (a user's rule; GRD001 advises
+    from its typed evidence through :func:`exploding_advice`)."""
     # GRD001: growth_factor from its low (low_step) to late_level, or first_nonfinite_step
     step = _ev(f, "first_nonfinite_step", "onset_step") or (
         float(f.step) if f.step is not None else None)
-    before = _ev(f, "low_step") or step
-    ratio = _ev(f, "growth_factor", "ratio", "explode_factor")
-    low, late = _ev(f, "low"), _ev(f, "late_level")
+    return exploding_advice(ctx, step, _ev(f, "low_step") or step,
+                            _ev(f, "growth_factor", "ratio", "explode_factor"),
+                            _ev(f, "low"), _ev(f, "late_level"),
+                            "first_nonfinite_step" in f.evidence)
+
+
+def exploding_advice(ctx: AdviceContext, step: float | None, before: float | None,
+                     ratio: float | None, low: float | None, late: float | None,
+                     nonfinite: bool) -> list[Candidate]:
+    """Clip first (the direct fix), then a lower LR, warmup and normalisation."""
     where = f" at step {show(step)}" if step is not None else ""
     if ratio is not None and low is not None and late is not None:
         size = f" ({show(nice(ratio))}x, from {show(nice(low))} to {show(nice(late))})"
     elif ratio is not None:
         size = f" ({show(nice(ratio))}x)"
     else:
-        size = " to non-finite values" if "first_nonfinite_step" in f.evidence else ""
+        size = " to non-finite values" if nonfinite else ""
     reason = f"grad norms exploded{size}{where}"
     out: list[Candidate] = []
     clip, note = clip_grads(ctx, before, reason, 1.5)
@@ -471,14 +485,21 @@ def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Stalled: raise/cycle the LR when stuck at a poor level with a small LR; fix SGD."""
+    """A plateau from a finding's evidence dict (a user's rule; PLT001-003 advise from
+    their typed evidence through :func:`plateau_advice`)."""
     # PLT001: flat_since_step, end, poor_level, train_improving; PLT002 (flat from the
     # start: nothing learned, so always poor): start, end, max_rel_move
     start = _ev(f, "flat_since_step") or (
         float(f.step) if f.step is not None else None)
-    level = _ev(f, "end")
-    poor = (_ev_flag(f, "poor_level")
-            or "max_rel_move" in f.evidence or "underfit" in ctx.states)
+    poor = _ev_flag(f, "poor_level") or "max_rel_move" in f.evidence
+    return plateau_advice(ctx, start, _ev(f, "end"), poor)
+
+
+def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
+                   poor: bool) -> list[Candidate]:
+    """Stalled since ``start`` at ``level``: raise/cycle the LR when stuck at a poor level
+    (or an underfit run) with a small LR; fix SGD; cut a run that saturated early."""
+    poor = poor or "underfit" in ctx.states
     lr, _ = ctx.lr
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None
     small = lr is not None and lr_is_small(lr, ctx.hp.get("optimizer"))
@@ -516,12 +537,23 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _batchnorm(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """BN statistics broken: bigger batch, other norm, precise BN, drop_last, dropout order."""
+    """BN statistics broken, from a finding's evidence dict (a user's rule; BN001 and
+    BN002 advise from their typed evidence through :func:`batchnorm_advice`)."""
     # BN001 branch erratic: val_median_jump_factor; branch chance: val_acc_median against
     # chance_accuracy; BN002: worst_tag, kind (collapse/explode), ratio; both: batch_size
-    branch = _ev_text(f, "branch")
-    jump, v_med = _ev(f, "val_median_jump_factor"), _ev(f, "val_acc_median")
-    chance, ratio = _ev(f, "chance_accuracy"), _ev(f, "ratio")
+    tag = f.evidence.get("worst_tag")
+    return batchnorm_advice(ctx, _ev_text(f, "branch"), _ev(f, "val_median_jump_factor"),
+                            _ev(f, "val_acc_median"), _ev(f, "chance_accuracy"),
+                            _ev(f, "ratio"), str(tag) if tag else None,
+                            _ev_text(f, "kind"), _ev(f, "batch_size"))
+
+
+def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
+                     v_med: float | None, chance: float | None, ratio: float | None,
+                     worst_tag: str | None, kind: str,
+                     logged_batch: float | None) -> list[Candidate]:
+    """BN statistics broken: bigger batch, other norm, precise BN, drop_last, dropout
+    order."""
     if branch == "erratic" and jump is not None:
         reason = (f"val loss jumps {show(nice(jump))}x between evaluations while train "
                   "loss is smooth (eval-mode BatchNorm statistics)")
@@ -529,15 +561,15 @@ def _batchnorm(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         at = f" (chance {show(nice(chance, 3))})" if chance is not None else ""
         reason = (f"val accuracy stays at {show(nice(v_med, 3))}{at} while train accuracy "
                   "is good (eval-mode BatchNorm statistics)")
-    elif ratio is not None and f.evidence.get("worst_tag"):
-        verb = "collapse" if _ev_text(f, "kind") == "collapse" else "explode"
-        reason = (f"BatchNorm statistics {verb} ({f.evidence['worst_tag']} RMS changes "
+    elif ratio is not None and worst_tag:
+        verb = "collapse" if kind == "collapse" else "explode"
+        reason = (f"BatchNorm statistics {verb} ({worst_tag} RMS changes "
                   f"{show(nice(ratio))}x)")
     else:
         reason = "BatchNorm statistics look broken"
     batch = finite_number(ctx.hp.get("batch_size"))
     if batch is None:
-        batch = _ev(f, "batch_size")
+        batch = logged_batch
     out: list[Candidate] = []
     if batch is not None and batch < ctx.policy.min_bn_batch:
         out.append(candidate("batch_size", "increase", batch, ctx.policy.min_bn_batch,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,7 +45,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 def _hparam_evidence(ctx: RuleContext, p: Any) -> dict[str, Any]:
@@ -185,6 +191,18 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
             chance_accuracy=chance, val_acc_median=v_med, val_acc_end=v_end,
             train_acc_early=t_early, thresholds=p))]
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import batchnorm_advice
+
+        ev = finding.detail
+        if not isinstance(ev, BN001.Evidence):
+            return super().advise(ctx, finding)
+        return batchnorm_advice(ctx, ev.branch.strip().lower(),
+                                finite_number(ev.val_median_jump_factor),
+                                finite_number(ev.val_acc_median),
+                                finite_number(ev.chance_accuracy), None, None, "",
+                                finite_number(ev.batch_size))
+
     def message(self, ev: BN001.Evidence) -> str:
         if ev.branch == "erratic":
             return (
@@ -283,6 +301,16 @@ class BN002(Rule["BN002.Params", "BN002.Evidence"]):
             kind=worst["kind"], rms_first=worst["first"], rms_last=worst["last"],
             ratio=worst["ratio"], bn_tags=len(series), thresholds=p)
         return [Found(worst["tag"], worst["step"], ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import batchnorm_advice
+
+        ev = finding.detail
+        if not isinstance(ev, BN002.Evidence):
+            return super().advise(ctx, finding)
+        return batchnorm_advice(ctx, "", None, None, None, finite_number(ev.ratio),
+                                ev.worst_tag or None, ev.kind.strip().lower(),
+                                finite_number(ev.batch_size))
 
     def message(self, ev: BN002.Evidence) -> str:
         verb = "collapses" if ev.kind == "collapse" else "explodes"

@@ -170,6 +170,19 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
                 tail_frac=p.tail_frac)))
         return out
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import exploding_advice
+
+        ev = finding.detail
+        if not isinstance(ev, GRD001.Evidence):
+            return super().advise(ctx, finding)
+        step = finite_number(ev.first_nonfinite_step) or (
+            float(finding.step) if finding.step is not None else None)
+        return exploding_advice(ctx, step, finite_number(ev.low_step) or step,
+                                finite_number(ev.growth_factor), finite_number(ev.low),
+                                finite_number(ev.late_level),
+                                ev.first_nonfinite_step is not None)
+
     def message(self, ev: GRD001.Evidence) -> str:
         if ev.first_nonfinite_step is not None:
             return (f"gradient norm is {fmt(ev.value)} at step {ev.first_nonfinite_step} "

@@ -10,6 +10,7 @@ positive loss), which keeps the epoch resets of Keras' running-average batch met
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +33,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,15 @@ def _spikes_found(s: Series, found: list[signals.Spike], p: SpikeParams, log_sca
 class _SpikeRule(Rule[SpikeParams, SpikeEvidence]):
     Params = SpikeParams
     Evidence = SpikeEvidence
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import instability_advice
+
+        ev = finding.detail
+        if not isinstance(ev, SpikeEvidence):
+            return super().advise(ctx, finding)
+        first = float(finding.step) if finding.step is not None else None
+        return instability_advice(ctx, first, float(ev.spikes), None, False, finding.metric)
 
     def message(self, ev: SpikeEvidence) -> str:
         size = (f"{fmt(ev.max_ratio)}x its local level" if ev.max_ratio is not None
@@ -217,6 +233,17 @@ class INS002(Rule["INS002.Params", "INS002.Evidence"]):
             )
             out.append(Found(s.tag, step, ev))
         return out
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Late noise by construction: decay, not warmup."""
+        from diagnose.recommend import instability_advice
+
+        ev = finding.detail
+        if not isinstance(ev, INS002.Evidence):
+            return super().advise(ctx, finding)
+        first = float(finding.step) if finding.step is not None else None
+        return instability_advice(ctx, first, None, finite_number(ev.noise_to_progress),
+                                  True, finding.metric)
 
     def message(self, ev: INS002.Evidence) -> str:
         what = (f"the {fmt(ev.early_drop)} it fell in training" if ev.scale == ev.early_drop

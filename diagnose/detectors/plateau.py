@@ -19,8 +19,9 @@ a loss that ends NaN/inf is divergence's business.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +54,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
@@ -254,6 +261,20 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
     )
 
 
+def _stall_advise(ctx: AdviceContext, finding: Finding,
+                  fallback: Callable[[AdviceContext, Finding], list[Candidate]],
+                  ) -> list[Candidate]:
+    """PLT001/PLT003: the plateau advice from the stall's typed evidence."""
+    from diagnose.recommend import plateau_advice
+
+    ev = finding.detail
+    if not isinstance(ev, StallEvidence):
+        return fallback(ctx, finding)
+    start = float(ev.flat_since_step) or (
+        float(finding.step) if finding.step is not None else None)
+    return plateau_advice(ctx, start, finite_number(ev.end), bool(ev.poor_level))
+
+
 @rule
 class PLT001(Rule[StallParams, StallEvidence]):
     """Flat for a long tail while training improves, or flat at a poor level."""
@@ -271,6 +292,9 @@ class PLT001(Rule[StallParams, StallEvidence]):
             return []
         c: Curve = st["curve"]
         return [Found(c.tag, int(st["since"]), _evidence(st, p, int(c.steps[-1])))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
         if ev.train_improving:
@@ -299,6 +323,9 @@ class PLT003(Rule[StallParams, StallEvidence]):
             return []
         c: Curve = st["curve"]
         return [Found(c.tag, int(st["since"]), _evidence(st, p))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
         # a tolerance as large as the value itself: say so, not "within 1.08 of 1.083"
@@ -384,6 +411,16 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             max_rel_move=max(moves.values()), moves=moves, last_step=int(main.steps[-1]),
             thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Flat from the start: nothing was learned, so the level is poor."""
+        from diagnose.recommend import plateau_advice
+
+        ev = finding.detail
+        if not isinstance(ev, PLT002.Evidence):
+            return super().advise(ctx, finding)
+        start = float(finding.step) if finding.step is not None else None
+        return plateau_advice(ctx, start, finite_number(ev.end), True)
 
     def message(self, ev: PLT002.Evidence) -> str:
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
