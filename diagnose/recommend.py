@@ -27,6 +27,7 @@ import numpy as np
 from diagnose.advice.moves import (
     AdviceContext,
     add_warmup,
+    advice_name,
     clip_grads,
     concrete_hint,
     decay_schedule,
@@ -346,7 +347,9 @@ def dead_relu_advice(ctx: AdviceContext, share: float | None,
 
 
 def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Stop at the best step, then regularise: weight decay, dropout, augmentation, size."""
+    """Overfitting from a finding's evidence dict (a user's rule; OVF001-004 advise from
+    their typed evidence through :func:`overfit_advice`); what the evidence lacks is read
+    from the val series."""
     val = ctx.series_for(f, Role.VAL_LOSS)
     if val is None or val.split not in ("val", "test"):
         val = ctx.role(Role.VAL_LOSS) or ctx.role(Role.VAL_METRIC)
@@ -354,7 +357,6 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     best = _ev(f, "best_step", "val_min_step")
     best_value = _ev(f, "val_best", "val_min")
     end_value = _ev(f, "val_end")
-    rise = _ev(f, "val_worsening_pct")
     if val is not None:
         fin = val.finite
         better = np.argmax if val.higher_is_better else np.argmin
@@ -364,11 +366,18 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
             best_value = value_at(val, best)
         if end_value is None:
             end_value = float(fin.values[-1])
+    return overfit_advice(ctx, advice_name(val) if val is not None else "val loss", best,
+                          best_value, end_value, _ev(f, "val_worsening_pct"),
+                          len(val.finite) if val is not None else 0)
+
+
+def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
+                   best_value: float | None, end_value: float | None, rise: float | None,
+                   n_evals: int) -> list[Candidate]:
+    """Best at ``best`` then worse by ``rise`` %: stop at the best step, then regularise
+    (weight decay, dropout, augmentation, size)."""
     if rise is None and best_value and end_value is not None:
         rise = abs(end_value - best_value) / abs(best_value) * 100
-    name = val.metric.replace("_", " ") if val is not None else "val loss"
-    if val is not None and val.split in ("val", "test") and not name.startswith(("val", "test")):
-        name = f"val {name}"
     where = f" at step {show(best)}" if best is not None else ""
     drift = f" and ended {show(nice(rise))}% worse" if rise is not None else ""
     best_txt = f" {show(nice(best_value, 3))}" if best_value is not None else ""
@@ -378,7 +387,6 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     last = ctx.last_step
     if best is not None and (last is None or best < last):
         hyper, current, proposed = length_target(ctx, best)
-        n_evals = len(val.finite) if val is not None else 0
         patience = max(3, min(10, n_evals // 15))  # AUTOTRAINER: max(3, epochs/15)
         out.append(candidate(
             hyper, "set", current, proposed,
@@ -435,24 +443,42 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
 
 
 def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Too little capacity or too much regularisation: bigger model, less reg, longer."""
-    reason = "the model underfits"
+    """Underfitting from a finding's evidence dict (a user's rule; UND001-003 advise from
+    their typed evidence through :func:`underfit_advice`)."""
     # UND001: {split}_series/{split}_end against chance_accuracy/chance_loss;
     # UND002: best of val_metric, train_loss_fall_pct
-    for split in ("val", "train"):
-        end, tag = _ev(f, f"{split}_end"), f.evidence.get(f"{split}_series")
+    ends = [(split, _ev(f, f"{split}_end"), f.evidence.get(f"{split}_series"))
+            for split in ("val", "train")]
+    best = _ev(f, "best", "value")
+    name = str(f.evidence.get("val_metric") or f.metric or "the val metric")
+    loss = ctx.role(Role.TRAIN_LOSS)
+    return underfit_advice(ctx, underfit_reason(ends, _ev(f, "chance_accuracy"),
+                                                _ev(f, "chance_loss"), name, best),
+                           tail_gain(loss) if loss is not None else None)
+
+
+def underfit_reason(ends: list[tuple[str, float | None, Any]], chance_accuracy: float | None,
+                    chance_loss: float | None, name: str, best: float | None) -> str:
+    """'the model underfits (val accuracy ends at 0.1, chance 0.1)': the first split with
+    an end level, else the best of the val metric."""
+    reason = "the model underfits"
+    for split, end, tag in ends:
         if end is not None:
             acc = "acc" in str(tag).lower()
-            chance = _ev(f, "chance_accuracy" if acc else "chance_loss")
+            chance = chance_accuracy if acc else chance_loss
             what = f"{split} {'accuracy' if acc else 'loss'}"
             reason += f" ({what} ends at {show(nice(end, 3))}"
             reason += f", chance {show(nice(chance, 3))})" if chance is not None else ")"
-            break
-    else:
-        best = _ev(f, "best", "value")
-        if best is not None:
-            name = str(f.evidence.get("val_metric") or f.metric or "the val metric")
-            reason += f" ({name} never beats {show(nice(best, 3))})"
+            return reason
+    if best is not None:
+        reason += f" ({name} never beats {show(nice(best, 3))})"
+    return reason
+
+
+def underfit_advice(ctx: AdviceContext, reason: str,
+                    train_gain: float | None) -> list[Candidate]:
+    """Too little capacity or too much regularisation: bigger model, less reg, longer
+    (when the train loss still fell ``train_gain`` over the last quarter)."""
     out: list[Candidate] = []
     lr, _ = ctx.lr
     if lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -473,8 +499,7 @@ def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         out.append(candidate("dropout", "decrease", drop, new,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
                          1.0))
-    loss = ctx.role(Role.TRAIN_LOSS)
-    gain = tail_gain(loss) if loss is not None else None
+    gain = train_gain
     if gain is not None and gain > 0.02:
         out.append(extend_length(ctx, 2.0, f"{reason} and train loss still fell "
                                   f"{gain:.0%} over the last quarter of the run", 1.0))

@@ -355,6 +355,14 @@ def extend_length(ctx: AdviceContext, factor: float, reason: str,
                  f"{show(current)} -> {proposed}.", strength)
 
 
+def advice_name(val: Series) -> str:
+    """How the advice names a val curve: 'val loss', 'val accuracy'."""
+    name = val.metric.replace("_", " ")
+    if val.split in ("val", "test") and not name.startswith(("val", "test")):
+        name = f"val {name}"
+    return name
+
+
 def tail_gain(series: Series, share: float = 0.25) -> float | None:
     """Relative improvement over the last ``share`` of a series (positive = improving)."""
     fin = series.finite

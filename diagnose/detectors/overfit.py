@@ -15,8 +15,9 @@ Three views of the same failure, each robust to noisy validation sets:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,7 +48,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,9 @@ class RisingEvidence(RuleEvidence):
     train_end: float = 0.0
     train_change_pct: float = 0.0
     val_metric: str = ""
+    #: the val curve as the advice names it, and its number of evaluations (patience)
+    advice_name: str = internal("")
+    evaluations: int = internal(0)
     component: bool | None = optional()
     higher_is_better: bool | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
@@ -230,6 +240,8 @@ def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
 
 def _evidence(val: Curve, deg: dict[str, Any], tr: dict[str, Any], p: RuleParams,
               **extra: Any) -> RisingEvidence:
+    from diagnose.advice.moves import advice_name
+
     return RisingEvidence(
         name=val.series.metric.replace("_", " "),
         rise=deg["rise"],
@@ -248,6 +260,8 @@ def _evidence(val: Curve, deg: dict[str, Any], tr: dict[str, Any], p: RuleParams
         train_end=tr["end"],
         train_change_pct=100.0 * tr["change"],
         val_metric=val.tag,
+        advice_name=advice_name(val.series),
+        evaluations=len(val),
         thresholds=p,
         **extra,
     )
@@ -263,6 +277,20 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
         if tr is not None and tr["falling"]:
             return deg, tr
     return None
+
+
+def _rising_advise(ctx: AdviceContext, finding: Finding,
+                   fallback: Callable[[AdviceContext, Finding], list[Candidate]],
+                   ) -> list[Candidate]:
+    """OVF001/OVF002: the overfit advice from the rise's typed evidence."""
+    from diagnose.recommend import overfit_advice
+
+    ev = finding.detail
+    if not isinstance(ev, RisingEvidence):
+        return fallback(ctx, finding)
+    return overfit_advice(ctx, ev.advice_name, float(ev.best_step),
+                          finite_number(ev.val_best), finite_number(ev.val_end),
+                          finite_number(ev.val_worsening_pct), ev.evaluations)
 
 
 @rule
@@ -307,6 +335,9 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         return [Found(val.tag, deg["best_step"], _evidence(val, deg, tr, p,
                                                           component=component))]
 
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _rising_advise(ctx, finding, super().advise)
+
     def message(self, ev: RisingEvidence) -> str:
         return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step {ev.best_step} "
                 f"while train {ev.name if ev.component else 'loss'} fell "
@@ -335,6 +366,9 @@ class OVF002(Rule[RisingParams, RisingEvidence]):
         deg, tr = found
         return [Found(val.tag, deg["best_step"], _evidence(
             val, deg, tr, p, higher_is_better=bool(val.sign < 0)))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _rising_advise(ctx, finding, super().advise)
 
     def message(self, ev: RisingEvidence) -> str:
         word = "fell" if ev.higher_is_better else "rose"
@@ -377,6 +411,8 @@ class GapEvidence(RuleEvidence):
     val_min: float = 0.0
     val_min_step: int = 0
     train_metric: str = ""
+    advice_name: str = internal("")
+    evaluations: int = internal(0)
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
 
@@ -451,6 +487,8 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         ):
             return []
         step0 = int(steps[ti[0]])
+        from diagnose.advice.moves import advice_name
+
         ev = GapEvidence(
             train_fall=train_fall, val_fall=val_fall, gap_ratio=gap_ratio,
             tail_frac=float(p.tail_frac),
@@ -460,9 +498,20 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             gap_over_val=gap_ratio, gap_over_val_progress=gap_of_progress,
             log_ratio_growth=growth, val_min=float(np.min(val.values)),
             val_min_step=int(val.steps[int(np.argmin(val.values))]),
-            train_metric=train.tag, thresholds=p,
+            train_metric=train.tag, advice_name=advice_name(val.series),
+            evaluations=len(val), thresholds=p,
         )
         return [Found(val.tag, step0, ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import overfit_advice
+
+        ev = finding.detail
+        if not isinstance(ev, GapEvidence):
+            return super().advise(ctx, finding)
+        return overfit_advice(ctx, ev.advice_name, float(ev.val_min_step),
+                              finite_number(ev.val_min), finite_number(ev.val_end), None,
+                              ev.evaluations)
 
     def message(self, ev: GapEvidence) -> str:
         return (

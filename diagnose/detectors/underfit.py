@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,7 +53,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 def _accuracy(ctx: RuleContext, role: Role) -> Curve | None:
@@ -62,6 +68,22 @@ def _accuracy(ctx: RuleContext, role: Role) -> Curve | None:
         if s.metric == "accuracy":
             return curve(s, True)
     return None
+
+
+def _train_loss_tail_gain(ctx: RuleContext) -> float | None:
+    """How much the train loss still fell over the last quarter of the run (the advice
+    lengthens an underfit run that is still learning); measured here, once."""
+    from diagnose.advice.moves import tail_gain
+
+    s = ctx.series(Role.TRAIN_LOSS)
+    return tail_gain(s) if s is not None and len(s.finite) else None
+
+
+def _underfit_advise(ctx: AdviceContext, finding: Finding, reason: str,
+                     gain: float | None) -> list[Candidate]:
+    from diagnose.recommend import underfit_advice
+
+    return underfit_advice(ctx, reason, gain)
 
 
 @rule
@@ -101,6 +123,9 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
         val_loss_end: float | None = optional()
         val_loss_rel_change_pct: float | None = optional()
         loss_peak_over_chance: float | None = None
+        #: the train loss's gain over the last quarter (the advice lengthens a run
+        #: that still learns)
+        train_tail_gain: float | None = internal()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -179,10 +204,22 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
             chance_accuracy=chance_acc, chance_loss=chance_loss, last_step=last,
             **splits, **losses,
             loss_peak_over_chance=(max(blew_up.values()) / chance_loss) if blew_up else None,
-            thresholds=p,
+            train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
         tag = next(iter(judged.values()))["by"] if "val" not in judged else judged["val"]["by"]
         return [Found(tag, last, ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import underfit_reason
+
+        ev = finding.detail
+        if not isinstance(ev, UND001.Evidence):
+            return super().advise(ctx, finding)
+        ends = [("val", finite_number(ev.val_end), ev.val_series),
+                ("train", finite_number(ev.train_end), ev.train_series)]
+        reason = underfit_reason(ends, finite_number(ev.chance_accuracy),
+                                 finite_number(ev.chance_loss), "", None)
+        return _underfit_advise(ctx, finding, reason, ev.train_tail_gain)
 
     def message(self, ev: UND001.Evidence) -> str:
         parts = [f"{split} {by} ends at {fmt(end)}"
@@ -224,6 +261,9 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
         train_loss_start: float | None = optional()
         train_loss_end: float | None = optional()
         train_loss_fall_pct: float | None = optional()
+        #: the train loss's gain over the last quarter (the advice lengthens a run
+        #: that still learns)
+        train_tail_gain: float | None = internal()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -249,8 +289,18 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
                     "train_loss_end": last, "train_loss_fall_pct": 100.0 * fall}
         ev = UND002.Evidence(metric=vm.series.metric, val_metric=vm.tag, best=best,
                              points=len(vm), last_step=int(vm.steps[-1]), **loss,
-                             thresholds=p)
+                             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p)
         return [Found(vm.tag, int(vm.steps[-1]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import underfit_reason
+
+        ev = finding.detail
+        if not isinstance(ev, UND002.Evidence):
+            return super().advise(ctx, finding)
+        name = ev.val_metric or finding.metric or "the val metric"
+        reason = underfit_reason([], None, None, name, finite_number(ev.best))
+        return _underfit_advise(ctx, finding, reason, ev.train_tail_gain)
 
     def message(self, ev: UND002.Evidence) -> str:
         loss_note = (f" while train loss fell only {pct(ev.fall)}" if ev.fall is not None
@@ -303,6 +353,9 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         train_loss_start: float = 0.0
         train_loss_end: float = 0.0
         train_loss_end_over_start: float = 0.0
+        #: the train loss's gain over the last quarter (the advice lengthens a run
+        #: that still learns)
+        train_tail_gain: float | None = internal()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -365,9 +418,16 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             train_acc_first=t_first, train_acc_gain=gain, tail_gain=tail_gain, gap=gap,
             gap_share_of_error=gap / err, num_classes=n_classes,
             last_step=int(ta.steps[-1]), train_loss=tl.tag, train_loss_start=first,
-            train_loss_end=l_end, train_loss_end_over_start=ratio, thresholds=p,
+            train_loss_end=l_end, train_loss_end_over_start=ratio,
+            train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
         return [Found(ta.tag, int(ta.steps[-1]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        ev = finding.detail
+        if not isinstance(ev, UND003.Evidence):
+            return super().advise(ctx, finding)
+        return _underfit_advise(ctx, finding, "the model underfits", ev.train_tail_gain)
 
     def message(self, ev: UND003.Evidence) -> str:
         return (
