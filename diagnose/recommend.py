@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -47,6 +47,9 @@ from diagnose.advice.reconcile import GROUPS, Candidate, candidate, precedence, 
 from diagnose.findings import Finding, RunResult
 from diagnose.hparams import finite_number
 from diagnose.metrics import Role
+
+if TYPE_CHECKING:
+    from diagnose.detectors.divergence import Blowup
 
 __all__ = ["GROUPS", "precedence", "recommend"]
 
@@ -99,8 +102,10 @@ Generator = Callable[[AdviceContext, Finding], list[Candidate]]
 
 
 def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
-    """Lower the LR from the evidence, then warmup and clipping."""
-    loss = ctx.series_for(f, Role.TRAIN_LOSS)
+    """Divergence from a finding's evidence dict (a user's rule; DIV001-004 measure their
+    :class:`~diagnose.detectors.divergence.Blowup` in the detector and advise from it)."""
+    from diagnose.detectors.divergence import blowup
+
     bad = _ev(f, "first_nonfinite_step")
     if bad is None:
         bad = f.step
@@ -112,22 +117,15 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         peak, early = _ev(f, "max_abs", "value"), _ev(f, "early_magnitude")
         rise = peak / early if peak is not None and early else None
     nonfinite = _ev(f, "first_nonfinite_step") is not None
-    points_between: int | None = None
-    if loss is not None:
-        fin = loss.finite
-        pre = fin.steps < bad if bad is not None else np.ones(len(fin), bool)
-        if turn is None and pre.any():
-            i = int(np.argmin(fin.values[pre]))
-            turn = float(fin.steps[pre][i])
-        if loss_min is None and pre.any():
-            loss_min = float(np.min(fin.values[pre]))
-        if not nonfinite:
-            nonfinite = bool((~np.isfinite(loss.values)).any())
-        if turn is not None:
-            after = fin.values[(fin.steps >= turn) & pre]
-            if rise is None and loss_min is not None and loss_min > 0 and len(after):
-                rise = float(np.max(after)) / loss_min
-            points_between = int(((loss.steps > turn) & (loss.steps < (bad or np.inf))).sum())
+    return divergence_advice(ctx, blowup(ctx.series_for(f, Role.TRAIN_LOSS), bad, turn,
+                                         loss_min, rise, nonfinite))
+
+
+def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
+    """Lower the LR from the measured blow-up (the LR where the loss turned when the LR is
+    scheduled, else by how violent it was), then warmup and clipping."""
+    bad, turn, rise, nonfinite = b.bad, b.turn, b.rise, b.nonfinite
+    points_between = b.points_between
     sudden = nonfinite and points_between is not None and points_between <= 3
     if (nonfinite and sudden) or (rise is not None and rise >= 100):
         divisor = 10.0

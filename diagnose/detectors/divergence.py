@@ -8,7 +8,8 @@ some losses (Poisson NLL, ELBO) sit at -4e6 by design.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,7 +35,13 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,70 @@ def _rise(info: NonFinite, s: Series, ctx: RuleContext) -> tuple[float | None, f
 
 
 @dataclass(frozen=True)
+class Blowup:
+    """What the divergence advice needs about a blow-up, measured on the loss once:
+    where it blew up (``bad``), where the loss turned upward (``turn``) and its minimum
+    before, how far it rose (peak / minimum), whether it went non-finite, and how many
+    logged points lie between the turn and the blow-up (<= 3: sudden)."""
+
+    bad: float | None
+    turn: float | None
+    loss_min: float | None
+    rise: float | None
+    nonfinite: bool
+    points_between: int | None
+
+
+def blowup(loss: Series | None, bad: float | None, turn: float | None,
+           loss_min: float | None, rise: float | None, nonfinite: bool) -> Blowup:
+    """Complete what a rule's evidence says about a blow-up from its loss series (the
+    turn, minimum and rise a rule did not measure)."""
+    points_between: int | None = None
+    if loss is not None:
+        fin = loss.finite
+        pre = fin.steps < bad if bad is not None else np.ones(len(fin), bool)
+        if turn is None and pre.any():
+            i = int(np.argmin(fin.values[pre]))
+            turn = float(fin.steps[pre][i])
+        if loss_min is None and pre.any():
+            loss_min = float(np.min(fin.values[pre]))
+        if not nonfinite:
+            nonfinite = bool((~np.isfinite(loss.values)).any())
+        if turn is not None:
+            after = fin.values[(fin.steps >= turn) & pre]
+            if rise is None and loss_min is not None and loss_min > 0 and len(after):
+                rise = float(np.max(after)) / loss_min
+            points_between = int(((loss.steps > turn) & (loss.steps < (bad or np.inf))).sum())
+    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between)
+
+
+def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
+              loss_min: float | None, rise: float | None, nonfinite: bool = False,
+              bad: float | None = None) -> Found[Any]:
+    """``found`` with its :class:`Blowup` measured on the finding's loss (the advice
+    reads it; it is not a JSON key)."""
+    loss = ctx.roles.by_tag.get(found.metric) if found.metric else None
+    if loss is None or not len(loss.finite):
+        loss = ctx.series(Role.TRAIN_LOSS)
+        loss = loss if loss is not None and len(loss.finite) else None
+    at = bad if bad is not None else (float(found.step) if found.step is not None else None)
+    b = blowup(loss, at, turn, loss_min, rise, nonfinite)
+    return replace(found, evidence=replace(found.evidence, blowup=b))
+
+
+class _Diverging:
+    """The divergence rules' advice: from the :class:`Blowup` their detector measured."""
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import divergence_advice, state_advice
+
+        b = getattr(finding.detail, "blowup", None)
+        if not isinstance(b, Blowup):
+            return state_advice(ctx, finding)
+        return divergence_advice(ctx, b)
+
+
+@dataclass(frozen=True)
 class NonFiniteParams(RuleParams):
     recover_points: int = param(P.COUNT)
     max_bad_share: float = param(P.FRACTION)
@@ -136,10 +207,11 @@ class NonFiniteEvidence(RuleEvidence):
     rise_before_nonfinite: float | None = optional()
     recover_points: int = 0
     max_bad_share: float = 0.0
+    blowup: Blowup | None = field(default=None, metadata={"json": False})
 
 
 @rule
-class DIV001(Rule[NonFiniteParams, NonFiniteEvidence]):
+class DIV001(_Diverging, Rule[NonFiniteParams, NonFiniteEvidence]):
     """Train/val loss becomes NaN/inf and stays that way; :class:`LOG005` is the recovered
     case."""
 
@@ -179,7 +251,10 @@ class DIV001(Rule[NonFiniteParams, NonFiniteEvidence]):
                 recover_points=p.recover_points,
                 max_bad_share=p.max_bad_share,
             )
-            out.append(Found(s.tag, info.first_step, ev))
+            out.append(_measured(ctx, Found(s.tag, info.first_step, ev),
+                                 finite_number(ev.loss_min_step), finite_number(ev.loss_min),
+                                 finite_number(ev.rise_ratio_before_nonfinite), True,
+                                 float(info.first_step)))
         return out
 
     def message(self, ev: NonFiniteEvidence) -> str:
@@ -257,7 +332,7 @@ def _train_or_val(ctx: RuleContext) -> Series | None:
 
 
 @rule
-class DIV002(Rule["DIV002.Params", "DIV002.Evidence"]):
+class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
     """The loss climbs far above its best and stays up.
 
     Far = back above where it started (``explode_factor`` x its early drop, floored by
@@ -299,6 +374,7 @@ class DIV002(Rule["DIV002.Params", "DIV002.Evidence"]):
         rel_floor: float = 0.0
         noise_mult: float = 0.0
         tail_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
                p: DIV002.Params) -> list[Found[DIV002.Evidence]] | None:
@@ -354,7 +430,8 @@ class DIV002(Rule["DIV002.Params", "DIV002.Evidence"]):
             ratio_factor=p.ratio_factor, rel_floor=p.rel_floor, noise_mult=p.noise_mult,
             tail_frac=p.tail_frac,
         )
-        return [Found(s.tag, onset_step, ev)]
+        return [_measured(ctx, Found(s.tag, onset_step, ev), float(ev.best_step),
+                          finite_number(ev.best), finite_number(ev.ratio_to_best))]
 
     def message(self, ev: DIV002.Evidence) -> str:
         how = (f"{fmt(ev.ratio_to_best)}x its best" if ev.ratio_to_best is not None
@@ -382,7 +459,7 @@ def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
 
 
 @rule
-class DIV003(Rule["DIV003.Params", "DIV003.Evidence"]):
+class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
     """The train loss (val when no train loss is logged) is enormous: ``rel_max`` x its
     own early magnitude at any point, or, for a cross-entropy-like loss, above
     ``ce_abs_max`` (CE of a sane model is a few units; detectron2's warmup start near 86
@@ -409,6 +486,7 @@ class DIV003(Rule["DIV003.Params", "DIV003.Evidence"]):
         points_over: int | None = None
         rel_max: float = 0.0
         ce_abs_max: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
                p: DIV003.Params) -> list[Found[DIV003.Evidence]] | None:
@@ -451,7 +529,9 @@ class DIV003(Rule["DIV003.Params", "DIV003.Evidence"]):
                              else None),
                 rel_max=p.rel_max, ce_abs_max=p.ce_abs_max,
             )
-            out.append(Found(s.tag, step, ev))
+            peak, early = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
+            out.append(_measured(ctx, Found(s.tag, step, ev), None, None,
+                                 peak / early if peak is not None and early else None))
         return out
 
     def message(self, ev: DIV003.Evidence) -> str:
@@ -465,7 +545,7 @@ class DIV003(Rule["DIV003.Params", "DIV003.Evidence"]):
 
 
 @rule
-class DIV004(Rule["DIV004.Params", "DIV004.Evidence"]):
+class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
     """Train loss trends up over most of the run: Theil-Sen slope with its CI above 0,
     Kendall tau past ``min_tau``, the fitted rise ``min_effect`` noise sigmas and
     ``min_rel_rise`` of the loss's scale, all after skipping the first ``skip_frac``."""
@@ -498,6 +578,7 @@ class DIV004(Rule["DIV004.Params", "DIV004.Evidence"]):
         min_effect: float = 0.0
         min_rel_rise: float = 0.0
         skip_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
                p: DIV004.Params) -> list[Found[DIV004.Evidence]] | None:
@@ -532,7 +613,8 @@ class DIV004(Rule["DIV004.Params", "DIV004.Evidence"]):
             window_start_step=step, points=tr.n, min_tau=p.min_tau, min_effect=p.min_effect,
             min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
         )
-        return [Found(s.tag, step, ev)]
+        return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
+                          None)]
 
     def message(self, ev: DIV004.Evidence) -> str:
         return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
