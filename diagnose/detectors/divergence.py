@@ -529,9 +529,9 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
                              else None),
                 rel_max=p.rel_max, ce_abs_max=p.ce_abs_max,
             )
-            peak, early = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
+            peak, base = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
             out.append(_measured(ctx, Found(s.tag, step, ev), None, None,
-                                 peak / early if peak is not None and early else None))
+                                 peak / base if peak is not None and base else None))
         return out
 
     def message(self, ev: DIV003.Evidence) -> str:
