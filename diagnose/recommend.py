@@ -126,13 +126,12 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     scheduled, else by how violent it was), then warmup and clipping."""
     bad, turn, rise, nonfinite = b.bad, b.turn, b.rise, b.nonfinite
     points_between = b.points_between
-    sudden = nonfinite and points_between is not None and points_between <= 3
-    if (nonfinite and sudden) or (rise is not None and rise >= 100):
-        divisor = 10.0
-    elif nonfinite or (rise is not None and rise >= 10):
-        divisor = 5.0
-    else:
-        divisor = 3.0
+    pol = ctx.policy
+    sudden = nonfinite and points_between is not None and points_between <= pol.sudden_points
+    violent = sudden or (rise is not None and rise >= pol.violent_rise)
+    steep = not violent and (nonfinite or (rise is not None and rise >= pol.steep_rise))
+    divisor = (pol.lr_cut_violent if violent else pol.lr_cut_steep if steep
+               else pol.lr_cut_mild)
     what = "became non-finite" if nonfinite else "blew up"
     at = f" at step {show(bad)}" if bad is not None else ""
     risen = f" after rising {show(nice(rise))}x" if rise is not None and rise > 1 else ""
@@ -145,7 +144,7 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         vals = ctx.lr_series.finite.values
         upto = vals[ctx.lr_series.finite.steps <= (bad if bad is not None else np.inf)]
         pos = upto[upto > 0]
-        scheduled = len(pos) >= 2 and float(pos.max() / pos.min()) >= 1.5
+        scheduled = len(pos) >= 2 and float(pos.max() / pos.min()) >= pol.scheduled_lr_span
     clip, clip_note = clip_grads(ctx, turn if turn is not None else bad,
                             f"{reason}", strength=0.9)
     if scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
@@ -153,25 +152,30 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         note = f"; {clip_note}" if clip_note else ""
         turned = (f"the loss turned upward at step {show(turn)} while the logged LR was "
                   f"{show(lr_turn)} and {what}{at}")
-        if lr_turn / safety <= lr / 2:
+        cap = pol.max_scheduled_lr_share
+        if lr_turn / safety <= lr * cap:
             proposed = nice(lr_turn / safety)
             how = (f"so use that LR /{show(safety)} = {show(proposed)} "
                    f"(from {source} {show(lr)})")
-        else:  # the LR where it turned is not below the current one: halve the current
-            proposed = nice(lr / 2)
-            how = (f"and that LR /{show(safety)} would not be below half the {source} LR "
-                   f"{show(lr)}, so halve it to {show(proposed)}")
+        else:  # the LR where it turned is not below the current one: cut the current
+            proposed = nice(lr * cap)
+            half = cap == 0.5
+            share = "half" if half else f"{show(cap)}x"
+            act = "halve it" if half else f"scale it x{show(cap)}"
+            how = (f"and that LR /{show(safety)} would not be below {share} the {source} LR "
+                   f"{show(lr)}, so {act} to {show(proposed)}")
         out.append(candidate("learning_rate", "decrease", lr, proposed,
                              f"{turned}, {how}{note}.", 1.2))
     else:
         if sudden:
-            how = "within 3 logged points of its minimum"
-        elif divisor == 10:
-            how = "a rise of 100x or more"
-        elif divisor == 5:
-            how = "after a gradual rise" if nonfinite else "a rise of 10x or more"
+            how = f"within {pol.sudden_points} logged points of its minimum"
+        elif violent:
+            how = f"a rise of {show(pol.violent_rise)}x or more"
+        elif steep:
+            how = ("after a gradual rise" if nonfinite
+                   else f"a rise of {show(pol.steep_rise)}x or more")
         else:
-            how = "a rise under 10x"
+            how = f"a rise under {show(pol.steep_rise)}x"
         why = f"{reason} ({how})"
         if clip_note:
             why += f" and {clip_note}"
@@ -199,7 +203,9 @@ def instability_advice(ctx: AdviceContext, first: float | None, spikes: float | 
                        metric: str | None) -> list[Candidate]:
     """Spiky or oscillating loss: milder LR cut, warmup if early, clip, bigger batch, decay."""
     total = ctx.total_steps
-    late = late_noise or (first is not None and total is not None and first > 0.5 * total)
+    pol = ctx.policy
+    late = late_noise or (first is not None and total is not None
+                          and first > pol.late_share * total)
     what = "gradient-norm" if "grad" in str(metric or "").lower() else "loss"
     if spikes:
         count = f"{show(spikes)} {what} spikes"
@@ -209,7 +215,8 @@ def instability_advice(ctx: AdviceContext, first: float | None, spikes: float | 
         count = "the loss oscillates"
     where = f" from step {show(first)}" if first is not None else ""
     reason = f"{count}{where}"
-    out = [scale_lr(ctx, 1 / 3 if spikes and spikes >= 5 else 1 / 2, reason, 0.9)]
+    cut = pol.lr_cut_spiky if spikes and spikes >= pol.many_spikes else pol.lr_cut_unstable
+    out = [scale_lr(ctx, 1 / cut, reason, 0.9)]
     if not late:
         warm = add_warmup(ctx, first, "instability starts")
         if warm is not None:
@@ -218,7 +225,7 @@ def instability_advice(ctx: AdviceContext, first: float | None, spikes: float | 
     if clip is not None:
         out.append(clip)
     batch = finite_number(ctx.hp.get("batch_size"))
-    if batch is not None and batch < 256:
+    if batch is not None and batch < pol.max_batch_to_double:
         out.append(candidate("batch_size", "increase", batch, int(batch * 2),
                          f"{reason}; a larger batch lowers gradient noise (tuning playbook), "
                          f"so double it to {int(batch * 2)} without raising the LR.", 0.8))
@@ -334,8 +341,8 @@ def dead_relu_advice(ctx: AdviceContext, share: float | None,
     where = f" of {metric}" if metric else ""
     reason = (f"{share:.0%}{where} is exactly zero (dead ReLU units)"
               if share is not None and share <= 1 else "ReLU units died")
-    out = [scale_lr(ctx, 1 / 2, f"{reason}; large updates push units below zero for good",
-                     0.9)]
+    out = [scale_lr(ctx, 1 / ctx.policy.lr_cut_unstable,
+                    f"{reason}; large updates push units below zero for good", 0.9)]
     out.append(candidate("activation", "set", ctx.hp.get("activation"), "leaky_relu",
                      f"{reason}, so use LeakyReLU (slope 0.01) or ELU, which keep a gradient "
                      "for negative inputs.", 1.3, direction=0))
@@ -385,7 +392,9 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     last = ctx.last_step
     if best is not None and (last is None or best < last):
         hyper, current, proposed = length_target(ctx, best)
-        patience = max(3, min(10, n_evals // 15))  # AUTOTRAINER: max(3, epochs/15)
+        pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
+        patience = max(pol.min_patience,
+                       min(pol.max_patience, n_evals // pol.evals_per_patience))
         out.append(candidate(
             hyper, "set", current, proposed,
             f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed} (or early-stop on it "
@@ -403,9 +412,11 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                          f"{reason} with no weight decay, so add "
                          f"{ctx.policy.default_weight_decay:g} "
                          "(the usual default).", strength))
-    elif wd < 0.1:
-        factor = 10.0 if rise is not None and rise >= 50 else 3.0
-        new = nice(min(wd * factor, 0.1))
+    elif wd < ctx.policy.max_weight_decay:
+        strong = rise is not None and rise >= ctx.policy.strong_overfit_pct
+        factor = (ctx.policy.strong_weight_decay_factor if strong
+                  else ctx.policy.weight_decay_factor)
+        new = nice(min(wd * factor, ctx.policy.max_weight_decay))
         out.append(candidate("weight_decay", "increase", wd, new,
                          f"{reason} with weight decay {show(wd)}, so raise it x{show(factor)} "
                          f"to {show(new)}.", strength))
@@ -418,16 +429,17 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                              f"{reason}, so add dropout {ctx.policy.default_dropout} {placement} "
                              f"({concrete_hint('dropout')} if the model has some).",
                              strength, direction=1))
-        elif drop < 0.2:
+        elif drop < ctx.policy.min_dropout:
             out.append(candidate("dropout", "increase", drop, ctx.policy.default_dropout,
                              f"{reason} with dropout {show(drop)}, so use "
                              f"{ctx.policy.default_dropout} "
                              f"{placement}.", strength))
-        elif drop < 0.5:
-            new = round(min(0.5, drop + 0.1), 2)
+        elif drop < ctx.policy.max_dropout:
+            new = round(min(ctx.policy.max_dropout, drop + ctx.policy.dropout_step), 2)
             out.append(candidate("dropout", "increase", drop, new,
                              f"{reason} with dropout {show(drop)}, so raise it to {show(new)} "
-                             "(0.5 is the usual ceiling).", strength))
+                             f"({show(ctx.policy.max_dropout)} is the usual ceiling).",
+                             strength))
     aug = next((k for k in ctx.hp if "augment" in str(k).lower()), None)
     aug_on = truthy(ctx.hp.get(aug)) if aug else None
     if aug_on is not True:
@@ -477,29 +489,31 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                     train_gain: float | None) -> list[Candidate]:
     """Too little capacity or too much regularisation: bigger model, less reg, longer
     (when the train loss still fell ``train_gain`` over the last quarter)."""
+    pol = ctx.policy
     out: list[Candidate] = []
     lr, _ = ctx.lr
     if lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
-        factor = 10.0 if lr < 1e-5 else 3.0
+        factor = pol.tiny_lr_factor if lr < pol.tiny_lr else pol.small_lr_factor
         out.append(scale_lr(ctx, factor, f"{reason} with a small LR", 1.0))
     out.append(candidate("model_capacity", "increase", None, "x2",
                      f"{reason}, so double the width or add layers (residual connections for "
                      "deep ones).", 2.6))
     wd = finite_number(ctx.hp.get("weight_decay"))
     if wd is not None and wd > 0:
-        new = nice(wd / 10) if wd / 10 >= 1e-6 else 0.0
+        lower = wd / pol.weight_decay_divisor
+        new = nice(lower) if lower >= 1e-6 else 0.0
         out.append(candidate("weight_decay", "decrease", wd, new,
                          f"{reason} while regularised with weight decay {show(wd)}, so lower "
                          f"it to {show(new)}.", 1.0))
     drop = finite_number(ctx.hp.get("dropout"))
-    if drop is not None and drop >= 0.1:
+    if drop is not None and drop >= pol.min_dropout_to_halve:
         new = round(drop / 2, 2)
         out.append(candidate("dropout", "decrease", drop, new,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
                          1.0))
     gain = train_gain
-    if gain is not None and gain > 0.02:
-        out.append(extend_length(ctx, 2.0, f"{reason} and train loss still fell "
+    if gain is not None and gain > pol.still_learning_gain:
+        out.append(extend_length(ctx, pol.long_extension, f"{reason} and train loss still fell "
                                   f"{gain:.0%} over the last quarter of the run", 1.0))
     mom = momentum_fix(ctx, reason)
     if mom is not None:
@@ -526,7 +540,8 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     lr, _ = ctx.lr
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None
     small = lr is not None and lr_is_small(lr, ctx.hp.get("optimizer"))
-    annealed = (lr_now is not None and lr is not None and lr_now < 0.05 * lr)
+    pol = ctx.policy
+    annealed = (lr_now is not None and lr is not None and lr_now < pol.annealed_share * lr)
     since = f" since step {show(start)}" if start is not None else ""
     at = f" at {show(nice(level, 3))}" if level is not None else ""
     reason = f"the curve is flat{at}{since}"
@@ -534,7 +549,7 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     if (poor or small) and not annealed:
         why = reason + (" at a poor level" if poor else "") + (
             f" with a small LR ({show(lr)})" if small else "")
-        out.append(scale_lr(ctx, 3.0, f"{why}: a saddle plateau, not a minimum",
+        out.append(scale_lr(ctx, pol.plateau_lr_factor, f"{why}: a saddle plateau, not a minimum",
                              1.0))
         out.append(candidate("lr_schedule", "set", ctx.hp.get("lr_schedule"), "cyclic",
                          f"{why}, so cycle the LR (cyclical LR, Smith 2017, or cosine with "
@@ -544,8 +559,9 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     if mom is not None:
         out.append(mom)
     total = ctx.total_steps
-    if not poor and start is not None and total and start - ctx.first_step < 0.5 * total:
-        hyper, current, proposed = length_target(ctx, start + 0.2 * (total - start))
+    if (not poor and start is not None and total
+            and start - ctx.first_step < pol.early_saturation * total):
+        hyper, current, proposed = length_target(ctx, start + pol.cut_share * (total - start))
         if current is not None and proposed < current:
             out.append(candidate(hyper, "set", current, proposed,
                              f"{reason} and saturated long before the end, so cut the run to "
@@ -692,8 +708,10 @@ def extend_advice(ctx: AdviceContext, name: str, start: float | None, end: float
                   annealed: float | None) -> list[Candidate]:
     """Still improving at the end: extend by the observed gain (+50% or +100%) and decay
     the LR when it does not yet."""
-    big = (gain is not None and gain >= 0.05) or (share is not None and share >= 0.15)
-    factor = 2.0 if big else 1.5
+    pol = ctx.policy
+    big = ((gain is not None and gain >= pol.big_tail_gain)
+           or (share is not None and share >= pol.big_tail_share))
+    factor = pol.long_extension if big else pol.short_extension
     if gain is not None and gain > 0:
         moved = (f" from {show(nice(start, 3))} to {show(nice(end, 3))}"
                  if start is not None and end is not None else "")
@@ -705,7 +723,7 @@ def extend_advice(ctx: AdviceContext, name: str, start: float | None, end: float
                   f"{tail_frac:.0%} of steps{of_total}")
     else:
         reason = f"{name} is still improving at the end"
-    if annealed is not None and annealed < 0.05:
+    if annealed is not None and annealed < pol.annealed_share:
         reason += " even though the LR had already decayed (stretch the whole schedule)"
     out = [extend_length(ctx, factor, reason, 1.2)]
     sched = decay_schedule(ctx, f"{reason}")
