@@ -66,3 +66,34 @@ def test_undertrained_advice_names_the_tail_its_finding_names() -> None:
             assert f"over the last {share.group(1)} of steps" in rec["rationale"]
             for pct in re.findall(r"(\d+)% of its total progress", rec["rationale"]):
                 assert int(pct) <= 100
+
+
+def test_policy_numbers_move_the_divergence_advice() -> None:
+    from diagnose.advice.policy import AdvicePolicy
+
+    loss = 2.0 * np.exp(-STEPS / 300) + 0.3
+    loss[STEPS >= 1200] = np.nan  # NaN straight from a healthy loss: violent
+    run = make_run({"loss/train": (STEPS, loss)}, {"learning_rate": 0.5})
+    f = finding("divergence", "DIV001", "error", "loss/train", 1200,
+                first_nonfinite_step=1200, loss_min=0.3, loss_min_step=1190)
+    default = by_name(recs_of(recommend(RunResult(run, findings=[f])), "DIV001"))
+    assert default["learning_rate"].proposed == pytest.approx(0.05)
+    cut = recommend(RunResult(run, findings=[f]), policy=AdvicePolicy(lr_cut_violent=20.0))
+    assert by_name(recs_of(cut, "DIV001"))["learning_rate"].proposed == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("rid, field", [("DIV001", "blowup"), ("OVF001", "evaluations"),
+                                        ("UND001", "train_tail_gain")])
+def test_advice_inputs_are_measured_by_the_detector_not_json_keys(rid: str,
+                                                                  field: str) -> None:
+    from fallback_loader import load_any
+
+    from diagnose.config import Config
+    from diagnose.engine import evaluate, load_rules
+
+    folder = Path(__file__).parent / "rule_fixtures" / rid / "fire"
+    result = evaluate(load_any(folder), Config(preview=True), load_rules())
+    hits = [f for f in result.findings if f.rule == rid]
+    assert hits, f"{rid} does not fire on its case"
+    assert getattr(hits[0].detail, field) is not None
+    assert field not in hits[0].evidence
