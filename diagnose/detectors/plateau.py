@@ -55,7 +55,7 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.hparams import finite_number
-from diagnose.metrics import Role
+from diagnose.metrics import OBJECTIVE_ROLES, Role
 
 if TYPE_CHECKING:
     from diagnose.advice.moves import AdviceContext
@@ -112,7 +112,7 @@ class StallEvidence(RuleEvidence):
 def _objectives(ctx: RuleContext, min_points: int) -> list[Curve]:
     """Val metric and val loss when validation is logged (the first is the headline),
     else the train loss; a run with validation is never judged by its train loss."""
-    vals = [get_curve(ctx, r) for r in (Role.VAL_METRIC, Role.VAL_LOSS)]
+    vals = [get_curve(ctx, r) for r in OBJECTIVE_ROLES if r != Role.TRAIN_LOSS]
     if any(c is not None for c in vals):
         return [c for c in vals if c is not None and len(c) >= min_points and c.span > 0]
     c = get_curve(ctx, Role.TRAIN_LOSS)
