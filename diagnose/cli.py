@@ -195,8 +195,10 @@ def _effective_config(args: argparse.Namespace) -> Config:
     config = load_config(Path(args.config) if args.config else None, start=Path.cwd())
     if args.select:
         config.select = _ids(args.select)
+        config.origins["select"] = "--select"
     if args.ignore:
         config.ignore = _ids(args.ignore)
+        config.origins["ignore"] = "--ignore"
     if args.fail_on:
         config.fail_on = args.fail_on
     if getattr(args, "preview", False):
@@ -322,12 +324,18 @@ def rules_table(rows: list[dict[str, Any]], width: int = RULES_WIDTH) -> list[st
 def cmd_explain(argv: list[str]) -> int:
     from diagnose.engine import format_rule_doc, load_rules
 
-    p = _Parser(prog="diagnose explain", description="One rule's documentation.")
+    p = _Parser(prog="diagnose explain",
+                description="One rule's documentation ('advice': the advice policy).")
     p.add_argument("rule_id", metavar="ID")
     p.add_argument("--config", metavar="FILE")
     args = p.parse_args(argv)
     config = load_config(Path(args.config) if args.config else None, start=Path.cwd())
     wanted = args.rule_id.strip().upper()
+    if wanted == "ADVICE":  # the advice policy: its named numbers and their values
+        from diagnose.advice.policy import format_policy_doc
+
+        _write(format_policy_doc(config.advice_policy()), None)
+        return EXIT_OK
     specs = load_rules(config.rules_dirs)
     for spec in specs:
         if spec.id == wanted or spec.name == args.rule_id.strip().lower():
@@ -426,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if type(exc).__name__ == "RuleError":  # a rules-dirs folder or user rule file
             print(f"diagnose: config error: {clean_arg(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
+        if type(exc).__name__ in ("AnalysisError", "RegistryError") and not os.environ.get(
+            "DIAGNOSE_DEBUG"
+        ):  # our own bug while judging: loud, one line, never "healthy"
+            print(f"diagnose: internal error: {clean_arg(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         if os.environ.get("DIAGNOSE_DEBUG"):
             raise

@@ -24,6 +24,9 @@ Example::
     [tool.diagnose.hparams]          # like --hparam KEY=VALUE
     learning_rate = 0.1
 
+    [tool.diagnose.advice]           # advice policy (diagnose explain advice)
+    lr_safety_factor = 5.0
+
 Invalid config raises :class:`ConfigError` with a one-line message naming the key.
 """
 
@@ -48,6 +51,7 @@ _TOP_KEYS = {
     "metrics",
     "report",
     "hparams",
+    "advice",
     "preview",
 }
 
@@ -69,8 +73,30 @@ class Config:
     metrics: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     hparams: dict[str, Any] = field(default_factory=dict)
+    #: ``[tool.diagnose.advice]``: advice policy overrides (:class:`AdvicePolicy` keys).
+    advice: dict[str, Any] = field(default_factory=dict)
     preview: bool = False
     source: Path | None = None
+    #: Where a setting came from when not the config file (``{"select": "--select"}``),
+    #: so an error names what the user typed.
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def advice_policy(self) -> Any:
+        """The :class:`~diagnose.advice.policy.AdvicePolicy` with ``advice`` applied
+        (ConfigError naming the key when one is unknown or out of range)."""
+        from diagnose.advice.policy import AdvicePolicy
+
+        return AdvicePolicy.from_config(self.advice)
+
+    def origin(self, key: str) -> str:
+        """How an error message names setting ``key``: ``--select`` or ``config key
+        'select'``."""
+        return self.origins.get(key, f"config key '{key}'")
+
+    def severity_for(self, rule_id: str, default: str) -> str:
+        """The severity a finding of ``rule_id`` gets: the config's override or
+        ``default``; every evaluator (engine, baseline) goes through here."""
+        return self.severity.get(rule_id, default)
 
     def rule_enabled(self, rule_id: str, preview_rule: bool = False) -> bool:
         """``select``/``ignore`` by id or prefix; the longest matching prefix wins."""
@@ -142,13 +168,14 @@ def parse_table(table: dict[str, Any], source: Path | None = None) -> Config:
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ConfigError(f"config key 'thresholds.{rule}.{name}' must be a number")
         cfg.thresholds[rule.upper()] = dict(values)
-    for key in ("metrics", "report", "hparams"):
+    for key in ("metrics", "report", "hparams", "advice"):
         value = table.get(key, {})
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a table")
         setattr(cfg, key, dict(value))
     _check_metrics(cfg.metrics)
     _check_report(cfg.report)
+    cfg.advice_policy()  # unknown keys and out-of-range values fail here, at the edge
     if "preview" in table:
         if not isinstance(table["preview"], bool):
             raise ConfigError("config key 'preview' must be true or false")

@@ -5,7 +5,7 @@ wheel as ``diagnose/_builtin_rules``; users add folders with ``rules-dirs``)::
 
     id = "DIV001"                      # 2-4 capitals + 3 digits, unique
     name = "loss-non-finite"           # kebab-case
-    state = "divergence"               # snake_case state name
+    state = "divergence"               # one of findings.State
     severity = "error"                 # error | warning | info
     detector = "nonfinite_loss"        # registered in diagnose.detectors
     summary = "Loss becomes NaN or infinite and does not recover."
@@ -36,20 +36,21 @@ import re
 import time
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from diagnose.config import SEVERITIES, Config, ConfigError
-from diagnose.findings import SEVERITY_RANK, Finding, RunResult
+from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult, State
 from diagnose.metrics import resolve_roles
-from diagnose.run import IngestNote, Run
+from diagnose.run import Run
 
 log = logging.getLogger(__name__)
 
 _ID_RE = re.compile(r"^[A-Z]{2,4}[0-9]{3}$")
 _NAME_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-_STATE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _DOC_TEXT = ("what", "why", "evidence")
 _DOC_LISTS = ("causes", "fixes", "references")
 _TOP_KEYS = {
@@ -67,13 +68,19 @@ class RuleError(ValueError):
     """A rule file that cannot be used; the message is one line naming file and key."""
 
 
+class AnalysisError(RuntimeError):
+    """The tool's own bug while judging a run (a detector raised, a built-in rule names a
+    detector that does not exist).  One line naming the rule and the run; the CLI exits 2
+    instead of letting the other runs print "healthy" over a silent gap."""
+
+
 @dataclass(frozen=True)
 class RuleSpec:
     """One rule as declared in its TOML file."""
 
     id: str
     name: str
-    state: str
+    state: State
     severity: str
     detector: str
     summary: str
@@ -142,8 +149,8 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
         raise bad("id", "must be 2-4 capital letters and 3 digits (e.g. DIV001)")
     if not _NAME_RE.match(data["name"]):
         raise bad("name", "must be kebab-case")
-    if not _STATE_RE.match(data["state"]):
-        raise bad("state", "must be snake_case")
+    if data["state"] not in {s.value for s in State}:
+        raise bad("state", f"must be one of {', '.join(s.value for s in State)}")
     if data["severity"] not in SEVERITIES:
         raise bad("severity", f"must be one of {', '.join(SEVERITIES)}")
     preview = data.get("preview", False)
@@ -174,7 +181,7 @@ def parse_rule(data: dict[str, Any], path: Path) -> RuleSpec:
     return RuleSpec(
         id=data["id"],
         name=data["name"],
-        state=data["state"],
+        state=State(data["state"]),
         severity=data["severity"],
         detector=data.get("detector", ""),
         summary=data["summary"].strip(),
@@ -198,10 +205,60 @@ def load_rule_file(path: Path) -> RuleSpec:
     return parse_rule(data, path)
 
 
+def _unit(spec: RuleSpec) -> Any:
+    """What evaluates ``spec`` on a run: its built-in rule class (an instance; found by
+    id), else the detector its TOML names (a built-in class's, or a user's function)."""
+    from diagnose.detectors import get_detector
+    from diagnose.detectors.rule import rule_class
+
+    cls = rule_class(spec.id)
+    if cls is not None and cls.detector == spec.detector:
+        return cls()
+    return get_detector(spec.detector)
+
+
+def param_specs(spec: RuleSpec) -> dict[str, Any] | None:
+    """The typed parameters of ``spec`` (its rule class's ``Params``, or what a user's
+    detector declared); None for a rule without declared parameters."""
+    from diagnose.detectors import detector_params
+    from diagnose.detectors.rule import rule_class
+
+    if not spec.per_run:
+        return None
+    cls = rule_class(spec.id)
+    if cls is not None and cls.detector == spec.detector:
+        return cls.Params.specs()
+    return detector_params(spec.detector)
+
+
+def check_thresholds(spec: RuleSpec) -> RuleSpec:
+    """``spec`` with its ``[thresholds]`` validated against its detector's declared
+    parameters: every key known, every required one present, every value in range.
+    Raises :class:`RuleError` naming the file and the key."""
+    specs = param_specs(spec)
+    if specs is None:
+        return spec
+    where = str(spec.path) if spec.path else spec.id
+    known = ", ".join(sorted(specs)) or "none"
+    out: dict[str, Any] = {}
+    for key, value in spec.thresholds.items():
+        param = specs.get(key)
+        if param is None:
+            raise RuleError(f"{where}: key 'thresholds.{key}' is not a parameter of "
+                            f"detector {spec.detector!r} (known: {known})")
+        try:
+            out[key] = param.coerce(value)
+        except ValueError as exc:
+            raise RuleError(f"{where}: key 'thresholds.{key}' {exc}") from None
+    for key, param in specs.items():
+        if param.required and key not in out:
+            raise RuleError(f"{where}: key 'thresholds.{key}' is missing (detector "
+                            f"{spec.detector!r} needs it)")
+    return replace(spec, thresholds=out)
+
+
 @functools.lru_cache(maxsize=32)
 def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
-    from diagnose.detectors import get_detector
-
     rules: list[RuleSpec] = []
     seen: dict[str, Path] = {}
     for folder, builtin in dirs:
@@ -212,11 +269,21 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
             spec = load_rule_file(file)
             if spec.id in seen:
                 raise RuleError(f"{file}: key 'id' duplicates {spec.id} from {seen[spec.id]}")
-            if spec.per_run and get_detector(spec.detector) is None:
-                if not builtin:
-                    raise RuleError(f"{file}: key 'detector' names unknown detector "
-                                    f"{spec.detector!r}")
-                log.warning("%s: detector %r is not registered", file, spec.detector)
+            if spec.per_run and _unit(spec) is None:
+                if builtin:  # our own rule without its code: a broken install
+                    raise AnalysisError(f"built-in rule {spec.id} names detector "
+                                        f"{spec.detector!r}, which is not registered")
+                raise RuleError(f"{file}: key 'detector' names unknown detector "
+                                f"{spec.detector!r}")
+            if builtin and spec.per_run:
+                from diagnose.detectors.rule import rule_class
+
+                cls = rule_class(spec.id)
+                if cls is None or cls.detector != spec.detector:
+                    # one class per rule: its typed parameters, evidence and message
+                    raise AnalysisError(f"built-in rule {spec.id} has no rule class with "
+                                        f"detector {spec.detector!r}")
+            spec = check_thresholds(spec)
             seen[spec.id] = file
             rules.append(spec)
     return tuple(rules)
@@ -250,7 +317,15 @@ def load_rules(extra_dirs: Sequence[Path] = ()) -> list[RuleSpec]:
 
 
 def _coerce_threshold(rule: RuleSpec, key: str, default: Any, value: Any) -> Any:
+    """A config value for a threshold: checked against the detector's declared type and
+    range, or (a user detector that declares none) converted to the default's type."""
     where = f"thresholds.{rule.id}.{key}"
+    param = (param_specs(rule) or {}).get(key)
+    if param is not None:
+        try:
+            return param.coerce(value)
+        except ValueError as exc:
+            raise ConfigError(f"config key '{where}' {exc}") from None
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -284,8 +359,19 @@ def rule_thresholds(rule: RuleSpec, config: Config) -> dict[str, Any]:
 
 
 def check_config(rules: Sequence[RuleSpec], config: Config) -> None:
-    """Raise :class:`ConfigError` for thresholds/severity naming an unknown rule or key."""
+    """Raise :class:`ConfigError` for select/ignore naming no rule, thresholds/severity
+    naming an unknown rule or key, or a threshold of the wrong type or out of range.
+
+    A gate that checks nothing (``--select XYZ999``) must fail, not pass forever.
+    """
     ids = {r.id for r in rules}
+    for key in ("select", "ignore"):
+        for entry in getattr(config, key):
+            if not any(rid.startswith(entry) for rid in ids):
+                raise ConfigError(
+                    f"{config.origin(key)} names '{entry}', which is no rule id or prefix "
+                    "(see 'diagnose rules')"
+                )
     for rid in config.thresholds:
         if rid not in ids:
             raise ConfigError(f"config key 'thresholds.{rid}' names an unknown rule")
@@ -341,9 +427,67 @@ def _suppress(findings: list[Finding], by_id: dict[str, RuleSpec]) -> list[Findi
     return [f for i, f in enumerate(findings) if i not in dropped]
 
 
-def _note_once(run: Run, note: IngestNote) -> None:
-    if not any(n.code == note.code and n.message == note.message for n in run.notes):
-        run.notes.append(note)
+#: Run-level precedence across metrics (DESIGN.md "What each state means"): a state
+#: explains the symptoms of the states listed for it, so those are folded into its finding
+#: as evidence instead of being reported as a second state.  divergence >
+#: batchnorm_collapse > overfit, plateau, underfit > other states.
+EXPLAINS: dict[str, tuple[str, ...]] = {
+    # the grad norm explodes, the loss thrashes, val degrades because the loss diverged
+    "divergence": ("batchnorm_collapse", "overfit", "plateau", "underfit", "instability",
+                   "exploding_gradients"),
+    # val never good because eval-mode statistics are broken: not overfit (val side only)
+    "batchnorm_collapse": ("overfit", "plateau", "underfit", "instability"),
+}
+#: States whose explanation covers only symptoms on validation metrics (train-side
+#: findings are their own evidence: train is fine under a batch-norm collapse).
+_VAL_SIDE_ONLY = ("batchnorm_collapse",)
+
+
+def fold_explained(findings: list[Finding], roles: Any = None) -> list[Finding]:
+    """Fold the findings a higher state explains into that state's first finding.
+
+    A warning/error finding of a lower state is explained when it starts at or after the
+    higher finding's step (a symptom that came with or after it; an overfit that started
+    well before the divergence has its own evidence and stays) and, for a batch-norm
+    collapse, is about a validation metric.  The folded findings become the higher
+    finding's ``explains`` evidence (rule, state, metric, step, message), so nothing is
+    lost; info findings are left alone (they carry no state).
+    """
+    out = list(findings)
+    for state, lower in EXPLAINS.items():
+        heads = [i for i, f in enumerate(out)
+                 if f.state == state and SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
+        if not heads:
+            continue
+        steps = [out[i].step for i in heads if out[i].step is not None]
+        onset = min(steps) if steps else None
+        folded: list[int] = []
+        for j, g in enumerate(out):
+            if g.state not in lower or SEVERITY_RANK[g.severity] < SEVERITY_RANK["warning"]:
+                continue
+            if onset is not None and g.step is not None and g.step < onset:
+                continue  # it started before: its own evidence (overfit, then divergence)
+            if state in _VAL_SIDE_ONLY and not _val_side(g.metric, roles):
+                continue
+            folded.append(j)
+        if not folded:
+            continue
+        head = out[heads[0]]
+        explains = list(head.evidence.get("explains", [])) + [
+            {"rule": out[j].rule, "state": out[j].state, "metric": out[j].metric,
+             "step": out[j].step, "message": out[j].message} for j in folded]
+        out[heads[0]] = replace(head, evidence={**head.evidence, "explains": explains},
+                                explained=head.explained + tuple(out[j] for j in folded))
+        out = [f for j, f in enumerate(out) if j not in set(folded)]
+    return out
+
+
+def _val_side(metric: str | None, roles: Any) -> bool:
+    """True when ``metric`` is a validation/test series of the run."""
+    if metric is None or roles is None:
+        return False
+    s = roles.by_tag.get(metric)
+    return s is not None and s.split in ("val", "test")
 
 
 def evaluate(run: Run, config: Config | None = None,
@@ -352,11 +496,11 @@ def evaluate(run: Run, config: Config | None = None,
 
     Rules are selected with ``config.rule_enabled`` (preview rules need preview on or an
     exact select), thresholds are rule defaults updated by the config, severity can be
-    overridden.  A detector returning None puts the rule in ``not_applicable``; a detector
-    that raises does the same and leaves a ``rule_error`` note on the run, so one bad rule
-    never costs the user the other findings.
+    overridden.  A detector returning None puts the rule in ``not_applicable``.  A
+    detector that raises is the tool's own bug: :class:`AnalysisError` naming the rule and
+    the run (the CLI exits 2), never a silently skipped rule.
     """
-    from diagnose.detectors import RuleContext, get_detector
+    from diagnose.detectors import RuleContext
 
     config = config or Config()
     if rules is None:
@@ -373,28 +517,25 @@ def evaluate(run: Run, config: Config | None = None,
         if not config.rule_enabled(rule.id, rule.preview):
             continue
         params = rule_thresholds(rule, config)
-        fn = get_detector(rule.detector)
+        fn = _unit(rule)
         if fn is None:
-            result.not_applicable.append(rule.id)
-            _note_once(run, IngestNote("rule_error", f"{rule.id}: detector "
-                                       f"{rule.detector!r} is not available"))
-            continue
+            raise AnalysisError(f"rule {rule.id}: detector {rule.detector!r} is not "
+                                f"registered (run {run.run_id})")
         t0 = time.perf_counter()
         try:
             hits = fn(ctx, params)
         except Exception as exc:
-            log.warning("rule %s failed on %s: %r", rule.id, run.run_id, exc)
-            result.not_applicable.append(rule.id)
-            _note_once(run, IngestNote("rule_error", f"{rule.id} ({rule.detector}) failed: "
-                                       f"{type(exc).__name__}: {exc}"))
-            continue
+            raise AnalysisError(
+                f"rule {rule.id} ({rule.detector}) failed on run {run.run_id}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         elapsed = time.perf_counter() - t0
         if elapsed > 0.2:
             log.debug("rule %s took %.3fs on %s", rule.id, elapsed, run.run_id)
         if hits is None:
             result.not_applicable.append(rule.id)
             continue
-        severity = config.severity.get(rule.id, rule.severity)
+        severity = config.severity_for(rule.id, rule.severity)
         for h in hits:
             findings.append(
                 Finding(
@@ -406,12 +547,50 @@ def evaluate(run: Run, config: Config | None = None,
                     step=None if h.step is None else int(h.step),
                     message=h.message,
                     evidence=dict(h.evidence),
+                    detail=h.detail,
                 )
             )
     findings = _suppress(findings, by_id)
     findings.sort(key=_sort_key)
+    findings = fold_explained(findings, roles)
     result.findings = findings
+    result.unjudged = _why_not_judged(ctx, rules, config, result.not_applicable)
     return result
+
+
+def _why_not_judged(ctx: Any, rules: Sequence[RuleSpec], config: Config,
+                    not_applicable: Sequence[str]) -> str | None:
+    """Why no rule could judge the run's training state, or None when one could.
+
+    Event rules (a NaN, an astronomical value) apply to any loss, however short, so they
+    cannot vouch for a healthy run; the trend rules (those with ``min_points``) can.  A run
+    is judged when at least one enabled trend rule for a core state was applicable and the
+    loss has the points that rule asks for.
+    """
+    from diagnose.detectors import main_losses
+
+    enabled = [r for r in rules if r.per_run and config.rule_enabled(r.id, r.preview)]
+    if not enabled:
+        return "every rule is deselected (select/ignore)"
+    losses = main_losses(ctx)
+    if not losses:
+        return "no loss metric found" if ctx.run.tags else "no scalar metrics"
+    core = [r for r in enabled if r.state in CORE_STATES]
+    if not core:
+        return "no rule for a training state is selected"
+    trend = {r.id: rule_thresholds(r, config) for r in core}
+    needs = {rid: p["min_points"] for rid, p in trend.items()
+             if isinstance(p.get("min_points"), int)}
+    if not needs:
+        return None
+    # a detector may stay quiet ([]) on a short curve instead of saying "not applicable",
+    # so the loss must also have the points the rule asks for
+    points = max(int(np.isfinite(s.values).sum()) for s in losses)
+    if any(rid not in not_applicable and points >= need for rid, need in needs.items()):
+        return None
+    if points < max(needs.values()):
+        return f"too few points: {points} finite loss point{'s' if points != 1 else ''}"
+    return "no trend rule applies to the logged metrics"
 
 
 # ---------------------------------------------------------------------------
@@ -475,9 +654,12 @@ def format_rule_doc(spec: RuleSpec) -> str:
         lines.append("Thresholds (default; override in [tool.diagnose.thresholds."
                      f"{spec.id}])")
         tdoc = spec.doc.get("thresholds", {}) or {}
+        params = param_specs(spec) or {}
         for key, value in spec.thresholds.items():
             desc = tdoc.get(key, "")
             head = f"  {key} = {value!r}"
+            if key in params:
+                head += f"  ({params[key].describe()})"
             lines.append(head if not desc else f"{head}\n"
                          + textwrap.fill(desc, width=88, initial_indent="      ",
                                          subsequent_indent="      "))

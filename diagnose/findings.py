@@ -7,7 +7,11 @@ Plain frozen dataclasses; ``to_dict`` gives exactly the JSON contract of DESIGN.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any, Literal
+
+from diagnose.metrics import RoleMap, resolve_roles
+from diagnose.run import Run
 
 Severity = Literal["error", "warning", "info"]
 Action = Literal["increase", "decrease", "set", "enable", "disable"]
@@ -16,6 +20,33 @@ Action = Literal["increase", "decrease", "set", "enable", "disable"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "error": 2}
 
 SCHEMA_VERSION = 1
+
+class State(StrEnum):
+    """Every state a rule may report (DESIGN.md "What each state means" and the other
+    states it names).  A rule file with any other ``state`` is a load error, so a typo
+    cannot invent a state that no report, benchmark or precedence knows."""
+
+    DIVERGENCE = "divergence"
+    BATCHNORM_COLLAPSE = "batchnorm_collapse"
+    OVERFIT = "overfit"
+    PLATEAU = "plateau"
+    UNDERFIT = "underfit"
+    INSTABILITY = "instability"
+    EXPLODING_GRADIENTS = "exploding_gradients"
+    VANISHING_GRADIENTS = "vanishing_gradients"
+    DEAD_UNITS = "dead_units"
+    LR_SCHEDULE = "lr_schedule"
+    UNDERTRAINED = "undertrained"
+    LOG = "log"
+    REGRESSION = "regression"
+
+
+#: The training states the run-level verdict is about (DESIGN.md "What each state
+#: means"); a run none of their rules could look at is "not judged", never "healthy".
+CORE_STATES = ("divergence", "batchnorm_collapse", "overfit", "plateau", "underfit")
+
+#: ``RunResult.verdict`` values.
+Verdict = Literal["healthy", "findings", "not_judged"]
 
 
 def _plain(value: Any) -> Any:
@@ -49,7 +80,7 @@ class Recommendation:
     rationale: str
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(
+        out: dict[str, Any] = _plain(
             {
                 "hyperparameter": self.hyperparameter,
                 "action": self.action,
@@ -58,6 +89,7 @@ class Recommendation:
                 "rationale": self.rationale,
             }
         )
+        return out
 
 
 @dataclass(frozen=True)
@@ -73,6 +105,12 @@ class Finding:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     recommendations: tuple[Recommendation, ...] = ()
+    #: The rule's typed evidence (``detectors.rule.RuleEvidence``) that ``evidence`` was
+    #: written from; None for a user's detector or a hand-made finding.
+    detail: Any = field(default=None, compare=False, repr=False)
+    #: Findings of lower states this one explains (run-level precedence): summarised in
+    #: ``evidence["explains"]``, kept whole so the advice can still read them.
+    explained: tuple[Finding, ...] = field(default=(), compare=False, repr=False)
 
     def with_recommendations(self, recs: list[Recommendation]) -> Finding:
         return replace(self, recommendations=tuple(recs))
@@ -95,20 +133,35 @@ class Finding:
 class RunResult:
     """Everything the analysis says about one run."""
 
-    run: Any  # diagnose.run.Run (kept loose to avoid an import cycle)
+    run: Run
     roles: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     not_applicable: list[str] = field(default_factory=list)
     probe: dict[str, Any] | None = None
     #: The engine's resolved RoleMap, kept so the recommender, the sweep, the plots and the
     #: probe reuse it instead of resolving the table again (not part of the JSON).
-    role_map: Any = field(default=None, repr=False, compare=False)
+    role_map: RoleMap | None = field(default=None, repr=False, compare=False)
+    #: Why the rules could not judge the run (set by the engine: too few points, no loss,
+    #: every rule deselected or not applicable); None when they could.
+    unjudged: str | None = None
 
-    def resolved_roles(self) -> Any:
+    @property
+    def verdict(self) -> Verdict:
+        """``findings`` when an error/warning finding names a training state (not a
+        ``log`` state: those say why the log cannot be judged), else ``not_judged`` when
+        the rules could not judge the run, else ``healthy``."""
+        if any(s != "log" for s in self.states):
+            return "findings"
+        return "not_judged" if self.unjudged else "healthy"
+
+    @property
+    def not_judged_reason(self) -> str | None:
+        """Why the run was not judged (a short phrase), or None when it was."""
+        return self.unjudged if self.verdict == "not_judged" else None
+
+    def resolved_roles(self) -> RoleMap:
         """The run's RoleMap: the engine's, or resolved now from ``roles`` as aliases."""
         if self.role_map is None:
-            from diagnose.metrics import resolve_roles
-
             self.role_map = resolve_roles(self.run.scalars, dict(self.roles or {}))
         return self.role_map
 
@@ -132,6 +185,9 @@ class RunResult:
             "hparams": _plain(run.hparams),
             "states": self.states,
             "findings": [f.to_dict() for f in self.findings],
+            # extensions (schema_version 1 allows additions)
+            "verdict": self.verdict,
+            "not_judged_reason": self.not_judged_reason,
             # extensions (schema_version 1 allows additions)
             "roles": dict(self.roles),
             "not_applicable": list(self.not_applicable),

@@ -296,6 +296,10 @@ def split_by_tag(scalars: pd.DataFrame) -> dict[str, Series]:
     return dict(sorted(out.items()))
 
 
+#: The roles that can be a run's objective, best first (see :meth:`RoleMap.objectives`).
+OBJECTIVE_ROLES = (Role.VAL_METRIC, Role.VAL_LOSS, Role.TRAIN_LOSS)
+
+
 class RoleMap:
     """The resolved roles of one run; built by :func:`resolve_roles`.
 
@@ -317,6 +321,20 @@ class RoleMap:
 
     def losses(self, split: str) -> list[Series]:
         return [s for s in self.by_tag.values() if s.split == split and is_loss(s.metric)]
+
+    def objectives(self) -> list[tuple[Role, Series]]:
+        """The run's objective series, best first (:data:`OBJECTIVE_ROLES`): the val
+        metric when its direction is known, the val loss, the train loss; each with
+        finite points.  The one resolver behind sweep, baseline, the report's key metric
+        and the plateau rules (PRG001 alone asks the val loss first: whether training
+        still pays off)."""
+        out: list[tuple[Role, Series]] = []
+        for role in OBJECTIVE_ROLES:
+            s = self.get(role)
+            if s is not None and len(s.finite) and (
+                    role != Role.VAL_METRIC or s.higher_is_better is not None):
+                out.append((role, s))
+        return out
 
     def role_of(self, tag: str) -> Role | None:
         for role, found in self._chosen.items():

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,8 @@ class Options:
 def _analyze_source(
     source: RunSource, config: Config, options: Options
 ) -> RunResult | LoadError:
-    """Load and judge one run; any failure becomes a one-line LoadError."""
+    """Load and judge one run.  Damaged input becomes a one-line LoadError; an exception
+    while judging is our own bug and propagates (the CLI exits 2, naming rule and run)."""
     from diagnose.engine import evaluate
     from diagnose.ingest import IngestError, load_run
     from diagnose.recommend import recommend
@@ -75,13 +76,14 @@ def _analyze_source(
     except Exception as exc:  # a parser bug must not take the other runs down
         return LoadError(path=source.run_id, message=f"{type(exc).__name__}: {exc}")
     overrides = {**config.hparams, **options.hparam_overrides}
+    result = evaluate(run, config)
     try:
-        result = evaluate(run, config)
-        return recommend(result, overrides)
+        return recommend(result, overrides, config.advice_policy())
     except Exception as exc:
-        return LoadError(
-            path=source.run_id, message=f"analysis failed: {type(exc).__name__}: {exc}"
-        )
+        from diagnose.engine import AnalysisError
+
+        raise AnalysisError(f"recommendations failed on run {run.run_id}: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 def _worker(args: tuple[RunSource, Config, Options]) -> RunResult | LoadError:
@@ -199,9 +201,11 @@ def apply_baseline(analysis: Analysis, path: str, config: Config, options: Optio
         ref = by_id.get(result.run.run_id) or (refs[0] if len(refs) == 1 else None)
         if ref is None:
             continue
-        # --select/--ignore apply to the comparison's findings (BSL...) too
+        # --select/--ignore and [severity] apply to the comparison's findings (BSL...) too
         result.findings.extend(
-            f for f in bl.compare(result, ref) if config.rule_enabled(f.rule)
+            replace(f, severity=config.severity_for(f.rule, f.severity))
+            for f in bl.compare(result, ref)
+            if config.rule_enabled(f.rule)
         )
         compared += 1
     analysis.extras["baseline"] = {"path": path, "runs_compared": compared}

@@ -27,7 +27,7 @@ import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.hparams import finite_number
-from diagnose.metrics import Role, Series
+from diagnose.metrics import OBJECTIVE_ROLES, Role, Series
 
 #: Smallest number of runs that makes a sweep group.
 MIN_RUNS = 3
@@ -83,18 +83,10 @@ def _group_of(run_id: str) -> str:
 
 def outcome_series(result: RunResult) -> dict[str, Series]:
     """Candidate outcome series of a run, keyed by ``role:metric`` (shared with baseline)."""
-    roles = result.resolved_roles()
-    out: dict[str, Series] = {}
-    for role in (Role.VAL_METRIC, Role.VAL_LOSS, Role.TRAIN_LOSS):
-        s = roles.get(role)
-        if s is not None and len(s.finite) and (
-            role != Role.VAL_METRIC or s.higher_is_better is not None
-        ):
-            out[f"{role.value}:{s.metric}"] = s
-    return out
+    return {f"{role.value}:{s.metric}": s for role, s in result.resolved_roles().objectives()}
 
 
-_OUTCOME_ROLES = (Role.VAL_METRIC.value, Role.VAL_LOSS.value, Role.TRAIN_LOSS.value)
+_OUTCOME_ROLES = tuple(role.value for role in OBJECTIVE_ROLES)
 
 
 def common_outcome(candidates: list[dict[str, Series]]) -> str | None:

@@ -52,7 +52,7 @@ def _spec(rid: str, det: str, severity: str = "warning", state: str = "test",
 RULE_TOML = """
 id = "ZZZ001"
 name = "custom-rule"
-state = "custom"
+state = "instability"
 severity = "warning"
 detector = "_test_always"
 summary = "A user rule."
@@ -89,6 +89,7 @@ def test_user_rules_folder_is_added(tmp_path):
     "edit, key",
     [
         (lambda t: t.replace('severity = "warning"', 'severity = "fatal"'), "severity"),
+        (lambda t: t.replace('state = "instability"', 'state = "instabilty"'), "state"),
         (lambda t: t.replace('name = "custom-rule"', 'name = "Custom Rule"'), "name"),
         (lambda t: t.replace('id = "ZZZ001"', 'id = "zz1"'), "id"),
         (lambda t: t.replace('summary = "A user rule."\n', ""), "summary"),
@@ -165,22 +166,24 @@ def test_select_ignore_and_preview():
     assert got == {"TST001", "TST002", "TSP003"}
 
 
-def test_not_applicable_and_raising_detectors_do_not_stop_the_run():
-    rules = [_spec("TST001", "_test_raises"), _spec("TST002", "_test_always"),
-             _spec("TST003", "_not_registered")]
-    run = _run()
-    res = evaluate(run, Config(), rules)
-    assert [f.rule for f in res.findings] == ["TST002"]
-    assert set(res.not_applicable) == {"TST001", "TST003"}
-    notes = [n.message for n in run.notes if n.code == "rule_error"]
-    assert any("TST001" in m and "ZeroDivisionError" in m for m in notes)
-    # evaluating again does not pile up duplicate notes
-    evaluate(run, Config(), rules)
-    assert len([n for n in run.notes if n.code == "rule_error"]) == len(notes)
+def test_not_applicable_detector_leaves_the_rule_out():
     # no train loss -> the detector says None -> not applicable
     empty = Run("e", path=Path("."), format="csv")
     res = evaluate(empty, Config(), [_spec("TST002", "_test_always")])
     assert res.not_applicable == ["TST002"] and res.findings == []
+
+
+def test_a_raising_detector_is_our_bug_and_names_rule_and_run():
+    """A detector exception must never turn into a skipped rule (a silent "healthy")."""
+    rules = [_spec("TST002", "_test_always"), _spec("TST001", "_test_raises")]
+    run = _run()
+    with pytest.raises(engine.AnalysisError,
+                       match=r"^rule TST001 \(_test_raises\) failed on run r: "
+                             r"ZeroDivisionError: boom$"):
+        evaluate(run, Config(), rules)
+    assert not [n for n in run.notes if n.code == "rule_error"]
+    with pytest.raises(engine.AnalysisError, match=r"TST003.*_not_registered.*run r"):
+        evaluate(run, Config(), [_spec("TST003", "_not_registered")])
 
 
 def test_supersedes_and_same_step_dedup_and_sorting():

@@ -13,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import require, shared
+from tensorboard.summary.writer import event_file_writer as writer
 
+from diagnose import discover, engine, ingest
 from diagnose.findings import Finding, Recommendation, RunResult
 from diagnose.recommend import GROUPS, precedence, recommend
 from diagnose.run import Run, make_scalars
 
-REAL_LOGS = Path("/work/shared/real_logs")
+REAL_LOGS = shared("real_logs")
 
 
 def make_run(curves: dict[str, tuple[np.ndarray, np.ndarray]], hparams: dict | None = None,
@@ -521,12 +524,6 @@ def test_every_state_gives_json_ready_recommendations_with_one_sentence_rational
 
 
 def test_pipeline_overfit_run_written_by_tensorboard_event_writer(tmp_path):
-    writer = pytest.importorskip("tensorboard.summary.writer.event_file_writer")
-    engine = pytest.importorskip("diagnose.engine")
-    ingest = pytest.importorskip("diagnose.ingest")
-    discover = pytest.importorskip("diagnose.discover")
-    if not (engine.builtin_rules_dir() / "OVF001.toml").is_file():
-        pytest.skip("OVF001 rule not available")
     from tensorboard.compat.proto.event_pb2 import Event
     from tensorboard.compat.proto.summary_pb2 import Summary
 
@@ -555,16 +552,11 @@ def test_pipeline_overfit_run_written_by_tensorboard_event_writer(tmp_path):
     assert_coherent(result)
 
 
-@pytest.mark.skipif(not (REAL_LOGS / "hf_whisper_ja_5k").is_dir(), reason="real logs absent")
 def test_real_whisper_overfit_log_gets_early_stopping_at_its_best_eval():
-    engine = pytest.importorskip("diagnose.engine")
-    ingest = pytest.importorskip("diagnose.ingest")
-    discover = pytest.importorskip("diagnose.discover")
-    sources, _ = discover.discover([str(REAL_LOGS / "hf_whisper_ja_5k")])
+    sources, _ = discover.discover([str(require(REAL_LOGS / "hf_whisper_ja_5k"))])
     result = recommend(engine.evaluate(ingest.load_run(sources[0])))
     ovf = [f for f in result.findings if f.state == "overfit"]
-    if not ovf:
-        pytest.skip("overfit rule did not fire on this build")
+    assert ovf, [f.rule for f in result.findings]
     stop = by_name(list(ovf[0].recommendations)).get("max_steps")
     assert stop is not None and stop.current == 5000
     assert stop.proposed == ovf[0].evidence["best_step"] < 5000

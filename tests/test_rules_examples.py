@@ -14,7 +14,9 @@ import pytest
 
 from diagnose.pipeline import analyze
 
-pytest.importorskip("torch")
+pytest.importorskip("torch")  # the optional training dependency, not our own module
+#: each test trains a model for about a minute on this machine's CPUs
+pytestmark = pytest.mark.slow
 TRAIN = Path(__file__).resolve().parents[1] / "examples" / "train.py"
 
 

@@ -17,15 +17,19 @@ import importlib
 import logging
 import re
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
+from diagnose.detectors.params import Param
+from diagnose.detectors.rule import Rule, rule_classes
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 from diagnose.run import Histogram, IngestNote, Run
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,37 +44,72 @@ class Hit:
     metric: str | None
     step: int | None
     message: str
-    evidence: dict
+    evidence: dict[str, Any]
+    #: The rule's typed evidence (a ``RuleEvidence``) when a rule class produced the hit.
+    detail: Any = field(default=None, compare=False, repr=False)
 
 
-Detector = Callable[["RuleContext", dict], "list[Hit] | None"]
+Detector = Callable[["RuleContext", dict[str, Any]], "list[Hit] | None"]
 
 _REGISTRY: dict[str, Detector] = {}
+_PARAMS: dict[str, dict[str, Param]] = {}
 
 
-def detector(name: str) -> Callable[[Detector], Detector]:
-    """Register ``fn`` under ``name`` (the value of a rule's ``detector`` key)."""
+def detector(
+    name: str, params: dict[str, Param] | None = None
+) -> Callable[[Detector], Detector]:
+    """Register ``fn`` under ``name`` (the value of a rule's ``detector`` key).
+
+    ``params`` declares every threshold the detector reads (type and valid range); rule
+    files and config are validated against it.  None (a user's own detector) skips the
+    check.
+    """
 
     def wrap(fn: Detector) -> Detector:
+        if _rule_for_detector(name) is not None:
+            raise ValueError(f"detector {name!r} is a built-in rule's detector")
         if name in _REGISTRY and _REGISTRY[name] is not fn:
             existing = _REGISTRY[name]
             # re-imports (e.g. importlib.reload in tests) replace silently
             if (existing.__module__, existing.__qualname__) != (fn.__module__, fn.__qualname__):
                 raise ValueError(f"detector {name!r} registered twice")
         _REGISTRY[name] = fn
+        if params is not None:
+            _PARAMS[name] = dict(params)
+        else:
+            _PARAMS.pop(name, None)
         return fn
 
     return wrap
 
 
+def _rule_for_detector(name: str) -> type[Rule[Any, Any]] | None:
+    """The first built-in rule class (by id) whose detector is ``name``, or None."""
+    return next((c for c in rule_classes().values() if c.detector == name), None)
+
+
+def detector_params(name: str) -> dict[str, Param] | None:
+    """The parameter specs of detector ``name`` (a built-in rule class's ``Params``, or
+    those a user's function declared); None when it declared none."""
+    cls = _rule_for_detector(name)
+    if cls is not None:
+        return cls.Params.specs()
+    return _PARAMS.get(name)
+
+
 def get_detector(name: str) -> Detector | None:
-    """The detector registered under ``name``, or None."""
+    """The detector named ``name``: a built-in rule class (an instance is callable with
+    the detector protocol) or a user's registered function; None when unknown."""
+    cls = _rule_for_detector(name)
+    if cls is not None:
+        unit: Detector = cls()
+        return unit
     return _REGISTRY.get(name)
 
 
 def detector_names() -> list[str]:
-    """Every registered detector name, sorted."""
-    return sorted(_REGISTRY)
+    """Every detector name (built-in rule classes' and registered functions), sorted."""
+    return sorted({c.detector for c in rule_classes().values()} | set(_REGISTRY))
 
 
 class RuleContext:
@@ -95,11 +134,12 @@ class RuleContext:
         """Primary series for a role (raw: NaN/inf kept; detectors decide), or None."""
         return self.roles.get(Role(role))
 
-    def cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()`` once per run per ``key`` (e.g. ``("smooth", tag, frac)``)."""
         if key not in self._cache:
             self._cache[key] = compute()
-        return self._cache[key]
+        value: T = self._cache[key]
+        return value
 
     def histograms(self, pattern: str = "*") -> dict[str, list[Histogram]]:
         """Histogram samples per tag (step order) for tags matching ``pattern``.
@@ -227,17 +267,22 @@ _MODULES = (
 )
 
 
+class RegistryError(RuntimeError):
+    """A built-in detector module failed to import: our bug, never a quiet "healthy"."""
+
+
 def _load_all() -> None:
-    """Import every detector module; one that is missing or broken is logged and skipped
-    so the engine keeps working while a module is being written."""
+    """Import every detector module.  A module that fails to import is the tool's own
+    bug: it raises :class:`RegistryError` (exit 2) instead of leaving its rules silent, so
+    a broken install can never pass a run as healthy."""
     for mod in _MODULES:
         try:
             importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                log.warning("detector module %s failed to import: %s", mod, exc)
         except Exception as exc:
-            log.warning("detector module %s failed to import: %s", mod, exc)
+            raise RegistryError(
+                f"detector module diagnose.detectors.{mod} failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
 
 _load_all()

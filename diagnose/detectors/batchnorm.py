@@ -16,11 +16,14 @@ batch size <= ``small_batch`` with batch norm is the classic cause.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diagnose import signals
-from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import RuleContext
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     curve,
@@ -31,16 +34,34 @@ from diagnose.detectors.progress import (
     get_curve,
     level,
 )
+from diagnose.detectors.rule import (
+    ECHO,
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    optional,
+    param,
+    rule,
+)
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
 
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
-def _hparam_evidence(ctx: RuleContext, p: dict) -> dict:
-    ev: dict = {}
+
+def _hparam_evidence(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """batch_size / small_batch / normalization / uses_batch_norm, when known."""
+    ev: dict[str, Any] = {}
     bs = ctx.hparams.get("batch_size")
     norm = ctx.hparams.get("normalization")
     if isinstance(bs, (int, float)) and not isinstance(bs, bool):
         ev["batch_size"] = bs
-        ev["small_batch"] = bool(bs <= float(p["small_batch"]))
+        ev["small_batch"] = bool(bs <= float(p.small_batch))
     if norm is not None:
         ev["normalization"] = norm
         ev["uses_batch_norm"] = bool(re.search(r"batch|bn", str(norm), re.I))
@@ -52,92 +73,155 @@ def _log_jumps(c: Curve) -> float:
     return float(np.median(np.abs(np.diff(np.log(c.values))))) if len(c) > 2 else 0.0
 
 
-@detector("eval_collapse")
-def eval_collapse(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """BN001: eval-mode curves erratic by orders of magnitude, or at chance, while train
-    is stable and good early."""
-    val = get_curve(ctx, Role.VAL_LOSS)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    vacc = _acc(ctx, Role.VAL_METRIC)
-    tacc = _acc(ctx, Role.TRAIN_METRIC)
-    if (val is None or train is None) and (vacc is None or tacc is None):
-        return None
-    if ends_nonfinite(ctx):
-        return []
-    min_points = int(p["min_points"])
-    ev = _hparam_evidence(ctx, p)
-    # branch 1: erratic val loss, stable train loss
-    if (
-        val is not None and train is not None and len(val) >= min_points
-        and len(train) >= min_points
-        and float(np.min(val.values)) > 0 and float(np.min(train.values)) > 0
-    ):
-        vj, tj = _log_jumps(val), _log_jumps(train)
-        lo, hi = np.percentile(val.values, [10, 90])
-        spread = float(hi / lo)
+@rule
+class BN001(Rule["BN001.Params", "BN001.Evidence"]):
+    """Eval-mode curves erratic by orders of magnitude, or at chance, while train is
+    stable and good early."""
+
+    id = "BN001"
+    detector = "eval_collapse"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        min_points: int = param(P.COUNT)
+        jump_factor: float = param(P.AT_LEAST_ONE)
+        train_jump_factor: float = param(P.AT_LEAST_ONE)
+        min_spread: float = param(P.NON_NEGATIVE)
+        acc_tol: float = param(P.FRACTION)
+        early_frac: float = param(P.SHARE)
+        train_good: float = param(P.FRACTION)
+        max_val_loss_tau: float = param(P.TAU)
+        early_ratio: float = param(P.AT_LEAST_ONE)
+        acc_gap: float = param(P.FRACTION)
+        small_batch: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        first_step: int = internal(0)
+        early_frac: float = internal(0.0)
+        batch_size: float | None = optional()
+        small_batch: bool | None = optional()
+        normalization: str | int | float | bool | None = optional()
+        uses_batch_norm: bool | None = optional()
+        #: "erratic" (val loss jumps), "broken" (val >> train from the first
+        #: evaluations) or "chance" (val accuracy at chance throughout)
+        branch: str = "erratic"
+        val_median_jump_factor: float | None = optional()
+        train_median_jump_factor: float | None = optional()
+        val_p10: float | None = optional()
+        val_p90: float | None = optional()
+        val_spread: float | None = optional()
+        train_end: float | None = optional()
+        early_val_over_train: float | None = optional()
+        val_acc_early: float | None = optional()
+        num_classes: int | None = optional()
+        chance_accuracy: float | None = optional()
+        val_acc_median: float | None = optional()
+        val_acc_end: float | None = optional()
+        train_acc_early: float | None = optional()
+        thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+    def detect(self, ctx: RuleContext,
+               p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
+        val = get_curve(ctx, Role.VAL_LOSS)
+        train = get_curve(ctx, Role.TRAIN_LOSS)
+        vacc = _acc(ctx, Role.VAL_METRIC)
+        tacc = _acc(ctx, Role.TRAIN_METRIC)
+        if (val is None or train is None) and (vacc is None or tacc is None):
+            return None
+        if ends_nonfinite(ctx):
+            return []
+        min_points = p.min_points
+        hp = _hparam_evidence(ctx, p)
+        # branch 1: erratic val loss, stable train loss
         if (
-            vj >= np.log(float(p["jump_factor"]))
-            and tj <= np.log(float(p["train_jump_factor"]))
-            and spread >= float(p["min_spread"])
+            val is not None and train is not None and len(val) >= min_points
+            and len(train) >= min_points
+            and float(np.min(val.values)) > 0 and float(np.min(train.values)) > 0
         ):
-            msg = (
-                f"val loss jumps by a median factor of {np.exp(vj):.1f} between "
-                f"evaluations (10th-90th percentile {fmt(lo)} to {fmt(hi)}) while train "
-                f"loss moves by {np.exp(tj):.2f}x per point"
+            vj, tj = _log_jumps(val), _log_jumps(train)
+            lo, hi = np.percentile(val.values, [10, 90])
+            spread = float(hi / lo)
+            if (
+                vj >= np.log(float(p.jump_factor))
+                and tj <= np.log(float(p.train_jump_factor))
+                and spread >= float(p.min_spread)
+            ):
+                return [Found(val.tag, int(val.steps[0]), BN001.Evidence(
+                    **hp, branch="erratic", val_median_jump_factor=float(np.exp(vj)),
+                    train_median_jump_factor=float(np.exp(tj)), val_p10=float(lo),
+                    val_p90=float(hi), val_spread=spread, train_end=end_level(train),
+                    thresholds=p))]
+        # branch 2: broken from the first evaluations: val loss >> train loss and val
+        # accuracy well below train accuracy (overfitting starts with val tracking train)
+        ratio = early_eval_ratio(ctx, float(p.early_frac))
+        if ratio is not None and ratio >= float(p.early_ratio) and vacc is not None \
+                and tacc is not None and len(vacc) >= 2 and len(tacc) >= 2:
+            end = float(vacc.steps[0]) + float(p.early_frac) * vacc.span
+            va = vacc.raw(level(vacc.steps, vacc.values, float(vacc.steps[0]), end,
+                                at_end=False))
+            ta = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]),
+                                max(end, float(tacc.steps[0])), at_end=False))
+            if ta - va >= float(p.acc_gap):
+                first = int(val.steps[0]) if val is not None else int(vacc.steps[0])
+                return [Found(val.tag if val is not None else vacc.tag, first, BN001.Evidence(
+                    first_step=first, **hp, branch="broken", early_val_over_train=ratio,
+                    val_acc_early=va, train_acc_early=ta, thresholds=p))]
+        # branch 3: val accuracy at chance throughout, train accuracy good early
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if vacc is None or tacc is None or n_classes is None:
+            return []
+        if len(vacc) < min_points or len(tacc) < min_points:
+            return []
+        chance = signals.chance_accuracy(n_classes)
+        tol = float(p.acc_tol) * (1.0 - chance)
+        v_med = -float(np.median(vacc.values))
+        v_end = vacc.raw(end_level(vacc))
+        early_end = float(tacc.steps[0]) + float(p.early_frac) * tacc.span
+        t_early = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]), early_end))
+        good = chance + float(p.train_good) * (1.0 - chance)
+        if not (v_med <= chance + tol and v_end <= chance + tol and t_early >= good):
+            return []
+        if val is not None and len(val) >= 3:
+            tr = signals.robust_trend(val.steps, val.values)
+            if np.isfinite(tr.tau) and tr.tau >= float(p.max_val_loss_tau):
+                return []  # a steadily rising val loss is memorisation (OVF001)
+        return [Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
+            early_frac=float(p.early_frac), **hp, branch="chance", num_classes=n_classes,
+            chance_accuracy=chance, val_acc_median=v_med, val_acc_end=v_end,
+            train_acc_early=t_early, thresholds=p))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import batchnorm_advice
+
+        ev = finding.detail
+        if not isinstance(ev, BN001.Evidence):
+            return super().advise(ctx, finding)
+        return batchnorm_advice(ctx, ev.branch.strip().lower(),
+                                finite_number(ev.val_median_jump_factor),
+                                finite_number(ev.val_acc_median),
+                                finite_number(ev.chance_accuracy), None, None, "",
+                                finite_number(ev.batch_size))
+
+    def message(self, ev: BN001.Evidence) -> str:
+        if ev.branch == "erratic":
+            return (
+                f"val loss jumps by a median factor of {ev.val_median_jump_factor:.1f} "
+                f"between evaluations (10th-90th percentile {fmt(ev.val_p10)} to "
+                f"{fmt(ev.val_p90)}) while train loss moves by "
+                f"{ev.train_median_jump_factor:.2f}x per point"
             )
-            ev.update({"branch": "erratic", "val_median_jump_factor": float(np.exp(vj)),
-                       "train_median_jump_factor": float(np.exp(tj)),
-                       "val_p10": float(lo), "val_p90": float(hi), "val_spread": spread,
-                       "train_end": end_level(train),
-                       **{f"threshold_{k}": v for k, v in p.items()}})
-            return [Hit(val.tag, int(val.steps[0]), msg, ev)]
-    # branch 2: broken from the first evaluations: val loss >> train loss and val
-    # accuracy well below train accuracy (overfitting starts with val tracking train)
-    ratio = early_eval_ratio(ctx, float(p["early_frac"]))
-    if ratio is not None and ratio >= float(p["early_ratio"]) and vacc is not None \
-            and tacc is not None and len(vacc) >= 2 and len(tacc) >= 2:
-        end = float(vacc.steps[0]) + float(p["early_frac"]) * vacc.span
-        va = vacc.raw(level(vacc.steps, vacc.values, float(vacc.steps[0]), end, at_end=False))
-        ta = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]),
-                            max(end, float(tacc.steps[0])), at_end=False))
-        if ta - va >= float(p["acc_gap"]):
-            first = int(val.steps[0]) if val is not None else int(vacc.steps[0])
-            msg = (
-                f"val loss is {ratio:.0f}x the train loss from the first evaluation (step "
-                f"{first}) on while val accuracy {fmt(va)} trails train accuracy {fmt(ta)}"
+        if ev.branch == "broken":
+            return (
+                f"val loss is {ev.early_val_over_train:.0f}x the train loss from the first "
+                f"evaluation (step {ev.first_step}) on while val accuracy "
+                f"{fmt(ev.val_acc_early)} trails train accuracy {fmt(ev.train_acc_early)}"
             )
-            ev.update({"branch": "broken", "early_val_over_train": ratio,
-                       "val_acc_early": va, "train_acc_early": ta,
-                       **{f"threshold_{k}": v for k, v in p.items()}})
-            return [Hit(val.tag if val is not None else vacc.tag, first, msg, ev)]
-    # branch 3: val accuracy at chance throughout, train accuracy good early
-    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if vacc is None or tacc is None or n_classes is None:
-        return []
-    if len(vacc) < min_points or len(tacc) < min_points:
-        return []
-    chance = signals.chance_accuracy(n_classes)
-    tol = float(p["acc_tol"]) * (1.0 - chance)
-    v_med = -float(np.median(vacc.values))
-    v_end = vacc.raw(end_level(vacc))
-    early_end = float(tacc.steps[0]) + float(p["early_frac"]) * tacc.span
-    t_early = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]), early_end))
-    good = chance + float(p["train_good"]) * (1.0 - chance)
-    if not (v_med <= chance + tol and v_end <= chance + tol and t_early >= good):
-        return []
-    if val is not None and len(val) >= 3:
-        tr = signals.robust_trend(val.steps, val.values)
-        if np.isfinite(tr.tau) and tr.tau >= float(p["max_val_loss_tau"]):
-            return []  # a steadily rising val loss is memorisation (OVF001)
-    msg = (
-        f"val accuracy stays at chance ({fmt(v_med)} median, chance {fmt(chance)} for "
-        f"{n_classes} classes) while train accuracy is already {fmt(t_early)} in the "
-        f"first {p['early_frac']:.0%} of steps"
-    )
-    ev.update({"branch": "chance", "num_classes": n_classes, "chance_accuracy": chance,
-               "val_acc_median": v_med, "val_acc_end": v_end, "train_acc_early": t_early,
-               **{f"threshold_{k}": v for k, v in p.items()}})
-    return [Hit(vacc.tag, int(vacc.steps[0]), msg, ev)]
+        return (
+            f"val accuracy stays at chance ({fmt(ev.val_acc_median)} median, chance "
+            f"{fmt(ev.chance_accuracy)} for {ev.num_classes} classes) while train accuracy "
+            f"is already {fmt(ev.train_acc_early)} in the first {ev.early_frac:.0%} of steps"
+        )
 
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:
@@ -148,44 +232,90 @@ def _acc(ctx: RuleContext, role: Role) -> Curve | None:
     return None
 
 
-@detector("bn_statistics_degenerate")
-def bn_statistics_degenerate(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """BN002: BN running variance / gamma histograms collapse to ~0 or explode."""
-    hists = ctx.histograms("re:" + str(p["tag_pattern"]))
-    skip = re.compile(str(p["exclude_pattern"]), re.I)
-    series = {t: h for t, h in hists.items() if len(h) >= 2 and not skip.search(t)}
-    if not series:
-        return None
-    bad: list[dict] = []
-    for tag, samples in series.items():
-        rms = np.array([np.hypot(h.mean, h.std) for h in samples], dtype="float64")
-        ok = np.isfinite(rms)
-        if ok.sum() < 2:
-            continue
-        rms, steps = rms[ok], np.array([h.step for h in samples])[ok]
-        first, last = float(rms[0]), float(rms[-1])
-        if first <= 0:
-            continue
-        ratio = last / first
-        kind = None
-        if ratio <= float(p["collapse_ratio"]) or last <= float(p["abs_floor"]):
-            kind = "collapse"
-        elif ratio >= float(p["explode_ratio"]):
-            kind = "explode"
-        if kind:
-            bad.append({"tag": tag, "kind": kind, "first": first, "last": last,
-                        "ratio": ratio, "step": int(steps[-1]), "first_step": int(steps[0])})
-    if not bad:
-        return []
-    worst = max(bad, key=lambda b: abs(np.log(max(b["ratio"], 1e-300))))
-    verb = "collapses" if worst["kind"] == "collapse" else "explodes"
-    msg = (
-        f"{worst['tag']} {verb} from RMS {fmt(worst['first'])} at step {worst['first_step']} "
-        f"to {fmt(worst['last'])} at step {worst['step']} ({len(bad)} of {len(series)} BN "
-        f"tags degenerate)"
-    )
-    ev = {**_hparam_evidence(ctx, p), "degenerate_tags": [b["tag"] for b in bad],
-          "worst_tag": worst["tag"], "kind": worst["kind"], "rms_first": worst["first"],
-          "rms_last": worst["last"], "ratio": worst["ratio"], "bn_tags": len(series),
-          **{f"threshold_{k}": v for k, v in p.items()}}
-    return [Hit(worst["tag"], worst["step"], msg, ev)]
+@rule
+class BN002(Rule["BN002.Params", "BN002.Evidence"]):
+    """BN running variance / gamma histograms collapse to ~0 or explode."""
+
+    id = "BN002"
+    detector = "bn_statistics_degenerate"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        tag_pattern: str = param(P.REGEX)
+        collapse_ratio: float = param(P.POSITIVE)
+        explode_ratio: float = param(P.AT_LEAST_ONE)
+        abs_floor: float = param(P.NON_NEGATIVE)
+        exclude_pattern: str = param(P.REGEX)
+        small_batch: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        first_step: int = internal(0)
+        step: int = internal(0)
+        batch_size: float | None = optional()
+        small_batch: bool | None = optional()
+        normalization: str | int | float | bool | None = optional()
+        uses_batch_norm: bool | None = optional()
+        degenerate_tags: list[str] = field(default_factory=list)
+        worst_tag: str = ""
+        kind: str = "collapse"
+        rms_first: float = 0.0
+        rms_last: float = 0.0
+        ratio: float = 0.0
+        bn_tags: int = 0
+        thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+    def detect(self, ctx: RuleContext,
+               p: BN002.Params) -> list[Found[BN002.Evidence]] | None:
+        hists = ctx.histograms("re:" + str(p.tag_pattern))
+        skip = re.compile(str(p.exclude_pattern), re.I)
+        series = {t: h for t, h in hists.items() if len(h) >= 2 and not skip.search(t)}
+        if not series:
+            return None
+        bad: list[dict[str, Any]] = []
+        for tag, samples in series.items():
+            rms = np.array([np.hypot(h.mean, h.std) for h in samples], dtype="float64")
+            ok = np.isfinite(rms)
+            if ok.sum() < 2:
+                continue
+            rms, steps = rms[ok], np.array([h.step for h in samples])[ok]
+            first, last = float(rms[0]), float(rms[-1])
+            if first <= 0:
+                continue
+            ratio = last / first
+            kind = None
+            if ratio <= float(p.collapse_ratio) or last <= float(p.abs_floor):
+                kind = "collapse"
+            elif ratio >= float(p.explode_ratio):
+                kind = "explode"
+            if kind:
+                bad.append({"tag": tag, "kind": kind, "first": first, "last": last,
+                            "ratio": ratio, "step": int(steps[-1]),
+                            "first_step": int(steps[0])})
+        if not bad:
+            return []
+        worst = max(bad, key=lambda b: abs(np.log(max(b["ratio"], 1e-300))))
+        ev = BN002.Evidence(
+            first_step=worst["first_step"], step=worst["step"], **_hparam_evidence(ctx, p),
+            degenerate_tags=[b["tag"] for b in bad], worst_tag=worst["tag"],
+            kind=worst["kind"], rms_first=worst["first"], rms_last=worst["last"],
+            ratio=worst["ratio"], bn_tags=len(series), thresholds=p)
+        return [Found(worst["tag"], worst["step"], ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import batchnorm_advice
+
+        ev = finding.detail
+        if not isinstance(ev, BN002.Evidence):
+            return super().advise(ctx, finding)
+        return batchnorm_advice(ctx, "", None, None, None, finite_number(ev.ratio),
+                                ev.worst_tag or None, ev.kind.strip().lower(),
+                                finite_number(ev.batch_size))
+
+    def message(self, ev: BN002.Evidence) -> str:
+        verb = "collapses" if ev.kind == "collapse" else "explodes"
+        return (
+            f"{ev.worst_tag} {verb} from RMS {fmt(ev.rms_first)} at step {ev.first_step} "
+            f"to {fmt(ev.rms_last)} at step {ev.step} ({len(ev.degenerate_tags)} of "
+            f"{ev.bn_tags} BN tags degenerate)"
+        )

@@ -8,15 +8,14 @@ some losses (Poisson NLL, ELBO) sit at -4e6 by design.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import (
-    Hit,
     RuleContext,
-    detector,
     early_drop,
     finite,
     fmt,
@@ -25,7 +24,24 @@ from diagnose.detectors import (
     noise,
     smoothed,
 )
+from diagnose.detectors import params as P
+from diagnose.detectors.rule import (
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    optional,
+    param,
+    rule,
+)
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 
 @dataclass(frozen=True)
@@ -86,90 +102,226 @@ def _kind(x: float) -> str:
     return "NaN" if np.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
-def _rise_phrase(info: NonFinite, s: Series, ctx: RuleContext) -> tuple[str, dict]:
-    """' after rising 40x in 150 steps' (or '') and the numbers behind it."""
+def _rise(info: NonFinite, s: Series, ctx: RuleContext) -> tuple[float | None, float | None,
+                                                                 bool]:
+    """How far the loss rose from its best before going non-finite: (ratio for a positive
+    loss, else None; difference, else None; whether the rise is worth saying)."""
     last, best = info.last_finite_value, info.min_value
-    ev: dict = {}
     if not (np.isfinite(last) and np.isfinite(best)) or info.last_finite_step is None:
-        return "", ev
-    span = info.first_step - (info.min_step if info.min_step is not None else info.first_step)
+        return None, None, False
     fin = s.values[np.isfinite(s.values)]
     if best > 0 and np.all(fin > 0):
         ratio = last / best
-        ev["rise_ratio_before_nonfinite"] = ratio
-        if ratio >= 1.5:
-            return f" after rising {fmt(ratio)}x from its best {fmt(best)} in {span} steps", ev
-        return "", ev
+        return ratio, None, bool(ratio >= 1.5)
     floor = max(noise(ctx, s), 1e-12)
     delta = last - best
-    ev["rise_before_nonfinite"] = delta
-    if delta > 3 * floor:
-        return f" after rising {fmt(delta)} above its best {fmt(best)} in {span} steps", ev
-    return "", ev
+    return None, delta, bool(delta > 3 * floor)
 
 
-@detector("nonfinite_loss")
-def detect_nonfinite_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Train/val loss becomes NaN/inf and stays that way (DIV001); see
-    :func:`detect_transient_nonfinite` for the recovered case."""
-    losses = main_losses(ctx, p.get("splits", ("train", "val")))
-    if not losses:
-        return None
-    hits = []
-    for s in losses:
-        info = nonfinite_info(ctx, s)
-        if info is None or info.recovered(p["recover_points"], p["max_bad_share"]):
-            continue
-        rise, rise_ev = _rise_phrase(info, s, ctx)
-        later = info.points_after_first
-        msg = (f"{loss_label(s)} becomes {_kind(info.first_value)} at step {info.first_step}"
-               f"{rise} and stays non-finite for {info.bad_points} of the {later} points "
-               f"from there on")
-        ev = {
-            "first_nonfinite_step": info.first_step,
-            "last_finite_step": info.last_finite_step,
-            "last_finite_value": info.last_finite_value,
-            "loss_min": info.min_value,
-            "loss_min_step": info.min_step,
-            "nonfinite_points": info.bad_points,
-            "points_from_first_nonfinite": later,
-            "total_points": info.total_points,
-            "finite_points_after_last_nonfinite": info.finite_after_last_bad,
-            **rise_ev,
-            "recover_points": p["recover_points"],
-            "max_bad_share": p["max_bad_share"],
-        }
-        hits.append(Hit(s.tag, info.first_step, msg, ev))
-    return hits
+@dataclass(frozen=True)
+class Blowup:
+    """What the divergence advice needs about a blow-up, measured on the loss once:
+    where it blew up (``bad``), where the loss turned upward (``turn``) and its minimum
+    before, how far it rose (peak / minimum), whether it went non-finite, and how many
+    logged points lie between the turn and the blow-up (<= 3: sudden)."""
+
+    bad: float | None
+    turn: float | None
+    loss_min: float | None
+    rise: float | None
+    nonfinite: bool
+    points_between: int | None
 
 
-@detector("transient_nonfinite")
-def detect_transient_nonfinite(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Non-finite loss points that the run recovers from (LOG005): a logging/AMP artefact
-    or a near-miss, not divergence."""
-    losses = main_losses(ctx, p.get("splits", ("train", "val")))
-    if not losses:
-        return None
-    hits = []
-    for s in losses:
-        info = nonfinite_info(ctx, s)
-        if info is None or not info.recovered(p["recover_points"], p["max_bad_share"]):
-            continue
-        msg = (f"{loss_label(s)} is {_kind(info.first_value)} at {info.bad_points} point"
-               f"{'s' if info.bad_points != 1 else ''} from step {info.first_step} to "
-               f"{info.last_bad_step} and is finite again for the "
-               f"{info.finite_after_last_bad} points after")
-        ev = {
-            "first_nonfinite_step": info.first_step,
-            "last_nonfinite_step": info.last_bad_step,
-            "nonfinite_points": info.bad_points,
-            "finite_points_after_last_nonfinite": info.finite_after_last_bad,
-            "total_points": info.total_points,
-            "recover_points": p["recover_points"],
-            "max_bad_share": p["max_bad_share"],
-        }
-        hits.append(Hit(s.tag, info.first_step, msg, ev))
-    return hits
+def blowup(loss: Series | None, bad: float | None, turn: float | None,
+           loss_min: float | None, rise: float | None, nonfinite: bool) -> Blowup:
+    """Complete what a rule's evidence says about a blow-up from its loss series (the
+    turn, minimum and rise a rule did not measure)."""
+    points_between: int | None = None
+    if loss is not None:
+        fin = loss.finite
+        pre = fin.steps < bad if bad is not None else np.ones(len(fin), bool)
+        if turn is None and pre.any():
+            i = int(np.argmin(fin.values[pre]))
+            turn = float(fin.steps[pre][i])
+        if loss_min is None and pre.any():
+            loss_min = float(np.min(fin.values[pre]))
+        if not nonfinite:
+            nonfinite = bool((~np.isfinite(loss.values)).any())
+        if turn is not None:
+            after = fin.values[(fin.steps >= turn) & pre]
+            if rise is None and loss_min is not None and loss_min > 0 and len(after):
+                rise = float(np.max(after)) / loss_min
+            points_between = int(((loss.steps > turn) & (loss.steps < (bad or np.inf))).sum())
+    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between)
+
+
+def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
+              loss_min: float | None, rise: float | None, nonfinite: bool = False,
+              bad: float | None = None) -> Found[Any]:
+    """``found`` with its :class:`Blowup` measured on the finding's loss (the advice
+    reads it; it is not a JSON key)."""
+    loss = ctx.roles.by_tag.get(found.metric) if found.metric else None
+    if loss is None or not len(loss.finite):
+        loss = ctx.series(Role.TRAIN_LOSS)
+        loss = loss if loss is not None and len(loss.finite) else None
+    at = bad if bad is not None else (float(found.step) if found.step is not None else None)
+    b = blowup(loss, at, turn, loss_min, rise, nonfinite)
+    return replace(found, evidence=replace(found.evidence, blowup=b))
+
+
+class _Diverging:
+    """The divergence rules' advice: from the :class:`Blowup` their detector measured."""
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import divergence_advice, state_advice
+
+        b = getattr(finding.detail, "blowup", None)
+        if not isinstance(b, Blowup):
+            return state_advice(ctx, finding)
+        return divergence_advice(ctx, b)
+
+
+@dataclass(frozen=True)
+class NonFiniteParams(RuleParams):
+    recover_points: int = param(P.COUNT)
+    max_bad_share: float = param(P.FRACTION)
+
+
+@dataclass(frozen=True)
+class NonFiniteEvidence(RuleEvidence):
+    label: str = internal("")
+    kind: str = internal("NaN")
+    rise_span: int = internal(0)
+    rise_shown: bool = internal(False)
+    first_nonfinite_step: int = 0
+    last_finite_step: int | None = None
+    last_finite_value: float = float("nan")
+    loss_min: float = float("nan")
+    loss_min_step: int | None = None
+    nonfinite_points: int = 0
+    points_from_first_nonfinite: int = 0
+    total_points: int = 0
+    finite_points_after_last_nonfinite: int = 0
+    rise_ratio_before_nonfinite: float | None = optional()
+    rise_before_nonfinite: float | None = optional()
+    recover_points: int = 0
+    max_bad_share: float = 0.0
+    blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+
+@rule
+class DIV001(_Diverging, Rule[NonFiniteParams, NonFiniteEvidence]):
+    """Train/val loss becomes NaN/inf and stays that way; :class:`LOG005` is the recovered
+    case."""
+
+    id = "DIV001"
+    detector = "nonfinite_loss"
+    Params = NonFiniteParams
+    Evidence = NonFiniteEvidence
+
+    def detect(self, ctx: RuleContext, p: NonFiniteParams) -> list[Found[NonFiniteEvidence]] | None:
+        losses = main_losses(ctx, ("train", "val"))
+        if not losses:
+            return None
+        out = []
+        for s in losses:
+            info = nonfinite_info(ctx, s)
+            if info is None or info.recovered(p.recover_points, p.max_bad_share):
+                continue
+            ratio, delta, shown = _rise(info, s, ctx)
+            span = info.first_step - (info.min_step if info.min_step is not None
+                                      else info.first_step)
+            ev = NonFiniteEvidence(
+                label=loss_label(s),
+                kind=_kind(info.first_value),
+                rise_span=span,
+                rise_shown=shown,
+                first_nonfinite_step=info.first_step,
+                last_finite_step=info.last_finite_step,
+                last_finite_value=info.last_finite_value,
+                loss_min=info.min_value,
+                loss_min_step=info.min_step,
+                nonfinite_points=info.bad_points,
+                points_from_first_nonfinite=info.points_after_first,
+                total_points=info.total_points,
+                finite_points_after_last_nonfinite=info.finite_after_last_bad,
+                rise_ratio_before_nonfinite=ratio,
+                rise_before_nonfinite=delta,
+                recover_points=p.recover_points,
+                max_bad_share=p.max_bad_share,
+            )
+            out.append(_measured(ctx, Found(s.tag, info.first_step, ev),
+                                 finite_number(ev.loss_min_step), finite_number(ev.loss_min),
+                                 finite_number(ev.rise_ratio_before_nonfinite), True,
+                                 float(info.first_step)))
+        return out
+
+    def message(self, ev: NonFiniteEvidence) -> str:
+        rise = ""
+        if ev.rise_shown and ev.rise_ratio_before_nonfinite is not None:
+            rise = (f" after rising {fmt(ev.rise_ratio_before_nonfinite)}x from its best "
+                    f"{fmt(ev.loss_min)} in {ev.rise_span} steps")
+        elif ev.rise_shown and ev.rise_before_nonfinite is not None:
+            rise = (f" after rising {fmt(ev.rise_before_nonfinite)} above its best "
+                    f"{fmt(ev.loss_min)} in {ev.rise_span} steps")
+        return (f"{ev.label} becomes {ev.kind} at step {ev.first_nonfinite_step}{rise} and "
+                f"stays non-finite for {ev.nonfinite_points} of the "
+                f"{ev.points_from_first_nonfinite} points from there on")
+
+
+@dataclass(frozen=True)
+class TransientNonFiniteEvidence(RuleEvidence):
+    label: str = internal("")
+    kind: str = internal("NaN")
+    first_nonfinite_step: int = 0
+    last_nonfinite_step: int = 0
+    nonfinite_points: int = 0
+    finite_points_after_last_nonfinite: int = 0
+    total_points: int = 0
+    recover_points: int = 0
+    max_bad_share: float = 0.0
+
+
+@rule
+class LOG005(Rule[NonFiniteParams, TransientNonFiniteEvidence]):
+    """Non-finite loss points that the run recovers from: a logging/AMP artefact or a
+    near-miss, not divergence."""
+
+    id = "LOG005"
+    detector = "transient_nonfinite"
+    Params = NonFiniteParams
+    Evidence = TransientNonFiniteEvidence
+
+    def detect(self, ctx: RuleContext,
+               p: NonFiniteParams) -> list[Found[TransientNonFiniteEvidence]] | None:
+        losses = main_losses(ctx, ("train", "val"))
+        if not losses:
+            return None
+        out = []
+        for s in losses:
+            info = nonfinite_info(ctx, s)
+            if info is None or not info.recovered(p.recover_points, p.max_bad_share):
+                continue
+            ev = TransientNonFiniteEvidence(
+                label=loss_label(s),
+                kind=_kind(info.first_value),
+                first_nonfinite_step=info.first_step,
+                last_nonfinite_step=info.last_bad_step,
+                nonfinite_points=info.bad_points,
+                finite_points_after_last_nonfinite=info.finite_after_last_bad,
+                total_points=info.total_points,
+                recover_points=p.recover_points,
+                max_bad_share=p.max_bad_share,
+            )
+            out.append(Found(s.tag, info.first_step, ev))
+        return out
+
+    def message(self, ev: TransientNonFiniteEvidence) -> str:
+        n = ev.nonfinite_points
+        return (f"{ev.label} is {ev.kind} at {n} point{'s' if n != 1 else ''} from step "
+                f"{ev.first_nonfinite_step} to {ev.last_nonfinite_step} and is finite "
+                f"again for the {ev.finite_points_after_last_nonfinite} points after")
 
 
 def _train_or_val(ctx: RuleContext) -> Series | None:
@@ -179,9 +331,9 @@ def _train_or_val(ctx: RuleContext) -> Series | None:
     return ctx.series(Role.VAL_LOSS)
 
 
-@detector("exploding_loss")
-def detect_exploding_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """The loss climbs far above its best and stays up (DIV002).
+@rule
+class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
+    """The loss climbs far above its best and stays up.
 
     Far = back above where it started (``explode_factor`` x its early drop, floored by
     ``rel_floor`` x |best| and ``noise_mult`` x its noise), or, for a positive loss,
@@ -190,72 +342,103 @@ def detect_exploding_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
     val loss only when there is no train loss (a val rise with a falling train loss is
     overfitting, not divergence).
     """
-    s = _train_or_val(ctx)
-    if s is None:
-        return None
-    f = finite(ctx, s)
-    if len(f) < p["min_points"]:
-        return []
-    ss, sm = smoothed(ctx, s)
-    i = int(np.argmin(sm))
-    best, best_step = float(sm[i]), float(ss[i])
-    t0 = f.steps[-1] - p["tail_frac"] * (f.steps[-1] - f.steps[0])
-    tail_vals = f.values[(f.steps >= t0) & (f.steps > best_step)]
-    if len(tail_vals) == 0:
-        return []
-    tail = float(np.median(tail_vals))
-    rise = tail - best
-    drop = early_drop(ctx, s)
-    nz = noise(ctx, s)
-    # the noise that matters is the one around the level the loss settled at (the last
-    # tail_frac of steps, at least min_points points): a run that thrashed early (too
-    # large a step) and then sat still at a worse level has a huge whole-run noise that
-    # would hide the rise
-    settled = f.values[f.steps > best_step]
-    k = max(int(p["min_points"]), len(tail_vals))
-    if len(settled) >= k:
-        nz = min(nz, signals.noise_floor(settled[-k:]))
-    positive = bool(np.all(f.values > 0)) and best > 0
-    # |best| is a meaningful unit only for a positive loss; a negative-by-design loss has
-    # an arbitrary offset, so there only its early drop and noise set the scale
-    rel = p["rel_floor"] * best if positive else 0.0
-    scale = max(drop, rel, p["noise_mult"] * nz, 1e-12)
-    by_drop = rise >= p["explode_factor"] * scale
-    by_ratio = positive and tail >= p["ratio_factor"] * best and rise >= p["noise_mult"] * nz
-    if not (by_drop or by_ratio):
-        return []
-    half = best + 0.5 * rise
-    after = np.flatnonzero((ss > best_step) & (sm >= half))
-    if len(after) == 0:
-        return []
-    onset = float(ss[after[0]])
-    since = sm[ss >= onset]
-    sustained = float(np.mean(since >= half))
-    if sustained < p["min_sustained"]:
-        return []
-    onset_step = round(onset)
-    how = (f"{fmt(tail / best)}x its best" if positive
-           else f"{fmt(rise / max(drop, 1e-12))}x its early drop")
-    msg = (f"{loss_label(s)} rises from its best {fmt(best)} at step {round(best_step)} to "
-           f"{fmt(tail)} at the end of the run ({how}) and stays up from step {onset_step}")
-    ev = {
-        "best": best,
-        "best_step": round(best_step),
-        "tail_median": tail,
-        "rise": rise,
-        "early_drop": drop,
-        "noise": nz,
-        "scale": scale,
-        "ratio_to_best": tail / best if positive else None,
-        "onset_step": onset_step,
-        "sustained_share": sustained,
-        "explode_factor": p["explode_factor"],
-        "ratio_factor": p["ratio_factor"],
-        "rel_floor": p["rel_floor"],
-        "noise_mult": p["noise_mult"],
-        "tail_frac": p["tail_frac"],
-    }
-    return [Hit(s.tag, onset_step, msg, ev)]
+
+    id = "DIV002"
+    detector = "exploding_loss"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        explode_factor: float = param(P.POSITIVE)
+        ratio_factor: float = param(P.AT_LEAST_ONE)
+        rel_floor: float = param(P.NON_NEGATIVE)
+        noise_mult: float = param(P.NON_NEGATIVE)
+        tail_frac: float = param(P.SHARE)
+        min_sustained: float = param(P.FRACTION)
+        min_points: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        best: float = 0.0
+        best_step: int = 0
+        tail_median: float = 0.0
+        rise: float = 0.0
+        early_drop: float = 0.0
+        noise: float = 0.0
+        scale: float = 0.0
+        ratio_to_best: float | None = None
+        onset_step: int = 0
+        sustained_share: float = 0.0
+        explode_factor: float = 0.0
+        ratio_factor: float = 0.0
+        rel_floor: float = 0.0
+        noise_mult: float = 0.0
+        tail_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+    def detect(self, ctx: RuleContext,
+               p: DIV002.Params) -> list[Found[DIV002.Evidence]] | None:
+        s = _train_or_val(ctx)
+        if s is None:
+            return None
+        f = finite(ctx, s)
+        if len(f) < p.min_points:
+            return []
+        ss, sm = smoothed(ctx, s)
+        i = int(np.argmin(sm))
+        best, best_step = float(sm[i]), float(ss[i])
+        t0 = f.steps[-1] - p.tail_frac * (f.steps[-1] - f.steps[0])
+        tail_vals = f.values[(f.steps >= t0) & (f.steps > best_step)]
+        if len(tail_vals) == 0:
+            return []
+        tail = float(np.median(tail_vals))
+        rise = tail - best
+        drop = early_drop(ctx, s)
+        nz = noise(ctx, s)
+        # the noise that matters is the one around the level the loss settled at (the last
+        # tail_frac of steps, at least min_points points): a run that thrashed early (too
+        # large a step) and then sat still at a worse level has a huge whole-run noise
+        # that would hide the rise
+        settled = f.values[f.steps > best_step]
+        k = max(int(p.min_points), len(tail_vals))
+        if len(settled) >= k:
+            nz = min(nz, signals.noise_floor(settled[-k:]))
+        positive = bool(np.all(f.values > 0)) and best > 0
+        # |best| is a meaningful unit only for a positive loss; a negative-by-design loss
+        # has an arbitrary offset, so there only its early drop and noise set the scale
+        rel = p.rel_floor * best if positive else 0.0
+        scale = max(drop, rel, p.noise_mult * nz, 1e-12)
+        by_drop = rise >= p.explode_factor * scale
+        by_ratio = positive and tail >= p.ratio_factor * best and rise >= p.noise_mult * nz
+        if not (by_drop or by_ratio):
+            return []
+        half = best + 0.5 * rise
+        after = np.flatnonzero((ss > best_step) & (sm >= half))
+        if len(after) == 0:
+            return []
+        onset = float(ss[after[0]])
+        since = sm[ss >= onset]
+        sustained = float(np.mean(since >= half))
+        if sustained < p.min_sustained:
+            return []
+        onset_step = round(onset)
+        ev = DIV002.Evidence(
+            label=loss_label(s), best=best, best_step=round(best_step), tail_median=tail,
+            rise=rise, early_drop=drop, noise=nz, scale=scale,
+            ratio_to_best=tail / best if positive else None, onset_step=onset_step,
+            sustained_share=sustained, explode_factor=p.explode_factor,
+            ratio_factor=p.ratio_factor, rel_floor=p.rel_floor, noise_mult=p.noise_mult,
+            tail_frac=p.tail_frac,
+        )
+        return [_measured(ctx, Found(s.tag, onset_step, ev), float(ev.best_step),
+                          finite_number(ev.best), finite_number(ev.ratio_to_best))]
+
+    def message(self, ev: DIV002.Evidence) -> str:
+        how = (f"{fmt(ev.ratio_to_best)}x its best" if ev.ratio_to_best is not None
+               else f"{fmt(ev.rise / max(ev.early_drop, 1e-12))}x its early drop")
+        return (f"{ev.label} rises from its best {fmt(ev.best)} at step {ev.best_step} to "
+                f"{fmt(ev.tail_median)} at the end of the run ({how}) and stays up from "
+                f"step {ev.onset_step}")
 
 
 _CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification)"
@@ -275,105 +458,165 @@ def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
                       lambda: signals.infer_num_classes(ctx.run, ctx.roles)) is not None
 
 
-@detector("astronomical_loss")
-def detect_astronomical_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """The train loss (val when no train loss is logged) is enormous (DIV003): ``rel_max``
-    x its own early magnitude at any point, or, for a cross-entropy-like loss, above
+@rule
+class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
+    """The train loss (val when no train loss is logged) is enormous: ``rel_max`` x its
+    own early magnitude at any point, or, for a cross-entropy-like loss, above
     ``ce_abs_max`` (CE of a sane model is a few units; detectron2's warmup start near 86
     is not astronomical)."""
-    losses = main_losses(ctx)
-    if not losses:
-        return None
-    # divergence is a training failure: an astronomical val loss next to a sane train
-    # loss is an evaluation problem (batch-norm statistics, overconfidence), not this
-    train = [s for s in losses if s.role == Role.TRAIN_LOSS]
-    hits = []
-    for s in train or losses:
-        f = finite(ctx, s)
-        if len(f) == 0:
-            continue
-        v = f.values
-        span = f.steps[-1] - f.steps[0]
-        head = v[f.steps <= f.steps[0] + p["early_frac"] * span]
-        head = head if len(head) >= 3 else v[:3]
-        early = float(np.median(np.abs(head)))
-        ce = _ce_like(ctx, s, v)
-        idx = None
-        reason = ""
-        if early > 0:
-            over = np.flatnonzero(np.abs(v) >= p["rel_max"] * early)
-            if len(over):
-                idx = int(over[0])
-                with np.errstate(over="ignore"):
-                    factor = abs(v[idx]) / early
-                reason = f"{fmt(factor)}x its early magnitude {fmt(early)}"
-        if ce:
-            over = np.flatnonzero(v >= p["ce_abs_max"])
-            if len(over) and (idx is None or over[0] < idx):
-                idx = int(over[0])
-                reason = (f"above {fmt(p['ce_abs_max'])}, impossible for a working "
-                          f"cross-entropy")
-        if idx is None:
-            continue
-        step = int(f.steps[idx])
-        msg = f"{loss_label(s)} reaches {fmt(v[idx])} at step {step}, {reason}"
-        ev = {
-            "value": float(v[idx]),
-            "max_abs": float(np.max(np.abs(v))),
-            "early_magnitude": early,
-            "cross_entropy_like": ce,
-            "points_over": int(np.sum(np.abs(v) >= p["rel_max"] * early)) if early > 0 else None,
-            "rel_max": p["rel_max"],
-            "ce_abs_max": p["ce_abs_max"],
-        }
-        hits.append(Hit(s.tag, step, msg, ev))
-    return hits
+
+    id = "DIV003"
+    detector = "astronomical_loss"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        rel_max: float = param(P.AT_LEAST_ONE)
+        ce_abs_max: float = param(P.POSITIVE)
+        early_frac: float = param(P.SHARE)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        step: int = internal(0)
+        by_ce: bool = internal(False)
+        value: float = 0.0
+        max_abs: float = 0.0
+        early_magnitude: float = 0.0
+        cross_entropy_like: bool = False
+        points_over: int | None = None
+        rel_max: float = 0.0
+        ce_abs_max: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+    def detect(self, ctx: RuleContext,
+               p: DIV003.Params) -> list[Found[DIV003.Evidence]] | None:
+        losses = main_losses(ctx)
+        if not losses:
+            return None
+        # divergence is a training failure: an astronomical val loss next to a sane train
+        # loss is an evaluation problem (batch-norm statistics, overconfidence), not this
+        train = [s for s in losses if s.role == Role.TRAIN_LOSS]
+        out = []
+        for s in train or losses:
+            f = finite(ctx, s)
+            if len(f) == 0:
+                continue
+            v = f.values
+            span = f.steps[-1] - f.steps[0]
+            head = v[f.steps <= f.steps[0] + p.early_frac * span]
+            head = head if len(head) >= 3 else v[:3]
+            early = float(np.median(np.abs(head)))
+            ce = _ce_like(ctx, s, v)
+            idx = None
+            by_ce = False
+            if early > 0:
+                over = np.flatnonzero(np.abs(v) >= p.rel_max * early)
+                if len(over):
+                    idx = int(over[0])
+            if ce:
+                over = np.flatnonzero(v >= p.ce_abs_max)
+                if len(over) and (idx is None or over[0] < idx):
+                    idx = int(over[0])
+                    by_ce = True
+            if idx is None:
+                continue
+            step = int(f.steps[idx])
+            ev = DIV003.Evidence(
+                label=loss_label(s), step=step, by_ce=by_ce, value=float(v[idx]),
+                max_abs=float(np.max(np.abs(v))), early_magnitude=early,
+                cross_entropy_like=ce,
+                points_over=(int(np.sum(np.abs(v) >= p.rel_max * early)) if early > 0
+                             else None),
+                rel_max=p.rel_max, ce_abs_max=p.ce_abs_max,
+            )
+            peak, base = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
+            out.append(_measured(ctx, Found(s.tag, step, ev), None, None,
+                                 peak / base if peak is not None and base else None))
+        return out
+
+    def message(self, ev: DIV003.Evidence) -> str:
+        if ev.by_ce:
+            reason = f"above {fmt(ev.ce_abs_max)}, impossible for a working cross-entropy"
+        else:
+            with np.errstate(over="ignore"):
+                factor = abs(ev.value) / ev.early_magnitude
+            reason = f"{fmt(factor)}x its early magnitude {fmt(ev.early_magnitude)}"
+        return f"{ev.label} reaches {fmt(ev.value)} at step {ev.step}, {reason}"
 
 
-@detector("loss_trending_up")
-def detect_loss_trending_up(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Train loss trends up over most of the run (DIV004): Theil-Sen slope with its CI
-    above 0, Kendall tau past ``min_tau``, the fitted rise ``min_effect`` noise sigmas and
+@rule
+class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
+    """Train loss trends up over most of the run: Theil-Sen slope with its CI above 0,
+    Kendall tau past ``min_tau``, the fitted rise ``min_effect`` noise sigmas and
     ``min_rel_rise`` of the loss's scale, all after skipping the first ``skip_frac``."""
-    s = ctx.series(Role.TRAIN_LOSS)
-    if s is None or not len(s):
-        return None
-    f = finite(ctx, s)
-    if len(f) < p["min_points"]:
-        return []
-    start = f.steps[0] + p["skip_frac"] * (f.steps[-1] - f.steps[0])
-    w = signals.window(f, start=start)
-    if len(w) < p["min_points"]:
-        return []
-    # cheap exit before Theil-Sen: a window that ends no higher than it starts is not rising
-    k = max(len(w) // 5, 1)
-    if np.median(w.values[-k:]) <= np.median(w.values[:k]):
-        return []
-    tr = ctx.cached(("trend", s.tag, start),
-                    lambda: signals.robust_trend(w.steps, w.values))
-    if not tr.rising(p["min_effect"], p["min_tau"]):
-        return []
-    scale = max(early_drop(ctx, s), abs(tr.start), 1e-12)
-    rel = tr.change / scale
-    if rel < p["min_rel_rise"]:
-        return []
-    step = int(w.steps[0])
-    msg = (f"{loss_label(s)} trends up from step {step} to the end, rising {fmt(tr.change)} "
-           f"({fmt(100 * rel)}% of its scale, Kendall tau {tr.tau:.2f})")
-    ev = {
-        "slope_per_step": tr.slope,
-        "slope_ci": [tr.slope_lo, tr.slope_hi],
-        "kendall_tau": tr.tau,
-        "fitted_rise": tr.change,
-        "fitted_start": tr.start,
-        "fitted_end": tr.end,
-        "effect_noise_sigmas": tr.effect,
-        "relative_rise": rel,
-        "window_start_step": step,
-        "points": tr.n,
-        "min_tau": p["min_tau"],
-        "min_effect": p["min_effect"],
-        "min_rel_rise": p["min_rel_rise"],
-        "skip_frac": p["skip_frac"],
-    }
-    return [Hit(s.tag, step, msg, ev)]
+
+    id = "DIV004"
+    detector = "loss_trending_up"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        skip_frac: float = param(P.START_SKIP)
+        min_tau: float = param(P.TAU)
+        min_effect: float = param(P.NON_NEGATIVE)
+        min_rel_rise: float = param(P.NON_NEGATIVE)
+        min_points: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        slope_per_step: float = 0.0
+        slope_ci: list[float] = field(default_factory=list)
+        kendall_tau: float = 0.0
+        fitted_rise: float = 0.0
+        fitted_start: float = 0.0
+        fitted_end: float = 0.0
+        effect_noise_sigmas: float = 0.0
+        relative_rise: float = 0.0
+        window_start_step: int = 0
+        points: int = 0
+        min_tau: float = 0.0
+        min_effect: float = 0.0
+        min_rel_rise: float = 0.0
+        skip_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+    def detect(self, ctx: RuleContext,
+               p: DIV004.Params) -> list[Found[DIV004.Evidence]] | None:
+        s = ctx.series(Role.TRAIN_LOSS)
+        if s is None or not len(s):
+            return None
+        f = finite(ctx, s)
+        if len(f) < p.min_points:
+            return []
+        start = f.steps[0] + p.skip_frac * (f.steps[-1] - f.steps[0])
+        w = signals.window(f, start=start)
+        if len(w) < p.min_points:
+            return []
+        # cheap exit before Theil-Sen: a window that ends no higher than it starts is not
+        # rising
+        k = max(len(w) // 5, 1)
+        if np.median(w.values[-k:]) <= np.median(w.values[:k]):
+            return []
+        tr = ctx.cached(("trend", s.tag, start),
+                        lambda: signals.robust_trend(w.steps, w.values))
+        if not tr.rising(p.min_effect, p.min_tau):
+            return []
+        scale = max(early_drop(ctx, s), abs(tr.start), 1e-12)
+        rel = tr.change / scale
+        if rel < p.min_rel_rise:
+            return []
+        step = int(w.steps[0])
+        ev = DIV004.Evidence(
+            label=loss_label(s), slope_per_step=tr.slope, slope_ci=[tr.slope_lo, tr.slope_hi],
+            kendall_tau=tr.tau, fitted_rise=tr.change, fitted_start=tr.start,
+            fitted_end=tr.end, effect_noise_sigmas=tr.effect, relative_rise=rel,
+            window_start_step=step, points=tr.n, min_tau=p.min_tau, min_effect=p.min_effect,
+            min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
+        )
+        return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
+                          None)]
+
+    def message(self, ev: DIV004.Evidence) -> str:
+        return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
+                f"{fmt(ev.fitted_rise)} ({fmt(100 * ev.relative_rise)}% of its scale, "
+                f"Kendall tau {ev.kendall_tau:.2f})")

@@ -9,23 +9,63 @@ positive loss), which keeps the epoch resets of Keras' running-average batch met
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from diagnose import signals
 from diagnose.detectors import (
-    Hit,
     RuleContext,
-    detector,
     early_drop,
     finite,
     fmt,
     loss_label,
     main_losses,
 )
+from diagnose.detectors import params as P
+from diagnose.detectors.rule import (
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    param,
+    rule,
+)
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role, Series
 
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
-def _recovered_spikes(ctx: RuleContext, s: Series, p: dict, log_scale: bool,
+
+@dataclass(frozen=True)
+class SpikeParams(RuleParams):
+    k_noise: float = param(P.POSITIVE)
+    min_ratio: float = param(P.AT_LEAST_ONE)
+    min_spikes: int = param(P.COUNT)
+    window_frac: float = param(P.SHARE)
+    min_points: int = param(P.COUNT)
+
+
+@dataclass(frozen=True)
+class SpikeEvidence(RuleEvidence):
+    label: str = internal("")
+    spikes: int = 0
+    spike_steps: list[int] = field(default_factory=list)
+    max_ratio: float | None = None
+    max_height_noise_sigmas: float = 0.0
+    largest_step: int = 0
+    k_noise: float = 0.0
+    min_ratio: float = 0.0
+    min_spikes: int = 0
+    window_frac: float = 0.0
+
+
+def _recovered_spikes(ctx: RuleContext, s: Series, p: SpikeParams, log_scale: bool,
                       drop: float) -> list[signals.Spike]:
     f = finite(ctx, s)
     v = f.values
@@ -34,23 +74,23 @@ def _recovered_spikes(ctx: RuleContext, s: Series, p: dict, log_scale: bool,
         st, v = f.steps[keep], np.log10(v[keep])
     else:
         st = f.steps
-    found, _ = signals.spikes(st, v, k=p["k_noise"], window_frac=p["window_frac"])
+    found, _ = signals.spikes(st, v, k=p.k_noise, window_frac=p.window_frac)
     out = []
     for sp in found:
         if sp.end_step is None:
             continue  # a rise that never comes back is DIV002's business
         excess = sp.value - sp.baseline
         if log_scale:
-            big = excess >= np.log10(p["min_ratio"])
+            big = excess >= np.log10(p.min_ratio)
         else:
-            big = excess >= (p["min_ratio"] - 1.0) * max(drop, 1e-12)
+            big = excess >= (p.min_ratio - 1.0) * max(drop, 1e-12)
         if big:
             out.append(sp)
     return out
 
 
-def _spike_hit(s: Series, found: list[signals.Spike], p: dict, log_scale: bool,
-               what: str) -> Hit:
+def _spikes_found(s: Series, found: list[signals.Spike], p: SpikeParams, log_scale: bool,
+                  what: str) -> Found[SpikeEvidence]:
     def ratio(sp: signals.Spike) -> float:
         if log_scale:
             d = sp.value - sp.baseline
@@ -59,98 +99,154 @@ def _spike_hit(s: Series, found: list[signals.Spike], p: dict, log_scale: bool,
 
     worst = max(found, key=lambda sp: sp.value - sp.baseline)  # largest excess (log: ratio)
     r = ratio(worst)
-    size = (f"{fmt(r)}x its local level" if np.isfinite(r)
-            else f"{fmt(worst.height)} noise sigmas above its local level")
-    msg = (f"{what} spikes {len(found)} times and recovers each time; the largest is "
-           f"{size} at step {worst.step}")
-    ev = {
-        "spikes": len(found),
-        "spike_steps": [sp.step for sp in found[:20]],
-        "max_ratio": r if np.isfinite(r) else None,
-        "max_height_noise_sigmas": worst.height,
-        "largest_step": worst.step,
-        "k_noise": p["k_noise"],
-        "min_ratio": p["min_ratio"],
-        "min_spikes": p["min_spikes"],
-        "window_frac": p["window_frac"],
-    }
-    return Hit(s.tag, found[0].step, msg, ev)
+    ev = SpikeEvidence(
+        label=what, spikes=len(found), spike_steps=[sp.step for sp in found[:20]],
+        max_ratio=r if np.isfinite(r) else None, max_height_noise_sigmas=worst.height,
+        largest_step=worst.step, k_noise=p.k_noise, min_ratio=p.min_ratio,
+        min_spikes=p.min_spikes, window_frac=p.window_frac,
+    )
+    return Found(s.tag, found[0].step, ev)
 
 
-@detector("loss_spikes")
-def detect_loss_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Recovered loss spikes, at least ``min_spikes`` of them (INS001)."""
-    losses = main_losses(ctx, p.get("splits", ("train",)))
-    if not losses:
-        return None
-    hits = []
-    for s in losses:
-        if len(finite(ctx, s)) < p["min_points"]:
-            continue
-        # a positive loss is judged on a log scale: its noise is multiplicative (it shrinks
-        # with the loss), and on a log scale heavy-tailed small-batch noise is tame
-        log_scale = bool(np.all(finite(ctx, s).values > 0))
-        found = _recovered_spikes(ctx, s, p, log_scale, early_drop(ctx, s))
-        if len(found) >= p["min_spikes"]:
-            hits.append(_spike_hit(s, found, p, log_scale, loss_label(s)))
-    return hits
+class _SpikeRule(Rule[SpikeParams, SpikeEvidence]):
+    Params = SpikeParams
+    Evidence = SpikeEvidence
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import instability_advice
+
+        ev = finding.detail
+        if not isinstance(ev, SpikeEvidence):
+            return super().advise(ctx, finding)
+        first = float(finding.step) if finding.step is not None else None
+        return instability_advice(ctx, first, float(ev.spikes), None, False, finding.metric)
+
+    def message(self, ev: SpikeEvidence) -> str:
+        size = (f"{fmt(ev.max_ratio)}x its local level" if ev.max_ratio is not None
+                else f"{fmt(ev.max_height_noise_sigmas)} noise sigmas above its local level")
+        return (f"{ev.label} spikes {ev.spikes} times and recovers each time; the largest "
+                f"is {size} at step {ev.largest_step}")
 
 
-@detector("grad_norm_spikes")
-def detect_grad_norm_spikes(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Recovered gradient-norm spikes on a log scale (INS003)."""
-    s = ctx.series(Role.GRAD_NORM)
-    if s is None or not len(s):
-        return None
-    if len(finite(ctx, s)) < p["min_points"]:
-        return []
-    found = _recovered_spikes(ctx, s, p, True, 0.0)
-    if len(found) < p["min_spikes"]:
-        return []
-    return [_spike_hit(s, found, p, True, "gradient norm")]
+@rule
+class INS001(_SpikeRule):
+    """Recovered loss spikes, at least ``min_spikes`` of them."""
+
+    id = "INS001"
+    detector = "loss_spikes"
+
+    def detect(self, ctx: RuleContext, p: SpikeParams) -> list[Found[SpikeEvidence]] | None:
+        losses = main_losses(ctx, ("train",))
+        if not losses:
+            return None
+        out = []
+        for s in losses:
+            if len(finite(ctx, s)) < p.min_points:
+                continue
+            # a positive loss is judged on a log scale: its noise is multiplicative (it
+            # shrinks with the loss), and on a log scale heavy-tailed small-batch noise is
+            # tame
+            log_scale = bool(np.all(finite(ctx, s).values > 0))
+            found = _recovered_spikes(ctx, s, p, log_scale, early_drop(ctx, s))
+            if len(found) >= p.min_spikes:
+                out.append(_spikes_found(s, found, p, log_scale, loss_label(s)))
+        return out
 
 
-@detector("noisy_loss")
-def detect_noisy_loss(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """Step-to-step noise late in training that is large next to the progress made
-    (INS002): noise of the last ``tail_frac`` of steps / the loss's scale (its early drop,
-    or for a positive loss ``level_frac`` x its late level when that is larger)."""
-    losses = main_losses(ctx, p.get("splits", ("train",)))
-    if not losses:
-        return None
-    hits = []
-    for s in losses:
-        f = signals.tail(finite(ctx, s), p["tail_frac"])
-        if len(f) < p["min_points"]:
-            continue
-        drop = early_drop(ctx, s)
-        level = float(np.median(f.values))
-        # a positive loss's own level is a floor on the scale: a loss stuck at ln 10 that
-        # jitters by 0.01 is flat, not noisy, however little it fell
-        positive = bool(np.all(f.values > 0))
-        scale = max(drop, p["level_frac"] * level) if positive else drop
-        if scale <= 0:
-            continue  # no progress to compare with: underfit/plateau rules speak to that
-        late = signals.noise_floor(f.values[-20000:])
-        ratio = late / scale
-        if ratio < p["max_noise_ratio"]:
-            continue
-        step = int(f.steps[0])
-        what = (f"the {fmt(drop)} it fell in training" if scale == drop
-                else f"{fmt(p['level_frac'])} x its level {fmt(level)}")
-        msg = (f"{loss_label(s)} moves {fmt(late)} from point to point after step {step}, "
-               f"{fmt(100 * ratio)}% of {what}")
-        ev = {
-            "late_noise": late,
-            "early_drop": drop,
-            "late_level": level,
-            "scale": scale,
-            "noise_to_progress": ratio,
-            "tail_start_step": step,
-            "tail_points": len(f),
-            "max_noise_ratio": p["max_noise_ratio"],
-            "level_frac": p["level_frac"],
-            "tail_frac": p["tail_frac"],
-        }
-        hits.append(Hit(s.tag, step, msg, ev))
-    return hits
+@rule
+class INS003(_SpikeRule):
+    """Recovered gradient-norm spikes on a log scale."""
+
+    id = "INS003"
+    detector = "grad_norm_spikes"
+
+    def detect(self, ctx: RuleContext, p: SpikeParams) -> list[Found[SpikeEvidence]] | None:
+        s = ctx.series(Role.GRAD_NORM)
+        if s is None or not len(s):
+            return None
+        if len(finite(ctx, s)) < p.min_points:
+            return []
+        found = _recovered_spikes(ctx, s, p, True, 0.0)
+        if len(found) < p.min_spikes:
+            return []
+        return [_spikes_found(s, found, p, True, "gradient norm")]
+
+
+@rule
+class INS002(Rule["INS002.Params", "INS002.Evidence"]):
+    """Step-to-step noise late in training that is large next to the progress made:
+    noise of the last ``tail_frac`` of steps / the loss's scale (its early drop, or for a
+    positive loss ``level_frac`` x its late level when that is larger)."""
+
+    id = "INS002"
+    detector = "noisy_loss"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        tail_frac: float = param(P.SHARE)
+        max_noise_ratio: float = param(P.POSITIVE)
+        level_frac: float = param(P.NON_NEGATIVE)
+        min_points: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        late_noise: float = 0.0
+        early_drop: float = 0.0
+        late_level: float = 0.0
+        scale: float = 0.0
+        noise_to_progress: float = 0.0
+        tail_start_step: int = 0
+        tail_points: int = 0
+        max_noise_ratio: float = 0.0
+        level_frac: float = 0.0
+        tail_frac: float = 0.0
+
+    def detect(self, ctx: RuleContext,
+               p: INS002.Params) -> list[Found[INS002.Evidence]] | None:
+        losses = main_losses(ctx, ("train",))
+        if not losses:
+            return None
+        out = []
+        for s in losses:
+            f = signals.tail(finite(ctx, s), p.tail_frac)
+            if len(f) < p.min_points:
+                continue
+            drop = early_drop(ctx, s)
+            level = float(np.median(f.values))
+            # a positive loss's own level is a floor on the scale: a loss stuck at ln 10
+            # that jitters by 0.01 is flat, not noisy, however little it fell
+            positive = bool(np.all(f.values > 0))
+            scale = max(drop, p.level_frac * level) if positive else drop
+            if scale <= 0:
+                continue  # no progress to compare with: underfit/plateau rules speak to that
+            late = signals.noise_floor(f.values[-20000:])
+            ratio = late / scale
+            if ratio < p.max_noise_ratio:
+                continue
+            step = int(f.steps[0])
+            ev = INS002.Evidence(
+                label=loss_label(s), late_noise=late, early_drop=drop, late_level=level,
+                scale=scale, noise_to_progress=ratio, tail_start_step=step,
+                tail_points=len(f), max_noise_ratio=p.max_noise_ratio,
+                level_frac=p.level_frac, tail_frac=p.tail_frac,
+            )
+            out.append(Found(s.tag, step, ev))
+        return out
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Late noise by construction: decay, not warmup."""
+        from diagnose.recommend import instability_advice
+
+        ev = finding.detail
+        if not isinstance(ev, INS002.Evidence):
+            return super().advise(ctx, finding)
+        first = float(finding.step) if finding.step is not None else None
+        return instability_advice(ctx, first, None, finite_number(ev.noise_to_progress),
+                                  True, finding.metric)
+
+    def message(self, ev: INS002.Evidence) -> str:
+        what = (f"the {fmt(ev.early_drop)} it fell in training" if ev.scale == ev.early_drop
+                else f"{fmt(ev.level_frac)} x its level {fmt(ev.late_level)}")
+        return (f"{ev.label} moves {fmt(ev.late_noise)} from point to point after step "
+                f"{ev.tail_start_step}, {fmt(100 * ev.noise_to_progress)}% of {what}")

@@ -15,10 +15,15 @@ Three views of the same failure, each robust to noisy validation sets:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from diagnose import signals
-from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import RuleContext
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     curve,
@@ -32,10 +37,95 @@ from diagnose.detectors.progress import (
     rel,
     smoothed,
 )
+from diagnose.detectors.rule import (
+    ECHO,
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    optional,
+    param,
+    rule,
+)
+from diagnose.hparams import finite_number
 from diagnose.metrics import Role
 
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
-def _train_change(train: Curve, best_step: float, p: dict) -> dict | None:
+
+@dataclass(frozen=True)
+class RisingParams(RuleParams):
+    """Thresholds of a val curve leaving its best for good (OVF002; OVF001 adds one)."""
+
+    min_points: int = param(P.COUNT)
+    smooth_window_frac: float = param(P.FRACTION)
+    min_tail_frac: float = param(P.FRACTION)
+    min_points_after: int = param(P.COUNT)
+    end_frac: float = param(P.SHARE)
+    min_effect: float = param(P.NON_NEGATIVE)
+    min_rise: float = param(P.NON_NEGATIVE)
+    min_sustained: float = param(P.FRACTION)
+    min_tau: float = param(P.TAU)
+    jump_effect: float = param(P.NON_NEGATIVE)
+    min_train_effect: float = param(P.NON_NEGATIVE)
+    min_train_rel_drop: float = param(P.NON_NEGATIVE)
+    max_early_ratio: float = param(P.AT_LEAST_ONE)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ValLossRisingParams(RuleParams):
+    """OVF001's thresholds: :class:`RisingParams` plus ``check_components`` (TOML order)."""
+
+    min_points: int = param(P.COUNT)
+    smooth_window_frac: float = param(P.FRACTION)
+    min_tail_frac: float = param(P.FRACTION)
+    min_points_after: int = param(P.COUNT)
+    end_frac: float = param(P.SHARE)
+    min_effect: float = param(P.NON_NEGATIVE)
+    min_rise: float = param(P.NON_NEGATIVE)
+    min_sustained: float = param(P.FRACTION)
+    min_tau: float = param(P.TAU)
+    jump_effect: float = param(P.NON_NEGATIVE)
+    min_train_effect: float = param(P.NON_NEGATIVE)
+    min_train_rel_drop: float = param(P.NON_NEGATIVE)
+    check_components: bool | None = param(P.OPTIONAL_FLAG)
+    max_early_ratio: float = param(P.AT_LEAST_ONE)
+
+
+@dataclass(frozen=True)
+class RisingEvidence(RuleEvidence):
+    """A val curve that left its best while the train curve kept improving."""
+
+    name: str = internal("")
+    rise: float = internal(0.0)
+    train_change: float = internal(0.0)
+    best_step: int = 0
+    val_best: float = 0.0
+    val_best_smoothed: float = 0.0
+    val_end: float = 0.0
+    val_worsening_pct: float = 0.0
+    rise_noise_sigmas: float = 0.0
+    sustained_share: float = 0.0
+    kendall_tau_after_best: float = 0.0
+    val_noise: float = 0.0
+    train_metric: str = ""
+    train_at_best: float = 0.0
+    train_end: float = 0.0
+    train_change_pct: float = 0.0
+    val_metric: str = ""
+    #: the val curve as the advice names it, and its number of evaluations (patience)
+    advice_name: str = internal("")
+    evaluations: int = internal(0)
+    component: bool | None = optional()
+    higher_is_better: bool | None = optional()
+    thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+
+def _train_change(train: Curve, best_step: float, p: Any) -> dict[str, Any] | None:
     """How the train curve moved from ``best_step`` to the end; None if it does not cover
     that window.  ``falling`` says it kept improving beyond its own noise."""
     if len(train) < 3 or train.steps[-1] <= best_step or train.steps[0] > best_step + 0.5 * (
@@ -64,7 +154,7 @@ def _train_change(train: Curve, best_step: float, p: dict) -> dict | None:
     }
 
 
-def degradation(ctx: RuleContext | None, val: Curve, p: dict) -> dict | None:
+def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] | None:
     """Where the oriented val curve leaves its best for good; None if it does not.
 
     The best is the smoothed minimum; the rise is the median of the last ``end_frac`` of
@@ -132,7 +222,7 @@ def degradation(ctx: RuleContext | None, val: Curve, p: dict) -> dict | None:
     }
 
 
-def _eval_broken(ctx: RuleContext, p: dict) -> bool:
+def _eval_broken(ctx: RuleContext, p: Any) -> bool:
     """Val loss many times the train loss from the first evaluations on: evaluation is
     broken (BN001), so the val curve says nothing about generalisation."""
     ratio = early_eval_ratio(ctx)
@@ -148,28 +238,37 @@ def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
     return out
 
 
-def _evidence(deg: dict, tr: dict, p: dict, **extra: object) -> dict:
-    return {
-        "best_step": deg["best_step"],
-        "val_best": deg["best"],
-        "val_best_smoothed": deg["best_smoothed"],
-        "val_end": deg["end"],
-        "val_worsening_pct": 100.0 * deg["rise"],
-        "rise_noise_sigmas": deg["effect"],
-        "sustained_share": deg["sustained"],
-        "kendall_tau_after_best": deg["tau"],
-        "val_noise": deg["noise"],
-        "train_metric": tr["tag"],
-        "train_at_best": tr["at_best"],
-        "train_end": tr["end"],
-        "train_change_pct": 100.0 * tr["change"],
+def _evidence(val: Curve, deg: dict[str, Any], tr: dict[str, Any], p: RuleParams,
+              **extra: Any) -> RisingEvidence:
+    from diagnose.advice.moves import advice_name
+
+    return RisingEvidence(
+        name=val.series.metric.replace("_", " "),
+        rise=deg["rise"],
+        train_change=tr["change"],
+        best_step=deg["best_step"],
+        val_best=deg["best"],
+        val_best_smoothed=deg["best_smoothed"],
+        val_end=deg["end"],
+        val_worsening_pct=100.0 * deg["rise"],
+        rise_noise_sigmas=deg["effect"],
+        sustained_share=deg["sustained"],
+        kendall_tau_after_best=deg["tau"],
+        val_noise=deg["noise"],
+        train_metric=tr["tag"],
+        train_at_best=tr["at_best"],
+        train_end=tr["end"],
+        train_change_pct=100.0 * tr["change"],
+        val_metric=val.tag,
+        advice_name=advice_name(val.series),
+        evaluations=len(val),
+        thresholds=p,
         **extra,
-        **{f"threshold_{k}": v for k, v in p.items()},
-    }
+    )
 
 
-def _check_pair(ctx: RuleContext, val: Curve, trains: list[Curve], p: dict
-                ) -> tuple[dict, dict] | None:
+def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
+                ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     deg = degradation(ctx, val, p)
     if deg is None:
         return None
@@ -180,73 +279,145 @@ def _check_pair(ctx: RuleContext, val: Curve, trains: list[Curve], p: dict
     return None
 
 
-@detector("val_loss_rising")
-def val_loss_rising(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """OVF001: val loss rises from its minimum while train loss keeps falling."""
-    val = get_curve(ctx, Role.VAL_LOSS)
-    trains = _train_curves(ctx, Role.TRAIN_LOSS)
-    if val is None or not trains:
-        return None
-    if _eval_broken(ctx, p):
-        return []
-    found = _check_pair(ctx, val, trains, p)
-    component = False
-    if found is None and p.get("check_components", True):
-        # component losses (YOLO box/obj/cls): pair each val component with its train twin
-        train_by_metric = {s.metric: s for s in ctx.roles.losses("train")}
-        best: tuple[dict, dict] | None = None
-        for s in ctx.roles.losses("val"):
-            twin = train_by_metric.get(s.metric)
-            if s.tag == val.tag or twin is None:
-                continue
-            vc, tc = curve(s, False), curve(twin, False)
-            if vc is None or tc is None:
-                continue
-            got = _check_pair(None, vc, [tc], p)
-            if got and (best is None or got[0]["effect"] > best[0]["effect"]):
-                best = got
-                val = vc
-        found, component = best, best is not None
-    if found is None:
-        return []
-    deg, tr = found
-    name = val.series.metric.replace("_", " ")
-    msg = (
-        f"val {name} rose {pct(deg['rise'])} from its minimum at step {deg['best_step']} "
-        f"while train {name if component else 'loss'} fell {pct(tr['change'])}"
-    )
-    ev = _evidence(deg, tr, p, val_metric=val.tag, component=component)
-    return [Hit(val.tag, deg["best_step"], msg, ev)]
+def _rising_advise(ctx: AdviceContext, finding: Finding,
+                   fallback: Callable[[AdviceContext, Finding], list[Candidate]],
+                   ) -> list[Candidate]:
+    """OVF001/OVF002: the overfit advice from the rise's typed evidence."""
+    from diagnose.recommend import overfit_advice
+
+    ev = finding.detail
+    if not isinstance(ev, RisingEvidence):
+        return fallback(ctx, finding)
+    return overfit_advice(ctx, ev.advice_name, float(ev.best_step),
+                          finite_number(ev.val_best), finite_number(ev.val_end),
+                          finite_number(ev.val_worsening_pct), ev.evaluations)
 
 
-@detector("val_metric_degrading")
-def val_metric_degrading(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """OVF002: the val metric degrades from its best while training keeps improving."""
-    val = get_curve(ctx, Role.VAL_METRIC)
-    trains = _train_curves(ctx, Role.TRAIN_METRIC, Role.TRAIN_LOSS)
-    if val is None or not trains:
-        return None
-    if _eval_broken(ctx, p):
-        return []
-    found = _check_pair(ctx, val, trains, p)
-    if found is None:
-        return []
-    deg, tr = found
-    name = val.series.metric.replace("_", " ")
-    word = "fell" if val.sign < 0 else "rose"
-    msg = (
-        f"val {name} {word} {pct(deg['rise'])} from its best {fmt(deg['best'])} at step "
-        f"{deg['best_step']} to {fmt(deg['end'])} while train {tr['tag']} improved from "
-        f"{fmt(tr['at_best'])} to {fmt(tr['end'])}"
-    )
-    ev = _evidence(deg, tr, p, val_metric=val.tag,
-                   higher_is_better=bool(val.sign < 0))
-    return [Hit(val.tag, deg["best_step"], msg, ev)]
+@rule
+class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
+    """Val loss rises from its minimum while train loss keeps falling."""
+
+    id = "OVF001"
+    detector = "val_loss_rising"
+    Params = ValLossRisingParams
+    Evidence = RisingEvidence
+
+    def detect(self, ctx: RuleContext,
+               p: ValLossRisingParams) -> list[Found[RisingEvidence]] | None:
+        val = get_curve(ctx, Role.VAL_LOSS)
+        trains = _train_curves(ctx, Role.TRAIN_LOSS)
+        if val is None or not trains:
+            return None
+        if _eval_broken(ctx, p):
+            return []
+        found = _check_pair(ctx, val, trains, p)
+        component = False
+        if found is None and p.get("check_components", True):
+            # component losses (YOLO box/obj/cls): pair each val component with its train
+            # twin
+            train_by_metric = {s.metric: s for s in ctx.roles.losses("train")}
+            best: tuple[dict[str, Any], dict[str, Any]] | None = None
+            for s in ctx.roles.losses("val"):
+                twin = train_by_metric.get(s.metric)
+                if s.tag == val.tag or twin is None:
+                    continue
+                vc, tc = curve(s, False), curve(twin, False)
+                if vc is None or tc is None:
+                    continue
+                got = _check_pair(None, vc, [tc], p)
+                if got and (best is None or got[0]["effect"] > best[0]["effect"]):
+                    best = got
+                    val = vc
+            found, component = best, best is not None
+        if found is None:
+            return []
+        deg, tr = found
+        return [Found(val.tag, deg["best_step"], _evidence(val, deg, tr, p,
+                                                          component=component))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _rising_advise(ctx, finding, super().advise)
+
+    def message(self, ev: RisingEvidence) -> str:
+        return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step {ev.best_step} "
+                f"while train {ev.name if ev.component else 'loss'} fell "
+                f"{pct(ev.train_change)}")
 
 
-@detector("generalization_gap")
-def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """OVF003: train loss keeps falling, val loss does not follow, and the gap is large.
+@rule
+class OVF002(Rule[RisingParams, RisingEvidence]):
+    """The val metric degrades from its best while training keeps improving."""
+
+    id = "OVF002"
+    detector = "val_metric_degrading"
+    Params = RisingParams
+    Evidence = RisingEvidence
+
+    def detect(self, ctx: RuleContext, p: RisingParams) -> list[Found[RisingEvidence]] | None:
+        val = get_curve(ctx, Role.VAL_METRIC)
+        trains = _train_curves(ctx, Role.TRAIN_METRIC, Role.TRAIN_LOSS)
+        if val is None or not trains:
+            return None
+        if _eval_broken(ctx, p):
+            return []
+        found = _check_pair(ctx, val, trains, p)
+        if found is None:
+            return []
+        deg, tr = found
+        return [Found(val.tag, deg["best_step"], _evidence(
+            val, deg, tr, p, higher_is_better=bool(val.sign < 0)))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _rising_advise(ctx, finding, super().advise)
+
+    def message(self, ev: RisingEvidence) -> str:
+        word = "fell" if ev.higher_is_better else "rose"
+        return (f"val {ev.name} {word} {pct(ev.rise)} from its best {fmt(ev.val_best)} at "
+                f"step {ev.best_step} to {fmt(ev.val_end)} while train {ev.train_metric} "
+                f"improved from {fmt(ev.train_at_best)} to {fmt(ev.train_end)}")
+
+
+@dataclass(frozen=True)
+class GapParams(RuleParams):
+    min_points: int = param(P.COUNT)
+    tail_frac: float = param(P.SHARE)
+    min_tail_points: int = param(P.COUNT)
+    min_train_fall: float = param(P.NON_NEGATIVE)
+    max_val_fall: float = param(P.NON_NEGATIVE)
+    min_ratio_growth: float = param(P.NON_NEGATIVE)
+    min_gap_ratio: float = param(P.NON_NEGATIVE)
+    max_early_ratio: float = param(P.AT_LEAST_ONE)
+    min_gap_of_progress: float = param(P.NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class GapEvidence(RuleEvidence):
+    train_fall: float = internal(0.0)
+    val_fall: float = internal(0.0)
+    gap_ratio: float = internal(0.0)
+    tail_frac: float = internal(0.0)
+    window_start_step: int = 0
+    last_step: int = 0
+    train_start: float = 0.0
+    train_end: float = 0.0
+    val_start: float = 0.0
+    val_end: float = 0.0
+    train_fall_pct: float = 0.0
+    val_fall_pct: float = 0.0
+    gap_end: float = 0.0
+    gap_over_val: float = 0.0
+    gap_over_val_progress: float = 0.0
+    log_ratio_growth: float = 0.0
+    val_min: float = 0.0
+    val_min_step: int = 0
+    train_metric: str = ""
+    advice_name: str = internal("")
+    evaluations: int = internal(0)
+    thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+
+class _GapRule(Rule[GapParams, GapEvidence]):
+    """Train loss keeps falling, val loss does not follow, and the gap is large.
 
     Train is smoothed and interpolated at the val steps (the two are often logged at
     different steps).  Over the last ``tail_frac`` of the val steps, the train loss's
@@ -257,81 +428,109 @@ def generalization_gap(ctx: RuleContext, p: dict) -> list[Hit] | None:
     ``min_gap_of_progress`` of what the val loss improved over the run.
     Losses must be positive (ratios need a zero).
     """
-    val = get_curve(ctx, Role.VAL_LOSS)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    if val is None or train is None:
-        return None
-    if len(val) < int(p["min_points"]) or len(train) < 3:
-        return None
-    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
-        return None
-    if _eval_broken(ctx, p):
-        return []
-    ts, tsm = smoothed(ctx, train)
-    vs_, vsm = smoothed(ctx, val)
-    # matched steps: val steps inside the train range (no extrapolation)
-    ok = (val.steps >= ts[0]) & (val.steps <= ts[-1])
-    if ok.sum() < int(p["min_points"]):
-        return []
-    steps = val.steps[ok]
-    v = np.interp(steps, vs_, vsm)
-    t = np.interp(steps, ts, tsm)
-    t0 = steps[-1] - float(p["tail_frac"]) * (steps[-1] - steps[0])
-    tail = steps >= t0
-    if tail.sum() < int(p["min_tail_points"]):
-        return []
-    k = max(1, round(0.2 * int(tail.sum())))
-    ti = np.flatnonzero(tail)
-    v_start, v_end = float(np.median(v[ti[:k]])), float(np.median(v[ti[-k:]]))
-    t_start, t_end = float(np.median(t[ti[:k]])), float(np.median(t[ti[-k:]]))
-    levels = np.array([v_start, v_end, t_start, t_end])
-    # subnormal or huge losses: smoothing/interpolation can underflow a positive level to
-    # 0 (or overflow to inf), and a ratio of them means nothing
-    if not (np.all(np.isfinite(levels)) and np.all(levels >= np.finfo(float).tiny)):
-        return []
-    train_fall = 1.0 - t_end / t_start
-    val_fall = 1.0 - v_end / v_start
-    gap_end = v_end - t_end
-    gap_ratio = gap_end / v_end
-    # growth of the val/train ratio: scale-free, and it keeps growing when train heads to 0
-    # (in logs, so 1e300 / 1e-300 does not overflow)
-    growth = float(np.log(v_end) - np.log(t_end) - np.log(v_start) + np.log(t_start))
-    if not all(np.isfinite([train_fall, val_fall, gap_ratio, growth])):
-        return []
-    finite_val = val.values[np.isfinite(val.values)]
-    progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
-    gap_of_progress = gap_end / progress if progress > 0 else np.inf
-    if not (
-        growth >= float(p["min_ratio_growth"])
-        and gap_ratio >= float(p["min_gap_ratio"])
-        and gap_of_progress >= float(p["min_gap_of_progress"])
-        and train_fall >= float(p["min_train_fall"])
-        and val_fall <= float(p["max_val_fall"])
-    ):
-        return []
-    step0 = int(steps[ti[0]])
-    msg = (
-        f"train loss fell {pct(train_fall)} over the last {pct(float(p['tail_frac']))} of "
-        f"steps (from step {step0}) while val loss "
-        f"{'fell only' if val_fall > 0 else 'rose'} {pct(val_fall)}; the gap is now "
-        f"{pct(gap_ratio)} of the val loss"
-    )
-    ev = {
-        "window_start_step": step0,
-        "last_step": int(steps[-1]),
-        "train_start": t_start,
-        "train_end": t_end,
-        "val_start": v_start,
-        "val_end": v_end,
-        "train_fall_pct": 100 * train_fall,
-        "val_fall_pct": 100 * val_fall,
-        "gap_end": gap_end,
-        "gap_over_val": gap_ratio,
-        "gap_over_val_progress": gap_of_progress,
-        "log_ratio_growth": growth,
-        "val_min": float(np.min(val.values)),
-        "val_min_step": int(val.steps[int(np.argmin(val.values))]),
-        "train_metric": train.tag,
-        **{f"threshold_{k}": v for k, v in p.items()},
-    }
-    return [Hit(val.tag, step0, msg, ev)]
+
+    detector = "generalization_gap"
+    Params = GapParams
+    Evidence = GapEvidence
+
+    def detect(self, ctx: RuleContext, p: GapParams) -> list[Found[GapEvidence]] | None:
+        val = get_curve(ctx, Role.VAL_LOSS)
+        train = get_curve(ctx, Role.TRAIN_LOSS)
+        if val is None or train is None:
+            return None
+        if len(val) < p.min_points or len(train) < 3:
+            return None
+        if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+            return None
+        if _eval_broken(ctx, p):
+            return []
+        ts, tsm = smoothed(ctx, train)
+        vs_, vsm = smoothed(ctx, val)
+        # matched steps: val steps inside the train range (no extrapolation)
+        ok = (val.steps >= ts[0]) & (val.steps <= ts[-1])
+        if ok.sum() < p.min_points:
+            return []
+        steps = val.steps[ok]
+        v = np.interp(steps, vs_, vsm)
+        t = np.interp(steps, ts, tsm)
+        t0 = steps[-1] - float(p.tail_frac) * (steps[-1] - steps[0])
+        tail = steps >= t0
+        if tail.sum() < p.min_tail_points:
+            return []
+        k = max(1, round(0.2 * int(tail.sum())))
+        ti = np.flatnonzero(tail)
+        v_start, v_end = float(np.median(v[ti[:k]])), float(np.median(v[ti[-k:]]))
+        t_start, t_end = float(np.median(t[ti[:k]])), float(np.median(t[ti[-k:]]))
+        levels = np.array([v_start, v_end, t_start, t_end])
+        # subnormal or huge losses: smoothing/interpolation can underflow a positive level
+        # to 0 (or overflow to inf), and a ratio of them means nothing
+        if not (np.all(np.isfinite(levels)) and np.all(levels >= np.finfo(float).tiny)):
+            return []
+        train_fall = 1.0 - t_end / t_start
+        val_fall = 1.0 - v_end / v_start
+        gap_end = v_end - t_end
+        gap_ratio = gap_end / v_end
+        # growth of the val/train ratio: scale-free, and it keeps growing when train heads
+        # to 0 (in logs, so 1e300 / 1e-300 does not overflow)
+        growth = float(np.log(v_end) - np.log(t_end) - np.log(v_start) + np.log(t_start))
+        if not all(np.isfinite([train_fall, val_fall, gap_ratio, growth])):
+            return []
+        finite_val = val.values[np.isfinite(val.values)]
+        progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
+        gap_of_progress = gap_end / progress if progress > 0 else np.inf
+        if not (
+            growth >= float(p.min_ratio_growth)
+            and gap_ratio >= float(p.min_gap_ratio)
+            and gap_of_progress >= float(p.min_gap_of_progress)
+            and train_fall >= float(p.min_train_fall)
+            and val_fall <= float(p.max_val_fall)
+        ):
+            return []
+        step0 = int(steps[ti[0]])
+        from diagnose.advice.moves import advice_name
+
+        ev = GapEvidence(
+            train_fall=train_fall, val_fall=val_fall, gap_ratio=gap_ratio,
+            tail_frac=float(p.tail_frac),
+            window_start_step=step0, last_step=int(steps[-1]), train_start=t_start,
+            train_end=t_end, val_start=v_start, val_end=v_end,
+            train_fall_pct=100 * train_fall, val_fall_pct=100 * val_fall, gap_end=gap_end,
+            gap_over_val=gap_ratio, gap_over_val_progress=gap_of_progress,
+            log_ratio_growth=growth, val_min=float(np.min(val.values)),
+            val_min_step=int(val.steps[int(np.argmin(val.values))]),
+            train_metric=train.tag, advice_name=advice_name(val.series),
+            evaluations=len(val), thresholds=p,
+        )
+        return [Found(val.tag, step0, ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        from diagnose.recommend import overfit_advice
+
+        ev = finding.detail
+        if not isinstance(ev, GapEvidence):
+            return super().advise(ctx, finding)
+        return overfit_advice(ctx, ev.advice_name, float(ev.val_min_step),
+                              finite_number(ev.val_min), finite_number(ev.val_end), None,
+                              ev.evaluations)
+
+    def message(self, ev: GapEvidence) -> str:
+        return (
+            f"train loss fell {pct(ev.train_fall)} over the last {pct(ev.tail_frac)} of "
+            f"steps (from step {ev.window_start_step}) while val loss "
+            f"{'fell only' if ev.val_fall > 0 else 'rose'} {pct(ev.val_fall)}; the gap is "
+            f"now {pct(ev.gap_ratio)} of the val loss"
+        )
+
+
+@rule
+class OVF003(_GapRule):
+    """The generalisation gap grows while the val loss has stalled."""
+
+    id = "OVF003"
+
+
+@rule
+class OVF004(_GapRule):
+    """A huge generalisation gap while the val loss still creeps down."""
+
+    id = "OVF004"

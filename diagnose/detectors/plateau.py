@@ -19,10 +19,15 @@ a loss that ends NaN/inf is divergence's business.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from diagnose import signals
-from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import RuleContext
+from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     bounded_metric,
@@ -38,17 +43,76 @@ from diagnose.detectors.progress import (
     start_level,
     total_progress,
 )
-from diagnose.metrics import Role
+from diagnose.detectors.rule import (
+    ECHO,
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    optional,
+    param,
+    rule,
+)
+from diagnose.hparams import finite_number
+from diagnose.metrics import OBJECTIVE_ROLES, Role
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
          "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
 
+@dataclass(frozen=True)
+class StallParams(RuleParams):
+    """Thresholds of the one tail classifier (:func:`stall`) behind PLT001 and PLT003."""
+
+    min_points: int = param(P.COUNT)
+    tail_frac: float = param(P.SHARE)
+    min_tail_points: int = param(P.COUNT)
+    min_gain_share: float = param(P.FRACTION)
+    min_rel_gain: float = param(P.NON_NEGATIVE)
+    follow_ratio: float = param(P.NON_NEGATIVE)
+    max_worsening: float = param(P.NON_NEGATIVE)
+    max_val_loss_rise: float = param(P.NON_NEGATIVE)
+    min_train_rel: float = param(P.NON_NEGATIVE)
+    min_train_effect: float = param(P.NON_NEGATIVE)
+    poor_progress: float = param(P.NON_NEGATIVE)
+
+
+@dataclass(frozen=True)
+class StallEvidence(RuleEvidence):
+    """A flat tail of the objective (PLT001 adds ``last_step``)."""
+
+    name: str = internal("")
+    progress_rel: float = internal(0.0)
+    objective: str = ""
+    flat_since_step: int = 0
+    flat_share_of_run: float = 0.0
+    best: float = 0.0
+    end: float = 0.0
+    total_progress: float = 0.0
+    tolerance: float = 0.0
+    noise: float = 0.0
+    poor_level: bool = False
+    train_improving: bool = False
+    also_flat: list[str] = field(default_factory=list)
+    tail_start_step: int = 0
+    train_metric: str | None = optional()
+    train_from: float | None = optional()
+    train_to: float | None = optional()
+    train_rel_improvement: float | None = optional()
+    thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+    last_step: int | None = optional()
+
 
 def _objectives(ctx: RuleContext, min_points: int) -> list[Curve]:
     """Val metric and val loss when validation is logged (the first is the headline),
     else the train loss; a run with validation is never judged by its train loss."""
-    vals = [get_curve(ctx, r) for r in (Role.VAL_METRIC, Role.VAL_LOSS)]
+    vals = [get_curve(ctx, r) for r in OBJECTIVE_ROLES if r != Role.TRAIN_LOSS]
     if any(c is not None for c in vals):
         return [c for c in vals if c is not None and len(c) >= min_points and c.span > 0]
     c = get_curve(ctx, Role.TRAIN_LOSS)
@@ -73,7 +137,7 @@ def _name(c: Curve) -> str:
     return c.tag if c.tag.lower().startswith(split) else f"{split} {c.tag}"
 
 
-def stall(ctx: RuleContext, p: dict) -> dict | None:
+def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
     ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
     key = ("fit_stall", *(p[k] for k in _KEYS))
@@ -90,7 +154,7 @@ def _trend_gain(c: Curve, t0: float, scale: float) -> float:
     return float(-tr.change / scale)
 
 
-def _stall(ctx: RuleContext, p: dict) -> dict | None:
+def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The analysis behind :func:`stall` (uncached); see the module docstring."""
     curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
@@ -106,7 +170,7 @@ def _stall(ctx: RuleContext, p: dict) -> dict | None:
     share = float(p["min_gain_share"])
     gain, total, level_noise = _tail_gain(ctx, c, t0)
     best = float(np.min(sm))
-    out: dict = {"curve": c, "total": total, "noise": noise(c), "best": best,
+    out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
     if total <= level_noise:
         return {**out, "kind": "no_progress"}
@@ -126,7 +190,7 @@ def _stall(ctx: RuleContext, p: dict) -> dict | None:
             tc = get_curve(ctx, role)
             if tc is None or len(tc) < 3 or tc.steps[-1] <= t0:
                 continue
-            imp = improvement(tc, max(t0, float(tc.steps[0])))
+            imp: dict[str, Any] = dict(improvement(tc, max(t0, float(tc.steps[0]))))
             imp["tag"] = tc.tag
             train_imp = imp
             break
@@ -170,73 +234,111 @@ def _stall(ctx: RuleContext, p: dict) -> dict | None:
     return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
 
 
-def _evidence(st: dict, p: dict) -> dict:
+def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
     c: Curve = st["curve"]
-    ev = {
-        "objective": c.tag,
-        "flat_since_step": int(st["since"]),
-        "flat_share_of_run": st["flat_share"],
-        "best": c.raw(st["best"]),
-        "end": c.raw(end_level(c)),
-        "total_progress": st["total"],
-        "tolerance": st["eps"],
-        "noise": st["noise"],
-        "poor_level": st["poor"],
-        "train_improving": st["train_improving"],
-        "also_flat": st["also_flat"],
-        "tail_start_step": int(st["tail_start"]),
-    }
-    tr = st.get("train")
-    if tr:
-        ev.update({"train_metric": tr["tag"], "train_from": tr["from"], "train_to": tr["to"],
-                   "train_rel_improvement": tr["rel"]})
-    ev.update({f"threshold_{k}": v for k, v in p.items()})
-    return ev
-
-
-@detector("plateau_stalled")
-def plateau_stalled(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """PLT001: flat for a long tail while training improves, or flat at a poor level."""
-    st = stall(ctx, p)
-    if st is None:
-        return None
-    if st["kind"] != "stalled":
-        return []
-    c: Curve = st["curve"]
-    last = int(c.steps[-1])
-    if st["train_improving"]:
-        tr = st["train"]
-        why = (f"while train {tr['tag']} still improves from {fmt(tr['from'])} to "
-               f"{fmt(tr['to'])}")
-    else:
-        why = f"after improving only {pct(st['progress_rel'])} from its start"
-    msg = (
-        f"{_name(c)} has not improved beyond noise since step {int(st['since'])} "
-        f"({pct(st['flat_share'])} of the run, best {fmt(c.raw(st['best']))}) {why}"
+    tr = st.get("train") or {}
+    return StallEvidence(
+        name=_name(c),
+        progress_rel=st["progress_rel"],
+        objective=c.tag,
+        flat_since_step=int(st["since"]),
+        flat_share_of_run=st["flat_share"],
+        best=c.raw(st["best"]),
+        end=c.raw(end_level(c)),
+        total_progress=st["total"],
+        tolerance=st["eps"],
+        noise=st["noise"],
+        poor_level=st["poor"],
+        train_improving=st["train_improving"],
+        also_flat=st["also_flat"],
+        tail_start_step=int(st["tail_start"]),
+        train_metric=tr.get("tag"),
+        train_from=tr.get("from"),
+        train_to=tr.get("to"),
+        train_rel_improvement=tr.get("rel"),
+        thresholds=p,
+        last_step=last_step,
     )
-    return [Hit(c.tag, int(st["since"]), msg, {**_evidence(st, p), "last_step": last})]
 
 
-@detector("converged")
-def converged(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """PLT003: flat at the level it reached after clear progress, training flat too."""
-    st = stall(ctx, p)
-    if st is None:
-        return None
-    if st["kind"] != "converged":
-        return []
-    c: Curve = st["curve"]
-    msg = (
-        f"{_name(c)} has stayed within {fmt(st['eps'])} of its best "
-        f"{fmt(c.raw(st['best']))} since step {int(st['since'])}, the last "
-        f"{pct(st['flat_share'])} of the run: converged"
-    )
-    return [Hit(c.tag, int(st["since"]), msg, _evidence(st, p))]
+def _stall_advise(ctx: AdviceContext, finding: Finding,
+                  fallback: Callable[[AdviceContext, Finding], list[Candidate]],
+                  ) -> list[Candidate]:
+    """PLT001/PLT003: the plateau advice from the stall's typed evidence."""
+    from diagnose.recommend import plateau_advice
+
+    ev = finding.detail
+    if not isinstance(ev, StallEvidence):
+        return fallback(ctx, finding)
+    start = float(ev.flat_since_step) or (
+        float(finding.step) if finding.step is not None else None)
+    return plateau_advice(ctx, start, finite_number(ev.end), bool(ev.poor_level))
 
 
-@detector("plateau_from_start")
-def plateau_from_start(ctx: RuleContext, p: dict) -> list[Hit] | None:
-    """PLT002: the loss never leaves its initial level.
+@rule
+class PLT001(Rule[StallParams, StallEvidence]):
+    """Flat for a long tail while training improves, or flat at a poor level."""
+
+    id = "PLT001"
+    detector = "plateau_stalled"
+    Params = StallParams
+    Evidence = StallEvidence
+
+    def detect(self, ctx: RuleContext, p: StallParams) -> list[Found[StallEvidence]] | None:
+        st = stall(ctx, p)
+        if st is None:
+            return None
+        if st["kind"] != "stalled":
+            return []
+        c: Curve = st["curve"]
+        return [Found(c.tag, int(st["since"]), _evidence(st, p, int(c.steps[-1])))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _stall_advise(ctx, finding, super().advise)
+
+    def message(self, ev: StallEvidence) -> str:
+        if ev.train_improving:
+            why = (f"while train {ev.train_metric} still improves from "
+                   f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
+        else:
+            why = f"after improving only {pct(ev.progress_rel)} from its start"
+        return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
+                f"({pct(ev.flat_share_of_run)} of the run, best {fmt(ev.best)}) {why}")
+
+
+@rule
+class PLT003(Rule[StallParams, StallEvidence]):
+    """Flat at the level it reached after clear progress, training flat too."""
+
+    id = "PLT003"
+    detector = "converged"
+    Params = StallParams
+    Evidence = StallEvidence
+
+    def detect(self, ctx: RuleContext, p: StallParams) -> list[Found[StallEvidence]] | None:
+        st = stall(ctx, p)
+        if st is None:
+            return None
+        if st["kind"] != "converged":
+            return []
+        c: Curve = st["curve"]
+        return [Found(c.tag, int(st["since"]), _evidence(st, p))]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        return _stall_advise(ctx, finding, super().advise)
+
+    def message(self, ev: StallEvidence) -> str:
+        # a tolerance as large as the value itself: say so, not "within 1.08 of 1.083"
+        big = ev.best != 0 and ev.tolerance >= 0.5 * abs(ev.best)
+        share = f" ({pct(ev.tolerance / abs(ev.best))} of it)" if big else ""
+        return (f"{ev.name} has stayed within {fmt(ev.tolerance)}{share} of its best "
+                f"{fmt(ev.best)} since step {ev.flat_since_step}, the last "
+                f"{pct(ev.flat_share_of_run)} of the run: converged")
+
+
+@rule
+class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
+    """The loss never leaves its initial level.
 
     Judged on the train loss (else the val loss), which must be positive so that "moved
     less than ``max_rel_move`` of its level" means something; every other logged loss
@@ -244,48 +346,82 @@ def plateau_from_start(ctx: RuleContext, p: dict) -> list[Hit] | None:
     low but whose metric improves is not stuck), nor sit at a good level (a resumed run
     that is flat because it already converged is not stuck).
     """
-    main = None
-    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-        c = get_curve(ctx, role)
-        if c is not None and len(c) >= int(p["min_points"]) and c.span > 0:
-            main = c
-            break
-    if main is None or float(np.min(main.values)) <= 0:
-        return None
-    if ends_nonfinite(ctx):
-        return []
-    moves: dict[str, float] = {}
-    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-        c = get_curve(ctx, role)
-        if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
-            continue
-        # the initial level is the first value: a loss that fell in its first epoch and
-        # then froze did learn something (a capacity limit, not a frozen network)
-        first = float(c.values[0])
-        drop = first - float(np.min(smoothed(ctx, c)[1]))
-        change = abs(end_level(c) - first)
-        moves[c.tag] = max(drop, change) / first
-    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    chance = signals.chance_accuracy(n_classes) if n_classes else 0.0
-    for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
-        c = get_curve(ctx, role)
-        if c is None or len(c) < 3 or not bounded_metric(c):
-            continue
-        # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
-        level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
-        if total_progress(ctx, c) > max(float(p["max_metric_gain"]), 3.0 * level_noise):
+
+    id = "PLT002"
+    detector = "plateau_from_start"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        min_points: int = param(P.COUNT)
+        max_rel_move: float = param(P.NON_NEGATIVE)
+        max_metric_gain: float = param(P.NON_NEGATIVE)
+        good_metric: float = param(P.FRACTION)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        name: str = internal("")
+        start: float = 0.0
+        end: float = 0.0
+        max_rel_move: float = 0.0
+        moves: dict[str, float] = field(default_factory=dict)
+        last_step: int = 0
+        thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+    def detect(self, ctx: RuleContext,
+               p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
+        main = None
+        for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+            c = get_curve(ctx, role)
+            if c is not None and len(c) >= p.min_points and c.span > 0:
+                main = c
+                break
+        if main is None or float(np.min(main.values)) <= 0:
+            return None
+        if ends_nonfinite(ctx):
             return []
-        # flat at a good level from the start: a resumed or fine-tuned run, not a stuck one
-        if c.raw(end_level(c)) >= chance + float(p["good_metric"]) * (1.0 - chance):
+        moves: dict[str, float] = {}
+        for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+            c = get_curve(ctx, role)
+            if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
+                continue
+            # the initial level is the first value: a loss that fell in its first epoch
+            # and then froze did learn something (a capacity limit, not a frozen network)
+            first = float(c.values[0])
+            drop = first - float(np.min(smoothed(ctx, c)[1]))
+            change = abs(end_level(c) - first)
+            moves[c.tag] = max(drop, change) / first
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        chance = signals.chance_accuracy(n_classes) if n_classes else 0.0
+        for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
+            c = get_curve(ctx, role)
+            if c is None or len(c) < 3 or not bounded_metric(c):
+                continue
+            # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
+            level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
+            if total_progress(ctx, c) > max(float(p.max_metric_gain), 3.0 * level_noise):
+                return []
+            # flat at a good level from the start: a resumed or fine-tuned run, not a
+            # stuck one
+            if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
+                return []
+        if not moves or max(moves.values()) > float(p.max_rel_move):
             return []
-    if not moves or max(moves.values()) > float(p["max_rel_move"]):
-        return []
-    first, end = float(main.values[0]), end_level(main)
-    msg = (
-        f"{_name(main)} stays at its initial level ({fmt(first)} -> {fmt(end)}, at most "
-        f"{pct(max(moves.values()))} of movement) through step {int(main.steps[-1])}"
-    )
-    ev = {"start": first, "end": end, "max_rel_move": max(moves.values()),
-          "moves": moves, "last_step": int(main.steps[-1]),
-          **{f"threshold_{k}": v for k, v in p.items()}}
-    return [Hit(main.tag, int(main.steps[0]), msg, ev)]
+        ev = PLT002.Evidence(
+            name=_name(main), start=float(main.values[0]), end=end_level(main),
+            max_rel_move=max(moves.values()), moves=moves, last_step=int(main.steps[-1]),
+            thresholds=p)
+        return [Found(main.tag, int(main.steps[0]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Flat from the start: nothing was learned, so the level is poor."""
+        from diagnose.recommend import plateau_advice
+
+        ev = finding.detail
+        if not isinstance(ev, PLT002.Evidence):
+            return super().advise(ctx, finding)
+        start = float(finding.step) if finding.step is not None else None
+        return plateau_advice(ctx, start, finite_number(ev.end), True)
+
+    def message(self, ev: PLT002.Evidence) -> str:
+        return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
+                f"at most {pct(ev.max_rel_move)} of movement) through step {ev.last_step}")

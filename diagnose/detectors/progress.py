@@ -10,13 +10,31 @@ compares raw values across runs.  Curves are *oriented* first: lower is always b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from diagnose import signals
-from diagnose.detectors import Hit, RuleContext, detector
+from diagnose.detectors import RuleContext
+from diagnose.detectors import params as P
+from diagnose.detectors.rule import (
+    ECHO,
+    Found,
+    Rule,
+    RuleEvidence,
+    RuleParams,
+    internal,
+    optional,
+    param,
+    rule,
+)
 from diagnose.metrics import Role, Series
+
+if TYPE_CHECKING:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.advice.reconcile import Candidate
+    from diagnose.findings import Finding
 
 #: Fraction of the step span used for the robust smoother everywhere in fitting rules.
 SMOOTH_FRAC = 0.05
@@ -158,9 +176,9 @@ def pct(x: float) -> str:
     return f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 0.1 else f"{v:.2f}%"
 
 
-def fmt(x: float) -> str:
-    """A value for messages: 4 significant digits."""
-    return f"{x:.4g}"
+def fmt(x: float | None) -> str:
+    """A value for messages: 4 significant digits ("n/a" when unknown)."""
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 def primary_objective(ctx: RuleContext) -> Curve | None:
@@ -191,8 +209,8 @@ def lr_evidence(ctx: RuleContext) -> dict[str, float]:
 # ---------------------------------------------------------------------------
 
 
-@detector("still_improving")
-def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
+@rule
+class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
     """The objective is still improving at the last step: training was stopped early.
 
     The tail is the last ``tail_frac`` of the steps, widened to ``min_tail_points``
@@ -203,66 +221,122 @@ def still_improving(ctx: RuleContext, p: dict) -> list[Hit] | None:
     metrics), or for a curve at or below zero, ``min_tail_share`` of its total progress.
     A converged curve creeping down by 0.5% of its level does not fire.
     """
-    c = primary_objective(ctx)
-    if c is None or len(c) < int(p["min_points"]) or c.span <= 0:
-        return None
-    k = int(p["min_tail_points"])
-    t0 = min(float(c.steps[-1]) - float(p["tail_frac"]) * c.span, float(c.steps[-k]))
-    tail = c.steps >= t0
-    tr = signals.robust_trend(c.steps[tail], c.values[tail])
-    if not np.isfinite(tr.slope):
-        return []
-    total = total_progress(ctx, c)
-    gain = -tr.change
-    nz = noise(c)
-    effect = gain / nz
-    share = gain / total if total > 0 else float("nan")
-    start = float(tr.start)
-    if bounded_metric(c):
-        rel_gain = gain / max(1.0 + start, 1e-12)
-    elif start > 0:
-        rel_gain = gain / start
-    else:
-        rel_gain = float("nan")
-    meaningful = (
-        rel_gain >= float(p["min_rel_gain"]) if np.isfinite(rel_gain)
-        else bool(np.isfinite(share) and share >= float(p["min_tail_share"]))
-    )
-    _, sm = smoothed(ctx, c)
-    # the best point must be in the tail: a curve that rose and came back is not improving
-    best_in_tail = float(np.min(sm[-max(1, int(tail.sum())):])) <= float(np.min(sm)) + nz
-    if not (
-        tr.slope_hi < 0
-        and tr.tau <= -float(p["min_tau"])
-        and effect >= float(p["min_effect"])
-        and meaningful
-        and best_in_tail
-    ):
-        return []
-    end_raw = c.raw(float(tr.end))
-    start_raw = c.raw(start)
-    what = "val" if c.series.split in ("val", "test") else "train"
-    name = c.tag if c.tag.lower().startswith(what) else f"{what} {c.tag}"
-    frac_steps = (float(c.steps[-1]) - float(c.steps[tail][0])) / c.span
-    msg = (
-        f"{name} still improves from {fmt(start_raw)} to {fmt(end_raw)} over the last "
-        f"{pct(frac_steps)} of steps up to step {int(c.steps[-1])} "
-        f"({pct(rel_gain if np.isfinite(rel_gain) else share)} better)"
-    )
-    ev = {
-        "tail_start_step": int(c.steps[tail][0]),
-        "last_step": int(c.steps[-1]),
-        "tail_start_value": start_raw,
-        "tail_end_value": end_raw,
-        "tail_rel_gain": rel_gain,
-        "tail_gain_share": share,
-        "effect_noise_sigmas": effect,
-        "kendall_tau": tr.tau,
-        "noise": nz,
-        **lr_evidence(ctx),
-        **{f"threshold_{k}": v for k, v in p.items()},
-    }
-    return [Hit(c.tag, int(c.steps[-1]), msg, ev)]
+
+    id = "PRG001"
+    detector = "still_improving"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        min_points: int = param(P.COUNT)
+        tail_frac: float = param(P.SHARE)
+        min_tail_points: int = param(P.COUNT)
+        min_effect: float = param(P.NON_NEGATIVE)
+        min_tau: float = param(P.TAU)
+        min_rel_gain: float = param(P.NON_NEGATIVE)
+        min_tail_share: float = param(P.FRACTION)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        name: str = internal("")
+        #: the objective as the advice names it ("val loss", "val accuracy")
+        metric_name: str = internal("")
+        frac_steps: float = internal(0.0)
+        tail_start_step: int = 0
+        last_step: int = 0
+        tail_start_value: float = 0.0
+        tail_end_value: float = 0.0
+        tail_rel_gain: float = 0.0
+        tail_gain_share: float = 0.0
+        effect_noise_sigmas: float = 0.0
+        kendall_tau: float = 0.0
+        noise: float = 0.0
+        lr_end: float | None = optional()
+        lr_end_over_peak: float | None = optional()
+        thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+    def detect(self, ctx: RuleContext,
+               p: PRG001.Params) -> list[Found[PRG001.Evidence]] | None:
+        c = primary_objective(ctx)
+        if c is None or len(c) < p.min_points or c.span <= 0:
+            return None
+        k = p.min_tail_points
+        t0 = min(float(c.steps[-1]) - float(p.tail_frac) * c.span, float(c.steps[-k]))
+        tail = c.steps >= t0
+        tr = signals.robust_trend(c.steps[tail], c.values[tail])
+        if not np.isfinite(tr.slope):
+            return []
+        total = total_progress(ctx, c)
+        gain = -tr.change
+        nz = noise(c)
+        effect = gain / nz
+        share = gain / total if total > 0 else float("nan")
+        start = float(tr.start)
+        if bounded_metric(c):
+            rel_gain = gain / max(1.0 + start, 1e-12)
+        elif start > 0:
+            rel_gain = gain / start
+        else:
+            rel_gain = float("nan")
+        meaningful = (
+            rel_gain >= float(p.min_rel_gain) if np.isfinite(rel_gain)
+            else bool(np.isfinite(share) and share >= float(p.min_tail_share))
+        )
+        _, sm = smoothed(ctx, c)
+        # the best point must be in the tail: a curve that rose and came back is not
+        # improving
+        best_in_tail = float(np.min(sm[-max(1, int(tail.sum())):])) <= float(np.min(sm)) + nz
+        if not (
+            tr.slope_hi < 0
+            and tr.tau <= -float(p.min_tau)
+            and effect >= float(p.min_effect)
+            and meaningful
+            and best_in_tail
+        ):
+            return []
+        what = "val" if c.series.split in ("val", "test") else "train"
+        metric_name = c.series.metric.replace("_", " ")
+        if what == "val" and not metric_name.startswith("val"):
+            metric_name = f"val {metric_name}"
+        ev = PRG001.Evidence(
+            name=c.tag if c.tag.lower().startswith(what) else f"{what} {c.tag}",
+            metric_name=metric_name,
+            frac_steps=(float(c.steps[-1]) - float(c.steps[tail][0])) / c.span,
+            tail_start_step=int(c.steps[tail][0]),
+            last_step=int(c.steps[-1]),
+            tail_start_value=c.raw(start),
+            tail_end_value=c.raw(float(tr.end)),
+            tail_rel_gain=rel_gain,
+            tail_gain_share=share,
+            effect_noise_sigmas=effect,
+            kendall_tau=tr.tau,
+            noise=nz,
+            **lr_evidence(ctx),
+            thresholds=p,
+        )
+        return [Found(c.tag, int(c.steps[-1]), ev)]
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        """Extend training by the gain the detector measured over the tail."""
+        from diagnose.recommend import extend_advice
+
+        ev = finding.detail
+        if not isinstance(ev, PRG001.Evidence) or ev.thresholds is None:
+            return super().advise(ctx, finding)
+        from diagnose.hparams import finite_number
+
+        # a share over no total progress is NaN: not a number to advise from
+        start, end = finite_number(ev.tail_start_value), finite_number(ev.tail_end_value)
+        gain = (abs(end - start) / abs(start) if start is not None and end is not None
+                and start != 0 else None)
+        return extend_advice(ctx, ev.metric_name, start, end, gain,
+                             finite_number(ev.tail_gain_share), ev.frac_steps,
+                             finite_number(ev.lr_end_over_peak))
+
+    def message(self, ev: PRG001.Evidence) -> str:
+        gain = ev.tail_rel_gain if np.isfinite(ev.tail_rel_gain) else ev.tail_gain_share
+        return (f"{ev.name} still improves from {fmt(ev.tail_start_value)} to "
+                f"{fmt(ev.tail_end_value)} over the last {pct(ev.frac_steps)} of steps up "
+                f"to step {ev.last_step} ({pct(gain)} better)")
 
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A run "fails" with one ``<failure>`` per finding at or above ``--fail-on`` (the same
 judgement as the exit code); quieter findings go to ``<system-out>`` so they are visible
-without failing the build, and an unreadable run is a test case with an ``<error>``.
+without failing the build, a run the rules could not judge (verdict ``not_judged``) is
+``<skipped>`` with the reason (never a pass), and an unreadable run is a test case with
+an ``<error>``.
 No timestamps or durations: the output of the same logs is byte-identical.
 """
 
@@ -48,7 +50,7 @@ def _finding_text(f: Finding) -> str:
 def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
     """The ``<testsuites>`` element holding the single ``diagnose`` test suite."""
     suite = ET.Element("testsuite", name="diagnose")
-    n_fail = 0
+    n_fail = n_skip = 0
     for result in analysis.results:
         case = ET.SubElement(suite, "testcase", classname="diagnose",
                              name=xml_safe(run_label(result.run)))
@@ -64,6 +66,10 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
                 quiet.append(_finding_text(f))
         for note in result.run.notes:
             quiet.append(f"note {note.code}: {note.message}")
+        if not failed and result.verdict == "not_judged":
+            ET.SubElement(case, "skipped",
+                          message=xml_safe(f"not judged: {result.not_judged_reason}"))
+            n_skip += 1
         if quiet:
             out = ET.SubElement(case, "system-out")
             out.text = xml_safe("\n\n".join(quiet))
@@ -74,7 +80,7 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
         el.text = xml_safe(f"{clean(err.path)}: {err.message}")  # a name: one line
     tests = len(analysis.results) + len(analysis.errors)
     stats = {"tests": str(tests), "failures": str(n_fail), "errors": str(len(analysis.errors)),
-             "skipped": "0"}
+             "skipped": str(n_skip)}
     suite.attrib.update(stats)
     root = ET.Element("testsuites", name="diagnose", **stats)
     root.append(suite)

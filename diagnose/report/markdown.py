@@ -38,7 +38,7 @@ MAX_PLOTS = 200
 #: GitHub rejects step summaries over 1 MiB; stay under it.
 STEP_SUMMARY_LIMIT = 1_000_000
 
-_ICON = {"error": "❌", "warning": "⚠️", "info": "ℹ️", "healthy": "✅"}
+_ICON = {"error": "❌", "warning": "⚠️", "info": "ℹ️", "healthy": "✅", "not_judged": "❔"}
 _SEV_WORD = {"error": "error", "warning": "warning", "info": "info"}
 
 
@@ -114,7 +114,7 @@ def _template() -> Any:
 def _worst(result: RunResult) -> str:
     ranks = [SEVERITY_RANK[f.severity] for f in result.findings]
     if not ranks or max(ranks) == 0:
-        return "healthy"
+        return "not_judged" if result.verdict == "not_judged" else "healthy"
     return "error" if max(ranks) == 2 else "warning"
 
 
@@ -229,8 +229,11 @@ def _headline(analysis: Analysis, fail_on: str) -> str:
         if c[sev]:
             plural = "s" if c[sev] != 1 and sev != "info" else ""
             parts.append(f"{_ICON[sev]} {c[sev]} {word}{plural}")
+    unjudged = sum(r.verdict == "not_judged" for r in analysis.results)
     if not any(c.values()):
-        parts.append(f"{_ICON['healthy']} no findings")
+        parts.append(f"{_ICON['healthy']} no findings" if not unjudged else "no findings")
+    if unjudged:
+        parts.append(f"{_ICON['not_judged']} {unjudged} not judged")
     if analysis.errors:
         parts.append(f"🚫 {len(analysis.errors)} unreadable")
     parts.append(f"exit {exit_status(analysis, fail_on)} with `--fail-on {fail_on}`")
@@ -286,6 +289,7 @@ def render_markdown(
             "link": Raw(f"[{name}](#{anchor})") if detail else name,
             "title": md_code(run_label(result.run), table=False),
             "verdict": verdict(result),
+            "not_judged": result.not_judged_reason,
             "key_metric": km.text if km else "—",
             "best_step": str(km.step) if km and km.kind != "final" else "—",
             "detail": detail,

@@ -1,0 +1,411 @@
+"""The shared moves: scale the LR, warm up, clip, stop at a step, train longer, add
+momentum, decay the schedule.  Each turns a reason and the run's own numbers into a
+:class:`~diagnose.advice.reconcile.Candidate`; its policy numbers come from
+:class:`~diagnose.advice.policy.AdvicePolicy` (named, documented, settable in
+``[tool.diagnose.advice]``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from diagnose.advice.policy import AdvicePolicy, ordinal
+from diagnose.advice.reconcile import Candidate, candidate
+from diagnose.findings import SEVERITY_RANK, Finding, RunResult
+from diagnose.hparams import canonicalize, finite_number
+from diagnose.metrics import Role, RoleMap, Series, resolve_roles
+
+# ---------------------------------------------------------------------------
+# Small numeric helpers
+# ---------------------------------------------------------------------------
+
+
+def nice(x: float, digits: int = 2) -> float:
+    """Round to ``digits`` significant figures: proposals should read like settings."""
+    if x == 0 or not math.isfinite(x):
+        return float(x)
+    return float(f"{x:.{digits}g}")
+
+
+def nice_int(x: float) -> int:
+    """Round a step count to two significant figures, at least 1."""
+    return max(1, round(nice(float(x), 2)))
+
+
+def show(x: Any) -> str:
+    """Short human form of a number for rationales."""
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        return str(x)
+    x = float(x)
+    if x.is_integer() and abs(x) < 1e7:
+        return str(int(x))
+    return f"{x:.3g}"
+
+
+def value_at(series: Series, step: float) -> float | None:
+    """Last finite value logged at or before ``step`` (a schedule holds its value)."""
+    fin = series.finite
+    if not len(fin):
+        return None
+    idx = int(np.searchsorted(fin.steps, step, side="right")) - 1
+    return float(fin.values[max(idx, 0)])
+
+
+def is_sgd(optimizer: Any) -> bool:
+    """Plain SGD (with or without momentum), by name."""
+    name = str(optimizer or "").lower()
+    return "sgd" in name or name in ("momentum", "nesterov")
+
+
+def lr_is_small(lr: float, optimizer: Any) -> bool:
+    """An LR at the bottom of the usual range (seeds 001: 1e-2 / 1e-3 / 1e-4)."""
+    return lr < (1e-3 if is_sgd(optimizer) else 1e-4)
+
+
+def truthy(value: Any) -> bool | None:
+    """Interpret a logged on/off setting; None when it is not one."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float)):
+        return value != 0
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0", "none", ""):
+            return False
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Per-run context
+# ---------------------------------------------------------------------------
+
+
+class AdviceContext:
+    """Everything the generators read about one run, computed once and lazily."""
+
+    def __init__(self, result: RunResult, overrides: Mapping[str, Any] | None,
+                 policy: AdvicePolicy | None = None):
+        self.result = result
+        self.policy = policy or AdvicePolicy()
+        self.run = result.run
+        hp = dict(getattr(self.run, "hparams", {}) or {})
+        hp.update(canonicalize(dict(overrides or {})))
+        self.hp: dict[str, Any] = hp
+        self.overridden = set(canonicalize(dict(overrides or {})))
+        self.states = {
+            g.state for f in result.findings for g in (f, *f.explained)
+            if SEVERITY_RANK.get(g.severity, 0) >= 1
+        }
+
+    @cached_property
+    def roles(self) -> RoleMap:
+        if getattr(self.run, "scalars", None) is None:
+            from diagnose.run import empty_scalars
+
+            return resolve_roles(empty_scalars())
+        roles: RoleMap = self.result.resolved_roles()
+        return roles
+
+    def role(self, role: Role) -> Series | None:
+        found = self.roles.get(role)
+        return found if found is not None and len(found.finite) else None
+
+    def series_for(self, finding: Finding, fallback: Role) -> Series | None:
+        """The finding's own series when its metric is a tag, else the role's series."""
+        if finding.metric and finding.metric in self.roles.by_tag:
+            s = self.roles.by_tag[finding.metric]
+            if len(s.finite):
+                return s
+        return self.role(fallback)
+
+    @cached_property
+    def first_step(self) -> int:
+        rng = self.run.step_range if hasattr(self.run, "step_range") else None
+        return int(rng[0]) if rng else 0
+
+    @cached_property
+    def last_step(self) -> int | None:
+        loss = self.role(Role.TRAIN_LOSS) or self.role(Role.VAL_LOSS)
+        if loss is not None:
+            return int(loss.steps[-1])
+        rng = self.run.step_range if hasattr(self.run, "step_range") else None
+        return int(rng[1]) if rng else None
+
+    @cached_property
+    def total_steps(self) -> float | None:
+        """Planned length in log steps: max_steps when the log counts steps, else logged."""
+        planned = finite_number(self.hp.get("max_steps"))
+        if planned and self.unit == "step":
+            return planned
+        planned_epochs = finite_number(self.hp.get("epochs"))
+        if planned_epochs and self.unit == "epoch":
+            return planned_epochs
+        return float(self.last_step) if self.last_step else None
+
+    @cached_property
+    def unit(self) -> str:
+        """'epoch' when the log's step axis counts epochs, else 'step'."""
+        fmt = str(getattr(self.run, "format", ""))
+        if set(fmt.split("+")) & {"keras_csv", "keras_history", "ultralytics"}:
+            return "epoch"
+        loss = self.role(Role.TRAIN_LOSS) or self.role(Role.VAL_LOSS)
+        if loss is not None and loss.tag.lower().rsplit("/", 1)[-1].startswith("epoch_"):
+            return "epoch"  # Keras TensorBoard callback: epoch_loss is logged per epoch
+        scalars = getattr(self.run, "scalars", None)
+        if scalars is not None and len(scalars):
+            rows = scalars[scalars["metric"] == "epoch"]
+            if len(rows) >= 2 and np.allclose(rows["value"].to_numpy(), rows["step"].to_numpy()):
+                return "epoch"
+        return "step"
+
+    @cached_property
+    def lr_series(self) -> Series | None:
+        return self.role(Role.LR)
+
+    @cached_property
+    def grad_series(self) -> Series | None:
+        return self.role(Role.GRAD_NORM)
+
+    @cached_property
+    def lr(self) -> tuple[float | None, str]:
+        """(current LR, where it came from): hparams/--hparam, else the logged peak."""
+        given = finite_number(self.hp.get("learning_rate"))
+        if given is not None and given > 0:
+            source = "--hparam" if "learning_rate" in self.overridden else "hparams"
+            return given, source
+        if self.lr_series is not None:
+            peak = float(np.max(self.lr_series.finite.values))
+            if peak > 0:  # logged as float32 (0.0010000000474974513): keep 6 digits
+                return nice(peak, 6), "logged peak"
+        return None, ""
+
+    @cached_property
+    def uses_batchnorm(self) -> bool | None:
+        norm = self.hp.get("normalization")
+        if norm is None:
+            return None
+        text = str(norm).lower()
+        if isinstance(norm, bool) or text in ("true", "false", "1", "0"):
+            return bool(truthy(norm))
+        return "batch" in text or text == "bn"
+
+
+# ---------------------------------------------------------------------------
+# Moves
+# ---------------------------------------------------------------------------
+
+
+def relative(factor: float) -> str:
+    """Relative proposal when the current value is unknown: 'current/3' or 'current*3'."""
+    if factor >= 1:
+        return f"current*{show(nice(factor))}"
+    return f"current/{show(nice(1 / factor))}"
+
+
+def concrete_hint(hyper: str) -> str:
+    return f"pass --hparam {hyper}=VALUE to get a concrete value"
+
+
+def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1.0) -> Candidate:
+    """LR times ``factor`` (concrete when the LR is known, relative otherwise)."""
+    action = "increase" if factor > 1 else "decrease"
+    lr, source = ctx.lr
+    how = f"x{show(nice(factor))}" if factor > 1 else f"/{show(nice(1 / factor))}"
+    if lr is None:
+        return candidate("learning_rate", action, None, relative(factor),
+                     f"{reason}, so scale the LR {how}; {concrete_hint('learning_rate')}.",
+                     strength)
+    new = nice(lr * factor)
+    return candidate("learning_rate", action, lr, new,
+                 f"{reason}, so scale the LR ({source} {show(lr)}) {how} to {show(new)}.",
+                 strength)
+
+
+def add_warmup(ctx: AdviceContext, trouble_step: float | None, reason: str,
+            strength: float = 1.0) -> Candidate | None:
+    """Warmup long enough to cover the early trouble, at most 10% of the run."""
+    total = ctx.total_steps
+    if trouble_step is None or not total or trouble_step > ctx.policy.max_warmup_onset * total:
+        return None
+    if ctx.policy.max_warmup_share * total < 1:
+        return None  # the run is too short to warm up within 10% of it in log units
+    current = finite_number(ctx.hp.get("warmup_steps"))
+    # The playbook picks the largest feasible warmup within 10% of the run; a ramp shorter
+    # than ~5% of it, or than twice the time the trouble took to show, does little.
+    target = min(ctx.policy.max_warmup_share * total,
+                 max(ctx.policy.warmup_onset_multiple * (trouble_step - ctx.first_step),
+                     ctx.policy.min_warmup_share * total))
+    proposed = nice_int(target)
+    if current is not None and current >= proposed:
+        return None
+    unit = "epochs" if ctx.unit == "epoch" else "steps"
+    note = " (the log counts epochs; convert to optimizer steps)" if ctx.unit == "epoch" else ""
+    return candidate(
+        "warmup_steps", "set" if current is None else "increase", current, proposed,
+        f"{reason} at {unit[:-1]} {show(trouble_step)} of {show(total)}, so ramp the LR up "
+        f"over {proposed} {unit} (at most {int(ctx.policy.max_warmup_share * 100)}% of the "
+        f"run){note}.",
+        strength,
+    )
+
+
+def clip_grads(ctx: AdviceContext, before_step: float | None, reason: str,
+          strength: float = 1.0) -> tuple[Candidate | None, str]:
+    """Clip threshold from the logged grad norms; returns (candidate, note for the LR).
+
+    The note is non-empty when clipping is the wrong tool (more than half of the updates
+    would be clipped: the playbook says lower the LR instead).
+    """
+    pol = ctx.policy
+    pct = ordinal(pol.clip_percentile)
+    current = finite_number(ctx.hp.get("grad_clip"))
+    clipping = current is not None and current > 0
+    grads = ctx.grad_series
+    if grads is None:
+        if clipping:
+            return None, ""
+        return candidate(
+            "grad_clip", "set", current, pol.default_clip_norm,
+            f"{reason} and no grad-norm series is logged, so clip the global grad norm at "
+            f"{float(pol.default_clip_norm)} (the usual default) and log grad norms to set it "
+            f"at their {pct} percentile.",
+            0.8 * strength,
+        ), ""
+    fin = grads.finite
+    pre = fin.values[fin.steps < before_step] if before_step is not None else fin.values
+    if len(pre) < 5:
+        # Too little calm history to take a percentile of: the norms logged during the
+        # blow-up would set the threshold far too high.  Fall back to the usual default.
+        if clipping:
+            return None, ""
+        few = (f"after only {len(pre)} grad-norm point{'s' if len(pre) > 1 else ''} before "
+               f"the trouble, too few to take their {pct} percentile" if len(pre) else
+               f"and no grad norm logged before the trouble to take a {pct} percentile of")
+        return candidate(
+            "grad_clip", "set", current, pol.default_clip_norm,
+            f"{reason} {few}, so clip the global grad norm at "
+            f"{float(pol.default_clip_norm)} (the usual default) and refine it from a calm "
+            "run's grad norms.",
+            0.8 * strength,
+        ), ""
+    p90 = float(np.percentile(pre, ctx.policy.clip_percentile))
+    if p90 <= 0:
+        return None, ""
+    if clipping and current is not None:
+        clipped = float(np.mean(fin.values > current))
+        if clipped > ctx.policy.max_clipped_share:
+            return None, (f"{clipped:.0%} of the logged updates already exceed the clip "
+                          f"threshold {show(current)}")
+        if p90 >= 0.8 * current:
+            return None, ""
+    share = float(np.mean(fin.values > p90))
+    if share > ctx.policy.max_clipped_share:
+        return None, f"{share:.0%} of the logged updates would be clipped at {show(nice(p90))}"
+    proposed = nice(p90)
+    where = f"before step {show(before_step)}" if before_step is not None else "logged"
+    return candidate(
+        "grad_clip", "decrease" if clipping else "set", current, proposed,
+        f"{reason}; the {pct} percentile of the grad norms {where} is {show(proposed)}, "
+        f"so clip there ({share:.0%} of all logged updates would be clipped).",
+        strength,
+    ), ""
+
+
+def length_target(ctx: AdviceContext, step: float) -> tuple[str, float | None, int]:
+    """(hyperparameter, current, proposed) to stop training at log step ``step``."""
+    last = ctx.last_step
+    max_steps, epochs = finite_number(ctx.hp.get("max_steps")), finite_number(ctx.hp.get("epochs"))
+    if ctx.unit == "epoch":
+        offset = 1 if ctx.first_step == 0 else 0  # 0-indexed epochs: epoch e is the (e+1)th
+        current = epochs if epochs is not None else (last + offset if last is not None else None)
+        return "epochs", current, int(step) + offset
+    if max_steps is not None or epochs is None:
+        return "max_steps", max_steps if max_steps is not None else last, int(step)
+    per_epoch = (last / epochs) if last and epochs else None
+    return "epochs", epochs, max(1, math.ceil(step / per_epoch)) if per_epoch else int(step)
+
+
+def extend_length(ctx: AdviceContext, factor: float, reason: str,
+                  strength: float = 1.0) -> Candidate:
+    """Train ``factor`` times longer (epochs when the log counts epochs)."""
+    max_steps, epochs = finite_number(ctx.hp.get("max_steps")), finite_number(ctx.hp.get("epochs"))
+    current: float | None
+    if max_steps is not None and ctx.unit == "step":
+        hyper, current = "max_steps", max_steps
+    elif epochs is not None:
+        hyper, current = "epochs", epochs
+    elif ctx.unit == "epoch":
+        last = ctx.last_step
+        hyper = "epochs"
+        current = None if last is None else float(last + (1 if ctx.first_step == 0 else 0))
+    else:
+        hyper, current = "max_steps", None if ctx.last_step is None else float(ctx.last_step)
+    if current is None or current <= 0:
+        return candidate(hyper, "increase", None, relative(factor),
+                     f"{reason}; {concrete_hint(hyper)}.", strength)
+    proposed = nice_int(current * factor)
+    return candidate(hyper, "increase", current, proposed,
+                 f"{reason}, so train {round((factor - 1) * 100)}% longer: "
+                 f"{show(current)} -> {proposed}.", strength)
+
+
+def advice_name(val: Series) -> str:
+    """How the advice names a val curve: 'val loss', 'val accuracy'."""
+    name = val.metric.replace("_", " ")
+    if val.split in ("val", "test") and not name.startswith(("val", "test")):
+        name = f"val {name}"
+    return name
+
+
+def tail_gain(series: Series, share: float = 0.25) -> float | None:
+    """Relative improvement over the last ``share`` of a series (positive = improving)."""
+    fin = series.finite
+    n = len(fin)
+    if n < 6:
+        return None
+    k = max(3, math.ceil(n * share))
+    head = float(np.median(fin.values[-k - 2 : -k + 1])) if n > k + 2 else float(fin.values[-k])
+    tail = float(np.median(fin.values[-3:]))
+    scale = max(abs(head), 1e-12)
+    gain = (tail - head) / scale
+    return gain if series.higher_is_better else -gain
+
+
+def momentum_fix(ctx: AdviceContext, reason: str, strength: float = 1.0) -> Candidate | None:
+    """SGD without momentum -> momentum 0.9 (seeds 003).
+
+    Only when the run records momentum 0: most SGD setups keep momentum in a file the log
+    does not carry (YOLOv5's hyp.yaml), so an unknown momentum is not evidence.
+    """
+    momentum = finite_number(ctx.hp.get("momentum"))
+    if momentum is None or momentum > 0 or not is_sgd(ctx.hp.get("optimizer")):
+        return None
+    return candidate("momentum", "increase", momentum, ctx.policy.sgd_momentum,
+                 f"{reason} with plain SGD (momentum 0), so use momentum "
+                 f"{ctx.policy.sgd_momentum} (or "
+                 "switch to Adam, which is less sensitive to the LR).", strength)
+
+
+def decay_schedule(ctx: AdviceContext, reason: str, strength: float = 1.0) -> Candidate | None:
+    """Cosine decay when the run does not decay its LR (flat logged LR or no schedule)."""
+    current = ctx.hp.get("lr_schedule")
+    text = str(current or "").lower()
+    if any(k in text for k in ("cos", "step", "poly", "linear", "exp", "multistep", "plateau")):
+        decaying = True
+    elif ctx.lr_series is not None:
+        vals = ctx.lr_series.finite.values
+        decaying = len(vals) >= 2 and vals[-1] < 0.5 * float(vals.max())
+    else:
+        decaying = False
+    if decaying:
+        return None
+    flat = "the logged LR never decays" if ctx.lr_series is not None else "no LR decay is set"
+    return candidate("lr_schedule", "set", current, "cosine",
+                 f"{reason} and {flat}, so decay it with a cosine schedule to ~1% of the "
+                 "peak by the last step.", strength, direction=0)

@@ -1,0 +1,205 @@
+"""The advice policy: every number the moves use to turn evidence into a setting.
+
+Named, documented and typed like a rule's thresholds, shown by ``diagnose explain
+advice`` and settable in ``[tool.diagnose.advice]``::
+
+    [tool.diagnose.advice]
+    lr_safety_factor = 5.0      # propose the LR where the loss turned / 5
+    default_weight_decay = 1e-4
+
+A key that is not a policy parameter, or a value out of its range, is a one-line
+:class:`~diagnose.config.ConfigError` (exit 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnose.detectors import params as P
+
+
+def _knob(default: Any, spec: P.Param, doc: str) -> Any:
+    return field(default=default, metadata={"param": spec, "doc": doc})
+
+
+@dataclass(frozen=True)
+class AdvicePolicy:
+    """The policy numbers of the shared moves (defaults from the seeds and the tuning
+    playbook)."""
+
+    lr_safety_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE,
+        "the LR at which the loss turned, divided by this, is the proposed LR (a margin "
+        "below the observed unstable LR)")
+    default_weight_decay: float = _knob(
+        5e-4, P.POSITIVE, "weight decay proposed when a run has none (seeds 003)")
+    default_dropout: float = _knob(
+        0.3, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
+        "dropout proposed when a run has none or very little (seeds 003: 0.2-0.5)")
+    min_bn_batch: int = _knob(
+        32, P.COUNT, "smallest batch size that gives BatchNorm usable statistics "
+        "(anchors b9: 16-32)")
+    sgd_momentum: float = _knob(
+        0.9, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
+        "momentum proposed for plain SGD run with momentum 0 (seeds 003)")
+    max_warmup_share: float = _knob(
+        0.10, P.SHARE, "warmup is capped at this share of the run's steps (tuning playbook)")
+    min_warmup_share: float = _knob(
+        0.05, P.FRACTION, "a warmup shorter than this share of the run does little; "
+        "proposals are at least this long (within max_warmup_share)")
+    warmup_onset_multiple: float = _knob(
+        2.0, P.POSITIVE, "the warmup covers this multiple of the steps the trouble took to "
+        "show")
+    max_warmup_onset: float = _knob(
+        0.5, P.SHARE, "warmup is proposed only for trouble that starts within this share "
+        "of the run (later trouble is not a start-up problem)")
+    clip_percentile: float = _knob(
+        90.0, P.Param(float, 0.0, 100.0, lo_open=True),
+        "clip at this percentile of the grad norms logged before the trouble (tuning "
+        "playbook)")
+    max_clipped_share: float = _knob(
+        0.5, P.FRACTION, "when more than this share of the logged updates would be "
+        "clipped, lower the LR instead of clipping")
+    default_clip_norm: float = _knob(
+        1.0, P.POSITIVE, "global grad-norm clip proposed when no grad norms are logged to "
+        "take a percentile of")
+
+    # -- divergence
+    sudden_points: int = _knob(
+        3, P.COUNT, "a loss that goes non-finite within this many logged points after it "
+        "turned upward blew up suddenly: cut the LR by lr_cut_violent")
+    violent_rise: float = _knob(
+        100.0, P.AT_LEAST_ONE, "a loss that rose this many times its minimum before the "
+        "blow-up rose violently: cut the LR by lr_cut_violent")
+    steep_rise: float = _knob(
+        10.0, P.AT_LEAST_ONE, "a loss that rose this many times its minimum (or went "
+        "non-finite after a gradual rise) rose steeply: cut the LR by lr_cut_steep")
+    lr_cut_violent: float = _knob(10.0, P.AT_LEAST_ONE, "LR divisor for a violent blow-up")
+    lr_cut_steep: float = _knob(5.0, P.AT_LEAST_ONE, "LR divisor for a steep blow-up")
+    lr_cut_mild: float = _knob(3.0, P.AT_LEAST_ONE, "LR divisor for a mild rise")
+    scheduled_lr_span: float = _knob(
+        1.5, P.AT_LEAST_ONE, "an LR whose logged values before the blow-up span at least "
+        "this ratio is scheduled: the proposal is then the LR where the loss turned / "
+        "lr_safety_factor")
+    max_scheduled_lr_share: float = _knob(
+        0.5, P.SHARE, "that proposal is at most this share of the current LR")
+    # -- instability
+    many_spikes: int = _knob(
+        5, P.COUNT, "this many loss spikes cut the LR by lr_cut_spiky, fewer by "
+        "lr_cut_unstable")
+    lr_cut_spiky: float = _knob(3.0, P.AT_LEAST_ONE, "LR divisor for many spikes")
+    lr_cut_unstable: float = _knob(
+        2.0, P.AT_LEAST_ONE, "LR divisor for a few spikes, noise, dead ReLU units")
+    late_share: float = _knob(
+        0.5, P.SHARE, "instability that starts after this share of the run is late: decay "
+        "the LR instead of warming it up")
+    max_batch_to_double: int = _knob(
+        256, P.COUNT, "an unstable run's batch below this size is doubled (less gradient "
+        "noise)")
+    # -- overfit
+    min_patience: int = _knob(3, P.COUNT, "early-stopping patience, at least (evaluations)")
+    max_patience: int = _knob(10, P.COUNT, "early-stopping patience, at most (evaluations)")
+    evals_per_patience: int = _knob(
+        15, P.COUNT, "one evaluation of patience per this many logged evaluations "
+        "(AUTOTRAINER: epochs / 15)")
+    weight_decay_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "an overfit run's weight decay is multiplied by this")
+    strong_overfit_pct: float = _knob(
+        50.0, P.POSITIVE, "a val curve that ended this many % worse than its best overfits "
+        "strongly: multiply the weight decay by strong_weight_decay_factor")
+    strong_weight_decay_factor: float = _knob(
+        10.0, P.AT_LEAST_ONE, "weight decay factor for a strong overfit")
+    max_weight_decay: float = _knob(
+        0.1, P.POSITIVE, "weight decay is not raised beyond this")
+    min_dropout: float = _knob(
+        0.2, P.FRACTION, "dropout below this is raised to default_dropout")
+    max_dropout: float = _knob(0.5, P.FRACTION, "dropout is not raised beyond this")
+    dropout_step: float = _knob(0.1, P.SHARE, "dropout is raised by this step")
+    # -- underfit, plateau, still improving
+    small_lr_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "a small LR (below 1e-3 for SGD, 1e-4 otherwise) of an "
+        "underfit run is multiplied by this")
+    tiny_lr: float = _knob(1e-5, P.POSITIVE, "an LR below this is tiny: multiply it by "
+                           "tiny_lr_factor instead")
+    tiny_lr_factor: float = _knob(10.0, P.AT_LEAST_ONE, "LR factor for a tiny LR")
+    weight_decay_divisor: float = _knob(
+        10.0, P.AT_LEAST_ONE, "an underfit run's weight decay is divided by this")
+    min_dropout_to_halve: float = _knob(
+        0.1, P.FRACTION, "an underfit run's dropout of at least this is halved")
+    still_learning_gain: float = _knob(
+        0.02, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
+        "last quarter of the run is still learning: train longer")
+    plateau_lr_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "the LR of a run stuck at a poor level (or with a small LR) "
+        "is multiplied by this")
+    annealed_share: float = _knob(
+        0.05, P.SHARE, "an LR below this share of its peak has already decayed (a plateau "
+        "there is the end of the schedule)")
+    early_saturation: float = _knob(
+        0.5, P.SHARE, "a plateau at a good level that starts within this share of the run "
+        "saturated early: cut the run")
+    cut_share: float = _knob(
+        0.2, P.FRACTION, "an early-saturated run stops this share of the way from the "
+        "plateau start to its end")
+    big_tail_gain: float = _knob(
+        0.05, P.NON_NEGATIVE, "a curve still improving by this share over its tail (or by "
+        "big_tail_share of its progress) trains long_extension longer, else "
+        "short_extension")
+    big_tail_share: float = _knob(
+        0.15, P.NON_NEGATIVE, "share of its total progress a tail must gain to count as big "
+        "(see big_tail_gain)")
+    long_extension: float = _knob(2.0, P.AT_LEAST_ONE, "length factor for a big tail gain "
+                                  "(and for an underfit run still learning)")
+    short_extension: float = _knob(1.5, P.AT_LEAST_ONE, "length factor for a small tail gain")
+
+    @classmethod
+    def from_config(cls, values: Mapping[str, Any]) -> AdvicePolicy:
+        """The policy with ``[tool.diagnose.advice]`` applied; ConfigError naming the key
+        for an unknown key or a value out of range."""
+        from diagnose.config import ConfigError
+
+        specs = {f.name: f.metadata["param"] for f in dataclasses.fields(cls)}
+        out: dict[str, Any] = {}
+        for key, value in values.items():
+            spec = specs.get(key)
+            if spec is None:
+                known = ", ".join(sorted(specs))
+                raise ConfigError(f"config key 'advice.{key}' is not an advice policy "
+                                  f"parameter (known: {known})")
+            try:
+                out[key] = spec.coerce(value)
+            except ValueError as exc:
+                raise ConfigError(f"config key 'advice.{key}' {exc}") from None
+        return cls(**out)
+
+
+def ordinal(x: float) -> str:
+    """90 -> '90th', 1 -> '1st', 92.5 -> '92.5th' (for "the 90th percentile")."""
+    if float(x).is_integer():
+        n = int(x)
+        suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+        return f"{n}{suffix}"
+    return f"{x:g}th"
+
+
+def format_policy_doc(policy: AdvicePolicy | None = None) -> str:
+    """Plain text for ``diagnose explain advice``: each parameter, its value, range and
+    meaning."""
+    policy = policy or AdvicePolicy()
+    lines = ["advice policy",
+             "",
+             textwrap.fill("The numbers the recommendations are computed with. Override "
+                           "them in [tool.diagnose.advice].", width=88),
+             "",
+             "Parameters (value; override in [tool.diagnose.advice])"]
+    for f in dataclasses.fields(policy):
+        spec: P.Param = f.metadata["param"]
+        value = getattr(policy, f.name)
+        lines.append(f"  {f.name} = {value!r}  ({spec.describe()})")
+        lines.append(textwrap.fill(f.metadata["doc"], width=88, initial_indent="      ",
+                                   subsequent_indent="      "))
+    return "\n".join(lines) + "\n"
