@@ -118,11 +118,11 @@ class Report(Analysis):
 
     @property
     def verdicts(self) -> dict[str, str]:
-        """Run id -> the verdict the text and markdown reports print for it."""
+        """Run id -> the verdict the text and markdown reports print for it (its states,
+        'healthy', or 'not judged (why)'); the JSON's coarse field is ``RunResult.verdict``."""
         from diagnose.report import verdict
 
-        return {r.run.run_id: str(getattr(r, "verdict", None) or verdict(r))
-                for r in self.results}
+        return {r.run.run_id: verdict(r) for r in self.results}
 
     @property
     def exit_code(self) -> int:

@@ -308,9 +308,10 @@ def purge_restarts(
     if bool(keep.all()):
         return df, []
     counted = ~tag.isin(list(exempt)).to_numpy()
-    # An exempt tag's repeats are by design, but a backward jump purges its earlier
-    # points like any other tag's: that is a restart, and it is said.
-    back = (step < prev_max).to_numpy()
+    # An exempt tag (Lightning's ``epoch``, on every row) jumps back whenever a row of
+    # another tag was written late (a val row before the epoch's train rows): that is
+    # not a restart.  A real restart jumps back on the counted tags too, and is said.
+    back = (step < prev_max).to_numpy() & counted
     equal = (step == prev_max).to_numpy() & counted
     notes: list[IngestNote] = []
     restart_mask = back | equal if equal_is_restart else back
