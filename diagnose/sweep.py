@@ -25,6 +25,7 @@ import numpy as np
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role, Series
+from diagnose.numbers import sig
 
 #: Smallest number of runs that makes a sweep group.
 MIN_RUNS = 3
@@ -60,10 +61,6 @@ class _Outcome:
     score: float | None  # oriented: higher is better
 
 
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
 
 
 def _runs(n: int) -> str:
@@ -184,8 +181,8 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
             else:
                 continue
             ok = "<" if side == ">=" else ">"
-            message = (f"every run with {hp} {side} {_fmt(edge)} {verb} ({_runs(len(bad))}); "
-                       f"none with {hp} {ok}= {_fmt(other)} did")
+            message = (f"every run with {hp} {side} {sig(edge)} {verb} ({_runs(len(bad))}); "
+                       f"none with {hp} {ok}= {sig(other)} did")
             evidence.update({"threshold": edge, "side": side, "nearest_ok": other})
         else:
             values = {str(r.hparams[hp]) for r in bad}
@@ -217,7 +214,7 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
     feasible = [finite_number(r.hparams[hp]) for r in scored]
     infeasible = [finite_number(r.hparams[hp]) for r in runs if r.score is None]
     name, _ = describe_outcome(outcome)
-    score_txt = _fmt(shown(best.score, higher))
+    score_txt = sig(shown(best.score, higher))
     evidence = {"kind": "best_at_edge", "best_run": best.run_id, "best_value": v,
                 "outcome": name, "outcome_value": shown(best.score, higher),
                 "searched": sorted(set(values)), "infeasible": sorted(set(infeasible))}
@@ -225,23 +222,23 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
         side = "upper" if v == hi else "lower"
         beyond = "above" if side == "upper" else "below"
         message = (f"the best run ({best.run_id}, {name} {score_txt}) sits at the {side} edge "
-                   f"of the searched {hp} range [{_fmt(lo)}, {_fmt(hi)}]: widen it {beyond} "
-                   f"{_fmt(v)}")
+                   f"of the searched {hp} range [{sig(lo)}, {sig(hi)}]: widen it {beyond} "
+                   f"{sig(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     above = [x for x in infeasible if x > v]  # type: ignore[operator]
     below = [x for x in infeasible if x < v]  # type: ignore[operator]
     if v == max(feasible) and above and all(x > v for x in infeasible):  # type: ignore[operator]
         nxt = min(above)
         message = (f"the best run ({best.run_id}, {name} {score_txt}) has the largest {hp} "
-                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and above failed): the optimum "
+                   f"that did not fail ({sig(v)}; {sig(nxt)} and above failed): the optimum "
                    f"is limited by instability, so add warmup or clipping, or search between "
-                   f"{_fmt(v)} and {_fmt(nxt)}")
+                   f"{sig(v)} and {sig(nxt)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     if v == min(feasible) and below and all(x < v for x in infeasible):  # type: ignore[operator]
         nxt = max(below)
         message = (f"the best run ({best.run_id}, {name} {score_txt}) has the smallest {hp} "
-                   f"that did not fail ({_fmt(v)}; {_fmt(nxt)} and below failed): search "
-                   f"between {_fmt(nxt)} and {_fmt(v)}")
+                   f"that did not fail ({sig(v)}; {sig(nxt)} and below failed): search "
+                   f"between {sig(nxt)} and {sig(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     return None
 
@@ -268,7 +265,7 @@ def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
         return None
     name, _ = describe_outcome(outcome)
     better = "improves" if tau > 0 else "worsens"
-    pairs = ", ".join(f"{_fmt(x)}: {_fmt(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
+    pairs = ", ".join(f"{sig(x)}: {sig(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
     message = f"{name} {better} monotonically as {hp} increases ({pairs})"
     best_end = "larger" if tau > 0 else "smaller"
     message += f"; try {best_end} values"
