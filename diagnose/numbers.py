@@ -11,12 +11,20 @@ from typing import Any
 import numpy as np
 
 
-def sig(x: Any, digits: int = 4) -> str:
-    """``x`` to ``digits`` significant digits; ints whole; None as "n/a"."""
+def sig(x: Any, digits: int = 4, *, whole_below: float = 0.0, missing: str = "n/a") -> str:
+    """``x`` to ``digits`` significant digits; ints whole; None as ``missing``.
+
+    With ``whole_below`` a float that is a whole number below it in size is written
+    whole too (a rationale's "epochs 12.0" reads "12"), and an int at or above it is
+    rounded like a float.
+    """
     if x is None:
-        return "n/a"
+        return missing
     if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
         return str(x)
-    if isinstance(x, (int, np.integer)):
+    if isinstance(x, (int, np.integer)) and not whole_below:
         return str(int(x))
-    return f"{float(x):.{digits}g}"
+    v = float(x)
+    if whole_below and v.is_integer() and abs(v) < whole_below:
+        return str(int(v))
+    return f"{v:.{digits}g}"
