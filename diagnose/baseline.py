@@ -26,6 +26,7 @@ import numpy as np
 
 from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
 from diagnose.metrics import Series
+from diagnose.numbers import sig
 from diagnose.sweep import common_outcome, describe_outcome, outcome_series
 
 BASELINE_VERSION = 1
@@ -53,8 +54,6 @@ class BaselineError(ValueError):
 # ---------------------------------------------------------------------------
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
 
 
 def noise_floor(series: Series) -> float:
@@ -145,9 +144,9 @@ def compare(result: RunResult, reference: RunResult) -> list[Finding]:
             rel = abs(delta / ref_best) * 100 if ref_best else float("inf")
             out.append(Finding(
                 "BSL001", "metric-regression", "regression", severity, mine.tag, None,
-                f"{name} is {_fmt(_display(my_best, mine))} against "
-                f"{_fmt(_display(ref_best, ref))} in the reference {ref_id} ({rel:.3g}% worse, "
-                f"beyond its noise margin {_fmt(margin)})",
+                f"{name} is {sig(_display(my_best, mine))} against "
+                f"{sig(_display(ref_best, ref))} in the reference {ref_id} ({rel:.3g}% worse, "
+                f"beyond its noise margin {sig(margin)})",
                 evidence,
             ))
         slower = _slower(mine, ref, ref_id, name)
@@ -180,7 +179,7 @@ def _slower(mine: Series, ref: Series, ref_id: str, name: str) -> Finding | None
     return Finding(
         "BSL003", "slower-convergence", "regression", "warning", mine.tag, my_steps,
         f"{name.split(' ', 1)[-1]} reached the reference's 95%-of-best level "
-        f"{_fmt(level)} at step {my_steps}, {mine_rel / base:.3g}x later than {ref_id} "
+        f"{sig(level)} at step {my_steps}, {mine_rel / base:.3g}x later than {ref_id} "
         f"(step {ref_steps})",
         {"reference_run": ref_id, "target": level, "steps": my_steps,
          "reference_steps": ref_steps, "ratio": mine_rel / base},

@@ -28,6 +28,7 @@ import numpy as np
 from diagnose.findings import SEVERITY_RANK, RunResult
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role, Series
+from diagnose.numbers import sig
 
 #: Smallest number of runs that makes a sweep group.
 MIN_RUNS = 3
@@ -66,10 +67,6 @@ class _Outcome:
     score: float | None  # oriented: higher is better
 
 
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.4g}"
-    return str(x)
 
 
 def _runs(n: int) -> str:
@@ -190,8 +187,8 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
             else:
                 continue
             ok = "<" if side == ">=" else ">"
-            message = (f"every run with {hp} {side} {_fmt(edge)} {verb} ({_runs(len(bad))}); "
-                       f"none of the {_runs(len(good))} with {hp} {ok}= {_fmt(other)} did")
+            message = (f"every run with {hp} {side} {sig(edge)} {verb} ({_runs(len(bad))}); "
+                       f"none of the {_runs(len(good))} with {hp} {ok}= {sig(other)} did")
             evidence.update({"threshold": edge, "side": side, "nearest_ok": other})
         else:
             values = {str(r.hparams[hp]) for r in bad}
@@ -224,7 +221,7 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
     feasible = [finite_number(r.hparams[hp]) for r in scored]
     infeasible = [finite_number(r.hparams[hp]) for r in runs if r.score is None]
     name, _ = describe_outcome(outcome)
-    score_txt = _fmt(shown(best.score, higher))
+    score_txt = sig(shown(best.score, higher))
     evidence = {"kind": "best_at_edge", "best_run": best.run_id, "best_value": v,
                 "outcome": name, "outcome_value": shown(best.score, higher),
                 "searched": sorted(set(values)), "infeasible": sorted(set(infeasible))}
@@ -233,7 +230,7 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
         beyond = "above" if side == "upper" else "below"
         message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
                    f"sits at the {side} edge of the searched {hp} range "
-                   f"[{_fmt(lo)}, {_fmt(hi)}]: widen it {beyond} {_fmt(v)}")
+                   f"[{sig(lo)}, {sig(hi)}]: widen it {beyond} {sig(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     above = [x for x in infeasible if x > v]  # type: ignore[operator]
     below = [x for x in infeasible if x < v]  # type: ignore[operator]
@@ -242,17 +239,17 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
     if v == max(feasible) and above and all(x > v for x in infeasible):  # type: ignore[operator]
         nxt = min(above)
         message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
-                   f"has the largest {hp} that did not fail ({_fmt(v)}; the "
-                   f"{_runs(len(infeasible))} at {_fmt(nxt)} and above failed): the optimum "
+                   f"has the largest {hp} that did not fail ({sig(v)}; the "
+                   f"{_runs(len(infeasible))} at {sig(nxt)} and above failed): the optimum "
                    f"is limited by instability, so add warmup or clipping, or search between "
-                   f"{_fmt(v)} and {_fmt(nxt)}")
+                   f"{sig(v)} and {sig(nxt)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     if v == min(feasible) and below and all(x < v for x in infeasible):  # type: ignore[operator]
         nxt = max(below)
         message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
-                   f"has the smallest {hp} that did not fail ({_fmt(v)}; the "
-                   f"{_runs(len(infeasible))} at {_fmt(nxt)} and below failed): search "
-                   f"between {_fmt(nxt)} and {_fmt(v)}")
+                   f"has the smallest {hp} that did not fail ({sig(v)}; the "
+                   f"{_runs(len(infeasible))} at {sig(nxt)} and below failed): search "
+                   f"between {sig(nxt)} and {sig(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
     return None
 
@@ -279,7 +276,7 @@ def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
         return None
     name, _ = describe_outcome(outcome)
     better = "improves" if tau > 0 else "worsens"
-    pairs = ", ".join(f"{_fmt(x)}: {_fmt(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
+    pairs = ", ".join(f"{sig(x)}: {sig(shown(y, higher))}" for x, y in zip(xs, ys, strict=True))
     message = f"{name} {better} monotonically as {hp} increases over {_runs(len(scored))} ({pairs})"
     best_end = "larger" if tau > 0 else "smaller"
     message += f"; try {best_end} values"
@@ -339,7 +336,7 @@ def _held_equal(insight: dict[str, Any], others: list[str], slices: int,
     if not others:
         return insight
     if values is not None:
-        held = ", ".join(f"{h}={_fmt(values[h])}" for h in others)
+        held = ", ".join(f"{h}={sig(values[h])}" for h in others)
         insight["message"] += f" (among runs with {held})"
     else:
         plural = "s" if slices != 1 else ""

@@ -97,3 +97,15 @@ def test_advice_inputs_are_measured_by_the_detector_not_json_keys(rid: str,
     assert hits, f"{rid} does not fire on its case"
     assert getattr(hits[0].detail, field) is not None
     assert field not in hits[0].evidence
+
+
+def test_a_converged_plateau_says_when_its_tolerance_is_as_large_as_its_value() -> None:
+    from diagnose.detectors.plateau import PLT003, StallEvidence
+
+    wide = StallEvidence(name="train loss", best=1.083, tolerance=1.08, flat_since_step=319,
+                         flat_share_of_run=0.83)
+    assert "(a tolerance of 100% of that value)" in PLT003().message(wide)
+    narrow = StallEvidence(name="val acc", best=0.84, tolerance=0.026, flat_since_step=12,
+                           flat_share_of_run=0.8)
+    assert PLT003().message(narrow).startswith("val acc has stayed within 0.026 of its best "
+                                               "0.84 since step 12")

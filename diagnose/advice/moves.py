@@ -18,6 +18,7 @@ from diagnose.advice.reconcile import Candidate, candidate
 from diagnose.findings import SEVERITY_RANK, Finding, RunResult
 from diagnose.hparams import canonicalize, finite_number
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
+from diagnose.numbers import sig
 
 # ---------------------------------------------------------------------------
 # Small numeric helpers
@@ -37,13 +38,9 @@ def nice_int(x: float) -> int:
 
 
 def show(x: Any) -> str:
-    """Short human form of a number for rationales."""
-    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
-        return str(x)
-    x = float(x)
-    if x.is_integer() and abs(x) < 1e7:
-        return str(int(x))
-    return f"{x:.3g}"
+    """Short human form of a number for rationales: 3 significant digits, whole numbers
+    whole."""
+    return sig(x, 3, whole_below=1e7, missing="None")
 
 
 def value_at(series: Series, step: float) -> float | None:

@@ -25,6 +25,7 @@ import numpy as np
 from diagnose.detectors.params import Param
 from diagnose.detectors.rule import Rule, rule_classes
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
+from diagnose.numbers import sig
 from diagnose.run import Histogram, IngestNote, Run
 
 log = logging.getLogger(__name__)
@@ -170,18 +171,14 @@ class RuleContext:
 
 def fmt(x: float | int | None) -> str:
     """A number for a message: 3 significant digits, scientific when very large/small."""
-    if x is None:
-        return "n/a"
-    if isinstance(x, (int, np.integer)) and not isinstance(x, bool):
-        return str(int(x))
+    if x is None or (isinstance(x, (int, np.integer)) and not isinstance(x, bool)):
+        return sig(x)
     x = float(x)
     if not np.isfinite(x):
         return "NaN" if np.isnan(x) else ("inf" if x > 0 else "-inf")
     if x == 0:
         return "0"
-    if abs(x) >= 1e5 or abs(x) < 1e-3:
-        return f"{x:.3g}"
-    return f"{x:.4g}" if abs(x) >= 1 else f"{x:.3g}"
+    return sig(x, 4 if 1 <= abs(x) < 1e5 else 3)
 
 
 def loss_label(s: Series) -> str:

@@ -330,9 +330,10 @@ class PLT003(Rule[StallParams, StallEvidence]):
     def message(self, ev: StallEvidence) -> str:
         # a tolerance as large as the value itself: say so, not "within 1.08 of 1.083"
         big = ev.best != 0 and ev.tolerance >= 0.5 * abs(ev.best)
-        share = f" ({pct(ev.tolerance / abs(ev.best))} of it)" if big else ""
-        return (f"{ev.name} has stayed within {fmt(ev.tolerance)}{share} of its best "
-                f"{fmt(ev.best)} since step {ev.flat_since_step}, the last "
+        share = (f" (a tolerance of {pct(ev.tolerance / abs(ev.best))} of that value)"
+                 if big else "")
+        return (f"{ev.name} has stayed within {fmt(ev.tolerance)} of its best "
+                f"{fmt(ev.best)}{share} since step {ev.flat_since_step}, the last "
                 f"{pct(ev.flat_share_of_run)} of the run: converged")
 
 

@@ -30,6 +30,7 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.metrics import Role, Series
+from diagnose.numbers import sig
 
 if TYPE_CHECKING:
     from diagnose.advice.moves import AdviceContext
@@ -178,7 +179,7 @@ def pct(x: float) -> str:
 
 def fmt(x: float | None) -> str:
     """A value for messages: 4 significant digits ("n/a" when unknown)."""
-    return "n/a" if x is None else f"{x:.4g}"
+    return sig(x)
 
 
 def primary_objective(ctx: RuleContext) -> Curve | None:

@@ -79,8 +79,7 @@ def _train_loss_tail_gain(ctx: RuleContext) -> float | None:
     return tail_gain(s) if s is not None and len(s.finite) else None
 
 
-def _underfit_advise(ctx: AdviceContext, finding: Finding, reason: str,
-                     gain: float | None) -> list[Candidate]:
+def _underfit_advise(ctx: AdviceContext, reason: str, gain: float | None) -> list[Candidate]:
     from diagnose.recommend import underfit_advice
 
     return underfit_advice(ctx, reason, gain)
@@ -219,7 +218,7 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
                 ("train", finite_number(ev.train_end), ev.train_series)]
         reason = underfit_reason(ends, finite_number(ev.chance_accuracy),
                                  finite_number(ev.chance_loss), "", None)
-        return _underfit_advise(ctx, finding, reason, ev.train_tail_gain)
+        return _underfit_advise(ctx, reason, ev.train_tail_gain)
 
     def message(self, ev: UND001.Evidence) -> str:
         parts = [f"{split} {by} ends at {fmt(end)}"
@@ -300,7 +299,7 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
             return super().advise(ctx, finding)
         name = ev.val_metric or finding.metric or "the val metric"
         reason = underfit_reason([], None, None, name, finite_number(ev.best))
-        return _underfit_advise(ctx, finding, reason, ev.train_tail_gain)
+        return _underfit_advise(ctx, reason, ev.train_tail_gain)
 
     def message(self, ev: UND002.Evidence) -> str:
         loss_note = (f" while train loss fell only {pct(ev.fall)}" if ev.fall is not None
@@ -427,7 +426,7 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         ev = finding.detail
         if not isinstance(ev, UND003.Evidence):
             return super().advise(ctx, finding)
-        return _underfit_advise(ctx, finding, "the model underfits", ev.train_tail_gain)
+        return _underfit_advise(ctx, "the model underfits", ev.train_tail_gain)
 
     def message(self, ev: UND003.Evidence) -> str:
         return (
