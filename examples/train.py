@@ -16,10 +16,9 @@ Try it (about a minute on a laptop CPU)::
 Every flag's destination is the canonical hyperparameter name diagnose uses in command
 templates and recommendations (``--model-capacity`` is ``{model_capacity}``, a width
 multiplier), so every recommendation the rules make can be written as a flag here:
-:data:`TEMPLATE_FLAGS` maps each name to its flag and :func:`template` writes the
-whole ``--cmd``.  Switches take a value
-(``--drop-last true``) because the probe fills them from a template.  The defaults train
-the healthy baseline; the pathologies of the fix-rate benchmark come from flags only
+:func:`template` writes the whole ``--cmd`` (flag ``--x-y`` for ``{x_y}``).  Switches
+take a value (``--drop-last true``) because the probe fills them from a template.  The
+defaults train the healthy baseline; the pathologies of the fix-rate benchmark come from flags only
 (``--lr 8``, ``--lr-jump-step``, ``--bn-momentum 0``, ``--init dead``, ...).
 """
 
@@ -38,43 +37,26 @@ from torch.utils.tensorboard import SummaryWriter
 #: Base width of the hidden layers; ``--model-capacity`` multiplies it.
 BASE_WIDTH = 128
 
-#: hyperparameter -> flag, for building a ``--cmd`` template that can express every
-#: recommendation (used by the tests and bench/fixrate).
-TEMPLATE_FLAGS: dict[str, str] = {
-    "learning_rate": "--lr",
-    "batch_size": "--batch-size",
-    "weight_decay": "--weight-decay",
-    "dropout": "--dropout",
-    "dropout_placement": "--dropout-placement",
-    "momentum": "--momentum",
-    "optimizer": "--optimizer",
-    "max_steps": "--max-steps",
-    "warmup_steps": "--warmup-steps",
-    "lr_schedule": "--lr-schedule",
-    "grad_clip": "--grad-clip",
-    "normalization": "--normalization",
-    "bn_momentum": "--bn-momentum",
-    "precise_bn": "--precise-bn",
-    "drop_last": "--drop-last",
-    "shuffle": "--shuffle",
-    "model_capacity": "--model-capacity",
-    "activation": "--activation",
-    "init": "--init",
-    "residual_connections": "--residual-connections",
-    "data_augmentation": "--data-augmentation",
-    "standardize_targets": "--standardize-targets",
-}
+#: Flags that are not hyperparameters: the probe fills {seed}, {logdir} and {device} itself.
+_NOT_HYPER = ("logdir", "seed", "device")
 
 
-def template(python: str, script: str, *, with_device: bool = True) -> str:
-    """A ``diagnose probe --cmd`` template that passes every flag of this script."""
+def hyperparameter_names() -> list[str]:
+    """Every flag's destination except seed, logdir and device (the template's keys)."""
+    return [k for k in vars(parse_args(["--logdir", "-"])) if k not in _NOT_HYPER]
+
+
+def template(python: str, script: str, keys: list[str] | None = None) -> str:
+    """A ``diagnose probe --cmd`` template passing ``keys`` (default: every hyperparameter).
+
+    Pass the keys of a run's ``config.json`` to reproduce that run exactly: a template
+    placeholder needs a known value for the control.
+    """
     words = [python, script]
-    for key, flag in TEMPLATE_FLAGS.items():
-        words += [flag, "{" + key + "}"]
-    words += ["--seed", "{seed}", "--logdir", "{logdir}"]
-    if with_device:
-        words += ["--device", "{device}"]
-    return " ".join(words)
+    for key in keys if keys is not None else hyperparameter_names():
+        if key not in _NOT_HYPER:
+            words += ["--" + key.replace("_", "-"), "{" + key + "}"]
+    return " ".join([*words, "--seed", "{seed}", "--logdir", "{logdir}", "--device", "{device}"])
 
 
 def make_data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,7 +184,7 @@ def _init_name(text: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=0.05)
+    p.add_argument("--learning-rate", "--lr", dest="learning_rate", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--dropout", type=float, default=0.0)
