@@ -225,6 +225,7 @@ def test_probe_refutes_a_bad_candidate_and_survives_a_crashing_one(tmp_path: Pat
     assert all(t["status"] == "ok" for t in probe["control"]["trials"])
 
 
+@pytest.mark.slow
 def test_every_trial_crashing_exits_2_with_each_error_whole(tmp_path: Path) -> None:
     run = _train(tmp_path / "r", lr=0.05, steps=60)
     broken = TEMPLATE.replace("{batch_size}", "0")  # every arm, control included, crashes
