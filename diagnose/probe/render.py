@@ -32,7 +32,8 @@ def change_text(key: str, before: Any, after: Any, proposed: Any = None) -> str:
     else:
         text = f"{key}: {_value(before)} -> {_value(after)}"
     if proposed is not None and not isinstance(after, bool) and _value(proposed) != _value(after):
-        text += f" (recommended {_value(proposed)})"
+        scaled = ", scaled to the trial budget" if key in ("max_steps", "epochs") else ""
+        text += f" (recommended {_value(proposed)}{scaled})"
     return text
 
 
