@@ -67,6 +67,7 @@ STEPS = ("--max-steps", "600")
 
 CASES: tuple[Case, ...] = (
     Case("underfit_narrow", (*STEPS, "--model-capacity", "0.02"), "hidden width 3"),
+    Case("underfit_width1", (*STEPS, "--model-capacity", "0.008"), "hidden width 1"),
     Case("bn_momentum0", (*STEPS, "--normalization", "batchnorm", "--bn-momentum", "0"),
          "BatchNorm running stats never update"),
     Case("overfit_small_data", (*STEPS, "--train-size", "60"),
