@@ -133,6 +133,7 @@ TPL = "python t.py --w {model_capacity} --lr {lr} --n {max_steps} --logdir {logd
 def test_relative_proposals_become_concrete_from_the_known_value() -> None:
     assert resolve_relative("x2", 1) == 2 and resolve_relative("current/5", 8) == 1.6
     assert resolve_relative("x0.5", None) is None and resolve_relative(0.1, 1) is None
+    assert resolve_relative("xavier_uniform", 1) is None
     result = _result({"learning_rate": 8.0, "max_steps": 1500},
                      [_rec("model_capacity", None, "x2"), _rec("learning_rate", 8.0,
                                                                "current/10")])
@@ -158,13 +159,15 @@ def test_length_proposals_are_probed_on_the_budget_scale() -> None:
 
 
 def test_unexpressible_candidates_are_listed_with_a_step_that_works() -> None:
-    result = _result({"dropout": 0.0}, [_rec("dropout", 0.0, 0.3),
-                                         _rec("model_capacity", 1, "x2")])
-    plan = plan_probe(result, "python t.py --w {model_capacity} --logdir {logdir}",
+    result = _result({"dropout": 0.0, "init": "default"},
+                     [_rec("dropout", 0.0, 0.3), _rec("model_capacity", 1, "x2"),
+                      _rec("init", "default", "xavier_uniform")])
+    plan = plan_probe(result, "python t.py --w {model_capacity} --i {init} --logdir {logdir}",
                       overrides={}, top=3, extra=[], frac=1.0, max_steps=None)
     reasons = {s["hyperparameter"]: s["reason"] for s in plan.skipped}
     assert "'--dropout {dropout}'" in reasons["dropout"]
-    assert plan.candidates[0].changes == {"model_capacity": 2}
+    assert [c.changes for c in plan.candidates] == [{"model_capacity": 2},
+                                                    {"init": "xavier_uniform"}]
     with pytest.raises(ProbeError, match=r"--grad-clip \{grad_clip\}"):
         plan_probe(result, "python t.py --logdir {logdir}", overrides={}, top=0,
                    extra=[{"grad_clip": 1.0}], frac=1.0, max_steps=None)

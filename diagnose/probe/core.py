@@ -78,8 +78,9 @@ def _concrete(value: Any) -> bool:
         return True
     if isinstance(value, (int, float)):
         return math.isfinite(value)
-    return isinstance(value, str) and _RELATIVE.match(value) is None and not value.startswith(
-        ("x", "*", "/", "current"))
+    # 'xavier_uniform' is a value; 'x2', '*3', '/5' and 'current/5' are relative moves
+    return isinstance(value, str) and _RELATIVE.match(value) is None and not (
+        value.strip().lower().startswith("current"))
 
 
 def resolve_relative(proposed: Any, current: Any) -> float | None:
