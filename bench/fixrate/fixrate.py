@@ -368,6 +368,8 @@ def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str
     from diagnose.probe.trials import visible_gpus
 
     gpus = [] if device == "cpu" else visible_gpus()
+    if device == "cuda" and not gpus:
+        raise SystemExit("fixrate: --device cuda but no GPU is visible")
     if gpus:
         workers = min(workers, len(gpus)) if workers > 1 else 1
     jobs = [(c, str(out), seeds, "cuda" if gpus else "cpu") for c in todo]
