@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from diagnose.findings import Finding, Recommendation, RunResult
+from diagnose.probe.core import ProbeError, plan_probe, resolve_relative
+from diagnose.probe.render import change_text, probe_lines
 from diagnose.probe.template import TemplateError, fill, placeholders
 from diagnose.probe.verdict import ArmScore, decide
 
@@ -81,6 +84,110 @@ def test_verdict_refutes_a_clearly_worse_candidate() -> None:
     assert decide(control, cand, None, higher=False)["verdict"] == "refuted"
 
 
+def test_a_better_metric_alone_does_not_confirm_while_the_state_stays() -> None:
+    control = ArmScore([1.00, 1.02], [["plateau"], ["plateau"]], 0)
+    # much better metric, but the targeted state is still there in one or both seeds
+    one = decide(control, ArmScore([0.30, 0.31], [["plateau"], []], 0), "plateau", False)
+    assert one["verdict"] == "inconclusive" and "1 of 2" in one["reason"]
+    both = decide(control, ArmScore([0.30, 0.31], [["plateau"], ["plateau"]], 0), "plateau",
+                  False)
+    assert both["verdict"] == "refuted" and "persists in every" in both["reason"]
+    # a control that diverged against a finite candidate that still diverges (DIV004)
+    div = decide(ArmScore([math.inf, math.inf], [["divergence"]] * 2, 0),
+                 ArmScore([0.9, 0.95], [["divergence"], []], 0), "divergence", False)
+    assert div["verdict"] == "inconclusive"
+
+
+def test_a_quiet_detector_alone_does_not_confirm_either() -> None:
+    control = ArmScore([0.50, 0.52], [["overfit"], ["overfit"]], 0)
+    same = decide(control, ArmScore([0.50, 0.51], [[], []], 0), "overfit", False)
+    assert same["verdict"] == "inconclusive" and "gone in every candidate seed" in same["reason"]
+    better = decide(control, ArmScore([0.30, 0.31], [[], []], 0), "overfit", False)
+    assert better["verdict"] == "confirmed"
+    crashed = decide(control, ArmScore([0.30], [[]], 1), "overfit", False)
+    assert crashed["verdict"] == "inconclusive" and "1 of 2 candidate trials failed" in (
+        crashed["reason"])
+
+
+# --- planning: relative and length proposals, hints ----------------------------------
+
+
+def _result(hparams: dict, recs: list[Recommendation], state: str = "underfit") -> RunResult:
+    from diagnose.run import Run, make_scalars
+
+    run = Run(run_id=".", path=Path("."), format="tensorboard",
+              scalars=make_scalars(["loss/train"] * 3, [10, 20, 1500], [1.0, 0.9, 0.8]),
+              hparams=dict(hparams))
+    finding = Finding("UND001", "near-chance", state, "error", "loss/train", 20, "m",
+                      recommendations=tuple(recs))
+    return RunResult(run=run, findings=[finding])
+
+
+def _rec(hp: str, current: object, proposed: object) -> Recommendation:
+    return Recommendation(hp, "increase", current, proposed, "why")
+
+
+TPL = "python t.py --w {model_capacity} --lr {lr} --n {max_steps} --logdir {logdir}"
+
+
+def test_relative_proposals_become_concrete_from_the_known_value() -> None:
+    assert resolve_relative("x2", 1) == 2 and resolve_relative("current/5", 8) == 1.6
+    assert resolve_relative("x0.5", None) is None and resolve_relative(0.1, 1) is None
+    assert resolve_relative("xavier_uniform", 1) is None
+    result = _result({"learning_rate": 8.0, "max_steps": 1500},
+                     [_rec("model_capacity", None, "x2"), _rec("learning_rate", 8.0,
+                                                               "current/10")])
+    plan = plan_probe(result, TPL, overrides={"model_capacity": 1}, top=3, extra=[],
+                      frac=1.0, max_steps=None)
+    changes = {k: v for c in plan.candidates for k, v in c.changes.items()}
+    assert changes == {"model_capacity": 2, "learning_rate": 0.8}
+    # without the current value the hint says exactly what to pass
+    plan = plan_probe(result, TPL, overrides={}, top=3, extra=[], frac=1.0, max_steps=None)
+    (skip,) = plan.skipped
+    assert "--hparam model_capacity=CURRENT" in skip["reason"]
+
+
+def test_length_proposals_are_probed_on_the_budget_scale() -> None:
+    result = _result({"max_steps": 1500}, [_rec("max_steps", 1500, 600)], state="overfit")
+    full = plan_probe(result, TPL, overrides={}, top=3, extra=[], frac=1.0, max_steps=None)
+    assert full.max_steps == 1500 and full.candidates[0].changes == {"max_steps": 600}
+    short = plan_probe(result, TPL, overrides={}, top=3, extra=[], frac=0.1, max_steps=300)
+    assert short.candidates[0].changes == {"max_steps": 120}  # 600/1500 of 300 steps
+    longer = _result({"max_steps": 1500}, [_rec("max_steps", 1500, 3000)])
+    plan = plan_probe(longer, TPL, overrides={}, top=3, extra=[], frac=0.1, max_steps=300)
+    assert plan.candidates[0].changes == {"max_steps": 600}
+
+
+def test_unexpressible_candidates_are_listed_with_a_step_that_works() -> None:
+    result = _result({"dropout": 0.0, "init": "default"},
+                     [_rec("dropout", 0.0, 0.3), _rec("model_capacity", 1, "x2"),
+                      _rec("init", "default", "xavier_uniform")])
+    plan = plan_probe(result, "python t.py --w {model_capacity} --i {init} --logdir {logdir}",
+                      overrides={}, top=3, extra=[], frac=1.0, max_steps=None)
+    reasons = {s["hyperparameter"]: s["reason"] for s in plan.skipped}
+    assert "'--dropout {dropout}'" in reasons["dropout"]
+    assert [c.changes for c in plan.candidates] == [{"model_capacity": 2},
+                                                    {"init": "xavier_uniform"}]
+    with pytest.raises(ProbeError, match=r"--grad-clip \{grad_clip\}"):
+        plan_probe(result, "python t.py --logdir {logdir}", overrides={}, top=0,
+                   extra=[{"grad_clip": 1.0}], frac=1.0, max_steps=None)
+
+
+def test_text_output_has_no_placeholders_for_unknown_values() -> None:
+    assert change_text("drop_last", False, True) == "enable drop_last"
+    assert change_text("dropout", None, 0.3) == "dropout = 0.3 (the run records no dropout)"
+    assert change_text("model_capacity", 1, 2.0, "x2") == "model_capacity: 1 -> 2 (recommended x2)"
+    probe = {"device": "cpu", "seeds": 2, "wall_s": 1.0, "max_steps": None, "epochs": None,
+             "control": {"trials": [{"seed": 0, "status": "ok", "states": []}]},
+             "candidates": [{"key": "drop_last=true", "changes": {"drop_last": True},
+                             "from": {"drop_last": None}, "verdict": "inconclusive",
+                             "reason": "r", "trials": []}],
+             "skipped": []}
+    text = "\n".join(probe_lines(probe))
+    for bad in ("None", "?", "False -> True"):
+        assert bad not in text, text
+
+
 # --- end to end on the real example ------------------------------------------------------
 
 
@@ -119,6 +226,22 @@ def test_probe_refutes_a_bad_candidate_and_survives_a_crashing_one(tmp_path: Pat
     assert "batch-size" in crashed["trials"][0]["message"]
     assert crashed["verdict"] == "inconclusive"
     assert all(t["status"] == "ok" for t in probe["control"]["trials"])
+
+
+@pytest.mark.slow
+def test_every_trial_crashing_exits_2_with_each_error_whole(tmp_path: Path) -> None:
+    run = _train(tmp_path / "r", lr=0.05, steps=60)
+    broken = TEMPLATE.replace("{batch_size}", "0")  # every arm, control included, crashes
+    proc = subprocess.run(
+        [sys.executable, "-m", "diagnose", "probe", str(run), "--cmd", broken, "--top", "0",
+         "--seeds", "1", "--try", "learning_rate=0.01", "--max-steps", "20",
+         "--device", "cpu", "--workdir", str(tmp_path / "t")],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "every trial failed (2 of 2)" in proc.stderr
+    assert proc.stderr.count("--batch-size must be >= 1, got 0") == 2
+    assert "Traceback" not in proc.stderr.split("---")[0]
 
 
 def test_probe_explains_a_template_without_logdir(tmp_path: Path) -> None:

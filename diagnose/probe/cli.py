@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from diagnose.probe.core import ProbeError
+from diagnose.probe.core import ProbeError, TrialsFailed
 from diagnose.probe.template import TemplateError
 
 
@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=None, help="trial budget in steps")
     p.add_argument("--budget", type=float, default=0.1,
-                   help="trial budget as a share of the run's steps (default 0.1)")
+                   help="trial budget as a share of the run's steps (default 0.1; 1 = the "
+                   "full original length)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per trial")
     p.add_argument("--try", dest="tries", action="append", default=[],
@@ -161,6 +162,11 @@ def run_probe_command(argv: list[str]) -> int:
             max_steps=args.max_steps, device=args.device, timeout=args.timeout,
             workdir=Path(args.workdir) if args.workdir else None, on_done=progress,
         )
+    except TrialsFailed as exc:
+        print(f"diagnose: error: {exc}; each trial's error follows", file=sys.stderr)
+        for text in exc.errors:
+            print(f"--- {text}", file=sys.stderr)
+        return 2
     except (ProbeError, TemplateError) as exc:
         raise UsageError(str(exc)) from None
     from diagnose import __version__

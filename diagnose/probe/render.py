@@ -14,40 +14,79 @@ def _num(value: Any) -> str:
         if math.isinf(value):
             return "diverged" if value > 0 else "-inf"
         return f"{value:.4g}"
-    return "n/a" if value is None else str(value)
+    return "–" if value is None else str(value)
+
+
+def _value(value: Any) -> str:
+    from diagnose.probe.template import format_value
+
+    return _num(value) if isinstance(value, float) else format_value(value)
+
+
+def change_text(key: str, before: Any, after: Any, proposed: Any = None) -> str:
+    """``learning_rate: 8 -> 0.8``; ``enable drop_last``; never ``None``/``False -> True``."""
+    if isinstance(after, bool):
+        text = f"{'enable' if after else 'disable'} {key}"
+    elif before is None:
+        text = f"{key} = {_value(after)} (the run records no {key})"
+    else:
+        text = f"{key}: {_value(before)} -> {_value(after)}"
+    if proposed is not None and not isinstance(after, bool) and _value(proposed) != _value(after):
+        scaled = ", scaled to the trial budget" if key in ("max_steps", "epochs") else ""
+        text += f" (recommended {_value(proposed)}{scaled})"
+    return text
+
+
+def _changes(c: dict[str, Any]) -> str:
+    proposed = c.get("proposed") or {}
+    return ", ".join(change_text(k, c["from"].get(k), v, proposed.get(k))
+                     for k, v in c["changes"].items())
 
 
 def _trial_summary(trials: list[dict[str, Any]]) -> str:
     parts = []
     for t in trials:
         if t["status"] != "ok":
-            parts.append(f"seed {t['seed']}: {t['status']} ({t.get('message', '')[:80]})")
+            parts.append(f"seed {t['seed']}: {t['status']} ({t.get('message', '')})")
         else:
             states = ",".join(t.get("states") or []) or "healthy"
             parts.append(f"seed {t['seed']}: {states}")
     return "; ".join(parts)
 
 
+def _budget(probe: dict[str, Any]) -> str:
+    if probe.get("max_steps"):
+        return f"budget {probe['max_steps']} steps"
+    if probe.get("epochs"):
+        return f"budget {probe['epochs']} epochs"
+    return "each trial's own length (the template sets no {max_steps} or {epochs})"
+
+
+def _compared(probe: dict[str, Any]) -> str:
+    if not probe.get("metric"):
+        return "no trial logged a loss or metric to compare"
+    at = f" at step {probe['matched_step']}" if probe.get("matched_step") is not None else ""
+    return f"compared on {probe['metric']}{at}"
+
+
 def probe_lines(probe: dict[str, Any]) -> list[str]:
     """Plain-text lines for the terminal."""
-    metric = probe.get("metric", "?")
     lines = [
         f"probe on {probe['device']}: {len(probe['candidates'])} candidate(s) x "
-        f"{probe['seeds']} seed(s) + control, budget "
-        + (f"{probe['max_steps']} steps" if probe.get("max_steps") else
-           f"{probe.get('epochs')} epochs")
-        + f", compared on {metric} at step {probe.get('matched_step')}, {probe['wall_s']} s",
+        f"{probe['seeds']} seed(s) + control, {_budget(probe)}, {_compared(probe)}, "
+        f"{probe['wall_s']} s",
         f"  control: {_trial_summary(probe['control'].get('trials', []))}",
     ]
     for c in probe["candidates"]:
-        change = ", ".join(f"{k}: {_num(c['from'].get(k))} -> {_num(v)}"
-                           for k, v in c["changes"].items())
         effect = ""
         if "effect" in c:
+            spread = (f", spread {_num(c.get('spread'))}" if c.get("spread") is not None
+                      else "")
             effect = (f" (control {_num(c.get('control_mean'))}, candidate "
-                      f"{_num(c.get('candidate_mean'))}, effect {_num(c.get('effect'))}, "
-                      f"spread {_num(c.get('spread'))})")
-        lines.append(f"  {c['verdict'].upper():<12} {change}{effect}: {c.get('reason', '')}")
+                      f"{_num(c.get('candidate_mean'))}{spread})")
+        at = (" [final values]" if c.get("compared_at") == "each arm's last step" else "")
+        lines.append(f"  {c['verdict'].upper():<12} {_changes(c)}{effect}{at}: "
+                     f"{c.get('reason', '')}")
         lines.append(f"    trials: {_trial_summary(c['trials'])}")
     for s in probe.get("skipped", []):
         lines.append(f"  not probed   {s['hyperparameter']}: {s['reason']}")
@@ -63,20 +102,15 @@ def probe_markdown(probe: dict[str, Any], plot: Path | None = None) -> str:
     out = [
         "### Probe: confirmation trials",
         "",
-        f"Device **{_md(probe['device'])}**, {probe['seeds']} seed(s) per arm, budget "
-        + (f"{probe['max_steps']} steps" if probe.get("max_steps") else
-           f"{probe.get('epochs')} epochs")
-        + f", compared on `{_md(probe.get('metric', '?'))}` at step "
-        f"{probe.get('matched_step')}; wall time {probe['wall_s']} s.",
+        f"Device **{_md(probe['device'])}**, {probe['seeds']} seed(s) per arm, "
+        f"{_md(_budget(probe))}, {_md(_compared(probe))}; wall time {probe['wall_s']} s.",
         "",
         "| candidate | verdict | control | candidate | effect | seed spread | why |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in probe["candidates"]:
-        change = ", ".join(f"{k}: {_num(c['from'].get(k))} → {_num(v)}"
-                           for k, v in c["changes"].items())
         out.append(
-            f"| {_md(change)} | **{c['verdict']}** | {_num(c.get('control_mean'))} | "
+            f"| {_md(_changes(c))} | **{c['verdict']}** | {_num(c.get('control_mean'))} | "
             f"{_num(c.get('candidate_mean'))} | {_num(c.get('effect'))} | "
             f"{_num(c.get('spread'))} | {_md(c.get('reason', ''))} |"
         )

@@ -43,8 +43,9 @@ class TrialOutcome:
     returncode: int | None
     wall_s: float
     device: str
-    message: str = ""
+    message: str = ""  # one line: what happened, ending with the error's last line whole
     result: RunResult | None = None
+    error: str = ""  # the trial's output when it failed, whole (up to ERROR_CHARS)
 
 
 def visible_gpus() -> list[str]:
@@ -73,9 +74,21 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def _tail(text: str, lines: int = 3) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-400:]
+#: A failed trial's output is kept whole up to this many characters (its end when longer:
+#: a traceback's last lines say what broke).
+ERROR_CHARS = 20000
+
+
+def _last_line(text: str) -> str:
+    kept = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return kept[-1] if kept else "(no output)"
+
+
+def _whole(text: str) -> str:
+    text = text.strip()
+    if len(text) <= ERROR_CHARS:
+        return text
+    return f"[first {len(text) - ERROR_CHARS} characters left out]\n" + text[-ERROR_CHARS:]
 
 
 def judge_logdir(logdir: Path, config: Config) -> RunResult | None:
@@ -113,18 +126,19 @@ def run_one(spec: TrialSpec, gpu: str | None, timeout: float, config: Config) ->
                 code = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(proc)
+                partial = log_path.read_text(encoding="utf-8", errors="replace")
                 return TrialOutcome(
                     spec, "timeout", None, time.monotonic() - start, device,
-                    f"killed after {timeout:.0f} s",
+                    f"killed after {timeout:.0f} s", error=_whole(partial),
                 )
     except OSError as exc:
         return TrialOutcome(spec, "crashed", None, time.monotonic() - start, device,
-                            f"could not start: {exc}")
+                            f"could not start: {exc}", error=f"could not start: {exc}")
     wall = time.monotonic() - start
     output = log_path.read_text(encoding="utf-8", errors="replace")
     if code != 0:
         return TrialOutcome(spec, "crashed", code, wall, device,
-                            f"exit code {code}: {_tail(output)}")
+                            f"exit code {code}: {_last_line(output)}", error=_whole(output))
     result = judge_logdir(spec.logdir, config)
     if result is None:
         return TrialOutcome(spec, "no_logs", code, wall, device,

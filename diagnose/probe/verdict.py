@@ -1,9 +1,12 @@
 """Did a candidate help?  Compare it with the control at matched steps, over seeds.
 
-A candidate is *confirmed* when the pathological state it targets is gone in every seed
-(and was there in the control) without the metric getting worse, or when its metric
-beats the control's by more than the seed-to-seed spread; *refuted* when it is worse by
-more than the spread, or the state persists in every seed; *inconclusive* otherwise.
+A candidate is *confirmed* only when both hold: the pathological state it targets is gone
+in every candidate seed (every trial ran), and its metric beats the control's by more than
+the seed-to-seed spread.  A better metric alone is not enough (the detector can stop
+firing, or the metric improve, while the run is still broken), and neither is a quiet
+detector alone.  *Refuted*: the metric is worse beyond the spread, or the state persists in
+every candidate seed.  *Inconclusive* otherwise, with the reason.  A ``--try`` candidate
+has no target state and is judged on the metric alone.
 """
 
 from __future__ import annotations
@@ -65,12 +68,15 @@ def matched_step(outcomes: list[TrialOutcome], role: Role) -> int | None:
     return min(lasts) if lasts else None
 
 
-def value_at(outcome: TrialOutcome, role: Role, step: int, higher: bool) -> float:
-    """Mean of the tail window ending at ``step``; non-finite anywhere up to it = worst."""
+def value_at(outcome: TrialOutcome, role: Role, step: int | None, higher: bool) -> float:
+    """Mean of the tail window ending at ``step`` (None: the trial's own last step);
+    non-finite anywhere up to it = worst."""
     s = _series(outcome, role)
     worst = -math.inf if higher else math.inf
     if s is None or not len(s):
         return worst
+    if step is None:
+        step = int(s.steps[-1])
     upto = s.steps <= step
     if not upto.any() or not np.isfinite(s.values[upto]).all():
         return worst
@@ -80,7 +86,8 @@ def value_at(outcome: TrialOutcome, role: Role, step: int, higher: bool) -> floa
     return float(np.mean(s.values[window]))
 
 
-def score_arm(outcomes: list[TrialOutcome], role: Role, step: int, higher: bool) -> ArmScore:
+def score_arm(outcomes: list[TrialOutcome], role: Role, step: int | None,
+              higher: bool) -> ArmScore:
     ok = [o for o in outcomes if o.status == "ok"]
     return ArmScore(
         values=[value_at(o, role, step, higher) for o in ok],
@@ -112,44 +119,60 @@ def decide(
     c_mean, c_std = _mean_std(control.values)
     k_mean, k_std = _mean_std(candidate.values)
     sign = 1.0 if higher else -1.0
+    n_c, n_k = len(control.states), len(candidate.states)
     in_control = sum(target_state in s for s in control.states) if target_state else 0
     in_cand = sum(target_state in s for s in candidate.states) if target_state else 0
-    state_gone = bool(target_state) and in_control == len(control.states) and in_cand == 0
-    state_stays = bool(target_state) and in_control > 0 and in_cand == len(candidate.states)
     out.update(
         control_mean=c_mean,
         candidate_mean=k_mean,
         control_spread=c_std,
         candidate_spread=k_std,
-        state_in_control=f"{in_control}/{len(control.states)}",
-        state_in_candidate=f"{in_cand}/{len(candidate.states)}",
     )
-    if math.isinf(c_mean) and math.isfinite(k_mean):
-        out.update(effect=math.inf, verdict="confirmed",
-                   reason="the control diverged and the candidate did not")
-        return out
-    if math.isinf(k_mean) and math.isfinite(c_mean):
-        out.update(effect=-math.inf, verdict="refuted",
-                   reason="the candidate diverged and the control did not")
-        return out
-    if math.isinf(c_mean) and math.isinf(k_mean):
+    if target_state:
+        out.update(state_in_control=f"{in_control}/{n_c}", state_in_candidate=f"{in_cand}/{n_k}")
+    c_bad, k_bad = not math.isfinite(c_mean), not math.isfinite(k_mean)
+    if c_bad and k_bad:
         out.update(effect=math.nan, verdict="refuted",
                    reason="both control and candidate diverged")
         return out
-    effect = sign * (k_mean - c_mean)
-    spread = max(v for v in (c_std, k_std, 0.0) if not math.isnan(v))
-    gate = max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
-    out.update(effect=effect, relative_effect=effect / abs(c_mean) if c_mean else math.nan,
-               spread=spread, gate=gate)
-    if state_gone and effect > -gate:
-        out.update(verdict="confirmed",
-                   reason=f"{target_state} gone in every candidate seed, metric not worse")
-    elif effect > gate:
-        out.update(verdict="confirmed", reason="metric better beyond the seed-to-seed spread")
-    elif effect < -gate:
-        out.update(verdict="refuted", reason="metric worse beyond the seed-to-seed spread")
-    elif state_stays:
-        out.update(verdict="refuted", reason=f"{target_state} persists in every candidate seed")
+    if k_bad:
+        out.update(effect=-math.inf, verdict="refuted",
+                   reason="the candidate diverged and the control did not")
+        return out
+    if c_bad:
+        effect, gate, better, worse = math.inf, 0.0, True, False
+        how = "the control diverged and the candidate did not"
     else:
-        out.update(verdict="inconclusive", reason="difference within the seed-to-seed spread")
+        effect = sign * (k_mean - c_mean)
+        spread = max(v for v in (c_std, k_std, 0.0) if not math.isnan(v))
+        gate = max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
+        better, worse = effect > gate, effect < -gate
+        out.update(relative_effect=effect / abs(c_mean) if c_mean else math.nan,
+                   spread=spread)
+        how = (f"metric better by {effect:.3g}, beyond the seed-to-seed gate {gate:.3g}"
+               if better else f"metric worse by {-effect:.3g}, beyond the gate {gate:.3g}"
+               if worse else f"metric change {effect:+.3g} within the gate {gate:.3g}")
+    out.update(effect=effect, gate=gate)
+    failed = f"{candidate.failed} of {n_k + candidate.failed} candidate trials failed"
+    if worse:
+        out.update(verdict="refuted", reason=how)
+    elif target_state and in_cand == n_k:
+        out.update(verdict="refuted",
+                   reason=f"{target_state} persists in every candidate seed ({how})")
+    elif target_state and in_cand:
+        out.update(verdict="inconclusive",
+                   reason=f"{target_state} persists in {in_cand} of {n_k} candidate seeds "
+                   f"({how})")
+    elif candidate.failed:
+        out.update(verdict="inconclusive", reason=f"{failed} ({how})")
+    elif not better:
+        gone = f"{target_state} gone in every candidate seed but " if target_state else ""
+        out.update(verdict="inconclusive", reason=f"{gone}{how}")
+    elif target_state:
+        shown = ("" if in_control else
+                 f"; the control did not show {target_state} within the budget either")
+        out.update(verdict="confirmed",
+                   reason=f"{target_state} gone in every candidate seed and {how}{shown}")
+    else:
+        out.update(verdict="confirmed", reason=how)
     return out

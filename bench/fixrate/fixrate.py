@@ -1,0 +1,489 @@
+"""Closed-loop fix-rate benchmark: does following the top recommendation fix the run?
+
+For each pathological case (a broken run of ``examples/train.py``), diagnose it, then
+re-train through the probe's own code path (:func:`diagnose.probe.core.run_probe`) at the
+run's full original length over ``--seeds`` seeds: the control (the broken settings), the
+top recommendation, and a random change of the same size to a randomly chosen other
+hyperparameter (the baseline every repair tool must beat).
+
+"Fixed" does not lean on our own detector alone.  An arm fixes the case when all hold:
+
+1. every trial ran and the targeted state is gone in every seed (our rules);
+2. its final val loss beats the control's by more than the seed-to-seed gate;
+3. it reaches a good level: below ``ref + GOOD_SHARE * (untrained - ref)``, where
+   ``untrained`` is the val loss of the untrained model and ``ref`` the best val loss that
+   default-hyperparameter runs of the same data reach (the family's healthy level).
+
+Usage (from the repo root, in the venv)::
+
+    nice -n 10 python bench/fixrate/fixrate.py --workers 1 --seeds 2
+    python bench/fixrate/fixrate.py --report          # tables from what is done so far
+
+Resumable: every finished case is a JSON file under ``--out``; a rerun skips it.  With
+CUDA, each worker process takes one GPU and its trials run there (``--device auto``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = REPO / "examples" / "train.py"
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(TRAIN.parent))
+
+#: An arm's final val loss must be below ref + this share of (untrained - ref).
+GOOD_SHARE = 0.25
+#: Flags that define a case's data and length (its "family"); everything else is a
+#: hyperparameter a recommendation may change.
+FAMILY_FLAGS = ("--task", "--train-size", "--max-steps", "--eval-every")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One broken training: a name, the flags that break it, and what broke."""
+
+    name: str
+    args: tuple[str, ...]
+    why: str
+
+
+#: Every case runs 600 steps (its "full original length"): short enough for a campaign on
+#: two shared CPU cores, long enough that the healthy default reaches val loss ~0.03.
+#: Cases run in the order listed (one of each state first: a campaign cut short still
+#: covers most states).
+STEPS = ("--max-steps", "600")
+
+CASES: tuple[Case, ...] = (
+    Case("underfit_narrow", (*STEPS, "--model-capacity", "0.02"), "hidden width 3"),
+    Case("underfit_width1", (*STEPS, "--model-capacity", "0.008"), "hidden width 1"),
+    Case("bn_momentum0", (*STEPS, "--normalization", "batchnorm", "--bn-momentum", "0"),
+         "BatchNorm running stats never update"),
+    Case("overfit_small_data", (*STEPS, "--train-size", "60"),
+         "60 training samples, long run"),
+    Case("lr_jump_adam", (*STEPS, "--optimizer", "adam", "--lr", "3e-3", "--lr-jump-step",
+                          "300", "--lr-jump-factor", "300"), "Adam 3e-3, LR x300 at mid-run"),
+    Case("lr_high_sgd8", (*STEPS, "--lr", "8"), "SGD LR 8, ~100x too high"),
+    Case("tiny_lr_sgd", (*STEPS, "--lr", "1e-5"), "SGD LR 1e-5"),
+    Case("dead_init", (*STEPS, "--init", "dead"), "every ReLU bias at -3"),
+    Case("warmup_never_ends", (*STEPS, "--optimizer", "adam", "--lr", "3e-3",
+                               "--warmup-steps", "100000"),
+         "warmup 100000 steps in a 600-step run"),
+    Case("zero_init", (*STEPS, "--init", "zeros"), "all weights zero"),
+    Case("lr_high_rmsprop5", (*STEPS, "--optimizer", "rmsprop", "--lr", "5"), "RMSprop LR 5"),
+    Case("lr_high_sgd200", (*STEPS, "--lr", "200"), "SGD LR 200"),
+    Case("tiny_lr_adam", (*STEPS, "--optimizer", "adam", "--lr", "1e-6"), "Adam LR 1e-6"),
+    Case("bn_last_batch", (*STEPS, "--normalization", "batchnorm", "--bn-momentum", "1",
+                           "--train-size", "1186", "--eval-every", "38"),
+         "BN momentum 1 and a last batch of 2 right before each evaluation"),
+    Case("unscaled_targets", (*STEPS, "--task", "regression", "--target-scale", "1000",
+                              "--lr", "0.01"), "regression targets in the thousands"),
+)
+
+
+def family_args(case: Case) -> list[str]:
+    """The case's data/length flags with every hyperparameter at its healthy default."""
+    out: list[str] = []
+    args = list(case.args)
+    for i, word in enumerate(args[:-1]):
+        if word in FAMILY_FLAGS:
+            out += [word, args[i + 1]]
+    return out
+
+
+def _train(argv: list[str], logdir: Path, device: str) -> None:
+    if (logdir / "config.json").exists() and any(logdir.glob("events.out.tfevents.*")):
+        return
+    cmd = [sys.executable, str(TRAIN), *argv, "--logdir", str(logdir), "--device", device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}{proc.stderr}")
+
+
+def _val_losses(logdir: Path) -> list[float]:
+    from diagnose.metrics import Role
+    from diagnose.pipeline import analyze
+
+    result = analyze([str(logdir)]).results[0]
+    series = result.resolved_roles().get(Role.VAL_LOSS)
+    return [] if series is None else [float(v) for v in series.values]
+
+
+def untrained_loss(case: Case) -> float:
+    """Val loss of the freshly initialised default model on the case's data."""
+    import torch
+    from train import build_model, make_data, parse_args, regression_targets
+
+    args = parse_args([*family_args(case), "--logdir", "-"])
+    scale = _target_scale(case)
+    torch.manual_seed(0)
+    x, y = make_data(args.train_size + 600, seed=1234)
+    regression = args.task == "regression"
+    if regression:
+        y = regression_targets(x, y) * scale
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(99))
+    x_val, y_val = x[perm][args.train_size:], y[perm][args.train_size:]
+    model = build_model(args=args, outputs=1 if regression else 3).eval()
+    with torch.no_grad():
+        out = model(x_val)
+        if regression:
+            return float(torch.nn.functional.mse_loss(out, y_val))
+        return float(torch.nn.functional.cross_entropy(out, y_val))
+
+
+def _target_scale(case: Case) -> float:
+    args = list(case.args)
+    return float(args[args.index("--target-scale") + 1]) if "--target-scale" in args else 1.0
+
+
+def reference_level(case: Case, out: Path, seeds: int, device: str) -> float:
+    """Best val loss of default-hyperparameter runs of the case's family (mean over seeds).
+
+    A regression family is trained on unit-scale targets and its level scaled back to the
+    case's units (loss x scale^2): the healthy level of the same data, whatever its units.
+    """
+    fam = family_args(case)
+    key = "_".join(w.strip("-") for w in fam) or "default"
+    best = []
+    for seed in range(seeds):
+        logdir = out / "family" / key / f"seed{seed}"
+        _train([*fam, "--seed", str(seed)], logdir, device)
+        vals = [v for v in _val_losses(logdir) if math.isfinite(v)]
+        best.append(min(vals) if vals else math.inf)
+    return float(sum(best) / len(best)) * _target_scale(case) ** 2
+
+
+# --- the random control ----------------------------------------------------------------
+
+#: Categorical knobs and their choices (what examples/train.py accepts).
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "optimizer": ("sgd", "adam", "adamw", "rmsprop"),
+    "normalization": ("none", "batchnorm", "layernorm", "groupnorm"),
+    "activation": ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid"),
+    "init": ("default", "he_normal", "xavier_uniform"),
+    "lr_schedule": ("constant", "cosine", "step", "linear", "cyclic"),
+    "dropout_placement": ("after_batchnorm", "before_batchnorm"),
+}
+#: Numeric knobs a random change may scale, with their valid ranges.
+NUMERIC: dict[str, tuple[float, float]] = {
+    "learning_rate": (1e-8, 1e4),
+    "batch_size": (1, 1024),
+    "weight_decay": (1e-8, 1.0),
+    "dropout": (0.0, 0.9),
+    "momentum": (0.0, 0.99),
+    "warmup_steps": (1, 1e6),
+    "grad_clip": (1e-3, 1e4),
+    "model_capacity": (0.01, 16),
+    "bn_momentum": (0.0, 1.0),
+}
+SWITCHES = ("precise_bn", "drop_last", "shuffle", "residual_connections",
+            "data_augmentation", "standardize_targets")
+
+
+def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) -> dict[str, Any]:
+    """A change of the same size as ``change`` to a randomly chosen other hyperparameter.
+
+    Size: a numeric change from a positive value keeps its factor |log(new/old)| in a random
+    direction on a random numeric knob that is positive now; any other change (categorical,
+    switch, from zero) is one switch of a random categorical knob or on/off setting.
+    """
+    rng = random.Random(seed)
+    (hp, new), = change.items()
+    old = control.get(hp)
+    factor = None
+    try:
+        if float(old) > 0 and float(new) > 0 and not isinstance(new, bool):
+            factor = abs(math.log(float(new) / float(old)))
+    except (TypeError, ValueError):
+        factor = None
+    if factor:
+        pool = [k for k in NUMERIC if k != hp and _positive(control.get(k))
+                and _applies(k, control)]
+        if pool:
+            key = rng.choice(sorted(pool))
+            lo, hi = NUMERIC[key]
+            value = float(control[key]) * math.exp(factor * rng.choice((-1, 1)))
+            value = min(max(value, lo), hi)
+            if key in ("batch_size", "warmup_steps"):
+                value = max(1, round(value))
+            elif key in ("momentum", "dropout", "bn_momentum"):
+                value = round(value, 3)
+            else:
+                value = float(f"{value:.3g}")
+            return {key: value}
+    pool = [k for k in (*CHOICES, *SWITCHES) if k != hp and k in control
+            and _applies(k, control)]
+    key = rng.choice(sorted(pool))
+    if key in SWITCHES:
+        return {key: not bool(control[key])}
+    others = [c for c in CHOICES[key] if str(c) != str(control[key])]
+    return {key: rng.choice(others)}
+
+
+def _applies(key: str, control: dict[str, Any]) -> bool:
+    """A knob that changes the model at all (BN knobs need BatchNorm; placement, dropout)."""
+    bn = str(control.get("normalization", "")).lower() == "batchnorm"
+    if key in ("bn_momentum", "precise_bn"):
+        return bn
+    if key == "dropout_placement":
+        return bn and _positive(control.get("dropout"))
+    if key == "standardize_targets":
+        return control.get("task") == "regression"
+    return True
+
+
+def _positive(value: Any) -> bool:
+    try:
+        return not isinstance(value, bool) and float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+# --- one case --------------------------------------------------------------------------
+
+
+def judge(arm: dict[str, Any], state: str | None, bar: float) -> dict[str, Any]:
+    """Fixed = state gone in every seed, better than the control beyond the gate, good level."""
+    trials = arm.get("trials", [])
+    ran = bool(trials) and all(t["status"] == "ok" for t in trials)
+    gone = ran and bool(state) and all(state not in (t.get("states") or []) for t in trials)
+    effect, gate = arm.get("effect"), arm.get("gate")
+    beats = effect is not None and gate is not None and effect > gate
+    final = arm.get("candidate_mean")
+    good = final is not None and math.isfinite(final) and final <= bar
+    return {"ran": ran, "state_gone": gone, "beats_control": bool(beats), "good_level": good,
+            "final": final, "fixed": bool(ran and gone and beats and good)}
+
+
+def _template(logdir: Path) -> str:
+    """Every hyperparameter the broken run's config.json records, as a placeholder."""
+    from train import template
+
+    keys = list(json.loads((logdir / "config.json").read_text()))
+    return template(sys.executable, str(TRAIN), keys)
+
+
+def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
+    """Broken run -> diagnosis -> probe (control, top recommendation, random) -> judged."""
+    from diagnose.pipeline import analyze
+    from diagnose.probe.core import ProbeError, plan_probe, run_probe
+
+    start = time.monotonic()
+    broken = out / "broken" / case.name
+    _train(list(case.args), broken, device)
+    result = analyze([str(broken)]).results[0]
+    record: dict[str, Any] = {"case": case.name, "why": case.why, "args": list(case.args),
+                              "states": list(result.states), "device": device}
+    pathological = [f for f in result.findings if f.severity != "info"]
+    record["broken"] = bool(pathological)
+    top = next(((f, f.recommendations[0]) for f in result.findings if f.recommendations), None)
+    if top is None:
+        record.update(state=pathological[0].state if pathological else None, probed=False,
+                      why_not="no recommendation", wall_s=round(time.monotonic() - start, 1))
+        return record
+    finding, rec = top
+    record.update(state=finding.state, rule=finding.rule,
+                  top={"hyperparameter": rec.hyperparameter, "current": rec.current,
+                       "proposed": rec.proposed, "rationale": rec.rationale})
+    template = _template(broken)
+    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
+                      max_steps=None)
+    if not plan.candidates or plan.candidates[0].changes.keys() != {rec.hyperparameter}:
+        why = next((s["reason"] for s in plan.skipped
+                    if s["hyperparameter"] == rec.hyperparameter), "not the first candidate")
+        record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
+        return record
+    cand = plan.candidates[0]
+    rand = random_change(plan.control, cand.changes, zlib.crc32(case.name.encode()))
+    record["random_change"] = rand
+    try:
+        section = run_probe(result, template, overrides={}, top=1, seeds=seeds,
+                            extra=[rand], frac=1.0, device=device,
+                            workdir=out / "trials" / case.name)
+    except ProbeError as exc:
+        record.update(probed=False, why_not=str(exc), wall_s=round(time.monotonic() - start, 1))
+        return record
+    untrained = untrained_loss(case)
+    ref = reference_level(case, out, seeds, device)
+    bar = ref + GOOD_SHARE * (untrained - ref)
+    arms = section["candidates"]
+    control_trials = section["control"]["trials"]
+    record.update(
+        probed=True, untrained=untrained, reference=ref, bar=bar,
+        metric=section.get("metric"),
+        control_final=arms[0].get("control_mean"),
+        state_in_control=sum(finding.state in (t.get("states") or []) for t in control_trials),
+        advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
+                "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar)},
+        random={"changes": arms[1]["changes"], "verdict": arms[1]["verdict"],
+                **judge(arms[1], finding.state, bar)},
+        wall_s=round(time.monotonic() - start, 1),
+    )
+    return record
+
+
+# --- the campaign ----------------------------------------------------------------------
+
+
+def _worker_init(gpus: Any) -> None:
+    """Give each worker process one GPU (its trials then run there), or none."""
+    if gpus is None:
+        return
+    ident = gpus.get()
+    os.environ["CUDA_VISIBLE_DEVICES"] = ident
+
+
+def _run_one(job: tuple[Case, str, int, str]) -> dict[str, Any]:
+    case, out, seeds, device = job
+    try:
+        record = run_case(case, Path(out), seeds, device)
+    except Exception as exc:  # one broken case must not stop the campaign
+        record = {"case": case.name, "error": f"{type(exc).__name__}: {exc}"}
+    record["gpu"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    path = Path(out) / "cases" / f"{case.name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str) -> None:
+    """Run every case not done yet, ``workers`` at a time, with a progress bar."""
+    import multiprocessing as mp
+
+    from rich.progress import Progress
+
+    done = {p.stem for p in (out / "cases").glob("*.json")}
+    todo = [c for c in cases if c.name not in done]
+    from diagnose.probe.trials import visible_gpus
+
+    gpus = [] if device == "cpu" else visible_gpus()
+    if device == "cuda" and not gpus:
+        raise SystemExit("fixrate: --device cuda but no GPU is visible")
+    if gpus:
+        workers = min(workers, len(gpus)) if workers > 1 else 1
+    jobs = [(c, str(out), seeds, "cuda" if gpus else "cpu") for c in todo]
+    with Progress(transient=False) as bar:
+        task = bar.add_task(f"fix-rate ({len(done)} done before)", total=len(todo))
+        if workers <= 1 and not gpus:
+            for job in jobs:
+                rec = _run_one(job)
+                bar.console.print(_line(rec))
+                bar.advance(task)
+            return
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        for g in gpus[:workers] or []:
+            queue.put(g)
+        with ctx.Pool(workers, initializer=_worker_init,
+                      initargs=(queue if gpus else None,)) as pool:
+            for rec in pool.imap_unordered(_run_one, jobs):
+                bar.console.print(_line(rec))
+                bar.advance(task)
+
+
+def _line(rec: dict[str, Any]) -> str:
+    if "error" in rec:
+        return f"{rec['case']}: ERROR {rec['error']}"
+    if not rec.get("probed"):
+        return f"{rec['case']}: {rec.get('state')} not probed ({rec.get('why_not')})"
+    a, r = rec["advice"], rec["random"]
+    return (f"{rec['case']}: {rec['state']} advice {a['changes']} fixed={a['fixed']} "
+            f"random {r['changes']} fixed={r['fixed']} ({rec['wall_s']} s)")
+
+
+def summarize(out: Path) -> dict[str, Any]:
+    """Per state: broken, probed, fixed, random fixed; and one row per case."""
+    rows = [json.loads(p.read_text()) for p in sorted((out / "cases").glob("*.json"))]
+    states: dict[str, dict[str, int]] = {}
+    for r in rows:
+        if not r.get("broken"):
+            continue
+        s = states.setdefault(r.get("state") or "?", dict(broken=0, probed=0, fixed=0,
+                                                          random_fixed=0))
+        s["broken"] += 1
+        if r.get("probed"):
+            s["probed"] += 1
+            s["fixed"] += bool(r["advice"]["fixed"])
+            s["random_fixed"] += bool(r["random"]["fixed"])
+    total = {k: sum(s[k] for s in states.values())
+             for k in ("broken", "probed", "fixed", "random_fixed")}
+    return {"states": states, "total": total, "cases": rows}
+
+
+def markdown(summary: dict[str, Any]) -> str:
+    lines = ["| state | broken | probed | fixed by the advice | fixed by a random change |",
+             "|---|---|---|---|---|"]
+    for name, s in sorted(summary["states"].items()):
+        lines.append(f"| {name} | {s['broken']} | {s['probed']} | {s['fixed']} | "
+                     f"{s['random_fixed']} |")
+    t = summary["total"]
+    lines.append(f"| **all** | {t['broken']} | {t['probed']} | {t['fixed']} | "
+                 f"{t['random_fixed']} |")
+    lines += ["", "| case | state | advice | final / bar | fixed | random change | final | "
+              "fixed |", "|---|---|---|---|---|---|---|---|"]
+    for r in summary["cases"]:
+        if "error" in r:
+            lines.append(f"| {r['case']} | error: {r['error']} | | | | | | |")
+        elif not r.get("probed"):
+            lines.append(f"| {r['case']} | {r.get('state') or 'healthy'} | not probed: "
+                         f"{r.get('why_not', '')} | | | | | |")
+        else:
+            a, x = r["advice"], r["random"]
+            lines.append(
+                f"| {r['case']} | {r['state']} | {_ch(a['changes'])} ({a['verdict']}) | "
+                f"{_f(a['final'])} / {_f(r['bar'])} | {_yes(a)} | {_ch(x['changes'])} | "
+                f"{_f(x['final'])} | {_yes(x)} |")
+    return "\n".join(lines)
+
+
+def _ch(changes: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in changes.items())
+
+
+def _f(x: Any) -> str:
+    return "diverged" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def _yes(arm: dict[str, Any]) -> str:
+    if arm["fixed"]:
+        return "yes"
+    miss = [n for n, k in (("state stays", "state_gone"), ("not better", "beats_control"),
+                           ("level", "good_level")) if not arm[k]]
+    return "no (" + ", ".join(miss) + ")"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(REPO / "bench" / "_out" / "fixrate"))
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--report", action="store_true", help="only print the tables")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    wanted = set(args.cases.split(",")) if args.cases else None
+    cases = [c for c in CASES if wanted is None or c.name in wanted]
+    if not args.report:
+        start = time.monotonic()
+        campaign(cases, out, args.seeds, args.workers, args.device)
+        print(f"campaign wall time {time.monotonic() - start:.0f} s", file=sys.stderr)
+    summary = summarize(out)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print(markdown(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

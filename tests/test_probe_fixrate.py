@@ -1,0 +1,65 @@
+"""bench/fixrate: the random control and the "fixed" judge (no training here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fixrate():
+    spec = importlib.util.spec_from_file_location("fixrate", REPO / "bench/fixrate/fixrate.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    sys.modules["fixrate"] = module  # dataclasses look their module up while defining
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("fixrate", None)
+
+
+CONTROL = {"learning_rate": 8.0, "batch_size": 32, "momentum": 0.9, "weight_decay": 0.0,
+           "dropout": 0.0, "model_capacity": 1.0, "bn_momentum": 0.1, "optimizer": "sgd",
+           "normalization": "none", "activation": "relu", "init": "default",
+           "lr_schedule": "constant", "drop_last": False, "shuffle": True,
+           "precise_bn": False, "residual_connections": False, "data_augmentation": False}
+
+
+def test_random_change_has_the_same_size_on_another_knob(fixrate) -> None:
+    sizes = set()
+    for seed in range(40):
+        (key, value), = fixrate.random_change(CONTROL, {"learning_rate": 0.8}, seed).items()
+        assert key != "learning_rate"
+        assert key not in ("bn_momentum", "precise_bn")  # no BatchNorm: a no-op change
+        ratio = abs(math.log(float(value) / float(CONTROL[key])))
+        lo, hi = fixrate.NUMERIC[key]
+        if lo < float(value) < hi and key not in ("batch_size", "momentum"):
+            assert ratio == pytest.approx(math.log(10), rel=0.01)
+        sizes.add(key)
+    assert len(sizes) >= 3  # really random over knobs
+    (key, value), = fixrate.random_change(CONTROL, {"drop_last": True}, 1).items()
+    assert key in (*fixrate.CHOICES, *fixrate.SWITCHES) and value != CONTROL[key]
+
+
+def test_fixed_needs_state_gone_better_than_control_and_a_good_level(fixrate) -> None:
+    ok = [{"status": "ok", "states": []}, {"status": "ok", "states": []}]
+    arm = {"trials": ok, "effect": 0.5, "gate": 0.1, "candidate_mean": 0.1}
+    assert fixrate.judge(arm, "plateau", bar=0.3)["fixed"]
+    assert not fixrate.judge({**arm, "candidate_mean": 0.5}, "plateau", bar=0.3)["fixed"]
+    assert not fixrate.judge({**arm, "effect": 0.05}, "plateau", bar=0.3)["fixed"]
+    stays = [{"status": "ok", "states": ["plateau"]}, ok[1]]
+    assert not fixrate.judge({**arm, "trials": stays}, "plateau", bar=0.3)["fixed"]
+    crashed = [{"status": "crashed"}, ok[1]]
+    assert not fixrate.judge({**arm, "trials": crashed}, "plateau", bar=0.3)["fixed"]
+
+
+def test_family_keeps_data_and_length_flags_only(fixrate) -> None:
+    case = fixrate.Case("x", ("--max-steps", "600", "--lr", "8", "--train-size", "60"), "")
+    assert fixrate.family_args(case) == ["--max-steps", "600", "--train-size", "60"]
+    assert {c.name for c in fixrate.CASES} >= {"lr_high_sgd8", "overfit_small_data",
+                                               "bn_momentum0", "underfit_narrow"}
