@@ -1,0 +1,385 @@
+"""Check each run's intended label on its own curves, straight from DESIGN.md's definitions.
+
+Usage::
+
+    python bench/calibration/label_check.py [--store runs.jsonl.gz] [-o labels.tsv]
+
+A run is labelled by construction (its cause), then this script reads the stored curves
+and decides, state by state, *yes*, *no* or *unclear* with simple, explicit criteria
+written from "What each state means" (DESIGN.md). It deliberately shares nothing with
+diagnose's detectors (that would make the benchmark circular): plain numpy on the stored
+series, thresholds named below.
+
+- Every state decided and the set equals the intended one: **kept**.
+- Every state decided but the set differs (a mild cause that did not bite, an underfit
+  that also stalled early, a long healthy run that did overfit): **relabelled** to what
+  the curves show, except into batchnorm_collapse for a model without batch norm.
+- Any deciding state unclear: **dropped** (with the reason).
+
+Reference levels: the untrained loss ``L0`` is ``ln C`` for C-way cross-entropy (C = the
+class count, the vocabulary for the char LM) and the target variance for MSE. "Good" is
+measured against ``Lref``, the 10th percentile of the best val loss reached by any run on
+the same data set (same class count): quality ``q = (L0 - L) / (L0 - Lref)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import itertools
+
+import store
+
+HERE = Path(__file__).resolve().parent
+LABELS = HERE / "labels.tsv"
+
+# Named thresholds (the meaning is DESIGN.md's; these numbers make it checkable).
+TAIL = 0.2            # the "end" of a curve: its last 20% of points (at least 2)
+DIV_FACTOR = 3.0      # divergence: tail >= 3x the untrained loss ...
+DIV_CLEAR_NO = 1.5    # ... and clearly not when the tail is under 1.5x and finite
+DIV_BACK_TO_CHANCE = 0.9  # or: after being fine (<= half of L0), back at >= 0.9 L0 ...
+DIV_RISE = 5.0        # ... and >= 5x its best so far
+OVF_RISE_YES = 0.25   # overfit: val tail >= 25% above its minimum ...
+OVF_RISE_NO = 0.10    # ... not overfit below 10% ("flat or wiggling by a few percent")
+OVF_ABS = 0.02        # ... and the rise is at least 0.02 in loss units (x L0 scale)
+GOOD_Q = 0.8          # quality >= 0.8: a good level
+POOR_Q = 0.6          # quality < 0.6: a poor level
+LEARNED = 0.10        # "leaves its initial level": the loss fell >= 10% from its start
+NOT_LEARNED = 0.05    # never left it: fell < 5%
+EARLY = 0.2           # plateau: stops improving within the first 20% of the run ...
+LATE_GAIN_NO = 0.1    # ... i.e. < 10% of its total improvement comes after that
+LATE_GAIN_YES = 0.3   # still improving: >= 30% of it comes later
+BN_TRAIN_GOOD = 0.4   # batchnorm_collapse: train tail <= 0.4 L0 ...
+BN_VAL_BAD = 0.9      # ... while val sits at >= 0.9 L0 (chance or worse) ...
+BN_VAL_NEVER = 0.6    # ... and never got below 0.6 L0 (val never good first)
+BN_VAL_GOOD = 0.4     # not BN collapse: val reached <= 0.4 L0 at some point
+
+YES, NO, UNCLEAR = "yes", "no", "unclear"
+
+
+@dataclass
+class Curves:
+    """The series one run logged, reduced to what the criteria read."""
+
+    train: np.ndarray          # train loss, binned to <= 40 points (median per bin)
+    train_raw: np.ndarray
+    val: np.ndarray | None     # val loss
+    train_x: np.ndarray        # fraction of the run at each binned train point
+    val_x: np.ndarray | None
+    l0: float                  # the untrained model's loss
+    lref: float                # a good loss on this data
+
+
+def _binned(steps: Sequence[int], values: Sequence[float], total: int,
+            bins: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Median per equal-width step bin: the per-epoch curve, not the minibatch noise."""
+    s, v = np.asarray(steps, float), np.asarray(values, float)
+    if len(v) <= bins:
+        return s / max(total, 1), v
+    edges = np.linspace(s.min(), s.max() + 1, bins + 1)
+    xs, ys = [], []
+    for lo, hi in itertools.pairwise(edges):
+        m = (s >= lo) & (s < hi)
+        if m.any():
+            vals = v[m]
+            fin = vals[np.isfinite(vals)]
+            # a bin that is mostly non-finite stays non-finite
+            ys.append(np.median(fin) if len(fin) * 2 > len(vals) else np.nan)
+            xs.append(s[m].mean())
+    return np.asarray(xs) / max(total, 1), np.asarray(ys)
+
+
+def untrained_loss(cfg: dict[str, Any]) -> float:
+    if cfg["task"] == "reg":
+        return float(cfg["target_scale"]) ** 2
+    return math.log(cfg["n_classes"])
+
+
+def ref_key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    c = rec["config"]
+    return (c["dataset"], c.get("n_classes"), c.get("n_features"))
+
+
+def reference_levels(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
+    """Per data set: the 10th percentile of the runs' best val loss (scale-free for MSE)."""
+    best: dict[tuple[Any, ...], list[float]] = {}
+    for rec in records:
+        s = store.series(rec, "val_loss")
+        if not s:
+            continue
+        v = np.asarray(s[1], float)
+        v = v[np.isfinite(v)]
+        if len(v):
+            scale = untrained_loss(rec["config"])
+            best.setdefault(ref_key(rec), []).append(float(v.min()) / scale)
+    return {k: float(np.percentile(v, 10)) for k, v in best.items() if len(v) >= 3}
+
+
+def curves(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> Curves | None:
+    cfg = rec["config"]
+    tr = store.series(rec, "train_loss")
+    if not tr:
+        return None
+    total = cfg["total_steps"]
+    tx, ty = _binned(tr[0], tr[1], total)
+    va = store.series(rec, "val_loss")
+    vx = vy = None
+    if va:
+        vx, vy = _binned(va[0], va[1], total)
+    l0 = untrained_loss(cfg)
+    lref = refs.get(ref_key(rec), 0.0) * l0
+    return Curves(ty, np.asarray(tr[1], float), vy, tx, vx, l0, min(lref, 0.5 * l0))
+
+
+def tail(v: np.ndarray) -> np.ndarray:
+    return v[-max(2, math.ceil(len(v) * TAIL)):]
+
+
+def tail_level(v: np.ndarray) -> float:
+    """Median of the tail; non-finite if most of the tail is non-finite."""
+    t = tail(v)
+    fin = t[np.isfinite(t)]
+    return float(np.median(fin)) if len(fin) * 2 > len(t) else math.inf
+
+
+def quality(c: Curves, level: float) -> float:
+    return (c.l0 - level) / max(c.l0 - c.lref, 1e-12)
+
+
+# ---------------------------------------------------------------------------
+# One criterion per state
+# ---------------------------------------------------------------------------
+
+
+def divergence(c: Curves) -> tuple[str, str]:
+    """Non-finite and staying so, or sustained far above the untrained loss."""
+    worst = ""
+    for name, v in (("train", c.train), ("val", c.val)):
+        if v is None or len(v) < 2:
+            continue
+        t = tail_level(v)
+        if not math.isfinite(t):
+            return YES, f"{name} loss non-finite at the end"
+        if t >= DIV_FACTOR * c.l0:
+            return YES, f"{name} tail {t:.3g} >= {DIV_FACTOR}x untrained {c.l0:.3g}"
+        k = len(v) - len(tail(v))
+        head = v[:k][np.isfinite(v[:k])]
+        if (len(head) and head.min() <= 0.5 * c.l0 and t >= DIV_BACK_TO_CHANCE * c.l0
+                and t >= DIV_RISE * head.min()):
+            return YES, f"{name} back at chance {t:.3g} after {head.min():.3g}"
+        if name == "train" and t >= DIV_CLEAR_NO * c.l0:
+            worst = f"train tail {t:.3g} between {DIV_CLEAR_NO}x and {DIV_FACTOR}x untrained"
+    # val far above while train is fine is not divergence (DESIGN: see batchnorm_collapse)
+    return (UNCLEAR, worst) if worst else (NO, "")
+
+
+def batchnorm_collapse(c: Curves) -> tuple[str, str]:
+    """Train good while val sits at chance or worse from the first evaluations."""
+    if c.val is None or len(c.val) < 3:
+        return NO, ""
+    t = tail_level(c.train)
+    vfin = c.val[np.isfinite(c.val)]
+    if not len(vfin):
+        return UNCLEAR, "val never finite"
+    vmed, vmin = float(np.median(vfin)), float(vfin.min())
+    if t <= BN_TRAIN_GOOD * c.l0 and vmed >= BN_VAL_BAD * c.l0 and vmin >= BN_VAL_NEVER * c.l0:
+        return YES, f"train {t:.3g} good, val median {vmed:.3g} min {vmin:.3g} vs L0 {c.l0:.3g}"
+    if vmin <= BN_VAL_GOOD * c.l0 or t > 0.6 * c.l0:
+        return NO, ""
+    return UNCLEAR, f"val median {vmed:.3g} min {vmin:.3g}, train {t:.3g}"
+
+
+def overfit(c: Curves) -> tuple[str, str]:
+    """Val turns upward after its minimum while train keeps falling; the gap grows."""
+    if c.val is None or len(c.val) < 3:
+        return NO, ""
+    v = c.val
+    fin = np.isfinite(v)
+    if not fin.all():
+        return UNCLEAR, "non-finite val"
+    i = int(np.argmin(v))
+    vmin, vt = float(v[i]), tail_level(v)
+    rise = (vt - vmin) / max(abs(vmin), 1e-12)
+    if rise < OVF_RISE_NO or i >= len(v) - 1:
+        return NO, ""
+    # train at the val minimum vs at the end (binned train on the same run fraction)
+    j = int(np.searchsorted(c.train_x, c.val_x[i])) if c.val_x is not None else 0
+    j = min(j, len(c.train) - 1)
+    t_at, t_end = float(c.train[j]), tail_level(c.train)
+    train_falls = t_end <= 0.9 * t_at or t_end <= 0.05 * c.l0
+    gap_grows = (vt - t_end) > (vmin - t_at)
+    learned_first = vmin <= 0.9 * min(c.l0, float(v[0]))
+    if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and gap_grows
+            and learned_first):
+        return YES, f"val {vmin:.3g} -> {vt:.3g} (+{rise:.0%}), train {t_at:.3g} -> {t_end:.3g}"
+    if not train_falls or not learned_first:
+        return NO, ""
+    return UNCLEAR, f"val rise {rise:.0%}"
+
+
+def _main_curve(c: Curves) -> np.ndarray:
+    return c.val if c.val is not None and len(c.val) >= 3 else c.train
+
+
+def fit_state(c: Curves) -> tuple[str, str, str, str]:
+    """(underfit, why, plateau, why) from the main curve (val when logged, else train)."""
+    v = _main_curve(c)
+    v = v[np.isfinite(v)]
+    if len(v) < 3:
+        return UNCLEAR, "too few points", UNCLEAR, "too few points"
+    start = max(float(v[0]), float(np.median(v[:2])))
+    best, end = float(v.min()), tail_level(v)
+    drop = (start - best) / max(abs(start), 1e-12)
+    q_end = quality(c, end)
+    near_initial = start >= 0.8 * c.l0
+    # underfit
+    t_end = tail_level(c.train)
+    small_gap = t_end >= 0.75 * end if c.val is not None else True
+    if q_end >= GOOD_Q:
+        und, uw = NO, ""
+    elif drop < NOT_LEARNED and near_initial:
+        und, uw = NO, "never left its initial level"
+    elif drop >= LEARNED and q_end < POOR_Q and small_gap:
+        und, uw = YES, f"learned {drop:.0%} but ends at quality {q_end:.2f}"
+    elif not small_gap and q_end < POOR_Q:
+        und, uw = NO, "large gap"
+    else:
+        und, uw = UNCLEAR, f"drop {drop:.0%}, quality {q_end:.2f}"
+    # plateau
+    if drop < NOT_LEARNED and near_initial:
+        return und, uw, YES, f"flat from the start near the initial level ({start:.3g})"
+    if q_end >= GOOD_Q:
+        return und, uw, NO, ""
+    x = c.val_x if v is c.val else c.train_x
+    xs = x[: len(v)] if x is not None else np.linspace(0, 1, len(v))
+    early = v[xs <= EARLY] if (xs <= EARLY).any() else v[:1]
+    level_early = float(early.min())
+    total_gain = start - end
+    late_gain = (level_early - end) / max(total_gain, 1e-12) if total_gain > 0 else 0.0
+    if q_end < POOR_Q and late_gain < LATE_GAIN_NO:
+        return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run at quality {q_end:.2f}"
+    if late_gain >= LATE_GAIN_YES:
+        return und, uw, NO, ""
+    return und, uw, UNCLEAR, f"late gain {late_gain:.0%}, quality {q_end:.2f}"
+
+
+def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, Any]:
+    """The curves' verdict on one run: status kept/relabelled/dropped, label, reasons."""
+    intended = sorted(rec["intended"])
+    out = {"id": rec["id"], "intended": intended, "label": None, "status": "dropped",
+           "why": ""}
+    c = curves(rec, refs)
+    if c is None or len(c.train) < 3:
+        out["why"] = "too few train points"
+        return out
+    d, dw = divergence(c)
+    if d == UNCLEAR:
+        out["why"] = f"divergence unclear: {dw}"
+        return out
+    if d == YES:
+        states = ["divergence"]
+        why = dw
+    else:
+        b, bw = batchnorm_collapse(c)
+        has_bn = rec["config"]["arch"] in ("mlp_bn", "cnn_bn")
+        if b == UNCLEAR or (b == YES and not has_bn):
+            out["why"] = f"batchnorm_collapse {b} (model has batch norm: {has_bn}): {bw}"
+            return out
+        if b == YES:
+            states, why = ["batchnorm_collapse"], bw
+        else:
+            o, ow = overfit(c)
+            u, uw, p, pw = fit_state(c)
+            unclear = [n for n, s in (("overfit", o), ("underfit", u), ("plateau", p))
+                       if s == UNCLEAR]
+            if unclear:
+                out["why"] = "; ".join(f"{n} unclear: {w}" for n, w in
+                                       (("overfit", ow), ("underfit", uw), ("plateau", pw))
+                                       if n in unclear)
+                return out
+            states = sorted(n for n, s in (("overfit", o), ("underfit", u), ("plateau", p))
+                            if s == YES)
+            why = "; ".join(w for w, s in ((ow, o), (uw, u), (pw, p)) if s == YES)
+    out["label"] = sorted(states)
+    out["status"] = "kept" if out["label"] == intended else "relabelled"
+    out["why"] = why
+    return out
+
+
+def check_all(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    refs = reference_levels(records)
+    return [check(r, refs) for r in records]
+
+
+def fmt(states: Sequence[str] | None) -> str:
+    if states is None:
+        return "-"
+    return ",".join(states) if states else "healthy"
+
+
+def write_tsv(results: list[dict[str, Any]], path: Path) -> None:
+    lines = ["id\tintended\tlabel\tstatus\twhy"]
+    for r in results:
+        why = r["why"].replace("\t", " ").replace("\n", " ")
+        lines.append(f"{r['id']}\t{fmt(r['intended'])}\t{fmt(r['label'])}\t{r['status']}\t{why}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def read_labels(path: Path = LABELS) -> dict[str, list[str]]:
+    """id -> checked label (healthy = []) for every run that was not dropped."""
+    out: dict[str, list[str]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        rid, _, label, status, _ = line.split("\t", 4)
+        if status != "dropped":
+            out[rid] = [] if label == "healthy" else label.split(",")
+    return out
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    n = len(results)
+    st = Counter(r["status"] for r in results)
+    lines = [f"{n} runs: {st['kept']} kept, {st['relabelled']} relabelled, "
+             f"{st['dropped']} dropped"]
+    moves = Counter((fmt(r["intended"]), fmt(r["label"])) for r in results
+                    if r["status"] == "relabelled")
+    for (a, b), k in moves.most_common():
+        lines.append(f"  relabelled {a} -> {b}: {k}")
+    drops = Counter((fmt(r["intended"]), r["why"].split(":")[0]) for r in results
+                    if r["status"] == "dropped")
+    for (a, why), k in drops.most_common():
+        lines.append(f"  dropped {a} ({why}): {k}")
+    final = Counter(fmt(r["label"]) for r in results if r["status"] != "dropped")
+    lines.append("final labels: " + ", ".join(f"{k} {v}" for k, v in final.most_common()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Check intended labels on the curves.")
+    ap.add_argument("--store", type=Path, default=store.STORE)
+    ap.add_argument("-o", "--output", type=Path, default=LABELS)
+    ap.add_argument("--show", nargs="*", default=None, help="print these runs' verdicts")
+    args = ap.parse_args(argv)
+    results = check_all(store.load(args.store))
+    if args.show is not None:
+        for r in results:
+            if not args.show or r["id"] in args.show:
+                print(f"{r['id']}\t{fmt(r['intended'])}\t{fmt(r['label'])}\t{r['status']}"
+                      f"\t{r['why']}")
+        return 0
+    write_tsv(results, args.output)
+    print(summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
