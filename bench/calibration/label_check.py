@@ -13,7 +13,7 @@ series, thresholds named below.
 - Every state decided and the set equals the intended one: **kept**.
 - Every state decided but the set differs (a mild cause that did not bite, an underfit
   that also stalled early, a long healthy run that did overfit): **relabelled** to what
-  the curves show, except into batchnorm_collapse for a model without batch norm.
+  the curves show. batchnorm_collapse is only considered for models with batch norm.
 - Any deciding state unclear: **dropped** (with the reason).
 
 Reference levels: the untrained loss ``L0`` is ``ln C`` for C-way cross-entropy (C = the
@@ -47,22 +47,25 @@ LABELS = HERE / "labels.tsv"
 TAIL = 0.2            # the "end" of a curve: its last 20% of points (at least 2)
 DIV_FACTOR = 3.0      # divergence: tail >= 3x the untrained loss ...
 DIV_CLEAR_NO = 1.5    # ... and clearly not when the tail is under 1.5x and finite
-DIV_BACK_TO_CHANCE = 0.9  # or: after being fine (<= half of L0), back at >= 0.9 L0 ...
-DIV_RISE = 5.0        # ... and >= 5x its best so far
+DIV_BACK_TO_CHANCE = 0.9  # or: after being fine (<= half of L0), back at >= 0.9 L0
 OVF_RISE_YES = 0.25   # overfit: val tail >= 25% above its minimum ...
 OVF_RISE_NO = 0.10    # ... not overfit below 10% ("flat or wiggling by a few percent")
 OVF_ABS = 0.02        # ... and the rise is at least 0.02 in loss units (x L0 scale)
 GOOD_Q = 0.8          # quality >= 0.8: a good level
 POOR_Q = 0.6          # quality < 0.6: a poor level
-LEARNED = 0.10        # "leaves its initial level": the loss fell >= 10% from its start
-NOT_LEARNED = 0.05    # never left it: fell < 5%
+LEARNED_BELOW = 0.85  # "learns": its best loss got below 0.85 L0
+FLAT_BEST = 0.85      # "never leaves its initial level": best >= 0.85 L0 ...
+FLAT_END = 0.9        # ... and still >= 0.9 L0 at the end
+GAP_RATIO = 0.75      # underfit's small gap: train tail >= 0.75x val tail
 EARLY = 0.2           # plateau: stops improving within the first 20% of the run ...
 LATE_GAIN_NO = 0.1    # ... i.e. < 10% of its total improvement comes after that
 LATE_GAIN_YES = 0.3   # still improving: >= 30% of it comes later
-BN_TRAIN_GOOD = 0.4   # batchnorm_collapse: train tail <= 0.4 L0 ...
+BN_TRAIN_GOOD = 0.4   # batchnorm_collapse: train tail <= 0.4 L0 (or quality >= 0.6) ...
 BN_VAL_BAD = 0.9      # ... while val sits at >= 0.9 L0 (chance or worse) ...
 BN_VAL_NEVER = 0.6    # ... and never got below 0.6 L0 (val never good first)
-BN_VAL_GOOD = 0.4     # not BN collapse: val reached <= 0.4 L0 at some point
+BN_VAL_GOOD = 0.4     # not BN collapse: val reached <= 0.4 L0 at some point ...
+BN_SWING = 1.5        # ... unless it swings: >= 20% of evaluations (>= 2), one of the
+                      # first 3 among them, at >= 1.5 L0
 
 YES, NO, UNCLEAR = "yes", "no", "unclear"
 
@@ -107,7 +110,7 @@ def untrained_loss(cfg: dict[str, Any]) -> float:
 
 def ref_key(rec: dict[str, Any]) -> tuple[Any, ...]:
     c = rec["config"]
-    return (c["dataset"], c.get("n_classes"), c.get("n_features"))
+    return (c["dataset"], c.get("n_classes"))
 
 
 def reference_levels(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], float]:
@@ -162,10 +165,15 @@ def quality(c: Curves, level: float) -> float:
 
 
 def divergence(c: Curves) -> tuple[str, str]:
-    """Non-finite and staying so, or sustained far above the untrained loss."""
+    """Non-finite and staying so, or sustained far above the untrained loss.
+
+    The val loss counts only when the train loss is not fine too: a huge val loss while
+    train is fine is not divergence (DESIGN.md: see batchnorm_collapse).
+    """
     worst = ""
+    train_fine = tail_level(c.train) < DIV_CLEAR_NO * c.l0
     for name, v in (("train", c.train), ("val", c.val)):
-        if v is None or len(v) < 2:
+        if v is None or len(v) < 2 or (name == "val" and train_fine):
             continue
         t = tail_level(v)
         if not math.isfinite(t):
@@ -174,12 +182,15 @@ def divergence(c: Curves) -> tuple[str, str]:
             return YES, f"{name} tail {t:.3g} >= {DIV_FACTOR}x untrained {c.l0:.3g}"
         k = len(v) - len(tail(v))
         head = v[:k][np.isfinite(v[:k])]
-        if (len(head) and head.min() <= 0.5 * c.l0 and t >= DIV_BACK_TO_CHANCE * c.l0
-                and t >= DIV_RISE * head.min()):
+        if len(head) and head.min() <= 0.5 * c.l0 and t >= DIV_BACK_TO_CHANCE * c.l0:
             return YES, f"{name} back at chance {t:.3g} after {head.min():.3g}"
         if name == "train" and t >= DIV_CLEAR_NO * c.l0:
             worst = f"train tail {t:.3g} between {DIV_CLEAR_NO}x and {DIV_FACTOR}x untrained"
-    # val far above while train is fine is not divergence (DESIGN: see batchnorm_collapse)
+    # val far above while train is fine is not divergence (DESIGN: see batchnorm_collapse);
+    # a train-mode loss raised by heavy dropout while val is fine is not either
+    if (worst and c.val is not None and len(c.val) >= 2
+            and tail_level(c.val) < DIV_CLEAR_NO * c.l0):
+        return NO, ""
     return (UNCLEAR, worst) if worst else (NO, "")
 
 
@@ -192,15 +203,25 @@ def batchnorm_collapse(c: Curves) -> tuple[str, str]:
     if not len(vfin):
         return UNCLEAR, "val never finite"
     vmed, vmin = float(np.median(vfin)), float(vfin.min())
-    if t <= BN_TRAIN_GOOD * c.l0 and vmed >= BN_VAL_BAD * c.l0 and vmin >= BN_VAL_NEVER * c.l0:
+    train_good = t <= BN_TRAIN_GOOD * c.l0 or quality(c, t) >= POOR_Q
+    high = vfin >= BN_SWING * c.l0
+    swings = high.sum() >= max(2, 0.2 * len(vfin)) and bool(high[:3].any())
+    if train_good and vmed >= BN_VAL_BAD * c.l0 and vmin >= BN_VAL_NEVER * c.l0:
         return YES, f"train {t:.3g} good, val median {vmed:.3g} min {vmin:.3g} vs L0 {c.l0:.3g}"
-    if vmin <= BN_VAL_GOOD * c.l0 or t > 0.6 * c.l0:
+    if train_good and swings:
+        return YES, f"train {t:.3g} good, val swings: {int(high.sum())}/{len(vfin)} evals " \
+                    f">= {BN_SWING} L0 from the start"
+    if (vmin <= BN_VAL_GOOD * c.l0 and not swings) or not train_good:
         return NO, ""
     return UNCLEAR, f"val median {vmed:.3g} min {vmin:.3g}, train {t:.3g}"
 
 
-def overfit(c: Curves) -> tuple[str, str]:
-    """Val turns upward after its minimum while train keeps falling; the gap grows."""
+def overfit(c: Curves, has_bn: bool) -> tuple[str, str]:
+    """Val turns upward after its minimum while train keeps falling; the gap grows.
+
+    With batch norm, val must have learned first (else it is batchnorm_collapse); without
+    it a val that never got good and rises is memorisation, which is overfit.
+    """
     if c.val is None or len(c.val) < 3:
         return NO, ""
     v = c.val
@@ -218,7 +239,7 @@ def overfit(c: Curves) -> tuple[str, str]:
     t_at, t_end = float(c.train[j]), tail_level(c.train)
     train_falls = t_end <= 0.9 * t_at or t_end <= 0.05 * c.l0
     gap_grows = (vt - t_end) > (vmin - t_at)
-    learned_first = vmin <= 0.9 * min(c.l0, float(v[0]))
+    learned_first = vmin <= 0.9 * min(c.l0, float(v[0])) or not has_bn
     if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and gap_grows
             and learned_first):
         return YES, f"val {vmin:.3g} -> {vt:.3g} (+{rise:.0%}), train {t_at:.3g} -> {t_end:.3g}"
@@ -227,50 +248,54 @@ def overfit(c: Curves) -> tuple[str, str]:
     return UNCLEAR, f"val rise {rise:.0%}"
 
 
-def _main_curve(c: Curves) -> np.ndarray:
-    return c.val if c.val is not None and len(c.val) >= 3 else c.train
+def _finite(v: np.ndarray | None) -> np.ndarray:
+    return np.zeros(0) if v is None else v[np.isfinite(v)]
 
 
 def fit_state(c: Curves) -> tuple[str, str, str, str]:
-    """(underfit, why, plateau, why) from the main curve (val when logged, else train)."""
-    v = _main_curve(c)
-    v = v[np.isfinite(v)]
-    if len(v) < 3:
+    """(underfit, why, plateau, why): how well and how long the model fitted its data.
+
+    The fitting is read on the train curve (binned); "poor" and "good" on the better of
+    the train and val tails (train-mode loss under heavy dropout sits above val).
+    """
+    tr = _finite(c.train)
+    if len(tr) < 3:
         return UNCLEAR, "too few points", UNCLEAR, "too few points"
-    start = max(float(v[0]), float(np.median(v[:2])))
-    best, end = float(v.min()), tail_level(v)
-    drop = (start - best) / max(abs(start), 1e-12)
-    q_end = quality(c, end)
-    near_initial = start >= 0.8 * c.l0
-    # underfit
+    va = _finite(c.val)
     t_end = tail_level(c.train)
-    small_gap = t_end >= 0.75 * end if c.val is not None else True
-    if q_end >= GOOD_Q:
+    v_end = tail_level(c.val) if len(va) >= 2 else math.inf
+    level = min(t_end, v_end)
+    q = quality(c, level)
+    best = min(float(tr.min()), float(va.min()) if len(va) else math.inf)
+    flat_from_start = best >= FLAT_BEST * c.l0 and level >= FLAT_END * c.l0
+    learned = best <= LEARNED_BELOW * c.l0
+    small_gap = not math.isfinite(v_end) or t_end >= GAP_RATIO * v_end
+    # underfit
+    if q >= GOOD_Q:
         und, uw = NO, ""
-    elif drop < NOT_LEARNED and near_initial:
+    elif flat_from_start:
         und, uw = NO, "never left its initial level"
-    elif drop >= LEARNED and q_end < POOR_Q and small_gap:
-        und, uw = YES, f"learned {drop:.0%} but ends at quality {q_end:.2f}"
-    elif not small_gap and q_end < POOR_Q:
+    elif learned and q < POOR_Q and small_gap:
+        und, uw = YES, f"learned (best {best:.3g}, L0 {c.l0:.3g}) but ends at quality {q:.2f}"
+    elif not small_gap and q < POOR_Q:
         und, uw = NO, "large gap"
     else:
-        und, uw = UNCLEAR, f"drop {drop:.0%}, quality {q_end:.2f}"
+        und, uw = UNCLEAR, f"quality {q:.2f}, best {best:.3g} vs L0 {c.l0:.3g}"
     # plateau
-    if drop < NOT_LEARNED and near_initial:
-        return und, uw, YES, f"flat from the start near the initial level ({start:.3g})"
-    if q_end >= GOOD_Q:
+    if flat_from_start:
+        return und, uw, YES, f"flat from the start near the initial level ({level:.3g})"
+    if q >= GOOD_Q:
         return und, uw, NO, ""
-    x = c.val_x if v is c.val else c.train_x
-    xs = x[: len(v)] if x is not None else np.linspace(0, 1, len(v))
-    early = v[xs <= EARLY] if (xs <= EARLY).any() else v[:1]
-    level_early = float(early.min())
-    total_gain = start - end
-    late_gain = (level_early - end) / max(total_gain, 1e-12) if total_gain > 0 else 0.0
-    if q_end < POOR_Q and late_gain < LATE_GAIN_NO:
-        return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run at quality {q_end:.2f}"
+    x = c.train_x[np.isfinite(c.train)]
+    early = tr[x <= EARLY] if (x <= EARLY).any() else tr[:1]
+    start = max(float(tr[0]), c.l0)
+    total_gain = start - t_end
+    late_gain = (float(early.min()) - t_end) / total_gain if total_gain > 0 else 0.0
+    if learned and q < POOR_Q and late_gain < LATE_GAIN_NO:
+        return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run at quality {q:.2f}"
     if late_gain >= LATE_GAIN_YES:
         return und, uw, NO, ""
-    return und, uw, UNCLEAR, f"late gain {late_gain:.0%}, quality {q_end:.2f}"
+    return und, uw, UNCLEAR, f"late gain {late_gain:.0%}, quality {q:.2f}"
 
 
 def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, Any]:
@@ -290,15 +315,16 @@ def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, 
         states = ["divergence"]
         why = dw
     else:
-        b, bw = batchnorm_collapse(c)
+        # batch-norm collapse needs batch norm: without it, the same curves are memorisation
         has_bn = rec["config"]["arch"] in ("mlp_bn", "cnn_bn")
-        if b == UNCLEAR or (b == YES and not has_bn):
-            out["why"] = f"batchnorm_collapse {b} (model has batch norm: {has_bn}): {bw}"
+        b, bw = batchnorm_collapse(c) if has_bn else (NO, "")
+        if b == UNCLEAR:
+            out["why"] = f"batchnorm_collapse unclear: {bw}"
             return out
         if b == YES:
             states, why = ["batchnorm_collapse"], bw
         else:
-            o, ow = overfit(c)
+            o, ow = overfit(c, has_bn)
             u, uw, p, pw = fit_state(c)
             unclear = [n for n, s in (("overfit", o), ("underfit", u), ("plateau", p))
                        if s == UNCLEAR]
