@@ -771,7 +771,7 @@ def train_run(cfg: dict[str, Any]) -> dict[str, Any]:
                 gnorm = float(torch.stack(norms).norm()) if norms else 0.0
             opt.step()
             step += 1
-            lv = float(loss)
+            lv = loss.item()
             ep_loss += lv * len(idx)
             ep_acc += (acc or 0.0) * len(idx)
             ep_n += len(idx)

@@ -25,6 +25,7 @@ the same data set (same class count): quality ``q = (L0 - L) / (L0 - Lref)``.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections import Counter
@@ -48,14 +49,16 @@ TAIL = 0.2            # the "end" of a curve: its last 20% of points (at least 2
 DIV_FACTOR = 3.0      # divergence: tail >= 3x the untrained loss ...
 DIV_CLEAR_NO = 1.5    # ... and clearly not when the tail is under 1.5x and finite
 DIV_BACK_TO_CHANCE = 0.9  # or: after being fine (<= half of L0), back at >= 0.9 L0
-OVF_RISE_YES = 0.25   # overfit: val tail >= 25% above its minimum ...
+OVF_RISE_YES = 0.15   # overfit: val tail >= 15% above its minimum ...
 OVF_RISE_NO = 0.10    # ... not overfit below 10% ("flat or wiggling by a few percent")
-OVF_ABS = 0.02        # ... and the rise is at least 0.02 in loss units (x L0 scale)
+OVF_ABS = 0.05        # ... the rise is >= 0.05 L0 in loss units ...
+OVF_GAP = 0.10        # ... and the val-train gap ends >= 0.1 L0 ("large") and grew
+OVF_GAP_NO = 0.05     # not overfit when the gap ends under 0.05 L0
 GOOD_Q = 0.8          # quality >= 0.8: a good level
 POOR_Q = 0.6          # quality < 0.6: a poor level
-LEARNED_BELOW = 0.85  # "learns": its best loss got below 0.85 L0
-FLAT_BEST = 0.85      # "never leaves its initial level": best >= 0.85 L0 ...
-FLAT_END = 0.9        # ... and still >= 0.9 L0 at the end
+LEARNED_BELOW = 0.85  # "learns": its best loss got below 0.85x the chance level
+FLAT_BEST = 0.85      # "never leaves its initial level": best >= 0.85x chance ...
+FLAT_END = 0.9        # ... and still >= 0.9x chance at the end
 GAP_RATIO = 0.75      # underfit's small gap: train tail >= 0.75x val tail
 EARLY = 0.2           # plateau: stops improving within the first 20% of the run ...
 LATE_GAIN_NO = 0.1    # ... i.e. < 10% of its total improvement comes after that
@@ -66,6 +69,8 @@ BN_VAL_NEVER = 0.6    # ... and never got below 0.6 L0 (val never good first)
 BN_VAL_GOOD = 0.4     # not BN collapse: val reached <= 0.4 L0 at some point ...
 BN_SWING = 1.5        # ... unless it swings: >= 20% of evaluations (>= 2), one of the
                       # first 3 among them, at >= 1.5 L0
+
+VAL_BLOWN = 3.0       # a val loss sitting >= 3x L0 must be explained by a state, or drop
 
 YES, NO, UNCLEAR = "yes", "no", "unclear"
 
@@ -81,6 +86,7 @@ class Curves:
     val_x: np.ndarray | None
     l0: float                  # the untrained model's loss
     lref: float                # a good loss on this data
+    chance: float              # the label-frequency level (<= l0)
 
 
 def _binned(steps: Sequence[int], values: Sequence[float], total: int,
@@ -108,6 +114,25 @@ def untrained_loss(cfg: dict[str, Any]) -> float:
     return math.log(cfg["n_classes"])
 
 
+@functools.cache
+def prior_entropy(dataset: str) -> float | None:
+    """Loss of predicting the class frequencies (the chance level of an imbalanced set)."""
+    if dataset not in ("breast_cancer", "wine", "iris", "digits"):
+        return None  # the synthetic sets are balanced
+    from sklearn import datasets as skd
+
+    target = getattr(skd, f"load_{dataset}")().target
+    p = np.bincount(target) / len(target)
+    return float(-(p * np.log(p)).sum())
+
+
+def chance_loss(cfg: dict[str, Any]) -> float:
+    """The level a model sits at when it learned nothing but the label frequencies."""
+    l0 = untrained_loss(cfg)
+    h = prior_entropy(cfg["dataset"]) if cfg["task"] == "cls" else None
+    return min(l0, h) if h else l0
+
+
 def ref_key(rec: dict[str, Any]) -> tuple[Any, ...]:
     c = rec["config"]
     return (c["dataset"], c.get("n_classes"))
@@ -125,7 +150,12 @@ def reference_levels(records: list[dict[str, Any]]) -> dict[tuple[Any, ...], flo
         if len(v):
             scale = untrained_loss(rec["config"])
             best.setdefault(ref_key(rec), []).append(float(v.min()) / scale)
-    return {k: float(np.percentile(v, 10)) for k, v in best.items() if len(v) >= 3}
+    refs = {k: float(np.percentile(v, 10)) for k, v in best.items() if len(v) >= 5}
+    by_ds: dict[tuple[Any, ...], list[float]] = {}
+    for k, v in best.items():  # fallback for rare class counts: the data set's ratio
+        by_ds.setdefault((k[0],), []).extend(v)
+    refs.update({k: float(np.percentile(v, 10)) for k, v in by_ds.items()})
+    return refs
 
 
 def curves(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> Curves | None:
@@ -140,8 +170,10 @@ def curves(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> Curves | 
     if va:
         vx, vy = _binned(va[0], va[1], total)
     l0 = untrained_loss(cfg)
-    lref = refs.get(ref_key(rec), 0.0) * l0
-    return Curves(ty, np.asarray(tr[1], float), vy, tx, vx, l0, min(lref, 0.5 * l0))
+    key = ref_key(rec)
+    lref = refs.get(key, refs.get(key[:1], 0.0)) * l0
+    return Curves(ty, np.asarray(tr[1], float), vy, tx, vx, l0, min(lref, 0.5 * l0),
+                  chance_loss(cfg))
 
 
 def tail(v: np.ndarray) -> np.ndarray:
@@ -211,7 +243,8 @@ def batchnorm_collapse(c: Curves) -> tuple[str, str]:
     if train_good and swings:
         return YES, f"train {t:.3g} good, val swings: {int(high.sum())}/{len(vfin)} evals " \
                     f">= {BN_SWING} L0 from the start"
-    if (vmin <= BN_VAL_GOOD * c.l0 and not swings) or not train_good:
+    if not train_good or (not swings and (vmin <= BN_VAL_GOOD * c.l0
+                                          or vmed < BN_VAL_BAD * c.l0)):
         return NO, ""
     return UNCLEAR, f"val median {vmed:.3g} min {vmin:.3g}, train {t:.3g}"
 
@@ -231,21 +264,22 @@ def overfit(c: Curves, has_bn: bool) -> tuple[str, str]:
     i = int(np.argmin(v))
     vmin, vt = float(v[i]), tail_level(v)
     rise = (vt - vmin) / max(abs(vmin), 1e-12)
-    if rise < OVF_RISE_NO or i >= len(v) - 1:
-        return NO, ""
     # train at the val minimum vs at the end (binned train on the same run fraction)
     j = int(np.searchsorted(c.train_x, c.val_x[i])) if c.val_x is not None else 0
     j = min(j, len(c.train) - 1)
     t_at, t_end = float(c.train[j]), tail_level(c.train)
+    gap_min, gap_end = vmin - t_at, vt - t_end
+    if rise < OVF_RISE_NO or i >= len(v) - 1 or gap_end < OVF_GAP_NO * c.l0:
+        return NO, ""
     train_falls = t_end <= 0.9 * t_at or t_end <= 0.05 * c.l0
-    gap_grows = (vt - t_end) > (vmin - t_at)
+    growing = gap_end >= max(gap_min, 0.0) + 0.5 * (vt - vmin)
     learned_first = vmin <= 0.9 * min(c.l0, float(v[0])) or not has_bn
-    if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and gap_grows
-            and learned_first):
+    if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and growing
+            and gap_end >= OVF_GAP * c.l0 and learned_first):
         return YES, f"val {vmin:.3g} -> {vt:.3g} (+{rise:.0%}), train {t_at:.3g} -> {t_end:.3g}"
     if not train_falls or not learned_first:
         return NO, ""
-    return UNCLEAR, f"val rise {rise:.0%}"
+    return UNCLEAR, f"val rise {rise:.0%}, gap {gap_min:.3g} -> {gap_end:.3g}"
 
 
 def _finite(v: np.ndarray | None) -> np.ndarray:
@@ -266,9 +300,11 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
     v_end = tail_level(c.val) if len(va) >= 2 else math.inf
     level = min(t_end, v_end)
     q = quality(c, level)
-    best = min(float(tr.min()), float(va.min()) if len(va) else math.inf)
-    flat_from_start = best >= FLAT_BEST * c.l0 and level >= FLAT_END * c.l0
-    learned = best <= LEARNED_BELOW * c.l0
+    # did it learn? read on val when there are >= 3 evaluations (minibatch noise in a
+    # per-step train curve can dip below any threshold once)
+    best = float(va.min()) if len(va) >= 3 else float(tr.min())
+    flat_from_start = best >= FLAT_BEST * c.chance and level >= FLAT_END * c.chance
+    learned = best <= LEARNED_BELOW * c.chance
     small_gap = not math.isfinite(v_end) or t_end >= GAP_RATIO * v_end
     # underfit
     if q >= GOOD_Q:
@@ -276,11 +312,12 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
     elif flat_from_start:
         und, uw = NO, "never left its initial level"
     elif learned and q < POOR_Q and small_gap:
-        und, uw = YES, f"learned (best {best:.3g}, L0 {c.l0:.3g}) but ends at quality {q:.2f}"
+        und, uw = YES, f"learned (best {best:.3g}, chance {c.chance:.3g}) but ends at " \
+                       f"quality {q:.2f}"
     elif not small_gap and q < POOR_Q:
         und, uw = NO, "large gap"
     else:
-        und, uw = UNCLEAR, f"quality {q:.2f}, best {best:.3g} vs L0 {c.l0:.3g}"
+        und, uw = UNCLEAR, f"quality {q:.2f}, best {best:.3g} vs chance {c.chance:.3g}"
     # plateau
     if flat_from_start:
         return und, uw, YES, f"flat from the start near the initial level ({level:.3g})"
@@ -336,6 +373,11 @@ def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, 
             states = sorted(n for n, s in (("overfit", o), ("underfit", u), ("plateau", p))
                             if s == YES)
             why = "; ".join(w for w, s in ((ow, o), (uw, u), (pw, p)) if s == YES)
+    if (c.val is not None and len(_finite(c.val))
+            and float(np.median(_finite(c.val))) >= VAL_BLOWN * c.l0
+            and not {"divergence", "batchnorm_collapse"} & set(states)):
+        out["why"] = f"val loss far above the untrained level, unexplained ({states})"
+        return out
     out["label"] = sorted(states)
     out["status"] = "kept" if out["label"] == intended else "relabelled"
     out["why"] = why
