@@ -14,9 +14,11 @@ stable hash of the id, so every cause and model family is spread over every form
 - ``lightning``: Lightning's own ``CSVLogger`` (``metrics.csv`` + ``hparams.yaml``);
 - ``hf``: Hugging Face ``trainer_state.json`` (``log_history``, bare NaN);
 - ``mlflow``: the MLflow file store (``mlruns/0/<run>/metrics/<key>``);
-- ``csv``: a plain pandas-style CSV with a ``config.json`` beside it;
+- ``csv``: a plain CSV with a ``config.json`` beside it;
 - ``jsonl``: one JSON object per logging step.
 
+One TensorBoard or CSV run in eight ends in a torn write (the last record cut short, as a
+killed job leaves it): the curves lose their last point and the label still holds.
 The formats without an installed writer follow ``tests/fixtures_csv_family.py`` (the
 tools' own source, re-implemented line for line). Output is deterministic: fixed wall
 times, sorted keys; only TensorBoard file names carry the host name, as they do for real.
@@ -50,6 +52,7 @@ from tests.fixtures_csv_family import (
 FORMATS = ("tensorboard", "keras_csv", "lightning", "hf", "mlflow", "csv", "jsonl")
 T0 = 1_700_000_000.0  # wall time of step 0
 DT = 0.05             # seconds per step
+TORN_ONE_IN = 8       # one TensorBoard / CSV run in 8 ends in a torn write (killed job)
 TB_STYLES = (
     {"train_loss": "loss/train", "val_loss": "loss/val", "train_acc": "accuracy/train",
      "val_acc": "accuracy/val", "lr": "lr", "grad_norm": "grad_norm"},
@@ -125,6 +128,10 @@ def write_tensorboard(rec: dict[str, Any], out: Path) -> None:
         hp = {k: v for k, v in hparams(rec, True).items() if v is not None}
         w.add_hparams(hp, {"hparam/final_loss": last})
     w.close()
+    if _pick(rec["id"], "torn", TORN_ONE_IN) == 0:  # a job killed mid-write
+        (event,) = (p for p in out.iterdir() if p.name.startswith("events.out.tfevents"))
+        data = event.read_bytes()
+        event.write_bytes(data[: len(data) - 7])
 
 
 def write_keras_csv(rec: dict[str, Any], out: Path) -> None:
@@ -243,6 +250,10 @@ def write_csv(rec: dict[str, Any], out: Path) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    if _pick(rec["id"], "torn", TORN_ONE_IN) == 0:  # a job killed mid-write: half a line
+        data = (out / "metrics_log.csv").read_bytes()
+        cut = data.rstrip(b"\n").rfind(b"\n") + 1
+        (out / "metrics_log.csv").write_bytes(data[: cut + (len(data) - cut) // 2])
     if _pick(rec["id"], "cfg", 2):
         hp = hparams(rec, bool(_pick(rec["id"], "ncls", 2)))
         (out / "config.json").write_text(json.dumps(hp, indent=2, sort_keys=True) + "\n")
