@@ -268,6 +268,64 @@ def render_report(res: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def render_markdown(res: dict[str, Any]) -> str:
+    """The figures as markdown tables (bench/calibration/RESULTS.md)."""
+    c = res["corpus"]
+    out = ["# Calibration corpus: today's scores", "",
+           "Written by `python bench/calibration/evaluate.py --markdown "
+           "bench/calibration/RESULTS.md`. Thresholds are not fitted yet: every held-out "
+           "fold is scored with the current rules' defaults.", "",
+           f"Corpus: {c['stored']} stored runs, {c['scored']} scored, {c['dropped']} dropped "
+           "by the label check. Labels: " + ", ".join(f"{k} {v}" for k, v in
+                                                    sorted(c["labels"].items())) + ".", "",
+           "| scorer | runs | macro-F1 (5 core) | healthy false alarms | exact |",
+           "|---|---:|---:|---:|---:|"]
+    for name, key in (("diagnose", "diagnose"), ("textbook baseline", "baseline")):
+        s = res[key]["all"]
+        out.append(f"| {name} | {s['n']} | {_f(s['macro_f1'])} | {s['healthy_false_alarms']}/"
+                   f"{s['healthy']} ({s['healthy_fa_rate']:.1%}) | {s['exact']:.3f} |")
+    out += ["", "| state | n | diagnose P / R / F1 | baseline P / R / F1 |", "|---|---:|---|---|"]
+    for st in CORE:
+        dm, bm = res["diagnose"]["all"]["per_state"].get(st), \
+            res["baseline"]["all"]["per_state"].get(st)
+
+        def f(m: dict[str, float] | None) -> str:
+            return "-" if not m else f"{m['precision']:.2f} / {m['recall']:.2f} / {m['f1']:.2f}"
+        out.append(f"| {st} | {int(dm['support']) if dm else 0} | {f(dm)} | {f(bm)} |")
+    for key in GROUPINGS:
+        dl, bl = res["diagnose"]["lofo"][key], res["baseline"]["lofo"][key]
+        out += ["", f"## Leave one {key} out", "",
+                "| held out | runs | macro-F1 diagnose / baseline | healthy FA diagnose / "
+                "baseline | exact diagnose / baseline |", "|---|---:|---|---|---|"]
+        for value, s in dl["folds"].items():
+            t = bl["folds"][value]
+            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])} / {_f(t['macro_f1'])} | "
+                       f"{s['healthy_false_alarms']}/{s['healthy']} / "
+                       f"{t['healthy_false_alarms']}/{t['healthy']} | {s['exact']:.3f} / "
+                       f"{t['exact']:.3f} |")
+        out.append(f"| worst fold | | {_f(dl['worst_macro_f1'])} / {_f(bl['worst_macro_f1'])}"
+                   " | | |")
+    labels = list(res["diagnose"]["confusion"])
+    cols = sorted({k for row in res["diagnose"]["confusion"].values() for k in row},
+                  key=lambda k: (k != "healthy", k))
+    out += ["", "## Confusion (rows: label, columns: diagnose's core states)", "",
+            "| label | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for lab in labels:
+        row = res["diagnose"]["confusion"][lab]
+        out.append(f"| {lab} | " + " | ".join(str(row.get(k, "")) for k in cols) + " |")
+    for name, r in res["real"].items():
+        if not r:
+            continue
+        mf = "n/a" if r["macro_f1_present"] is None else f"{r['macro_f1_present']:.3f}"
+        out += ["", f"## {name}", "",
+                f"{r['rows']} rows, {r['scored']} unambiguous: agree {r['agree']}/{r['scored']}"
+                f" ({r['agree_rate']:.0%}), healthy false alarms "
+                f"{len(r['healthy_false_alarms'])}/{r['healthy']}, exact {r['exact']:.3f}, "
+                f"macro-F1 over the states present {mf}.", ""]
+        out += [f"- wrong: {w}" for w in r["wrong"]]
+    return "\n".join(out) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Leave-one-family-out scores of diagnose.")
     ap.add_argument("--store", type=Path, default=store.STORE)
@@ -276,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     ap.add_argument("--no-real", action="store_true", help="skip the real logs")
+    ap.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     records = store.load(args.store)
@@ -327,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render_report(res))
     print(f"\n(render {t_render:.0f} s, analyze {t_analyze:.0f} s, total "
           f"{time.perf_counter() - t0:.0f} s)")
+    if args.markdown:
+        args.markdown.write_text(render_markdown(res), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1, sort_keys=True, default=sorted))
     return 0
