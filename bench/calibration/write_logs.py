@@ -20,8 +20,8 @@ stable hash of the id, so every cause and model family is spread over every form
 One TensorBoard or CSV run in eight ends in a torn write (the last record cut short, as a
 killed job leaves it): the curves lose their last point and the label still holds.
 The formats without an installed writer follow ``tests/fixtures_csv_family.py`` (the
-tools' own source, re-implemented line for line). Output is deterministic: fixed wall
-times, sorted keys; only TensorBoard file names carry the host name, as they do for real.
+tools' own source, re-implemented line for line). Output is byte-reproducible: fixed wall
+times and TensorBoard file names (``sample_logs``' ``normalize_event_files``), sorted keys.
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import store
+import yaml
 
+from sample_logs._lib import normalize_event_files
 from tests.fixtures_csv_family import (
     KerasCSVLogger,
     keras_fit,
@@ -126,8 +128,9 @@ def write_tensorboard(rec: dict[str, Any], out: Path) -> None:
     if _pick(rec["id"], "hp", 3) == 0:
         last = [v for _, v in points(rec).get("val_loss") or points(rec)["train_loss"]][-1]
         hp = {k: v for k, v in hparams(rec, True).items() if v is not None}
-        w.add_hparams(hp, {"hparam/final_loss": last})
+        w.add_hparams(hp, {"hparam/final_loss": last}, run_name=str(T0))
     w.close()
+    normalize_event_files(out, DT)  # fixed names and wall times: byte-reproducible
     if _pick(rec["id"], "torn", TORN_ONE_IN) == 0:  # a job killed mid-write
         (event,) = (p for p in out.iterdir() if p.name.startswith("events.out.tfevents"))
         data = event.read_bytes()
@@ -222,8 +225,12 @@ def write_mlflow(rec: dict[str, Any], out: Path) -> None:
     metrics = {names[k]: [(int((T0 + s * DT) * 1000), v, s) for s, v in pts]
                for k, pts in points(rec).items()}
     params = {k: str(v) for k, v in hparams(rec, False).items()}
-    write_mlflow_run(out, metrics, params, run_name=rec["id"],
-                     run_id=f"{zlib.crc32(rec['id'].encode()):08x}" * 4)
+    run = write_mlflow_run(out, metrics, params, run_name=rec["id"],
+                           run_id=f"{zlib.crc32(rec['id'].encode()):08x}" * 4)
+    meta = yaml.safe_load((run / "meta.yaml").read_text())
+    meta["start_time"] = int(T0 * 1000)  # the fixture stamps the current time
+    meta["end_time"] = int((T0 + rec["config"]["total_steps"] * DT) * 1000)
+    (run / "meta.yaml").write_text(yaml.safe_dump(meta, default_flow_style=False))
 
 
 def _wide_rows(rec: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
