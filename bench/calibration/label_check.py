@@ -56,8 +56,8 @@ OVF_GAP = 0.10        # ... and the val-train gap ends >= 0.1 L0 ("large") and g
 OVF_GAP_NO = 0.05     # not overfit when the gap ends under 0.05 L0
 GOOD_Q = 0.8          # quality >= 0.8: a good level
 POOR_Q = 0.6          # quality < 0.6: a poor level
-LEARNED_BELOW = 0.85  # "learns": its best loss got below 0.85x the chance level
-FLAT_BEST = 0.85      # "never leaves its initial level": best >= 0.85x chance ...
+LEARNED_BELOW = 0.8   # "learns": its best loss got below 0.8x the chance level
+FLAT_BEST = 0.9       # "never leaves its initial level": best >= 0.9x chance ...
 FLAT_END = 0.9        # ... and still >= 0.9x chance at the end
 GAP_RATIO = 0.75      # underfit's small gap: train tail >= 0.75x val tail
 EARLY = 0.2           # plateau: stops improving within the first 20% of the run ...
@@ -68,7 +68,7 @@ BN_VAL_BAD = 0.9      # ... while val sits at >= 0.9 L0 (chance or worse) ...
 BN_VAL_NEVER = 0.6    # ... and never got below 0.6 L0 (val never good first)
 BN_VAL_GOOD = 0.4     # not BN collapse: val reached <= 0.4 L0 at some point ...
 BN_SWING = 1.5        # ... unless it swings: >= 20% of evaluations (>= 2), one of the
-                      # first 3 among them, at >= 1.5 L0
+                      # first 3 and one in the second half among them, at >= 1.5 L0
 
 VAL_BLOWN = 3.0       # a val loss sitting >= 3x L0 must be explained by a state, or drop
 
@@ -214,7 +214,12 @@ def divergence(c: Curves) -> tuple[str, str]:
             return YES, f"{name} tail {t:.3g} >= {DIV_FACTOR}x untrained {c.l0:.3g}"
         k = len(v) - len(tail(v))
         head = v[:k][np.isfinite(v[:k])]
-        if len(head) and head.min() <= 0.5 * c.l0 and t >= DIV_BACK_TO_CHANCE * c.l0:
+        # back at chance after being fine; with a val curve, val must have been fine too
+        # (one noisy minibatch dip in a train curve under heavy dropout is not "fine")
+        vfin = _finite(c.val)
+        val_was_fine = len(vfin) < 3 or vfin.min() <= 0.5 * c.l0
+        if (len(head) and head.min() <= 0.5 * c.l0 and t >= DIV_BACK_TO_CHANCE * c.l0
+                and val_was_fine):
             return YES, f"{name} back at chance {t:.3g} after {head.min():.3g}"
         if name == "train" and t >= DIV_CLEAR_NO * c.l0:
             worst = f"train tail {t:.3g} between {DIV_CLEAR_NO}x and {DIV_FACTOR}x untrained"
@@ -237,7 +242,9 @@ def batchnorm_collapse(c: Curves) -> tuple[str, str]:
     vmed, vmin = float(np.median(vfin)), float(vfin.min())
     train_good = t <= BN_TRAIN_GOOD * c.l0 or quality(c, t) >= POOR_Q
     high = vfin >= BN_SWING * c.l0
-    swings = high.sum() >= max(2, 0.2 * len(vfin)) and bool(high[:3].any())
+    # swinging: high evaluations from the first three on, and still in the second half
+    swings = (high.sum() >= max(2, 0.2 * len(vfin)) and bool(high[:3].any())
+              and bool(high[len(high) // 2:].any()))
     if train_good and vmed >= BN_VAL_BAD * c.l0 and vmin >= BN_VAL_NEVER * c.l0:
         return YES, f"train {t:.3g} good, val median {vmed:.3g} min {vmin:.3g} vs L0 {c.l0:.3g}"
     if train_good and swings:
@@ -274,8 +281,10 @@ def overfit(c: Curves, has_bn: bool) -> tuple[str, str]:
     train_falls = t_end <= 0.9 * t_at or t_end <= 0.05 * c.l0
     growing = gap_end >= max(gap_min, 0.0) + 0.5 * (vt - vmin)
     learned_first = vmin <= 0.9 * min(c.l0, float(v[0])) or not has_bn
+    # a trend, not noise: the rise beats twice the val curve's point-to-point jitter
+    jitter = float(np.median(np.abs(np.diff(v)))) if len(v) > 2 else 0.0
     if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and growing
-            and gap_end >= OVF_GAP * c.l0 and learned_first):
+            and gap_end >= OVF_GAP * c.l0 and learned_first and vt - vmin >= 2 * jitter):
         return YES, f"val {vmin:.3g} -> {vt:.3g} (+{rise:.0%}), train {t_at:.3g} -> {t_end:.3g}"
     if not train_falls or not learned_first:
         return NO, ""
@@ -304,7 +313,7 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
     # per-step train curve can dip below any threshold once)
     best = float(va.min()) if len(va) >= 3 else float(tr.min())
     flat_from_start = best >= FLAT_BEST * c.chance and level >= FLAT_END * c.chance
-    learned = best <= LEARNED_BELOW * c.chance
+    learned = best <= LEARNED_BELOW * c.chance  # between the two: "learned a little"?
     small_gap = not math.isfinite(v_end) or t_end >= GAP_RATIO * v_end
     # underfit
     if q >= GOOD_Q:
@@ -316,6 +325,8 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
                        f"quality {q:.2f}"
     elif not small_gap and q < POOR_Q:
         und, uw = NO, "large gap"
+    elif not learned and q < POOR_Q:
+        und, uw = UNCLEAR, f"barely left the chance level (best {best:.3g})"
     else:
         und, uw = UNCLEAR, f"quality {q:.2f}, best {best:.3g} vs chance {c.chance:.3g}"
     # plateau
@@ -325,10 +336,9 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
         return und, uw, NO, ""
     x = c.train_x[np.isfinite(c.train)]
     early = tr[x <= EARLY] if (x <= EARLY).any() else tr[:1]
-    start = max(float(tr[0]), c.l0)
-    total_gain = start - t_end
+    total_gain = c.l0 - t_end  # from the untrained level (a blown-up first point aside)
     late_gain = (float(early.min()) - t_end) / total_gain if total_gain > 0 else 0.0
-    if learned and q < POOR_Q and late_gain < LATE_GAIN_NO:
+    if q < POOR_Q and late_gain < LATE_GAIN_NO:
         return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run at quality {q:.2f}"
     if late_gain >= LATE_GAIN_YES:
         return und, uw, NO, ""
