@@ -17,15 +17,19 @@ series, thresholds named below.
 - Any deciding state unclear: **dropped** (with the reason).
 
 Reference levels: the untrained loss ``L0`` is ``ln C`` for C-way cross-entropy (C = the
-class count, the vocabulary for the char LM) and the target variance for MSE. "Good" is
-measured against ``Lref``, the 10th percentile of the best val loss reached by any run on
-the same data set (same class count): quality ``q = (L0 - L) / (L0 - Lref)``.
+class count, the vocabulary for the char LM) and the target variance for MSE; the chance
+level is the loss of predicting the label frequencies (below ``L0`` on imbalanced sets).
+"Good" is measured against ``Lref``, the 10th percentile of the best val loss reached by
+the corpus' runs on the same data set and class count (the data set's, scaled by ``L0``,
+for rare class counts): quality ``q = (L0 - L) / (L0 - Lref)``, with the level ``L`` the
+better of the train and val tails.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import math
 import sys
 from collections import Counter
@@ -37,8 +41,6 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import itertools
-
 import store
 
 HERE = Path(__file__).resolve().parent
