@@ -1,0 +1,397 @@
+"""Score diagnose on the calibration corpus (leave-one-family-out) and on the real logs.
+
+Usage (from the repo root, in the venv)::
+
+    python bench/calibration/evaluate.py [--rendered DIR] [--json FILE] [--jobs N]
+
+1. The stored corpus (``runs.jsonl.gz``) is labelled by ``label_check`` (dropped runs
+   are left out) and rendered to log files by ``write_logs`` (into ``--rendered``,
+   default ``bench/_out/calibration``; an existing rendering is reused with ``--reuse``).
+2. The analyzer runs on the rendered logs through ``diagnose.pipeline`` (the CLI's JSON
+   when that import fails); a run's prediction is the union of the ``states`` of every
+   run the analyzer found under its folder (error and warning findings).
+3. Leave-one-family-out: for each grouping (model family, data set, log format, cause)
+   and each of its values, ``fit`` is given the other runs and returns thresholds, and
+   the held-out runs are scored with them. Today ``fit`` returns no overrides (the rules'
+   own defaults; nothing is fitted yet), so each fold's score is the current rules'
+   score on runs of a family they were not calibrated on here; a later calibration step
+   replaces ``fit`` and gets honest held-out figures from the same loop.
+4. A textbook baseline is scored on the same runs: Keras-callback rules (TerminateOnNaN:
+   a non-finite loss is divergence; EarlyStopping on val loss with patience 5 evaluations:
+   stopped early while train kept falling is overfit, otherwise plateau;
+   ReduceLROnPlateau-style on the train loss when there is no val loss: plateau).
+5. The real logs (``../shared/real_logs`` and ``../shared/real_logs_more``) are scored
+   with ``bench/accuracy.py``'s rules (unambiguous MANIFEST rows only).
+
+Metrics (same scorer everywhere): per-state precision/recall/F1 over runs, macro-F1 over
+the five core states, healthy false-alarm rate (a healthy-labelled run with any error or
+warning state), exact match (predicted core states == label) and a confusion matrix of
+label sets against predicted core-state sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import accuracy  # bench/accuracy.py: the shared scorer and the real-log rules
+import label_check
+import store
+import write_logs
+
+REPO = Path(__file__).resolve().parents[2]
+CORE = accuracy.CORE
+GROUPINGS = ("family", "dataset", "format", "cause")
+PATIENCE = 5  # the textbook baseline's EarlyStopping / ReduceLROnPlateau patience
+
+Thresholds = dict[str, dict[str, float]]
+
+
+# ---------------------------------------------------------------------------
+# The calibration hook and the predictors
+# ---------------------------------------------------------------------------
+
+
+def fit(train_runs: list[dict[str, Any]]) -> Thresholds:
+    """Thresholds calibrated on the training folds only.
+
+    Returns ``{rule_id: {threshold: value}}`` overrides for ``Config.thresholds``.
+    Nothing is fitted yet: the rules run with their defaults.
+    """
+    del train_runs
+    return {}
+
+
+def analyze_dir(root: Path, thresholds: Thresholds, jobs: int | None) -> accuracy.Outcome:
+    """The analyzer over a folder, with threshold overrides when a fold has any."""
+    if not thresholds:
+        return accuracy.run_analyzer(root, jobs)
+    from diagnose.config import Config
+    from diagnose.pipeline import Options, analyze
+
+    analysis = analyze([str(root)], Config(thresholds=thresholds), Options(jobs=jobs))
+    out = accuracy.Outcome()
+    for res in analysis.results:
+        out.states[res.run.run_id] = list(res.states)
+    for err in analysis.errors:
+        out.errors[err.path] = err.message
+    return out
+
+
+def predictions_by_run(outcome: accuracy.Outcome) -> tuple[dict[str, set[str]], dict[str, str]]:
+    """Analyzer run ids (``<format>/<id>/...``) folded back to corpus ids."""
+    pred: dict[str, set[str]] = defaultdict(set)
+    for run_id, states in outcome.states.items():
+        parts = run_id.split("/")
+        if len(parts) >= 2:
+            pred[parts[1]] |= set(states)
+    errors = {p.split("/")[1]: m for p, m in outcome.errors.items() if "/" in p}
+    return dict(pred), errors
+
+
+def textbook(rec: dict[str, Any]) -> set[str]:
+    """Keras-callback rules on the stored curves (what a user gets without diagnose)."""
+    tr = store.series(rec, "train_loss")
+    va = store.series(rec, "val_loss")
+    if any(not math.isfinite(v) for s in (tr, va) if s for v in s[1]):
+        return {"divergence"}  # TerminateOnNaN
+    if va and len(va[1]) > PATIENCE:
+        v = np.asarray(va[1])
+        best = int(np.argmin(v))
+        if len(v) - 1 - best >= PATIENCE:  # EarlyStopping(monitor="val_loss") would stop
+            t_steps, t_vals = np.asarray(tr[0]), np.asarray(tr[1])
+            at_best = t_vals[t_steps <= va[0][best]]
+            after = t_vals[t_steps > va[0][best]]
+            if len(at_best) and len(after) and np.median(after) < 0.95 * at_best[-1]:
+                return {"overfit"}
+            return {"plateau"}
+        return set()
+    if tr:  # ReduceLROnPlateau(monitor="loss", min_delta=1e-4) on the epoch means
+        spe = rec["config"]["steps_per_epoch"]
+        epochs: dict[int, list[float]] = defaultdict(list)
+        for s, v in zip(*tr, strict=True):
+            epochs[(s - 1) // spe].append(v)
+        t = np.asarray([np.mean(epochs[e]) for e in sorted(epochs)])
+        best, wait = math.inf, 0
+        for v in t:
+            if v < best - 1e-4:
+                best, wait = v, 0
+            else:
+                wait += 1
+                if wait >= PATIENCE:
+                    return {"plateau"}
+    return set()
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+# ---------------------------------------------------------------------------
+
+
+def setname(states: Iterable[str]) -> str:
+    s = sorted(set(states) & set(CORE))
+    return "+".join(s) if s else "healthy"
+
+
+def score(pairs: list[tuple[set[str], set[str]]]) -> dict[str, Any]:
+    """Per-state P/R/F1, macro-F1 over the 5 core states, healthy FA, exact match."""
+    table = accuracy.prf(pairs)
+    mf1 = accuracy.macro_f1(table, [e for e, _ in pairs])  # core states in the labels
+    healthy = [p for e, p in pairs if not e]
+    alarms = sum(1 for p in healthy if p)
+    exact = sum(1 for e, p in pairs if e == (p & set(CORE)))
+    return {"n": len(pairs), "per_state": {s: table[s] for s in CORE if s in table},
+            "macro_f1": mf1, "healthy": len(healthy),
+            "healthy_false_alarms": alarms,
+            "healthy_fa_rate": alarms / len(healthy) if healthy else 0.0,
+            "exact": exact / len(pairs) if pairs else 0.0}
+
+
+def confusion(pairs: list[tuple[set[str], set[str]]]) -> dict[str, dict[str, int]]:
+    """Label set -> predicted core-state set -> count."""
+    m: dict[str, Counter[str]] = defaultdict(Counter)
+    for e, p in pairs:
+        m[setname(e)][setname(p)] += 1
+    return {k: dict(v) for k, v in sorted(m.items())}
+
+
+def lofo(runs: list[dict[str, Any]], predict: Callable[[list[dict[str, Any]], Thresholds],
+                                                     dict[str, set[str]]]
+         ) -> dict[str, dict[str, Any]]:
+    """Hold out each value of each grouping in turn; fit on the rest, score the held out."""
+    out: dict[str, dict[str, Any]] = {}
+    for key in GROUPINGS:
+        folds: dict[str, Any] = {}
+        pooled: list[tuple[set[str], set[str]]] = []
+        for value in sorted({r[key] for r in runs}):
+            test = [r for r in runs if r[key] == value]
+            train = [r for r in runs if r[key] != value]
+            pred = predict(test, fit(train))
+            pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in test]
+            pooled += pairs
+            folds[value] = score(pairs)
+        out[key] = {"folds": folds, "pooled": score(pooled),
+                    "worst_macro_f1": min((f["macro_f1"] for f in folds.values()
+                                           if f["macro_f1"] is not None), default=None)}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Real logs
+# ---------------------------------------------------------------------------
+
+
+def score_real_set(root: Path, jobs: int | None) -> dict[str, Any] | None:
+    if not (root / "MANIFEST.tsv").exists():
+        return None
+    r = accuracy.score_real(root, jobs)
+    scored = [row for row in r["rows_detail"] if row["scored"]]
+    pairs = [(accuracy.parse_states(row["label"]),
+              set(row["got"]) - {"healthy"}) for row in scored]
+    s = score(pairs)
+    return {"path": str(root), "rows": r["rows"], "scored": r["scored"], "agree": r["agree"],
+            "agree_rate": r["agree_rate"], "healthy": r["healthy_runs"],
+            "healthy_false_alarms": r["healthy_false_alarms"], "macro_f1_present":
+            r["macro_f1_core"], "exact": s["exact"], "per_state": s["per_state"],
+            "all_load": r["all_load"],
+            "wrong": [f"{row['id']}: label {row['label']}, got {','.join(row['got'])}"
+                      for row in scored if not row["agrees"]]}
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _f(x: float | None) -> str:
+    return "  -  " if x is None else f"{x:.3f}"
+
+
+def _line(name: str, s: dict[str, Any]) -> str:
+    return (f"{name:28s} n={s['n']:5d}  macro-F1 {_f(s['macro_f1'])}  healthy FA "
+            f"{s['healthy_false_alarms']}/{s['healthy']} ({s['healthy_fa_rate']:.1%})  "
+            f"exact {s['exact']:.3f}")
+
+
+def render_report(res: dict[str, Any]) -> str:
+    out = [f"== calibration corpus: {res['corpus']['stored']} stored runs, "
+           f"{res['corpus']['scored']} scored ({res['corpus']['dropped']} dropped by the "
+           "label check)",
+           "   thresholds are not fitted yet: each held-out fold is scored with the current",
+           "   rules' defaults (fit() returns no overrides)", ""]
+    d, b = res["diagnose"]["all"], res["baseline"]["all"]
+    out += [_line("diagnose (all runs)", d), _line("textbook baseline", b), ""]
+    out.append(f"  {'state':20s} {'diagnose P/R/F1':>20s}   {'baseline P/R/F1':>20s}")
+    for s in CORE:
+        dm, bm = d["per_state"].get(s), b["per_state"].get(s)
+
+        def f(m: dict[str, float] | None) -> str:
+            return "-" if not m else f"{m['precision']:.2f}/{m['recall']:.2f}/{m['f1']:.2f}"
+        n = int(dm["support"]) if dm else 0
+        out.append(f"  {s:20s} {f(dm):>20s}   {f(bm):>20s}   (n={n})")
+    for key in GROUPINGS:
+        dl, bl = res["diagnose"]["lofo"][key], res["baseline"]["lofo"][key]
+        out += ["", f"-- leave one {key} out (diagnose | baseline macro-F1, healthy FA, exact)"]
+        for value, s in dl["folds"].items():
+            t = bl["folds"][value]
+            out.append(f"  {value:26s} n={s['n']:4d}  {_f(s['macro_f1'])} | {_f(t['macro_f1'])}"
+                       f"   FA {s['healthy_fa_rate']:5.1%} | {t['healthy_fa_rate']:5.1%}"
+                       f"   exact {s['exact']:.3f} | {t['exact']:.3f}")
+        out.append(f"  worst fold macro-F1: diagnose {_f(dl['worst_macro_f1'])}, baseline "
+                   f"{_f(bl['worst_macro_f1'])}")
+    out += ["", "-- confusion (rows: label; columns: diagnose's core states)"]
+    for lab, row in res["diagnose"]["confusion"].items():
+        cells = ", ".join(f"{k} {v}" for k, v in sorted(row.items(), key=lambda kv: -kv[1]))
+        out.append(f"  {lab:30s} {cells}")
+    if res["analysis_errors"]:
+        out.append(f"  analysis/load errors: {len(res['analysis_errors'])}")
+    for name, r in res["real"].items():
+        if not r:
+            continue
+        mf = "n/a" if r["macro_f1_present"] is None else f"{r['macro_f1_present']:.3f}"
+        out += ["", f"== {name}: {r['rows']} rows, {r['scored']} unambiguous",
+                f"  agree {r['agree']}/{r['scored']} ({r['agree_rate']:.0%}), healthy false "
+                f"alarms {len(r['healthy_false_alarms'])}/{r['healthy']}, exact "
+                f"{r['exact']:.3f}, macro-F1 (states present) {mf}, all load: {r['all_load']}"]
+        out += [f"  WRONG {w}" for w in r["wrong"]]
+    return "\n".join(out)
+
+
+def render_markdown(res: dict[str, Any]) -> str:
+    """The figures as markdown tables (bench/calibration/RESULTS.md)."""
+    c = res["corpus"]
+    out = ["# Calibration corpus: today's scores", "",
+           "Written by `python bench/calibration/evaluate.py --markdown "
+           "bench/calibration/RESULTS.md`. Thresholds are not fitted yet: every held-out "
+           "fold is scored with the current rules' defaults.", "",
+           f"Corpus: {c['stored']} stored runs, {c['scored']} scored, {c['dropped']} dropped "
+           "by the label check. Labels: " + ", ".join(f"{k} {v}" for k, v in
+                                                    sorted(c["labels"].items())) + ".", "",
+           "| scorer | runs | macro-F1 (5 core) | healthy false alarms | exact |",
+           "|---|---:|---:|---:|---:|"]
+    for name, key in (("diagnose", "diagnose"), ("textbook baseline", "baseline")):
+        s = res[key]["all"]
+        out.append(f"| {name} | {s['n']} | {_f(s['macro_f1'])} | {s['healthy_false_alarms']}/"
+                   f"{s['healthy']} ({s['healthy_fa_rate']:.1%}) | {s['exact']:.3f} |")
+    out += ["", "| state | n | diagnose P / R / F1 | baseline P / R / F1 |", "|---|---:|---|---|"]
+    for st in CORE:
+        dm, bm = res["diagnose"]["all"]["per_state"].get(st), \
+            res["baseline"]["all"]["per_state"].get(st)
+
+        def f(m: dict[str, float] | None) -> str:
+            return "-" if not m else f"{m['precision']:.2f} / {m['recall']:.2f} / {m['f1']:.2f}"
+        out.append(f"| {st} | {int(dm['support']) if dm else 0} | {f(dm)} | {f(bm)} |")
+    for key in GROUPINGS:
+        dl, bl = res["diagnose"]["lofo"][key], res["baseline"]["lofo"][key]
+        out += ["", f"## Leave one {key} out", "",
+                "| held out | runs | macro-F1 diagnose / baseline | healthy FA diagnose / "
+                "baseline | exact diagnose / baseline |", "|---|---:|---|---|---|"]
+        for value, s in dl["folds"].items():
+            t = bl["folds"][value]
+            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])} / {_f(t['macro_f1'])} | "
+                       f"{s['healthy_false_alarms']}/{s['healthy']} / "
+                       f"{t['healthy_false_alarms']}/{t['healthy']} | {s['exact']:.3f} / "
+                       f"{t['exact']:.3f} |")
+        out.append(f"| worst fold | | {_f(dl['worst_macro_f1'])} / {_f(bl['worst_macro_f1'])}"
+                   " | | |")
+    labels = list(res["diagnose"]["confusion"])
+    cols = sorted({k for row in res["diagnose"]["confusion"].values() for k in row},
+                  key=lambda k: (k != "healthy", k))
+    out += ["", "## Confusion (rows: label, columns: diagnose's core states)", "",
+            "| label | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for lab in labels:
+        row = res["diagnose"]["confusion"][lab]
+        out.append(f"| {lab} | " + " | ".join(str(row.get(k, "")) for k in cols) + " |")
+    for name, r in res["real"].items():
+        if not r:
+            continue
+        mf = "n/a" if r["macro_f1_present"] is None else f"{r['macro_f1_present']:.3f}"
+        out += ["", f"## {name}", "",
+                f"{r['rows']} rows, {r['scored']} unambiguous: agree {r['agree']}/{r['scored']}"
+                f" ({r['agree_rate']:.0%}), healthy false alarms "
+                f"{len(r['healthy_false_alarms'])}/{r['healthy']}, exact {r['exact']:.3f}, "
+                f"macro-F1 over the states present {mf}.", ""]
+        out += [f"- wrong: {w}" for w in r["wrong"]]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Leave-one-family-out scores of diagnose.")
+    ap.add_argument("--store", type=Path, default=store.STORE)
+    ap.add_argument("--rendered", type=Path, default=REPO / "bench/_out/calibration")
+    ap.add_argument("--reuse", action="store_true", help="reuse an existing rendering")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    ap.add_argument("--no-real", action="store_true", help="skip the real logs")
+    ap.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    records = store.load(args.store)
+    checked = {c["id"]: c for c in label_check.check_all(records)}
+    runs = []
+    for rec in records:
+        c = checked[rec["id"]]
+        if c["status"] == "dropped":
+            continue
+        runs.append({"id": rec["id"], "family": rec["family"], "dataset": rec["dataset"],
+                     "cause": rec["cause"], "format": write_logs.format_of(rec["id"]),
+                     "label": c["label"], "rec": rec})
+    if not (args.reuse and args.rendered.exists()):
+        if args.rendered.exists():
+            import shutil
+
+            shutil.rmtree(args.rendered)
+        write_logs.render_all((r["rec"] for r in runs), args.rendered)
+    t_render = time.perf_counter() - t0
+    outcome = analyze_dir(args.rendered, {}, args.jobs)
+    pred, errors = predictions_by_run(outcome)
+    t_analyze = time.perf_counter() - t0 - t_render
+
+    def predict_diagnose(test: list[dict[str, Any]], th: Thresholds) -> dict[str, set[str]]:
+        if th:  # a fitted fold: re-run the analyzer with its thresholds
+            return predictions_by_run(analyze_dir(args.rendered, th, args.jobs))[0]
+        return {r["id"]: pred.get(r["id"], set()) for r in test}
+
+    def predict_baseline(test: list[dict[str, Any]], th: Thresholds) -> dict[str, set[str]]:
+        return {r["id"]: textbook(r["rec"]) for r in test}
+
+    all_pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in runs]
+    base_pairs = [(set(r["label"]), textbook(r["rec"])) for r in runs]
+    res: dict[str, Any] = {
+        "corpus": {"stored": len(records), "scored": len(runs),
+                   "dropped": len(records) - len(runs),
+                   "labels": dict(Counter(setname(r["label"]) for r in runs))},
+        "diagnose": {"all": score(all_pairs), "lofo": lofo(runs, predict_diagnose),
+                     "confusion": confusion(all_pairs)},
+        "baseline": {"all": score(base_pairs), "lofo": lofo(runs, predict_baseline),
+                     "confusion": confusion(base_pairs)},
+        "analysis_errors": errors, "real": {},
+        "seconds": {"render": round(t_render, 1), "analyze": round(t_analyze, 1)},
+    }
+    if not args.no_real:
+        shared = REPO.parent / "shared"
+        for name in ("real_logs", "real_logs_more"):
+            res["real"][name] = score_real_set(shared / name, args.jobs)
+    print(render_report(res))
+    print(f"\n(render {t_render:.0f} s, analyze {t_analyze:.0f} s, total "
+          f"{time.perf_counter() - t0:.0f} s)")
+    if args.markdown:
+        args.markdown.write_text(render_markdown(res), encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=1, sort_keys=True, default=sorted))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""The calibration corpus machinery (bench/calibration): store, writers, label checker.
+
+One short real training goes through the store and every log writer, and each rendering
+must be read back by diagnose as one run holding the stored train loss; the label checker
+must call curves with an unmistakable shape what DESIGN.md calls them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CAL = Path(__file__).resolve().parents[1] / "bench" / "calibration"
+sys.path.insert(0, str(CAL))
+
+import label_check  # noqa: E402
+import store  # noqa: E402
+
+
+def _record(train: list[float], val: list[float] | None, *, n_classes: int = 10,
+            arch: str = "mlp", rid: str = "r00000") -> dict:
+    """A stored record with hand-made curves (per-epoch train and val, 10 steps/epoch)."""
+    steps = [10 * (i + 1) for i in range(len(train))]
+    series = {"train_loss": [steps, [store.encode_value(v) for v in train]]}
+    if val is not None:
+        series["val_loss"] = [steps[: len(val)], [store.encode_value(v) for v in val]]
+    cfg = {"task": "cls", "dataset": "classification", "n_classes": n_classes, "arch": arch,
+           "total_steps": steps[-1], "target_scale": 1.0}
+    return {"id": rid, "intended": [], "config": cfg, "series": series, "family": "mlp",
+            "dataset": "classification", "cause": "x"}
+
+
+def test_store_round_trip_survives_a_torn_write(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl.gz"
+    a = _record([2.0, float("nan")], None, rid="r00001")
+    store.append([a], path)
+    store.append([_record([1.0, 0.5], None, rid="r00002")], path)
+    with open(path, "ab") as fh:  # a writer killed mid-member
+        fh.write(gzip.compress(b'{"id": "r00003"}\n')[:15])
+    recs = store.load(path)
+    assert [r["id"] for r in recs] == ["r00001", "r00002"]
+    steps, values = store.series(recs[0], "train_loss")
+    assert steps == [10, 20] and values[0] == 2.0 and math.isnan(values[1])
+
+
+@pytest.mark.parametrize(
+    ("train", "val", "expected"),
+    [
+        # learns to a good level and stays there (10 classes: chance ln 10 = 2.30)
+        (np.geomspace(2.3, 0.1, 20), np.geomspace(2.3, 0.15, 20), []),
+        # flat at chance from the start: plateau only
+        (np.full(20, 2.30) + np.linspace(0, -0.02, 20), np.full(20, 2.31), ["plateau"]),
+        # val turns up while train keeps falling: overfit
+        (np.geomspace(2.3, 0.01, 20),
+         np.r_[np.geomspace(2.3, 0.6, 8), np.linspace(0.65, 1.6, 12)], ["overfit"]),
+        # blown up: the loss is NaN from mid-run on
+        (np.r_[np.geomspace(2.3, 0.5, 10), np.full(10, np.nan)],
+         np.r_[np.geomspace(2.3, 0.6, 10), np.full(10, np.nan)], ["divergence"]),
+        # learns a little, still falling slowly at a poor level: underfit
+        (np.linspace(2.3, 1.5, 20), np.linspace(2.3, 1.55, 20), ["underfit"]),
+    ],
+)
+def test_label_checker_reads_the_definitions(train, val, expected) -> None:
+    rec = _record(list(train), list(val))
+    # a good level on this data set is 0.1 (what the corpus' other runs reach)
+    refs = {("classification", 10): 0.1 / math.log(10)}
+    out = label_check.check({**rec, "intended": expected}, refs)
+    assert out["label"] == expected, out
+    assert out["status"] == "kept"
+
+
+def test_batchnorm_collapse_needs_batch_norm() -> None:
+    train = list(np.geomspace(2.3, 0.05, 20))
+    val = list(np.full(20, 2.6))  # eval at chance from the first evaluation
+    refs = {("classification", 10): 0.1 / math.log(10)}
+    with_bn = label_check.check(_record(train, val, arch="mlp_bn"), refs)
+    assert with_bn["label"] == ["batchnorm_collapse"]
+    without = label_check.check(_record(train, val, arch="mlp"), refs)
+    assert without["label"] != ["batchnorm_collapse"]
+
+
+@pytest.mark.slow  # torch, sklearn, lightning and tensorboard imports: ~10 s of CPU
+def test_a_real_run_renders_in_every_format_and_reads_back(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    import generate
+    import write_logs
+
+    from diagnose.config import Config
+    from diagnose.pipeline import Options, analyze
+
+    cfg = generate.draw_config(1, 0)
+    cfg.update(dataset="wine", arch="mlp", task="cls", target_steps=40, epochs=None,
+               val_every=2, train_log="step", log_every=1, cause="default", init=None,
+               lr_event=None, schedule={"kind": "cosine"}, optimizer="adam", lr=3e-3,
+               batch_size=32, hidden=16, depth=1, n_train=None, raw_inputs=False,
+               input_scale=1.0, input_shift=0.0, ragged_last=None, val_every_steps=None)
+    rec = generate.train_run(cfg)
+    assert len(rec["series"]["train_loss"][0]) == rec["config"]["total_steps"]
+    assert len(rec["series"]["val_loss"][0]) >= 2
+    path = tmp_path / "runs.jsonl.gz"
+    store.append([rec], path)
+    (rec,) = store.load(path)
+    for fmt in write_logs.FORMATS:
+        write_logs.render(rec, tmp_path / "out", fmt)
+    analysis = analyze([str(tmp_path / "out")], Config(), Options(jobs=1))
+    assert not analysis.errors
+    by_format: dict[str, list] = {}
+    for res in analysis.results:
+        by_format.setdefault(res.run.run_id.split("/")[0], []).append(res)
+    assert sorted(by_format) == sorted(write_logs.FORMATS)
+    first, last = rec["series"]["train_loss"][0][0], rec["series"]["train_loss"][0][-1]
+    for fmt, results in by_format.items():
+        assert len(results) == 1, fmt
+        steps = results[0].run.scalars["step"]
+        # every per-step format keeps the whole step range (Lightning counts from 0)
+        if fmt != "keras_csv":
+            assert {int(steps.min()), int(steps.max())} <= {first - 1, first, last - 1, last}, fmt
+    json.dumps(rec)  # the record stays plain JSON
