@@ -2,7 +2,7 @@
 
 Trees are written by the real writers (torch SummaryWriter incl. add_hparams and
 add_scalars, Lightning CSVLogger/TensorBoardLogger) or copied from
-/work/shared/real_logs; MLflow's file store and HF's trainer_state.json are written by
+../shared/real_logs; MLflow's file store and HF's trainer_state.json are written by
 hand in the exact layout their writers use (neither library is installed here).
 """
 
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
+from shared_data import require, shared
 
 from diagnose.discover import discover, event_file_order
 from diagnose.sources import RunSource
 
-REAL = Path("/work/shared/real_logs")
+REAL = shared("real_logs")
 REPO = Path(__file__).resolve().parents[1]
 
 #: MANIFEST id -> (run id relative to the folder, file kinds, sidecar names, splits).
@@ -639,7 +640,7 @@ def test_thousand_small_runs_are_discovered_fast(tmp_path: Path) -> None:
 def test_manifest_rows_are_all_covered() -> None:
     rows = manifest_ids()
     if not rows:
-        pytest.skip("no /work/shared/real_logs")
+        require(REAL)
     assert sorted(set(rows) - set(EXPECTED_REAL)) == []
 
 
@@ -660,7 +661,7 @@ def test_real_log_folder_is_exactly_its_manifest_run(rid: str) -> None:
 
 def test_whole_real_logs_tree() -> None:
     if not REAL.is_dir():
-        pytest.skip("no /work/shared/real_logs")
+        require(REAL)
     sources, errors = discover([str(REAL)])
     assert errors == []
     got = ids(sources)

@@ -35,8 +35,9 @@ from tests.fixtures_csv_family import (
     write_yolov5_epoch,
     write_yolov8_epoch,
 )
+from tests.shared_data import needs, shared
 
-REAL = Path("/work/shared/real_logs")
+REAL = shared("real_logs")
 
 
 def _source(path: Path) -> RunSource:
@@ -763,7 +764,7 @@ _REAL_FILES = (
 )
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real_logs folder absent")
+@needs(REAL)
 @pytest.mark.parametrize("path", _REAL_FILES, ids=lambda p: str(p.relative_to(REAL)))
 def test_real_logs_load(path: Path) -> None:
     run = load(path)
@@ -772,7 +773,7 @@ def test_real_logs_load(path: Path) -> None:
     assert roles.get(Role.TRAIN_LOSS) is not None or roles.get(Role.VAL_LOSS) is not None
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real_logs folder absent")
+@needs(REAL)
 def test_real_logs_details() -> None:
     d2 = load(REAL / "d2_maskrcnn_short/output/metrics.json")
     assert "restart" in codes(d2) and steps(d2, "total_loss")[:2] == [19, 39]

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from shared_data import needs, shared
 from test_report_common import (
     check_snapshot,
     healthy_run,
@@ -229,11 +230,11 @@ def test_undecodable_names_are_escaped_not_crashed() -> None:
         assert "bad\\xff\\xfename" in out
 
 
-REAL = Path("/work/shared/real_logs")
+REAL = shared("real_logs")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (REAL / "MANIFEST.tsv").is_file(), reason="shared real logs absent")
+@needs(REAL / "MANIFEST.tsv")
 def test_real_logs_at_80_columns_take_no_more_lines_than_piped() -> None:
     """The issue's measure: 1,524 rows at 80 columns against 180 piped before; now the
     terminal rendering must not be longer than the pipe's."""

@@ -9,7 +9,7 @@ Four layers, from cheapest to most telling:
    exactly what ``make_fitting_fixtures.py`` writes;
 3. a seeded family of healthy runs (schedules, warmup, spikes, tiny val sets, fine-tuning)
    raises no warning: false alarms kill a CI gate;
-4. the real logs in ``/work/shared/real_logs`` get the states their expert labels give
+4. the real logs in ``../shared/real_logs`` get the states their expert labels give
    (unambiguous labels only; skipped when the folder is absent).
 """
 
@@ -36,9 +36,10 @@ from diagnose.run import Histogram, Run, make_scalars
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from fallback_loader import load_any  # noqa: E402
+from shared_data import needs, shared  # noqa: E402
 
 FIXTURES = HERE / "rule_fixtures"
-REAL = Path("/work/shared/real_logs")
+REAL = shared("real_logs")
 PREFIXES = ("OVF", "UND", "PLT", "BN", "PRG")
 WARN = ("warning", "error")
 
@@ -452,7 +453,7 @@ _REAL_EXPECT: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="real logs not available")
+@needs(REAL)
 @pytest.mark.parametrize("name", sorted(_REAL_EXPECT))
 def test_real_log_states(name: str, rules: list[RuleSpec]) -> None:
     folder = REAL / name
@@ -471,7 +472,7 @@ def test_real_log_states(name: str, rules: list[RuleSpec]) -> None:
         assert f.step is None or math.isfinite(f.step)
 
 
-@pytest.mark.skipif(not (REAL / "dlrnn_v28_gap").is_dir(), reason="real logs absent")
+@needs(REAL / "dlrnn_v28_gap")
 def test_huge_gap_preview_rule_on_dlrnn(rules: list[RuleSpec]) -> None:
     run = load_any(REAL / "dlrnn_v28_gap")
     found = [f for f in _findings(run, rules, Config(preview=True)) if f.state == "overfit"]
@@ -479,7 +480,7 @@ def test_huge_gap_preview_rule_on_dlrnn(rules: list[RuleSpec]) -> None:
     assert found[0].evidence["gap_over_val"] > 0.9
 
 
-@pytest.mark.skipif(not (REAL / "hf_whisper_ja_5k").is_dir(), reason="real logs absent")
+@needs(REAL / "hf_whisper_ja_5k")
 def test_whisper_overfit_evidence_points_at_the_first_eval(rules: list[RuleSpec]) -> None:
     run = load_any(REAL / "hf_whisper_ja_5k")
     f = [x for x in _findings(run, rules, Config()) if x.rule == "OVF001"]
