@@ -274,10 +274,9 @@ class Judge:
 
     def __call__(self, run: Run) -> RunResult:
         """Findings and recommendations for ``run`` (the pipeline's per-run step)."""
-        from diagnose.engine import evaluate
-        from diagnose.recommend import recommend
+        from diagnose.pipeline import judge_run
 
-        return recommend(evaluate(run, self.config, self.rules), self.overrides)
+        return judge_run(run, self.config, self.overrides, self.rules)
 
 
 def judge(run: Run, *, config: PathArg | Config | None = None,

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnose.config import Config
 from diagnose.findings import Analysis, LoadError, RunResult
 from diagnose.sources import RunSource
+
+if TYPE_CHECKING:
+    from diagnose.engine import RuleSpec
+    from diagnose.run import Run
 
 #: Below this many runs a process pool costs more than it saves.
 _POOL_MIN_RUNS = 16
@@ -60,14 +64,32 @@ class Options:
     progress: bool = False
 
 
+def judge_run(run: Run, config: Config, overrides: Mapping[str, Any] | None = None,
+              rules: list[RuleSpec] | None = None) -> RunResult:
+    """The per-run step every entry point shares (CLI, API, callbacks, watch, probe,
+    benchmarks): the rules, then the recommendations under the config's advice policy.
+
+    ``overrides`` are canonical hyperparameters that win over the log's; ``rules`` are
+    rule specs already loaded and checked (a caller that judges many runs loads them once).
+    An exception while judging is our own bug: :class:`AnalysisError` naming the run.
+    """
+    from diagnose.engine import AnalysisError, evaluate
+    from diagnose.recommend import recommend
+
+    result = evaluate(run, config, rules)
+    try:
+        return recommend(result, overrides, config.advice_policy())
+    except Exception as exc:
+        raise AnalysisError(f"recommendations failed on run {run.run_id}: "
+                            f"{type(exc).__name__}: {exc}") from exc
+
+
 def _analyze_source(
     source: RunSource, config: Config, options: Options
 ) -> RunResult | LoadError:
     """Load and judge one run.  Damaged input becomes a one-line LoadError; an exception
     while judging is our own bug and propagates (the CLI exits 2, naming rule and run)."""
-    from diagnose.engine import evaluate
     from diagnose.ingest import IngestError, load_run
-    from diagnose.recommend import recommend
 
     try:
         run = load_run(source, verify_checksums=options.verify_checksums)
@@ -75,15 +97,7 @@ def _analyze_source(
         return LoadError(path=source.run_id, message=str(exc))
     except Exception as exc:  # a parser bug must not take the other runs down
         return LoadError(path=source.run_id, message=f"{type(exc).__name__}: {exc}")
-    overrides = {**config.hparams, **options.hparam_overrides}
-    result = evaluate(run, config)
-    try:
-        return recommend(result, overrides, config.advice_policy())
-    except Exception as exc:
-        from diagnose.engine import AnalysisError
-
-        raise AnalysisError(f"recommendations failed on run {run.run_id}: "
-                            f"{type(exc).__name__}: {exc}") from exc
+    return judge_run(run, config, {**config.hparams, **options.hparam_overrides})
 
 
 def _worker(args: tuple[RunSource, Config, Options]) -> RunResult | LoadError:

@@ -147,3 +147,18 @@ def test_readme_notebook_example_runs_and_shows_real_output(monkeypatch: pytest.
     runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
     runner.run(test)
     assert runner.summarize(verbose=False).failed == 0
+
+
+def test_judge_applies_the_advice_policy_like_the_command() -> None:
+    """judge() (callbacks, watch, probe) is the pipeline's per-run step: a non-default
+    ``[tool.diagnose.advice]`` changes its advice exactly as it changes the command's."""
+    from diagnose.config import Config
+
+    path = SAMPLES / "tb" / "divergence_exploding_loss"
+    run = diagnose.load_run(path)
+    cfg = Config(advice={"lr_cut_violent": 100.0, "lr_safety_factor": 100.0})
+    default = diagnose.judge(run, config=Config()).to_dict()
+    tuned = diagnose.judge(run, config=cfg).to_dict()
+    assert tuned != default  # the policy reaches the advice
+    command = diagnose.analyze(path, config=cfg).results[0].to_dict()
+    assert tuned == {**command, "run": run.run_id}

@@ -92,10 +92,11 @@ def _whole(text: str) -> str:
 
 
 def judge_logdir(logdir: Path, config: Config) -> RunResult | None:
-    """Read a trial's logs with our ingest and rules; None when nothing readable."""
+    """Read a trial's logs with our ingest and judge them like a user's run (the
+    pipeline's per-run step); None when nothing readable."""
     from diagnose.discover import discover
-    from diagnose.engine import evaluate
     from diagnose.ingest import IngestError, load_run
+    from diagnose.pipeline import judge_run
 
     sources, _errors = discover([str(logdir)])
     for source in sources:
@@ -103,7 +104,7 @@ def judge_logdir(logdir: Path, config: Config) -> RunResult | None:
             run = load_run(source)
         except IngestError:
             continue
-        return evaluate(run, config)
+        return judge_run(run, config, config.hparams)
     return None
 
 
