@@ -300,6 +300,12 @@ def split_by_tag(scalars: pd.DataFrame) -> dict[str, Series]:
 OBJECTIVE_ROLES = (Role.VAL_METRIC, Role.VAL_LOSS, Role.TRAIN_LOSS)
 
 
+def _pinned(series: Series) -> bool:
+    """The finite values never move over two or more evaluations."""
+    values = series.finite.values
+    return len(values) >= 2 and bool(np.all(values == values[0]))
+
+
 class RoleMap:
     """The resolved roles of one run; built by :func:`resolve_roles`.
 
@@ -327,13 +333,17 @@ class RoleMap:
         metric when its direction is known, the val loss, the train loss; each with
         finite points.  The one resolver behind sweep, baseline, the report's key metric
         and the plateau rules (PRG001 alone asks the val loss first: whether training
-        still pays off)."""
+        still pays off).  A val metric pinned at one value over several evaluations (an
+        accuracy stuck at the majority-class share) measures nothing: not an objective,
+        so no "best step" or sweep ranking comes from it."""
         out: list[tuple[Role, Series]] = []
         for role in OBJECTIVE_ROLES:
             s = self.get(role)
-            if s is not None and len(s.finite) and (
-                    role != Role.VAL_METRIC or s.higher_is_better is not None):
-                out.append((role, s))
+            if s is None or not len(s.finite):
+                continue
+            if role == Role.VAL_METRIC and (s.higher_is_better is None or _pinned(s)):
+                continue
+            out.append((role, s))
         return out
 
     def role_of(self, tag: str) -> Role | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shared_data import require, shared
 from test_report_common import (
     HOSTILE,
     RULES,
@@ -22,7 +23,7 @@ from test_report_common import (
 from diagnose.findings import Analysis, RunResult
 from diagnose.report import render, write_report
 from diagnose.report.markdown import md_code, md_text
-from diagnose.report.plots import draw, envelope, key_metric, plot_data, role_series
+from diagnose.report.plots import draw, envelope, key_metric, plot_data
 from diagnose.run import Run, make_scalars
 
 
@@ -137,12 +138,28 @@ def test_million_point_run_plots_fast(tmp_path: Path) -> None:
 
 def test_key_metric_falls_back_to_losses() -> None:
     analysis = sample_analysis()
-    km = key_metric(role_series(analysis.results[0]))
+    km = key_metric(analysis.results[0])
     assert (km.role, km.kind, km.step) == ("val_loss", "min", 150)
     train_only = Run("t", Path("t"), "csv",
                      scalars=make_scalars("loss", np.arange(5), [5, 4, 3, 2, 1.0])).finalize()
-    km = key_metric(role_series(RunResult(train_only)))
+    km = key_metric(RunResult(train_only))
     assert km.text == "train loss final 1"
+
+
+def test_key_metric_never_comes_from_a_pinned_accuracy() -> None:
+    """A real Keras run (DermaMNIST) whose val accuracy sits at the majority-class share
+    every epoch: the key metric and best step come from the val loss, as in sweep."""
+    import diagnose
+    from diagnose.metrics import Role
+
+    path = require(shared("real_logs_more", "keras_derma_majority_9ep"))
+    result = diagnose.analyze(path).results[0]
+    acc = result.resolved_roles().get(Role.VAL_METRIC)
+    assert acc is not None and len(set(acc.finite.values)) == 1  # the case itself
+    km = key_metric(result)
+    assert km is not None and (km.role, km.kind, km.step) == ("val_loss", "min", 3)
+    assert [r for r, _ in result.resolved_roles().objectives()] == [Role.VAL_LOSS,
+                                                                   Role.TRAIN_LOSS]
 
 
 def _png_ok(path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnose.metrics import Role
+from diagnose.metrics import OBJECTIVE_ROLES, Role
 from diagnose.probe.trials import TrialOutcome
 
 #: Effects smaller than this share of the control's level are noise whatever the spread.
@@ -38,16 +38,18 @@ class ArmScore:
 
 
 def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
-    """The role to compare on: val loss, else train loss, else the val metric."""
-    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS, Role.VAL_METRIC):
-        for o in outcomes:
-            if o.result is None:
-                continue
-
-            series = o.result.resolved_roles().get(role)
-            if series is not None and len(series):
-                higher = bool(series.higher_is_better) if role == Role.VAL_METRIC else False
-                return role, higher
+    """The role to compare arms on: the best-ranked objective any successful trial has
+    (:meth:`RoleMap.objectives`, the order the report and sweep use), and whether higher
+    is better on it."""
+    found: dict[Role, bool] = {}
+    for o in outcomes:
+        if o.result is None:
+            continue
+        for role, series in o.result.resolved_roles().objectives():
+            found.setdefault(role, role == Role.VAL_METRIC and bool(series.higher_is_better))
+    for role in OBJECTIVE_ROLES:
+        if role in found:
+            return role, found[role]
     return None
 
 

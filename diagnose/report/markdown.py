@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 from diagnose import __version__
 from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
-from diagnose.metrics import Series
 from diagnose.report import (
     RuleInfo,
     counts,
@@ -31,7 +30,7 @@ from diagnose.report import (
     run_label,
     verdict,
 )
-from diagnose.report.plots import KEY_ROLES, draw, key_metric, plot_data, role_series
+from diagnose.report.plots import draw, key_metric, plot_data
 
 #: Most plots one report draws (the most severe runs first); the rest are listed only.
 MAX_PLOTS = 200
@@ -247,19 +246,14 @@ def render_markdown(
     *,
     rules: list | None = None,
     plot_links: dict[int, str] | None = None,
-    series_cache: dict[int, dict[str, Series]] | None = None,
     plots_note: str | None = None,
 ) -> str:
     """The report as markdown; ``plot_links`` maps run index -> relative PNG path."""
     plot_links = plot_links or {}
-    series_cache = series_cache or {}
     runs: list[dict[str, Any]] = []
     quiet = 0
     for i, result in enumerate(analysis.results):
-        series = series_cache.get(i)
-        if series is None:
-            series = role_series(result, KEY_ROLES)
-        km = key_metric(series)
+        km = key_metric(result)
         worst = _worst(result)
         detail = bool(result.findings or result.run.notes or i in plot_links)
         anchor = f"run-{i + 1}"
@@ -367,13 +361,11 @@ def write_report(
     chosen = set(order[:max_plots])
     written: list[Path] = []
     links: dict[int, str] = {}
-    cache: dict[int, dict[str, Series]] = {}
     for i, result in enumerate(analysis.results):
-        cache[i] = role_series(result)
         if i not in chosen:
             continue
         png = plot_dir / f"{i + 1:03d}-{_slug(run_label(result.run))}.png"
-        if draw(plot_data(result, cache[i]), png) is not None:
+        if draw(plot_data(result), png) is not None:
             written.append(png)
             links[i] = quote(f"{plot_dir.name}/{png.name}")
     if plot_dir.is_dir():
@@ -385,7 +377,7 @@ def write_report(
     if len(analysis.results) > max_plots:
         note = f"plot omitted: the report draws at most {max_plots} runs"
     text = escape_undecodable(render_markdown(analysis, fail_on, rules=rules,
-                                              plot_links=links, series_cache=cache,
+                                              plot_links=links,
                                               plots_note=note))
     path.write_text(text, encoding="utf-8")
     written.insert(0, path)
@@ -394,7 +386,7 @@ def write_report(
     if summary:
         where = f"plots are in {path.name} and {plot_dir.name}/ (not shown in step summaries)"
         body = escape_undecodable(render_markdown(analysis, fail_on, rules=rules,
-                                                  series_cache=cache, plots_note=where))
+                                                  plots_note=where))
         _append_step_summary(Path(summary), body)
     return written
 

@@ -45,9 +45,8 @@ _ROLE_STYLE = {
 # ---------------------------------------------------------------------------
 
 
-#: The roles the plots draw; the key metric needs only the first three.
+#: The roles the plots draw.
 PLOT_ROLES = ("val_metric", "val_loss", "train_loss", "train_metric", "learning_rate")
-KEY_ROLES = PLOT_ROLES[:3]
 
 
 def role_series(result: RunResult, roles: tuple[str, ...] = PLOT_ROLES) -> dict[str, Series]:
@@ -90,28 +89,21 @@ class KeyMetric:
         return out
 
 
-def key_metric(series: dict[str, Series]) -> KeyMetric | None:
-    """Best val metric (direction from its name), else min val loss, else final train loss."""
-    vm = series.get("val_metric")
-    if vm is not None and vm.higher_is_better is not None:
-        fin = vm.finite
-        if len(fin):
-            i = int(np.argmax(fin.values) if vm.higher_is_better else np.argmin(fin.values))
-            kind = "max" if vm.higher_is_better else "min"
-            return KeyMetric("val_metric", vm.metric, kind, float(fin.values[i]),
-                             int(fin.steps[i]), float(fin.values[-1]))
-    vl = series.get("val_loss")
-    if vl is not None and len(vl.finite):
-        fin = vl.finite
-        i = int(np.argmin(fin.values))
-        return KeyMetric("val_loss", vl.metric, "min", float(fin.values[i]),
-                         int(fin.steps[i]), float(fin.values[-1]))
-    tl = series.get("train_loss")
-    if tl is not None and len(tl.finite):
-        fin = tl.finite
-        return KeyMetric("train_loss", tl.metric, "final", float(fin.values[-1]),
+def key_metric(result: RunResult) -> KeyMetric | None:
+    """The run's first objective (:meth:`RoleMap.objectives`, the one resolver shared with
+    sweep and baseline): best val metric, else min val loss, else final train loss."""
+    objectives = result.resolved_roles().objectives()
+    if not objectives:
+        return None
+    role, s = objectives[0]
+    fin = s.finite
+    if role == Role.TRAIN_LOSS:
+        return KeyMetric(role.value, s.metric, "final", float(fin.values[-1]),
                          int(fin.steps[-1]), float(fin.values[-1]))
-    return None
+    higher = role == Role.VAL_METRIC and bool(s.higher_is_better)
+    i = int(np.argmax(fin.values) if higher else np.argmin(fin.values))
+    return KeyMetric(role.value, s.metric, "max" if higher else "min", float(fin.values[i]),
+                     int(fin.steps[i]), float(fin.values[-1]))
 
 
 # ---------------------------------------------------------------------------
@@ -236,7 +228,7 @@ def plot_data(
     markers = [by_step[k] for k in sorted(by_step)]
 
     best = None
-    km = key_metric(series)
+    km = key_metric(result)
     if km is not None and km.kind != "final":
         panel = "metric" if km.role == "val_metric" else "loss"
         best = {"step": km.step, "value": km.value, "panel": panel,
