@@ -629,6 +629,8 @@ def format_rule_doc(spec: RuleSpec) -> str:
     """Plain-text documentation of one rule for ``diagnose explain ID``."""
     import textwrap
 
+    from diagnose.ruledoc import THRESHOLDS_TITLE, doc_sections
+
     how = (f"detector: {spec.detector}" if spec.per_run
            else f"evaluated by: {EVALUATORS.get(spec.evaluated_by or '', spec.evaluated_by)}")
     lines = [f"{spec.id} {spec.name}"
@@ -637,21 +639,19 @@ def format_rule_doc(spec: RuleSpec) -> str:
              "",
              textwrap.fill(spec.summary, width=88),
              ""]
-    titles = {"what": "What it detects", "why": "Why it matters",
-              "evidence": "Evidence reported"}
-    for key in _DOC_TEXT:
-        if spec.doc.get(key):
-            lines += [titles[key], _wrap(spec.doc[key]), ""]
-    list_titles = {"causes": "Likely causes", "fixes": "Fixes"}
-    for key in ("causes", "fixes"):
-        items = spec.doc.get(key) or []
-        if items:
-            lines.append(list_titles[key])
+    sections = doc_sections(spec.doc)
+    for sec in sections:
+        if sec.key == "references":
+            continue  # shown last, after thresholds and supersedes
+        if sec.text:
+            lines += [sec.title, _wrap(sec.text), ""]
+        else:
+            lines.append(sec.title)
             lines += [textwrap.fill(x, width=88, initial_indent="  - ",
-                                    subsequent_indent="    ") for x in items]
+                                    subsequent_indent="    ") for x in sec.items]
             lines.append("")
     if spec.thresholds:
-        lines.append("Thresholds (default; override in [tool.diagnose.thresholds."
+        lines.append(f"{THRESHOLDS_TITLE} (default; override in [tool.diagnose.thresholds."
                      f"{spec.id}])")
         tdoc = spec.doc.get("thresholds", {}) or {}
         params = param_specs(spec) or {}
@@ -666,10 +666,10 @@ def format_rule_doc(spec: RuleSpec) -> str:
         lines.append("")
     if spec.supersedes:
         lines += [f"Supersedes: {', '.join(spec.supersedes)} (on the same metric)", ""]
-    refs = spec.doc.get("references") or []
-    if refs:
-        lines.append("References")
-        lines += [textwrap.fill(x, width=88, initial_indent="  - ",
-                                subsequent_indent="    ") for x in refs]
-        lines.append("")
+    for sec in sections:
+        if sec.key == "references":
+            lines.append(sec.title)
+            lines += [textwrap.fill(x, width=88, initial_indent="  - ",
+                                    subsequent_indent="    ") for x in sec.items]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -31,6 +31,7 @@ from diagnose.report import (
     verdict,
 )
 from diagnose.report.plots import draw, key_metric, plot_data
+from diagnose.ruledoc import THRESHOLDS_TITLE, doc_sections
 
 #: Most plots one report draws (the most severe runs first); the rest are listed only.
 MAX_PLOTS = 200
@@ -201,22 +202,16 @@ def _rule_doc(info: RuleInfo) -> dict[str, str] | None:
         return None
     head = f"{info.id} {info.name}" + (f" — {info.summary}" if info.summary else "")
     lines: list[str] = []
-    for key, title in (("what", "What"), ("why", "Why it matters"), ("evidence", "Evidence")):
-        if doc.get(key):
-            lines.append(f"**{title}:** {' '.join(str(doc[key]).split())}")
-            lines.append("")
-    for key, title in (("causes", "Common causes"), ("fixes", "Fixes"),
-                       ("references", "References")):
-        items = doc.get(key) or []
-        if isinstance(items, str):
-            items = [items]
-        if items:
-            lines.append(f"**{title}:**")
-            lines.extend(f"- {' '.join(str(i).split())}" for i in items)
-            lines.append("")
+    for sec in doc_sections(doc):
+        if sec.text:
+            lines.append(f"**{sec.title}:** {' '.join(sec.text.split())}")
+        else:
+            lines.append(f"**{sec.title}:**")
+            lines.extend(f"- {' '.join(i.split())}" for i in sec.items)
+        lines.append("")
     if info.thresholds:
         th = ", ".join(f"`{k}` = {fmt_value(v)}" for k, v in info.thresholds.items())
-        lines.append(f"**Thresholds:** {th}")
+        lines.append(f"**{THRESHOLDS_TITLE}:** {th}")
     return {"summary": Raw(html.escape(head)), "body": Raw("\n".join(lines).strip())}
 
 

@@ -29,6 +29,7 @@ from diagnose.report import (
     run_label,
     run_location,
 )
+from diagnose.ruledoc import THRESHOLDS_TITLE, doc_sections
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -78,22 +79,15 @@ def _rule_help(info: RuleInfo) -> tuple[str, str]:
     doc = info.doc
     text: list[str] = []
     md: list[str] = []
-    for key, title in (("what", "What it detects"), ("why", "Why it matters"),
-                       ("evidence", "Evidence")):
-        if doc.get(key):
-            body = " ".join(str(doc[key]).split())
-            text.append(f"{title}: {body}")
-            md.append(f"**{title}.** {body}")
-    for key, title in (("causes", "Common causes"), ("fixes", "Fixes"),
-                       ("references", "References")):
-        items = doc.get(key) or []
-        if isinstance(items, str):
-            items = [items]
-        if items:
-            text.append(f"{title}:\n" + "\n".join(f"- {' '.join(str(i).split())}"
-                                                   for i in items))
-            md.append(f"**{title}.**\n\n" + "\n".join(f"- {' '.join(str(i).split())}"
-                                                      for i in items))
+    for sec in doc_sections(doc):
+        if sec.text:
+            body = " ".join(sec.text.split())
+            text.append(f"{sec.title}: {body}")
+            md.append(f"**{sec.title}.** {body}")
+        else:
+            bullets = "\n".join(f"- {' '.join(i.split())}" for i in sec.items)
+            text.append(f"{sec.title}:\n{bullets}")
+            md.append(f"**{sec.title}.**\n\n{bullets}")
     if info.thresholds:
         descr = doc.get("thresholds") if isinstance(doc.get("thresholds"), dict) else {}
         lines = [
@@ -104,8 +98,8 @@ def _rule_help(info: RuleInfo) -> tuple[str, str]:
             f"- `{k}` = {fmt_value(v)}" + (f": {descr[k]}" if k in descr else "")
             for k, v in info.thresholds.items()
         ]
-        text.append("Thresholds:\n" + "\n".join(lines))
-        md.append("**Thresholds.**\n\n" + "\n".join(md_lines))
+        text.append(f"{THRESHOLDS_TITLE}:\n" + "\n".join(lines))
+        md.append(f"**{THRESHOLDS_TITLE}.**\n\n" + "\n".join(md_lines))
     if not text:
         fallback = info.summary or info.name
         return fallback, fallback
