@@ -282,7 +282,8 @@ class Judge:
 def judge(run: Run, *, config: PathArg | Config | None = None,
           hparams: Mapping[str, Any] | None = None) -> RunResult:
     """Run the rules and the recommender on one Run (e.g. one built with
-    ``diagnose.run.make_scalars`` or edited after :func:`load_run`)."""
+    ``diagnose.run.make_scalars``, or changed with ``dataclasses.replace`` after
+    :func:`load_run`, which returns a read-only Run)."""
     cfg = config if isinstance(config, Config) else make_config(config)
     return Judge(cfg, hparams)(run)
 

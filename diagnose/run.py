@@ -239,3 +239,21 @@ class Run:
     def note(self, code: str, message: str, **kw: Any) -> None:
         """Record an ingest note."""
         self.notes.append(IngestNote(code=code, message=message, **kw))
+
+    def freeze(self) -> Run:
+        """End of ingest: from now on no attribute can be rebound (analysis notes live on
+        the result, never on the Run).  Derive a changed Run with
+        ``dataclasses.replace``, which gives a new, unfrozen one.  Returns self."""
+        object.__setattr__(self, "_frozen", True)
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        """Whether ingest is over (:meth:`freeze`)."""
+        return bool(self.__dict__.get("_frozen"))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"Run {self.run_id!r} is read-only after ingest; "
+                                 f"use dataclasses.replace(run, {name}=...)")
+        object.__setattr__(self, name, value)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -134,7 +134,8 @@ class Watcher:
         # a cut-off tail of a file still being written is the next record arriving
         kept = [n for n in run.notes if not (n.code == "truncated" and _abs(n.path) in fresh)]
         pending = len(kept) < len(run.notes)
-        run.notes = kept
+        if pending:
+            run = replace(run, notes=kept).freeze()
         return self.judge(run), pending
 
     def _warn_once(self, message: str) -> None:

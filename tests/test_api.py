@@ -162,3 +162,22 @@ def test_judge_applies_the_advice_policy_like_the_command() -> None:
     assert tuned != default  # the policy reaches the advice
     command = diagnose.analyze(path, config=cfg).results[0].to_dict()
     assert tuned == {**command, "run": run.run_id}
+
+
+def test_the_run_is_read_only_after_ingest() -> None:
+    """Analysis never edits what ingest read: a loaded Run cannot be rebound; a changed
+    copy comes from dataclasses.replace (and survives pickling to a worker frozen)."""
+    import dataclasses
+    import pickle
+
+    run = diagnose.load_run(SAMPLES / "keras_csv" / "overfit_classification")
+    assert run.frozen
+    with pytest.raises(AttributeError, match="read-only after ingest"):
+        run.notes = []
+    with pytest.raises(AttributeError, match="read-only after ingest"):
+        run.hparams = {"learning_rate": 1.0}
+    changed = dataclasses.replace(run, hparams={"learning_rate": 1.0})
+    assert changed.hparams == {"learning_rate": 1.0} and run.hparams != changed.hparams
+    back = pickle.loads(pickle.dumps(run))
+    assert back.frozen and back.run_id == run.run_id
+    assert diagnose.judge(changed).run.hparams == {"learning_rate": 1.0}

@@ -114,11 +114,11 @@ def load_run(source: RunSource, verify_checksums: bool = False) -> Run:
     gets its URLs back (``source.remote``).
     """
     if source.remote is None:
-        return _load_run(source, verify_checksums)
+        return _load_run(source, verify_checksums).freeze()
     from diagnose.remote import relabel_run, relabel_text
 
     try:
-        return relabel_run(_load_run(source, verify_checksums), source.remote)
+        return relabel_run(_load_run(source, verify_checksums), source.remote).freeze()
     except IngestError as exc:
         raise IngestError(relabel_text(str(exc), *source.remote[:2])) from None
 
