@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from shared_data import require, shared
 
 from diagnose.findings import Finding, Recommendation, RunResult
 from diagnose.probe.core import ProbeError, plan_probe, resolve_relative
@@ -279,3 +280,28 @@ def test_probe_runs_trials_on_the_gpu(tmp_path: Path) -> None:
     probe = out["runs"][0]["probe"]
     assert probe["device"].startswith("cuda")
     assert all(t["device"].startswith("cuda") for t in probe["control"]["trials"])
+
+
+def test_trials_are_compared_on_the_runs_objective() -> None:
+    """The probe judges a trial's logs with the pipeline's per-run step and compares arms
+    on the objective the report and sweep use (RoleMap.objectives): the val accuracy
+    when it moves, the val loss when the accuracy is pinned (majority class)."""
+    from diagnose.config import Config
+    from diagnose.metrics import Role
+    from diagnose.probe.trials import TrialOutcome, TrialSpec, judge_logdir
+    from diagnose.probe.verdict import primary_role
+
+    def outcome(folder: str, root: Path = REPO / "sample_logs" / "keras_csv") -> TrialOutcome:
+        logdir = require(root / folder)
+        result = judge_logdir(logdir, Config())
+        assert result is not None
+        return TrialOutcome(TrialSpec("control", 0, [], logdir), "ok", 0, 1.0, "cpu",
+                            result=result)
+
+    moving = outcome("overfit_classification")
+    assert any(f.recommendations for f in moving.result.findings)  # advice attached too
+    assert primary_role([moving]) == (Role.VAL_METRIC, True)
+    assert primary_role([outcome("divergence_nan")]) is None  # pinned acc, NaN losses
+    pinned = outcome("keras_derma_majority_9ep", shared("real_logs_more"))
+    assert primary_role([pinned]) == (Role.VAL_LOSS, False)
+    assert primary_role([]) is None
