@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from diagnose.numbers import sig
+
 
 @dataclass(frozen=True)
 class Param:
@@ -90,7 +92,7 @@ class Param:
 
 
 def _num(x: float | None) -> str:
-    return f"{x:g}" if x is not None else ""
+    return sig(x, 6, missing="")
 
 
 #: A share of a run, of points or of a range: [0, 1].

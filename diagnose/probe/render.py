@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from diagnose.numbers import sig
+
 
 def _num(value: Any) -> str:
     if isinstance(value, float):
@@ -13,7 +15,7 @@ def _num(value: Any) -> str:
             return "n/a"
         if math.isinf(value):
             return "diverged" if value > 0 else "-inf"
-        return f"{value:.4g}"
+        return sig(value)
     return "–" if value is None else str(value)
 
 

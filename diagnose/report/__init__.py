@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
+from diagnose.numbers import sig
 from diagnose.remote import is_remote
 
 FORMATS = ("text", "markdown", "json", "sarif", "junit", "github")
@@ -212,9 +213,7 @@ def fmt_value(value: Any) -> str:
             return "NaN"
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
-        if value == int(value) and abs(value) < 1e15:
-            return str(int(value))
-        return f"{value:.4g}"
+        return sig(value, whole_below=1e15)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(fmt_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
