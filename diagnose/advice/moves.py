@@ -63,6 +63,52 @@ def lr_is_small(lr: float, optimizer: Any) -> bool:
     return lr < (1e-3 if is_sgd(optimizer) else 1e-4)
 
 
+def optimizer_family(optimizer: Any) -> str:
+    """'sgd', 'adam' (Adam, AdamW, NAdam...), 'rmsprop' or '' (unknown), by name."""
+    name = str(optimizer or "").lower()
+    if "rmsprop" in name:
+        return "rmsprop"
+    if "adam" in name:
+        return "adam"
+    return "sgd" if is_sgd(optimizer) else ""
+
+
+def usual_lr_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, str]:
+    """(low, high, label) of the optimizer's usual LR range; the widest of the known
+    ranges for an unknown optimizer."""
+    ranges = {
+        "sgd": (policy.sgd_lr_low, policy.sgd_lr_high),
+        "adam": (policy.adam_lr_low, policy.adam_lr_high),
+        "rmsprop": (policy.rmsprop_lr_low, policy.rmsprop_lr_high),
+    }
+    family = optimizer_family(optimizer)
+    if family:
+        low, high = ranges[family]
+        names = {"sgd": "SGD", "adam": "Adam/AdamW", "rmsprop": "RMSprop"}
+        return low, high, f"{names[family]}'s"
+    return (min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()),
+            "any common optimizer's")
+
+
+def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
+                  proposed: float) -> tuple[float, str] | None:
+    """(LR inside the usual range, why) when ``lr`` is outside the optimizer's usual range
+    and the relative move towards it, to ``proposed``, would leave it outside on the same
+    side; None when the move is fine.  Lands at ``lr_range_landing`` of the range (geometric)."""
+    low, high, label = usual_lr_range(policy, optimizer)
+    # only a move towards the range is resized (a cut of an LR already below it is not)
+    above = lr > high and high < proposed < lr
+    below = lr < low and lr < proposed < low
+    if not (above or below):
+        return None
+    pos = policy.lr_range_landing
+    landed = nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
+    side = "above" if above else "below"
+    return landed, (f"{show(lr)} is far {side} {label} usual LR range {show(low)} to "
+                    f"{show(high)}, so move into it: {show(landed)} (an LR range test "
+                    "refines it)")
+
+
 def truthy(value: Any) -> bool | None:
     """Interpret a logged on/off setting; None when it is not one."""
     if isinstance(value, (bool, np.bool_)):
@@ -219,6 +265,10 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
                      f"{reason}, so scale the LR {how}; {concrete_hint('learning_rate')}.",
                      strength)
     new = nice(lr * factor)
+    landed = land_in_range(ctx.policy, ctx.hp.get("optimizer"), lr, new)
+    if landed is not None:
+        return candidate("learning_rate", action, lr, landed[0],
+                         f"{reason}; the {source} LR {landed[1]}.", strength)
     return candidate("learning_rate", action, lr, new,
                  f"{reason}, so scale the LR ({source} {show(lr)}) {how} to {show(new)}.",
                  strength)

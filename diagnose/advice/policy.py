@@ -68,6 +68,18 @@ class AdvicePolicy:
         1.0, P.POSITIVE, "global grad-norm clip proposed when no grad norms are logged to "
         "take a percentile of")
 
+    # -- the optimizer's usual LR range (a value far outside it is moved into it)
+    sgd_lr_low: float = _knob(1e-3, P.POSITIVE, "bottom of plain/momentum SGD's usual LR "
+                              "range (seeds 001)")
+    sgd_lr_high: float = _knob(0.5, P.POSITIVE, "top of SGD's usual LR range")
+    adam_lr_low: float = _knob(1e-5, P.POSITIVE, "bottom of Adam/AdamW's usual LR range")
+    adam_lr_high: float = _knob(3e-3, P.POSITIVE, "top of Adam/AdamW's usual LR range")
+    rmsprop_lr_low: float = _knob(1e-5, P.POSITIVE, "bottom of RMSprop's usual LR range")
+    rmsprop_lr_high: float = _knob(1e-2, P.POSITIVE, "top of RMSprop's usual LR range")
+    lr_range_landing: float = _knob(
+        0.75, P.FRACTION, "an LR proposal that a relative move would leave outside the "
+        "optimizer's usual range lands at this geometric position inside it (0 = bottom, "
+        "1 = top; 0.75 = upper middle); an unknown optimizer gets the widest range")
     # -- divergence
     sudden_points: int = _knob(
         3, P.COUNT, "a loss that goes non-finite within this many logged points after it "

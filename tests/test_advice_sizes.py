@@ -1,0 +1,47 @@
+"""Advice sizes from evidence and from the optimizer's usual LR range (issue 10): each
+run goes through the real rules (``engine.evaluate``), then :func:`recommend`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_recommend import by_name, make_run
+
+from diagnose import engine
+from diagnose.advice.moves import usual_lr_range
+from diagnose.advice.policy import AdvicePolicy
+from diagnose.findings import Recommendation
+from diagnose.recommend import recommend
+
+STEPS = np.arange(0, 600, 5)
+
+
+def _recs(curves: dict, hparams: dict, state: str) -> dict[str, Recommendation]:
+    result = recommend(engine.evaluate(make_run(curves, hparams)))
+    found = [f for f in result.findings if f.state == state]
+    assert found, [(f.rule, f.state) for f in result.findings]
+    return by_name(list(found[0].recommendations))
+
+
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 8.0), ("sgd", 1000.0), ("RMSprop", 5.0),
+                                           ("AdamW", 1.0), (None, 200.0)])
+def test_far_too_high_lr_lands_inside_the_optimizers_usual_range(optimizer, lr):
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan  # NaN within a few points: a /10 cut would stay far above
+    hp = {"learning_rate": lr, "max_steps": 600}
+    if optimizer:
+        hp["optimizer"] = optimizer
+    rec = _recs({"loss/train": (STEPS, loss)}, hp, "divergence")["learning_rate"]
+    low, high, _ = usual_lr_range(AdvicePolicy(), optimizer)
+    assert rec.action == "decrease" and rec.current == lr
+    assert low <= rec.proposed <= high < lr
+    assert "usual LR range" in rec.rationale and "range test" in rec.rationale
+
+
+def test_lr_just_above_the_range_keeps_the_evidence_sized_cut():
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan
+    rec = _recs({"loss/train": (STEPS, loss)}, {"learning_rate": 1.0, "optimizer": "sgd"},
+                "divergence")["learning_rate"]
+    assert rec.proposed == pytest.approx(0.1)  # /10 already lands inside 1e-3..0.5
+    assert "usual LR range" not in rec.rationale
