@@ -45,3 +45,20 @@ def test_lr_just_above_the_range_keeps_the_evidence_sized_cut():
                 "divergence")["learning_rate"]
     assert rec.proposed == pytest.approx(0.1)  # /10 already lands inside 1e-3..0.5
     assert "usual LR range" not in rec.rationale
+
+
+@pytest.mark.parametrize("optimizer, lr", [("adam", 1e-6), ("adam", 2e-7), ("sgd", 1e-5)])
+def test_tiny_lr_stuck_at_the_initial_loss_moves_into_the_usual_range(optimizer, lr):
+    rng = np.random.default_rng(0)
+    loss = np.log(3) - 2e-5 * STEPS + 0.002 * rng.standard_normal(len(STEPS))
+    ev = STEPS[::5]
+    curves = {"loss/train": (STEPS, loss), "loss/val": (ev, np.log(3) - 2e-5 * ev),
+              "accuracy/val": (ev, np.full(len(ev), 0.34))}
+    hp = {"learning_rate": lr, "max_steps": 600, "optimizer": optimizer}
+    low, high, _ = usual_lr_range(AdvicePolicy(), optimizer)
+    for state in ("underfit", "plateau"):
+        rec = _recs(curves, hp, state)["learning_rate"]
+        assert rec.action == "increase" and rec.current == lr
+        # not x3 / x10 (Adam 1e-6 x10 = 1e-5 would sit at the very bottom, still stuck)
+        assert low * 10 <= rec.proposed <= high
+        assert "range test" in rec.rationale

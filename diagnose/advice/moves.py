@@ -93,16 +93,18 @@ def usual_lr_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, 
 def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
                   proposed: float) -> tuple[float, str] | None:
     """(LR inside the usual range, why) when ``lr`` is outside the optimizer's usual range
-    and the relative move towards it, to ``proposed``, would leave it outside on the same
-    side; None when the move is fine.  Lands at ``lr_range_landing`` of the range (geometric)."""
+    and the relative move towards it, to ``proposed``, would stop short of the landing
+    point (``lr_range_landing`` of the range, geometric); None when the move is fine.
+    A tiny LR x10 ends at the bottom of the range, still too slow; a huge one /10 above
+    it."""
     low, high, label = usual_lr_range(policy, optimizer)
-    # only a move towards the range is resized (a cut of an LR already below it is not)
-    above = lr > high and high < proposed < lr
-    below = lr < low and lr < proposed < low
-    if not (above or below):
-        return None
     pos = policy.lr_range_landing
     landed = nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
+    # only a move towards the range is resized (a cut of an LR already below it is not)
+    above = lr > high and landed < proposed < lr
+    below = lr < low and lr < proposed < landed
+    if not (above or below):
+        return None
     side = "above" if above else "below"
     return landed, (f"{show(lr)} is far {side} {label} usual LR range {show(low)} to "
                     f"{show(high)}, so move into it: {show(landed)} (an LR range test "
