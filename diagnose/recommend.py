@@ -119,7 +119,7 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         rise = peak / early if peak is not None and early else None
     nonfinite = _ev(f, "first_nonfinite_step") is not None
     return divergence_advice(ctx, blowup(ctx.series_for(f, Role.TRAIN_LOSS), bad, turn,
-                                         loss_min, rise, nonfinite))
+                                         loss_min, rise, nonfinite, ctx.lr_series))
 
 
 def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
@@ -148,7 +148,18 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         scheduled = len(pos) >= 2 and float(pos.max() / pos.min()) >= pol.scheduled_lr_span
     clip, clip_note = clip_grads(ctx, turn if turn is not None else bad,
                             f"{reason}", strength=0.9)
-    if scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
+    before, after = b.lr_before, b.lr_after
+    jumped = before is not None and after is not None and after >= pol.lr_jump_ratio * before
+    if jumped and before is not None and after is not None:
+        note = f"; {clip_note}" if clip_note else ""
+        restored = nice(before, 3)
+        out.append(candidate(
+            "learning_rate", "decrease", nice(after, 3), restored,
+            f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
+            f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}, "
+            f"so restore the LR before the jump, {show(restored)} (remove what raises it: a "
+            f"schedule milestone, a resumed or edited optimizer state){note}.", 1.2))
+    elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""
         turned = (f"the loss turned upward at step {show(turn)} while the logged LR was "
@@ -184,7 +195,9 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         if clip_note:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
-    warm = add_warmup(ctx, turn if turn is not None else bad, "the loss started to climb")
+    # a jump mid-run is not a start-up problem: no warmup
+    warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
+                                          "the loss started to climb")
     if warm is not None:
         out.append(warm)
     if clip is not None:

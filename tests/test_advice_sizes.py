@@ -62,3 +62,30 @@ def test_tiny_lr_stuck_at_the_initial_loss_moves_into_the_usual_range(optimizer,
         # not x3 / x10 (Adam 1e-6 x10 = 1e-5 would sit at the very bottom, still stuck)
         assert low * 10 <= rec.proposed <= high
         assert "range test" in rec.rationale
+
+
+def _jumped_run(lr: np.ndarray) -> dict:
+    loss = 1.1 * np.exp(-STEPS / 100) + 0.05
+    up = STEPS >= 300
+    loss[up] = 0.1 * np.exp((STEPS[up] - 300) / 20)
+    loss[STEPS >= 400] = np.nan
+    return {"loss/train": (STEPS, loss), "lr": (STEPS, lr)}
+
+
+@pytest.mark.parametrize("hparams", [{"learning_rate": 3e-3, "optimizer": "adam"},
+                                     {"optimizer": "adam"}])
+def test_mid_run_lr_jump_restores_the_lr_before_the_jump(hparams):
+    curves = _jumped_run(np.where(STEPS >= 300, 3e-3 * 1000, 3e-3))
+    recs = _recs(curves, {**hparams, "max_steps": 600}, "divergence")
+    rec = recs["learning_rate"]
+    # the same current (the LR in effect at the blow-up) whether or not the config has it
+    assert (rec.action, rec.current, rec.proposed) == ("decrease", 3.0, 3e-3)
+    assert "jumped x1000" in rec.rationale and "step 300" in rec.rationale
+    assert "warmup_steps" not in recs  # a jump mid-run is not a start-up problem
+
+
+def test_a_warmup_ramp_is_not_a_jump():
+    lr = np.minimum(1.0, (STEPS + 5) / 100) * 3e-3 * 1000  # linear warmup to 3, held
+    rec = _recs(_jumped_run(lr), {"optimizer": "adam", "max_steps": 600},
+                "divergence")["learning_rate"]
+    assert "jumped" not in rec.rationale and rec.proposed < 3.0

@@ -97,6 +97,9 @@ class AdvicePolicy:
         1.5, P.AT_LEAST_ONE, "an LR whose logged values before the blow-up span at least "
         "this ratio is scheduled: the proposal is then the LR where the loss turned / "
         "lr_safety_factor")
+    lr_jump_ratio: float = _knob(
+        10.0, P.AT_LEAST_ONE, "a logged LR that rose this many times from one logged value "
+        "to the next before a blow-up jumped: restore the LR before the jump")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
