@@ -41,6 +41,7 @@ from diagnose.advice.moves import (
     show,
     tail_gain,
     truthy,
+    usual_lr_range,
     value_at,
 )
 from diagnose.advice.policy import AdvicePolicy
@@ -545,16 +546,49 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     # start: nothing learned, so always poor): start, end, max_rel_move
     start = _ev(f, "flat_since_step") or (
         float(f.step) if f.step is not None else None)
-    poor = _ev_flag(f, "poor_level") or "max_rel_move" in f.evidence
-    return plateau_advice(ctx, start, _ev(f, "end"), poor)
+    from_start = "max_rel_move" in f.evidence
+    poor = _ev_flag(f, "poor_level") or from_start
+    return plateau_advice(ctx, start, _ev(f, "end"), poor, from_start)
+
+
+def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A network that never left its initial loss with a normal LR: the init or the
+    activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
+    why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
+    out: list[Candidate] = []
+    init = str(ctx.hp.get("init") or "").lower()
+    if "he" not in init and "kaiming" not in init:
+        out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
+                             f"{why}: a dead or zero initialisation (biases pushing every "
+                             "ReLU below zero, zero weights) gives no gradient; use He "
+                             "initialisation with zero biases.", 1.5, direction=0))
+    act = str(ctx.hp.get("activation") or "").lower()
+    if act in ("", "relu"):
+        out.append(candidate("activation", "set", ctx.hp.get("activation"), "leaky_relu",
+                             f"{why}; LeakyReLU (slope 0.01) keeps a gradient for units "
+                             "that start below zero.", 1.0, direction=0))
+    if truthy(ctx.hp.get("normalization")) is False:
+        out.append(candidate("normalization", "set", ctx.hp.get("normalization"),
+                             "batchnorm", f"{why}; normalisation re-centres the "
+                             "pre-activations so units cannot all start off.", 0.8,
+                             direction=0))
+    return out
 
 
 def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
-                   poor: bool) -> list[Candidate]:
+                   poor: bool, from_start: bool = False) -> list[Candidate]:
     """Stalled since ``start`` at ``level``: raise/cycle the LR when stuck at a poor level
-    (or an underfit run) with a small LR; fix SGD; cut a run that saturated early."""
+    (or an underfit run) with a small LR; fix SGD; cut a run that saturated early.  A run
+    flat ``from_start`` with a normal LR gets init/activation advice instead."""
     poor = poor or "underfit" in ctx.states
     lr, _ = ctx.lr
+    if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
+        low, high, _ = usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))
+        if low <= lr <= high:
+            at = f" at {show(nice(level, 3))}" if level is not None else ""
+            dead = dead_start_advice(ctx, f"the loss never left its initial level{at}")
+            if dead:
+                return dead
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None
     small = lr is not None and lr_is_small(lr, ctx.hp.get("optimizer"))
     pol = ctx.policy

@@ -89,3 +89,26 @@ def test_a_warmup_ramp_is_not_a_jump():
     rec = _recs(_jumped_run(lr), {"optimizer": "adam", "max_steps": 600},
                 "divergence")["learning_rate"]
     assert "jumped" not in rec.rationale and rec.proposed < 3.0
+
+
+def _flat_from_start() -> dict:
+    rng = np.random.default_rng(0)
+    ev = STEPS[::5]
+    return {"loss/train": (STEPS, np.log(3) + 5e-4 * rng.standard_normal(len(STEPS))),
+            "loss/val": (ev, np.full(len(ev), np.log(3))),
+            "accuracy/val": (ev, np.full(len(ev), 0.333))}
+
+
+def test_dead_network_with_a_normal_lr_gets_init_advice_not_a_higher_lr():
+    hp = {"learning_rate": 0.05, "optimizer": "sgd", "init": "dead", "activation": "relu"}
+    recs = _recs(_flat_from_start(), hp, "plateau")
+    assert "learning_rate" not in recs
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.current, first.proposed) == ("init", "dead",
+                                                                      "he_normal")
+    assert recs["activation"].proposed == "leaky_relu"
+
+
+def test_flat_from_start_with_a_tiny_lr_still_raises_the_lr():
+    recs = _recs(_flat_from_start(), {"learning_rate": 1e-5, "optimizer": "sgd"}, "plateau")
+    assert recs["learning_rate"].action == "increase" and "init" not in recs
