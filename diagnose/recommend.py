@@ -196,6 +196,16 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         if clip_note:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
+    scaled = truthy(ctx.hp.get("standardize_targets"))
+    task = str(ctx.hp.get("task") or "").lower()
+    if (b.loss_min is not None and b.loss_min >= pol.unscaled_loss_level and not scaled
+            and "class" not in task):
+        out.append(candidate(
+            "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
+            f"{reason} and the loss never fell below {show(nice(b.loss_min, 3))} (at least "
+            f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets, whose "
+            "gradients scale with the targets; standardise the targets (subtract the mean, "
+            "divide by the std; invert for predictions) before tuning the LR.", 1.5))
     # a jump mid-run is not a start-up problem: no warmup
     warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
                                           "the loss started to climb")

@@ -112,3 +112,27 @@ def test_dead_network_with_a_normal_lr_gets_init_advice_not_a_higher_lr():
 def test_flat_from_start_with_a_tiny_lr_still_raises_the_lr():
     recs = _recs(_flat_from_start(), {"learning_rate": 1e-5, "optimizer": "sgd"}, "plateau")
     assert recs["learning_rate"].action == "increase" and "init" not in recs
+
+
+@pytest.mark.parametrize("hparams, standardise", [
+    ({"task": "regression"}, True),
+    ({"standardize_targets": True}, False),  # never propose what the config already does
+    ({"task": "classification"}, False),
+])
+def test_diverging_loss_in_the_thousands_standardises_regression_targets(hparams,
+                                                                          standardise):
+    loss = 1e6 * np.exp(-STEPS / 200) + 2e5  # MSE on targets x1000
+    up = STEPS >= 100
+    loss[up] = loss[up] * np.exp((STEPS[up] - 100) / 10)
+    loss[STEPS >= 200] = np.nan
+    result = recommend(engine.evaluate(make_run(
+        {"loss/train": (STEPS, loss)}, {"learning_rate": 0.05, "optimizer": "sgd",
+                                        **hparams})))
+    recs = next(f for f in result.findings if f.state == "divergence").recommendations
+    first = recs[0]
+    if standardise:
+        assert (first.hyperparameter, first.proposed) == ("standardize_targets", True)
+        assert "unscaled targets" in first.rationale
+    else:
+        assert "standardize_targets" not in {r.hyperparameter for r in recs}
+        assert first.hyperparameter == "learning_rate" and first.action == "decrease"

@@ -100,6 +100,10 @@ class AdvicePolicy:
     lr_jump_ratio: float = _knob(
         10.0, P.AT_LEAST_ONE, "a logged LR that rose this many times from one logged value "
         "to the next before a blow-up jumped: restore the LR before the jump")
+    unscaled_loss_level: float = _knob(
+        1000.0, P.POSITIVE, "a diverging loss whose minimum stayed at or above this is a "
+        "regression loss on unscaled targets (a classification loss starts near "
+        "ln(classes)): standardise the targets first")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
