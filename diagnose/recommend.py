@@ -28,6 +28,7 @@ from diagnose.advice.moves import (
     AdviceContext,
     add_warmup,
     advice_name,
+    augmentation_on,
     clip_grads,
     concrete_hint,
     decay_schedule,
@@ -37,6 +38,7 @@ from diagnose.advice.moves import (
     lr_is_small,
     momentum_fix,
     nice,
+    optimizer_family,
     scale_lr,
     show,
     tail_gain,
@@ -423,28 +425,40 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
         pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
         patience = max(pol.min_patience,
                        min(pol.max_patience, n_evals // pol.evals_per_patience))
+        floor = ""
+        if current is not None and proposed < pol.min_stop_share * current:
+            proposed = max(proposed, round(pol.min_stop_share * current))
+            floor = (f" at the earliest: {pol.min_stop_share:.0%} of the run, since a stop "
+                     "at the very first evaluations leaves nothing to train")
         out.append(candidate(
             hyper, "set", current, proposed,
-            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed} (or early-stop on it "
-            f"with patience {patience} evaluations and restore the best weights).",
+            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} (or early-stop "
+            f"on it with patience {patience} evaluations and restore the best weights).",
             1.4 * strength, direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
+    optimizer = str(ctx.hp.get("optimizer") or "")
+    decoupled = "adamw" in optimizer.lower()
+    default_wd = (ctx.policy.decoupled_weight_decay if decoupled
+                  else ctx.policy.default_weight_decay)
+    max_wd = (ctx.policy.max_coupled_weight_decay if optimizer_family(optimizer) and not
+              decoupled else ctx.policy.max_weight_decay)
+    usual = (f" ({optimizer} decouples the decay from the gradient, so its usual values "
+             f"are larger, up to {show(ctx.policy.max_weight_decay)})"
+             if decoupled else " (the usual default)")
     if wd is None:
-        out.append(candidate("weight_decay", "set", None, ctx.policy.default_weight_decay,
-                         f"{reason}, so add weight decay "
-                         f"{ctx.policy.default_weight_decay:g} (if the run "
+        out.append(candidate("weight_decay", "set", None, default_wd,
+                         f"{reason}, so add weight decay {default_wd:g}{usual} (if the run "
                          "already uses some, multiply it by 3 instead; "
                          f"{concrete_hint('weight_decay')}).", strength, direction=1))
     elif wd <= 0:
-        out.append(candidate("weight_decay", "increase", wd, ctx.policy.default_weight_decay,
-                         f"{reason} with no weight decay, so add "
-                         f"{ctx.policy.default_weight_decay:g} "
-                         "(the usual default).", strength))
-    elif wd < ctx.policy.max_weight_decay:
+        out.append(candidate("weight_decay", "increase", wd, default_wd,
+                         f"{reason} with no weight decay, so add {default_wd:g}{usual}.",
+                         strength))
+    elif wd < max_wd:
         strong = rise is not None and rise >= ctx.policy.strong_overfit_pct
         factor = (ctx.policy.strong_weight_decay_factor if strong
                   else ctx.policy.weight_decay_factor)
-        new = nice(min(wd * factor, ctx.policy.max_weight_decay))
+        new = nice(min(wd * factor, max_wd))
         out.append(candidate("weight_decay", "increase", wd, new,
                          f"{reason} with weight decay {show(wd)}, so raise it x{show(factor)} "
                          f"to {show(new)}.", strength))
@@ -468,10 +482,10 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                              f"{reason} with dropout {show(drop)}, so raise it to {show(new)} "
                              f"({show(ctx.policy.max_dropout)} is the usual ceiling).",
                              strength))
-    aug = next((k for k in ctx.hp if "augment" in str(k).lower()), None)
-    aug_on = truthy(ctx.hp.get(aug)) if aug else None
-    if aug_on is not True:
-        out.append(candidate("data_augmentation", "enable", ctx.hp.get(aug) if aug else None, True,
+    # never propose what the config already does (YOLO's hyp.yaml: mosaic 1.0, mixup 0.1)
+    if augmentation_on(ctx.hp) is None:
+        aug = ctx.hp.get("data_augmentation")
+        out.append(candidate("data_augmentation", "enable", aug, True,
                          f"{reason}, so enlarge the effective data set with augmentation "
                          "(crops/flips for images, noise or mixup elsewhere).", strength))
     out.append(candidate("model_capacity", "decrease", None, "x0.5",

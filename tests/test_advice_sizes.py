@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_recommend import by_name, make_run
+from shared_data import require, shared
+from test_recommend import by_name, make_run, overfit_curves
 
-from diagnose import engine
+from diagnose import discover, engine, ingest
 from diagnose.advice.moves import usual_lr_range
 from diagnose.advice.policy import AdvicePolicy
 from diagnose.findings import Recommendation
@@ -136,3 +137,40 @@ def test_diverging_loss_in_the_thousands_standardises_regression_targets(hparams
     else:
         assert "standardize_targets" not in {r.hyperparameter for r in recs}
         assert first.hyperparameter == "learning_rate" and first.action == "decrease"
+
+
+@pytest.mark.parametrize("hparams, proposed", [
+    ({"optimizer": "AdamW", "weight_decay": 0.0}, 0.05),  # decoupled: usual 0.01-0.1
+    ({"optimizer": "AdamW"}, 0.05),
+    ({"optimizer": "AdamW", "weight_decay": 0.01}, 0.03),
+    ({"optimizer": "SGD", "weight_decay": 0.0}, 5e-4),
+    ({"optimizer": "Adam", "weight_decay": 2e-3}, 5e-3),  # x3 capped at 5e-3 (coupled)
+])
+def test_overfit_weight_decay_follows_the_optimizer(hparams, proposed):
+    recs = _recs(overfit_curves(), {**hparams, "max_steps": 6000}, "overfit")
+    assert recs["weight_decay"].proposed == pytest.approx(proposed)
+    assert recs["weight_decay"].action in ("set", "increase")
+
+
+def test_early_stop_when_val_is_best_at_the_first_evaluation_is_not_degenerate():
+    steps = np.arange(0, 2401, 50)
+    curves = {"loss/train": (steps, 2.0 * np.exp(-steps / 300) + 0.05),
+              "loss/val": (steps, 0.5 + steps / 2000)}
+    stop = _recs(curves, {"max_steps": 2400}, "overfit")["max_steps"]
+    assert (stop.current, stop.proposed) == (2400, 240)  # 10% of the run, not step 0 or 8
+    assert "at the earliest" in stop.rationale
+
+
+def test_augmentation_already_on_in_the_yolo_config_is_not_proposed():
+    sources, _ = discover.discover([str(require(shared("real_logs") /
+                                                "yolov5_traffic_886ep_resumed"))])
+    run = ingest.load_run(sources[0])
+    assert run.hparams["hyp.mosaic"] == 1.0 and run.hparams["hyp.mixup"] == 0.1
+    result = recommend(engine.evaluate(run))
+    recs = [r for f in result.findings for r in f.recommendations]
+    assert any(f.state == "overfit" for f in result.findings)
+    assert "data_augmentation" not in {r.hyperparameter for r in recs}
+    # a run with augmentation off still gets it
+    assert "data_augmentation" in _recs(overfit_curves(), {"max_steps": 6000,
+                                                           "data_augmentation": False},
+                                        "overfit")

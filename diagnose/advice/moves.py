@@ -126,6 +126,32 @@ def truthy(value: Any) -> bool | None:
     return None
 
 
+#: Config keys (last dotted part) that switch a data augmentation on when non-zero:
+#: Ultralytics' hyp.yaml/args.yaml, timm/torchvision recipes, our own examples.  Not
+#: Ultralytics' bare ``augment``, which is test-time augmentation.
+AUGMENTATION_KEYS = frozenset({
+    "data_augmentation", "augmentation", "mosaic", "mixup", "cutmix", "copy_paste",
+    "fliplr", "flipud", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "shear",
+    "perspective", "erasing", "random_erasing", "auto_augment", "randaugment",
+    "trivialaugment", "color_jitter", "hflip", "vflip", "random_crop",
+})
+
+
+def augmentation_on(hp: Mapping[str, Any]) -> str | None:
+    """The first config key that already switches an augmentation on (a non-zero number,
+    a true flag or a policy name such as 'randaugment'), else None."""
+    for key in sorted(hp, key=str):
+        if str(key).lower().replace("/", ".").rsplit(".", 1)[-1] not in AUGMENTATION_KEYS:
+            continue
+        value = hp[key]
+        on = truthy(value)
+        if on is None and isinstance(value, str):
+            on = value.strip().lower() not in ("", "none", "null", "off", "false")
+        if on:
+            return str(key)
+    return None
+
+
 # ---------------------------------------------------------------------------
 # Per-run context
 # ---------------------------------------------------------------------------

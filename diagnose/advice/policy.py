@@ -134,6 +134,17 @@ class AdvicePolicy:
         10.0, P.AT_LEAST_ONE, "weight decay factor for a strong overfit")
     max_weight_decay: float = _knob(
         0.1, P.POSITIVE, "weight decay is not raised beyond this")
+    decoupled_weight_decay: float = _knob(
+        0.05, P.POSITIVE, "weight decay proposed for an AdamW run that has none (decoupled "
+        "decay: usual range 0.01-0.1, as explain OVF001 says)")
+    max_coupled_weight_decay: float = _knob(
+        5e-3, P.POSITIVE, "weight decay of SGD/Adam (added to the gradient: usual range "
+        "5e-4 to 5e-3) is not raised beyond this; max_weight_decay caps AdamW and unknown "
+        "optimizers")
+    min_stop_share: float = _knob(
+        0.1, P.SHARE, "an early stop is never proposed before this share of the run's "
+        "length (a val curve best at its first evaluations says regularise, not stop at "
+        "step 8)")
     min_dropout: float = _knob(
         0.2, P.FRACTION, "dropout below this is raised to default_dropout")
     max_dropout: float = _knob(0.5, P.FRACTION, "dropout is not raised beyond this")
