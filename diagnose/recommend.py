@@ -199,9 +199,8 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
     scaled = truthy(ctx.hp.get("standardize_targets"))
-    task = str(ctx.hp.get("task") or "").lower()
     if (b.loss_min is not None and b.loss_min >= pol.unscaled_loss_level and not scaled
-            and "class" not in task):
+            and ctx.regression):
         out.append(candidate(
             "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
             f"{reason} and the loss never fell below {show(nice(b.loss_min, 3))} (at least "
@@ -447,7 +446,8 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
              if decoupled else " (the usual default)")
     if wd is None:
         out.append(candidate("weight_decay", "set", None, default_wd,
-                         f"{reason}, so add weight decay {default_wd:g}{usual} (if the run "
+                         f"{reason}, so add weight decay {default_wd:g}"
+                         f"{usual if decoupled else ''} (if the run "
                          "already uses some, multiply it by 3 instead; "
                          f"{concrete_hint('weight_decay')}).", strength, direction=1))
     elif wd <= 0:

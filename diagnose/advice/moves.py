@@ -7,6 +7,7 @@ momentum, decay the schedule.  Each turns a reason and the run's own numbers int
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -255,6 +256,18 @@ class AdviceContext:
             if peak > 0:  # logged as float32 (0.0010000000474974513): keep 6 digits
                 return nice(peak, 6), "logged peak"
         return None, ""
+
+    @cached_property
+    def regression(self) -> bool:
+        """A regression run: the config says so, or a loss is named like one (MSE, MAE,
+        Huber...), or nothing accuracy-like is logged and the config names no task."""
+        task = str(self.hp.get("task") or "").lower()
+        if task:
+            return "regress" in task
+        tags = [str(t).lower() for t in self.roles.by_tag]
+        if any(re.search(r"\b(r?mse|mae|l1|l2|huber|regress)", t) for t in tags):
+            return True
+        return not any(k in t for t in tags for k in ("acc", "f1", "map", "auc", "top1"))
 
     @cached_property
     def uses_batchnorm(self) -> bool | None:
