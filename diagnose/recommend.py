@@ -18,6 +18,7 @@ half of the updates would be clipped; batch >= 16-32 for BatchNorm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -199,14 +200,24 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
     scaled = truthy(ctx.hp.get("standardize_targets"))
-    if (b.loss_min is not None and b.loss_min >= pol.unscaled_loss_level and not scaled
-            and ctx.regression):
+    measured = b.loss_min is not None and math.isfinite(b.loss_min)
+    low, high, _ = usual_lr_range(pol, ctx.hp.get("optimizer"))
+    if ctx.regression and not scaled and measured and b.loss_min >= pol.unscaled_loss_level:
+        why = (f"the loss never fell below {show(nice(b.loss_min, 3))} (at least "
+               f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets")
+    elif (ctx.regression and scaled is False and not measured and lr is not None
+          and low <= lr <= high):
+        # no finite loss to size, but a normal LR and targets the config leaves raw
+        why = (f"no finite loss was logged although the LR {show(lr)} is in the usual "
+               "range, and the config leaves the regression targets unstandardised")
+    else:
+        why = ""
+    if why:
         out.append(candidate(
             "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
-            f"{reason} and the loss never fell below {show(nice(b.loss_min, 3))} (at least "
-            f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets, whose "
-            "gradients scale with the targets; standardise the targets (subtract the mean, "
-            "divide by the std; invert for predictions) before tuning the LR.", 1.5))
+            f"{reason} and {why}; the gradients scale with the targets, so standardise "
+            "them (subtract the mean, divide by the std; invert for predictions) before "
+            "tuning the LR.", 1.5 if measured else 1.3))
     # a jump mid-run is not a start-up problem: no warmup
     warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
                                           "the loss started to climb")

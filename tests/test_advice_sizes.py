@@ -174,3 +174,16 @@ def test_augmentation_already_on_in_the_yolo_config_is_not_proposed():
     assert "data_augmentation" in _recs(overfit_curves(), {"max_steps": 6000,
                                                            "data_augmentation": False},
                                         "overfit")
+
+
+@pytest.mark.parametrize("recorded, standardise", [(False, True), (None, False)])
+def test_regression_nan_from_the_first_point_with_raw_targets_standardises(recorded,
+                                                                            standardise):
+    hp = {"learning_rate": 0.01, "optimizer": "sgd", "task": "regression"}
+    if recorded is not None:
+        hp["standardize_targets"] = recorded  # the config says the targets stay raw
+    loss = np.full(len(STEPS), np.nan)  # no finite loss to size: only the config speaks
+    recs = _recs({"loss/train": (STEPS, loss)}, hp, "divergence")
+    assert ("standardize_targets" in recs) == standardise
+    if standardise:
+        assert next(iter(recs)) == "standardize_targets"
