@@ -18,6 +18,7 @@ half of the updates would be clipped; batch >= 16-32 for BatchNorm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -28,18 +29,22 @@ from diagnose.advice.moves import (
     AdviceContext,
     add_warmup,
     advice_name,
+    augmentation_on,
     clip_grads,
     concrete_hint,
     decay_schedule,
     extend_length,
+    land_in_range,
     length_target,
     lr_is_small,
     momentum_fix,
     nice,
+    optimizer_family,
     scale_lr,
     show,
     tail_gain,
     truthy,
+    usual_lr_range,
     value_at,
 )
 from diagnose.advice.policy import AdvicePolicy
@@ -118,7 +123,7 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         rise = peak / early if peak is not None and early else None
     nonfinite = _ev(f, "first_nonfinite_step") is not None
     return divergence_advice(ctx, blowup(ctx.series_for(f, Role.TRAIN_LOSS), bad, turn,
-                                         loss_min, rise, nonfinite))
+                                         loss_min, rise, nonfinite, ctx.lr_series))
 
 
 def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
@@ -147,7 +152,18 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         scheduled = len(pos) >= 2 and float(pos.max() / pos.min()) >= pol.scheduled_lr_span
     clip, clip_note = clip_grads(ctx, turn if turn is not None else bad,
                             f"{reason}", strength=0.9)
-    if scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
+    before, after = b.lr_before, b.lr_after
+    jumped = before is not None and after is not None and after >= pol.lr_jump_ratio * before
+    if jumped and before is not None and after is not None:
+        note = f"; {clip_note}" if clip_note else ""
+        restored = nice(before, 3)
+        out.append(candidate(
+            "learning_rate", "decrease", nice(after, 3), restored,
+            f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
+            f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}, "
+            f"so restore the LR before the jump, {show(restored)} (remove what raises it: a "
+            f"schedule milestone, a resumed or edited optimizer state){note}.", 1.2))
+    elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""
         turned = (f"the loss turned upward at step {show(turn)} while the logged LR was "
@@ -164,6 +180,9 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             act = "halve it" if half else f"scale it x{show(cap)}"
             how = (f"and that LR /{show(safety)} would not be below {share} the {source} LR "
                    f"{show(lr)}, so {act} to {show(proposed)}")
+        landed = land_in_range(pol, ctx.hp.get("optimizer"), lr, proposed)
+        if landed is not None:
+            proposed, how = landed[0], f"and the {source} LR {landed[1]}"
         out.append(candidate("learning_rate", "decrease", lr, proposed,
                              f"{turned}, {how}{note}.", 1.2))
     else:
@@ -180,7 +199,28 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         if clip_note:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
-    warm = add_warmup(ctx, turn if turn is not None else bad, "the loss started to climb")
+    scaled = truthy(ctx.hp.get("standardize_targets"))
+    measured = b.loss_min is not None and math.isfinite(b.loss_min)
+    low, high, _ = usual_lr_range(pol, ctx.hp.get("optimizer"))
+    if ctx.regression and not scaled and measured and b.loss_min >= pol.unscaled_loss_level:
+        why = (f"the loss never fell below {show(nice(b.loss_min, 3))} (at least "
+               f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets")
+    elif (ctx.regression and scaled is False and not measured and lr is not None
+          and low <= lr <= high):
+        # no finite loss to size, but a normal LR and targets the config leaves raw
+        why = (f"no finite loss was logged although the LR {show(lr)} is in the usual "
+               "range, and the config leaves the regression targets unstandardised")
+    else:
+        why = ""
+    if why:
+        out.append(candidate(
+            "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
+            f"{reason} and {why}; the gradients scale with the targets, so standardise "
+            "them (subtract the mean, divide by the std; invert for predictions) before "
+            "tuning the LR.", 1.5 if measured else 1.3))
+    # a jump mid-run is not a start-up problem: no warmup
+    warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
+                                          "the loss started to climb")
     if warm is not None:
         out.append(warm)
     if clip is not None:
@@ -395,28 +435,41 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
         pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
         patience = max(pol.min_patience,
                        min(pol.max_patience, n_evals // pol.evals_per_patience))
+        floor = ""
+        if current is not None and proposed < pol.min_stop_share * current:
+            proposed = max(proposed, round(pol.min_stop_share * current))
+            floor = (f" at the earliest: {pol.min_stop_share:.0%} of the run, since a stop "
+                     "at the very first evaluations leaves nothing to train")
         out.append(candidate(
             hyper, "set", current, proposed,
-            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed} (or early-stop on it "
-            f"with patience {patience} evaluations and restore the best weights).",
+            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} (or early-stop "
+            f"on it with patience {patience} evaluations and restore the best weights).",
             1.4 * strength, direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
+    optimizer = str(ctx.hp.get("optimizer") or "")
+    decoupled = "adamw" in optimizer.lower()
+    default_wd = (ctx.policy.decoupled_weight_decay if decoupled
+                  else ctx.policy.default_weight_decay)
+    max_wd = (ctx.policy.max_coupled_weight_decay if optimizer_family(optimizer) and not
+              decoupled else ctx.policy.max_weight_decay)
+    usual = (f" ({optimizer} decouples the decay from the gradient, so its usual values "
+             f"are larger, up to {show(ctx.policy.max_weight_decay)})"
+             if decoupled else " (the usual default)")
     if wd is None:
-        out.append(candidate("weight_decay", "set", None, ctx.policy.default_weight_decay,
-                         f"{reason}, so add weight decay "
-                         f"{ctx.policy.default_weight_decay:g} (if the run "
+        out.append(candidate("weight_decay", "set", None, default_wd,
+                         f"{reason}, so add weight decay {default_wd:g}"
+                         f"{usual if decoupled else ''} (if the run "
                          "already uses some, multiply it by 3 instead; "
                          f"{concrete_hint('weight_decay')}).", strength, direction=1))
     elif wd <= 0:
-        out.append(candidate("weight_decay", "increase", wd, ctx.policy.default_weight_decay,
-                         f"{reason} with no weight decay, so add "
-                         f"{ctx.policy.default_weight_decay:g} "
-                         "(the usual default).", strength))
-    elif wd < ctx.policy.max_weight_decay:
+        out.append(candidate("weight_decay", "increase", wd, default_wd,
+                         f"{reason} with no weight decay, so add {default_wd:g}{usual}.",
+                         strength))
+    elif wd < max_wd:
         strong = rise is not None and rise >= ctx.policy.strong_overfit_pct
         factor = (ctx.policy.strong_weight_decay_factor if strong
                   else ctx.policy.weight_decay_factor)
-        new = nice(min(wd * factor, ctx.policy.max_weight_decay))
+        new = nice(min(wd * factor, max_wd))
         out.append(candidate("weight_decay", "increase", wd, new,
                          f"{reason} with weight decay {show(wd)}, so raise it x{show(factor)} "
                          f"to {show(new)}.", strength))
@@ -440,10 +493,10 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                              f"{reason} with dropout {show(drop)}, so raise it to {show(new)} "
                              f"({show(ctx.policy.max_dropout)} is the usual ceiling).",
                              strength))
-    aug = next((k for k in ctx.hp if "augment" in str(k).lower()), None)
-    aug_on = truthy(ctx.hp.get(aug)) if aug else None
-    if aug_on is not True:
-        out.append(candidate("data_augmentation", "enable", ctx.hp.get(aug) if aug else None, True,
+    # never propose what the config already does (YOLO's hyp.yaml: mosaic 1.0, mixup 0.1)
+    if augmentation_on(ctx.hp) is None:
+        aug = ctx.hp.get("data_augmentation")
+        out.append(candidate("data_augmentation", "enable", aug, True,
                          f"{reason}, so enlarge the effective data set with augmentation "
                          "(crops/flips for images, noise or mixup elsewhere).", strength))
     out.append(candidate("model_capacity", "decrease", None, "x0.5",
@@ -528,16 +581,49 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     # start: nothing learned, so always poor): start, end, max_rel_move
     start = _ev(f, "flat_since_step") or (
         float(f.step) if f.step is not None else None)
-    poor = _ev_flag(f, "poor_level") or "max_rel_move" in f.evidence
-    return plateau_advice(ctx, start, _ev(f, "end"), poor)
+    from_start = "max_rel_move" in f.evidence
+    poor = _ev_flag(f, "poor_level") or from_start
+    return plateau_advice(ctx, start, _ev(f, "end"), poor, from_start)
+
+
+def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A network that never left its initial loss with a normal LR: the init or the
+    activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
+    why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
+    out: list[Candidate] = []
+    init = str(ctx.hp.get("init") or "").lower()
+    if "he" not in init and "kaiming" not in init:
+        out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
+                             f"{why}: a dead or zero initialisation (biases pushing every "
+                             "ReLU below zero, zero weights) gives no gradient; use He "
+                             "initialisation with zero biases.", 1.5, direction=0))
+    act = str(ctx.hp.get("activation") or "").lower()
+    if act in ("", "relu"):
+        out.append(candidate("activation", "set", ctx.hp.get("activation"), "leaky_relu",
+                             f"{why}; LeakyReLU (slope 0.01) keeps a gradient for units "
+                             "that start below zero.", 1.0, direction=0))
+    if truthy(ctx.hp.get("normalization")) is False:
+        out.append(candidate("normalization", "set", ctx.hp.get("normalization"),
+                             "batchnorm", f"{why}; normalisation re-centres the "
+                             "pre-activations so units cannot all start off.", 0.8,
+                             direction=0))
+    return out
 
 
 def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
-                   poor: bool) -> list[Candidate]:
+                   poor: bool, from_start: bool = False) -> list[Candidate]:
     """Stalled since ``start`` at ``level``: raise/cycle the LR when stuck at a poor level
-    (or an underfit run) with a small LR; fix SGD; cut a run that saturated early."""
+    (or an underfit run) with a small LR; fix SGD; cut a run that saturated early.  A run
+    flat ``from_start`` with a normal LR gets init/activation advice instead."""
     poor = poor or "underfit" in ctx.states
     lr, _ = ctx.lr
+    if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
+        low, high, _ = usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))
+        if low <= lr <= high:
+            at = f" at {show(nice(level, 3))}" if level is not None else ""
+            dead = dead_start_advice(ctx, f"the loss never left its initial level{at}")
+            if dead:
+                return dead
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None
     small = lr is not None and lr_is_small(lr, ctx.hp.get("optimizer"))
     pol = ctx.policy

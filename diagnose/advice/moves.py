@@ -7,6 +7,7 @@ momentum, decay the schedule.  Each turns a reason and the run's own numbers int
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -63,6 +64,54 @@ def lr_is_small(lr: float, optimizer: Any) -> bool:
     return lr < (1e-3 if is_sgd(optimizer) else 1e-4)
 
 
+def optimizer_family(optimizer: Any) -> str:
+    """'sgd', 'adam' (Adam, AdamW, NAdam...), 'rmsprop' or '' (unknown), by name."""
+    name = str(optimizer or "").lower()
+    if "rmsprop" in name:
+        return "rmsprop"
+    if "adam" in name:
+        return "adam"
+    return "sgd" if is_sgd(optimizer) else ""
+
+
+def usual_lr_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, str]:
+    """(low, high, label) of the optimizer's usual LR range; the widest of the known
+    ranges for an unknown optimizer."""
+    ranges = {
+        "sgd": (policy.sgd_lr_low, policy.sgd_lr_high),
+        "adam": (policy.adam_lr_low, policy.adam_lr_high),
+        "rmsprop": (policy.rmsprop_lr_low, policy.rmsprop_lr_high),
+    }
+    family = optimizer_family(optimizer)
+    if family:
+        low, high = ranges[family]
+        names = {"sgd": "SGD", "adam": "Adam/AdamW", "rmsprop": "RMSprop"}
+        return low, high, f"{names[family]}'s"
+    return (min(lo for lo, _ in ranges.values()), max(hi for _, hi in ranges.values()),
+            "any common optimizer's")
+
+
+def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
+                  proposed: float) -> tuple[float, str] | None:
+    """(LR inside the usual range, why) when ``lr`` is outside the optimizer's usual range
+    and the relative move towards it, to ``proposed``, would stop short of the landing
+    point (``lr_range_landing`` of the range, geometric); None when the move is fine.
+    A tiny LR x10 ends at the bottom of the range, still too slow; a huge one /10 above
+    it."""
+    low, high, label = usual_lr_range(policy, optimizer)
+    pos = policy.lr_range_landing
+    landed = nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
+    # only a move towards the range is resized (a cut of an LR already below it is not)
+    above = lr > high and landed < proposed < lr
+    below = lr < low and lr < proposed < landed
+    if not (above or below):
+        return None
+    side = "above" if above else "below"
+    return landed, (f"{show(lr)} is far {side} {label} usual LR range {show(low)} to "
+                    f"{show(high)}, so move into it: {show(landed)} (an LR range test "
+                    "refines it)")
+
+
 def truthy(value: Any) -> bool | None:
     """Interpret a logged on/off setting; None when it is not one."""
     if isinstance(value, (bool, np.bool_)):
@@ -75,6 +124,32 @@ def truthy(value: Any) -> bool | None:
             return True
         if low in ("false", "no", "off", "0", "none", ""):
             return False
+    return None
+
+
+#: Config keys (last dotted part) that switch a data augmentation on when non-zero:
+#: Ultralytics' hyp.yaml/args.yaml, timm/torchvision recipes, our own examples.  Not
+#: Ultralytics' bare ``augment``, which is test-time augmentation.
+AUGMENTATION_KEYS = frozenset({
+    "data_augmentation", "augmentation", "mosaic", "mixup", "cutmix", "copy_paste",
+    "fliplr", "flipud", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "shear",
+    "perspective", "erasing", "random_erasing", "auto_augment", "randaugment",
+    "trivialaugment", "color_jitter", "hflip", "vflip", "random_crop",
+})
+
+
+def augmentation_on(hp: Mapping[str, Any]) -> str | None:
+    """The first config key that already switches an augmentation on (a non-zero number,
+    a true flag or a policy name such as 'randaugment'), else None."""
+    for key in sorted(hp, key=str):
+        if str(key).lower().replace("/", ".").rsplit(".", 1)[-1] not in AUGMENTATION_KEYS:
+            continue
+        value = hp[key]
+        on = truthy(value)
+        if on is None and isinstance(value, str):
+            on = value.strip().lower() not in ("", "none", "null", "off", "false")
+        if on:
+            return str(key)
     return None
 
 
@@ -183,6 +258,18 @@ class AdviceContext:
         return None, ""
 
     @cached_property
+    def regression(self) -> bool:
+        """A regression run: the config says so, or a loss is named like one (MSE, MAE,
+        Huber...), or nothing accuracy-like is logged and the config names no task."""
+        task = str(self.hp.get("task") or "").lower()
+        if task:
+            return "regress" in task
+        tags = [str(t).lower() for t in self.roles.by_tag]
+        if any(re.search(r"\b(r?mse|mae|l1|l2|huber|regress)", t) for t in tags):
+            return True
+        return not any(k in t for t in tags for k in ("acc", "f1", "map", "auc", "top1"))
+
+    @cached_property
     def uses_batchnorm(self) -> bool | None:
         norm = self.hp.get("normalization")
         if norm is None:
@@ -219,6 +306,10 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
                      f"{reason}, so scale the LR {how}; {concrete_hint('learning_rate')}.",
                      strength)
     new = nice(lr * factor)
+    landed = land_in_range(ctx.policy, ctx.hp.get("optimizer"), lr, new)
+    if landed is not None:
+        return candidate("learning_rate", action, lr, landed[0],
+                         f"{reason}; the {source} LR {landed[1]}.", strength)
     return candidate("learning_rate", action, lr, new,
                  f"{reason}, so scale the LR ({source} {show(lr)}) {how} to {show(new)}.",
                  strength)

@@ -68,6 +68,18 @@ class AdvicePolicy:
         1.0, P.POSITIVE, "global grad-norm clip proposed when no grad norms are logged to "
         "take a percentile of")
 
+    # -- the optimizer's usual LR range (a value far outside it is moved into it)
+    sgd_lr_low: float = _knob(1e-3, P.POSITIVE, "bottom of plain/momentum SGD's usual LR "
+                              "range (seeds 001)")
+    sgd_lr_high: float = _knob(0.5, P.POSITIVE, "top of SGD's usual LR range")
+    adam_lr_low: float = _knob(1e-5, P.POSITIVE, "bottom of Adam/AdamW's usual LR range")
+    adam_lr_high: float = _knob(3e-3, P.POSITIVE, "top of Adam/AdamW's usual LR range")
+    rmsprop_lr_low: float = _knob(1e-5, P.POSITIVE, "bottom of RMSprop's usual LR range")
+    rmsprop_lr_high: float = _knob(1e-2, P.POSITIVE, "top of RMSprop's usual LR range")
+    lr_range_landing: float = _knob(
+        0.75, P.FRACTION, "an LR proposal that a relative move would leave outside the "
+        "optimizer's usual range lands at this geometric position inside it (0 = bottom, "
+        "1 = top; 0.75 = upper middle); an unknown optimizer gets the widest range")
     # -- divergence
     sudden_points: int = _knob(
         3, P.COUNT, "a loss that goes non-finite within this many logged points after it "
@@ -85,6 +97,13 @@ class AdvicePolicy:
         1.5, P.AT_LEAST_ONE, "an LR whose logged values before the blow-up span at least "
         "this ratio is scheduled: the proposal is then the LR where the loss turned / "
         "lr_safety_factor")
+    lr_jump_ratio: float = _knob(
+        10.0, P.AT_LEAST_ONE, "a logged LR that rose this many times from one logged value "
+        "to the next before a blow-up jumped: restore the LR before the jump")
+    unscaled_loss_level: float = _knob(
+        1000.0, P.POSITIVE, "a diverging loss whose minimum stayed at or above this is a "
+        "regression loss on unscaled targets (a classification loss starts near "
+        "ln(classes)): standardise the targets first")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
@@ -115,6 +134,17 @@ class AdvicePolicy:
         10.0, P.AT_LEAST_ONE, "weight decay factor for a strong overfit")
     max_weight_decay: float = _knob(
         0.1, P.POSITIVE, "weight decay is not raised beyond this")
+    decoupled_weight_decay: float = _knob(
+        0.05, P.POSITIVE, "weight decay proposed for an AdamW run that has none (decoupled "
+        "decay: usual range 0.01-0.1, as explain OVF001 says)")
+    max_coupled_weight_decay: float = _knob(
+        5e-3, P.POSITIVE, "weight decay of SGD/Adam (added to the gradient: usual range "
+        "5e-4 to 5e-3) is not raised beyond this; max_weight_decay caps AdamW and unknown "
+        "optimizers")
+    min_stop_share: float = _knob(
+        0.1, P.SHARE, "an early stop is never proposed before this share of the run's "
+        "length (a val curve best at its first evaluations says regularise, not stop at "
+        "step 8)")
     min_dropout: float = _knob(
         0.2, P.FRACTION, "dropout below this is raised to default_dropout")
     max_dropout: float = _knob(0.5, P.FRACTION, "dropout is not raised beyond this")

@@ -131,12 +131,37 @@ class Blowup:
     rise: float | None
     nonfinite: bool
     points_between: int | None
+    #: the largest step-to-step rise of the logged LR before the blow-up: the LR before
+    #: it, after it, and the step it took effect (None when no LR is logged)
+    lr_before: float | None = None
+    lr_after: float | None = None
+    lr_jump_step: float | None = None
+
+
+def _lr_jump(lr: Series | None, bad: float | None) -> tuple[float | None, float | None,
+                                                             float | None]:
+    """(LR before, LR after, step) of the largest rise between consecutive positive logged
+    LR values up to ``bad`` from a value held for 3 logged points (not a warmup ramp);
+    Nones when there is none."""
+    if lr is None:
+        return None, None, None
+    fin = lr.finite
+    keep = (fin.values > 0) & (fin.steps <= (bad if bad is not None else np.inf))
+    steps, vals = fin.steps[keep], fin.values[keep]
+    if len(vals) < 2:
+        return None, None, None
+    i = int(np.argmax(vals[1:] / vals[:-1]))
+    held = vals[max(0, i - 2):i + 1]  # a warmup ramp does not hold its value before
+    if i < 2 or held.max() / held.min() > 1.5:
+        return None, None, None
+    return float(vals[i]), float(vals[i + 1]), float(steps[i + 1])
 
 
 def blowup(loss: Series | None, bad: float | None, turn: float | None,
-           loss_min: float | None, rise: float | None, nonfinite: bool) -> Blowup:
+           loss_min: float | None, rise: float | None, nonfinite: bool,
+           lr: Series | None = None) -> Blowup:
     """Complete what a rule's evidence says about a blow-up from its loss series (the
-    turn, minimum and rise a rule did not measure)."""
+    turn, minimum and rise a rule did not measure) and its logged LR (the largest jump)."""
     points_between: int | None = None
     if loss is not None:
         fin = loss.finite
@@ -153,7 +178,7 @@ def blowup(loss: Series | None, bad: float | None, turn: float | None,
             if rise is None and loss_min is not None and loss_min > 0 and len(after):
                 rise = float(np.max(after)) / loss_min
             points_between = int(((loss.steps > turn) & (loss.steps < (bad or np.inf))).sum())
-    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between)
+    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between, *_lr_jump(lr, bad))
 
 
 def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
@@ -166,7 +191,9 @@ def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
         loss = ctx.series(Role.TRAIN_LOSS)
         loss = loss if loss is not None and len(loss.finite) else None
     at = bad if bad is not None else (float(found.step) if found.step is not None else None)
-    b = blowup(loss, at, turn, loss_min, rise, nonfinite)
+    lr = ctx.series(Role.LR)
+    b = blowup(loss, at, turn, loss_min, rise, nonfinite,
+               lr if lr is not None and len(lr.finite) else None)
     return replace(found, evidence=replace(found.evidence, blowup=b))
 
 

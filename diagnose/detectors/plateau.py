@@ -421,7 +421,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if not isinstance(ev, PLT002.Evidence):
             return super().advise(ctx, finding)
         start = float(finding.step) if finding.step is not None else None
-        return plateau_advice(ctx, start, finite_number(ev.end), True)
+        return plateau_advice(ctx, start, finite_number(ev.end), True, from_start=True)
 
     def message(self, ev: PLT002.Evidence) -> str:
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
