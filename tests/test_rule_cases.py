@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from contextlib import redirect_stderr, redirect_stdout
 from io import StringIO
 from pathlib import Path
@@ -21,7 +22,7 @@ from fallback_loader import load_any
 
 from diagnose.baseline import compare
 from diagnose.cli import main
-from diagnose.config import Config
+from diagnose.config import Config, parse_table
 from diagnose.engine import evaluate, load_rules
 from diagnose.recommend import recommend
 
@@ -53,8 +54,36 @@ def _check(name: str, doc: Any) -> None:
     assert text == path.read_text(encoding="utf-8"), f"{name} differs from its snapshot"
 
 
-def _case_findings(rid: str, folder: Path) -> list[dict]:
-    config = Config(preview=True)
+def _case_config(case: Path) -> Config:
+    """The case's ``config.toml`` (a ``[tool.diagnose]`` table: ``[thresholds.<ID>]``,
+    ``[severity]``...) validated by the product's own parser; preview rules always run."""
+    path = case / "config.toml"
+    table = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    config = parse_table(table, path if path.is_file() else None)
+    config.preview = True
+    return config
+
+
+def _case_spec(rid: str, case: Path) -> dict[str, Any]:
+    """What the case asserts.  ``expect.toml`` keys: ``log`` (the log folder, relative to
+    the case, default the case itself: ``"../fire"`` reuses a log), ``fires`` / ``quiet``
+    (rule ids that must / must not have a finding), ``exclusive`` (pairs never both on
+    one metric) and ``[explains]`` (``HEAD = [ids]``: HEAD's finding folds them as
+    ``explains`` evidence).  Without the file the case's name decides: ``fire`` or
+    ``quiet`` for its rule."""
+    path = case / "expect.toml"
+    if path.is_file():
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        unknown = set(spec) - {"log", "fires", "quiet", "exclusive", "explains", "why"}
+        assert not unknown, f"{path}: unknown keys {sorted(unknown)}"
+        for rule in [*spec.get("fires", []), *spec.get("quiet", [])]:
+            assert rule in BY_ID, f"{path}: unknown rule {rule}"
+        return spec
+    assert case.name in ("fire", "quiet"), f"{case} needs an expect.toml"
+    return {"fires": [rid]} if case.name == "fire" else {"quiet": [rid]}
+
+
+def _case_findings(rid: str, folder: Path, config: Config) -> list[dict]:
     if BY_ID[rid].per_run:
         result = recommend(evaluate(load_any(folder), config, RULES))
         return [f.to_dict() for f in result.findings]
@@ -64,13 +93,37 @@ def _case_findings(rid: str, folder: Path) -> list[dict]:
     return [f.to_dict() for f in recommend(current).findings]
 
 
+def _check_spec(where: str, spec: dict[str, Any], findings: list[dict]) -> None:
+    fired = {f["rule"] for f in findings}
+    for rule in spec.get("fires", []):
+        assert rule in fired, f"{where}: {rule} does not fire"
+    for rule in spec.get("quiet", []):
+        assert rule not in fired, f"{where}: {rule} fires"
+    for a, b in spec.get("exclusive", []):
+        both = {f["metric"] for f in findings if f["rule"] == a} & {
+            f["metric"] for f in findings if f["rule"] == b}
+        assert not both, f"{where}: {a} and {b} both fire on {sorted(both)}"
+    for head, folded in spec.get("explains", {}).items():
+        heads = [f for f in findings if f["rule"] == head]
+        assert heads, f"{where}: {head} does not fire"
+        explained = {e["rule"] for f in heads for e in f["evidence"].get("explains", [])}
+        for rule in folded:
+            assert rule in explained, f"{where}: {head} does not explain {rule}"
+            assert rule not in {f["rule"] for f in findings}, f"{where}: {rule} not folded"
+
+
 @pytest.mark.parametrize("rid", sorted(BY_ID))
 def test_every_case_of_a_rule_matches_its_snapshot(rid: str) -> None:
     cases = sorted(p for p in (FIXTURES / rid).iterdir() if p.is_dir())
     assert {"fire", "quiet"} <= {p.name for p in cases}, rid
-    doc = {case.name: _case_findings(rid, case) for case in cases}
-    assert any(f["rule"] == rid for f in doc["fire"]), f"{rid} does not fire on 'fire'"
-    assert not any(f["rule"] == rid for f in doc["quiet"]), f"{rid} fires on 'quiet'"
+    doc = {}
+    for case in cases:
+        spec = _case_spec(rid, case)
+        folder = (case / spec.get("log", ".")).resolve()
+        assert folder.is_dir(), f"{case}: log folder {folder} is missing"
+        findings = _case_findings(rid, folder, _case_config(case))
+        _check_spec(f"{rid}/{case.name}", spec, findings)
+        doc[case.name] = findings
     _check(f"rules/{rid}.json", doc)
 
 
