@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from fallback_loader import load_any
 
-from diagnose.baseline import compare
 from diagnose.cli import main
 from diagnose.config import Config, parse_table
-from diagnose.engine import evaluate, load_rules
-from diagnose.recommend import recommend
+from diagnose.engine import check_config, load_rules
+from diagnose.findings import Analysis
+from diagnose.pipeline import Options, apply_baseline, judge_run
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "rule_fixtures"
@@ -61,6 +61,7 @@ def _case_config(case: Path) -> Config:
     table = tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     config = parse_table(table, path if path.is_file() else None)
     config.preview = True
+    check_config(RULES, config)  # unknown rule ids, out-of-range thresholds: the CLI's check
     return config
 
 
@@ -84,13 +85,14 @@ def _case_spec(rid: str, case: Path) -> dict[str, Any]:
 
 
 def _case_findings(rid: str, folder: Path, config: Config) -> list[dict]:
+    """The product's own steps: ``judge_run`` per run, ``apply_baseline`` for a
+    baseline rule's ``current/`` against ``reference/`` (where select/ignore and
+    [severity] apply to BSL findings)."""
     if BY_ID[rid].per_run:
-        result = recommend(evaluate(load_any(folder), config, RULES))
-        return [f.to_dict() for f in result.findings]
-    current = evaluate(load_any(folder / "current"), config, RULES)
-    reference = evaluate(load_any(folder / "reference"), config, RULES)
-    current.findings = current.findings + compare(current, reference)
-    return [f.to_dict() for f in recommend(current).findings]
+        return [f.to_dict() for f in judge_run(load_any(folder), config, rules=RULES).findings]
+    analysis = Analysis(results=[judge_run(load_any(folder / "current"), config, rules=RULES)])
+    apply_baseline(analysis, str(folder / "reference"), config, Options())
+    return [f.to_dict() for f in analysis.results[0].findings]
 
 
 def _check_spec(where: str, spec: dict[str, Any], findings: list[dict]) -> None:
