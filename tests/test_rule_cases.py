@@ -3,6 +3,16 @@ recommendations) on every case of every rule (``tests/rule_fixtures/<ID>/<case>/
 snapshot file per rule in ``tests/snapshots/rules/``, and the whole JSON answer for
 ``sample_logs/``.  ``DIAGNOSE_UPDATE_SNAPSHOTS=1`` rewrites them; a missing one fails.
 
+A case is a folder.  ``fire`` and ``quiet`` (every rule has both) hold a log and are
+judged by their name.  Any other case has an ``expect.toml`` (see :func:`_case_spec`):
+it may point at another case's log (``log = "../fire"``) instead of copying it, and may
+carry a ``config.toml`` - a ``[tool.diagnose]`` table (``[thresholds.<ID>]``,
+``[severity]``, ``ignore``...) validated by the product's ``parse_table`` and
+``check_config``.  Non-default config cases flip a verdict on an existing log;
+combination cases pin how coupled rules meet (``exclusive``, supersession through
+``quiet``, folding through ``[explains]``).  Logs of combination cases are written by
+``make_fixtures.py`` (COMBOS) and ``make_fitting_fixtures.py`` (FIXTURES).
+
 Floats are rounded to 9 significant digits so a last-bit difference between numpy
 builds does not fail the suite; anything larger is a behaviour change to inspect.
 """
