@@ -79,13 +79,15 @@ def _case_spec(rid: str, case: Path) -> dict[str, Any]:
     """What the case asserts.  ``expect.toml`` keys: ``log`` (the log folder, relative to
     the case, default the case itself: ``"../fire"`` reuses a log), ``fires`` / ``quiet``
     (rule ids that must / must not have a finding), ``exclusive`` (pairs never both on
-    one metric) and ``[explains]`` (``HEAD = [ids]``: HEAD's finding folds them as
-    ``explains`` evidence).  Without the file the case's name decides: ``fire`` or
-    ``quiet`` for its rule."""
+    one metric), ``[explains]`` (``HEAD = [ids]``: HEAD's finding folds them as
+    ``explains`` evidence) and ``[proposes]`` (``hyperparameter = value``: a
+    recommendation proposes it, e.g. under an ``[advice]`` policy override).  Without
+    the file the case's name decides: ``fire`` or ``quiet`` for its rule."""
     path = case / "expect.toml"
     if path.is_file():
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
-        unknown = set(spec) - {"log", "fires", "quiet", "exclusive", "explains", "why"}
+        unknown = set(spec) - {"log", "fires", "quiet", "exclusive", "explains", "proposes",
+                               "why"}
         assert not unknown, f"{path}: unknown keys {sorted(unknown)}"
         for rule in [*spec.get("fires", []), *spec.get("quiet", [])]:
             assert rule in BY_ID, f"{path}: unknown rule {rule}"
@@ -122,6 +124,10 @@ def _check_spec(where: str, spec: dict[str, Any], findings: list[dict]) -> None:
         for rule in folded:
             assert rule in explained, f"{where}: {head} does not explain {rule}"
             assert rule not in {f["rule"] for f in findings}, f"{where}: {rule} not folded"
+    recs = [r for f in findings for r in f.get("recommendations", [])]
+    for hp, value in spec.get("proposes", {}).items():
+        got = [r["proposed"] for r in recs if r["hyperparameter"] == hp]
+        assert value in got, f"{where}: {hp} proposed {got}, expected {value}"
 
 
 @pytest.mark.parametrize("rid", sorted(BY_ID))
