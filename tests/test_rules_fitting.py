@@ -156,7 +156,8 @@ def test_fixtures_are_reproducible(tmp_path: Path) -> None:
     spec.loader.exec_module(mod)
     mod.main(tmp_path)
     for name in mod.FIXTURES:
-        committed = sorted(p.name for p in (FIXTURES / name).iterdir())
+        committed = sorted(p.name for p in (FIXTURES / name).iterdir()
+                           if p.name not in ("expect.toml", "config.toml"))  # a case's, by hand
         fresh = sorted(p.name for p in (tmp_path / name).iterdir())
         assert committed == fresh, name
         _, mismatch, errors = filecmp.cmpfiles(FIXTURES / name, tmp_path / name, fresh,

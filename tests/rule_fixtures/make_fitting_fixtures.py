@@ -462,6 +462,19 @@ def bn002_quiet(d: Path) -> None:
     _bn_events(d, 122, 0.7)
 
 
+def bn001_val_never_good_rising(d: Path) -> None:
+    """Combination: val loss 10x train from the first epoch and val accuracy far below
+    train (eval broken from the start), and the val loss still climbs in the second half:
+    a batch-norm collapse, not an overfit."""
+    rng = np.random.default_rng(123)
+    t = np.arange(60.0)
+    tl = noisy(rng, decay(t, 1.4, 0.2, 0.08), 0.03)
+    vl = noisy(rng, 18.0 + 8.0 * np.clip(t - 30, 0, None) / 30, 0.05)
+    write_lightning(d, 10, {"train_loss": tl, "val_loss": vl,
+                            "train_acc": acc_from_loss(tl, 0.3, 0.95, 1.4),
+                            "val_acc": np.clip(noisy(rng, 0.35 - 0.1 * t / 60, 0.05), 0, 1)})
+
+
 FIXTURES: dict[str, Callable[[Path], None]] = {
     "OVF001/fire": ovf001_fire, "OVF001/quiet": ovf001_quiet,
     "OVF002/fire": ovf002_fire, "OVF002/quiet": ovf002_quiet,
@@ -476,6 +489,7 @@ FIXTURES: dict[str, Callable[[Path], None]] = {
     "PRG001/fire": prg001_fire, "PRG001/quiet": prg001_quiet,
     "BN001/fire": bn001_fire, "BN001/quiet": bn001_quiet,
     "BN002/fire": bn002_fire, "BN002/quiet": bn002_quiet,
+    "BN001/combo_val_never_good_rising": bn001_val_never_good_rising,
 }
 
 
@@ -485,8 +499,8 @@ def main(root: Path = HERE) -> None:
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for old in folder.iterdir():
-            if old.is_file():
-                old.unlink()
+            if old.is_file() and old.name not in ("expect.toml", "config.toml"):
+                old.unlink()  # a case's expectations and config are hand-written
         fn(folder)
 
 

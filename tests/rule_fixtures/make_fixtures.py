@@ -353,6 +353,20 @@ def log005(root: Path) -> None:
     write_lightning(root / "quiet", steps, train, val=val, lr=cosine_lr(steps))
 
 
+def grd001_folded_by_divergence(folder: Path) -> None:
+    """Combination: the loss walks back up from ~380 (DIV002) while the grad norm grows
+    three orders from 420 on (GRD001): the divergence explains the exploding gradients,
+    which fold into its finding as ``explains`` evidence."""
+    r = rng(31)
+    steps = np.arange(N)
+    base = decay(steps, 2.3, 0.4, 90.0)
+    climb = 2.5 / (1 + np.exp(-(steps - 450) / 25.0))
+    g = np.exp(r.normal(0, 0.2, N)) * np.where(
+        steps < 420, 3.0 * np.exp(-steps / 150.0) + 0.8,
+        0.8 * 10 ** (3.2 * (steps - 420) / 380))
+    write_lightning(folder, steps, noisy(base + climb, r, 0.05), lr=np.full(N, 5e-3), grad=g)
+
+
 BUILDERS = {
     "DIV001": div001, "DIV002": div002, "DIV003": div003, "DIV004": div004,
     "INS001": ins001, "INS002": ins002, "INS003": ins003,
@@ -362,7 +376,19 @@ BUILDERS = {
 }
 
 
+#: Combination cases: a log of its own in ``<ID>/<case>/`` beside its ``expect.toml``.
+COMBOS = {
+    ("GRD001", "folded_by_divergence"): grd001_folded_by_divergence,
+}
+
+
 def main() -> None:
+    for (rule, case), build in COMBOS.items():
+        log = HERE / rule / case / "metrics.csv"
+        if log.exists():
+            log.unlink()
+        build(HERE / rule / case)
+        print(rule, case, "ok")
     for rule, build in BUILDERS.items():
         root = HERE / rule
         for sub in ("fire", "quiet"):
