@@ -31,6 +31,7 @@ Adding a rule = one class here, one TOML in ``rules/`` and one case file in
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -134,7 +135,7 @@ class Found(Generic[E]):
     evidence: E
 
 
-class Rule(Generic[P, E]):
+class Rule(ABC, Generic[P, E]):
     """One built-in rule: typed parameters and evidence, ``detect`` and ``message``."""
 
     id: ClassVar[str]
@@ -143,13 +144,13 @@ class Rule(Generic[P, E]):
     Params: ClassVar[type[RuleParams]]
     Evidence: ClassVar[type[RuleEvidence]]
 
+    @abstractmethod
     def detect(self, ctx: RuleContext, p: P) -> list[Found[E]] | None:
         """None: not applicable (its metrics are absent); []: applicable and quiet."""
-        raise NotImplementedError
 
+    @abstractmethod
     def message(self, ev: E) -> str:
         """One present-tense sentence with the key number and step, from ``ev`` alone."""
-        raise NotImplementedError
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
         """The rule's recommendation candidates for ``finding`` (its typed evidence is
