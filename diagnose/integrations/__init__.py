@@ -278,3 +278,19 @@ class LiveMonitor:
     def overhead_seconds(self) -> float:
         """Seconds spent judging so far."""
         return self._spent
+
+
+class MonitorResults:
+    """What every framework's ``DiagnoseCallback`` exposes from its :class:`LiveMonitor`."""
+
+    monitor: LiveMonitor
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding reported so far, each once."""
+        return self.monitor.findings
+
+    @property
+    def stopped_by(self) -> Any:
+        """The finding that stopped the training, or None."""
+        return self.monitor.stopped_by

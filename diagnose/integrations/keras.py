@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, require
+from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
 _keras = require("keras", "keras", "Keras 3")
 if not hasattr(_keras, "ops"):  # Keras 2 (tf.keras) has no backend-neutral ops
@@ -21,7 +21,7 @@ if not hasattr(_keras, "ops"):  # Keras 2 (tf.keras) has no backend-neutral ops
 __all__ = ["DiagnoseCallback"]
 
 
-class DiagnoseCallback(_keras.callbacks.Callback):
+class DiagnoseCallback(MonitorResults, _keras.callbacks.Callback):
     """Judge the epoch logs so far every ``every_n_epochs`` epochs (default: an automatic
     interval costing under 1% of the training time); log new findings; stop the training
     on a finding whose state or rule id is in ``stop_on``.  ``findings`` / ``stopped_by``
@@ -34,14 +34,6 @@ class DiagnoseCallback(_keras.callbacks.Callback):
         options.setdefault("run_id", "keras")
         self.monitor = LiveMonitor(stop_on=stop_on, every=every_n_epochs,
                                    overhead=overhead, **options)
-
-    @property
-    def findings(self) -> list:
-        return self.monitor.findings
-
-    @property
-    def stopped_by(self) -> Any:
-        return self.monitor.stopped_by
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         params = {k: v for k, v in dict(self.params or {}).items() if k in ("epochs", "steps")}

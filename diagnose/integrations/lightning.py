@@ -14,7 +14,7 @@ from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, require
+from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
 try:
     _pl = importlib.import_module("lightning.pytorch")
@@ -49,7 +49,7 @@ class _MemoryLogger(_pl.loggers.Logger):
             self._owner.monitor.add_hparams(params)
 
 
-class DiagnoseCallback(_pl.Callback):
+class DiagnoseCallback(MonitorResults, _pl.Callback):
     """Judge the metrics logged so far every ``every_n_steps`` global steps (default: an
     automatic interval costing under 1% of the training time); log new findings; stop
     the training (``trainer.should_stop``) on a finding whose state or rule id is in
@@ -64,14 +64,6 @@ class DiagnoseCallback(_pl.Callback):
                                    overhead=overhead, **options)
         self._logger = _MemoryLogger(self)
         self._trainer: Any = None
-
-    @property
-    def findings(self) -> list:
-        return self.monitor.findings
-
-    @property
-    def stopped_by(self) -> Any:
-        return self.monitor.stopped_by
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, require
+from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
 _tf = require("transformers", "transformers", "HuggingFace transformers")
 
@@ -33,7 +33,7 @@ HPARAM_ARGS = (
 )
 
 
-class DiagnoseCallback(_tf.TrainerCallback):
+class DiagnoseCallback(MonitorResults, _tf.TrainerCallback):
     """Judge the Trainer's log entries so far every ``every_n_steps`` global steps
     (default: an automatic interval costing under 1% of the training time); log new
     findings; stop the training on a finding whose state or rule id is in ``stop_on``.
@@ -45,14 +45,6 @@ class DiagnoseCallback(_tf.TrainerCallback):
         options.setdefault("run_id", "transformers")
         self.monitor = LiveMonitor(stop_on=stop_on, every=every_n_steps,
                                    overhead=overhead, **options)
-
-    @property
-    def findings(self) -> list:
-        return self.monitor.findings
-
-    @property
-    def stopped_by(self) -> Any:
-        return self.monitor.stopped_by
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         params = {k: getattr(args, k, None) for k in HPARAM_ARGS}
