@@ -335,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     ap.add_argument("--no-real", action="store_true", help="skip the real logs")
     ap.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    ap.add_argument("--predictions", type=Path,
+                    help="also write one TSV row per run: id, family, dataset, format, "
+                         "cause, label, prediction (for reading the misses)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     records = store.load(args.store)
@@ -367,6 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         return {r["id"]: textbook(r["rec"]) for r in test}
 
     all_pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in runs]
+    if args.predictions:
+        rows = ["id\tfamily\tdataset\tformat\tcause\tlabel\tprediction"]
+        rows += ["\t".join([r["id"], r["family"], r["dataset"], r["format"], r["cause"],
+                            setname(r["label"]), setname(pred.get(r["id"], set()))])
+                 for r in runs]
+        args.predictions.write_text("\n".join(rows) + "\n", encoding="utf-8")
     base_pairs = [(set(r["label"]), textbook(r["rec"])) for r in runs]
     res: dict[str, Any] = {
         "corpus": {"stored": len(records), "scored": len(runs),
