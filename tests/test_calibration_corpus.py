@@ -123,3 +123,35 @@ def test_a_real_run_renders_in_every_format_and_reads_back(tmp_path: Path) -> No
         if fmt != "keras_csv":
             assert {int(steps.min()), int(steps.max())} <= {first - 1, first, last - 1, last}, fmt
     json.dumps(rec)  # the record stays plain JSON
+
+
+def test_thresholds_are_chosen_on_the_training_runs_only(tmp_path: Path) -> None:
+    """The fold's fit sees only its training runs: a candidate that helps only the held-out
+    runs is not chosen, one that helps the training runs is, and each setting is analysed
+    once (cached) however many folds ask for it."""
+    import fitting
+
+    grid_file = tmp_path / "grid.toml"
+    grid_file.write_text("[OVF003]\nmin_gap_ratio = [0.7]\n[DIV002]\nexplode_factor = [2]\n")
+    grid = fitting.read_grid(grid_file)
+    assert grid == [("OVF003", "min_gap_ratio", [0.7]), ("DIV002", "explode_factor", [2.0])]
+    runs = [{"id": "a", "label": ["overfit"]}, {"id": "b", "label": []}]
+    passes: list[dict] = []
+
+    def analyze(th: dict) -> dict[str, set[str]]:
+        passes.append(th)
+        if th.get("OVF003"):  # the raised threshold silences the false alarm on "b"
+            return {"a": {"overfit"}, "b": set()}
+        if th.get("DIV002"):  # helps "b" only through a divergence call on "a": worse
+            return {"a": {"divergence"}, "b": set()}
+        return {"a": {"overfit"}, "b": {"overfit"}}
+
+    def objective(train: list[dict], pred: dict[str, set[str]]) -> float:
+        ok = sum(set(r["label"]) == pred.get(r["id"], set()) for r in train)
+        return ok / len(train)
+
+    cal = fitting.Calibrator(grid, analyze, objective)
+    assert cal.fit(runs) == {"OVF003": {"min_gap_ratio": 0.7}}
+    assert cal.fit(runs[:1]) == {}  # on "a" alone no candidate beats the defaults
+    cal.predictions({"OVF003": {"min_gap_ratio": 0.7}})
+    assert len(passes) == cal.runs() == 3

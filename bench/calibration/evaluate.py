@@ -12,10 +12,10 @@ Usage (from the repo root, in the venv)::
    run the analyzer found under its folder (error and warning findings).
 3. Leave-one-family-out: for each grouping (model family, data set, log format, cause)
    and each of its values, ``fit`` is given the other runs and returns thresholds, and
-   the held-out runs are scored with them. Today ``fit`` returns no overrides (the rules'
-   own defaults; nothing is fitted yet), so each fold's score is the current rules'
-   score on runs of a family they were not calibrated on here; a later calibration step
-   replaces ``fit`` and gets honest held-out figures from the same loop.
+   the held-out runs are scored with them. Without ``--fit`` there are no overrides (each
+   fold's score is the rules' defaults on runs of a family they were not calibrated on);
+   with ``--fit GRID`` the thresholds named in the grid are chosen per fold on its
+   training runs only (``fitting.py``).
 4. A textbook baseline is scored on the same runs: Keras-callback rules (TerminateOnNaN:
    a non-finite loss is divergence; EarlyStopping on val loss with patience 5 evaluations:
    stopped early while train kept falling is overfit, otherwise plateau;
@@ -46,6 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import accuracy  # bench/accuracy.py: the shared scorer and the real-log rules
+import fitting
 import label_check
 import store
 import write_logs
@@ -64,10 +65,11 @@ Thresholds = dict[str, dict[str, float]]
 
 
 def fit(train_runs: list[dict[str, Any]]) -> Thresholds:
-    """Thresholds calibrated on the training folds only.
+    """The fit without a grid: no overrides, every fold runs the rules' defaults.
 
-    Returns ``{rule_id: {threshold: value}}`` overrides for ``Config.thresholds``.
-    Nothing is fitted yet: the rules run with their defaults.
+    With ``--fit GRID`` each fold's thresholds come from ``fitting.Calibrator.fit`` on
+    that fold's training runs instead (``{rule_id: {threshold: value}}`` overrides for
+    ``Config.thresholds``).
     """
     del train_runs
     return {}
@@ -167,7 +169,8 @@ def confusion(pairs: list[tuple[set[str], set[str]]]) -> dict[str, dict[str, int
 
 
 def lofo(runs: list[dict[str, Any]], predict: Callable[[list[dict[str, Any]], Thresholds],
-                                                     dict[str, set[str]]]
+                                                     dict[str, set[str]]],
+         fit_fold: Callable[[list[dict[str, Any]]], Thresholds] = fit,
          ) -> dict[str, dict[str, Any]]:
     """Hold out each value of each grouping in turn; fit on the rest, score the held out."""
     out: dict[str, dict[str, Any]] = {}
@@ -177,7 +180,7 @@ def lofo(runs: list[dict[str, Any]], predict: Callable[[list[dict[str, Any]], Th
         for value in sorted({r[key] for r in runs}):
             test = [r for r in runs if r[key] == value]
             train = [r for r in runs if r[key] != value]
-            pred = predict(test, fit(train))
+            pred = predict(test, fit_fold(train))
             pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in test]
             pooled += pairs
             folds[value] = score(pairs)
@@ -224,14 +227,39 @@ def _line(name: str, s: dict[str, Any]) -> str:
             f"exact {s['exact']:.3f}")
 
 
+def _choice_counts(chosen: list[Thresholds]) -> dict[str, int]:
+    """How many folds chose each threshold value (``RULE.name=value``)."""
+    c: Counter[str] = Counter()
+    for th in chosen:
+        for rule, params in th.items():
+            for name, v in params.items():
+                c[f"{rule}.{name}={v:g}"] += 1
+    return dict(c.most_common())
+
+
+def _fit_lines(res: dict[str, Any]) -> list[str]:
+    f = res.get("fitted") or {}
+    if not f.get("grid"):
+        return ["   thresholds are not fitted: each held-out fold is scored with the",
+                "   rules' defaults (no --fit grid given)"]
+    folds = f["fold_choices"]
+    return [f"   thresholds fitted on each fold's training runs over a grid of {len(f['grid'])}"
+            f" thresholds ({f['passes']} analyzer passes); fold choices: "
+            + (", ".join(f"{k} x{n}" for k, n in folds.items()) or "the defaults everywhere"),
+            "   chosen on all runs: " + (", ".join(
+                f"{r}.{n}={v:g}" for r, p in f["all_runs"].items() for n, v in p.items())
+                or "the defaults")]
+
+
 def render_report(res: dict[str, Any]) -> str:
     out = [f"== calibration corpus: {res['corpus']['stored']} stored runs, "
            f"{res['corpus']['scored']} scored ({res['corpus']['dropped']} dropped by the "
-           "label check)",
-           "   thresholds are not fitted yet: each held-out fold is scored with the current",
-           "   rules' defaults (fit() returns no overrides)", ""]
+           "label check)", *_fit_lines(res), ""]
     d, b = res["diagnose"]["all"], res["baseline"]["all"]
-    out += [_line("diagnose (all runs)", d), _line("textbook baseline", b), ""]
+    out += [_line("diagnose (all runs)", d), _line("textbook baseline", b)]
+    out += [_line(f"diagnose, held-out {key}s", res["diagnose"]["lofo"][key]["pooled"])
+            for key in GROUPINGS]
+    out.append("")
     out.append(f"  {'state':20s} {'diagnose P/R/F1':>20s}   {'baseline P/R/F1':>20s}")
     for s in CORE:
         dm, bm = d["per_state"].get(s), b["per_state"].get(s)
@@ -273,15 +301,17 @@ def render_markdown(res: dict[str, Any]) -> str:
     c = res["corpus"]
     out = ["# Calibration corpus: today's scores", "",
            "Written by `python bench/calibration/evaluate.py --markdown "
-           "bench/calibration/RESULTS.md`. Thresholds are not fitted yet: every held-out "
-           "fold is scored with the current rules' defaults.", "",
+           "bench/calibration/RESULTS.md`.", "", *[ln.strip() for ln in _fit_lines(res)], "",
            f"Corpus: {c['stored']} stored runs, {c['scored']} scored, {c['dropped']} dropped "
            "by the label check. Labels: " + ", ".join(f"{k} {v}" for k, v in
                                                     sorted(c["labels"].items())) + ".", "",
            "| scorer | runs | macro-F1 (5 core) | healthy false alarms | exact |",
            "|---|---:|---:|---:|---:|"]
-    for name, key in (("diagnose", "diagnose"), ("textbook baseline", "baseline")):
-        s = res[key]["all"]
+    rows = [("diagnose, all runs", res["diagnose"]["all"]),
+            ("textbook baseline", res["baseline"]["all"])]
+    rows += [(f"diagnose, held-out {g}s pooled", res["diagnose"]["lofo"][g]["pooled"])
+             for g in GROUPINGS]
+    for name, s in rows:
         out.append(f"| {name} | {s['n']} | {_f(s['macro_f1'])} | {s['healthy_false_alarms']}/"
                    f"{s['healthy']} ({s['healthy_fa_rate']:.1%}) | {s['exact']:.3f} |")
     out += ["", "| state | n | diagnose P / R / F1 | baseline P / R / F1 |", "|---|---:|---|---|"]
@@ -335,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     ap.add_argument("--no-real", action="store_true", help="skip the real logs")
     ap.add_argument("--markdown", type=Path, help="also write the tables as markdown here")
+    ap.add_argument("--fit", type=Path, metavar="GRID",
+                    help="choose the thresholds of this grid (TOML: [RULE] name = [values])"
+                         " on each fold's training runs (bench/calibration/fitting.py)")
     ap.add_argument("--predictions", type=Path,
                     help="also write one TSV row per run: id, family, dataset, format, "
                          "cause, label, prediction (for reading the misses)")
@@ -361,10 +394,22 @@ def main(argv: list[str] | None = None) -> int:
     pred, errors = predictions_by_run(outcome)
     t_analyze = time.perf_counter() - t0 - t_render
 
+    def analyze_all(th: Thresholds) -> dict[str, set[str]]:
+        if not th:
+            return pred
+        print(f"  (analyzer pass with {th})", file=sys.stderr)
+        return predictions_by_run(analyze_dir(args.rendered, th, args.jobs))[0]
+
+    def objective(train: list[dict[str, Any]], p: dict[str, set[str]]) -> float:
+        s = score([(set(r["label"]), p.get(r["id"], set())) for r in train])
+        return float(s["macro_f1"] or 0.0) - float(s["healthy_fa_rate"])
+
+    grid = fitting.read_grid(args.fit) if args.fit else []
+    cal = fitting.Calibrator(grid, analyze_all, objective)
+
     def predict_diagnose(test: list[dict[str, Any]], th: Thresholds) -> dict[str, set[str]]:
-        if th:  # a fitted fold: re-run the analyzer with its thresholds
-            return predictions_by_run(analyze_dir(args.rendered, th, args.jobs))[0]
-        return {r["id"]: pred.get(r["id"], set()) for r in test}
+        p = cal.predictions(th)  # a fitted fold: the analyzer with its thresholds (cached)
+        return {r["id"]: p.get(r["id"], set()) for r in test}
 
     def predict_baseline(test: list[dict[str, Any]], th: Thresholds) -> dict[str, set[str]]:
         return {r["id"]: textbook(r["rec"]) for r in test}
@@ -381,11 +426,15 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": {"stored": len(records), "scored": len(runs),
                    "dropped": len(records) - len(runs),
                    "labels": dict(Counter(setname(r["label"]) for r in runs))},
-        "diagnose": {"all": score(all_pairs), "lofo": lofo(runs, predict_diagnose),
+        "diagnose": {"all": score(all_pairs),
+                     "lofo": lofo(runs, predict_diagnose, cal.fit if grid else fit),
                      "confusion": confusion(all_pairs)},
         "baseline": {"all": score(base_pairs), "lofo": lofo(runs, predict_baseline),
                      "confusion": confusion(base_pairs)},
         "analysis_errors": errors, "real": {},
+        "fitted": {"grid": [[r, n, v] for r, n, v in grid],
+                   "all_runs": cal.fit(runs) if grid else {},
+                   "fold_choices": _choice_counts(cal.chosen), "passes": cal.runs()},
         "seconds": {"render": round(t_render, 1), "analyze": round(t_analyze, 1)},
     }
     if not args.no_real:
