@@ -257,7 +257,7 @@ def render_report(res: dict[str, Any]) -> str:
            "label check)", *_fit_lines(res), ""]
     d, b = res["diagnose"]["all"], res["baseline"]["all"]
     out += [_line("diagnose (all runs)", d), _line("textbook baseline", b)]
-    out += [_line(f"diagnose, held-out {key}s", res["diagnose"]["lofo"][key]["pooled"])
+    out += [_line(f"diagnose, held-out by {key}", res["diagnose"]["lofo"][key]["pooled"])
             for key in GROUPINGS]
     out.append("")
     out.append(f"  {'state':20s} {'diagnose P/R/F1':>20s}   {'baseline P/R/F1':>20s}")
@@ -309,7 +309,7 @@ def render_markdown(res: dict[str, Any]) -> str:
            "|---|---:|---:|---:|---:|"]
     rows = [("diagnose, all runs", res["diagnose"]["all"]),
             ("textbook baseline", res["baseline"]["all"])]
-    rows += [(f"diagnose, held-out {g}s pooled", res["diagnose"]["lofo"][g]["pooled"])
+    rows += [(f"diagnose, held out by {g} (pooled)", res["diagnose"]["lofo"][g]["pooled"])
              for g in GROUPINGS]
     for name, s in rows:
         out.append(f"| {name} | {s['n']} | {_f(s['macro_f1'])} | {s['healthy_false_alarms']}/"
