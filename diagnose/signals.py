@@ -936,22 +936,29 @@ def _loss_classes(first: float, tol: float) -> int | None:
     return None
 
 
-#: Accuracy grids tried when looking for a small eval set's 1/N steps.
-_MAX_QUANTUM_N = 1000
+#: Metric names of a regression: its loss is no class cross-entropy, whatever its value.
+_REGRESSION_METRIC = re.compile(
+    r"r?mse|mae|s?mape|r2|rmsle|msle|mean_(squared|absolute)(_log)?_error|"
+    r"(root_)?mean_squared_error|explained_variance", re.I)
+
+#: Accuracy grids tried when looking for a small eval set's 1/N steps (N samples).
+_MAX_QUANTUM_N = 500
+#: Distinct accuracy values needed before a grid is believed.
+_MIN_QUANTUM_VALUES = 4
 
 
 def accuracy_quantum(values: np.ndarray) -> float | None:
     """1/N when every accuracy value is a multiple of 1/N for a small eval set of N
-    samples (N <= 1000, at least 3 distinct values), else None.  On 50 samples an
+    samples (N <= 500, at least 4 distinct values), else None.  On 50 samples an
     accuracy moves in steps of 0.02: a chance level can only be met to within a step."""
     v = np.asarray(values, dtype=float)
     v = np.unique(v[np.isfinite(v) & (v >= 0.0) & (v <= 1.0)])[:64]
-    if len(v) < 3:
+    if len(v) < _MIN_QUANTUM_VALUES:
         return None
     n = np.arange(2, _MAX_QUANTUM_N + 1, dtype=float)[:, None]
     counts = v[None, :] * n
-    # logged values carry ~4 significant digits (CSV) or float32 rounding
-    fits = np.all(np.abs(counts - np.round(counts)) <= np.maximum(5e-4 * n, 1e-3), axis=1)
+    # logged values carry 4 decimals (Keras CSV: an error of 5e-5) or float32 rounding
+    fits = np.all(np.abs(counts - np.round(counts)) <= np.maximum(6e-5 * n, 1e-4), axis=1)
     hit = np.flatnonzero(fits)
     return float(1.0 / n[hit[0], 0]) if len(hit) else None
 
@@ -1014,6 +1021,8 @@ def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
     per_class = _per_class_count(np.asarray(list(by_tag), dtype=object))
     if per_class is not None:
         return ClassCount(per_class, f"{per_class} per-class metric columns")
+    if any(_REGRESSION_METRIC.fullmatch(s.metric) for s in by_tag.values()):
+        return None  # a regression's loss near some ln C is a coincidence
     return _curve_class_count(roles, rel_tol)
 
 
