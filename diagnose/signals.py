@@ -972,9 +972,10 @@ def _acc_classes(first: float, quantum: float | None = None) -> set[int]:
     q = quantum or 0.0
     out = set()
     for c in range(2, 1001):
-        if abs(first - 1.0 / c) <= max(0.25 / c, q):
+        gap = abs(first - 1.0 / c)
+        if (0.75 * first <= 1.0 / c <= 1.25 * first and gap <= 0.25 / c) or gap <= q:
             out.add(c)
-        elif 1.0 / c < first - max(0.25, q):
+        elif 1.0 / c < 0.75 * first - q:
             break
     return out
 
