@@ -35,13 +35,13 @@ MAD_TO_SIGMA = 1.4826
 TREND_MAX_POINTS = 400
 
 __all__ = [
+    "ClassCount",
     "Onset",
     "Spike",
     "Trend",
     "TwoSegment",
-    "best_so_far",
-    "ClassCount",
     "accuracy_quantum",
+    "best_so_far",
     "chance_accuracy",
     "chance_loss",
     "class_count",
