@@ -799,8 +799,8 @@ def _count_value(val: object) -> int | None:
 
 
 def _list_count(val: object) -> int | None:
-    """Items of a class list kept as its repr (``"['cat', 'dog']"``); None when the repr
-    was shortened (``...``) or is not a flat list.  ``ast.literal_eval`` only parses
+    """Names in a class list kept as its repr (``"['cat', 'dog']"``); None when the repr
+    was shortened (``...``) or is not a flat list of names.  ``ast.literal_eval`` only parses
     literals: nothing from the log is executed."""
     import ast
 
@@ -814,8 +814,8 @@ def _list_count(val: object) -> int | None:
             return None
     else:
         return None
-    if not isinstance(items, (list, tuple)) or any(
-            isinstance(x, (list, tuple, dict, set)) or x is Ellipsis for x in items):
+    # names only: Ultralytics' ``classes: [0, 2]`` is a filter of class indices
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
         return None
     n = len(items)
     return n if 2 <= n <= _MAX_CLASSES else None
@@ -892,8 +892,9 @@ def _hparam_class_count(run, has_accuracy: bool) -> ClassCount | None:
     return None
 
 
-#: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``.
-_PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. ]?(\d{1,4})(?=$|[/_\-. ])", re.I)
+#: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``,
+#: ``test/f1_per_class/4``.
+_PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. /]?(\d{1,4})(?=$|[/_\-. ])", re.I)
 #: Per-class columns of a classification metric by index: ``val_acc_0`` .. ``val_acc_9``,
 #: ``test/f1_3`` (torchmetrics ``average=None`` logged one column per class).
 _PER_INDEX_RE = re.compile(

@@ -141,6 +141,9 @@ def test_class_list_shortened_in_the_sidecar_is_unknown_not_guessed() -> None:
     names = str([f"c{i}" for i in range(5)]) + " ..."
     run = table_run({"train_loss": [1.0, 0.5]}, {"names": names})
     assert signals.class_count(run) is None
+    # Ultralytics' classes: [0, 2] filters class indices, it names no classes
+    assert signals.class_count(table_run({"train_loss": [1.0, 0.5]}, {"classes": "[0, 2]"})) \
+        is None
 
 
 # --- metric columns and curves -----------------------------------------------------------
@@ -150,6 +153,8 @@ def test_per_index_metric_columns() -> None:
     cols = {f"test_acc_{i}": [0.5, 0.6] for i in range(4)}
     found = signals.class_count(table_run({"train_loss": [1.0, 0.5], **cols}))
     assert found == signals.ClassCount(4, "4 per-class metric columns")
+    cols = {f"test/f1_per_class/{i}": [0.5, 0.6] for i in range(3)}
+    assert signals.infer_num_classes(table_run({"train_loss": [1.0, 0.5], **cols})) == 3
     # top-1/top-5 accuracies are not classes
     cols = {"val_acc_1": [0.5, 0.6], "val_acc_5": [0.7, 0.8]}
     assert signals.class_count(table_run({"train_loss": [1.0, 0.5], **cols})) is None
