@@ -159,6 +159,15 @@ class RunResult:
         """Why the run was not judged (a short phrase), or None when it was."""
         return self.unjudged if self.verdict == "not_judged" else None
 
+    def class_count(self) -> dict[str, Any]:
+        """The class count behind the chance-level tests and the source that gave it
+        (:func:`diagnose.signals.class_count`); ``count`` None when it is unknown."""
+        from diagnose.signals import class_count
+
+        found = class_count(self.run, self.resolved_roles()) if self.run.scalars is not None \
+            else None
+        return {"count": found.n if found else None, "source": found.source if found else None}
+
     def resolved_roles(self) -> RoleMap:
         """The run's RoleMap: the engine's, or resolved now from ``roles`` as aliases."""
         if self.role_map is None:
@@ -191,6 +200,7 @@ class RunResult:
             # extensions (schema_version 1 allows additions)
             "roles": dict(self.roles),
             "not_applicable": list(self.not_applicable),
+            "num_classes": _plain(self.class_count()),
             "notes": [
                 _plain({"code": n.code, "message": n.message, "path": n.path, "step": n.step})
                 for n in run.notes

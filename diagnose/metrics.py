@@ -306,6 +306,63 @@ def _pinned(series: Series) -> bool:
     return len(values) >= 2 and bool(np.all(values == values[0]))
 
 
+#: An accuracy whose best is within this of its first evaluation (and of its median)
+#: never left its starting level (see :func:`never_leaves_start`).
+STUCK_ACCURACY_TOL = 0.01
+#: ... or within this many steps of a small eval set's accuracy grid (1/N), when wider:
+#: on 20 samples one flipped prediction moves the accuracy by 0.05.
+STUCK_ACCURACY_STEPS = 2
+
+
+def never_leaves_start(series: Series) -> bool:
+    """An accuracy that never rises above its first evaluation (nor above its median) by
+    more than :data:`STUCK_ACCURACY_TOL` or two steps of its eval set's grid, over three
+    or more evaluations: a constant guess at the majority-class rate, or a model that
+    stopped learning before its first evaluation.  Its "best step" is noise, so it is no
+    objective (the val loss still measures something)."""
+    if series.metric != "accuracy" or not series.higher_is_better:
+        return False
+    values = series.finite.values
+    if len(values) < 3:
+        return False
+    from diagnose.signals import accuracy_quantum
+
+    tol = max(STUCK_ACCURACY_TOL, STUCK_ACCURACY_STEPS * (accuracy_quantum(values) or 0.0))
+    top = float(np.max(values))
+    return top - float(values[0]) <= tol and top - float(np.median(values)) <= tol
+
+
+@dataclass(frozen=True)
+class KeyPoint:
+    """A run's key metric: its first objective (:meth:`RoleMap.objectives`) and the best
+    point on it, the one "best step" the report, the stop-early advice and the sweep
+    share.  ``kind`` is ``max``/``min`` (a val curve's best) or ``final`` (a train loss,
+    whose minimum says nothing about generalisation)."""
+
+    role: Role
+    series: Series
+    kind: str
+    step: int
+    value: float
+    final: float
+    final_step: int
+
+
+def key_point(role: Role, series: Series) -> KeyPoint | None:
+    """The best point of one objective series (its first best on ties), None when it has
+    no finite point."""
+    fin = series.finite
+    if not len(fin):
+        return None
+    final, final_step = float(fin.values[-1]), int(fin.steps[-1])
+    if role == Role.TRAIN_LOSS:
+        return KeyPoint(role, series, "final", final_step, final, final, final_step)
+    higher = role == Role.VAL_METRIC and bool(series.higher_is_better)
+    i = int(np.argmax(fin.values) if higher else np.argmin(fin.values))
+    return KeyPoint(role, series, "max" if higher else "min", int(fin.steps[i]),
+                    float(fin.values[i]), final, final_step)
+
+
 class RoleMap:
     """The resolved roles of one run; built by :func:`resolve_roles`.
 
@@ -335,16 +392,26 @@ class RoleMap:
         and the plateau rules (PRG001 alone asks the val loss first: whether training
         still pays off).  A val metric pinned at one value over several evaluations (an
         accuracy stuck at the majority-class share) measures nothing: not an objective,
-        so no "best step" or sweep ranking comes from it."""
+        so no "best step" or sweep ranking comes from it; nor does an accuracy that never
+        rises above its first evaluation (:func:`never_leaves_start`)."""
         out: list[tuple[Role, Series]] = []
         for role in OBJECTIVE_ROLES:
             s = self.get(role)
             if s is None or not len(s.finite):
                 continue
-            if role == Role.VAL_METRIC and (s.higher_is_better is None or _pinned(s)):
+            if role == Role.VAL_METRIC and (s.higher_is_better is None or _pinned(s)
+                                            or never_leaves_start(s)):
                 continue
             out.append((role, s))
         return out
+
+    def key_point(self) -> KeyPoint | None:
+        """The run's key metric and its best point: the first objective's
+        (:func:`key_point`); the report's key metric and best step and the stop-early
+        advice all read it here."""
+        for role, s in self.objectives():
+            return key_point(role, s)
+        return None
 
     def role_of(self, tag: str) -> Role | None:
         for role, found in self._chosen.items():

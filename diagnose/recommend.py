@@ -416,6 +416,28 @@ def _overfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
                           len(val.finite) if val is not None else 0)
 
 
+def key_metric_stop(ctx: AdviceContext, name: str,
+                    best: float | None) -> tuple[float | None, str]:
+    """Where to stop so that the run keeps its own best checkpoint: the step of the key
+    metric's best (:meth:`RoleMap.key_point`) when the key metric is a val metric other
+    than the curve ``name`` that worsened (a YOLO mAP, a WER, an accuracy that kept
+    improving while the val loss rose), None when the key metric was still at its best
+    at its last evaluation (a stop earlier would lose it), else ``best``; and a clause
+    that names the key metric for the rationale."""
+    if best is None:
+        return None, ""
+    key = ctx.roles.key_point()
+    if key is None or key.role != Role.VAL_METRIC or advice_name(key.series) == name:
+        return best, ""
+    key_name, value = advice_name(key.series), show(nice(key.value, 3))
+    if key.step >= key.final_step:
+        return None, ""
+    if key.step == int(best):
+        return best, ""
+    return float(key.step), f", but {key_name}, the run's key metric, was best ({value}) at " \
+                            f"step {key.step}"
+
+
 def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                    best_value: float | None, end_value: float | None, rise: float | None,
                    n_evals: int) -> list[Candidate]:
@@ -430,8 +452,9 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     strength = 1.0 if rise is None else float(np.clip(rise / 20.0, 0.6, 1.5))
     out: list[Candidate] = []
     last = ctx.last_step
-    if best is not None and (last is None or best < last):
-        hyper, current, proposed = length_target(ctx, best)
+    stop, key_note = key_metric_stop(ctx, name, best)
+    if stop is not None and (last is None or stop < last):
+        hyper, current, proposed = length_target(ctx, stop)
         pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
         patience = max(pol.min_patience,
                        min(pol.max_patience, n_evals // pol.evals_per_patience))
@@ -442,7 +465,8 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                      "at the very first evaluations leaves nothing to train")
         out.append(candidate(
             hyper, "set", current, proposed,
-            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} (or early-stop "
+            f"{reason}{key_note}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} "
+            "(or early-stop "
             f"on it with patience {patience} evaluations and restore the best weights).",
             1.4 * strength, direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))

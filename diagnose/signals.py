@@ -35,13 +35,16 @@ MAD_TO_SIGMA = 1.4826
 TREND_MAX_POINTS = 400
 
 __all__ = [
+    "ClassCount",
     "Onset",
     "Spike",
     "Trend",
     "TwoSegment",
+    "accuracy_quantum",
     "best_so_far",
     "chance_accuracy",
     "chance_loss",
+    "class_count",
     "downsample",
     "downsample_arrays",
     "early_drop",
@@ -746,23 +749,171 @@ def chance_accuracy(n_classes: int) -> float:
     return 1.0 / n_classes
 
 
-_NC_KEYS = ("num_classes", "n_classes", "nc", "classes", "num_labels", "n_labels")
+@dataclass(frozen=True)
+class ClassCount:
+    """A class count and the source that gave it, for evidence and messages
+    (``10 (hparam num_classes)``): a chance level nobody can trace is not evidence."""
+
+    n: int
+    source: str
+
+    def __str__(self) -> str:
+        return f"{self.n} ({self.source})"
 
 
-#: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``.
-_PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. ]?(\d{1,4})(?=$|[/_\-. ])", re.I)
+#: Hyperparameter names that state the class count (the last part of a nested key:
+#: ``model.num_classes``, ``data/nc``).  ``nc`` is Ultralytics' data.yaml.
+_NC_KEYS = ("num_classes", "n_classes", "num_class", "n_class", "nclasses", "numclasses",
+            "number_of_classes", "num_labels", "n_labels", "nc", "classes")
+#: Keys whose value is the label map or list itself: HF config.json ``id2label`` /
+#: ``label2id`` (flattened to ``id2label.0`` ...), Ultralytics data.yaml ``names`` (a
+#: list, or a dict flattened to ``names.0`` ...), ``classes`` / ``class_names`` lists.
+_LABEL_MAP_KEYS = ("id2label", "label2id", "names", "classes", "class_names", "label_names")
+#: Output-size names that are the class count only when the run logs an accuracy (a
+#: regression head has an output size too).
+_OUTPUT_KEYS = ("output_dim", "output_size", "out_features", "num_outputs", "n_outputs")
+#: Vocabulary sizes: the class count of a language model's token cross-entropy.
+_VOCAB_KEYS = ("vocab_size", "n_vocab", "ntokens", "ntoken", "vocab_len")
+#: HF ``architectures`` whose head is a token cross-entropy over the vocabulary.
+_LM_ARCH = re.compile(r"(CausalLM|LMHead|MaskedLM|ConditionalGeneration|Seq2SeqLM)", re.I)
+#: HF ``architectures`` with a classification head (``num_labels``, default 2).
+_CLS_ARCH = re.compile(r"For(Sequence|Token|Image|Audio)Classification|ForMultipleChoice",
+                       re.I)
+#: The largest class count taken from a hyperparameter (a vocabulary included).
+_MAX_CLASSES = 1_000_000
+#: Longest list repr parsed for a class list (a sidecar list kept as its repr).
+_MAX_LIST_CHARS = 200_000
+
+
+def _count_value(val: object) -> int | None:
+    """An integer count >= 2 from a hyperparameter value (``10``, ``"10"``, ``10.0``)."""
+    if isinstance(val, bool) or val is None:
+        return None
+    if isinstance(val, (int, float)) and math.isfinite(val) and float(val).is_integer():
+        n = int(val)
+    elif isinstance(val, str) and val.strip().isdigit():
+        n = int(val.strip())
+    else:
+        return None
+    return n if 2 <= n <= _MAX_CLASSES else None
+
+
+def _list_count(val: object) -> int | None:
+    """Names in a class list kept as its repr (``"['cat', 'dog']"``); None when the repr
+    was shortened (``...``) or is not a flat list of names.  ``ast.literal_eval`` only parses
+    literals: nothing from the log is executed."""
+    import ast
+
+    if isinstance(val, (list, tuple)):
+        items: object = val
+    elif isinstance(val, str) and val.strip()[:1] in "[(" and len(val) <= _MAX_LIST_CHARS \
+            and "..." not in val:
+        try:
+            items = ast.literal_eval(val.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
+    else:
+        return None
+    # names only: Ultralytics' ``classes: [0, 2]`` is a filter of class indices
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        return None
+    n = len(items)
+    return n if 2 <= n <= _MAX_CLASSES else None
+
+
+def _split_key(key: str) -> list[str]:
+    return [p for p in re.split(r"[./]", str(key).strip().lower()) if p]
+
+
+def _hparams_of(run) -> list[tuple[str, object]]:
+    """Canonical hparams first, then the raw (flattened) ones as written."""
+    out = list((getattr(run, "hparams", None) or {}).items())
+    out += list((getattr(run, "raw_hparams", None) or {}).items())
+    return [(str(k), v) for k, v in out]
+
+
+def _hparam_class_count(run, has_accuracy: bool) -> ClassCount | None:
+    """C from what the run's configuration says, most explicit first: a count key, a
+    label map or class list, an HF classification head, an output size beside an
+    accuracy, a language model's vocabulary."""
+    items = _hparams_of(run)
+    flat = {k.lower(): v for k, v in reversed(items)}  # the first spelling wins
+    problem = str(next((v for k, v in items if _split_key(k)[-1:] == ["problem_type"]),
+                       "")).lower()
+    if "multi_label" in problem or "regression" in problem:
+        return None  # several labels at once, or no classes: no 1/C chance level
+    # 1. a count key; top-level keys before nested ones (a data module's ``nc`` and a
+    # model's ``num_classes`` agree, but the run's own key is the plainest)
+    for key, val in sorted(items, key=lambda kv: len(_split_key(kv[0]))):
+        parts = _split_key(key)
+        if parts and parts[-1] in _NC_KEYS:
+            n = _count_value(val)
+            if n is not None:
+                return ClassCount(n, f"hparam {key}")
+    # 2. a label map (flattened dict: ``id2label.0`` ...) or a class list
+    maps: dict[str, set[str]] = {}
+    for key in flat:
+        parts = _split_key(key)
+        for i, part in enumerate(parts[:-1]):
+            if part in _LABEL_MAP_KEYS and i == len(parts) - 2:
+                maps.setdefault(".".join(parts[: i + 1]), set()).add(parts[-1])
+    for key, labels in sorted(maps.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        if len(labels) >= 2:
+            return ClassCount(len(labels), f"label map {key} ({len(labels)} labels)")
+    for key, val in items:
+        parts = _split_key(key)
+        if parts and parts[-1] in _LABEL_MAP_KEYS:
+            n = _list_count(val)
+            if n is not None:
+                return ClassCount(n, f"class list {key} ({n} names)")
+    arch = " ".join(str(v) for k, v in items if _split_key(k)[-1:] == ["architectures"])
+    # 3. an HF classification head with no label map written: save_pretrained leaves out
+    # values at their defaults, and num_labels defaults to 2
+    if _CLS_ARCH.search(arch):
+        return ClassCount(2, "HF classification head with the default num_labels 2")
+    # 4. an output size, when the run logs an accuracy (a classifier)
+    if has_accuracy:
+        for key, val in items:
+            parts = _split_key(key)
+            if parts and parts[-1] in _OUTPUT_KEYS:
+                n = _count_value(val)
+                if n is not None:
+                    return ClassCount(n, f"hparam {key} (a classifier: accuracy is logged)")
+    # 5. a vocabulary: the class count of a token cross-entropy, when the model is a
+    # language model (by its HF architecture, or no accuracy is logged at all)
+    if _LM_ARCH.search(arch) or not has_accuracy:
+        for key, val in items:
+            parts = _split_key(key)
+            if parts and parts[-1] in _VOCAB_KEYS:
+                n = _count_value(val)
+                if n is not None:
+                    why = "language model" if _LM_ARCH.search(arch) else "no accuracy logged"
+                    return ClassCount(n, f"vocabulary {key} ({why})")
+    return None
+
+
+#: Per-class metric tags: ``class_3_acc``, ``acc_class3``, ``val/class-7/f1``, ``cls_2``,
+#: ``test/f1_per_class/4``.
+_PER_CLASS_RE = re.compile(r"(?:^|[/_\-. ])(?:class|cls)[_\-. /]?(\d{1,4})(?=$|[/_\-. ])", re.I)
+#: Per-class columns of a classification metric by index: ``val_acc_0`` .. ``val_acc_9``,
+#: ``test/f1_3`` (torchmetrics ``average=None`` logged one column per class).
+_PER_INDEX_RE = re.compile(
+    r"(?:^|[/_\-. ])(?:acc|accuracy|f1|f1_score|precision|recall|auroc|auc|iou)[_\-. ](\d{1,4})$",
+    re.I)
 
 
 def _per_class_count(tags) -> int | None:
-    """C from per-class metric columns (``class_0_acc`` .. ``class_9_acc``): the indices
-    of one tag pattern must be exactly 0..C-1 (or 1..C) with C >= 2, so two stray
-    numbered tags prove nothing."""
+    """C from per-class metric columns (``class_0_acc`` .. ``class_9_acc``,
+    ``test_acc_0`` .. ``test_acc_9``): the indices of one tag pattern must be exactly
+    0..C-1 (or 1..C) with C >= 2, so two stray numbered tags prove nothing."""
     groups: dict[str, set[int]] = {}
     for tag in tags:
-        m = _PER_CLASS_RE.search(str(tag))
-        if m:
-            key = str(tag)[: m.start(1)] + "#" + str(tag)[m.end(1):]
-            groups.setdefault(key.lower(), set()).add(int(m.group(1)))
+        for pattern in (_PER_CLASS_RE, _PER_INDEX_RE):
+            m = pattern.search(str(tag))
+            if m:
+                key = str(tag)[: m.start(1)] + "#" + str(tag)[m.end(1):]
+                groups.setdefault(key.lower(), set()).add(int(m.group(1)))
+                break
     best = None
     for idx in groups.values():
         n = len(idx)
@@ -786,55 +937,103 @@ def _loss_classes(first: float, tol: float) -> int | None:
     return None
 
 
-def _acc_classes(first: float) -> set[int]:
+#: Metric names of a regression: its loss is no class cross-entropy, whatever its value.
+_REGRESSION_METRIC = re.compile(
+    r"r?mse|mae|s?mape|r2|rmsle|msle|mean_(squared|absolute)(_log)?_error|"
+    r"(root_)?mean_squared_error|explained_variance", re.I)
+
+#: Accuracy grids tried when looking for a small eval set's 1/N steps (N samples).
+_MAX_QUANTUM_N = 500
+#: Distinct accuracy values needed before a grid is believed.
+_MIN_QUANTUM_VALUES = 4
+
+
+def accuracy_quantum(values: np.ndarray) -> float | None:
+    """1/N when every accuracy value is a multiple of 1/N for a small eval set of N
+    samples (N <= 500, at least 4 distinct values), else None.  On 50 samples an
+    accuracy moves in steps of 0.02: a chance level can only be met to within a step."""
+    v = np.asarray(values, dtype=float)
+    v = np.unique(v[np.isfinite(v) & (v >= 0.0) & (v <= 1.0)])[:64]
+    if len(v) < _MIN_QUANTUM_VALUES:
+        return None
+    n = np.arange(2, _MAX_QUANTUM_N + 1, dtype=float)[:, None]
+    counts = v[None, :] * n
+    # logged values carry 4 decimals (Keras CSV: an error of 5e-5) or float32 rounding
+    fits = np.all(np.abs(counts - np.round(counts)) <= np.maximum(6e-5 * n, 1e-4), axis=1)
+    hit = np.flatnonzero(fits)
+    return float(1.0 / n[hit[0], 0]) if len(hit) else None
+
+
+def _acc_classes(first: float, quantum: float | None = None) -> set[int]:
     """Every C (2..1000) for which ``first`` is a plausible chance accuracy: within a
-    quarter of 1/C (initial accuracies wander by a few points)."""
+    quarter of 1/C (initial accuracies wander by a few points), or within one step of a
+    small eval set's accuracy grid (``quantum``, 1/N)."""
     if not 0.0 < first <= 0.55:
         return set()
-    lo, hi = 1.0 / (first * 1.25), 1.0 / (first * 0.75)
-    return {c for c in range(max(2, math.ceil(lo)), min(1000, math.floor(hi)) + 1)
-            if abs(first - 1.0 / c) <= 0.25 / c}
+    q = quantum or 0.0
+    out = set()
+    for c in range(2, 1001):
+        gap = abs(first - 1.0 / c)
+        if (0.75 * first <= 1.0 / c <= 1.25 * first and gap <= 0.25 / c) or gap <= q:
+            out.add(c)
+        elif 1.0 / c < 0.75 * first - q:
+            break
+    return out
 
 
 def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
-    """Number of classes C, or None unless the evidence is unambiguous.
+    """Number of classes C, or None unless the evidence is unambiguous; the source is
+    :func:`class_count`'s (every chance-level test reads C through here)."""
+    found = class_count(run, roles, rel_tol)
+    return found.n if found is not None else None
 
-    Order: an integer hparam (``num_classes``, ``n_classes``, ``nc``, ``num_labels``...);
-    then per-class metric columns (``class_0_acc`` .. ``class_{C-1}_acc``); then the
-    curves, which must agree with each other: a first loss within ``rel_tol`` of ln C
-    (and unambiguous among neighbouring C) confirmed by the same split's first accuracy
-    near 1/C at the same step; or, when an accuracy is logged but did not confirm, one
-    split *ending* with its loss at ln C and its accuracy at 1/C together (a run stuck
-    at chance); or, only when no accuracy is logged at all, a first loss confirmed by
-    the other split's first loss or by the same loss still near ln C over the first
-    tenth of the run.  A single first value is never enough: Keras/CSV logs record the
-    first loss *after* an epoch of training, and a loss of 1.06 or an accuracy of 0.25
-    is some ln C or 1/C by coincidence all too often.  ``roles`` is a RoleMap (computed
-    when omitted).
+
+def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
+    """Number of classes C and the source that gave it, or None (unknown) unless the
+    evidence is unambiguous.
+
+    Order: the configuration (:func:`_hparam_class_count`: a count key such as
+    ``num_classes``/``num_labels``/``nc``, an HF ``id2label``/``label2id`` map or a class
+    list such as data.yaml ``names``, an HF classification head, an output size beside
+    an accuracy, a language model's vocabulary); then per-class metric columns
+    (``class_0_acc`` .. ``class_{C-1}_acc``); then the curves, which must agree with each
+    other: a first loss within ``rel_tol`` of ln C (and unambiguous among neighbouring C)
+    confirmed by the same split's first accuracy near 1/C at the same step (within a
+    step of a small eval set's accuracy grid); or, when an accuracy is logged but did not
+    confirm, one split *ending* with its loss at ln C and its accuracy at 1/C together (a
+    run stuck at chance); or, only when no accuracy is logged at all, a first loss
+    confirmed by the other split's first loss or by the same loss still near ln C over
+    the first tenth of the run.  A single first value is never enough: Keras/CSV logs
+    record the first loss *after* an epoch of training, and a loss of 1.06 or an
+    accuracy of 0.25 is some ln C or 1/C by coincidence all too often.  ``roles`` is a
+    RoleMap (computed when omitted).
     """
-    for key in _NC_KEYS:
-        val = run.hparams.get(key, run.raw_hparams.get(key) if hasattr(run, "raw_hparams")
-                              else None)
-        if isinstance(val, bool):
-            continue
-        if isinstance(val, (int, float)) and float(val).is_integer() and 2 <= val <= 100000:
-            return int(val)
-        if isinstance(val, str) and val.strip().isdigit() and 2 <= int(val) <= 100000:
-            return int(val)
     scalars = getattr(run, "scalars", None)
-    if scalars is not None and len(scalars):
-        tags = list(roles.by_tag) if roles is not None else run.tags  # distinct tags only
-        per_class = _per_class_count(np.asarray(tags, dtype=object))
-        if per_class is not None:
-            return per_class
-    if roles is None:
+    if roles is None and scalars is not None:
         from diagnose.metrics import resolve_roles
 
-        roles = resolve_roles(run.scalars)
+        roles = resolve_roles(scalars)
+    by_tag = roles.by_tag if roles is not None else {}
+    has_accuracy = any(s.metric == "accuracy" for s in by_tag.values())
+    found = _hparam_class_count(run, has_accuracy)
+    if found is not None:
+        return found
+    if roles is None or scalars is None or not len(scalars):
+        return None
+    per_class = _per_class_count(np.asarray(list(by_tag), dtype=object))
+    if per_class is not None:
+        return ClassCount(per_class, f"{per_class} per-class metric columns")
+    if any(_REGRESSION_METRIC.fullmatch(s.metric) for s in by_tag.values()):
+        return None  # a regression's loss near some ln C is a coincidence
+    return _curve_class_count(roles, rel_tol)
+
+
+def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
+    """C from the curves alone (see :func:`class_count`)."""
     from diagnose.metrics import Role
 
-    only_loss: list[int] = []
-    early: set[int] = set()
+    only_loss: list[tuple[int, str]] = []
+    early: dict[int, str] = {}
     for loss_role, acc_role in ((Role.TRAIN_LOSS, Role.TRAIN_METRIC),
                                 (Role.VAL_LOSS, Role.VAL_METRIC)):
         s = roles.get(loss_role)
@@ -854,24 +1053,36 @@ def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
             if aok.any() and abs(int(acc.steps[aok][0]) - int(st[0])) <= max(1.0, gap / 2):
                 # the same split's accuracy at the same step is the confirmation (or the
                 # contradiction: a loss of ln 6 with an accuracy of 0.7 is no chance level)
-                if c in _acc_classes(float(acc.values[aok][0])):
-                    return c
+                # a small eval set moves its accuracy in steps of 1/N (a train accuracy
+                # per minibatch does too, but a step of 1/32 admits every C near 12)
+                quantum = accuracy_quantum(acc.values[aok]) if acc.split != "train" else None
+                if c in _acc_classes(float(acc.values[aok][0]), quantum):
+                    return ClassCount(c, f"first {s.tag} {_sig_text(f[0])} ~ ln {c} and first "
+                                         f"{acc.tag} {_sig_text(acc.values[aok][0])} ~ 1/{c}")
                 continue
-        only_loss.append(c)
+        only_loss.append((c, s.tag))
         if len(f) >= 5:
             head = f[st <= st[0] + 0.1 * (st[-1] - st[0])]
             head = head if len(head) >= 3 else f[:3]
             if _loss_classes(float(np.median(head)), rel_tol) == c:
-                early.add(c)
+                early[c] = s.tag
     if any(a.metric == "accuracy" for a in roles.by_tag.values()):
         return _tail_joint(roles, rel_tol)  # no guessing from a lone loss
-    for c in only_loss:
-        if only_loss.count(c) >= 2 or c in early:
-            return c
+    counts = [c for c, _ in only_loss]
+    for c, tag in only_loss:
+        if counts.count(c) >= 2:
+            return ClassCount(c, f"first train and val losses ~ ln {c} (no accuracy logged)")
+        if c in early:
+            return ClassCount(c, f"{tag} ~ ln {c} over its first tenth (no accuracy logged)")
     return None
 
 
-def _tail_joint(roles, rel_tol: float) -> int | None:
+def _sig_text(x: float) -> str:
+    """A value for a source line: 4 significant digits."""
+    return f"{float(x):.4g}"
+
+
+def _tail_joint(roles, rel_tol: float) -> ClassCount | None:
     """C when one split *ends* with its loss at ln C and its accuracy at 1/C together
     (medians of the last tenth of steps): a run stuck at chance says so at its end even
     when its first values were logged after training had started."""
@@ -894,6 +1105,7 @@ def _tail_joint(roles, rel_tol: float) -> int | None:
         if len(levels) < 2:
             continue
         c = _loss_classes(levels[0], rel_tol)
-        if c is not None and c in _acc_classes(levels[1]):
-            return c
+        quantum = accuracy_quantum(acc.values) if acc.split != "train" else None
+        if c is not None and c in _acc_classes(levels[1], quantum):
+            return ClassCount(c, f"{s.tag} and {acc.tag} end at ln {c} and 1/{c} together")
     return None

@@ -554,11 +554,18 @@ def test_pipeline_overfit_run_written_by_tensorboard_event_writer(tmp_path):
 
 
 def test_real_whisper_overfit_log_gets_early_stopping_at_its_best_eval():
+    """The val loss is best at step 1000 but the WER, the run's key metric, keeps
+    improving to step 3000 (0.789 -> 0.743): the stop keeps the run's own best checkpoint
+    (the key metric's), not the loss minimum where the WER was worst."""
     sources, _ = discover.discover([str(require(REAL_LOGS / "hf_whisper_ja_5k"))])
     result = recommend(engine.evaluate(ingest.load_run(sources[0])))
     ovf = [f for f in result.findings if f.state == "overfit"]
     assert ovf, [f.rule for f in result.findings]
+    assert ovf[0].evidence["best_step"] == 1000  # the val loss's minimum
     stop = by_name(list(ovf[0].recommendations)).get("max_steps")
     assert stop is not None and stop.current == 5000
-    assert stop.proposed == ovf[0].evidence["best_step"] < 5000
+    key = result.resolved_roles().key_point()
+    assert key is not None and key.series.tag == "eval_wer" and key.step == 3000
+    assert stop.proposed == key.step
+    assert "val wer, the run's key metric, was best (0.743) at step 3000" in stop.rationale
     assert_coherent(result)

@@ -28,6 +28,8 @@ SIDECAR_NAMES: tuple[str, ...] = (
     "hparams.yml",
     "hparams.json",
     "opt.yaml",
+    "data.yaml",  # Ultralytics / Roboflow dataset file: nc and names (the class count)
+    "data.yml",
     "args.yaml",
     "args.yml",
     "args.json",

@@ -90,20 +90,13 @@ class KeyMetric:
 
 
 def key_metric(result: RunResult) -> KeyMetric | None:
-    """The run's first objective (:meth:`RoleMap.objectives`, the one resolver shared with
-    sweep and baseline): best val metric, else min val loss, else final train loss."""
-    objectives = result.resolved_roles().objectives()
-    if not objectives:
+    """The run's key metric (:meth:`RoleMap.key_point`, the one resolver shared with the
+    stop-early advice, sweep and baseline): best val metric, else min val loss, else
+    final train loss."""
+    kp = result.resolved_roles().key_point()
+    if kp is None:
         return None
-    role, s = objectives[0]
-    fin = s.finite
-    if role == Role.TRAIN_LOSS:
-        return KeyMetric(role.value, s.metric, "final", float(fin.values[-1]),
-                         int(fin.steps[-1]), float(fin.values[-1]))
-    higher = role == Role.VAL_METRIC and bool(s.higher_is_better)
-    i = int(np.argmax(fin.values) if higher else np.argmin(fin.values))
-    return KeyMetric(role.value, s.metric, "max" if higher else "min", float(fin.values[i]),
-                     int(fin.steps[i]), float(fin.values[-1]))
+    return KeyMetric(kp.role.value, kp.series.metric, kp.kind, kp.value, kp.step, kp.final)
 
 
 # ---------------------------------------------------------------------------

@@ -230,6 +230,11 @@ def _run_lines(
         out.append(_Line([("  note    ", "dim")],
                          f"{clean(note.code)}: {clean(note.message)}{where}", "dim", 10,
                          max_rows=1 if terminal and verbosity < 1 else None))
+    if verbosity >= 1:
+        classes = result.class_count()
+        said = (f"{classes['count']} (from {classes['source']})" if classes["count"]
+                else "unknown: no chance-level test was run")
+        out.append(_Line([("  classes ", "dim")], clean(said), "dim", 10))
     if verbosity >= 1 and result.not_applicable:
         out.append(_Line([("  n/a     ", "dim")],
                          "rules not applicable to this run's metrics: "
