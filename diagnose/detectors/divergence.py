@@ -647,3 +647,134 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
                 f"{fmt(ev.fitted_rise)} ({fmt(100 * ev.relative_rise)}% of its scale, "
                 f"Kendall tau {ev.kendall_tau:.2f})")
+
+
+@rule
+class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
+    """The loss settles far above the untrained model's level, or gives back all of its
+    progress (DESIGN.md: "rises far above its starting level ... and does not come back").
+
+    The reference level L0 is the untrained loss: ln C for a C-class cross-entropy when C
+    is known; else, for a cross-entropy-like loss, the lower of its own starting level and
+    ``max_chance_loss`` (no plausible chance level is higher, so a loss logged already
+    blown up is judged against it); else (MSE and other losses) its own starting level.
+    Fires when the loss's late level is ``far_factor`` x L0 or more, or when, after its
+    smoothed best got to ``fine_frac`` x L0, the late level is back at ``back_frac`` x L0
+    (the start, or chance) with the val loss, when logged, back at its own start too.
+    Judged on the train loss (val when none is logged): a huge val loss while train is
+    fine is an evaluation problem (batchnorm_collapse), not divergence.
+    """
+
+    id = "DIV005"
+    detector = "loss_above_untrained"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        far_factor: float = param(P.AT_LEAST_ONE)
+        max_chance_loss: float = param(P.POSITIVE)
+        fine_frac: float = param(P.SHARE)
+        back_frac: float = param(P.SHARE)
+        head_frac: float = param(P.SHARE)
+        tail_frac: float = param(P.SHARE)
+        level_points: int = param(P.COUNT)
+        min_points: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        criterion: str = "far_above"
+        level: float = 0.0
+        reference: float = 0.0
+        reference_kind: str = ""
+        ratio_to_reference: float = 0.0
+        start_level: float = 0.0
+        best: float = 0.0
+        best_step: int = 0
+        onset_step: int = 0
+        num_classes: int | None = None
+        val_level: float | None = optional()
+        val_start_level: float | None = optional()
+        far_factor: float = 0.0
+        max_chance_loss: float = 0.0
+        fine_frac: float = 0.0
+        back_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+    def detect(self, ctx: RuleContext,
+               p: DIV005.Params) -> list[Found[DIV005.Evidence]] | None:
+        from diagnose.detectors import progress
+
+        s = _train_or_val(ctx)
+        c = progress.curve(s)
+        if s is None or c is None:
+            return None
+        if len(c) < p.min_points or not np.all(c.values >= 0):
+            return []  # a negative-by-design loss has no untrained level to compare with
+        start = progress.start_level(c, p.head_frac, p.level_points)
+        late = progress.end_level(c, p.tail_frac, p.level_points)
+        n_cls = ctx.cached("num_classes",
+                           lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        if n_cls is not None:
+            ref, kind = signals.chance_loss(n_cls), "ln C"
+        elif _ce_like(ctx, s, c.values) and start > p.max_chance_loss:
+            ref, kind = p.max_chance_loss, "largest plausible chance level"
+        else:
+            ref, kind = start, "starting level"
+        if ref <= 0:
+            return []
+        ss, sm = smoothed(ctx, s)
+        ok = np.isfinite(sm)
+        ss, sm = ss[ok], sm[ok]
+        if not len(sm):
+            return []
+        i = int(np.argmin(sm))
+        best, best_step = float(sm[i]), float(ss[i])
+        val_late = val_start = None
+        if late >= p.far_factor * ref:
+            criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
+        elif best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best:
+            # gave back its progress: the val loss (when logged beside a train loss) must
+            # be back at its own start too, or a train-mode loss raised by dropout or
+            # noise while the model is fine would count
+            v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS \
+                else None
+            if v is not None and len(v) >= p.level_points:
+                val_start = progress.start_level(v, p.head_frac, p.level_points)
+                val_late = progress.end_level(v, p.tail_frac, p.level_points)
+                if val_late < p.back_frac * val_start:
+                    return []
+            criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
+        else:
+            return []
+        # onset: the first smoothed point over the threshold (after the best, for a
+        # give-back) from which the loss stays over it to the end, in the median
+        over = (ss >= after) & (sm >= threshold)
+        idx = np.flatnonzero(over)
+        onset = float(ss[idx[0]]) if len(idx) else float(c.steps[-1])
+        for j in idx:
+            if np.median(sm[j:]) >= threshold:
+                onset = float(ss[j])
+                break
+        ev = DIV005.Evidence(
+            label=loss_label(s), criterion=criterion, level=late, reference=ref,
+            reference_kind=kind, ratio_to_reference=late / ref, start_level=start,
+            best=best, best_step=round(best_step), onset_step=round(onset),
+            num_classes=n_cls, val_level=val_late, val_start_level=val_start,
+            far_factor=p.far_factor, max_chance_loss=p.max_chance_loss,
+            fine_frac=p.fine_frac, back_frac=p.back_frac,
+        )
+        return [_measured(ctx, Found(s.tag, ev.onset_step, ev), float(ev.best_step),
+                          finite_number(ev.best),
+                          late / best if best > 0 else None)]
+
+    def message(self, ev: DIV005.Evidence) -> str:
+        ref = f"{ev.reference_kind} {fmt(ev.reference)}"
+        if ev.num_classes is not None:
+            ref = f"ln {ev.num_classes} = {fmt(ev.reference)}, the untrained level"
+        if ev.criterion == "far_above":
+            return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
+                    f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "
+                    f"{ev.onset_step}")
+        return (f"{ev.label} fell to {fmt(ev.best)} at step {ev.best_step} and is back at "
+                f"{fmt(ev.level)} ({fmt(ev.ratio_to_reference)}x {ref}) from step "
+                f"{ev.onset_step}: it gave back all its progress")
