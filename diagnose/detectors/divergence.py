@@ -732,10 +732,14 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         val_late = val_start = None
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
-        elif best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best:
-            # gave back its progress: the val loss (when logged beside a train loss) must
-            # be back at its own start too, or a train-mode loss raised by dropout or
-            # noise while the model is fine would count
+        elif (kind != "starting level" and best <= p.fine_frac * ref
+              and late >= p.back_frac * ref and late > best):
+            # gave back its progress, judged only against a real untrained level: a first
+            # logged point may come after an epoch of training, and a loss wandering back
+            # to it (a fine-tune starting low, warm restarts) has not lost what it learned.
+            # The val loss (when logged beside a train loss) must be back at its own start
+            # too, or a train-mode loss raised by dropout or noise while the model is fine
+            # would count
             v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS \
                 else None
             if v is not None and len(v) >= p.level_points:
