@@ -468,14 +468,15 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
                 f"step {ev.onset_step}")
 
 
-_CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification)"
-                      r"([_/]|loss|$)", re.I)
+_CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification|"
+                      r"lm|mlm|clm|causal_lm|masked_lm)([_/]|loss|$)", re.I)
 
 
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
-    """Non-negative and plausibly a cross-entropy: named so, or the run is a
-    classification (class count known or an accuracy metric logged)."""
-    if len(fin) == 0 or np.any(fin < 0):
+    """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
+    or the run is a classification (class count known or an accuracy metric logged).
+    A sum of loss components (a detector's box + cls + dfl) is not one."""
+    if len(fin) == 0 or np.any(fin < 0) or "+" in s.tag:
         return False
     if _CE_NAME.search(s.tag):
         return True
@@ -500,6 +501,8 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
         rel_max: float = param(P.AT_LEAST_ONE)
         ce_abs_max: float = param(P.POSITIVE)
         early_frac: float = param(P.SHARE)
+        recover_factor: float = param(P.AT_LEAST_ONE)
+        tail_frac: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -509,10 +512,12 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
         value: float = 0.0
         max_abs: float = 0.0
         early_magnitude: float = 0.0
+        late_level: float = 0.0
         cross_entropy_like: bool = False
         points_over: int | None = None
         rel_max: float = 0.0
         ce_abs_max: float = 0.0
+        recover_factor: float = 0.0
         blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
@@ -547,14 +552,23 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
                     by_ce = True
             if idx is None:
                 continue
+            # one astronomical spike the loss comes back from (DESIGN.md: not
+            # divergence) is quiet: its late level is back under recover_factor x the
+            # early magnitude (and under ce_abs_max for a cross-entropy); whether that
+            # level is still far above the untrained loss is DIV005's question
+            t0 = f.steps[-1] - p.tail_frac * span
+            late_v = v[f.steps >= t0]
+            late = float(np.median(np.abs(late_v if len(late_v) >= 3 else v[-3:])))
+            if late < p.recover_factor * early and not (ce and late >= p.ce_abs_max):
+                continue
             step = int(f.steps[idx])
             ev = DIV003.Evidence(
                 label=loss_label(s), step=step, by_ce=by_ce, value=float(v[idx]),
-                max_abs=float(np.max(np.abs(v))), early_magnitude=early,
+                max_abs=float(np.max(np.abs(v))), early_magnitude=early, late_level=late,
                 cross_entropy_like=ce,
                 points_over=(int(np.sum(np.abs(v) >= p.rel_max * early)) if early > 0
                              else None),
-                rel_max=p.rel_max, ce_abs_max=p.ce_abs_max,
+                rel_max=p.rel_max, ce_abs_max=p.ce_abs_max, recover_factor=p.recover_factor,
             )
             peak, base = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
             out.append(_measured(ctx, Found(s.tag, step, ev), None, None,
@@ -568,7 +582,8 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
             with np.errstate(over="ignore"):
                 factor = abs(ev.value) / ev.early_magnitude
             reason = f"{fmt(factor)}x its early magnitude {fmt(ev.early_magnitude)}"
-        return f"{ev.label} reaches {fmt(ev.value)} at step {ev.step}, {reason}"
+        return (f"{ev.label} reaches {fmt(ev.value)} at step {ev.step}, {reason}, and is "
+                f"still at {fmt(ev.late_level)} at the end of the run")
 
 
 @rule
@@ -676,12 +691,15 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         back_frac: float = param(P.SHARE)
         head_frac: float = param(P.SHARE)
         tail_frac: float = param(P.SHARE)
+        unfit_factor: float = param(P.AT_LEAST_ONE)
+        thrash_share: float = param(P.SHARE)
         level_points: int = param(P.COUNT)
         min_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
         label: str = internal("")
+        val_label: str = internal("")
         criterion: str = "far_above"
         level: float = 0.0
         reference: float = 0.0
@@ -694,6 +712,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         num_classes: int | None = None
         val_level: float | None = optional()
         val_start_level: float | None = optional()
+        thrash_share_seen: float = 0.0
         far_factor: float = 0.0
         max_chance_loss: float = 0.0
         fine_frac: float = 0.0
@@ -730,8 +749,26 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         i = int(np.argmin(sm))
         best, best_step = float(sm[i]), float(ss[i])
         val_late = val_start = None
+        metric = s.tag
+        v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS else None
+        if v is not None and len(v) >= p.level_points:
+            val_start = progress.start_level(v, p.head_frac, p.level_points)
+            val_late = progress.end_level(v, p.tail_frac, p.level_points)
+        # the train loss is not fine when its late level is well above the untrained one,
+        # or when it thrashes up to far above it (its median can sit at a good level
+        # between blow-ups); only then does a val loss far above L0 count: a huge val
+        # loss next to a fine train loss is batchnorm_collapse's, not divergence
+        tail = c.values[c.steps >= c.steps[-1] - p.tail_frac * c.span]
+        thrash = float(np.mean(tail >= p.far_factor * ref)) if len(tail) else 0.0
+        train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
+        elif kind != "starting level" and val_late is not None and v is not None and train_bad \
+                and val_late >= p.far_factor * ref:
+            vs, vm = smoothed(ctx, v.series)
+            keep = np.isfinite(vm)
+            ss, sm, metric = vs[keep], vm[keep], v.series.tag
+            criterion, threshold, after = "val_far_above", p.far_factor * ref, float(v.steps[0])
         elif (kind != "starting level" and best <= p.fine_frac * ref
               and late >= p.back_frac * ref and late > best):
             # gave back its progress, judged only against a real untrained level: a first
@@ -740,13 +777,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             # The val loss (when logged beside a train loss) must be back at its own start
             # too, or a train-mode loss raised by dropout or noise while the model is fine
             # would count
-            v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS \
-                else None
-            if v is not None and len(v) >= p.level_points:
-                val_start = progress.start_level(v, p.head_frac, p.level_points)
-                val_late = progress.end_level(v, p.tail_frac, p.level_points)
-                if val_late < p.back_frac * val_start:
-                    return []
+            if val_late is not None and val_start is not None \
+                    and val_late < p.back_frac * val_start:
+                return []
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         else:
             return []
@@ -764,10 +797,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             reference_kind=kind, ratio_to_reference=late / ref, start_level=start,
             best=best, best_step=round(best_step), onset_step=round(onset),
             num_classes=n_cls, val_level=val_late, val_start_level=val_start,
+            val_label=loss_label(v.series) if v is not None else "",
+            thrash_share_seen=thrash,
             far_factor=p.far_factor, max_chance_loss=p.max_chance_loss,
             fine_frac=p.fine_frac, back_frac=p.back_frac,
         )
-        return [_measured(ctx, Found(s.tag, ev.onset_step, ev), float(ev.best_step),
+        return [_measured(ctx, Found(metric, ev.onset_step, ev), float(ev.best_step),
                           finite_number(ev.best),
                           late / best if best > 0 else None)]
 
@@ -775,6 +810,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         ref = f"{ev.reference_kind} {fmt(ev.reference)}"
         if ev.num_classes is not None:
             ref = f"ln {ev.num_classes} = {fmt(ev.reference)}, the untrained level"
+        if ev.criterion == "val_far_above":
+            return (f"{ev.val_label} ends at {fmt(ev.val_level)}, "
+                    f"{fmt((ev.val_level or 0.0) / ev.reference)}x {ref}, while "
+                    f"{ev.label} is not fine either ({fmt(ev.level)} at the end, "
+                    f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
+                    f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "far_above":
             return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
                     f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "
