@@ -729,7 +729,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             return None
         if len(c) < p.min_points or not np.all(c.values >= 0):
             return []  # a negative-by-design loss has no untrained level to compare with
-        start = progress.start_level(c, p.head_frac, p.level_points)
+        # the untrained level is closest to the first logged point: a loss that blows up
+        # within its first head_frac of steps has a head median that is already blown
+        # (a first point of exactly 0 is a logging artefact, not a level)
+        head, first = progress.start_level(c, p.head_frac, p.level_points), float(c.values[0])
+        start = min(first, head) if first > 0 else head
         late = progress.end_level(c, p.tail_frac, p.level_points)
         n_cls = ctx.cached("num_classes",
                            lambda: signals.infer_num_classes(ctx.run, ctx.roles))
