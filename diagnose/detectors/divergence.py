@@ -752,12 +752,18 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             return []
         i = int(np.argmin(sm))
         best, best_step = float(sm[i]), float(ss[i])
-        val_late = val_start = None
+        val_late = val_start = val_best = None
         metric = s.tag
         v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS else None
         if v is not None and len(v) >= p.level_points:
-            val_start = progress.start_level(v, p.head_frac, p.level_points)
+            vhead, vfirst = progress.start_level(v, p.head_frac, p.level_points), v.values[0]
+            val_start = min(float(vfirst), vhead) if vfirst > 0 else vhead
             val_late = progress.end_level(v, p.tail_frac, p.level_points)
+            val_best = float(np.nanmin(smoothed(ctx, v.series)[1]))
+        own = kind == "starting level"
+        # the val loss's own reference: the same L0 when it is a real untrained level;
+        # its own starting level when L0 is only the train loss's first logged point
+        vref = (val_start if own else ref) or 0.0
         # the train loss is not fine when its late level is well above the untrained one,
         # or when it thrashes up to far above it (its median can sit at a good level
         # between blow-ups); only then does a val loss far above L0 count: a huge val
@@ -765,25 +771,26 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         tail = c.values[c.steps >= c.steps[-1] - p.tail_frac * c.span]
         thrash = float(np.mean(tail >= p.far_factor * ref)) if len(tail) else 0.0
         train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
+        # a give-back against a first logged point (which may come after an epoch of
+        # training: a fine-tune starting low, warm restarts wander back to it) needs the
+        # val loss to show it on its own too: down to fine_frac of its start, then back;
+        # against a real untrained level the val loss must at least be back at its start
+        # (a train-mode loss raised by dropout or noise while the model is fine is not)
+        val_gave_back = val_late is None or val_start is None or (
+            val_late >= p.back_frac * val_start
+            and (not own or (val_best is not None and val_best <= p.fine_frac * val_start)))
+        if own and val_late is None:
+            val_gave_back = False
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
-        elif kind != "starting level" and val_late is not None and v is not None and train_bad \
-                and val_late >= p.far_factor * ref:
+        elif v is not None and val_late is not None and vref > 0 and train_bad \
+                and val_late >= p.far_factor * vref:
             vs, vm = smoothed(ctx, v.series)
             keep = np.isfinite(vm)
             ss, sm, metric = vs[keep], vm[keep], v.series.tag
-            criterion, threshold, after = "val_far_above", p.far_factor * ref, float(v.steps[0])
-        elif (kind != "starting level" and best <= p.fine_frac * ref
-              and late >= p.back_frac * ref and late > best):
-            # gave back its progress, judged only against a real untrained level: a first
-            # logged point may come after an epoch of training, and a loss wandering back
-            # to it (a fine-tune starting low, warm restarts) has not lost what it learned.
-            # The val loss (when logged beside a train loss) must be back at its own start
-            # too, or a train-mode loss raised by dropout or noise while the model is fine
-            # would count
-            if val_late is not None and val_start is not None \
-                    and val_late < p.back_frac * val_start:
-                return []
+            criterion, threshold, after = "val_far_above", p.far_factor * vref, float(v.steps[0])
+        elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
+              and val_gave_back):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         else:
             return []
