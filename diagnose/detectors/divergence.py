@@ -773,12 +773,15 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
         # a give-back against a first logged point (which may come after an epoch of
         # training: a fine-tune starting low, warm restarts wander back to it) needs the
-        # val loss to show it on its own too: down to fine_frac of its start, then back;
+        # val loss to show it on its own too: down to fine_frac of its start (and of the
+        # train loss's: a val loss far above train from the start is a broken eval,
+        # batchnorm_collapse's), then back;
         # against a real untrained level the val loss must at least be back at its start
         # (a train-mode loss raised by dropout or noise while the model is fine is not)
         val_gave_back = val_late is None or val_start is None or (
             val_late >= p.back_frac * val_start
-            and (not own or (val_best is not None and val_best <= p.fine_frac * val_start)))
+            and (not own or (val_best is not None
+                             and val_best <= p.fine_frac * min(val_start, start))))
         if own and val_late is None:
             val_gave_back = False
         if late >= p.far_factor * ref:
