@@ -5,8 +5,8 @@ Adam; the logs are written by torch's own ``SummaryWriter`` (train loss/accuracy
 5 steps, val loss/accuracy every epoch, the hyperparameters with ``num_classes``), so
 the rule sees what a real run writes.
 
-- ``fire``: every weight scaled by 10 at init (logits 1000x too large) (a huge init): the cross-entropy starts in
-  the hundreds and, though it falls, ends tens of times above ln 4.
+- ``fire``: every weight scaled by 10 at init (a huge init, logits 1000x too large):
+  the cross-entropy starts in the thousands and, though it falls, ends about 8x ln 4.
 - ``quiet``: the same run with PyTorch's default init.
 - ``fire_lr_jump``: default init, then the LR is raised 3000x after 60% of the run: the
   loss leaves its good level and does not come back.
