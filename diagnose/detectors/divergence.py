@@ -816,9 +816,17 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             far_factor=p.far_factor, max_chance_loss=p.max_chance_loss,
             fine_frac=p.fine_frac, back_frac=p.back_frac,
         )
+        # the advice sizes its LR cut by how violent the blow-up was: against the
+        # untrained level for a loss that sits far above it (from the start, often), and
+        # against the best for a give-back
+        if criterion == "far_above":
+            rise = max(start, late) / ref
+        elif criterion == "val_far_above":
+            rise = (val_late or 0.0) / vref
+        else:
+            rise = late / best if best > 0 else float("nan")
         return [_measured(ctx, Found(metric, ev.onset_step, ev), float(ev.best_step),
-                          finite_number(ev.best),
-                          late / best if best > 0 else None)]
+                          finite_number(ev.best), finite_number(rise))]
 
     def message(self, ev: DIV005.Evidence) -> str:
         ref = f"{ev.reference_kind} {fmt(ev.reference)}"
