@@ -238,7 +238,7 @@ def test_cross_entropy_far_above_ln_c_from_the_start_is_divergence_even_if_falli
 
 
 def test_unknown_class_count_is_judged_against_the_largest_plausible_chance_level():
-    steps, vs = _epochs()
+    steps, _ = _epochs()
     acc = {"train_acc": (steps, np.full(len(steps), 0.3))}
     far = _noisy(40 + 900 * np.exp(-steps / 150), 0.1)
     (f,) = findings(make_run({"train_loss": (steps, far), **acc}), "DIV005")
