@@ -95,13 +95,17 @@ def test_config_mistakes_exit_2_naming_the_key(tmp_path: Path, toml: str,
 def test_an_in_range_threshold_is_applied(tmp_path: Path) -> None:
     """The validation rejects only what is out of range: a valid override still works
     (a huge explode factor and ratio factor switch DIV002 off; the run still fails on
-    other divergence rules, so look at the rule itself)."""
-    toml = "[thresholds.DIV002]\nexplode_factor = 1e9\nratio_factor = 1e9\n"
+    other divergence rules, so look at the rule itself; DIV005, which supersedes DIV002
+    on this log, is ignored so that DIV002 speaks)."""
+    base = 'ignore = ["DIV005"]\n'
+    toml = base + "[thresholds.DIV002]\nexplode_factor = 1e9\nratio_factor = 1e9\n"
     code, out, _ = _cli(str(DIVERGED), "--config", _config(tmp_path, toml),
                         "--format", "json")
     assert code in (0, 1)
     assert '"rule": "DIV002"' not in out
-    code, out, _ = _cli(str(DIVERGED), "--format", "json")
+    (tmp_path / "b").mkdir()
+    code, out, _ = _cli(str(DIVERGED), "--config", _config(tmp_path / "b", base),
+                        "--format", "json")
     assert '"rule": "DIV002"' in out
 
 

@@ -1,4 +1,4 @@
-"""DIV001-DIV004 and LOG005: divergence, and NaNs that recover."""
+"""DIV001-DIV005 and LOG005: divergence, and NaNs that recover."""
 
 from __future__ import annotations
 
@@ -211,3 +211,87 @@ def test_bn_collapse_last_batch_sample_is_not_divergence():
     (res,) = analyze([str(path)], Config(), Options(jobs=1)).results
     assert "divergence" not in res.states
     assert "batchnorm_collapse" in res.states
+
+
+# --- DIV005 --------------------------------------------------------------------
+
+
+def _epochs(n: int = 20, per: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.arange(n * per)
+    return steps, np.arange(per - 1, n * per, per)
+
+
+def test_cross_entropy_far_above_ln_c_from_the_start_is_divergence_even_if_falling():
+    """A huge init: the logged CE falls from ~900 to ~30 but sits 13x above ln 10."""
+    steps, vs = _epochs()
+    train = _noisy(30 + 870 * np.exp(-steps / 150), 0.1)
+    val = 32 + 800 * np.exp(-vs / 150)
+    run = make_run({"train_loss": (steps, train), "val_loss": (vs, val),
+                    "val_acc": (vs, np.full(len(vs), 0.12))}, hparams={"num_classes": 10})
+    (f,) = findings(run, "DIV005")
+    ev = f.evidence
+    assert ev["criterion"] == "far_above" and ev["reference_kind"] == "ln C"
+    assert ev["num_classes"] == 10 and ev["ratio_to_reference"] > 10
+    assert f.step == 0 and "ln 10" in f.message
+    # one divergence, and the never-learned symptoms are folded into it
+    assert {g.state for g in findings(run) if g.severity != "info"} == {"divergence"}
+
+
+def test_unknown_class_count_is_judged_against_the_largest_plausible_chance_level():
+    steps, _ = _epochs()
+    acc = {"train_acc": (steps, np.full(len(steps), 0.3))}
+    far = _noisy(40 + 900 * np.exp(-steps / 150), 0.1)
+    (f,) = findings(make_run({"train_loss": (steps, far), **acc}), "DIV005")
+    assert f.evidence["reference_kind"] == "largest plausible chance level"
+    # 15 is under 3 x ln 1000: not provably far above every plausible chance level
+    near = _noisy(15 + 900 * np.exp(-steps / 150), 0.1)
+    assert not findings(make_run({"train_loss": (steps, near), **acc}), "DIV005")
+
+
+def test_lr_jump_that_gives_back_all_progress_is_divergence():
+    steps, vs = _epochs()
+    jump = steps >= 600
+    train = _noisy(np.where(jump, 1.2, decay(steps, 1.1, 0.2, 100)), 0.15)
+    val = np.where(vs >= 600, 1.15, decay(vs, 1.1, 0.25, 100))
+    run = make_run({"train_loss": (steps, train), "val_loss": (vs, val)},
+                   hparams={"num_classes": 3})
+    (f,) = findings(run, "DIV005")
+    assert f.evidence["criterion"] == "back_to_start" and 600 <= f.step <= 700
+    assert "gave back all its progress" in f.message
+    # the same train curve while val stays good: a train-mode loss raised by noise or
+    # dropout, not a model that lost what it learned
+    good = decay(vs, 1.1, 0.25, 100)
+    run = make_run({"train_loss": (steps, train), "val_loss": (vs, good)},
+                   hparams={"num_classes": 3})
+    assert not findings(run, "DIV005")
+
+
+def test_fine_tune_starting_low_that_wanders_back_is_not_a_give_back():
+    """No class count: the first logged point (0.05) may already be trained; the loss
+    wandering back to it while val stays flat is not divergence."""
+    steps, vs = _epochs()
+    train = _noisy(0.05 - 0.03 * np.sin(np.pi * steps / steps[-1]), 0.2)
+    val = np.full(len(vs), 0.3) + 0.001 * np.arange(len(vs))
+    assert not findings(make_run({"train_loss": (steps, train), "val_loss": (vs, val)}),
+                        "DIV005")
+
+
+def test_huge_val_counts_only_when_train_is_not_fine_either():
+    steps, vs = _epochs()
+    val = 10 ** np.random.default_rng(8).uniform(2, 3, len(vs))
+    calm = _noisy(decay(steps, 0.7, 0.05, 60))
+    run = make_run({"train_loss": (steps, calm), "val_loss": (vs, val)},
+                   hparams={"num_classes": 2})
+    assert not findings(run, "DIV005")  # batchnorm_collapse's, not divergence
+    thrash = calm.copy()
+    thrash[steps % 3 == 0] = 500.0  # thrashing between blow-ups: the median looks fine
+    run = make_run({"train_loss": (steps, thrash), "val_loss": (vs, val)},
+                   hparams={"num_classes": 2})
+    (f,) = findings(run, "DIV005")
+    assert f.evidence["criterion"] == "val_far_above" and f.metric == "val_loss"
+
+
+def test_negative_by_design_losses_have_no_untrained_level():
+    steps = np.arange(200)
+    elbo = -1e4 + 50 * np.r_[np.zeros(100), np.linspace(0, 100, 100)]
+    assert not findings(make_run({"train_loss": (steps, elbo)}), "DIV005")

@@ -468,14 +468,15 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
                 f"step {ev.onset_step}")
 
 
-_CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification)"
-                      r"([_/]|loss|$)", re.I)
+_CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification|"
+                      r"lm|mlm|clm|causal_lm|masked_lm)([_/]|loss|$)", re.I)
 
 
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
-    """Non-negative and plausibly a cross-entropy: named so, or the run is a
-    classification (class count known or an accuracy metric logged)."""
-    if len(fin) == 0 or np.any(fin < 0):
+    """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
+    or the run is a classification (class count known or an accuracy metric logged).
+    A sum of loss components (a detector's box + cls + dfl) is not one."""
+    if len(fin) == 0 or np.any(fin < 0) or "+" in s.tag:
         return False
     if _CE_NAME.search(s.tag):
         return True
@@ -500,6 +501,8 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
         rel_max: float = param(P.AT_LEAST_ONE)
         ce_abs_max: float = param(P.POSITIVE)
         early_frac: float = param(P.SHARE)
+        recover_factor: float = param(P.AT_LEAST_ONE)
+        tail_frac: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -509,10 +512,12 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
         value: float = 0.0
         max_abs: float = 0.0
         early_magnitude: float = 0.0
+        late_level: float = 0.0
         cross_entropy_like: bool = False
         points_over: int | None = None
         rel_max: float = 0.0
         ce_abs_max: float = 0.0
+        recover_factor: float = 0.0
         blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
@@ -547,14 +552,23 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
                     by_ce = True
             if idx is None:
                 continue
+            # one astronomical spike the loss comes back from (DESIGN.md: not
+            # divergence) is quiet: its late level is back under recover_factor x the
+            # early magnitude (and under ce_abs_max for a cross-entropy); whether that
+            # level is still far above the untrained loss is DIV005's question
+            t0 = f.steps[-1] - p.tail_frac * span
+            late_v = v[f.steps >= t0]
+            late = float(np.median(np.abs(late_v if len(late_v) >= 3 else v[-3:])))
+            if late < p.recover_factor * early and not (ce and late >= p.ce_abs_max):
+                continue
             step = int(f.steps[idx])
             ev = DIV003.Evidence(
                 label=loss_label(s), step=step, by_ce=by_ce, value=float(v[idx]),
-                max_abs=float(np.max(np.abs(v))), early_magnitude=early,
+                max_abs=float(np.max(np.abs(v))), early_magnitude=early, late_level=late,
                 cross_entropy_like=ce,
                 points_over=(int(np.sum(np.abs(v) >= p.rel_max * early)) if early > 0
                              else None),
-                rel_max=p.rel_max, ce_abs_max=p.ce_abs_max,
+                rel_max=p.rel_max, ce_abs_max=p.ce_abs_max, recover_factor=p.recover_factor,
             )
             peak, base = finite_number(ev.max_abs), finite_number(ev.early_magnitude)
             out.append(_measured(ctx, Found(s.tag, step, ev), None, None,
@@ -568,7 +582,8 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
             with np.errstate(over="ignore"):
                 factor = abs(ev.value) / ev.early_magnitude
             reason = f"{fmt(factor)}x its early magnitude {fmt(ev.early_magnitude)}"
-        return f"{ev.label} reaches {fmt(ev.value)} at step {ev.step}, {reason}"
+        return (f"{ev.label} reaches {fmt(ev.value)} at step {ev.step}, {reason}, and is "
+                f"still at {fmt(ev.late_level)} at the end of the run")
 
 
 @rule
@@ -647,3 +662,186 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
                 f"{fmt(ev.fitted_rise)} ({fmt(100 * ev.relative_rise)}% of its scale, "
                 f"Kendall tau {ev.kendall_tau:.2f})")
+
+
+@rule
+class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
+    """The loss settles far above the untrained model's level, or gives back all of its
+    progress (DESIGN.md: "rises far above its starting level ... and does not come back").
+
+    The reference level L0 is the untrained loss: ln C for a C-class cross-entropy when C
+    is known; else, for a cross-entropy-like loss, the lower of its own starting level and
+    ``max_chance_loss`` (no plausible chance level is higher, so a loss logged already
+    blown up is judged against it); else (MSE and other losses) its own starting level.
+    Fires when the loss's late level is ``far_factor`` x L0 or more, or when, after its
+    smoothed best got to ``fine_frac`` x L0, the late level is back at ``back_frac`` x L0
+    (the start, or chance) with the val loss, when logged, back at its own start too.
+    Judged on the train loss (val when none is logged): a huge val loss while train is
+    fine is an evaluation problem (batchnorm_collapse), not divergence.
+    """
+
+    id = "DIV005"
+    detector = "loss_above_untrained"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        far_factor: float = param(P.AT_LEAST_ONE)
+        max_chance_loss: float = param(P.POSITIVE)
+        fine_frac: float = param(P.SHARE)
+        back_frac: float = param(P.SHARE)
+        head_frac: float = param(P.SHARE)
+        tail_frac: float = param(P.SHARE)
+        unfit_factor: float = param(P.AT_LEAST_ONE)
+        thrash_share: float = param(P.SHARE)
+        level_points: int = param(P.COUNT)
+        min_points: int = param(P.COUNT)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        label: str = internal("")
+        val_label: str = internal("")
+        criterion: str = "far_above"
+        level: float = 0.0
+        reference: float = 0.0
+        reference_kind: str = ""
+        ratio_to_reference: float = 0.0
+        start_level: float = 0.0
+        best: float = 0.0
+        best_step: int = 0
+        onset_step: int = 0
+        num_classes: int | None = None
+        val_level: float | None = optional()
+        val_start_level: float | None = optional()
+        thrash_share_seen: float = 0.0
+        far_factor: float = 0.0
+        max_chance_loss: float = 0.0
+        fine_frac: float = 0.0
+        back_frac: float = 0.0
+        blowup: Blowup | None = field(default=None, metadata={"json": False})
+
+    def detect(self, ctx: RuleContext,
+               p: DIV005.Params) -> list[Found[DIV005.Evidence]] | None:
+        from diagnose.detectors import progress
+
+        s = _train_or_val(ctx)
+        c = progress.curve(s)
+        if s is None or c is None:
+            return None
+        if len(c) < p.min_points or not np.all(c.values >= 0):
+            return []  # a negative-by-design loss has no untrained level to compare with
+        # the untrained level is closest to the first logged point: a loss that blows up
+        # within its first head_frac of steps has a head median that is already blown
+        # (a first point of exactly 0 is a logging artefact, not a level)
+        head, first = progress.start_level(c, p.head_frac, p.level_points), float(c.values[0])
+        start = min(first, head) if first > 0 else head
+        late = progress.end_level(c, p.tail_frac, p.level_points)
+        n_cls = ctx.cached("num_classes",
+                           lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        if n_cls is not None:
+            ref, kind = signals.chance_loss(n_cls), "ln C"
+        elif _ce_like(ctx, s, c.values) and start > p.max_chance_loss:
+            ref, kind = p.max_chance_loss, "largest plausible chance level"
+        else:
+            ref, kind = start, "starting level"
+        if ref <= 0:
+            return []
+        ss, sm = smoothed(ctx, s)
+        ok = np.isfinite(sm)
+        ss, sm = ss[ok], sm[ok]
+        if not len(sm):
+            return []
+        i = int(np.argmin(sm))
+        best, best_step = float(sm[i]), float(ss[i])
+        val_late = val_start = val_best = None
+        metric = s.tag
+        v = progress.curve(ctx.series(Role.VAL_LOSS)) if s.role == Role.TRAIN_LOSS else None
+        if v is not None and len(v) >= p.level_points:
+            vhead, vfirst = progress.start_level(v, p.head_frac, p.level_points), v.values[0]
+            val_start = min(float(vfirst), vhead) if vfirst > 0 else vhead
+            val_late = progress.end_level(v, p.tail_frac, p.level_points)
+            val_best = float(np.nanmin(smoothed(ctx, v.series)[1]))
+        own = kind == "starting level"
+        # the val loss's own reference: the same L0 when it is a real untrained level;
+        # its own starting level when L0 is only the train loss's first logged point
+        vref = (val_start if own else ref) or 0.0
+        # the train loss is not fine when its late level is well above the untrained one,
+        # or when it thrashes up to far above it (its median can sit at a good level
+        # between blow-ups); only then does a val loss far above L0 count: a huge val
+        # loss next to a fine train loss is batchnorm_collapse's, not divergence
+        tail = c.values[c.steps >= c.steps[-1] - p.tail_frac * c.span]
+        thrash = float(np.mean(tail >= p.far_factor * ref)) if len(tail) else 0.0
+        train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
+        # a give-back against a first logged point (which may come after an epoch of
+        # training: a fine-tune starting low, warm restarts wander back to it) needs the
+        # val loss to show it on its own too: down to fine_frac of its start (and of the
+        # train loss's: a val loss far above train from the start is a broken eval,
+        # batchnorm_collapse's), then back;
+        # against a real untrained level the val loss must at least be back at its start
+        # (a train-mode loss raised by dropout or noise while the model is fine is not)
+        val_gave_back = val_late is None or val_start is None or (
+            val_late >= p.back_frac * val_start
+            and (not own or (val_best is not None
+                             and val_best <= p.fine_frac * min(val_start, start))))
+        if own and val_late is None:
+            val_gave_back = False
+        if late >= p.far_factor * ref:
+            criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
+        elif v is not None and val_late is not None and vref > 0 and train_bad \
+                and val_late >= p.far_factor * vref:
+            vs, vm = smoothed(ctx, v.series)
+            keep = np.isfinite(vm)
+            ss, sm, metric = vs[keep], vm[keep], v.series.tag
+            criterion, threshold, after = "val_far_above", p.far_factor * vref, float(v.steps[0])
+        elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
+              and val_gave_back):
+            criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
+        else:
+            return []
+        # onset: the first smoothed point over the threshold (after the best, for a
+        # give-back) from which the loss stays over it to the end, in the median
+        over = (ss >= after) & (sm >= threshold)
+        idx = np.flatnonzero(over)
+        onset = float(ss[idx[0]]) if len(idx) else float(c.steps[-1])
+        for j in idx:
+            if np.median(sm[j:]) >= threshold:
+                onset = float(ss[j])
+                break
+        ev = DIV005.Evidence(
+            label=loss_label(s), criterion=criterion, level=late, reference=ref,
+            reference_kind=kind, ratio_to_reference=late / ref, start_level=start,
+            best=best, best_step=round(best_step), onset_step=round(onset),
+            num_classes=n_cls, val_level=val_late, val_start_level=val_start,
+            val_label=loss_label(v.series) if v is not None else "",
+            thrash_share_seen=thrash,
+            far_factor=p.far_factor, max_chance_loss=p.max_chance_loss,
+            fine_frac=p.fine_frac, back_frac=p.back_frac,
+        )
+        # the advice sizes its LR cut by how violent the blow-up was: against the
+        # untrained level for a loss that sits far above it (from the start, often), and
+        # against the best for a give-back
+        if criterion == "far_above":
+            rise = max(start, late) / ref
+        elif criterion == "val_far_above":
+            rise = (val_late or 0.0) / vref
+        else:
+            rise = late / best if best > 0 else float("nan")
+        return [_measured(ctx, Found(metric, ev.onset_step, ev), float(ev.best_step),
+                          finite_number(ev.best), finite_number(rise))]
+
+    def message(self, ev: DIV005.Evidence) -> str:
+        ref = f"{ev.reference_kind} {fmt(ev.reference)}"
+        if ev.num_classes is not None:
+            ref = f"ln {ev.num_classes} = {fmt(ev.reference)}, the untrained level"
+        if ev.criterion == "val_far_above":
+            return (f"{ev.val_label} ends at {fmt(ev.val_level)}, "
+                    f"{fmt((ev.val_level or 0.0) / ev.reference)}x {ref}, while "
+                    f"{ev.label} is not fine either ({fmt(ev.level)} at the end, "
+                    f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
+                    f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
+        if ev.criterion == "far_above":
+            return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
+                    f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "
+                    f"{ev.onset_step}")
+        return (f"{ev.label} fell to {fmt(ev.best)} at step {ev.best_step} and is back at "
+                f"{fmt(ev.level)} ({fmt(ev.ratio_to_reference)}x {ref}) from step "
+                f"{ev.onset_step}: it gave back all its progress")

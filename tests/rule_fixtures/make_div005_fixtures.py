@@ -1,0 +1,96 @@
+"""Remake DIV005's fixtures from real short trainings (torch on the CPU, deterministic).
+
+A 3-layer MLP learns a 4-class ``sklearn.datasets.make_classification`` problem with
+Adam; the logs are written by torch's own ``SummaryWriter`` (train loss/accuracy every
+5 steps, val loss/accuracy every epoch, the hyperparameters with ``num_classes``), so
+the rule sees what a real run writes.
+
+- ``fire``: every weight scaled by 10 at init (a huge init, logits 1000x too large):
+  the cross-entropy starts in the thousands and, though it falls, ends about 8x ln 4.
+- ``quiet``: the same run with PyTorch's default init.
+- ``fire_lr_jump``: default init, then the LR is raised 3000x after 60% of the run: the
+  loss leaves its good level and does not come back.
+
+Run: ``python tests/rule_fixtures/make_div005_fixtures.py`` (from the repo root; needs
+torch, tensorboard and scikit-learn from the ``dev`` extra).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import make_classification
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+HERE = Path(__file__).parent / "DIV005"
+EPOCHS = 8
+BATCH = 32
+
+
+def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
+          jump: float = 1.0, seed: int = 0) -> None:
+    torch.manual_seed(seed)
+    x, y = make_classification(n_samples=1200, n_features=20, n_informative=10,
+                               n_classes=4, class_sep=2.0, random_state=seed)
+    x = (x - x.mean(0)) / x.std(0)
+    xt, yt = torch.tensor(x[:960], dtype=torch.float32), torch.tensor(y[:960])
+    xv, yv = torch.tensor(x[960:], dtype=torch.float32), torch.tensor(y[960:])
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 4))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(init_scale)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    if folder.exists():
+        shutil.rmtree(folder)
+    w = SummaryWriter(str(folder))
+    # the hyperparameters, as Lightning's TensorBoardLogger.log_hyperparams writes them
+    # (into the run's own event file): the class count is what ln C is computed from
+    for summary in hparams({"num_classes": 4, "lr": 1e-3, "init_scale": init_scale},
+                           {}):
+        w.file_writer.add_summary(summary)
+    steps_per_epoch = len(xt) // BATCH
+    total = EPOCHS * steps_per_epoch
+    gen = torch.Generator().manual_seed(seed)
+    step = 0
+    for _ in range(EPOCHS):
+        order = torch.randperm(len(xt), generator=gen)
+        for b in range(steps_per_epoch):
+            if jump_at is not None and step == int(jump_at * total):
+                for g in opt.param_groups:
+                    g["lr"] *= jump
+            idx = order[b * BATCH:(b + 1) * BATCH]
+            out = model(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+            if step % 5 == 0:
+                w.add_scalar("train/loss", loss.item(), step)
+                w.add_scalar("train/acc", (out.argmax(1) == yt[idx]).float().mean().item(),
+                             step)
+                w.add_scalar("lr", opt.param_groups[0]["lr"], step)
+        with torch.no_grad():
+            out = model(xv)
+            w.add_scalar("val/loss", loss_fn(out, yv).item(), step)
+            w.add_scalar("val/acc", (out.argmax(1) == yv).float().mean().item(), step)
+    w.close()
+
+
+def main() -> None:
+    np.seterr(all="ignore")
+    train(HERE / "fire", init_scale=10.0)
+    train(HERE / "quiet")
+    train(HERE / "fire_lr_jump", jump_at=0.6, jump=3000.0)
+    print("DIV005 ok")
+
+
+if __name__ == "__main__":
+    main()
