@@ -632,19 +632,27 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         ev = finding.detail
         if not isinstance(ev, UND004.Evidence):
             return super().advise(ctx, finding)
-        reason = (f"the model underfits (loss ends at {pct(ev.end_over_untrained)} of its "
-                  f"untrained level)")
+        if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
+            reason = (f"the model underfits ({ev.accuracy} ends at {fmt(ev.accuracy_end)}, "
+                      f"{pct(ev.accuracy_above_chance)} of the room above chance)")
+        else:
+            reason = (f"the model underfits (loss ends at {pct(ev.end_over_untrained)} of "
+                      f"its untrained level)")
         return _underfit_advise(ctx, reason, ev.train_tail_gain)
 
     def message(self, ev: UND004.Evidence) -> str:
         ends = f"{ev.train_loss} ends at {fmt(ev.train_end)}"
         if ev.val_loss is not None and ev.val_end is not None:
-            ends += f" and {ev.val_loss} at {fmt(ev.val_end)}"
-        acc = (f"; {ev.accuracy} ends at {fmt(ev.accuracy_end)}"
-               if ev.accuracy is not None and ev.accuracy_end is not None else "")
+            ends += f" and {ev.val_loss} at {fmt(ev.val_end)} (train close to val)"
+        poor = (f"{pct(ev.end_over_untrained)} of the untrained level "
+                f"{fmt(ev.untrained_level)} ({ev.untrained_from})")
+        if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
+            poor = (f"{ev.accuracy} {fmt(ev.accuracy_end)} is only "
+                    f"{pct(ev.accuracy_above_chance)} of the room above chance for "
+                    f"{ev.num_classes} classes (loss at {poor})")
+        elif ev.accuracy is not None and ev.accuracy_end is not None:
+            poor += f", {ev.accuracy} {fmt(ev.accuracy_end)}"
         how = ("still falling: stopped at a poor level" if ev.still_falling
                else "levelled off at a poor level")
-        return (f"{ends} by step {ev.last_step}, {pct(ev.end_over_untrained)} of the "
-                f"untrained level {fmt(ev.untrained_level)} ({ev.untrained_from}) after "
-                f"learning to {fmt(ev.best)}, with train close to val{acc}: the model "
-                f"learns but stays poor ({how})")
+        return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
+                f"{poor}; the model learns but stays poor ({how})")
