@@ -445,6 +445,10 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         )
 
 
+#: The cross-entropy of an untrained classifier is ln C >= ln 2 (C >= 2 classes).
+CLASSIFIER_FLOOR = math.log(2.0)
+
+
 def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
     """The loss of the untrained model, from what the log shows, and where it came from.
 
@@ -466,6 +470,12 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if n_classes is not None and signals.chance_loss(n_classes) > ref:
             ref, how = signals.chance_loss(n_classes), f"ln {n_classes}"
+        elif n_classes is None and CLASSIFIER_FLOOR > ref and any(
+                _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
+            # a classifier (it logs an accuracy) starts at ln C >= ln 2 however many
+            # classes: a first loss below that is a fine-tune or a log written after
+            # training began, not the untrained level
+            ref, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
         return (ref, how) if ref > 0 else None
 
     return ctx.cached(("underfit_untrained_level",), compute)
