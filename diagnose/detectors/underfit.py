@@ -470,7 +470,7 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if n_classes is not None and signals.chance_loss(n_classes) > ref:
             ref, how = signals.chance_loss(n_classes), f"ln {n_classes}"
-        elif n_classes is None and CLASSIFIER_FLOOR > ref and any(
+        elif n_classes is None and ref < CLASSIFIER_FLOOR and any(
                 _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
             # a classifier (it logs an accuracy) starts at ln C >= ln 2 however many
             # classes: a first loss below that is a fine-tune or a log written after
