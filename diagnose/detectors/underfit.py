@@ -517,6 +517,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         gap_ratio: float = param(P.FRACTION)
         max_accuracy: float = param(P.FRACTION)
         poor_accuracy: float = param(P.FRACTION)
+        acc_max_classes: int = param(P.COUNT)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
 
@@ -571,12 +572,14 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if b > (1.0 - float(p.min_fall)) * l0:
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
-        # (with the class count known) its accuracy is far from perfect above chance
+        # (with a few classes, known) its accuracy is far from perfect above chance; with
+        # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
+        # char-level language model predicts 40-60% of its next characters)
         acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         by_loss = level >= float(p.poor_ratio) * l0
         by_acc = (acc is not None and n_classes is not None
-                  and acc[2] <= float(p.poor_accuracy))
+                  and n_classes <= p.acc_max_classes and acc[2] <= float(p.poor_accuracy))
         if not (by_loss or by_acc):
             return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
@@ -619,8 +622,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
     def _accuracy(ctx: RuleContext,
                   frac: float) -> tuple[str, float, float, float] | None:
         """The better split's end accuracy: (tag, value, its share of the room above
-        chance when the class count is known, else the accuracy itself, and its gain over
-        its first value or over chance, whichever is higher)."""
+        chance when the class count is known, else the accuracy itself, and how far it
+        learned: its lead over chance when the class count is known, else the larger of
+        its gain over its first value and its lead over 1/2, the highest chance level)."""
         best: tuple[str, float, float] | None = None
         for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
             a = _accuracy(ctx, role)
@@ -634,9 +638,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         tag, end, first = best
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if n_classes is None:
-            return tag, end, end, end - first
+            # chance is 1/C <= 1/2 whatever C: an accuracy that far above 1/2 learned even
+            # when its first logged value came after the learning
+            return tag, end, end, max(end - first, end - 0.5)
         chance = signals.chance_accuracy(n_classes)
-        return tag, end, (end - chance) / (1.0 - chance), end - max(first, chance)
+        return tag, end, (end - chance) / (1.0 - chance), end - chance
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
         ev = finding.detail
