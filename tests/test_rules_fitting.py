@@ -409,6 +409,16 @@ def test_poor_level_stays_quiet_on_its_traps(rules: list[RuleSpec], case: str,
     assert not _und004(_poor_level_run(**kwargs), rules)
 
 
+def test_poor_level_by_accuracy_needs_few_classes(rules: list[RuleSpec]) -> None:
+    """Loss 1.1 -> 0.45 is 41% of its untrained level (not poor by loss), but an accuracy
+    of 0.6 on a task whose untrained loss bounds it to exp(1.1) ~ 3 classes is poor; a
+    char-level LM (untrained 4.5 nats, up to ~90 classes) at the same accuracy is not
+    judged by accuracy."""
+    (f,) = _und004(_poor_level_run(start=1.1, end=0.45, acc_end=0.6), rules)
+    assert f.evidence["poor_by"] == "accuracy"
+    assert not _und004(_poor_level_run(start=4.5, end=1.85, acc_end=0.6), rules)
+
+
 # ---------------------------------------------------------------------------
 # 3. healthy traps
 # ---------------------------------------------------------------------------

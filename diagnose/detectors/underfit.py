@@ -518,6 +518,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         max_accuracy: float = param(P.FRACTION)
         poor_accuracy: float = param(P.FRACTION)
         acc_max_classes: int = param(P.COUNT)
+        acc_min_loss_ratio: float = param(P.FRACTION)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
 
@@ -578,8 +579,15 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         by_loss = level >= float(p.poor_ratio) * l0
-        by_acc = (acc is not None and n_classes is not None
-                  and n_classes <= p.acc_max_classes and acc[2] <= float(p.poor_accuracy))
+        # the class count, or an upper bound on it: an untrained classifier's loss is
+        # ln C or more (a random initialisation is no better than a uniform guess)
+        few = (n_classes <= p.acc_max_classes if n_classes is not None
+               else acc is not None and l0 <= math.log(p.acc_max_classes))
+        # ... and only while the loss still holds a real share of its untrained level: a
+        # loss that removed most of it fits what it sees (modest top-1 accuracies then
+        # come from the task, not from the fit)
+        by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
+                  and level >= float(p.acc_min_loss_ratio) * l0)
         if not (by_loss or by_acc):
             return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
