@@ -357,6 +357,68 @@ def test_poor_fit_stays_quiet_on_its_traps(rules: list[RuleSpec], case: str,
     assert not [f for f in _findings(_poor_fit_run(**kwargs), rules) if f.rule == "UND003"]
 
 
+def _poor_level_run(start: float = 2.3, end: float = 1.5, val_over_train: float = 1.03,
+                    n: int = 40, acc_end: float | None = None, rise_to: float | None = None,
+                    seed: int = 3) -> Run:
+    """A loss falling from ``start`` towards ``end`` (optionally rising back to
+    ``rise_to`` over the last third), val ``val_over_train`` x train, and an accuracy
+    rising from 0.1 to ``acc_end`` when given."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=float)
+    r = 1 - np.exp(-t / (0.2 * n))
+    loss = start + (end - start) * r
+    if rise_to is not None:
+        k = 2 * n // 3
+        loss[k:] = np.linspace(loss[k], rise_to, n - k)
+    loss = loss * np.exp(rng.normal(0, 0.01, n))
+    cols = {"loss": (t, loss), "val_loss": (t, loss * val_over_train)}
+    if acc_end is not None:
+        acc = 0.1 + (acc_end - 0.1) * r + rng.normal(0, 0.004, n)
+        cols |= {"accuracy": (t, acc), "val_accuracy": (t, acc - 0.01)}
+    return _run(cols)
+
+
+def _und004(run: Run, rules: list[RuleSpec]) -> list:
+    return [f for f in _findings(run, rules) if f.rule == "UND004"]
+
+
+def test_poor_level_fires_on_a_learned_but_poor_loss(rules: list[RuleSpec]) -> None:
+    (f,) = _und004(_poor_level_run(), rules)
+    assert f.state == "underfit" and f.severity == "warning"
+    assert f.evidence["poor_by"] == "loss" and 0.6 < f.evidence["end_over_untrained"] < 0.7
+    assert "learns but stays poor" in f.message and "% of the untrained level" in f.message
+
+
+@pytest.mark.parametrize("case, kwargs", [
+    # learned well: the loss ends at 10% of where it started
+    ("good", dict(end=0.23)),
+    # never left its initial level: plateau, not underfit
+    ("never_learned", dict(end=2.2)),
+    # val far above train: a generalisation gap, not underfitting
+    ("gap", dict(val_over_train=1.4)),
+    # learned, then rose back towards the start: divergence, not a poor fit
+    ("rose_back", dict(end=0.4, rise_to=1.9)),
+    # an accuracy near perfect: a good fit whatever the loss scale says
+    ("accurate", dict(acc_end=0.97)),
+    # a classifier fine-tune starting at 0.3 nats (below ln 2, the least untrained
+    # cross-entropy) and easing to 0.2: starts low, not poor
+    ("finetune", dict(start=0.3, end=0.2, acc_end=0.8)),
+])
+def test_poor_level_stays_quiet_on_its_traps(rules: list[RuleSpec], case: str,
+                                             kwargs: dict) -> None:
+    assert not _und004(_poor_level_run(**kwargs), rules)
+
+
+def test_poor_level_by_accuracy_needs_few_classes(rules: list[RuleSpec]) -> None:
+    """Loss 1.1 -> 0.45 is 41% of its untrained level (not poor by loss), but an accuracy
+    of 0.6 on a task whose untrained loss bounds it to exp(1.1) ~ 3 classes is poor; a
+    char-level LM (untrained 4.5 nats, up to ~90 classes) at the same accuracy is not
+    judged by accuracy."""
+    (f,) = _und004(_poor_level_run(start=1.1, end=0.45, acc_end=0.6), rules)
+    assert f.evidence["poor_by"] == "accuracy"
+    assert not _und004(_poor_level_run(start=4.5, end=1.85, acc_end=0.6), rules)
+
+
 # ---------------------------------------------------------------------------
 # 3. healthy traps
 # ---------------------------------------------------------------------------

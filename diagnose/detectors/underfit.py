@@ -334,6 +334,7 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         max_gap_share: float = param(P.NON_NEGATIVE)
         max_val_lead_share: float = param(P.NON_NEGATIVE)
         min_loss_ratio: float = param(P.NON_NEGATIVE)
+        min_loss_fall: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -412,6 +413,11 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         ratio = l_end / first
         if ratio < float(p.min_loss_ratio):
             return []
+        # the train loss must have learned too: an accuracy creeping up while the loss
+        # never leaves its untrained level is a run that never learned (plateau, not underfit)
+        ref = untrained_level(ctx)
+        if ref is not None and best > (1.0 - float(p.min_loss_fall)) * ref[0]:
+            return []
         ev = UND003.Evidence(
             train_series=ta.tag, val_series=va.tag, train_acc_end=t_end, val_acc_end=v_end,
             train_acc_first=t_first, train_acc_gain=gain, tail_gain=tail_gain, gap=gap,
@@ -437,3 +443,240 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             f"{pct(ev.train_loss_end_over_start)} of its start "
             f"({fmt(ev.train_loss_start)} -> {fmt(ev.train_loss_end)})"
         )
+
+
+#: The cross-entropy of an untrained classifier is ln C >= ln 2 (C >= 2 classes).
+CLASSIFIER_FLOOR = math.log(2.0)
+
+
+def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
+    """The loss of the untrained model, from what the log shows, and where it came from.
+
+    The largest of the train loss's first value, its level over the first tenth of the
+    run and the val loss's first value (a log written after the first epoch already
+    starts below the untrained loss, so the largest early value is the closest), and ln C
+    when the class count is known (the cross-entropy of a uniform guess).  None without a
+    positive train loss (a loss that goes negative has no scale to measure "poor" on).
+    """
+
+    def compute() -> tuple[float, str] | None:
+        tl = get_curve(ctx, Role.TRAIN_LOSS)
+        if tl is None or len(tl) < 2 or "+" in tl.tag or float(np.min(tl.values)) <= 0:
+            return None
+        ref, how = max(float(tl.values[0]), start_level(tl)), f"first {tl.tag}"
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
+            ref, how = float(vl.values[0]), f"first {vl.tag}"
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if n_classes is not None and signals.chance_loss(n_classes) > ref:
+            ref, how = signals.chance_loss(n_classes), f"ln {n_classes}"
+        elif n_classes is None and ref < CLASSIFIER_FLOOR and any(
+                _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
+            # a classifier (it logs an accuracy) starts at ln C >= ln 2 however many
+            # classes: a first loss below that is a fine-tune or a log written after
+            # training began, not the untrained level
+            ref, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+        return (ref, how) if ref > 0 else None
+
+    return ctx.cached(("underfit_untrained_level",), compute)
+
+
+def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
+    """The lowest smoothed loss of the run: read on the val loss when it has at least
+    ``min_val_points`` evaluations (a per-step train curve dips below any level once by
+    minibatch noise), else on the train loss."""
+    for role, need in ((Role.VAL_LOSS, min_val_points), (Role.TRAIN_LOSS, 2)):
+        c = get_curve(ctx, role)
+        if c is not None and len(c) >= need and "+" not in c.tag:
+            return float(np.min(smoothed(ctx, c)[1])), c.tag
+    return None
+
+
+@rule
+class UND004(Rule["UND004.Params", "UND004.Evidence"]):
+    """The model learned but ends at a poor loss, with val about as good as train.
+
+    DESIGN.md's underfit: the loss left its untrained level (it learned: plateau from the
+    start is not this), but the better of the train and val end levels is still a large
+    share of that untrained level, train is not far below val (no generalisation gap: the
+    model cannot fit its own data), the loss did not rise again from its best
+    (divergence), and a logged accuracy is not near perfect.  It fires whether the run is
+    still falling (stopped too early at a poor level) or has converged there (capacity,
+    regularisation): the evidence says which, and the advice follows.
+    """
+
+    id = "UND004"
+    detector = "poor_level"
+
+    @dataclass(frozen=True)
+    class Params(RuleParams):
+        min_points: int = param(P.COUNT)
+        end_frac: float = param(P.SHARE)
+        min_fall: float = param(P.FRACTION)
+        poor_ratio: float = param(P.FRACTION)
+        gap_ratio: float = param(P.FRACTION)
+        max_accuracy: float = param(P.FRACTION)
+        poor_accuracy: float = param(P.FRACTION)
+        acc_max_classes: int = param(P.COUNT)
+        acc_min_loss_ratio: float = param(P.FRACTION)
+        min_acc_gain: float = param(P.FRACTION)
+        rise_share: float = param(P.NON_NEGATIVE)
+
+    @dataclass(frozen=True)
+    class Evidence(RuleEvidence):
+        train_loss: str = ""
+        train_end: float = 0.0
+        val_loss: str | None = optional()
+        val_end: float | None = optional()
+        untrained_level: float = 0.0
+        untrained_from: str = ""
+        best: float = 0.0
+        best_on: str = ""
+        end_over_untrained: float = 0.0
+        poor_by: str = ""
+        train_over_val: float | None = optional()
+        accuracy: str | None = optional()
+        accuracy_end: float | None = optional()
+        accuracy_above_chance: float | None = optional()
+        accuracy_gain: float | None = optional()
+        num_classes: int | None = optional()
+        still_falling: bool = False
+        last_step: int = 0
+        #: the train loss's gain over the last quarter (the advice lengthens a run
+        #: that still learns)
+        train_tail_gain: float | None = internal()
+        thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+    def detect(self, ctx: RuleContext,
+               p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
+        tl = get_curve(ctx, Role.TRAIN_LOSS)
+        if tl is None or len(tl) < p.min_points or tl.span <= 0:
+            return None
+        ref = untrained_level(ctx)
+        if ref is None:
+            return None
+        if ends_nonfinite(ctx):
+            return []
+        l0, how = ref
+        frac = float(p.end_frac)
+        t_end = end_level(tl, frac)
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        if vl is not None and ("+" in vl.tag or float(np.min(vl.values)) <= 0):
+            vl = None
+        v_end = end_level(vl, frac) if vl is not None and len(vl) >= 2 else None
+        level = min(t_end, v_end) if v_end is not None else t_end
+        best = best_loss(ctx)
+        if best is None:
+            return []
+        b, best_on = best
+        # learned: the loss left its untrained level (else: plateau from the start)
+        if b > (1.0 - float(p.min_fall)) * l0:
+            return []
+        # poor: the better split still ends at a large share of the untrained loss, or
+        # (with a few classes, known) its accuracy is far from perfect above chance; with
+        # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
+        # char-level language model predicts 40-60% of its next characters)
+        acc = self._accuracy(ctx, frac)
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        by_loss = level >= float(p.poor_ratio) * l0
+        # the class count, or an upper bound on it: an untrained classifier's loss is
+        # ln C or more (a random initialisation is no better than a uniform guess)
+        few = (n_classes <= p.acc_max_classes if n_classes is not None
+               else acc is not None and l0 <= math.log(p.acc_max_classes))
+        # ... and only while the loss still holds a real share of its untrained level: a
+        # loss that removed most of it fits what it sees (modest top-1 accuracies then
+        # come from the task, not from the fit)
+        by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
+                  and level >= float(p.acc_min_loss_ratio) * l0)
+        if not (by_loss or by_acc):
+            return []
+        # a loss that rose again from its best is diverging or collapsing, not stuck
+        if level - b > float(p.rise_share) * max(l0 - b, 0.0):
+            return []
+        # train ~ val: a val loss well above train is a generalisation gap, not underfit
+        if v_end is not None and v_end > 0 and t_end < float(p.gap_ratio) * v_end:
+            return []
+        if acc is not None and acc[2] > float(p.max_accuracy):
+            return []
+        # a logged accuracy must have learned too: a loss falling from a bad
+        # initialisation to the chance level leaves the accuracy where it started
+        if acc is not None and acc[3] < float(p.min_acc_gain):
+            return []
+        tail = signals.robust_trend(*self._tail(tl))
+        falling = bool(np.isfinite(tail.slope_hi) and tail.slope_hi < 0)
+        ev = UND004.Evidence(
+            train_loss=tl.tag, train_end=t_end,
+            val_loss=vl.tag if v_end is not None and vl is not None else None, val_end=v_end,
+            untrained_level=l0, untrained_from=how, best=b, best_on=best_on,
+            end_over_untrained=level / l0,
+            poor_by="loss" if by_loss else "accuracy",
+            train_over_val=t_end / v_end if v_end else None,
+            accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
+            accuracy_gain=acc[3] if acc else None,
+            accuracy_above_chance=acc[2] if acc and n_classes is not None else None,
+            num_classes=n_classes, still_falling=falling, last_step=int(tl.steps[-1]),
+            train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
+        )
+        return [Found(tl.tag, int(tl.steps[-1]), ev)]
+
+    @staticmethod
+    def _tail(c: Curve, frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+        inside = c.steps >= float(c.steps[-1]) - frac * c.span
+        if inside.sum() < 3:
+            inside = np.arange(len(c)) >= len(c) - 3
+        return c.steps[inside], c.values[inside]
+
+    @staticmethod
+    def _accuracy(ctx: RuleContext,
+                  frac: float) -> tuple[str, float, float, float] | None:
+        """The better split's end accuracy: (tag, value, its share of the room above
+        chance when the class count is known, else the accuracy itself, and how far it
+        learned: its lead over chance when the class count is known, else the larger of
+        its gain over its first value and its lead over 1/2, the highest chance level)."""
+        best: tuple[str, float, float] | None = None
+        for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
+            a = _accuracy(ctx, role)
+            if a is None or len(a) < 2:
+                continue
+            end = a.raw(end_level(a, frac))
+            if best is None or end > best[1]:
+                best = (a.tag, end, a.raw(float(a.values[0])))
+        if best is None:
+            return None
+        tag, end, first = best
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if n_classes is None:
+            # chance is 1/C <= 1/2 whatever C: an accuracy that far above 1/2 learned even
+            # when its first logged value came after the learning
+            return tag, end, end, max(end - first, end - 0.5)
+        chance = signals.chance_accuracy(n_classes)
+        return tag, end, (end - chance) / (1.0 - chance), end - chance
+
+    def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
+        ev = finding.detail
+        if not isinstance(ev, UND004.Evidence):
+            return super().advise(ctx, finding)
+        if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
+            reason = (f"the model underfits ({ev.accuracy} ends at {fmt(ev.accuracy_end)}, "
+                      f"{pct(ev.accuracy_above_chance)} of the room above chance)")
+        else:
+            reason = (f"the model underfits (loss ends at {pct(ev.end_over_untrained)} of "
+                      f"its untrained level)")
+        return _underfit_advise(ctx, reason, ev.train_tail_gain)
+
+    def message(self, ev: UND004.Evidence) -> str:
+        ends = f"{ev.train_loss} ends at {fmt(ev.train_end)}"
+        if ev.val_loss is not None and ev.val_end is not None:
+            ends += f" and {ev.val_loss} at {fmt(ev.val_end)} (train close to val)"
+        poor = (f"{pct(ev.end_over_untrained)} of the untrained level "
+                f"{fmt(ev.untrained_level)} ({ev.untrained_from})")
+        if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
+            poor = (f"{ev.accuracy} {fmt(ev.accuracy_end)} is only "
+                    f"{pct(ev.accuracy_above_chance)} of the room above chance for "
+                    f"{ev.num_classes} classes (loss at {poor})")
+        elif ev.accuracy is not None and ev.accuracy_end is not None:
+            poor += f", {ev.accuracy} {fmt(ev.accuracy_end)}"
+        how = ("still falling: stopped at a poor level" if ev.still_falling
+               else "levelled off at a poor level")
+        return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
+                f"{poor}; the model learns but stays poor ({how})")
