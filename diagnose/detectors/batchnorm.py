@@ -33,6 +33,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level,
+    start_level,
 )
 from diagnose.detectors.rule import (
     ECHO,
@@ -94,6 +95,13 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         early_ratio: float = param(P.AT_LEAST_ONE)
         acc_gap: float = param(P.FRACTION)
         small_batch: int = param(P.COUNT)
+        min_val_points: int = param(P.COUNT)
+        train_good_ratio: float = param(P.SHARE)
+        never_frac: float = param(P.SHARE)
+        val_bad: float = param(P.SHARE)
+        min_gap: float = param(P.AT_LEAST_ONE)
+        early_gap: float = param(P.AT_LEAST_ONE)
+        acc_learned: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -104,7 +112,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         normalization: str | int | float | bool | None = optional()
         uses_batch_norm: bool | None = optional()
         #: "erratic" (val loss jumps), "broken" (val >> train from the first
-        #: evaluations) or "chance" (val accuracy at chance throughout)
+        #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
+        #: (val loss never leaves its first, untrained level while train gets good)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -119,10 +128,24 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         val_acc_median: float | None = optional()
         val_acc_end: float | None = optional()
         train_acc_early: float | None = optional()
+        untrained_level: float | None = optional()
+        val_first: float | None = optional()
+        val_min: float | None = optional()
+        val_median: float | None = optional()
+        val_end: float | None = optional()
+        val_acc_best: float | None = optional()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
                p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
+        found = self._detect(ctx, p)
+        if found is None or found:
+            return found
+        never = _never_good(ctx, p)
+        return [] if never is None else [never]
+
+    def _detect(self, ctx: RuleContext,
+                p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
         val = get_curve(ctx, Role.VAL_LOSS)
         train = get_curve(ctx, Role.TRAIN_LOSS)
         vacc = _acc(ctx, Role.VAL_METRIC)
@@ -217,11 +240,63 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"evaluation (step {ev.first_step}) on while val accuracy "
                 f"{fmt(ev.val_acc_early)} trails train accuracy {fmt(ev.train_acc_early)}"
             )
+        if ev.branch == "never_good":
+            return (
+                f"val loss never gets good: its minimum {fmt(ev.val_min)} stays near its "
+                f"first value {fmt(ev.val_first)} (untrained level about "
+                f"{fmt(ev.untrained_level)}) and ends at {fmt(ev.val_end)} while train loss "
+                f"falls to {fmt(ev.train_end)}"
+            )
         return (
             f"val accuracy stays at chance ({fmt(ev.val_acc_median)} median, chance "
             f"{fmt(ev.chance_accuracy)} for {ev.num_classes} classes) while train accuracy "
             f"is already {fmt(ev.train_acc_early)} in the first {ev.early_frac:.0%} of steps"
         )
+
+
+def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val never gets good first (DESIGN.md, batchnorm_collapse): the val loss stays at or
+    above its first value and the untrained level while train gets good, and it starts
+    apart from train instead of tracking it (memorisation starts with val ~ train).
+
+    The untrained level is the larger of the train loss's first value, its start level
+    and ln C when the class count is known.  A val accuracy that reached ``acc_learned``
+    means val did learn, unless the val loss sits ``early_ratio`` times above the train
+    loss's first value (eval outputs blown up by orders of magnitude).
+    """
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+        return None
+    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ratio = early_eval_ratio(ctx, float(p.early_frac))
+    if ratio is None or ratio < float(p.early_gap):
+        return None
+    ref = max(float(train.values[0]), start_level(train))
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None:
+        ref = max(ref, float(np.log(n_classes)))
+    t_end, v_end = end_level(train), end_level(val)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    v_med = float(np.median(val.values))
+    if not (
+        t_end <= float(p.train_good_ratio) * ref
+        and v_min >= float(p.never_frac) * min(v_first, ref)
+        and v_med >= float(p.val_bad) * ref
+        and v_end >= float(p.min_gap) * t_end
+    ):
+        return None
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
+    if acc_best is not None and acc_best >= float(p.acc_learned) \
+            and ratio < float(p.early_ratio):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
+        untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
+        val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
+        thresholds=p))
 
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:
