@@ -33,6 +33,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level,
+    pct,
     start_level,
 )
 from diagnose.detectors.rule import (
@@ -102,6 +103,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         min_gap: float = param(P.AT_LEAST_ONE)
         early_gap: float = param(P.AT_LEAST_ONE)
         acc_learned: float = param(P.FRACTION)
+        stuck_min_points: int = param(P.COUNT)
+        stuck_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -113,7 +116,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         uses_batch_norm: bool | None = optional()
         #: "erratic" (val loss jumps), "broken" (val >> train from the first
         #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
-        #: (val loss never leaves its first, untrained level while train gets good)
+        #: (val loss never leaves its first, untrained level while train gets good) or
+        #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -134,6 +138,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         val_median: float | None = optional()
         val_end: float | None = optional()
         val_acc_best: float | None = optional()
+        val_acc_stuck: float | None = optional()
+        stuck_share: float | None = optional()
+        train_acc_end: float | None = optional()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -141,8 +148,11 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        never = _never_good(ctx, p)
-        return [] if never is None else [never]
+        for branch in (_never_good, _stuck):
+            hit = branch(ctx, p)
+            if hit is not None:
+                return [hit]
+        return []
 
     def _detect(self, ctx: RuleContext,
                 p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
@@ -247,6 +257,13 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.untrained_level)}) and ends at {fmt(ev.val_end)} while train loss "
                 f"falls to {fmt(ev.train_end)}"
             )
+        if ev.branch == "stuck":
+            return (
+                f"val accuracy repeats the same value {fmt(ev.val_acc_stuck)} in "
+                f"{pct(ev.stuck_share or 0.0)} of evaluations while train loss falls to "
+                f"{fmt(ev.train_end)} and the val loss never gets below "
+                f"{fmt(ev.val_min)} (first {fmt(ev.val_first)})"
+            )
         return (
             f"val accuracy stays at chance ({fmt(ev.val_acc_median)} median, chance "
             f"{fmt(ev.chance_accuracy)} for {ev.num_classes} classes) while train accuracy "
@@ -297,6 +314,40 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
         val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
         thresholds=p))
+
+
+def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val accuracy repeats one value in ``stuck_share`` of the evaluations (the model
+    predicts the same class for every eval sample: a constant eval-mode output) while the
+    train loss gets good (``train_good_ratio``), train accuracy, when logged, ends at least
+    ``acc_gap`` above that value, and the val loss never gets below ``never_frac`` of its
+    first value: eval-mode statistics are broken, whatever the class count."""
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if vacc is None or val is None or train is None or len(vacc) < p.stuck_min_points \
+            or len(train) < 3 or ends_nonfinite(ctx):
+        return None
+    raw = np.array([float(f"{vacc.raw(float(x)):.6g}") for x in vacc.values])
+    values, counts = np.unique(raw, return_counts=True)
+    k = int(np.argmax(counts))
+    share, stuck = float(counts[k]) / len(raw), float(values[k])
+    if share < float(p.stuck_share):
+        return None
+    ref = max(float(train.values[0]), start_level(train))
+    t_end = end_level(train)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    if not (ref > 0 and t_end <= float(p.train_good_ratio) * ref
+            and v_first > 0 and v_min >= float(p.never_frac) * v_first):
+        return None
+    tacc = _acc(ctx, Role.TRAIN_METRIC)
+    t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
+    if t_acc is not None and t_acc < stuck + float(p.acc_gap):
+        return None
+    return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="stuck", val_acc_stuck=stuck, stuck_share=share,
+        train_acc_end=t_acc, untrained_level=ref, val_first=v_first, val_min=v_min,
+        train_end=t_end, thresholds=p))
 
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:
