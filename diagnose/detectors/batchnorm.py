@@ -34,6 +34,7 @@ from diagnose.detectors.progress import (
     get_curve,
     level,
     pct,
+    smoothed,
     start_level,
 )
 from diagnose.detectors.rule import (
@@ -105,6 +106,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         acc_learned: float = param(P.FRACTION)
         stuck_min_points: int = param(P.COUNT)
         stuck_share: float = param(P.SHARE)
+        swing_min_points: int = param(P.COUNT)
+        swing_ratio: float = param(P.AT_LEAST_ONE)
+        swing_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -117,7 +121,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: "erratic" (val loss jumps), "broken" (val >> train from the first
         #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
         #: (val loss never leaves its first, untrained level while train gets good) or
-        #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction)
+        #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction) or
+        #: "swing" (val loss swings to many times the train loss, early and late)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -141,6 +146,10 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         val_acc_stuck: float | None = optional()
         stuck_share: float | None = optional()
         train_acc_end: float | None = optional()
+        swing_evaluations: int | None = optional()
+        evaluations: int | None = optional()
+        val_max_over_train: float | None = optional()
+        swing_ratio: float | None = optional()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -148,7 +157,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        for branch in (_never_good, _stuck):
+        for branch in (_never_good, _stuck, _swing):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -257,6 +266,14 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.untrained_level)}) and ends at {fmt(ev.val_end)} while train loss "
                 f"falls to {fmt(ev.train_end)}"
             )
+        if ev.branch == "swing":
+            return (
+                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss"
+                f" at {ev.swing_evaluations} of {ev.evaluations} evaluations "
+                f"(up to {fmt(ev.val_max_over_train)}x, median jump "
+                f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
+                f"falls to {fmt(ev.train_end)}"
+            )
         if ev.branch == "stuck":
             return (
                 f"val accuracy repeats the same value {fmt(ev.val_acc_stuck)} in "
@@ -348,6 +365,61 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         **_hparam_evidence(ctx, p), branch="stuck", val_acc_stuck=stuck, stuck_share=share,
         train_acc_end=t_acc, untrained_level=ref, val_first=v_first, val_min=v_min,
         train_end=t_end, thresholds=p))
+
+
+def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val loss swings wildly from the first evaluations on (DESIGN.md): at least
+    ``swing_share`` of the evaluations (two or more, in both halves of the run) sit
+    ``swing_ratio`` times above the smoothed train loss at the same step, consecutive
+    evaluations differ by a median factor of ``jump_factor``, and train gets good
+    (``train_good_ratio``).  Unlike the erratic branch the train loss may be noisy per
+    step (a tiny last batch spikes it too): it is compared by its smoothed level.  A val
+    loss that rises steadily (memorisation) has small jumps and stays quiet.  Val is read
+    per evaluation: of the val loss series, the one with the fewest points (a per-epoch
+    aggregate rather than per-batch val losses, which swing by nature)."""
+    val = _per_evaluation(ctx, Role.VAL_LOSS, p.swing_min_points)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.swing_min_points or len(train) < 3 \
+            or ends_nonfinite(ctx):
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ts, tsm = smoothed(ctx, train)
+    t_at = np.interp(val.steps, ts, tsm)
+    if not np.all(t_at > 0):
+        return None
+    ratio = val.values / t_at
+    high = ratio >= float(p.swing_ratio)
+    n, half = len(ratio), len(ratio) // 2
+    if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
+            or not high[half:].any():
+        return None
+    jump = _log_jumps(val)
+    ref = max(float(train.values[0]), start_level(train))
+    t_end = end_level(train)
+    if jump < np.log(float(p.jump_factor)) or t_end > float(p.train_good_ratio) * ref:
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
+        evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
+        val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
+        thresholds=p))
+
+
+def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | None:
+    """The role's curve with the fewest points (at least ``min_points``) among the series
+    of the same metric: one value per evaluation, not per batch."""
+    main = get_curve(ctx, role)
+    if main is None:
+        return None
+    best = main
+    for s in ctx.roles.candidates(role):
+        if s.metric != main.series.metric:
+            continue
+        c = curve(s, False)
+        if c is not None and min_points <= len(c) < len(best):
+            best = c
+    return best
 
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:
