@@ -389,6 +389,7 @@ class GapParams(RuleParams):
     max_early_ratio: float = param(P.AT_LEAST_ONE)
     min_gap_of_progress: float = param(P.NON_NEGATIVE)
     min_val_rise: float = param(P.NON_NEGATIVE)
+    min_rise_of_start: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -428,8 +429,8 @@ class _GapRule(Rule[GapParams, GapEvidence]):
     still creeps down), the val/train ratio must grow by ``min_ratio_growth`` (in log
     units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss and
     ``min_gap_of_progress`` of what the val loss improved over the run; the smoothed val
-    loss must end ``min_val_rise`` above its minimum (OVF003: a gap alone is not overfit;
-    OVF004, a preview, sets 0).
+    loss must end ``min_val_rise`` above its minimum, by at least ``min_rise_of_start`` of
+    the larger first loss (OVF003: a gap alone is not overfit; OVF004, a preview, sets 0).
     Losses must be positive (ratios need a zero).
     """
 
@@ -485,6 +486,10 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         v_low = float(np.min(v))
         val_rise = v_end / v_low - 1.0 if v_low > 0 else 0.0
         finite_val = val.values[np.isfinite(val.values)]
+        # ... and by a meaningful amount next to where the run started (the larger first
+        # loss): a fine-tune starting near 0 rising by a few thousandths of a nat is noise
+        start = max(float(finite_val[0]) if len(finite_val) else 0.0, float(train.values[0]))
+        rise_of_start = (v_end - v_low) / start if start > 0 else 0.0
         progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
         gap_of_progress = gap_end / progress if progress > 0 else np.inf
         if not (
@@ -494,6 +499,7 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             and train_fall >= float(p.min_train_fall)
             and val_fall <= float(p.max_val_fall)
             and val_rise >= float(p.min_val_rise)
+            and rise_of_start >= float(p.min_rise_of_start)
         ):
             return []
         step0 = int(steps[ti[0]])
