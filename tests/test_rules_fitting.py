@@ -495,7 +495,10 @@ _REAL_EXPECT: dict[str, tuple[set[str], set[str]]] = {
     "yolov5_cots_150e": ({"overfit"}, {"underfit"}),
     "yolov5_cots_600e": ({"overfit"}, {"underfit"}),
     "yolov5_traffic_886ep_resumed": ({"overfit", "plateau"}, {"underfit"}),
-    "keras_car_cnn": ({"overfit", "plateau"}, {"underfit", "batchnorm_collapse"}),
+    # labelled overfit,plateau, but val loss sits flat at 0.72-0.76 from epoch ~20 to 100
+    # beside a falling train loss: DESIGN.md says a gap alone, or a val flat at a converged
+    # level, is not overfit, so overfit is neither required nor forbidden here
+    "keras_car_cnn": ({"plateau"}, {"underfit", "batchnorm_collapse"}),
     # val still creeps down (0.35 -> 0.33) under a 150x gap: only the preview OVF004 says so
     "dlrnn_v28_gap": (set(), {"underfit", "plateau", "overfit"}),
     # at chance from the first to the last epoch: never left the initial level, so

@@ -33,6 +33,9 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level,
+    pct,
+    smoothed,
+    start_level,
 )
 from diagnose.detectors.rule import (
     ECHO,
@@ -94,6 +97,18 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         early_ratio: float = param(P.AT_LEAST_ONE)
         acc_gap: float = param(P.FRACTION)
         small_batch: int = param(P.COUNT)
+        min_val_points: int = param(P.COUNT)
+        train_good_ratio: float = param(P.SHARE)
+        never_frac: float = param(P.SHARE)
+        val_bad: float = param(P.SHARE)
+        min_gap: float = param(P.AT_LEAST_ONE)
+        early_gap: float = param(P.AT_LEAST_ONE)
+        acc_learned: float = param(P.FRACTION)
+        stuck_min_points: int = param(P.COUNT)
+        stuck_share: float = param(P.SHARE)
+        swing_min_points: int = param(P.COUNT)
+        swing_ratio: float = param(P.AT_LEAST_ONE)
+        swing_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -104,7 +119,10 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         normalization: str | int | float | bool | None = optional()
         uses_batch_norm: bool | None = optional()
         #: "erratic" (val loss jumps), "broken" (val >> train from the first
-        #: evaluations) or "chance" (val accuracy at chance throughout)
+        #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
+        #: (val loss never leaves its first, untrained level while train gets good) or
+        #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction) or
+        #: "swing" (val loss swings to many times the train loss, early and late)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -119,10 +137,34 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         val_acc_median: float | None = optional()
         val_acc_end: float | None = optional()
         train_acc_early: float | None = optional()
+        untrained_level: float | None = optional()
+        val_first: float | None = optional()
+        val_min: float | None = optional()
+        val_median: float | None = optional()
+        val_end: float | None = optional()
+        val_acc_best: float | None = optional()
+        val_acc_stuck: float | None = optional()
+        stuck_share: float | None = optional()
+        train_acc_end: float | None = optional()
+        swing_evaluations: int | None = optional()
+        evaluations: int | None = optional()
+        val_max_over_train: float | None = optional()
+        swing_ratio: float | None = optional()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
                p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
+        found = self._detect(ctx, p)
+        if found is None or found:
+            return found
+        for branch in (_never_good, _stuck, _swing):
+            hit = branch(ctx, p)
+            if hit is not None:
+                return [hit]
+        return []
+
+    def _detect(self, ctx: RuleContext,
+                p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
         val = get_curve(ctx, Role.VAL_LOSS)
         train = get_curve(ctx, Role.TRAIN_LOSS)
         vacc = _acc(ctx, Role.VAL_METRIC)
@@ -217,11 +259,167 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"evaluation (step {ev.first_step}) on while val accuracy "
                 f"{fmt(ev.val_acc_early)} trails train accuracy {fmt(ev.train_acc_early)}"
             )
+        if ev.branch == "never_good":
+            return (
+                f"val loss never gets good: its minimum {fmt(ev.val_min)} stays near its "
+                f"first value {fmt(ev.val_first)} (untrained level about "
+                f"{fmt(ev.untrained_level)}) and ends at {fmt(ev.val_end)} while train loss "
+                f"falls to {fmt(ev.train_end)}"
+            )
+        if ev.branch == "swing":
+            return (
+                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss"
+                f" at {ev.swing_evaluations} of {ev.evaluations} evaluations "
+                f"(up to {fmt(ev.val_max_over_train)}x, median jump "
+                f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
+                f"falls to {fmt(ev.train_end)}"
+            )
+        if ev.branch == "stuck":
+            return (
+                f"val accuracy repeats the same value {fmt(ev.val_acc_stuck)} in "
+                f"{pct(ev.stuck_share or 0.0)} of evaluations while train loss falls to "
+                f"{fmt(ev.train_end)} and the val loss never gets below "
+                f"{fmt(ev.val_min)} (first {fmt(ev.val_first)})"
+            )
         return (
             f"val accuracy stays at chance ({fmt(ev.val_acc_median)} median, chance "
             f"{fmt(ev.chance_accuracy)} for {ev.num_classes} classes) while train accuracy "
             f"is already {fmt(ev.train_acc_early)} in the first {ev.early_frac:.0%} of steps"
         )
+
+
+def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val never gets good first (DESIGN.md, batchnorm_collapse): the val loss stays at or
+    above its first value and the untrained level while train gets good, and it starts
+    apart from train instead of tracking it (memorisation starts with val ~ train).
+
+    The untrained level is the larger of the train loss's first value, its start level
+    and ln C when the class count is known.  A val accuracy that reached ``acc_learned``
+    means val did learn, unless the val loss sits ``early_ratio`` times above the train
+    loss's first value (eval outputs blown up by orders of magnitude).
+    """
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+        return None
+    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ratio = early_eval_ratio(ctx, float(p.early_frac))
+    if ratio is None or ratio < float(p.early_gap):
+        return None
+    ref = max(float(train.values[0]), start_level(train))
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None:
+        ref = max(ref, float(np.log(n_classes)))
+    t_end, v_end = end_level(train), end_level(val)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    v_med = float(np.median(val.values))
+    if not (
+        t_end <= float(p.train_good_ratio) * ref
+        and v_min >= float(p.never_frac) * min(v_first, ref)
+        and v_med >= float(p.val_bad) * ref
+        and v_end >= float(p.min_gap) * t_end
+    ):
+        return None
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
+    if acc_best is not None and acc_best >= float(p.acc_learned) \
+            and ratio < float(p.early_ratio):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
+        untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
+        val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
+        thresholds=p))
+
+
+def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val accuracy repeats one value in ``stuck_share`` of the evaluations (the model
+    predicts the same class for every eval sample: a constant eval-mode output) while the
+    train loss gets good (``train_good_ratio``), train accuracy, when logged, ends at least
+    ``acc_gap`` above that value, and the val loss never gets below ``never_frac`` of its
+    first value: eval-mode statistics are broken, whatever the class count."""
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if vacc is None or val is None or train is None or len(vacc) < p.stuck_min_points \
+            or len(train) < 3 or ends_nonfinite(ctx):
+        return None
+    raw = np.array([float(f"{vacc.raw(float(x)):.6g}") for x in vacc.values])
+    values, counts = np.unique(raw, return_counts=True)
+    k = int(np.argmax(counts))
+    share, stuck = float(counts[k]) / len(raw), float(values[k])
+    if share < float(p.stuck_share):
+        return None
+    ref = max(float(train.values[0]), start_level(train))
+    t_end = end_level(train)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    if not (ref > 0 and t_end <= float(p.train_good_ratio) * ref
+            and v_first > 0 and v_min >= float(p.never_frac) * v_first):
+        return None
+    tacc = _acc(ctx, Role.TRAIN_METRIC)
+    t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
+    if t_acc is not None and t_acc < stuck + float(p.acc_gap):
+        return None
+    return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="stuck", val_acc_stuck=stuck, stuck_share=share,
+        train_acc_end=t_acc, untrained_level=ref, val_first=v_first, val_min=v_min,
+        train_end=t_end, thresholds=p))
+
+
+def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val loss swings wildly from the first evaluations on (DESIGN.md): at least
+    ``swing_share`` of the evaluations (two or more, in both halves of the run) sit
+    ``swing_ratio`` times above the smoothed train loss at the same step, consecutive
+    evaluations differ by a median factor of ``jump_factor``, and train gets good
+    (``train_good_ratio``).  Unlike the erratic branch the train loss may be noisy per
+    step (a tiny last batch spikes it too): it is compared by its smoothed level.  A val
+    loss that rises steadily (memorisation) has small jumps and stays quiet.  Val is read
+    per evaluation: of the val loss series, the one with the fewest points (a per-epoch
+    aggregate rather than per-batch val losses, which swing by nature)."""
+    val = _per_evaluation(ctx, Role.VAL_LOSS, p.swing_min_points)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.swing_min_points or len(train) < 3 \
+            or ends_nonfinite(ctx):
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ts, tsm = smoothed(ctx, train)
+    t_at = np.interp(val.steps, ts, tsm)
+    if not np.all(t_at > 0):
+        return None
+    ratio = val.values / t_at
+    high = ratio >= float(p.swing_ratio)
+    n, half = len(ratio), len(ratio) // 2
+    if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
+            or not high[half:].any():
+        return None
+    jump = _log_jumps(val)
+    ref = max(float(train.values[0]), start_level(train))
+    t_end = end_level(train)
+    if jump < np.log(float(p.jump_factor)) or t_end > float(p.train_good_ratio) * ref:
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
+        evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
+        val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
+        thresholds=p))
+
+
+def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | None:
+    """The role's curve with the fewest points (at least ``min_points``) among the series
+    of the same metric: one value per evaluation, not per batch."""
+    main = get_curve(ctx, role)
+    if main is None:
+        return None
+    best = main
+    for s in ctx.roles.candidates(role):
+        if s.metric != main.series.metric:
+            continue
+        c = curve(s, False)
+        if c is not None and min_points <= len(c) < len(best):
+            best = c
+    return best
 
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:

@@ -388,6 +388,8 @@ class GapParams(RuleParams):
     min_gap_ratio: float = param(P.NON_NEGATIVE)
     max_early_ratio: float = param(P.AT_LEAST_ONE)
     min_gap_of_progress: float = param(P.NON_NEGATIVE)
+    min_val_rise: float = param(P.NON_NEGATIVE)
+    min_rise_of_start: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,7 @@ class GapEvidence(RuleEvidence):
     gap_over_val: float = 0.0
     gap_over_val_progress: float = 0.0
     log_ratio_growth: float = 0.0
+    val_rise_pct: float = 0.0
     val_min: float = 0.0
     val_min_step: int = 0
     train_metric: str = ""
@@ -425,7 +428,9 @@ class _GapRule(Rule[GapParams, GapEvidence]):
     ``max_val_fall`` (OVF003: val has stalled; OVF004 lifts this for a huge gap while val
     still creeps down), the val/train ratio must grow by ``min_ratio_growth`` (in log
     units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss and
-    ``min_gap_of_progress`` of what the val loss improved over the run.
+    ``min_gap_of_progress`` of what the val loss improved over the run; the smoothed val
+    loss must end ``min_val_rise`` above its minimum, by at least ``min_rise_of_start`` of
+    the larger first loss (OVF003: a gap alone is not overfit; OVF004, a preview, sets 0).
     Losses must be positive (ratios need a zero).
     """
 
@@ -475,7 +480,16 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         growth = float(np.log(v_end) - np.log(t_end) - np.log(v_start) + np.log(t_start))
         if not all(np.isfinite([train_fall, val_fall, gap_ratio, growth])):
             return []
+        # overfit, not a gap alone: the (smoothed) val loss has turned upward from its
+        # minimum by min_val_rise; a val flat or wiggling by a few percent at a converged
+        # level while train heads to 0 is a healthy gap (DESIGN.md)
+        v_low = float(np.min(v))
+        val_rise = v_end / v_low - 1.0 if v_low > 0 else 0.0
         finite_val = val.values[np.isfinite(val.values)]
+        # ... and by a meaningful amount next to where the run started (the larger first
+        # loss): a fine-tune starting near 0 rising by a few thousandths of a nat is noise
+        start = max(float(finite_val[0]) if len(finite_val) else 0.0, float(train.values[0]))
+        rise_of_start = (v_end - v_low) / start if start > 0 else 0.0
         progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
         gap_of_progress = gap_end / progress if progress > 0 else np.inf
         if not (
@@ -484,6 +498,8 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             and gap_of_progress >= float(p.min_gap_of_progress)
             and train_fall >= float(p.min_train_fall)
             and val_fall <= float(p.max_val_fall)
+            and val_rise >= float(p.min_val_rise)
+            and rise_of_start >= float(p.min_rise_of_start)
         ):
             return []
         step0 = int(steps[ti[0]])
@@ -496,7 +512,7 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             train_end=t_end, val_start=v_start, val_end=v_end,
             train_fall_pct=100 * train_fall, val_fall_pct=100 * val_fall, gap_end=gap_end,
             gap_over_val=gap_ratio, gap_over_val_progress=gap_of_progress,
-            log_ratio_growth=growth, val_min=float(np.min(val.values)),
+            log_ratio_growth=growth, val_rise_pct=100 * val_rise, val_min=float(np.min(val.values)),
             val_min_step=int(val.steps[int(np.argmin(val.values))]),
             train_metric=train.tag, advice_name=advice_name(val.series),
             evaluations=len(val), thresholds=p,

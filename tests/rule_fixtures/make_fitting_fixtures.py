@@ -202,11 +202,12 @@ def ovf002_quiet(d: Path) -> None:
 
 
 def ovf003_fire(d: Path) -> None:
-    """Val loss stalls at ~0.74 from epoch ~30 while train loss keeps falling to 0.2."""
+    """Val loss stalls at ~0.74 from epoch ~30, then turns upward (~+15% by the end) while
+    train loss keeps falling to 0.2 (a val that only stalls is OVF003/quiet_gap_alone)."""
     rng = np.random.default_rng(105)
     t = np.arange(100.0)
     loss = noisy(rng, decay(t, 1.8, 0.12, 0.03), 0.02)
-    vl = noisy(rng, decay(t, 1.9, 0.74, 0.12), 0.025)
+    vl = noisy(rng, decay(t, 1.9, 0.74, 0.12) + 0.002 * np.clip(t - 40, 0, None), 0.025)
     write_keras(d, loss, vl, acc_from_loss(loss, 0.3, 0.97, 1.8),
                 np.clip(acc_from_loss(vl, 0.3, 0.76, 1.9) + rng.normal(0, 0.008, 100), 0, 1))
 
