@@ -66,7 +66,10 @@ def test_divergence_stops_the_training(tmp_path: Path,
     assert rec.current == 3.0 and rec.proposed < 3.0
     # the entries trainer_state.json keeps in log_history, under their names
     tags = set(cb.monitor.run().scalars["tag"].astype(str))
-    assert {"loss", "grad_norm", "learning_rate", "eval_loss"} <= tags
+    assert {"loss", "grad_norm", "learning_rate"} <= tags
+    # eval_loss is there once an evaluation ran (every 10 steps); a blow-up caught from the
+    # train loss alone can stop the training before the first one
+    assert ("eval_loss" in tags) == (trainer.state.global_step >= 10)
 
 
 def test_healthy_run_goes_to_the_end(tmp_path: Path) -> None:
