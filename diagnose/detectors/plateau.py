@@ -337,6 +337,28 @@ class PLT003(Rule[StallParams, StallEvidence]):
                 f"{pct(ev.flat_share_of_run)} of the run: converged")
 
 
+def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
+    """(movement, noise tolerance) of a positive loss relative to its initial level.
+
+    A clean curve is anchored at its first value (a loss that fell in its first epoch and
+    then froze did learn something) and has no tolerance.  A curve whose point-to-point
+    noise exceeds ``max_rel_move`` (a per-step minibatch loss) is read on the medians of
+    about ten consecutive chunks instead, so one lucky minibatch neither moves it nor
+    anchors it; its tolerance is ``noise_z`` standard errors of such a median.
+    """
+    first = float(c.values[0])
+    sigma = noise(c)
+    if sigma <= float(p.max_rel_move) * first or len(c) < 6:
+        drop = first - float(np.min(smoothed(ctx, c)[1]))
+        change = abs(end_level(c) - first)
+        return max(drop, change) / first, 0.0
+    k = max(3, len(c) // 10)
+    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, len(c) // k)])
+    a = float(meds[0])
+    move = max(a - float(np.min(meds)), abs(float(meds[-1]) - a)) / a
+    return move, float(p.noise_z) * sigma / np.sqrt(k) / a
+
+
 @rule
 class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     """The loss never leaves its initial level.
@@ -357,6 +379,9 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         max_rel_move: float = param(P.NON_NEGATIVE)
         max_metric_gain: float = param(P.NON_NEGATIVE)
         good_metric: float = param(P.FRACTION)
+        unknown_chance: float = param(P.FRACTION)
+        noise_z: float = param(P.NON_NEGATIVE)
+        min_chance_share: float = param(P.NON_NEGATIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -365,6 +390,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         end: float = 0.0
         max_rel_move: float = 0.0
         moves: dict[str, float] = field(default_factory=dict)
+        noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -381,18 +407,22 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if ends_nonfinite(ctx):
             return []
         moves: dict[str, float] = {}
+        tols: dict[str, float] = {}
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
             c = get_curve(ctx, role)
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
-            # the initial level is the first value: a loss that fell in its first epoch
-            # and then froze did learn something (a capacity limit, not a frozen network)
-            first = float(c.values[0])
-            drop = first - float(np.min(smoothed(ctx, c)[1]))
-            change = abs(end_level(c) - first)
-            moves[c.tag] = max(drop, change) / first
+            moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        chance = signals.chance_accuracy(n_classes) if n_classes else 0.0
+        # unknown class count: the most generous chance level, two classes (a
+        # majority-class accuracy of 0.6 on a binary set is not a "good" level)
+        chance = (signals.chance_accuracy(n_classes) if n_classes
+                  else float(p.unknown_chance))
+        # a cross-entropy well below ln C is a low level (a fine-tune that starts low and
+        # stays nearly flat), not the untrained one
+        if n_classes and end_level(main) < float(p.min_chance_share) * signals.chance_loss(
+                n_classes):
+            return []
         for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
             c = get_curve(ctx, role)
             if c is None or len(c) < 3 or not bounded_metric(c):
@@ -405,12 +435,17 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
-        if not moves or max(moves.values()) > float(p.max_rel_move):
+        allowed = float(p.max_rel_move)
+        # every loss stays within its tolerance, and one of them is measured precisely
+        # enough for "did not move" to mean something (not only per-step noise)
+        if (not moves or any(moves[t] > allowed + tols[t] for t in moves)
+                or min(tols.values()) > allowed):
             return []
         ev = PLT002.Evidence(
             name=_name(main), start=float(main.values[0]), end=end_level(main),
-            max_rel_move=max(moves.values()), moves=moves, last_step=int(main.steps[-1]),
-            thresholds=p)
+            max_rel_move=max(moves.values()), moves=moves,
+            noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
+            last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
@@ -424,5 +459,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         return plateau_advice(ctx, start, finite_number(ev.end), True, from_start=True)
 
     def message(self, ev: PLT002.Evidence) -> str:
+        noisy = (f"; within noise for {', '.join(sorted(ev.noise_tolerance))}"
+                 if ev.noise_tolerance else "")
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
-                f"at most {pct(ev.max_rel_move)} of movement) through step {ev.last_step}")
+                f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
+                f"{ev.last_step}")
