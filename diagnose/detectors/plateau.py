@@ -342,21 +342,35 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
 
     A clean curve is anchored at its first value (a loss that fell in its first epoch and
     then froze did learn something) and has no tolerance.  A curve whose point-to-point
-    noise exceeds ``max_rel_move`` (a per-step minibatch loss) is read on the medians of
-    about ten consecutive chunks instead, so one lucky minibatch neither moves it nor
-    anchors it; its tolerance is ``noise_z`` standard errors of such a median.
+    noise exceeds ``max_rel_move`` of its level (a per-step minibatch loss) with at least
+    ``chunked_points`` points is read on the medians of ten consecutive chunks instead,
+    so one lucky minibatch neither moves it nor anchors it; its tolerance is ``noise_z``
+    standard errors of such a median.
     """
     first = float(c.values[0])
     sigma = noise(c)
-    if sigma <= float(p.max_rel_move) * first or len(c) < 6:
+    if sigma <= float(p.max_rel_move) * first or len(c) < int(p.chunked_points):
         drop = first - float(np.min(smoothed(ctx, c)[1]))
         change = abs(end_level(c) - first)
         return max(drop, change) / first, 0.0
-    k = max(3, len(c) // 10)
-    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, len(c) // k)])
+    k = len(c) // 10
+    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
     a = float(meds[0])
     move = max(a - float(np.min(meds)), abs(float(meds[-1]) - a)) / a
     return move, float(p.noise_z) * sigma / np.sqrt(k) / a
+
+
+def _near_chance(ctx: RuleContext, c: Curve, n_classes: int | None, share: float) -> bool:
+    """True when the class count C is known and the smoothed loss stays between ``share``
+    x ln C and ln C / ``share`` from start to end: the untrained level, however its first
+    logged points moved (a loss far above ln C is divergence's business)."""
+    if not n_classes:
+        return False
+    ln_c = signals.chance_loss(n_classes)
+    sm = smoothed(ctx, c)[1]
+    lo, hi = share * ln_c, ln_c / share
+    return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
+                and lo <= end_level(c) <= hi)
 
 
 @rule
@@ -382,6 +396,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         unknown_chance: float = param(P.FRACTION)
         noise_z: float = param(P.NON_NEGATIVE)
         min_chance_share: float = param(P.NON_NEGATIVE)
+        near_chance: float = param(P.NON_NEGATIVE)
+        chunked_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -391,6 +407,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         max_rel_move: float = 0.0
         moves: dict[str, float] = field(default_factory=dict)
         noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
+        at_chance_loss: float | None = optional()
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -406,27 +423,41 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             return None
         if ends_nonfinite(ctx):
             return []
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         moves: dict[str, float] = {}
         tols: dict[str, float] = {}
+        at_chance: list[str] = []
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
             c = get_curve(ctx, role)
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
             moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        # unknown class count: the most generous chance level, two classes (a
-        # majority-class accuracy of 0.6 on a binary set is not a "good" level)
-        chance = (signals.chance_accuracy(n_classes) if n_classes
-                  else float(p.unknown_chance))
+            if _near_chance(ctx, c, n_classes, float(p.near_chance)):
+                at_chance.append(c.tag)
+        if not moves:
+            return []
         # a cross-entropy well below ln C is a low level (a fine-tune that starts low and
         # stays nearly flat), not the untrained one
         if n_classes and end_level(main) < float(p.min_chance_share) * signals.chance_loss(
                 n_classes):
             return []
-        for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
-            c = get_curve(ctx, role)
-            if c is None or len(c) < 3 or not bounded_metric(c):
-                continue
+        allowed = float(p.max_rel_move)
+        # every loss stays within its tolerance or sits at ln C from start to end, and one
+        # of them is measured precisely enough for "did not move" to mean something (not
+        # only per-step noise) or sits at ln C
+        still = [t for t in moves if moves[t] <= allowed + tols[t]]
+        if not (all(t in still or t in at_chance for t in moves)
+                and (at_chance or min(tols[t] for t in still) <= allowed)):
+            return []
+        # unknown class count: the most generous chance level, two classes (a
+        # majority-class accuracy of 0.6 on a binary set is not a "good" level)
+        chance = (signals.chance_accuracy(n_classes) if n_classes
+                  else float(p.unknown_chance))
+        # held-out accuracy decides when logged: a train accuracy on minibatches can rise
+        # to the majority-class rate while nothing that generalises is learned
+        metrics = [c for c in (get_curve(ctx, Role.VAL_METRIC), get_curve(ctx, Role.TRAIN_METRIC))
+                   if c is not None and len(c) >= 3 and bounded_metric(c)][:1]
+        for c in metrics:
             # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
             level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
             if total_progress(ctx, c) > max(float(p.max_metric_gain), 3.0 * level_noise):
@@ -435,16 +466,11 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
-        allowed = float(p.max_rel_move)
-        # every loss stays within its tolerance, and one of them is measured precisely
-        # enough for "did not move" to mean something (not only per-step noise)
-        if (not moves or any(moves[t] > allowed + tols[t] for t in moves)
-                or min(tols.values()) > allowed):
-            return []
         ev = PLT002.Evidence(
             name=_name(main), start=float(main.values[0]), end=end_level(main),
             max_rel_move=max(moves.values()), moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
+            at_chance_loss=signals.chance_loss(n_classes) if at_chance and n_classes else None,
             last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
@@ -461,6 +487,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     def message(self, ev: PLT002.Evidence) -> str:
         noisy = (f"; within noise for {', '.join(sorted(ev.noise_tolerance))}"
                  if ev.noise_tolerance else "")
+        if ev.at_chance_loss is not None:
+            noisy += f"; never left ln C = {fmt(ev.at_chance_loss)}"
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
                 f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
                 f"{ev.last_step}")
