@@ -64,7 +64,8 @@ if TYPE_CHECKING:
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
-         "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
+         "max_worsening", "min_train_rel", "min_train_effect", "poor_progress",
+         "early_flat_share", "poor_chance_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -81,6 +82,8 @@ class StallParams(RuleParams):
     min_train_rel: float = param(P.NON_NEGATIVE)
     min_train_effect: float = param(P.NON_NEGATIVE)
     poor_progress: float = param(P.NON_NEGATIVE)
+    early_flat_share: float = param(P.FRACTION)
+    poor_chance_share: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ class StallEvidence(RuleEvidence):
     train_from: float | None = optional()
     train_to: float | None = optional()
     train_rel_improvement: float | None = optional()
+    poor_loss: str | None = optional()
+    loss_progress: float | None = optional()
+    loss_vs_chance: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -229,9 +235,50 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         and first > 0
         and total / first < float(p["poor_progress"])
     )
+    out.update(_poor_loss(ctx, c, p, poor, out["flat_share"]))
+    poor = poor or out["poor_by"] is not None
     out.update({"train_improving": train_improving, "poor": poor,
                 "progress_rel": total / abs(first) if first else float("nan")})
     return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+
+
+def _poor_loss(ctx: RuleContext, c: Curve, p: Any, poor: bool,
+               flat_share: float) -> dict[str, Any]:
+    """Is the level poor by the losses beside a metric objective, or by ln C?
+
+    ``poor_by`` is None, ``"loss_progress"`` (the objective is a metric and every logged
+    loss fell less than ``poor_progress`` of its start: the headline metric hides losses
+    that barely moved) or ``"chance"`` (the class count C is known, the flat stretch began
+    within the first ``1 - early_flat_share`` of the run and the val loss, else the train
+    loss, ends at ``poor_chance_share`` x ln C or above: learned a little, then stuck).
+    """
+    out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
+    if poor:
+        return out
+    loss = get_curve(ctx, Role.VAL_LOSS) or get_curve(ctx, Role.TRAIN_LOSS)
+    if loss is None or len(loss) < 3 or float(np.min(loss.values)) <= 0:
+        return out
+    if c.series.role != loss.series.role:
+        # every logged loss: the first evaluation may come after the early learning,
+        # which the train loss (logged from the first steps) still shows
+        progs = []
+        for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+            lc = get_curve(ctx, role)
+            if lc is None or len(lc) < 3 or start_level(lc) <= 0:
+                continue
+            # from the first value when higher: a fall within the first epoch is progress
+            start = max(float(lc.values[0]), start_level(lc))
+            progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
+        if progs and max(progs) < float(p["poor_progress"]):
+            return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
+                    "poor_loss": loss.tag}
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes and flat_share >= float(p["early_flat_share"]):
+        share = end_level(loss) / signals.chance_loss(n_classes)
+        if share >= float(p["poor_chance_share"]):
+            return {**out, "poor_by": "chance", "loss_vs_chance": share,
+                    "poor_loss": loss.tag}
+    return out
 
 
 def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
@@ -256,6 +303,9 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         train_from=tr.get("from"),
         train_to=tr.get("to"),
         train_rel_improvement=tr.get("rel"),
+        poor_loss=st.get("poor_loss"),
+        loss_progress=st.get("loss_progress"),
+        loss_vs_chance=st.get("loss_vs_chance"),
         thresholds=p,
         last_step=last_step,
     )
@@ -300,6 +350,12 @@ class PLT001(Rule[StallParams, StallEvidence]):
         if ev.train_improving:
             why = (f"while train {ev.train_metric} still improves from "
                    f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
+        elif ev.loss_vs_chance is not None:
+            why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level ln C: a poor level")
+        elif ev.loss_progress is not None:
+            why = (f"while no loss improved more than {pct(ev.loss_progress)} from its "
+                   f"start")
         else:
             why = f"after improving only {pct(ev.progress_rel)} from its start"
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
