@@ -3,9 +3,12 @@
 The same flat tail means different things, so one analysis feeds three rules:
 
 * PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
-  and has not improved beyond noise for at least ``tail_frac`` of the run, AND either
-  the train curve keeps improving meanwhile (validation has stopped following: a
-  generalisation plateau) or the level is poor (the loss barely moved from its start).
+  and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
+  is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
+  with a known class count and a flat stretch from early on, the loss still holds
+  ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
+  curve flat at a good level while training still improves is not one (that gap is the
+  overfit rules' business), so it is reported by neither rule.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -229,49 +232,48 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         and train_imp["tau"] < 0
     )
     first = start_level(c)
-    poor = (
-        not bounded_metric(c)
-        and c.sign > 0
-        and first > 0
-        and total / first < float(p["poor_progress"])
-    )
-    out.update(_poor_loss(ctx, c, p, poor, out["flat_share"]))
-    poor = poor or out["poor_by"] is not None
+    out.update(_poor_level(ctx, c, p, out["flat_share"]))
+    poor = out["poor_by"] is not None
     out.update({"train_improving": train_improving, "poor": poor,
                 "progress_rel": total / abs(first) if first else float("nan")})
-    return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+    # DESIGN: a plateau is stuck at a poor level; val flat while train still improves at
+    # a good level is the fitting rules' business (overfit), not a plateau
+    kind = "stalled" if poor else "val_flat" if train_improving else "converged"
+    return {**out, "kind": kind}
 
 
-def _poor_loss(ctx: RuleContext, c: Curve, p: Any, poor: bool,
-               flat_share: float) -> dict[str, Any]:
-    """Is the level poor by the losses beside a metric objective, or by ln C?
+def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
+    """Is the flat level poor, by what the log shows?
 
-    ``poor_by`` is None, ``"loss_progress"`` (the objective is a metric and every logged
-    loss fell less than ``poor_progress`` of its start: the headline metric hides losses
-    that barely moved) or ``"chance"`` (the class count C is known, the flat stretch began
-    within the first ``1 - early_flat_share`` of the run and the val loss, else the train
-    loss, ends at ``poor_chance_share`` x ln C or above: learned a little, then stuck).
+    ``poor_by`` is None, ``"progress"`` (every logged loss fell less than
+    ``poor_progress`` of its start, for a clean curve read from its first value when that
+    is higher: the first evaluation may come after the early learning, which the train
+    loss logged from the first steps still shows; ``"loss_progress"`` when the objective
+    is a metric, whose headline hides losses that barely moved) or ``"chance"`` (the class
+    count C is known, the flat stretch began within the first ``1 - early_flat_share`` of
+    the run and the val loss, else the train loss, ends at ``poor_chance_share`` x ln C or
+    above: learned a little, then stuck).
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
-    if poor:
-        return out
     loss = get_curve(ctx, Role.VAL_LOSS) or get_curve(ctx, Role.TRAIN_LOSS)
     if loss is None or len(loss) < 3 or float(np.min(loss.values)) <= 0:
         return out
-    if c.series.role != loss.series.role:
-        # every logged loss: the first evaluation may come after the early learning,
-        # which the train loss (logged from the first steps) still shows
-        progs = []
-        for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
-            lc = get_curve(ctx, role)
-            if lc is None or len(lc) < 3 or start_level(lc) <= 0:
-                continue
-            # from the first value when higher: a fall within the first epoch is progress
-            start = max(float(lc.values[0]), start_level(lc))
-            progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
-        if progs and max(progs) < float(p["poor_progress"]):
-            return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
-                    "poor_loss": loss.tag}
+    progs = []
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < 3 or start_level(lc) <= 0:
+            continue
+        start = start_level(lc)
+        if noise(lc) <= float(p["poor_progress"]) * start:
+            # a clean curve from its first value when higher: a fall within the first
+            # epoch is progress (a noisy per-step loss's first batch proves nothing)
+            start = max(float(lc.values[0]), start)
+        progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
+    if progs and max(progs) < float(p["poor_progress"]):
+        if c.series.role == loss.series.role or c.series.role == Role.TRAIN_LOSS:
+            return {**out, "poor_by": "progress"}
+        return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
+                "poor_loss": loss.tag}
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes and flat_share >= float(p["early_flat_share"]):
         share = end_level(loss) / signals.chance_loss(n_classes)
@@ -347,10 +349,7 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.train_improving:
-            why = (f"while train {ev.train_metric} still improves from "
-                   f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
-        elif ev.loss_vs_chance is not None:
+        if ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
         elif ev.loss_progress is not None:
@@ -358,6 +357,9 @@ class PLT001(Rule[StallParams, StallEvidence]):
                    f"start")
         else:
             why = f"after improving only {pct(ev.progress_rel)} from its start"
+        if ev.train_improving:
+            why += (f", while train {ev.train_metric} still improves from "
+                    f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
                 f"({pct(ev.flat_share_of_run)} of the run, best {fmt(ev.best)}) {why}")
 
