@@ -511,10 +511,14 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         # to the majority-class rate while nothing that generalises is learned
         metrics = [c for c in (get_curve(ctx, Role.VAL_METRIC), get_curve(ctx, Role.TRAIN_METRIC))
                    if c is not None and len(c) >= 3 and bounded_metric(c)][:1]
+        # every loss at ln C: the predicted distribution is still the untrained one, and
+        # an accuracy that rises meanwhile is its argmax reaching the majority class
+        all_at_chance = all(t in at_chance for t in moves)
         for c in metrics:
             # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
             level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
-            if total_progress(ctx, c) > max(float(p.max_metric_gain), 3.0 * level_noise):
+            if not all_at_chance and total_progress(ctx, c) > max(
+                    float(p.max_metric_gain), 3.0 * level_noise):
                 return []
             # flat at a good level from the start: a resumed or fine-tuned run, not a
             # stuck one
