@@ -66,7 +66,8 @@ if TYPE_CHECKING:
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
-         "max_worsening", "min_train_rel", "min_train_effect", "poor_progress",
+         "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
+         "poor_progress",
          "early_flat_share", "poor_chance_share")
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class StallParams(RuleParams):
     max_val_loss_rise: float = param(P.NON_NEGATIVE)
     min_train_rel: float = param(P.NON_NEGATIVE)
     min_train_effect: float = param(P.NON_NEGATIVE)
+    min_train_share: float = param(P.FRACTION)
     poor_progress: float = param(P.NON_NEGATIVE)
     early_flat_share: float = param(P.FRACTION)
     poor_chance_share: float = param(P.NON_NEGATIVE)
@@ -200,6 +202,8 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
                 continue
             imp: dict[str, Any] = dict(improvement(tc, max(t0, float(tc.steps[0]))))
             imp["tag"] = tc.tag
+            tot = total_progress(ctx, tc)
+            imp["share"] = imp["drop"] / tot if tot > 0 else 0.0
             train_imp = imp
             break
     out["train"] = train_imp
@@ -229,6 +233,9 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         and train_imp["rel"] >= float(p["min_train_rel"])
         and train_imp["effect"] >= float(p["min_train_effect"])
         and train_imp["tau"] < 0
+        # a meaningful share of the train curve's own progress, not an already converged
+        # loss polishing its last digits (0.005 -> 0.001) or settling after a spike
+        and train_imp["share"] >= float(p["min_train_share"])
     )
     first = start_level(c)
     out.update(_poor_level(ctx, c, p, out["flat_share"]))
