@@ -5,7 +5,9 @@ The same flat tail means different things, so one analysis feeds three rules:
 * PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
   and has not improved beyond noise for at least ``tail_frac`` of the run, AND either
   the train curve keeps improving meanwhile (validation has stopped following: a
-  generalisation plateau) or the level is poor (the loss barely moved from its start).
+  generalisation plateau) or the level is poor by what the log shows (no logged loss
+  fell ``poor_progress`` of its start, or, with a known class count and a flat stretch
+  from early on, the loss still holds ``poor_chance_share`` of ln C).
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -64,7 +66,9 @@ if TYPE_CHECKING:
 
 _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
          "follow_ratio", "max_val_loss_rise",
-         "max_worsening", "min_train_rel", "min_train_effect", "poor_progress")
+         "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
+         "poor_progress",
+         "early_flat_share", "poor_chance_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -80,7 +84,10 @@ class StallParams(RuleParams):
     max_val_loss_rise: float = param(P.NON_NEGATIVE)
     min_train_rel: float = param(P.NON_NEGATIVE)
     min_train_effect: float = param(P.NON_NEGATIVE)
+    min_train_share: float = param(P.FRACTION)
     poor_progress: float = param(P.NON_NEGATIVE)
+    early_flat_share: float = param(P.FRACTION)
+    poor_chance_share: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,9 @@ class StallEvidence(RuleEvidence):
     train_from: float | None = optional()
     train_to: float | None = optional()
     train_rel_improvement: float | None = optional()
+    poor_loss: str | None = optional()
+    loss_progress: float | None = optional()
+    loss_vs_chance: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -192,6 +202,8 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
                 continue
             imp: dict[str, Any] = dict(improvement(tc, max(t0, float(tc.steps[0]))))
             imp["tag"] = tc.tag
+            tot = total_progress(ctx, tc)
+            imp["share"] = imp["drop"] / tot if tot > 0 else 0.0
             train_imp = imp
             break
     out["train"] = train_imp
@@ -221,17 +233,57 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         and train_imp["rel"] >= float(p["min_train_rel"])
         and train_imp["effect"] >= float(p["min_train_effect"])
         and train_imp["tau"] < 0
+        # a meaningful share of the train curve's own progress, not an already converged
+        # loss polishing its last digits (0.005 -> 0.001) or settling after a spike
+        and train_imp["share"] >= float(p["min_train_share"])
     )
     first = start_level(c)
-    poor = (
-        not bounded_metric(c)
-        and c.sign > 0
-        and first > 0
-        and total / first < float(p["poor_progress"])
-    )
+    out.update(_poor_level(ctx, c, p, out["flat_share"]))
+    poor = out["poor_by"] is not None
     out.update({"train_improving": train_improving, "poor": poor,
                 "progress_rel": total / abs(first) if first else float("nan")})
     return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+
+
+def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
+    """Is the flat level poor, by what the log shows?
+
+    ``poor_by`` is None, ``"progress"`` (every logged loss fell less than
+    ``poor_progress`` of its start, for a clean curve read from its first value when that
+    is higher: the first evaluation may come after the early learning, which the train
+    loss logged from the first steps still shows; ``"loss_progress"`` when the objective
+    is a metric, whose headline hides losses that barely moved) or ``"chance"`` (the class
+    count C is known, the flat stretch began within the first ``1 - early_flat_share`` of
+    the run and the val loss, else the train loss, ends at ``poor_chance_share`` x ln C or
+    above: learned a little, then stuck).
+    """
+    out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
+    loss = get_curve(ctx, Role.VAL_LOSS) or get_curve(ctx, Role.TRAIN_LOSS)
+    if loss is None or len(loss) < 3 or float(np.min(loss.values)) <= 0:
+        return out
+    progs = []
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < 3 or start_level(lc) <= 0:
+            continue
+        start = start_level(lc)
+        if noise(lc) <= float(p["poor_progress"]) * start:
+            # a clean curve from its first value when higher: a fall within the first
+            # epoch is progress (a noisy per-step loss's first batch proves nothing)
+            start = max(float(lc.values[0]), start)
+        progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
+    if progs and max(progs) < float(p["poor_progress"]):
+        if c.series.role == loss.series.role or c.series.role == Role.TRAIN_LOSS:
+            return {**out, "poor_by": "progress"}
+        return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
+                "poor_loss": loss.tag}
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes and flat_share >= float(p["early_flat_share"]):
+        share = end_level(loss) / signals.chance_loss(n_classes)
+        if share >= float(p["poor_chance_share"]):
+            return {**out, "poor_by": "chance", "loss_vs_chance": share,
+                    "poor_loss": loss.tag}
+    return out
 
 
 def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
@@ -256,6 +308,9 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         train_from=tr.get("from"),
         train_to=tr.get("to"),
         train_rel_improvement=tr.get("rel"),
+        poor_loss=st.get("poor_loss"),
+        loss_progress=st.get("loss_progress"),
+        loss_vs_chance=st.get("loss_vs_chance"),
         thresholds=p,
         last_step=last_step,
     )
@@ -300,6 +355,12 @@ class PLT001(Rule[StallParams, StallEvidence]):
         if ev.train_improving:
             why = (f"while train {ev.train_metric} still improves from "
                    f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
+        elif ev.loss_vs_chance is not None:
+            why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level ln C: a poor level")
+        elif ev.loss_progress is not None:
+            why = (f"while no loss improved more than {pct(ev.loss_progress)} from its "
+                   f"start")
         else:
             why = f"after improving only {pct(ev.progress_rel)} from its start"
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
@@ -337,6 +398,42 @@ class PLT003(Rule[StallParams, StallEvidence]):
                 f"{pct(ev.flat_share_of_run)} of the run: converged")
 
 
+def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
+    """(movement, noise tolerance) of a positive loss relative to its initial level.
+
+    A clean curve is anchored at its first value (a loss that fell in its first epoch and
+    then froze did learn something) and has no tolerance.  A curve whose point-to-point
+    noise exceeds ``max_rel_move`` of its level (a per-step minibatch loss) with at least
+    ``chunked_points`` points is read on the medians of ten consecutive chunks instead,
+    so one lucky minibatch neither moves it nor anchors it; its tolerance is ``noise_z``
+    standard errors of such a median.
+    """
+    first = float(c.values[0])
+    sigma = noise(c)
+    if sigma <= float(p.max_rel_move) * first or len(c) < int(p.chunked_points):
+        drop = first - float(np.min(smoothed(ctx, c)[1]))
+        change = abs(end_level(c) - first)
+        return max(drop, change) / first, 0.0
+    k = len(c) // 10
+    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
+    a = float(meds[0])
+    move = max(a - float(np.min(meds)), abs(float(meds[-1]) - a)) / a
+    return move, float(p.noise_z) * sigma / np.sqrt(k) / a
+
+
+def _near_chance(ctx: RuleContext, c: Curve, n_classes: int | None, share: float) -> bool:
+    """True when the class count C is known and the smoothed loss stays between ``share``
+    x ln C and ln C / ``share`` from start to end: the untrained level, however its first
+    logged points moved (a loss far above ln C is divergence's business)."""
+    if not n_classes:
+        return False
+    ln_c = signals.chance_loss(n_classes)
+    sm = smoothed(ctx, c)[1]
+    lo, hi = share * ln_c, ln_c / share
+    return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
+                and lo <= end_level(c) <= hi)
+
+
 @rule
 class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     """The loss never leaves its initial level.
@@ -357,6 +454,11 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         max_rel_move: float = param(P.NON_NEGATIVE)
         max_metric_gain: float = param(P.NON_NEGATIVE)
         good_metric: float = param(P.FRACTION)
+        unknown_chance: float = param(P.FRACTION)
+        noise_z: float = param(P.NON_NEGATIVE)
+        min_chance_share: float = param(P.NON_NEGATIVE)
+        near_chance: float = param(P.NON_NEGATIVE)
+        chunked_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -365,6 +467,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         end: float = 0.0
         max_rel_move: float = 0.0
         moves: dict[str, float] = field(default_factory=dict)
+        noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
+        at_chance_loss: float | None = optional()
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -380,37 +484,59 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             return None
         if ends_nonfinite(ctx):
             return []
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         moves: dict[str, float] = {}
+        tols: dict[str, float] = {}
+        at_chance: list[str] = []
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
             c = get_curve(ctx, role)
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
-            # the initial level is the first value: a loss that fell in its first epoch
-            # and then froze did learn something (a capacity limit, not a frozen network)
-            first = float(c.values[0])
-            drop = first - float(np.min(smoothed(ctx, c)[1]))
-            change = abs(end_level(c) - first)
-            moves[c.tag] = max(drop, change) / first
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        chance = signals.chance_accuracy(n_classes) if n_classes else 0.0
-        for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
-            c = get_curve(ctx, role)
-            if c is None or len(c) < 3 or not bounded_metric(c):
-                continue
+            moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
+            if _near_chance(ctx, c, n_classes, float(p.near_chance)):
+                at_chance.append(c.tag)
+        if not moves:
+            return []
+        # a cross-entropy well below ln C is a low level (a fine-tune that starts low and
+        # stays nearly flat), not the untrained one
+        if n_classes and end_level(main) < float(p.min_chance_share) * signals.chance_loss(
+                n_classes):
+            return []
+        allowed = float(p.max_rel_move)
+        # every loss stays within its tolerance or sits at ln C from start to end, and one
+        # of them is measured precisely enough for "did not move" to mean something (not
+        # only per-step noise) or sits at ln C
+        still = [t for t in moves if moves[t] <= allowed + tols[t]]
+        if not (all(t in still or t in at_chance for t in moves)
+                and (at_chance or min(tols[t] for t in still) <= allowed)):
+            return []
+        # unknown class count: the most generous chance level, two classes (a
+        # majority-class accuracy of 0.6 on a binary set is not a "good" level)
+        chance = (signals.chance_accuracy(n_classes) if n_classes
+                  else float(p.unknown_chance))
+        # held-out accuracy decides when logged: a train accuracy on minibatches can rise
+        # to the majority-class rate while nothing that generalises is learned
+        metrics = [c for c in (get_curve(ctx, Role.VAL_METRIC), get_curve(ctx, Role.TRAIN_METRIC))
+                   if c is not None and len(c) >= 3 and bounded_metric(c)][:1]
+        # every loss at ln C: the predicted distribution is still the untrained one, and
+        # an accuracy that rises meanwhile is its argmax reaching the majority class
+        all_at_chance = all(t in at_chance for t in moves)
+        for c in metrics:
             # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
             level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
-            if total_progress(ctx, c) > max(float(p.max_metric_gain), 3.0 * level_noise):
+            if not all_at_chance and total_progress(ctx, c) > max(
+                    float(p.max_metric_gain), 3.0 * level_noise):
                 return []
             # flat at a good level from the start: a resumed or fine-tuned run, not a
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
-        if not moves or max(moves.values()) > float(p.max_rel_move):
-            return []
         ev = PLT002.Evidence(
             name=_name(main), start=float(main.values[0]), end=end_level(main),
-            max_rel_move=max(moves.values()), moves=moves, last_step=int(main.steps[-1]),
-            thresholds=p)
+            max_rel_move=max(moves.values()), moves=moves,
+            noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
+            at_chance_loss=signals.chance_loss(n_classes) if at_chance and n_classes else None,
+            last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
@@ -424,5 +550,10 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         return plateau_advice(ctx, start, finite_number(ev.end), True, from_start=True)
 
     def message(self, ev: PLT002.Evidence) -> str:
+        noisy = (f"; within noise for {', '.join(sorted(ev.noise_tolerance))}"
+                 if ev.noise_tolerance else "")
+        if ev.at_chance_loss is not None:
+            noisy += f"; never left ln C = {fmt(ev.at_chance_loss)}"
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
-                f"at most {pct(ev.max_rel_move)} of movement) through step {ev.last_step}")
+                f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
+                f"{ev.last_step}")
