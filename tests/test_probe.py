@@ -305,3 +305,31 @@ def test_trials_are_compared_on_the_runs_objective() -> None:
     pinned = outcome("keras_derma_majority_9ep", shared("real_logs_more"))
     assert primary_role([pinned]) == (Role.VAL_LOSS, False)
     assert primary_role([]) is None
+
+
+def test_a_blown_up_control_does_not_hide_behind_its_seed_spread() -> None:
+    # RMSprop LR 5: the control ends at finite but astronomical losses (spread ~1e8)
+    control = ArmScore([3.0e3, 2.0e8], [["divergence"], ["divergence"]], 0)
+    cand = ArmScore([0.033, 0.034], [[], []], 0)
+    out = decide(control, cand, "divergence", higher=False)
+    assert out["verdict"] == "confirmed" and "control diverged" in out["reason"]
+    # the same values with no divergence in the control stay inside the spread
+    calm = decide(ArmScore([3.0e3, 2.0e8], [[], []], 0), cand, "divergence", higher=False)
+    assert calm["verdict"] == "inconclusive"
+
+
+def test_confirmed_needs_a_good_level_where_the_untrained_level_is_known() -> None:
+    control = ArmScore([1.10, 1.10], [["plateau"], ["plateau"]], 0)
+    # left chance (ln 3 = 1.10) a little: gone and better beyond the spread, still not good
+    near = decide(control, ArmScore([0.80, 0.81], [[], []], 0), "plateau", False,
+                  untrained=math.log(3))
+    assert near["verdict"] == "inconclusive" and "untrained level" in near["reason"]
+    good = decide(control, ArmScore([0.20, 0.21], [[], []], 0), "plateau", False,
+                  untrained=math.log(3))
+    assert good["verdict"] == "confirmed"
+    # an accuracy: chance 1/3, must reach at least halfway to 1
+    acc = ArmScore([0.34, 0.35], [["plateau"], ["plateau"]], 0)
+    assert decide(acc, ArmScore([0.55, 0.56], [[], []], 0), "plateau", True,
+                  untrained=1 / 3)["verdict"] == "inconclusive"
+    assert decide(acc, ArmScore([0.9, 0.91], [[], []], 0), "plateau", True,
+                  untrained=1 / 3)["verdict"] == "confirmed"

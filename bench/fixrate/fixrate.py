@@ -45,6 +45,10 @@ sys.path.insert(0, str(TRAIN.parent))
 
 #: An arm's final val loss must be below ref + this share of (untrained - ref).
 GOOD_SHARE = 0.25
+#: A control whose final val loss is non-finite or above this multiple of the untrained
+#: loss has blown up: any finite arm at a good level beats it, whatever the control's
+#: seed spread (two diverged seeds at 1e3 and 1e8 must not set a gate of 1e8).
+BLOWN_UP_FACTOR = 10.0
 #: Flags that define a case's data and length (its "family"); everything else is a
 #: hyperparameter a recommendation may change.
 FAMILY_FLAGS = ("--task", "--train-size", "--max-steps", "--eval-every")
@@ -253,15 +257,37 @@ def _positive(value: Any) -> bool:
 # --- one case --------------------------------------------------------------------------
 
 
-def judge(arm: dict[str, Any], state: str | None, bar: float) -> dict[str, Any]:
-    """Fixed = state gone in every seed, better than the control beyond the gate, good level."""
+def control_blown_up(control_final: float | None, untrained: float | None) -> bool:
+    """Did the control diverge: non-finite, or far above the untrained model's loss?"""
+    if control_final is None:
+        return False  # no control value: nothing compared
+    if not math.isfinite(control_final):
+        return True
+    return untrained is not None and control_final > BLOWN_UP_FACTOR * untrained
+
+
+def judge(arm: dict[str, Any], state: str | None, bar: float,
+          untrained: float | None = None, states: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Fixed = state gone in every seed, better than the control beyond the gate, good level.
+
+    ``states`` are further states that must be gone too (the corpus label beside the
+    finding's state).  Against a blown-up control (:func:`control_blown_up`) a finite arm
+    beats it without the seed-spread gate.
+    """
     trials = arm.get("trials", [])
     ran = bool(trials) and all(t["status"] == "ok" for t in trials)
-    gone = ran and bool(state) and all(state not in (t.get("states") or []) for t in trials)
+    targets = {s for s in (state, *states) if s}
+    gone = ran and bool(targets) and all(not targets & set(t.get("states") or [])
+                                         for t in trials)
     effect, gate = arm.get("effect"), arm.get("gate")
-    beats = effect is not None and gate is not None and effect > gate
     final = arm.get("candidate_mean")
-    good = final is not None and math.isfinite(final) and final <= bar
+    finite = final is not None and math.isfinite(final)
+    if control_blown_up(arm.get("control_mean"), untrained):
+        beats = finite and (not math.isfinite(arm["control_mean"])
+                            or final < arm["control_mean"])
+    else:
+        beats = effect is not None and gate is not None and effect > gate
+    good = finite and final <= bar
     return {"ran": ran, "state_gone": gone, "beats_control": bool(beats), "good_level": good,
             "final": final, "fixed": bool(ran and gone and beats and good)}
 
@@ -325,9 +351,9 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
         control_final=arms[0].get("control_mean"),
         state_in_control=sum(finding.state in (t.get("states") or []) for t in control_trials),
         advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
-                "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar)},
+                "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar, untrained)},
         random={"changes": arms[1]["changes"], "verdict": arms[1]["verdict"],
-                **judge(arms[1], finding.state, bar)},
+                **judge(arms[1], finding.state, bar, untrained)},
         wall_s=round(time.monotonic() - start, 1),
     )
     return record
