@@ -195,7 +195,9 @@ SWITCHES = ("precise_bn", "drop_last", "shuffle", "residual_connections",
             "data_augmentation", "standardize_targets")
 
 
-def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) -> dict[str, Any]:
+def random_change(control: dict[str, Any], change: dict[str, Any], seed: int,
+                  choices: dict[str, tuple[Any, ...]] | None = None,
+                  switches: tuple[str, ...] = SWITCHES) -> dict[str, Any]:
     """A change of the same size as ``change`` to a randomly chosen other hyperparameter.
 
     Size: a numeric change from a positive value keeps its factor |log(new/old)| in a random
@@ -203,6 +205,7 @@ def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) ->
     switch, from zero) is one switch of a random categorical knob or on/off setting.
     """
     rng = random.Random(seed)
+    choices = CHOICES if choices is None else choices
     (hp, new), = change.items()
     old = control.get(hp)
     factor = None
@@ -226,12 +229,12 @@ def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) ->
             else:
                 value = float(f"{value:.3g}")
             return {key: value}
-    pool = [k for k in (*CHOICES, *SWITCHES) if k != hp and k in control
+    pool = [k for k in (*choices, *switches) if k != hp and k in control
             and _applies(k, control)]
     key = rng.choice(sorted(pool))
-    if key in SWITCHES:
+    if key in switches:
         return {key: not bool(control[key])}
-    others = [c for c in CHOICES[key] if str(c) != str(control[key])]
+    others = [c for c in choices[key] if str(c) != str(control[key])]
     return {key: rng.choice(others)}
 
 
@@ -243,7 +246,7 @@ def _applies(key: str, control: dict[str, Any]) -> bool:
     if key == "dropout_placement":
         return bn and _positive(control.get("dropout"))
     if key == "standardize_targets":
-        return control.get("task") == "regression"
+        return control.get("task") == "regression" or "standardize_targets" in control
     return True
 
 
@@ -359,6 +362,79 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
     return record
 
 
+def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
+                    device: str) -> dict[str, Any]:
+    """The same loop for a broken run of the calibration corpus (see ``corpus.py``): the
+    stored recipe re-trained (trial seed 0 is the stored run), diagnosed, probed."""
+    import corpus
+
+    from diagnose.pipeline import analyze
+    from diagnose.probe.core import ProbeError, plan_probe, run_probe
+
+    start = time.monotonic()
+    name = case["id"]
+    recipe = out / "recipes" / f"{name}.json"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(json.dumps(case["config"]))
+    broken = out / "broken" / name
+    if not (broken / "config.json").exists():
+        corpus.train(case["config"], 0, broken)
+    result = analyze([str(broken)]).results[0]
+    record: dict[str, Any] = {"case": name, "why": case["cause"], "label": case["label"],
+                              "label_state": case["state"], "states": list(result.states),
+                              "device": device, "broken": True}
+    top = next(((f, f.recommendations[0]) for f in result.findings
+                if f.recommendations and f.severity != "info"), None)
+    record["state"] = case["state"]
+    if top is None:
+        record.update(probed=False, why_not="no recommendation (diagnosed "
+                      f"{', '.join(result.states) or 'healthy'})",
+                      wall_s=round(time.monotonic() - start, 1))
+        return record
+    finding, rec = top
+    record.update(rule=finding.rule, finding_state=finding.state,
+                  top={"hyperparameter": rec.hyperparameter, "current": rec.current,
+                       "proposed": rec.proposed, "rationale": rec.rationale})
+    keys = list(json.loads((broken / "config.json").read_text()))
+    template = corpus.template(recipe, keys)
+    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
+                      max_steps=None)
+    if not plan.candidates or plan.candidates[0].changes.keys() != {rec.hyperparameter}:
+        why = next((s["reason"] for s in plan.skipped
+                    if s["hyperparameter"] == rec.hyperparameter), "not the first candidate")
+        record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
+        return record
+    cand = plan.candidates[0]
+    rand = random_change(plan.control, cand.changes, zlib.crc32(name.encode()),
+                         choices=corpus.CHOICES, switches=corpus.SWITCHES)
+    record["random_change"] = rand
+    try:
+        section = run_probe(result, template, overrides={}, top=1, seeds=seeds,
+                            extra=[rand], frac=1.0, device=device,
+                            workdir=out / "trials" / name)
+    except ProbeError as exc:
+        record.update(probed=False, why_not=str(exc), wall_s=round(time.monotonic() - start, 1))
+        return record
+    untrained, ref = corpus.levels(case)
+    bar = ref + GOOD_SHARE * (untrained - ref)
+    arms = section["candidates"]
+    also = (case["state"],)
+    record.update(
+        probed=True, untrained=untrained, reference=ref, bar=bar,
+        metric=section.get("metric"),
+        control_final=arms[0].get("control_mean"),
+        state_in_control=sum(finding.state in (t.get("states") or [])
+                             for t in section["control"]["trials"]),
+        advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
+                "reason": arms[0].get("reason"),
+                **judge(arms[0], finding.state, bar, untrained, also)},
+        random={"changes": arms[1]["changes"], "verdict": arms[1]["verdict"],
+                **judge(arms[1], finding.state, bar, untrained, also)},
+        wall_s=round(time.monotonic() - start, 1),
+    )
+    return record
+
+
 # --- the campaign ----------------------------------------------------------------------
 
 
@@ -370,27 +446,37 @@ def _worker_init(gpus: Any) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ident
 
 
-def _run_one(job: tuple[Case, str, int, str]) -> dict[str, Any]:
+def _name(case: Case | dict[str, Any]) -> str:
+    return case.name if isinstance(case, Case) else case["id"]
+
+
+def _run_one(job: tuple[Case | dict[str, Any], str, int, str]) -> dict[str, Any]:
     case, out, seeds, device = job
     try:
-        record = run_case(case, Path(out), seeds, device)
+        if isinstance(case, Case):
+            record = run_case(case, Path(out), seeds, device)
+        else:
+            record = run_corpus_case(case, Path(out), seeds, device)
     except Exception as exc:  # one broken case must not stop the campaign
-        record = {"case": case.name, "error": f"{type(exc).__name__}: {exc}"}
+        record = {"case": _name(case), "error": f"{type(exc).__name__}: {exc}"}
     record["gpu"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    path = Path(out) / "cases" / f"{case.name}.json"
+    path = Path(out) / "cases" / f"{_name(case)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=str))
     return record
 
 
-def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str) -> None:
-    """Run every case not done yet, ``workers`` at a time, with a progress bar."""
+def campaign(cases: list[Any], out: Path, seeds: int, workers: int, device: str,
+             budget_s: float | None = None) -> None:
+    """Run every case not done yet, ``workers`` at a time, with a progress bar; stop
+    starting new cases once ``budget_s`` seconds have passed (rerun to resume)."""
     import multiprocessing as mp
 
     from rich.progress import Progress
 
+    t0 = time.monotonic()
     done = {p.stem for p in (out / "cases").glob("*.json")}
-    todo = [c for c in cases if c.name not in done]
+    todo = [c for c in cases if _name(c) not in done]
     from diagnose.probe.trials import visible_gpus
 
     gpus = [] if device == "cpu" else visible_gpus()
@@ -403,6 +489,9 @@ def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str
         task = bar.add_task(f"fix-rate ({len(done)} done before)", total=len(todo))
         if workers <= 1 and not gpus:
             for job in jobs:
+                if budget_s is not None and time.monotonic() - t0 > budget_s:
+                    bar.console.print(f"time budget {budget_s:.0f} s spent: stopping")
+                    return
                 rec = _run_one(job)
                 bar.console.print(_line(rec))
                 bar.advance(task)
@@ -496,14 +585,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--corpus", type=int, metavar="N",
+                   help="cases from the calibration corpus instead: N broken runs per state")
+    p.add_argument("--budget-s", type=float, help="start no new case after this many seconds")
     p.add_argument("--report", action="store_true", help="only print the tables")
     args = p.parse_args(argv)
     out = Path(args.out)
     wanted = set(args.cases.split(",")) if args.cases else None
-    cases = [c for c in CASES if wanted is None or c.name in wanted]
+    cases: list[Any]
+    if args.corpus:
+        import corpus
+
+        cases = [c for c in corpus.cases(args.corpus) if wanted is None or c["id"] in wanted]
+    else:
+        cases = [c for c in CASES if wanted is None or c.name in wanted]
     if not args.report:
         start = time.monotonic()
-        campaign(cases, out, args.seeds, args.workers, args.device)
+        campaign(cases, out, args.seeds, args.workers, args.device, args.budget_s)
         print(f"campaign wall time {time.monotonic() - start:.0f} s", file=sys.stderr)
     summary = summarize(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
