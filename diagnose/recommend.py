@@ -35,12 +35,15 @@ from diagnose.advice.moves import (
     decay_schedule,
     extend_length,
     land_in_range,
+    landing_point,
     length_target,
     lr_is_small,
+    lr_outside_range,
     momentum_fix,
     nice,
     optimizer_family,
     scale_lr,
+    shorten_warmup,
     show,
     tail_gain,
     truthy,
@@ -545,7 +548,10 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     pol = ctx.policy
     out: list[Candidate] = []
     lr, _ = ctx.lr
-    if lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
+    ramp = shorten_warmup(ctx, reason)
+    if ramp is not None:
+        out.append(ramp)
+    elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
         factor = pol.tiny_lr_factor if lr < pol.tiny_lr else pol.small_lr_factor
         out.append(scale_lr(ctx, factor, f"{reason} with a small LR", 1.0))
     out.append(candidate("model_capacity", "increase", None, "x2",
@@ -586,6 +592,32 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     return plateau_advice(ctx, start, _ev(f, "end"), poor, from_start)
 
 
+def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A run that never left its initial level (UND001 at chance, PLT002 flat from the
+    start): a warmup that never ended is shortened; an LR far outside the optimizer's usual
+    range moves into it; with a normal LR the init or activations keep the network dead.
+    Never capacity: a bigger model at chance learns nothing either."""
+    ramp = shorten_warmup(ctx, reason)
+    if ramp is not None:
+        return [ramp]
+    lr, source = ctx.lr
+    opt = ctx.hp.get("optimizer")
+    side = lr_outside_range(ctx.policy, opt, lr)
+    if lr is not None and side:
+        low, high, label = usual_lr_range(ctx.policy, opt)
+        new = landing_point(ctx.policy, opt)
+        lr_move = candidate(
+            "learning_rate", "increase" if side == "below" else "decrease", lr, new,
+            f"{reason}; the {source} LR {show(lr)} is far {side} {label} usual range "
+            f"{show(low)} to {show(high)}, so move into it: {show(new)} (an LR range test "
+            "refines it).", 2.0)
+        return [lr_move]
+    dead = dead_start_advice(ctx, reason)
+    if dead:
+        return dead
+    return [scale_lr(ctx, ctx.policy.plateau_lr_factor, f"{reason}: a saddle plateau", 1.0)]
+
+
 def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     """A network that never left its initial loss with a normal LR: the init or the
     activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
@@ -617,6 +649,12 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     flat ``from_start`` with a normal LR gets init/activation advice instead."""
     poor = poor or "underfit" in ctx.states
     lr, _ = ctx.lr
+    at = f" at {show(nice(level, 3))}" if level is not None else ""
+    ramp = shorten_warmup(ctx, f"the curve is flat{at}")
+    if ramp is not None:
+        return [ramp]
+    if from_start and lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr):
+        return never_learned_advice(ctx, f"the loss never left its initial level{at}")
     if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
         low, high, _ = usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))
         if low <= lr <= high:
@@ -692,36 +730,51 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
                   f"{show(nice(ratio))}x)")
     else:
         reason = "BatchNorm statistics look broken"
+    pol = ctx.policy
     batch = finite_number(ctx.hp.get("batch_size"))
     if batch is None:
         batch = logged_batch
     out: list[Candidate] = []
-    if batch is not None and batch < ctx.policy.min_bn_batch:
-        out.append(candidate("batch_size", "increase", batch, ctx.policy.min_bn_batch,
-                         f"{reason} with batch size {show(batch)}, so use at least "
-                         f"{ctx.policy.min_bn_batch} for stable batch statistics.",
-                         1.5 if batch <= 8 else 1.0))
-    elif batch is None:
-        out.append(candidate("batch_size", "set", None, ctx.policy.min_bn_batch,
-                         f"{reason}; if the batch is below {ctx.policy.min_bn_batch}, raise it "
-                         f"({concrete_hint('batch_size')}).", 0.8, direction=1))
-    small = batch is not None and batch < ctx.policy.min_bn_batch
-    out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "groupnorm",
-                     f"{reason}{' and the batch is small' if small else ''}, so use "
-                     "GroupNorm (or LayerNorm), which does not depend on batch statistics.",
-                     1.2 if small else 0.9, direction=0))
-    out.append(candidate("precise_bn", "enable", None, True,
-                     f"{reason}, so recompute the BN running statistics over ~200 training "
-                     "batches before evaluating (precise BN).", 1.0))
+    mom = finite_number(ctx.hp.get("bn_momentum"))
+    if mom is not None and mom in (0.0, 1.0):
+        what = ("never update (training statistics are not tracked)" if mom == 0 else
+                "are the last training batch's alone")
+        out.append(candidate("bn_momentum", "set", mom, pol.bn_momentum_fix,
+                             f"{reason} with BatchNorm momentum {show(mom)}: the running "
+                             f"statistics {what} (PyTorch's convention; in Keras's inverted "
+                             f"one the fix is 0.9), so set it to {show(pol.bn_momentum_fix)}.",
+                             3.0, direction=0))
+    tiny = batch is not None and batch <= pol.tiny_bn_batch
+    small = batch is not None and batch < pol.min_bn_batch
+    norm = str(ctx.hp.get("normalization") or "").lower()
+    if "group" not in norm and "layer" not in norm:
+        out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "groupnorm",
+                             f"{reason}{' and the batch is tiny' if tiny else ''}, so use "
+                             "GroupNorm (or LayerNorm), which does not depend on batch "
+                             "statistics.", 2.5 if tiny else 1.2 if small else 0.9,
+                             direction=0))
+    if small and batch is not None:
+        # never a size when the batch is unknown: it could be a decrease
+        out.append(candidate("batch_size", "increase", batch, pol.min_bn_batch,
+                             f"{reason} with batch size {show(batch)}, so use at least "
+                             f"{pol.min_bn_batch} for stable batch statistics.",
+                             1.5 if tiny else 1.0))
+    if truthy(ctx.hp.get("drop_last")) is not True:
+        last = " (with momentum 1 the statistics are the last batch's)" if mom == 1.0 else ""
+        out.append(candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
+                             f"{reason}, so shuffle the training data and drop the last "
+                             f"incomplete batch so no BN step sees a tiny batch{last}.",
+                             2.0 if mom == 1.0 else 1.0))
+    if truthy(ctx.hp.get("precise_bn")) is not True:
+        out.append(candidate("precise_bn", "enable", None, True,
+                             f"{reason}, so recompute the BN running statistics over ~200 "
+                             "training batches before evaluating (precise BN).", 1.0))
     drop = finite_number(ctx.hp.get("dropout"))
-    if drop is None or drop > 0:
+    if drop is not None and drop > 0:
         out.append(candidate("dropout_placement", "set", None, "after_batchnorm",
-                         f"{reason}; dropout right before a BN layer shifts the variance BN "
-                         "estimates, so move dropout after the last BN layer.", 1.0,
-                         direction=0))
-    out.append(candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
-                     f"{reason}, so shuffle the training data and drop the last incomplete "
-                     "batch so no BN step sees a tiny batch.", 1.0))
+                             f"{reason}; dropout right before a BN layer shifts the variance "
+                             "BN estimates, so move dropout after the last BN layer.", 1.0,
+                             direction=0))
     return out
 
 
