@@ -433,6 +433,11 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     strength = 1.0 if rise is None else float(np.clip(rise / 20.0, 0.6, 1.5))
     out: list[Candidate] = []
     last = ctx.last_step
+    key = key_metric_best(ctx, name)
+    if key is not None and best is not None and key[1] != best:
+        # stop where the run's key metric (mAP, WER, accuracy) was best, not its loss
+        reason += f"; the key metric {key[0]} was best at step {show(key[1])}"
+        best = key[1]
     if best is not None and (last is None or best < last):
         hyper, current, proposed = length_target(ctx, best)
         pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
@@ -476,7 +481,16 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
         out.append(candidate("weight_decay", "increase", wd, new,
                          f"{reason} with weight decay {show(wd)}, so raise it x{show(factor)} "
                          f"to {show(new)}.", strength))
-    if "batchnorm_collapse" not in ctx.states:
+    tkeys = ctx.transformer_dropout_keys() if ctx.family == "transformer" else []
+    for k in tkeys:
+        drop = finite_number(ctx.hp.get(k))
+        if drop is not None and drop < ctx.policy.max_dropout:
+            new = round(min(ctx.policy.max_dropout, max(ctx.policy.default_transformer_dropout,
+                                                        drop + ctx.policy.dropout_step)), 2)
+            out.append(candidate(k, "increase", drop, new,
+                                 f"{reason} with {k} {show(drop)}, so raise it to "
+                                 f"{show(new)} (the transformer's own dropout).", strength))
+    if "batchnorm_collapse" not in ctx.states and ctx.family != "detection" and not tkeys:
         drop = finite_number(ctx.hp.get("dropout"))
         placement = ("between dense layers, never directly before a BatchNorm layer"
                      if ctx.uses_batchnorm is not False else "between dense layers")
@@ -506,6 +520,40 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                      f"{reason}, so if regularisation is not enough halve the width or depth.",
                      strength))
     return out
+
+
+def key_metric_best(ctx: AdviceContext, name: str) -> tuple[str, float] | None:
+    """(name, step) of the best value of the run's key metric when it is a val metric
+    (mAP, WER, accuracy: the report's first objective) other than ``name``; else None."""
+    objectives = ctx.roles.objectives()
+    if not objectives or objectives[0][0] != Role.VAL_METRIC:
+        return None
+    series = objectives[0][1]
+    key_name = advice_name(series)
+    if key_name == name:
+        return None
+    fin = series.finite
+    pick = np.argmax if series.higher_is_better else np.argmin
+    return key_name, float(fin.steps[int(pick(fin.values))])
+
+
+def already_done(ctx: AdviceContext, c: Candidate) -> bool:
+    """The config already has the proposed value (init he_normal, drop_last on): never
+    propose it.  The advice's own ``current`` wins over the config (the LR in effect at a
+    mid-run jump is not the configured one).  Relative proposals and unknown current
+    values are kept."""
+    now = c.rec.current if c.rec.current is not None else ctx.hp.get(c.rec.hyperparameter)
+    new = c.rec.proposed
+    if now is None or new is None or (isinstance(new, str) and new[:1] in "x*/") or (
+            isinstance(new, str) and new.startswith("current")):
+        return False
+    a, b = finite_number(now), finite_number(new)
+    if a is not None and b is not None:
+        return math.isclose(a, b, rel_tol=1e-9)
+    ta, tb = truthy(now), truthy(new)
+    if ta is not None and tb is not None:
+        return ta == tb
+    return str(now).strip().lower() == str(new).strip().lower()
 
 
 def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
@@ -743,7 +791,7 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
                              f"{reason} with BatchNorm momentum {show(mom)}: the running "
                              f"statistics {what} (PyTorch's convention; in Keras's inverted "
                              f"one the fix is 0.9), so set it to {show(pol.bn_momentum_fix)}.",
-                             3.0, direction=0))
+                             4.0, direction=0))
     tiny = batch is not None and batch <= pol.tiny_bn_batch
     small = batch is not None and batch < pol.min_bn_batch
     norm = str(ctx.hp.get("normalization") or "").lower()
@@ -751,14 +799,13 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
         out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "groupnorm",
                              f"{reason}{' and the batch is tiny' if tiny else ''}, so use "
                              "GroupNorm (or LayerNorm), which does not depend on batch "
-                             "statistics.", 2.5 if tiny else 1.2 if small else 0.9,
+                             "statistics.", 3.5 if tiny else 1.2 if small else 0.9,
                              direction=0))
     if small and batch is not None:
         # never a size when the batch is unknown: it could be a decrease
         out.append(candidate("batch_size", "increase", batch, pol.min_bn_batch,
                              f"{reason} with batch size {show(batch)}, so use at least "
-                             f"{pol.min_bn_batch} for stable batch statistics.",
-                             1.5 if tiny else 1.0))
+                             f"{pol.min_bn_batch} for stable batch statistics.", 1.0))
     if truthy(ctx.hp.get("drop_last")) is not True:
         last = " (with momentum 1 the statistics are the last batch's)" if mom == 1.0 else ""
         out.append(candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
@@ -945,6 +992,7 @@ def recommend(result: RunResult, overrides: Mapping[str, Any] | None = None,
                 if _wants_advice(g):
                     own = {c.rec.hyperparameter for c in found}
                     found += [c for c in advise(ctx, g) if c.rec.hyperparameter not in own]
+            found = [c for c in found if not already_done(ctx, c)]
         cands.append(found)
     recs = resolve(result.findings, cands)
     findings = [

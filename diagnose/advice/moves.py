@@ -157,6 +157,17 @@ AUGMENTATION_KEYS = frozenset({
 })
 
 
+#: Config keys only detection recipes have (YOLO hyp.yaml, detectron2).
+DETECTION_KEYS = frozenset({"mosaic", "box", "obj", "cls_pw", "obj_pw", "anchor_t",
+                            "iou_t", "fl_gamma", "copy_paste", "roi_heads"})
+#: Config keys only transformer recipes have (HF configs, GPT-2 style names).
+TRANSFORMER_DROPOUT_KEYS = frozenset({
+    "attention_dropout", "attention_probs_dropout_prob", "hidden_dropout_prob",
+    "attn_pdrop", "resid_pdrop", "embd_pdrop", "activation_dropout"})
+TRANSFORMER_KEYS = TRANSFORMER_DROPOUT_KEYS | {
+    "num_attention_heads", "n_head", "num_heads", "n_embd", "model_type", "warmup_ratio"}
+
+
 def augmentation_on(hp: Mapping[str, Any]) -> str | None:
     """The first config key that already switches an augmentation on (a non-zero number,
     a true flag or a policy name such as 'randaugment'), else None."""
@@ -287,6 +298,23 @@ class AdviceContext:
         if any(re.search(r"\b(r?mse|mae|l1|l2|huber|regress)", t) for t in tags):
             return True
         return not any(k in t for t in tags for k in ("acc", "f1", "map", "auc", "top1"))
+
+    @cached_property
+    def family(self) -> str:
+        """'detection' or 'transformer' when the config or the tags say so, else ''."""
+        keys = {str(k).lower().replace("/", ".").rsplit(".", 1)[-1]
+                for k in (*self.hp, *(getattr(self.run, "raw_hparams", None) or {}))}
+        tags = " ".join(str(t).lower() for t in self.roles.by_tag)
+        if keys & DETECTION_KEYS or "map50" in tags or "box_loss" in tags:
+            return "detection"
+        if keys & TRANSFORMER_KEYS:
+            return "transformer"
+        return ""
+
+    def transformer_dropout_keys(self) -> list[str]:
+        """The dropout keys a transformer config records (HF names), in config order."""
+        return [str(k) for k in self.hp
+                if str(k).lower().rsplit(".", 1)[-1] in TRANSFORMER_DROPOUT_KEYS]
 
     @cached_property
     def uses_batchnorm(self) -> bool | None:

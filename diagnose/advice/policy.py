@@ -90,6 +90,10 @@ class AdvicePolicy:
         "BatchNorm momentum proposed when the logged one is 0 or 1 (running statistics "
         "never update, or are the last batch's; PyTorch's default 0.1, Keras's 0.9 in its "
         "inverted convention)")
+    default_transformer_dropout: float = _knob(
+        0.1, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
+        "attention/hidden dropout proposed for an overfitting transformer that has less "
+        "(BERT's and GPT-2's default)")
     tiny_bn_batch: int = _knob(
         8, P.COUNT, "a batch this small or smaller gives BatchNorm too few samples: "
         "GroupNorm is the first advice")
