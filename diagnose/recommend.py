@@ -434,9 +434,10 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     out: list[Candidate] = []
     last = ctx.last_step
     key = key_metric_best(ctx, name)
+    stop_reason = reason
     if key is not None and best is not None and key[1] != best:
         # stop where the run's key metric (mAP, WER, accuracy) was best, not its loss
-        reason += f"; the key metric {key[0]} was best at step {show(key[1])}"
+        stop_reason += f"; the key metric {key[0]} was best at step {show(key[1])}"
         best = key[1]
     if best is not None and (last is None or best < last):
         hyper, current, proposed = length_target(ctx, best)
@@ -450,7 +451,7 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                      "at the very first evaluations leaves nothing to train")
         out.append(candidate(
             hyper, "set", current, proposed,
-            f"{reason}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} (or early-stop "
+            f"{stop_reason}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} (or early-stop "
             f"on it with patience {patience} evaluations and restore the best weights).",
             1.4 * strength, direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
