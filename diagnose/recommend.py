@@ -598,6 +598,8 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     out: list[Candidate] = []
     lr, _ = ctx.lr
     ramp = shorten_warmup(ctx, reason)
+    heavy = heavy_regularisation(ctx, reason)
+    out += heavy
     if ramp is not None:
         out.append(ramp)
     elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -607,14 +609,15 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                      f"{reason}, so double the width or add layers (residual connections for "
                      "deep ones).", 2.6))
     wd = finite_number(ctx.hp.get("weight_decay"))
-    if wd is not None and wd > 0:
+    done = {c.rec.hyperparameter for c in heavy}
+    if wd is not None and wd > 0 and "weight_decay" not in done:
         lower = wd / pol.weight_decay_divisor
         new = nice(lower) if lower >= 1e-6 else 0.0
         out.append(candidate("weight_decay", "decrease", wd, new,
                          f"{reason} while regularised with weight decay {show(wd)}, so lower "
                          f"it to {show(new)}.", 1.0))
     drop = finite_number(ctx.hp.get("dropout"))
-    if drop is not None and drop >= pol.min_dropout_to_halve:
+    if drop is not None and drop >= pol.min_dropout_to_halve and "dropout" not in done:
         new = round(drop / 2, 2)
         out.append(candidate("dropout", "decrease", drop, new,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
@@ -641,6 +644,33 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     return plateau_advice(ctx, start, _ev(f, "end"), poor, from_start)
 
 
+def heavy_regularisation(ctx: AdviceContext, reason: str,
+                         strength: float = 3.0) -> list[Candidate]:
+    """Weight decay far above the optimizer's usual maximum (x ``heavy_reg_factor``) or
+    dropout above ``max_dropout``: the regularisation itself holds the run down, so it
+    goes back to the usual default first (weight decay 5e-4, AdamW 0.05; dropout 0.3)."""
+    pol = ctx.policy
+    out: list[Candidate] = []
+    wd = finite_number(ctx.hp.get("weight_decay"))
+    optimizer = str(ctx.hp.get("optimizer") or "")
+    decoupled = "adamw" in optimizer.lower()
+    top = (pol.max_weight_decay if decoupled or not optimizer_family(optimizer)
+           else pol.max_coupled_weight_decay)
+    if wd is not None and wd > pol.heavy_reg_factor * top:
+        new = pol.decoupled_weight_decay if decoupled else pol.default_weight_decay
+        out.append(candidate("weight_decay", "decrease", wd, new,
+                             f"{reason} with weight decay {show(wd)}, far above the usual "
+                             f"maximum {show(top)} for {optimizer or 'this optimizer'}, so "
+                             f"lower it to {show(new)}.", strength))
+    drop = finite_number(ctx.hp.get("dropout"))
+    if drop is not None and drop > pol.max_dropout:
+        out.append(candidate("dropout", "decrease", drop, pol.default_dropout,
+                             f"{reason} with dropout {show(drop)}, above the usual ceiling "
+                             f"{show(pol.max_dropout)}, so lower it to "
+                             f"{show(pol.default_dropout)}.", strength * 0.9))
+    return out
+
+
 def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     """A run that never left its initial level (UND001 at chance, PLT002 flat from the
     start): a warmup that never ended is shortened; an LR far outside the optimizer's usual
@@ -649,6 +679,9 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     ramp = shorten_warmup(ctx, reason)
     if ramp is not None:
         return [ramp]
+    heavy = heavy_regularisation(ctx, reason)
+    if heavy:
+        return heavy
     lr, source = ctx.lr
     opt = ctx.hp.get("optimizer")
     side = lr_outside_range(ctx.policy, opt, lr)
@@ -702,13 +735,16 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     ramp = shorten_warmup(ctx, f"the curve is flat{at}")
     if ramp is not None:
         return [ramp]
+    never = f"the loss never left its initial level{at}"
     if from_start and lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr):
-        return never_learned_advice(ctx, f"the loss never left its initial level{at}")
+        return never_learned_advice(ctx, never)
+    heavy = heavy_regularisation(ctx, never) if from_start else []
+    if heavy:
+        return heavy
     if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
         low, high, _ = usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))
         if low <= lr <= high:
-            at = f" at {show(nice(level, 3))}" if level is not None else ""
-            dead = dead_start_advice(ctx, f"the loss never left its initial level{at}")
+            dead = dead_start_advice(ctx, never)
             if dead:
                 return dead
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None

@@ -311,3 +311,16 @@ def test_overfit_transformer_raises_its_own_dropout_and_a_detector_gets_none():
     assert "dropout" not in recs
     yolo = _recs(overfit_curves(), {"max_steps": 6000, "hyp.mosaic": 1.0}, "overfit")
     assert "dropout" not in yolo and "data_augmentation" not in yolo
+
+
+@pytest.mark.parametrize("hp, key, proposed", [
+    ({"optimizer": "adamw", "weight_decay": 60.0}, "weight_decay", 0.05),
+    ({"optimizer": "sgd", "weight_decay": 0.3}, "weight_decay", 5e-4),
+    ({"optimizer": "sgd", "dropout": 0.9}, "dropout", 0.3)])
+def test_heavy_regularisation_at_chance_is_lowered_first(hp, key, proposed):
+    lr = 1e-3 if hp["optimizer"] == "adamw" else 0.05
+    _, recs = _all_recs(_at_chance(), {**hp, "learning_rate": lr, "max_steps": 600})
+    rec = next(iter(recs.values()))
+    assert rec.hyperparameter == key and rec.action == "decrease"
+    assert rec.proposed == pytest.approx(proposed)
+    assert "init" not in recs and "model_capacity" not in recs

@@ -35,6 +35,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 CAL = HERE.parent / "calibration"
 sys.path.insert(0, str(CAL))
@@ -326,29 +328,66 @@ def cases(per_state: int) -> list[dict[str, Any]]:
     return order
 
 
+#: Recipe keys that define the data a run sees (beside the data set): a reference level
+#: comes from runs on the same data (40 training samples cannot reach the full set's level).
+DATA_KEYS = ("dataset", "n_classes", "n_train", "label_noise", "text_chars", "n_features",
+             "n_classes_gen")
+#: A same-data reference needs at least this many corpus runs; else the data set's.
+MIN_REF_RUNS = 5
+#: The reference is this percentile of those runs' best val loss (label_check's choice).
+REF_PERCENTILE = 10.0
+
+
 def levels(case: dict[str, Any]) -> tuple[float, float]:
-    """(untrained, healthy reference) val loss of the case's data, as label_check defines
-    them: ln C (or the target variance), and the data set's 10th-percentile best."""
+    """(untrained, healthy reference) val loss of the case's data: ln C (or the target
+    variance), and the 10th percentile of the best val loss that corpus runs on the same
+    data reach (label_check's data-set level when fewer than five runs share the data),
+    at most half the untrained loss, as label_check caps it."""
     import label_check
 
-    refs = _refs()
     cfg = case["config"]
     l0 = label_check.untrained_loss(cfg)
-    key = label_check.ref_key({"config": cfg})
-    ref = min(refs.get(key, refs.get(key[:1], 0.0)) * l0, 0.5 * l0)
-    return l0, ref
+    same = _best_ratios().get(_data_key(cfg), [])
+    if len(same) >= MIN_REF_RUNS:
+        ratio = float(np.percentile(same, REF_PERCENTILE))
+    else:
+        refs = label_check.reference_levels(_records())
+        key = label_check.ref_key({"config": cfg})
+        ratio = refs.get(key, refs.get(key[:1], 0.0))
+    return l0, min(ratio * l0, 0.5 * l0)
 
 
-_REFS: dict[tuple[Any, ...], float] = {}
+def _data_key(cfg: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(cfg.get(k) for k in DATA_KEYS)
 
 
-def _refs() -> dict[tuple[Any, ...], float]:
-    if not _REFS:
+_CACHE: dict[str, Any] = {}
+
+
+def _records() -> list[dict[str, Any]]:
+    if "records" not in _CACHE:
+        import store
+
+        _CACHE["records"] = store.load()
+    return _CACHE["records"]
+
+
+def _best_ratios() -> dict[tuple[Any, ...], list[float]]:
+    """Per data key: every run's best val loss over its untrained loss."""
+    if "ratios" not in _CACHE:
         import label_check
         import store
 
-        _REFS.update(label_check.reference_levels(store.load()))
-    return _REFS
+        out: dict[tuple[Any, ...], list[float]] = {}
+        for rec in _records():
+            s = store.series(rec, "val_loss")
+            v = np.asarray(s[1], float) if s else np.array([])
+            v = v[np.isfinite(v)]
+            if len(v):
+                out.setdefault(_data_key(rec["config"]), []).append(
+                    float(v.min()) / label_check.untrained_loss(rec["config"]))
+        _CACHE["ratios"] = out
+    return _CACHE["ratios"]
 
 
 def template(recipe: Path, keys: list[str]) -> str:

@@ -280,19 +280,50 @@ def judge(arm: dict[str, Any], state: str | None, bar: float,
     trials = arm.get("trials", [])
     ran = bool(trials) and all(t["status"] == "ok" for t in trials)
     targets = {s for s in (state, *states) if s}
+    loss = arm.get("val_loss")  # level and blow-up in val-loss units (the bar's)
     gone = ran and bool(targets) and all(not targets & set(t.get("states") or [])
                                          for t in trials)
     effect, gate = arm.get("effect"), arm.get("gate")
-    final = arm.get("candidate_mean")
+    final = arm.get("candidate_mean") if loss is None else loss
+    control = arm.get("control_mean") if loss is None else arm.get("control_val_loss")
     finite = final is not None and math.isfinite(final)
-    if control_blown_up(arm.get("control_mean"), untrained):
-        beats = finite and (not math.isfinite(arm["control_mean"])
-                            or final < arm["control_mean"])
+    if control_blown_up(control, untrained):
+        beats = finite and (not math.isfinite(control) or final < control)
     else:
         beats = effect is not None and gate is not None and effect > gate
     good = finite and final <= bar
     return {"ran": ran, "state_gone": gone, "beats_control": bool(beats), "good_level": good,
             "final": final, "fixed": bool(ran and gone and beats and good)}
+
+
+def final_val_loss(logdirs: list[Path]) -> float | None:
+    """Mean over seeds of each trial's last val loss (the model one keeps); inf when a
+    trial's val loss went non-finite or is missing; None without trials."""
+    if not logdirs:
+        return None
+    finals = []
+    for d in logdirs:
+        vals = _val_losses(d) if d.exists() else []
+        finals.append(vals[-1] if vals and math.isfinite(vals[-1]) else math.inf)
+    return float(sum(finals) / len(finals))
+
+
+def _arm_dirs(section: dict[str, Any], arm: str) -> list[Path]:
+    """The trial log folders of one arm ('control' or a candidate key)."""
+    trials = (section["control"]["trials"] if arm == "control" else
+              next(c["trials"] for c in section["candidates"] if c["key"] == arm))
+    out = []
+    for t in trials:
+        argv = t.get("argv") or []
+        if "--logdir" in argv:
+            out.append(Path(argv[argv.index("--logdir") + 1]))
+    return out
+
+
+def with_val_loss(section: dict[str, Any], arm: dict[str, Any]) -> dict[str, Any]:
+    """The arm with its and the control's final val loss (the judge's level units)."""
+    return {**arm, "val_loss": final_val_loss(_arm_dirs(section, arm["key"])),
+            "control_val_loss": final_val_loss(_arm_dirs(section, "control"))}
 
 
 def _template(logdir: Path) -> str:
@@ -346,12 +377,12 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
     untrained = untrained_loss(case)
     ref = reference_level(case, out, seeds, device)
     bar = ref + GOOD_SHARE * (untrained - ref)
-    arms = section["candidates"]
+    arms = [with_val_loss(section, a) for a in section["candidates"]]
     control_trials = section["control"]["trials"]
     record.update(
         probed=True, untrained=untrained, reference=ref, bar=bar,
         metric=section.get("metric"),
-        control_final=arms[0].get("control_mean"),
+        control_final=arms[0].get("control_val_loss"),
         state_in_control=sum(finding.state in (t.get("states") or []) for t in control_trials),
         advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
                 "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar, untrained)},
@@ -417,12 +448,12 @@ def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
         return record
     untrained, ref = corpus.levels(case)
     bar = ref + GOOD_SHARE * (untrained - ref)
-    arms = section["candidates"]
+    arms = [with_val_loss(section, a) for a in section["candidates"]]
     also = (case["state"],)
     record.update(
         probed=True, untrained=untrained, reference=ref, bar=bar,
         metric=section.get("metric"),
-        control_final=arms[0].get("control_mean"),
+        control_final=arms[0].get("control_val_loss"),
         state_in_control=sum(finding.state in (t.get("states") or [])
                              for t in section["control"]["trials"]),
         advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],

@@ -177,6 +177,10 @@ class AdvicePolicy:
     tiny_lr: float = _knob(1e-5, P.POSITIVE, "an LR below this is tiny: multiply it by "
                            "tiny_lr_factor instead")
     tiny_lr_factor: float = _knob(10.0, P.AT_LEAST_ONE, "LR factor for a tiny LR")
+    heavy_reg_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "weight decay above this multiple of the optimizer's usual "
+        "maximum holds an underfit or never-learning run down: it is set back to the usual "
+        "default, first")
     weight_decay_divisor: float = _knob(
         10.0, P.AT_LEAST_ONE, "an underfit run's weight decay is divided by this")
     min_dropout_to_halve: float = _knob(

@@ -269,12 +269,17 @@ def _candidate_value(plan: ProbePlan, keys: set[str], hp: str, proposed: Any,
     return value, ""
 
 
+#: Proposed values within this relative distance of the current one are the same value
+#: (advice rounds to 2-3 significant digits: 0.00123 restores a configured 0.0012345).
+SAME_VALUE_REL = 0.01
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None:
         return False
     x, y = finite_number(a), finite_number(b)
     if x is not None and y is not None:
-        return math.isclose(x, y, rel_tol=1e-9)
+        return math.isclose(x, y, rel_tol=SAME_VALUE_REL)
     if isinstance(a, bool) or isinstance(b, bool):
         return str(a).lower() == str(b).lower()
     return str(a).strip().lower() == str(b).strip().lower()
