@@ -181,9 +181,11 @@ def apply(cfg: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
             pass  # below (together), or a description of the data
         else:
             raise ValueError(f"unknown hyperparameter {key!r}")
-    if "warmup_steps" in hp or "lr_schedule" in hp:
-        cur = hparams_of(cfg)
-        then = str(hp.get("lr_schedule") or cur["lr_schedule"]).lower()
+    cur = hparams_of(cfg)
+    then = str(hp.get("lr_schedule") or cur["lr_schedule"]).lower()
+    warm_new = float(hp.get("warmup_steps", cur["warmup_steps"]) or 0)
+    if then != cur["lr_schedule"] or warm_new != float(cur["warmup_steps"]):
+        # the recipe's own schedule (its gamma, cycles, peak) stays unless it changes
         if then not in SCHEDULES:
             raise ValueError(f"lr_schedule {then!r} is not one of {', '.join(SCHEDULES)}")
         warm = float(hp.get("warmup_steps", cur["warmup_steps"]) or 0)
