@@ -333,3 +333,24 @@ def test_confirmed_needs_a_good_level_where_the_untrained_level_is_known() -> No
                   untrained=1 / 3)["verdict"] == "inconclusive"
     assert decide(acc, ArmScore([0.9, 0.91], [[], []], 0), "plateau", True,
                   untrained=1 / 3)["verdict"] == "confirmed"
+
+
+def test_the_untrained_level_is_the_chance_level_when_the_class_count_is_clear() -> None:
+    import numpy as np
+    from test_recommend import make_run
+
+    from diagnose import engine
+    from diagnose.metrics import Role
+    from diagnose.probe.core import untrained_level
+
+    steps = np.arange(0, 300, 10)
+    loss = 0.2 + (math.log(3) - 0.2) * np.exp(-steps / 60)
+    acc = 1 - (1 - 1 / 3) * np.exp(-steps / 60)
+    curves = {"loss/train": (steps, loss), "loss/val": (steps, loss + 0.01),
+              "accuracy/val": (steps, acc)}
+    result = engine.evaluate(make_run(curves, {"num_classes": 3}))
+    assert untrained_level(result, [], Role.VAL_LOSS) == pytest.approx(math.log(3))
+    assert untrained_level(result, [], Role.VAL_METRIC) == pytest.approx(1 / 3)
+    # no class count: no level, so no good-level check (a regression loss has no chance)
+    unknown = engine.evaluate(make_run({"loss/train": (steps, loss * 7)}))
+    assert untrained_level(unknown, [], Role.TRAIN_LOSS) is None
