@@ -431,7 +431,7 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     best_txt = f" {show(nice(best_value, 3))}" if best_value is not None else ""
     reason = f"{name} was best ({best_txt.strip() or 'lowest'}){where}{drift}"
     strength = 1.0 if rise is None else float(np.clip(rise / 20.0, 0.6, 1.5))
-    out: list[Candidate] = []
+    out: list[Candidate] = broken_bn_momentum(ctx, reason)
     last = ctx.last_step
     key = key_metric_best(ctx, name)
     stop_reason = reason
@@ -599,7 +599,7 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     lr, _ = ctx.lr
     ramp = shorten_warmup(ctx, reason)
     heavy = heavy_regularisation(ctx, reason)
-    out += heavy
+    out += broken_bn_momentum(ctx, reason) + heavy
     if ramp is not None:
         out.append(ramp)
     elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -679,7 +679,7 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     ramp = shorten_warmup(ctx, reason)
     if ramp is not None:
         return [ramp]
-    heavy = heavy_regularisation(ctx, reason)
+    heavy = broken_bn_momentum(ctx, reason) + heavy_regularisation(ctx, reason)
     if heavy:
         return heavy
     lr, source = ctx.lr
@@ -738,7 +738,8 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     never = f"the loss never left its initial level{at}"
     if from_start and lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr):
         return never_learned_advice(ctx, never)
-    heavy = heavy_regularisation(ctx, never) if from_start else []
+    heavy = (broken_bn_momentum(ctx, never) + heavy_regularisation(ctx, never)
+             if from_start else [])
     if heavy:
         return heavy
     if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -821,14 +822,7 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
         batch = logged_batch
     out: list[Candidate] = []
     mom = finite_number(ctx.hp.get("bn_momentum"))
-    if mom is not None and mom in (0.0, 1.0):
-        what = ("never update (training statistics are not tracked)" if mom == 0 else
-                "are the last training batch's alone")
-        out.append(candidate("bn_momentum", "set", mom, pol.bn_momentum_fix,
-                             f"{reason} with BatchNorm momentum {show(mom)}: the running "
-                             f"statistics {what} (PyTorch's convention; in Keras's inverted "
-                             f"one the fix is 0.9), so set it to {show(pol.bn_momentum_fix)}.",
-                             4.0, direction=0))
+    out += broken_bn_momentum(ctx, reason)
     tiny = batch is not None and batch <= pol.tiny_bn_batch
     small = batch is not None and batch < pol.min_bn_batch
     norm = str(ctx.hp.get("normalization") or "").lower()
@@ -860,6 +854,22 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
                              "BN estimates, so move dropout after the last BN layer.", 1.0,
                              direction=0))
     return out
+
+
+def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A logged BatchNorm momentum of 0 or 1 breaks eval mode whatever state the curves
+    show (running statistics never updated, or the last batch's alone): fix it first."""
+    mom = finite_number(ctx.hp.get("bn_momentum"))
+    if mom is None or mom not in (0.0, 1.0):
+        return []
+    fix = ctx.policy.bn_momentum_fix
+    what = ("never update (training statistics are not tracked)" if mom == 0 else
+            "are the last training batch's alone")
+    return [candidate("bn_momentum", "set", mom, fix,
+                      f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
+                      f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
+                      f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
+                      4.0, direction=0)]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:

@@ -324,3 +324,11 @@ def test_heavy_regularisation_at_chance_is_lowered_first(hp, key, proposed):
     assert rec.hyperparameter == key and rec.action == "decrease"
     assert rec.proposed == pytest.approx(proposed)
     assert "init" not in recs and "model_capacity" not in recs
+
+
+def test_a_logged_bn_momentum_of_0_is_fixed_first_whatever_state_the_curves_show():
+    recs = _recs(overfit_curves(), {"max_steps": 6000, "bn_momentum": 0.0}, "overfit")
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.proposed) == ("bn_momentum", 0.1)
+    assert "bn_momentum" not in _recs(overfit_curves(), {"max_steps": 6000,
+                                                         "bn_momentum": 0.1}, "overfit")

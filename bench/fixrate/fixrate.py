@@ -576,18 +576,25 @@ def markdown(summary: dict[str, Any]) -> str:
     t = summary["total"]
     lines.append(f"| **all** | {t['broken']} | {t['probed']} | {t['fixed']} | "
                  f"{t['random_fixed']} |")
+    if t["broken"]:
+        lines += ["", f"Advice fixed {t['fixed']}/{t['broken']} broken runs "
+                  f"({t['fixed'] / t['broken']:.0%}), {t['fixed']}/{t['probed'] or 1} of those "
+                  f"probed; a random change of the same size {t['random_fixed']}/{t['broken']}."]
     lines += ["", "| case | state | advice | final / bar | fixed | random change | final | "
               "fixed |", "|---|---|---|---|---|---|---|---|"]
     for r in summary["cases"]:
         if "error" in r:
             lines.append(f"| {r['case']} | error: {r['error']} | | | | | | |")
         elif not r.get("probed"):
-            lines.append(f"| {r['case']} | {r.get('state') or 'healthy'} | not probed: "
+            cause = f" ({r['why']})" if "label" in r else ""
+            lines.append(f"| {r['case']} | {r.get('state') or 'healthy'}{cause} | not probed: "
                          f"{r.get('why_not', '')} | | | | | |")
         else:
             a, x = r["advice"], r["random"]
+            seen = r.get("finding_state")
+            state = r["state"] + (f" ({r['why']}; ours: {seen})" if "label" in r else "")
             lines.append(
-                f"| {r['case']} | {r['state']} | {_ch(a['changes'])} ({a['verdict']}) | "
+                f"| {r['case']} | {state} | {_ch(a['changes'])} ({a['verdict']}) | "
                 f"{_f(a['final'])} / {_f(r['bar'])} | {_yes(a)} | {_ch(x['changes'])} | "
                 f"{_f(x['final'])} | {_yes(x)} |")
     return "\n".join(lines)
