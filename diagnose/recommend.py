@@ -222,8 +222,12 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             "them (subtract the mean, divide by the std; invert for predictions) before "
             "tuning the LR.", 1.5 if measured else 1.3))
     # a jump mid-run is not a start-up problem: no warmup
-    warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
-                                          "the loss started to climb")
+    transformer = ctx.family == "transformer"
+    warm = None if jumped else add_warmup(
+        ctx, turn if turn is not None else bad,
+        "the loss started to climb" + (" in a transformer (attention needs a warmup while "
+                                        "Adam's statistics settle)" if transformer else ""),
+        1.3 if transformer else 1.0)
     if warm is not None:
         out.append(warm)
     if clip is not None:

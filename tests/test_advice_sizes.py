@@ -332,3 +332,16 @@ def test_a_logged_bn_momentum_of_0_is_fixed_first_whatever_state_the_curves_show
     assert (first.hyperparameter, first.proposed) == ("bn_momentum", 0.1)
     assert "bn_momentum" not in _recs(overfit_curves(), {"max_steps": 6000,
                                                          "bn_momentum": 0.1}, "overfit")
+
+
+def test_an_early_blow_up_in_a_transformer_puts_the_warmup_before_clipping():
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan
+    hp = {"learning_rate": 1e-2, "optimizer": "adamw", "max_steps": 600,
+          "num_attention_heads": 4}
+    names = list(_recs({"loss/train": (STEPS, loss)}, hp, "divergence"))
+    assert names[:2] == ["learning_rate", "warmup_steps"]
+    plain = list(_recs({"loss/train": (STEPS, loss)},
+                       {k: v for k, v in hp.items() if k != "num_attention_heads"},
+                       "divergence"))
+    assert "warmup_steps" in plain
