@@ -497,6 +497,29 @@ def _run_one(job: tuple[Case | dict[str, Any], str, int, str]) -> dict[str, Any]
     return record
 
 
+def stale(cases: list[Any], out: Path) -> list[str]:
+    """Done corpus cases whose top recommendation today differs from the one they were
+    probed with (the advice changed since): ``--refresh`` re-runs them."""
+    from diagnose.pipeline import analyze
+
+    names = []
+    for case in cases:
+        path = out / "cases" / f"{_name(case)}.json"
+        broken = out / "broken" / _name(case)
+        if isinstance(case, Case) or not path.exists() or not broken.exists():
+            continue
+        rec = json.loads(path.read_text())
+        result = analyze([str(broken)]).results[0]
+        top = next(((f.recommendations[0]) for f in result.findings
+                    if f.recommendations and f.severity != "info"), None)
+        now = None if top is None else [top.hyperparameter, str(top.proposed)]
+        old = rec.get("top")
+        was = None if not old else [old["hyperparameter"], str(old["proposed"])]
+        if now != was:
+            names.append(_name(case))
+    return names
+
+
 def campaign(cases: list[Any], out: Path, seeds: int, workers: int, device: str,
              budget_s: float | None = None) -> None:
     """Run every case not done yet, ``workers`` at a time, with a progress bar; stop
@@ -626,6 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=int, metavar="N",
                    help="cases from the calibration corpus instead: N broken runs per state")
     p.add_argument("--budget-s", type=float, help="start no new case after this many seconds")
+    p.add_argument("--refresh", action="store_true",
+                   help="first re-run done cases whose top recommendation changed since")
     p.add_argument("--report", action="store_true", help="only print the tables")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -637,6 +662,13 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in corpus.cases(args.corpus) if wanted is None or c["id"] in wanted]
     else:
         cases = [c for c in CASES if wanted is None or c.name in wanted]
+    if args.refresh:
+        import shutil
+
+        for name in stale(cases, out):
+            print(f"{name}: the advice changed since it ran: re-running", file=sys.stderr)
+            (out / "cases" / f"{name}.json").unlink()
+            shutil.rmtree(out / "trials" / name, ignore_errors=True)
     if not args.report:
         start = time.monotonic()
         campaign(cases, out, args.seeds, args.workers, args.device, args.budget_s)
