@@ -119,8 +119,10 @@ def _val_losses(logdir: Path) -> list[float]:
     from diagnose.metrics import Role
     from diagnose.pipeline import analyze
 
-    result = analyze([str(logdir)]).results[0]
-    series = result.resolved_roles().get(Role.VAL_LOSS)
+    results = analyze([str(logdir)]).results
+    if not results:  # a trial that crashed before writing any log
+        return []
+    series = results[0].resolved_roles().get(Role.VAL_LOSS)
     return [] if series is None else [float(v) for v in series.values]
 
 
