@@ -4,11 +4,11 @@ A candidate is *confirmed* only when all hold: the pathological state it targets
 in every candidate seed (every trial ran), its metric beats the control's by more than
 the seed-to-seed spread (a control seed that diverged counts as worst, so a blown-up
 control's 1e8 spread cannot hide a fix), and, where the chance level is known, it ends
-well away from it (:data:`GOOD_LEVEL_SHARE`).  A better metric alone is not enough (the detector can stop
-firing, or the metric improve, while the run is still broken), and neither is a quiet
-detector alone.  *Refuted*: the metric is worse beyond the spread, or the state persists in
-every candidate seed.  *Inconclusive* otherwise, with the reason.  A ``--try`` candidate
-has no target state and is judged on the metric alone.
+well away from it (:data:`GOOD_LEVEL_SHARE`).  A better metric alone is not enough (the
+detector can stop firing, or the metric improve, while the run is still broken), and
+neither is a quiet detector alone.  *Refuted*: the metric is worse beyond the spread, or
+the state persists in every candidate seed.  *Inconclusive* otherwise, with the reason.
+A ``--try`` candidate has no target state and is judged on the metric alone.
 """
 
 from __future__ import annotations
