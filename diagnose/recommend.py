@@ -35,12 +35,15 @@ from diagnose.advice.moves import (
     decay_schedule,
     extend_length,
     land_in_range,
+    landing_point,
     length_target,
     lr_is_small,
+    lr_outside_range,
     momentum_fix,
     nice,
     optimizer_family,
     scale_lr,
+    shorten_warmup,
     show,
     tail_gain,
     truthy,
@@ -219,8 +222,12 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             "them (subtract the mean, divide by the std; invert for predictions) before "
             "tuning the LR.", 1.5 if measured else 1.3))
     # a jump mid-run is not a start-up problem: no warmup
-    warm = None if jumped else add_warmup(ctx, turn if turn is not None else bad,
-                                          "the loss started to climb")
+    transformer = ctx.family == "transformer"
+    warm = None if jumped else add_warmup(
+        ctx, turn if turn is not None else bad,
+        "the loss started to climb" + (" in a transformer (attention needs a warmup while "
+                                        "Adam's statistics settle)" if transformer else ""),
+        1.3 if transformer else 1.0)
     if warm is not None:
         out.append(warm)
     if clip is not None:
@@ -450,7 +457,7 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     best_txt = f" {show(nice(best_value, 3))}" if best_value is not None else ""
     reason = f"{name} was best ({best_txt.strip() or 'lowest'}){where}{drift}"
     strength = 1.0 if rise is None else float(np.clip(rise / 20.0, 0.6, 1.5))
-    out: list[Candidate] = []
+    out: list[Candidate] = broken_bn_momentum(ctx, reason)
     last = ctx.last_step
     stop, key_note = key_metric_stop(ctx, name, best)
     if stop is not None and (last is None or stop < last):
@@ -497,7 +504,16 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
         out.append(candidate("weight_decay", "increase", wd, new,
                          f"{reason} with weight decay {show(wd)}, so raise it x{show(factor)} "
                          f"to {show(new)}.", strength))
-    if "batchnorm_collapse" not in ctx.states:
+    tkeys = ctx.transformer_dropout_keys() if ctx.family == "transformer" else []
+    for k in tkeys:
+        drop = finite_number(ctx.hp.get(k))
+        if drop is not None and drop < ctx.policy.max_dropout:
+            new = round(min(ctx.policy.max_dropout, max(ctx.policy.default_transformer_dropout,
+                                                        drop + ctx.policy.dropout_step)), 2)
+            out.append(candidate(k, "increase", drop, new,
+                                 f"{reason} with {k} {show(drop)}, so raise it to "
+                                 f"{show(new)} (the transformer's own dropout).", strength))
+    if "batchnorm_collapse" not in ctx.states and ctx.family != "detection" and not tkeys:
         drop = finite_number(ctx.hp.get("dropout"))
         placement = ("between dense layers, never directly before a BatchNorm layer"
                      if ctx.uses_batchnorm is not False else "between dense layers")
@@ -527,6 +543,25 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                      f"{reason}, so if regularisation is not enough halve the width or depth.",
                      strength))
     return out
+
+
+def already_done(ctx: AdviceContext, c: Candidate) -> bool:
+    """The config already has the proposed value (init he_normal, drop_last on): never
+    propose it.  The advice's own ``current`` wins over the config (the LR in effect at a
+    mid-run jump is not the configured one).  Relative proposals and unknown current
+    values are kept."""
+    now = c.rec.current if c.rec.current is not None else ctx.hp.get(c.rec.hyperparameter)
+    new = c.rec.proposed
+    if now is None or new is None or (isinstance(new, str) and new[:1] in "x*/") or (
+            isinstance(new, str) and new.startswith("current")):
+        return False
+    a, b = finite_number(now), finite_number(new)
+    if a is not None and b is not None:
+        return math.isclose(a, b, rel_tol=1e-9)
+    ta, tb = truthy(now), truthy(new)
+    if ta is not None and tb is not None:
+        return ta == tb
+    return str(now).strip().lower() == str(new).strip().lower()
 
 
 def _underfit(ctx: AdviceContext, f: Finding) -> list[Candidate]:
@@ -569,21 +604,27 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     pol = ctx.policy
     out: list[Candidate] = []
     lr, _ = ctx.lr
-    if lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
+    ramp = shorten_warmup(ctx, reason)
+    heavy = heavy_regularisation(ctx, reason)
+    out += broken_bn_momentum(ctx, reason) + heavy
+    if ramp is not None:
+        out.append(ramp)
+    elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
         factor = pol.tiny_lr_factor if lr < pol.tiny_lr else pol.small_lr_factor
         out.append(scale_lr(ctx, factor, f"{reason} with a small LR", 1.0))
     out.append(candidate("model_capacity", "increase", None, "x2",
                      f"{reason}, so double the width or add layers (residual connections for "
                      "deep ones).", 2.6))
     wd = finite_number(ctx.hp.get("weight_decay"))
-    if wd is not None and wd > 0:
+    done = {c.rec.hyperparameter for c in heavy}
+    if wd is not None and wd > 0 and "weight_decay" not in done:
         lower = wd / pol.weight_decay_divisor
         new = nice(lower) if lower >= 1e-6 else 0.0
         out.append(candidate("weight_decay", "decrease", wd, new,
                          f"{reason} while regularised with weight decay {show(wd)}, so lower "
                          f"it to {show(new)}.", 1.0))
     drop = finite_number(ctx.hp.get("dropout"))
-    if drop is not None and drop >= pol.min_dropout_to_halve:
+    if drop is not None and drop >= pol.min_dropout_to_halve and "dropout" not in done:
         new = round(drop / 2, 2)
         out.append(candidate("dropout", "decrease", drop, new,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
@@ -608,6 +649,62 @@ def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     from_start = "max_rel_move" in f.evidence
     poor = _ev_flag(f, "poor_level") or from_start
     return plateau_advice(ctx, start, _ev(f, "end"), poor, from_start)
+
+
+def heavy_regularisation(ctx: AdviceContext, reason: str,
+                         strength: float = 3.0) -> list[Candidate]:
+    """Weight decay far above the optimizer's usual maximum (x ``heavy_reg_factor``) or
+    dropout above ``max_dropout``: the regularisation itself holds the run down, so it
+    goes back to the usual default first (weight decay 5e-4, AdamW 0.05; dropout 0.3)."""
+    pol = ctx.policy
+    out: list[Candidate] = []
+    wd = finite_number(ctx.hp.get("weight_decay"))
+    optimizer = str(ctx.hp.get("optimizer") or "")
+    decoupled = "adamw" in optimizer.lower()
+    top = (pol.max_weight_decay if decoupled or not optimizer_family(optimizer)
+           else pol.max_coupled_weight_decay)
+    if wd is not None and wd > pol.heavy_reg_factor * top:
+        new = pol.decoupled_weight_decay if decoupled else pol.default_weight_decay
+        out.append(candidate("weight_decay", "decrease", wd, new,
+                             f"{reason} with weight decay {show(wd)}, far above the usual "
+                             f"maximum {show(top)} for {optimizer or 'this optimizer'}, so "
+                             f"lower it to {show(new)}.", strength))
+    drop = finite_number(ctx.hp.get("dropout"))
+    if drop is not None and drop > pol.max_dropout:
+        out.append(candidate("dropout", "decrease", drop, pol.default_dropout,
+                             f"{reason} with dropout {show(drop)}, above the usual ceiling "
+                             f"{show(pol.max_dropout)}, so lower it to "
+                             f"{show(pol.default_dropout)}.", strength * 0.9))
+    return out
+
+
+def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A run that never left its initial level (UND001 at chance, PLT002 flat from the
+    start): a warmup that never ended is shortened; an LR far outside the optimizer's usual
+    range moves into it; with a normal LR the init or activations keep the network dead.
+    Never capacity: a bigger model at chance learns nothing either."""
+    ramp = shorten_warmup(ctx, reason)
+    if ramp is not None:
+        return [ramp]
+    heavy = broken_bn_momentum(ctx, reason) + heavy_regularisation(ctx, reason)
+    if heavy:
+        return heavy
+    lr, source = ctx.lr
+    opt = ctx.hp.get("optimizer")
+    side = lr_outside_range(ctx.policy, opt, lr)
+    if lr is not None and side:
+        low, high, label = usual_lr_range(ctx.policy, opt)
+        new = landing_point(ctx.policy, opt)
+        lr_move = candidate(
+            "learning_rate", "increase" if side == "below" else "decrease", lr, new,
+            f"{reason}; the {source} LR {show(lr)} is far {side} {label} usual range "
+            f"{show(low)} to {show(high)}, so move into it: {show(new)} (an LR range test "
+            "refines it).", 2.0)
+        return [lr_move]
+    dead = dead_start_advice(ctx, reason)
+    if dead:
+        return dead
+    return [scale_lr(ctx, ctx.policy.plateau_lr_factor, f"{reason}: a saddle plateau", 1.0)]
 
 
 def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
@@ -641,11 +738,21 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     flat ``from_start`` with a normal LR gets init/activation advice instead."""
     poor = poor or "underfit" in ctx.states
     lr, _ = ctx.lr
+    at = f" at {show(nice(level, 3))}" if level is not None else ""
+    ramp = shorten_warmup(ctx, f"the curve is flat{at}")
+    if ramp is not None:
+        return [ramp]
+    never = f"the loss never left its initial level{at}"
+    if from_start and lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr):
+        return never_learned_advice(ctx, never)
+    heavy = (broken_bn_momentum(ctx, never) + heavy_regularisation(ctx, never)
+             if from_start else [])
+    if heavy:
+        return heavy
     if from_start and lr is not None and not lr_is_small(lr, ctx.hp.get("optimizer")):
         low, high, _ = usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))
         if low <= lr <= high:
-            at = f" at {show(nice(level, 3))}" if level is not None else ""
-            dead = dead_start_advice(ctx, f"the loss never left its initial level{at}")
+            dead = dead_start_advice(ctx, never)
             if dead:
                 return dead
     lr_now = value_at(ctx.lr_series, start) if ctx.lr_series is not None and start else None
@@ -716,37 +823,60 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
                   f"{show(nice(ratio))}x)")
     else:
         reason = "BatchNorm statistics look broken"
+    pol = ctx.policy
     batch = finite_number(ctx.hp.get("batch_size"))
     if batch is None:
         batch = logged_batch
     out: list[Candidate] = []
-    if batch is not None and batch < ctx.policy.min_bn_batch:
-        out.append(candidate("batch_size", "increase", batch, ctx.policy.min_bn_batch,
-                         f"{reason} with batch size {show(batch)}, so use at least "
-                         f"{ctx.policy.min_bn_batch} for stable batch statistics.",
-                         1.5 if batch <= 8 else 1.0))
-    elif batch is None:
-        out.append(candidate("batch_size", "set", None, ctx.policy.min_bn_batch,
-                         f"{reason}; if the batch is below {ctx.policy.min_bn_batch}, raise it "
-                         f"({concrete_hint('batch_size')}).", 0.8, direction=1))
-    small = batch is not None and batch < ctx.policy.min_bn_batch
-    out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "groupnorm",
-                     f"{reason}{' and the batch is small' if small else ''}, so use "
-                     "GroupNorm (or LayerNorm), which does not depend on batch statistics.",
-                     1.2 if small else 0.9, direction=0))
-    out.append(candidate("precise_bn", "enable", None, True,
-                     f"{reason}, so recompute the BN running statistics over ~200 training "
-                     "batches before evaluating (precise BN).", 1.0))
+    mom = finite_number(ctx.hp.get("bn_momentum"))
+    out += broken_bn_momentum(ctx, reason)
+    tiny = batch is not None and batch <= pol.tiny_bn_batch
+    small = batch is not None and batch < pol.min_bn_batch
+    norm = str(ctx.hp.get("normalization") or "").lower()
+    if "group" not in norm and "layer" not in norm:
+        out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "groupnorm",
+                             f"{reason}{' and the batch is tiny' if tiny else ''}, so use "
+                             "GroupNorm (or LayerNorm), which does not depend on batch "
+                             "statistics.", 3.5 if tiny else 1.2 if small else 0.9,
+                             direction=0))
+    if small and batch is not None:
+        # never a size when the batch is unknown: it could be a decrease
+        out.append(candidate("batch_size", "increase", batch, pol.min_bn_batch,
+                             f"{reason} with batch size {show(batch)}, so use at least "
+                             f"{pol.min_bn_batch} for stable batch statistics.", 1.0))
+    if truthy(ctx.hp.get("drop_last")) is not True:
+        last = " (with momentum 1 the statistics are the last batch's)" if mom == 1.0 else ""
+        out.append(candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
+                             f"{reason}, so shuffle the training data and drop the last "
+                             f"incomplete batch so no BN step sees a tiny batch{last}.",
+                             2.0 if mom == 1.0 else 1.0))
+    if truthy(ctx.hp.get("precise_bn")) is not True:
+        out.append(candidate("precise_bn", "enable", None, True,
+                             f"{reason}, so recompute the BN running statistics over ~200 "
+                             "training batches before evaluating (precise BN).", 1.0))
     drop = finite_number(ctx.hp.get("dropout"))
-    if drop is None or drop > 0:
+    if drop is not None and drop > 0:
         out.append(candidate("dropout_placement", "set", None, "after_batchnorm",
-                         f"{reason}; dropout right before a BN layer shifts the variance BN "
-                         "estimates, so move dropout after the last BN layer.", 1.0,
-                         direction=0))
-    out.append(candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
-                     f"{reason}, so shuffle the training data and drop the last incomplete "
-                     "batch so no BN step sees a tiny batch.", 1.0))
+                             f"{reason}; dropout right before a BN layer shifts the variance "
+                             "BN estimates, so move dropout after the last BN layer.", 1.0,
+                             direction=0))
     return out
+
+
+def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
+    """A logged BatchNorm momentum of 0 or 1 breaks eval mode whatever state the curves
+    show (running statistics never updated, or the last batch's alone): fix it first."""
+    mom = finite_number(ctx.hp.get("bn_momentum"))
+    if mom is None or mom not in (0.0, 1.0):
+        return []
+    fix = ctx.policy.bn_momentum_fix
+    what = ("never update (training statistics are not tracked)" if mom == 0 else
+            "are the last training batch's alone")
+    return [candidate("bn_momentum", "set", mom, fix,
+                      f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
+                      f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
+                      f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
+                      4.0, direction=0)]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:
@@ -916,6 +1046,7 @@ def recommend(result: RunResult, overrides: Mapping[str, Any] | None = None,
                 if _wants_advice(g):
                     own = {c.rec.hyperparameter for c in found}
                     found += [c for c in advise(ctx, g) if c.rec.hyperparameter not in own]
+            found = [c for c in found if not already_done(ctx, c)]
         cands.append(found)
     recs = resolve(result.findings, cands)
     findings = [

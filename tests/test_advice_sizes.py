@@ -3,6 +3,8 @@ run goes through the real rules (``engine.evaluate``), then :func:`recommend`.""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from shared_data import require, shared
@@ -187,3 +189,159 @@ def test_regression_nan_from_the_first_point_with_raw_targets_standardises(recor
     assert ("standardize_targets" in recs) == standardise
     if standardise:
         assert next(iter(recs)) == "standardize_targets"
+
+
+# --- batch-norm collapse from its evidence (issue 10) ------------------------------------
+
+BN_FIRE = Path(__file__).parent / "rule_fixtures" / "BN001" / "fire"
+
+
+def _bn_recs(hparams: dict) -> list[Recommendation]:
+    sources, _ = discover.discover([str(BN_FIRE)])
+    result = recommend(engine.evaluate(ingest.load_run(sources[0])), hparams)
+    found = [f for f in result.findings if f.state == "batchnorm_collapse"]
+    assert found, [(f.rule, f.state) for f in result.findings]
+    return list(found[0].recommendations)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 1.0])
+def test_bn_momentum_logged_at_0_or_1_is_the_first_advice(momentum):
+    recs = _bn_recs({"bn_momentum": momentum, "batch_size": 64})
+    assert recs[0].hyperparameter == "bn_momentum"
+    assert (recs[0].current, recs[0].proposed) == (momentum, AdvicePolicy().bn_momentum_fix)
+    names = [r.hyperparameter for r in recs]
+    assert "batch_size" not in names  # 64 is not small
+    if momentum == 1.0:  # the running statistics are the (tiny) last batch's
+        assert names[1] == "drop_last" and "last batch" in recs[1].rationale
+
+
+def test_bn_tiny_batch_gets_groupnorm_first_and_never_a_batch_size_when_unknown():
+    tiny = by_name(_bn_recs({"batch_size": 4}))
+    assert next(iter(tiny)) == "normalization" and tiny["normalization"].proposed == "groupnorm"
+    assert (tiny["batch_size"].current, tiny["batch_size"].proposed) == (4, 32)
+    unknown = by_name(_bn_recs({}))
+    assert "batch_size" not in unknown  # "set 32" could be a decrease for a run at 48
+    assert "dropout_placement" not in unknown  # no dropout is known to move
+
+
+def test_bn_advice_never_proposes_what_the_config_already_does():
+    recs = by_name(_bn_recs({"drop_last": True, "normalization": "groupnorm",
+                             "precise_bn": True, "bn_momentum": 0.1}))
+    assert not {"drop_last", "normalization", "precise_bn", "bn_momentum"} & set(recs)
+
+
+# --- runs that never learned, warmups that never end -------------------------------------
+
+
+def _at_chance(lr: np.ndarray | None = None) -> dict:
+    """Train and val loss at ln 3 with accuracy at 1/3 throughout (UND001: never left chance)."""
+    rng = np.random.default_rng(0)
+    flat = np.log(3) + 0.002 * rng.standard_normal(len(STEPS))
+    acc = 1 / 3 + 0.005 * rng.standard_normal(len(STEPS))
+    curves = {"loss/train": (STEPS, flat), "loss/val": (STEPS, flat + 0.001),
+              "accuracy/train": (STEPS, acc), "accuracy/val": (STEPS, acc)}
+    if lr is not None:
+        curves["lr"] = (STEPS, lr)
+    return curves
+
+
+def _all_recs(curves: dict, hparams: dict) -> tuple[set[str], dict[str, Recommendation]]:
+    result = recommend(engine.evaluate(make_run(curves, hparams)))
+    states = {f.state for f in result.findings if f.severity != "info"}
+    first = next(f for f in result.findings if f.recommendations and f.severity != "info")
+    return states, by_name(list(first.recommendations))
+
+
+@pytest.mark.parametrize("lr, optimizer, direction", [(1e-7, "adam", "increase"),
+                                                      (20.0, "sgd", "decrease")])
+def test_a_run_at_chance_with_an_lr_far_outside_the_range_moves_it_in(lr, optimizer,
+                                                                       direction):
+    states, recs = _all_recs(_at_chance(), {"learning_rate": lr, "optimizer": optimizer,
+                                            "max_steps": 600})
+    assert "plateau" in states
+    rec = next(iter(recs.values()))
+    low, high, _ = usual_lr_range(AdvicePolicy(), optimizer)
+    assert rec.hyperparameter == "learning_rate" and rec.action == direction
+    assert low <= rec.proposed <= high
+    assert "model_capacity" not in recs  # a bigger model at chance learns nothing either
+
+
+def test_a_run_at_chance_with_a_normal_lr_gets_init_advice_not_capacity():
+    _, recs = _all_recs(_at_chance(), {"learning_rate": 0.05, "optimizer": "sgd",
+                                       "max_steps": 600})
+    assert next(iter(recs)) == "init" and recs["init"].proposed == "he_normal"
+    assert "model_capacity" not in recs and "learning_rate" not in recs
+
+
+def test_a_warmup_that_never_ends_is_shortened_not_the_lr_raised():
+    ramp = 3e-3 * (STEPS + 1) / 100_000  # a 100k-step warmup in a 600-step run
+    _, recs = _all_recs(_at_chance(ramp), {"learning_rate": 3e-3, "optimizer": "adam",
+                                           "warmup_steps": 100_000, "max_steps": 600})
+    rec = next(iter(recs.values()))
+    assert rec.hyperparameter == "warmup_steps" and rec.action == "decrease"
+    assert (rec.current, rec.proposed) == (100_000, 60)  # 10% of the run
+    assert "learning_rate" not in recs
+    # the logged LR alone says so when the config does not
+    _, logged = _all_recs(_at_chance(ramp), {"learning_rate": 3e-3, "optimizer": "adam",
+                                             "max_steps": 600})
+    assert next(iter(logged)) == "warmup_steps"
+
+
+# --- early stop at the key metric's best; per family ------------------------------------
+
+
+def test_early_stop_follows_the_key_metric_not_the_loss():
+    steps = np.arange(0, 2401, 50)
+    val_loss = 0.5 + ((steps - 600) / 1500.0) ** 2  # best at 600, then rising
+    mAP = 0.6 - ((steps - 1500) / 3000.0) ** 2  # still best at 1500
+    curves = {"loss/train": (steps, 2.0 * np.exp(-steps / 300) + 0.05),
+              "loss/val": (steps, val_loss), "metrics/mAP50/val": (steps, mAP)}
+    result = recommend(engine.evaluate(make_run(curves, {"max_steps": 2400})))
+    stop = next(r for f in result.findings if f.state == "overfit"
+                for r in f.recommendations if r.hyperparameter == "max_steps")
+    assert stop.proposed == 1500 and "key metric" in stop.rationale
+
+
+def test_overfit_transformer_raises_its_own_dropout_and_a_detector_gets_none():
+    hf = {"max_steps": 6000, "attention_probs_dropout_prob": 0.0,
+          "hidden_dropout_prob": 0.05, "num_attention_heads": 4}
+    recs = _recs(overfit_curves(), hf, "overfit")
+    assert recs["attention_probs_dropout_prob"].proposed == 0.1
+    assert recs["hidden_dropout_prob"].proposed == 0.15
+    assert "dropout" not in recs
+    yolo = _recs(overfit_curves(), {"max_steps": 6000, "hyp.mosaic": 1.0}, "overfit")
+    assert "dropout" not in yolo and "data_augmentation" not in yolo
+
+
+@pytest.mark.parametrize("hp, key, proposed", [
+    ({"optimizer": "adamw", "weight_decay": 60.0}, "weight_decay", 0.05),
+    ({"optimizer": "sgd", "weight_decay": 0.3}, "weight_decay", 5e-4),
+    ({"optimizer": "sgd", "dropout": 0.9}, "dropout", 0.3)])
+def test_heavy_regularisation_at_chance_is_lowered_first(hp, key, proposed):
+    lr = 1e-3 if hp["optimizer"] == "adamw" else 0.05
+    _, recs = _all_recs(_at_chance(), {**hp, "learning_rate": lr, "max_steps": 600})
+    rec = next(iter(recs.values()))
+    assert rec.hyperparameter == key and rec.action == "decrease"
+    assert rec.proposed == pytest.approx(proposed)
+    assert "init" not in recs and "model_capacity" not in recs
+
+
+def test_a_logged_bn_momentum_of_0_is_fixed_first_whatever_state_the_curves_show():
+    recs = _recs(overfit_curves(), {"max_steps": 6000, "bn_momentum": 0.0}, "overfit")
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.proposed) == ("bn_momentum", 0.1)
+    assert "bn_momentum" not in _recs(overfit_curves(), {"max_steps": 6000,
+                                                         "bn_momentum": 0.1}, "overfit")
+
+
+def test_an_early_blow_up_in_a_transformer_puts_the_warmup_before_clipping():
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan
+    hp = {"learning_rate": 1e-2, "optimizer": "adamw", "max_steps": 600,
+          "num_attention_heads": 4}
+    names = list(_recs({"loss/train": (STEPS, loss)}, hp, "divergence"))
+    assert names[:2] == ["learning_rate", "warmup_steps"]
+    plain = list(_recs({"loss/train": (STEPS, loss)},
+                       {k: v for k, v in hp.items() if k != "num_attention_heads"},
+                       "divergence"))
+    assert "warmup_steps" in plain

@@ -305,3 +305,52 @@ def test_trials_are_compared_on_the_runs_objective() -> None:
     pinned = outcome("keras_derma_majority_9ep", shared("real_logs_more"))
     assert primary_role([pinned]) == (Role.VAL_LOSS, False)
     assert primary_role([]) is None
+
+
+def test_a_blown_up_control_does_not_hide_behind_its_seed_spread() -> None:
+    # RMSprop LR 5: the control ends at finite but astronomical losses (spread ~1e8)
+    control = ArmScore([3.0e3, 2.0e8], [["divergence"], ["divergence"]], 0)
+    cand = ArmScore([0.033, 0.034], [[], []], 0)
+    out = decide(control, cand, "divergence", higher=False)
+    assert out["verdict"] == "confirmed" and "control diverged" in out["reason"]
+    # the same values with no divergence in the control stay inside the spread
+    calm = decide(ArmScore([3.0e3, 2.0e8], [[], []], 0), cand, "divergence", higher=False)
+    assert calm["verdict"] == "inconclusive"
+
+
+def test_confirmed_needs_a_good_level_where_the_untrained_level_is_known() -> None:
+    control = ArmScore([1.10, 1.10], [["plateau"], ["plateau"]], 0)
+    # left chance (ln 3 = 1.10) a little: gone and better beyond the spread, still not good
+    near = decide(control, ArmScore([0.80, 0.81], [[], []], 0), "plateau", False,
+                  untrained=math.log(3))
+    assert near["verdict"] == "inconclusive" and "untrained level" in near["reason"]
+    good = decide(control, ArmScore([0.20, 0.21], [[], []], 0), "plateau", False,
+                  untrained=math.log(3))
+    assert good["verdict"] == "confirmed"
+    # an accuracy: chance 1/3, must reach at least halfway to 1
+    acc = ArmScore([0.34, 0.35], [["plateau"], ["plateau"]], 0)
+    assert decide(acc, ArmScore([0.55, 0.56], [[], []], 0), "plateau", True,
+                  untrained=1 / 3)["verdict"] == "inconclusive"
+    assert decide(acc, ArmScore([0.9, 0.91], [[], []], 0), "plateau", True,
+                  untrained=1 / 3)["verdict"] == "confirmed"
+
+
+def test_the_untrained_level_is_the_chance_level_when_the_class_count_is_clear() -> None:
+    import numpy as np
+    from test_recommend import make_run
+
+    from diagnose import engine
+    from diagnose.metrics import Role
+    from diagnose.probe.core import untrained_level
+
+    steps = np.arange(0, 300, 10)
+    loss = 0.2 + (math.log(3) - 0.2) * np.exp(-steps / 60)
+    acc = 1 - (1 - 1 / 3) * np.exp(-steps / 60)
+    curves = {"loss/train": (steps, loss), "loss/val": (steps, loss + 0.01),
+              "accuracy/val": (steps, acc)}
+    result = engine.evaluate(make_run(curves, {"num_classes": 3}))
+    assert untrained_level(result, [], Role.VAL_LOSS) == pytest.approx(math.log(3))
+    assert untrained_level(result, [], Role.VAL_METRIC) == pytest.approx(1 / 3)
+    # no class count: no level, so no good-level check (a regression loss has no chance)
+    unknown = engine.evaluate(make_run({"loss/train": (steps, loss * 7)}))
+    assert untrained_level(unknown, [], Role.TRAIN_LOSS) is None

@@ -63,3 +63,19 @@ def test_family_keeps_data_and_length_flags_only(fixrate) -> None:
     assert fixrate.family_args(case) == ["--max-steps", "600", "--train-size", "60"]
     assert {c.name for c in fixrate.CASES} >= {"lr_high_sgd8", "overfit_small_data",
                                                "bn_momentum0", "underfit_narrow"}
+
+
+def test_a_finite_good_run_beats_a_blown_up_control(fixrate) -> None:
+    ok = [{"status": "ok", "states": []}, {"status": "ok", "states": []}]
+    # RMSprop LR 5: the control's seeds end at 3e3 and 2e8, so its seed gate is ~3e8
+    arm = {"trials": ok, "effect": 1e8, "gate": 2.8e8, "candidate_mean": 0.033,
+           "control_mean": 1e8}
+    assert fixrate.judge(arm, "divergence", bar=0.29, untrained=1.1)["fixed"]
+    nan = {**arm, "control_mean": math.nan, "effect": math.inf, "gate": 0.0}
+    assert fixrate.judge(nan, "divergence", bar=0.29, untrained=1.1)["fixed"]
+    # a control that did not blow up still needs the gate
+    calm = {**arm, "control_mean": 5.0, "effect": 0.0, "gate": 1.0}
+    assert not fixrate.judge(calm, "divergence", bar=0.29, untrained=1.1)["beats_control"]
+    # and a blown-up control is no excuse for a bad level
+    assert not fixrate.judge({**arm, "candidate_mean": 0.9}, "divergence", bar=0.29,
+                             untrained=1.1)["fixed"]

@@ -293,10 +293,11 @@ def test_batchnorm_collapse_with_tiny_batch():
     f = finding("batchnorm_collapse", "BN001", "error", "loss/val", 0, branch="erratic",
                 val_median_jump_factor=12.0, batch_size=4, small_batch=True)
     recs = recs_of(recommend(RunResult(run, findings=[f])), "BN001")
-    assert recs[0].hyperparameter == "batch_size"
-    assert (recs[0].action, recs[0].current, recs[0].proposed) == ("increase", 4, 32)
+    # a batch of 4 is tiny: GroupNorm first (issue 10), a bigger batch next
+    assert recs[0].hyperparameter == "normalization" and recs[0].proposed == "groupnorm"
     named = by_name(recs)
-    assert named["normalization"].proposed == "groupnorm"
+    assert (named["batch_size"].action, named["batch_size"].current,
+            named["batch_size"].proposed) == ("increase", 4, 32)
     assert named["dropout_placement"].proposed == "after_batchnorm"
     assert named["precise_bn"].action == "enable"
     assert "12x" in named["precise_bn"].rationale

@@ -45,6 +45,10 @@ sys.path.insert(0, str(TRAIN.parent))
 
 #: An arm's final val loss must be below ref + this share of (untrained - ref).
 GOOD_SHARE = 0.25
+#: A control whose final val loss is non-finite or above this multiple of the untrained
+#: loss has blown up: any finite arm at a good level beats it, whatever the control's
+#: seed spread (two diverged seeds at 1e3 and 1e8 must not set a gate of 1e8).
+BLOWN_UP_FACTOR = 10.0
 #: Flags that define a case's data and length (its "family"); everything else is a
 #: hyperparameter a recommendation may change.
 FAMILY_FLAGS = ("--task", "--train-size", "--max-steps", "--eval-every")
@@ -115,8 +119,10 @@ def _val_losses(logdir: Path) -> list[float]:
     from diagnose.metrics import Role
     from diagnose.pipeline import analyze
 
-    result = analyze([str(logdir)]).results[0]
-    series = result.resolved_roles().get(Role.VAL_LOSS)
+    results = analyze([str(logdir)]).results
+    if not results:  # a trial that crashed before writing any log
+        return []
+    series = results[0].resolved_roles().get(Role.VAL_LOSS)
     return [] if series is None else [float(v) for v in series.values]
 
 
@@ -191,7 +197,9 @@ SWITCHES = ("precise_bn", "drop_last", "shuffle", "residual_connections",
             "data_augmentation", "standardize_targets")
 
 
-def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) -> dict[str, Any]:
+def random_change(control: dict[str, Any], change: dict[str, Any], seed: int,
+                  choices: dict[str, tuple[Any, ...]] | None = None,
+                  switches: tuple[str, ...] = SWITCHES) -> dict[str, Any]:
     """A change of the same size as ``change`` to a randomly chosen other hyperparameter.
 
     Size: a numeric change from a positive value keeps its factor |log(new/old)| in a random
@@ -199,6 +207,7 @@ def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) ->
     switch, from zero) is one switch of a random categorical knob or on/off setting.
     """
     rng = random.Random(seed)
+    choices = CHOICES if choices is None else choices
     (hp, new), = change.items()
     old = control.get(hp)
     factor = None
@@ -222,12 +231,12 @@ def random_change(control: dict[str, Any], change: dict[str, Any], seed: int) ->
             else:
                 value = float(f"{value:.3g}")
             return {key: value}
-    pool = [k for k in (*CHOICES, *SWITCHES) if k != hp and k in control
+    pool = [k for k in (*choices, *switches) if k != hp and k in control
             and _applies(k, control)]
     key = rng.choice(sorted(pool))
-    if key in SWITCHES:
+    if key in switches:
         return {key: not bool(control[key])}
-    others = [c for c in CHOICES[key] if str(c) != str(control[key])]
+    others = [c for c in choices[key] if str(c) != str(control[key])]
     return {key: rng.choice(others)}
 
 
@@ -239,7 +248,7 @@ def _applies(key: str, control: dict[str, Any]) -> bool:
     if key == "dropout_placement":
         return bn and _positive(control.get("dropout"))
     if key == "standardize_targets":
-        return control.get("task") == "regression"
+        return control.get("task") == "regression" or "standardize_targets" in control
     return True
 
 
@@ -253,17 +262,70 @@ def _positive(value: Any) -> bool:
 # --- one case --------------------------------------------------------------------------
 
 
-def judge(arm: dict[str, Any], state: str | None, bar: float) -> dict[str, Any]:
-    """Fixed = state gone in every seed, better than the control beyond the gate, good level."""
+def control_blown_up(control_final: float | None, untrained: float | None) -> bool:
+    """Did the control diverge: non-finite, or far above the untrained model's loss?"""
+    if control_final is None:
+        return False  # no control value: nothing compared
+    if not math.isfinite(control_final):
+        return True
+    return untrained is not None and control_final > BLOWN_UP_FACTOR * untrained
+
+
+def judge(arm: dict[str, Any], state: str | None, bar: float,
+          untrained: float | None = None, states: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Fixed = state gone in every seed, better than the control beyond the gate, good level.
+
+    ``states`` are further states that must be gone too (the corpus label beside the
+    finding's state).  Against a blown-up control (:func:`control_blown_up`) a finite arm
+    beats it without the seed-spread gate.
+    """
     trials = arm.get("trials", [])
     ran = bool(trials) and all(t["status"] == "ok" for t in trials)
-    gone = ran and bool(state) and all(state not in (t.get("states") or []) for t in trials)
+    targets = {s for s in (state, *states) if s}
+    loss = arm.get("val_loss")  # level and blow-up in val-loss units (the bar's)
+    gone = ran and bool(targets) and all(not targets & set(t.get("states") or [])
+                                         for t in trials)
     effect, gate = arm.get("effect"), arm.get("gate")
-    beats = effect is not None and gate is not None and effect > gate
-    final = arm.get("candidate_mean")
-    good = final is not None and math.isfinite(final) and final <= bar
+    final = arm.get("candidate_mean") if loss is None else loss
+    control = arm.get("control_mean") if loss is None else arm.get("control_val_loss")
+    finite = final is not None and math.isfinite(final)
+    if control_blown_up(control, untrained):
+        beats = finite and (not math.isfinite(control) or final < control)
+    else:
+        beats = effect is not None and gate is not None and effect > gate
+    good = finite and final <= bar
     return {"ran": ran, "state_gone": gone, "beats_control": bool(beats), "good_level": good,
             "final": final, "fixed": bool(ran and gone and beats and good)}
+
+
+def final_val_loss(logdirs: list[Path]) -> float | None:
+    """Mean over seeds of each trial's last val loss (the model one keeps); inf when a
+    trial's val loss went non-finite or is missing; None without trials."""
+    if not logdirs:
+        return None
+    finals = []
+    for d in logdirs:
+        vals = _val_losses(d) if d.exists() else []
+        finals.append(vals[-1] if vals and math.isfinite(vals[-1]) else math.inf)
+    return float(sum(finals) / len(finals))
+
+
+def _arm_dirs(section: dict[str, Any], arm: str) -> list[Path]:
+    """The trial log folders of one arm ('control' or a candidate key)."""
+    trials = (section["control"]["trials"] if arm == "control" else
+              next(c["trials"] for c in section["candidates"] if c["key"] == arm))
+    out = []
+    for t in trials:
+        argv = t.get("argv") or []
+        if "--logdir" in argv:
+            out.append(Path(argv[argv.index("--logdir") + 1]))
+    return out
+
+
+def with_val_loss(section: dict[str, Any], arm: dict[str, Any]) -> dict[str, Any]:
+    """The arm with its and the control's final val loss (the judge's level units)."""
+    return {**arm, "val_loss": final_val_loss(_arm_dirs(section, arm["key"])),
+            "control_val_loss": final_val_loss(_arm_dirs(section, "control"))}
 
 
 def _template(logdir: Path) -> str:
@@ -317,17 +379,90 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
     untrained = untrained_loss(case)
     ref = reference_level(case, out, seeds, device)
     bar = ref + GOOD_SHARE * (untrained - ref)
-    arms = section["candidates"]
+    arms = [with_val_loss(section, a) for a in section["candidates"]]
     control_trials = section["control"]["trials"]
     record.update(
         probed=True, untrained=untrained, reference=ref, bar=bar,
         metric=section.get("metric"),
-        control_final=arms[0].get("control_mean"),
+        control_final=arms[0].get("control_val_loss"),
         state_in_control=sum(finding.state in (t.get("states") or []) for t in control_trials),
         advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
-                "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar)},
+                "reason": arms[0].get("reason"), **judge(arms[0], finding.state, bar, untrained)},
         random={"changes": arms[1]["changes"], "verdict": arms[1]["verdict"],
-                **judge(arms[1], finding.state, bar)},
+                **judge(arms[1], finding.state, bar, untrained)},
+        wall_s=round(time.monotonic() - start, 1),
+    )
+    return record
+
+
+def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
+                    device: str) -> dict[str, Any]:
+    """The same loop for a broken run of the calibration corpus (see ``corpus.py``): the
+    stored recipe re-trained (trial seed 0 is the stored run), diagnosed, probed."""
+    import corpus
+
+    from diagnose.pipeline import analyze
+    from diagnose.probe.core import ProbeError, plan_probe, run_probe
+
+    start = time.monotonic()
+    name = case["id"]
+    recipe = out / "recipes" / f"{name}.json"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(json.dumps(case["config"]))
+    broken = out / "broken" / name
+    if not (broken / "config.json").exists():
+        corpus.train(case["config"], 0, broken)
+    result = analyze([str(broken)]).results[0]
+    record: dict[str, Any] = {"case": name, "why": case["cause"], "label": case["label"],
+                              "label_state": case["state"], "states": list(result.states),
+                              "device": device, "broken": True}
+    top = next(((f, f.recommendations[0]) for f in result.findings
+                if f.recommendations and f.severity != "info"), None)
+    record["state"] = case["state"]
+    if top is None:
+        record.update(probed=False, why_not="no recommendation (diagnosed "
+                      f"{', '.join(result.states) or 'healthy'})",
+                      wall_s=round(time.monotonic() - start, 1))
+        return record
+    finding, rec = top
+    record.update(rule=finding.rule, finding_state=finding.state,
+                  top={"hyperparameter": rec.hyperparameter, "current": rec.current,
+                       "proposed": rec.proposed, "rationale": rec.rationale})
+    keys = list(json.loads((broken / "config.json").read_text()))
+    template = corpus.template(recipe, keys)
+    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
+                      max_steps=None)
+    if not plan.candidates or plan.candidates[0].changes.keys() != {rec.hyperparameter}:
+        why = next((s["reason"] for s in plan.skipped
+                    if s["hyperparameter"] == rec.hyperparameter), "not the first candidate")
+        record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
+        return record
+    cand = plan.candidates[0]
+    rand = random_change(plan.control, cand.changes, zlib.crc32(name.encode()),
+                         choices=corpus.CHOICES, switches=corpus.SWITCHES)
+    record["random_change"] = rand
+    try:
+        section = run_probe(result, template, overrides={}, top=1, seeds=seeds,
+                            extra=[rand], frac=1.0, device=device,
+                            workdir=out / "trials" / name)
+    except ProbeError as exc:
+        record.update(probed=False, why_not=str(exc), wall_s=round(time.monotonic() - start, 1))
+        return record
+    untrained, ref = corpus.levels(case)
+    bar = ref + GOOD_SHARE * (untrained - ref)
+    arms = [with_val_loss(section, a) for a in section["candidates"]]
+    also = (case["state"],)
+    record.update(
+        probed=True, untrained=untrained, reference=ref, bar=bar,
+        metric=section.get("metric"),
+        control_final=arms[0].get("control_val_loss"),
+        state_in_control=sum(finding.state in (t.get("states") or [])
+                             for t in section["control"]["trials"]),
+        advice={"changes": arms[0]["changes"], "verdict": arms[0]["verdict"],
+                "reason": arms[0].get("reason"),
+                **judge(arms[0], finding.state, bar, untrained, also)},
+        random={"changes": arms[1]["changes"], "verdict": arms[1]["verdict"],
+                **judge(arms[1], finding.state, bar, untrained, also)},
         wall_s=round(time.monotonic() - start, 1),
     )
     return record
@@ -344,27 +479,60 @@ def _worker_init(gpus: Any) -> None:
     os.environ["CUDA_VISIBLE_DEVICES"] = ident
 
 
-def _run_one(job: tuple[Case, str, int, str]) -> dict[str, Any]:
+def _name(case: Case | dict[str, Any]) -> str:
+    return case.name if isinstance(case, Case) else case["id"]
+
+
+def _run_one(job: tuple[Case | dict[str, Any], str, int, str]) -> dict[str, Any]:
     case, out, seeds, device = job
     try:
-        record = run_case(case, Path(out), seeds, device)
+        if isinstance(case, Case):
+            record = run_case(case, Path(out), seeds, device)
+        else:
+            record = run_corpus_case(case, Path(out), seeds, device)
     except Exception as exc:  # one broken case must not stop the campaign
-        record = {"case": case.name, "error": f"{type(exc).__name__}: {exc}"}
+        record = {"case": _name(case), "error": f"{type(exc).__name__}: {exc}"}
     record["gpu"] = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    path = Path(out) / "cases" / f"{case.name}.json"
+    path = Path(out) / "cases" / f"{_name(case)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2, default=str))
     return record
 
 
-def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str) -> None:
-    """Run every case not done yet, ``workers`` at a time, with a progress bar."""
+def stale(cases: list[Any], out: Path) -> list[str]:
+    """Done corpus cases whose top recommendation today differs from the one they were
+    probed with (the advice changed since): ``--refresh`` re-runs them."""
+    from diagnose.pipeline import analyze
+
+    names = []
+    for case in cases:
+        path = out / "cases" / f"{_name(case)}.json"
+        broken = out / "broken" / _name(case)
+        if isinstance(case, Case) or not path.exists() or not broken.exists():
+            continue
+        rec = json.loads(path.read_text())
+        result = analyze([str(broken)]).results[0]
+        top = next(((f.recommendations[0]) for f in result.findings
+                    if f.recommendations and f.severity != "info"), None)
+        now = None if top is None else [top.hyperparameter, str(top.proposed)]
+        old = rec.get("top")
+        was = None if not old else [old["hyperparameter"], str(old["proposed"])]
+        if now != was:
+            names.append(_name(case))
+    return names
+
+
+def campaign(cases: list[Any], out: Path, seeds: int, workers: int, device: str,
+             budget_s: float | None = None) -> None:
+    """Run every case not done yet, ``workers`` at a time, with a progress bar; stop
+    starting new cases once ``budget_s`` seconds have passed (rerun to resume)."""
     import multiprocessing as mp
 
     from rich.progress import Progress
 
+    t0 = time.monotonic()
     done = {p.stem for p in (out / "cases").glob("*.json")}
-    todo = [c for c in cases if c.name not in done]
+    todo = [c for c in cases if _name(c) not in done]
     from diagnose.probe.trials import visible_gpus
 
     gpus = [] if device == "cpu" else visible_gpus()
@@ -377,6 +545,9 @@ def campaign(cases: list[Case], out: Path, seeds: int, workers: int, device: str
         task = bar.add_task(f"fix-rate ({len(done)} done before)", total=len(todo))
         if workers <= 1 and not gpus:
             for job in jobs:
+                if budget_s is not None and time.monotonic() - t0 > budget_s:
+                    bar.console.print(f"time budget {budget_s:.0f} s spent: stopping")
+                    return
                 rec = _run_one(job)
                 bar.console.print(_line(rec))
                 bar.advance(task)
@@ -430,18 +601,25 @@ def markdown(summary: dict[str, Any]) -> str:
     t = summary["total"]
     lines.append(f"| **all** | {t['broken']} | {t['probed']} | {t['fixed']} | "
                  f"{t['random_fixed']} |")
+    if t["broken"]:
+        lines += ["", f"Advice fixed {t['fixed']}/{t['broken']} broken runs "
+                  f"({t['fixed'] / t['broken']:.0%}), {t['fixed']}/{t['probed'] or 1} of those "
+                  f"probed; a random change of the same size {t['random_fixed']}/{t['broken']}."]
     lines += ["", "| case | state | advice | final / bar | fixed | random change | final | "
               "fixed |", "|---|---|---|---|---|---|---|---|"]
     for r in summary["cases"]:
         if "error" in r:
             lines.append(f"| {r['case']} | error: {r['error']} | | | | | | |")
         elif not r.get("probed"):
-            lines.append(f"| {r['case']} | {r.get('state') or 'healthy'} | not probed: "
+            cause = f" ({r['why']})" if "label" in r else ""
+            lines.append(f"| {r['case']} | {r.get('state') or 'healthy'}{cause} | not probed: "
                          f"{r.get('why_not', '')} | | | | | |")
         else:
             a, x = r["advice"], r["random"]
+            seen = r.get("finding_state")
+            state = r["state"] + (f" ({r['why']}; ours: {seen})" if "label" in r else "")
             lines.append(
-                f"| {r['case']} | {r['state']} | {_ch(a['changes'])} ({a['verdict']}) | "
+                f"| {r['case']} | {state} | {_ch(a['changes'])} ({a['verdict']}) | "
                 f"{_f(a['final'])} / {_f(r['bar'])} | {_yes(a)} | {_ch(x['changes'])} | "
                 f"{_f(x['final'])} | {_yes(x)} |")
     return "\n".join(lines)
@@ -470,14 +648,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--cases", help="comma-separated case names (default: all)")
+    p.add_argument("--corpus", type=int, metavar="N",
+                   help="cases from the calibration corpus instead: N broken runs per state")
+    p.add_argument("--budget-s", type=float, help="start no new case after this many seconds")
+    p.add_argument("--refresh", action="store_true",
+                   help="first re-run done cases whose top recommendation changed since")
     p.add_argument("--report", action="store_true", help="only print the tables")
     args = p.parse_args(argv)
     out = Path(args.out)
     wanted = set(args.cases.split(",")) if args.cases else None
-    cases = [c for c in CASES if wanted is None or c.name in wanted]
+    cases: list[Any]
+    if args.corpus:
+        import corpus
+
+        cases = [c for c in corpus.cases(args.corpus) if wanted is None or c["id"] in wanted]
+    else:
+        cases = [c for c in CASES if wanted is None or c.name in wanted]
+    if args.refresh:
+        import shutil
+
+        for name in stale(cases, out):
+            print(f"{name}: the advice changed since it ran: re-running", file=sys.stderr)
+            (out / "cases" / f"{name}.json").unlink()
+            shutil.rmtree(out / "trials" / name, ignore_errors=True)
     if not args.report:
         start = time.monotonic()
-        campaign(cases, out, args.seeds, args.workers, args.device)
+        campaign(cases, out, args.seeds, args.workers, args.device, args.budget_s)
         print(f"campaign wall time {time.monotonic() - start:.0f} s", file=sys.stderr)
     summary = summarize(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

@@ -91,6 +91,26 @@ def usual_lr_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, 
             "any common optimizer's")
 
 
+def landing_point(policy: AdvicePolicy, optimizer: Any) -> float:
+    """Where an LR far outside the optimizer's usual range lands inside it
+    (``lr_range_landing``, geometric)."""
+    low, high, _ = usual_lr_range(policy, optimizer)
+    pos = policy.lr_range_landing
+    return nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
+
+
+def lr_outside_range(policy: AdvicePolicy, optimizer: Any, lr: float | None) -> str:
+    """'below' / 'above' the optimizer's usual range by more than ``lr_far_factor``, or ''."""
+    if lr is None or lr <= 0:
+        return ""
+    low, high, _ = usual_lr_range(policy, optimizer)
+    if lr < low / policy.lr_far_factor:
+        return "below"
+    if lr > high * policy.lr_far_factor:
+        return "above"
+    return ""
+
+
 def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
                   proposed: float) -> tuple[float, str] | None:
     """(LR inside the usual range, why) when ``lr`` is outside the optimizer's usual range
@@ -99,8 +119,7 @@ def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
     A tiny LR x10 ends at the bottom of the range, still too slow; a huge one /10 above
     it."""
     low, high, label = usual_lr_range(policy, optimizer)
-    pos = policy.lr_range_landing
-    landed = nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
+    landed = landing_point(policy, optimizer)
     # only a move towards the range is resized (a cut of an LR already below it is not)
     above = lr > high and landed < proposed < lr
     below = lr < low and lr < proposed < landed
@@ -136,6 +155,17 @@ AUGMENTATION_KEYS = frozenset({
     "perspective", "erasing", "random_erasing", "auto_augment", "randaugment",
     "trivialaugment", "color_jitter", "hflip", "vflip", "random_crop",
 })
+
+
+#: Config keys only detection recipes have (YOLO hyp.yaml, detectron2).
+DETECTION_KEYS = frozenset({"mosaic", "box", "obj", "cls_pw", "obj_pw", "anchor_t",
+                            "iou_t", "fl_gamma", "copy_paste", "roi_heads"})
+#: Config keys only transformer recipes have (HF configs, GPT-2 style names).
+TRANSFORMER_DROPOUT_KEYS = frozenset({
+    "attention_dropout", "attention_probs_dropout_prob", "hidden_dropout_prob",
+    "attn_pdrop", "resid_pdrop", "embd_pdrop", "activation_dropout"})
+TRANSFORMER_KEYS = TRANSFORMER_DROPOUT_KEYS | {
+    "num_attention_heads", "n_head", "num_heads", "n_embd", "model_type", "warmup_ratio"}
 
 
 def augmentation_on(hp: Mapping[str, Any]) -> str | None:
@@ -270,6 +300,23 @@ class AdviceContext:
         return not any(k in t for t in tags for k in ("acc", "f1", "map", "auc", "top1"))
 
     @cached_property
+    def family(self) -> str:
+        """'detection' or 'transformer' when the config or the tags say so, else ''."""
+        keys = {str(k).lower().replace("/", ".").rsplit(".", 1)[-1]
+                for k in (*self.hp, *(getattr(self.run, "raw_hparams", None) or {}))}
+        tags = " ".join(str(t).lower() for t in self.roles.by_tag)
+        if keys & DETECTION_KEYS or "map50" in tags or "box_loss" in tags:
+            return "detection"
+        if keys & TRANSFORMER_KEYS:
+            return "transformer"
+        return ""
+
+    def transformer_dropout_keys(self) -> list[str]:
+        """The dropout keys a transformer config records (HF names), in config order."""
+        return [str(k) for k in self.hp
+                if str(k).lower().rsplit(".", 1)[-1] in TRANSFORMER_DROPOUT_KEYS]
+
+    @cached_property
     def uses_batchnorm(self) -> bool | None:
         norm = self.hp.get("normalization")
         if norm is None:
@@ -313,6 +360,44 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
     return candidate("learning_rate", action, lr, new,
                  f"{reason}, so scale the LR ({source} {show(lr)}) {how} to {show(new)}.",
                  strength)
+
+
+def warmup_never_ends(ctx: AdviceContext) -> bool:
+    """The warmup outlasts the run: the configured warmup is at least the run's length, or
+    the logged LR still rises over the last ``ramp_tail_share`` of the run and ends at
+    its peak."""
+    total = ctx.total_steps
+    warm = finite_number(ctx.hp.get("warmup_steps"))
+    if warm is not None and total and warm >= total:
+        return True
+    s = ctx.lr_series
+    if s is None or len(s.finite) < 4:
+        return False
+    steps, values = s.finite.steps, s.finite.values
+    tail = values[steps >= steps[0] + (1 - ctx.policy.ramp_tail_share) * (steps[-1] - steps[0])]
+    if len(tail) < 2 or tail[0] <= 0:
+        return False
+    rising = bool(np.all(np.diff(tail) >= 0)) and tail[-1] >= float(np.max(values))
+    return rising and tail[-1] / tail[0] >= ctx.policy.ramp_min_rise
+
+
+def shorten_warmup(ctx: AdviceContext, reason: str, strength: float = 2.0) -> Candidate | None:
+    """A warmup that never ends: shorten it to ``max_warmup_share`` of the run (the LR
+    never reached its set value, so raising the set value is not the fix)."""
+    if not warmup_never_ends(ctx):
+        return None
+    total = ctx.total_steps
+    if not total:
+        return None
+    current = finite_number(ctx.hp.get("warmup_steps"))
+    proposed = max(1, nice_int(ctx.policy.max_warmup_share * total))
+    unit = "epochs" if ctx.unit == "epoch" else "steps"
+    was = f" (now {show(current)})" if current is not None else ""
+    return candidate(
+        "warmup_steps", "decrease" if current is not None else "set", current, proposed,
+        f"{reason} while the LR was still warming up at the end of the run{was}, so shorten "
+        f"the warmup to {proposed} {unit} ({int(ctx.policy.max_warmup_share * 100)}% of the "
+        "run) and let the LR reach its set value.", strength, direction=-1)
 
 
 def add_warmup(ctx: AdviceContext, trouble_step: float | None, reason: str,

@@ -76,6 +76,27 @@ class AdvicePolicy:
     adam_lr_high: float = _knob(3e-3, P.POSITIVE, "top of Adam/AdamW's usual LR range")
     rmsprop_lr_low: float = _knob(1e-5, P.POSITIVE, "bottom of RMSprop's usual LR range")
     rmsprop_lr_high: float = _knob(1e-2, P.POSITIVE, "top of RMSprop's usual LR range")
+    lr_far_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "an LR more than this factor below the bottom (or above the "
+        "top) of the optimizer's usual range is far outside it: a run that never learned "
+        "gets its LR moved into the range")
+    ramp_tail_share: float = _knob(
+        0.25, P.SHARE, "a warmup never ends when the logged LR still rises over this last "
+        "share of the run and ends at its peak")
+    ramp_min_rise: float = _knob(
+        1.2, P.AT_LEAST_ONE, "... and rises by at least this factor over that share")
+    bn_momentum_fix: float = _knob(
+        0.1, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
+        "BatchNorm momentum proposed when the logged one is 0 or 1 (running statistics "
+        "never update, or are the last batch's; PyTorch's default 0.1, Keras's 0.9 in its "
+        "inverted convention)")
+    default_transformer_dropout: float = _knob(
+        0.1, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
+        "attention/hidden dropout proposed for an overfitting transformer that has less "
+        "(BERT's and GPT-2's default)")
+    tiny_bn_batch: int = _knob(
+        8, P.COUNT, "a batch this small or smaller gives BatchNorm too few samples: "
+        "GroupNorm is the first advice")
     lr_range_landing: float = _knob(
         0.75, P.FRACTION, "an LR proposal that a relative move would leave outside the "
         "optimizer's usual range lands at this geometric position inside it (0 = bottom, "
@@ -156,6 +177,10 @@ class AdvicePolicy:
     tiny_lr: float = _knob(1e-5, P.POSITIVE, "an LR below this is tiny: multiply it by "
                            "tiny_lr_factor instead")
     tiny_lr_factor: float = _knob(10.0, P.AT_LEAST_ONE, "LR factor for a tiny LR")
+    heavy_reg_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "weight decay above this multiple of the optimizer's usual "
+        "maximum holds an underfit or never-learning run down: it is set back to the usual "
+        "default, first")
     weight_decay_divisor: float = _knob(
         10.0, P.AT_LEAST_ONE, "an underfit run's weight decay is divided by this")
     min_dropout_to_halve: float = _knob(

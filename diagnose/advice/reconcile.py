@@ -36,6 +36,7 @@ IMPORTANCE: dict[str, float] = {
     "dropout": 0.4,
     "data_augmentation": 0.4,
     "normalization": 0.35,
+    "bn_momentum": 0.35,
     "precise_bn": 0.32,
     "dropout_placement": 0.3,
     "activation": 0.3,

@@ -209,7 +209,7 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
         return [Found(tag, last, ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
-        from diagnose.recommend import underfit_reason
+        from diagnose.recommend import never_learned_advice, underfit_reason
 
         ev = finding.detail
         if not isinstance(ev, UND001.Evidence):
@@ -218,7 +218,9 @@ class UND001(Rule["UND001.Params", "UND001.Evidence"]):
                 ("train", finite_number(ev.train_end), ev.train_series)]
         reason = underfit_reason(ends, finite_number(ev.chance_accuracy),
                                  finite_number(ev.chance_loss), "", None)
-        return _underfit_advise(ctx, reason, ev.train_tail_gain)
+        # never left chance: the never-learned advice (LR into range, init, activation)
+        return never_learned_advice(ctx, reason.replace("the model underfits",
+                                                        "the run never left chance"))
 
     def message(self, ev: UND001.Evidence) -> str:
         parts = [f"{split} {by} ends at {fmt(end)}"

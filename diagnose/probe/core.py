@@ -269,12 +269,17 @@ def _candidate_value(plan: ProbePlan, keys: set[str], hp: str, proposed: Any,
     return value, ""
 
 
+#: Proposed values within this relative distance of the current one are the same value
+#: (advice rounds to 2-3 significant digits: 0.00123 restores a configured 0.0012345).
+SAME_VALUE_REL = 0.01
+
+
 def _same(a: Any, b: Any) -> bool:
     if a is None:
         return False
     x, y = finite_number(a), finite_number(b)
     if x is not None and y is not None:
-        return math.isclose(x, y, rel_tol=1e-9)
+        return math.isclose(x, y, rel_tol=SAME_VALUE_REL)
     if isinstance(a, bool) or isinstance(b, bool):
         return str(a).lower() == str(b).lower()
     return str(a).strip().lower() == str(b).strip().lower()
@@ -357,6 +362,9 @@ def run_probe(
         role, higher = picked
         step = matched_step([o for o in ok if o.spec.arm not in _length_arms(plan)], role)
         section.update(metric=role.value, higher_is_better=higher, matched_step=step)
+    untrained = None if picked is None else untrained_level(result, ok, picked[0])
+    if untrained is not None:
+        section["untrained_level"] = untrained
     control_out = by_arm.get("control", [])
     section["control"]["trials"] = [_trial(o, picked) for o in control_out]
     for cand in plan.candidates:
@@ -376,12 +384,29 @@ def run_probe(
             entry["compared_at"] = "each arm's last step" if at is None else f"step {at}"
             entry.update(decide(score_arm(control_out, picked[0], at, picked[1]),
                                 score_arm(outs, picked[0], at, picked[1]),
-                                cand.state, picked[1]))
+                                cand.state, picked[1], untrained))
         else:
             entry.update(verdict="inconclusive",
                          reason="no trial wrote a loss or metric to compare")
         section["candidates"].append(entry)
     return section
+
+
+def untrained_level(result: RunResult, ok: list[TrialOutcome], role: Role) -> float | None:
+    """The compared metric's chance level when the class count is unambiguous (ln C for a
+    loss, 1/C for an accuracy), from the run or a trial; None otherwise."""
+    from diagnose.signals import chance_accuracy, chance_loss, infer_num_classes
+
+    runs = [result] + [o.result for o in ok if o.result is not None]
+    n = next((c for r in runs if (c := infer_num_classes(r.run, r.resolved_roles()))), None)
+    if not n:
+        return None
+    if role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        return chance_loss(n)
+    series = result.resolved_roles().get(role)
+    if series is not None and "acc" in series.metric.lower():
+        return chance_accuracy(n)
+    return None
 
 
 def _length_arms(plan: ProbePlan) -> set[str]:

@@ -1,12 +1,14 @@
 """Did a candidate help?  Compare it with the control at matched steps, over seeds.
 
-A candidate is *confirmed* only when both hold: the pathological state it targets is gone
-in every candidate seed (every trial ran), and its metric beats the control's by more than
-the seed-to-seed spread.  A better metric alone is not enough (the detector can stop
-firing, or the metric improve, while the run is still broken), and neither is a quiet
-detector alone.  *Refuted*: the metric is worse beyond the spread, or the state persists in
-every candidate seed.  *Inconclusive* otherwise, with the reason.  A ``--try`` candidate
-has no target state and is judged on the metric alone.
+A candidate is *confirmed* only when all hold: the pathological state it targets is gone
+in every candidate seed (every trial ran), its metric beats the control's by more than
+the seed-to-seed spread (a control seed that diverged counts as worst, so a blown-up
+control's 1e8 spread cannot hide a fix), and, where the chance level is known, it ends
+well away from it (:data:`GOOD_LEVEL_SHARE`).  A better metric alone is not enough (the
+detector can stop firing, or the metric improve, while the run is still broken), and
+neither is a quiet detector alone.  *Refuted*: the metric is worse beyond the spread, or
+the state persists in every candidate seed.  *Inconclusive* otherwise, with the reason.
+A ``--try`` candidate has no target state and is judged on the metric alone.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ MIN_RELATIVE_EFFECT = 0.02
 SPREAD_FACTOR = 2.0
 #: The matched value is the mean over this final share of the compared window.
 TAIL_FRACTION = 0.2
+#: Where the untrained level is known (a classification loss at ln C, an accuracy at 1/C),
+#: a confirmed candidate must end at most this share of the way from perfect to that
+#: level: a run that merely left chance a little is not fixed.
+GOOD_LEVEL_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,14 @@ class ArmScore:
     values: list[float]
     states: list[list[str]]
     failed: int
+
+    def blown_up(self, higher: bool) -> ArmScore:
+        """Seeds our rules call diverged count as worst (a finite loss of 5e6 is as broken
+        as NaN): their size must not widen the seed spread a candidate has to beat."""
+        worst = -math.inf if higher else math.inf
+        values = [worst if "divergence" in s else v for v, s in zip(self.values, self.states,
+                                                                     strict=False)]
+        return ArmScore(values, self.states, self.failed)
 
 
 def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
@@ -107,11 +121,28 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
+def good_level(value: float, untrained: float | None, higher: bool) -> bool:
+    """Is ``value`` well away from the untrained level (see :data:`GOOD_LEVEL_SHARE`)?
+    Unknown untrained level: True (nothing to check against)."""
+    if untrained is None or not math.isfinite(untrained):
+        return True
+    if higher:  # an accuracy-like metric with chance ``untrained`` and perfect 1
+        return value >= untrained + (1 - GOOD_LEVEL_SHARE) * (1 - untrained)
+    return value <= GOOD_LEVEL_SHARE * untrained
+
+
 def decide(
-    control: ArmScore, candidate: ArmScore, target_state: str | None, higher: bool
+    control: ArmScore, candidate: ArmScore, target_state: str | None, higher: bool,
+    untrained: float | None = None,
 ) -> dict[str, Any]:
-    """Verdict, effect size and spread for one candidate against the control."""
+    """Verdict, effect size and spread for one candidate against the control.
+
+    A control seed whose run shows divergence counts as diverged whatever its finite value
+    (the candidate's seeds are judged by the targeted state instead), and
+    ``untrained`` (the metric's chance level, when known) adds the good-level check.
+    """
     out: dict[str, Any] = {}
+    control = control.blown_up(higher)
     if not candidate.values:
         out.update(verdict="inconclusive", reason="every candidate trial failed")
         return out
@@ -170,6 +201,10 @@ def decide(
     elif not better:
         gone = f"{target_state} gone in every candidate seed but " if target_state else ""
         out.update(verdict="inconclusive", reason=f"{gone}{how}")
+    elif not good_level(k_mean, untrained, higher):
+        out.update(verdict="inconclusive",
+                   reason=f"{how}, but {k_mean:.3g} is still near the untrained level "
+                   f"{untrained:.3g}")
     elif target_state:
         shown = ("" if in_control else
                  f"; the control did not show {target_state} within the budget either")
