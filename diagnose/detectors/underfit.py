@@ -249,6 +249,7 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
         min_points: int = param(P.COUNT)
         poor_level: float = param(P.FRACTION)
         max_loss_fall: float = param(P.FRACTION)
+        min_loss_fall: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -285,6 +286,10 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
             first, last = start_level(train), end_level(train)
             fall = 1.0 - last / first
             if fall > float(p.max_loss_fall):
+                return []
+            # a loss that never left its initial level either: the run never learned
+            # anything (DESIGN.md: plateau only, PLT002/UND001), not "learns but stays poor"
+            if fall < float(p.min_loss_fall):
                 return []
             loss = {"fall": fall, "train_loss": train.tag, "train_loss_start": first,
                     "train_loss_end": last, "train_loss_fall_pct": 100.0 * fall}
@@ -420,6 +425,8 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         ref = untrained_level(ctx)
         if ref is not None and best > (1.0 - float(p.min_loss_fall)) * ref[0]:
             return []
+        if not below_chance(ctx, best, float(p.min_loss_fall)):
+            return []
         ev = UND003.Evidence(
             train_series=ta.tag, val_series=va.tag, train_acc_end=t_end, val_acc_end=v_end,
             train_acc_first=t_first, train_acc_gain=gain, tail_gain=tail_gain, gap=gap,
@@ -481,6 +488,18 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         return (ref, how) if ref > 0 else None
 
     return ctx.cached(("underfit_untrained_level",), compute)
+
+
+def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
+    """Whether the loss's best level left the chance level ln C by ``min_fall`` of it
+    (True when the class count is unknown: nothing to compare with).
+
+    A loss that falls from a bad initialisation down to ln C has only reached the
+    uniform guess: it never left the untrained model's level (DESIGN.md: plateau, not
+    underfit), however far it fell from its first value.
+    """
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    return n_classes is None or best <= (1.0 - min_fall) * signals.chance_loss(n_classes)
 
 
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
@@ -571,8 +590,10 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if best is None:
             return []
         b, best_on = best
-        # learned: the loss left its untrained level (else: plateau from the start)
-        if b > (1.0 - float(p.min_fall)) * l0:
+        # learned: the loss left its untrained level (else: plateau from the start), and
+        # the chance level ln C when the class count is known (a fall from a bad
+        # initialisation to the uniform guess learned nothing)
+        if b > (1.0 - float(p.min_fall)) * l0 or not below_chance(ctx, b, float(p.min_fall)):
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
