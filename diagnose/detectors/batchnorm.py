@@ -435,20 +435,20 @@ def _repeated(acc: Curve) -> tuple[float, float]:
 def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: float,
                acc_gap: float) -> bool:
     """Val accuracy repeats one value in ``share`` of at least ``min_points`` evaluations
-    (a constant eval-mode prediction), train accuracy ends at least ``acc_gap`` above it
-    (a tiny val set repeating its best accuracy under a perfect train fit is not stuck)
-    and the val loss never gets below ``never_frac`` of its first value: val was never
+    (a constant eval-mode prediction), train accuracy, when logged, ends at least
+    ``acc_gap`` above it (a tiny val set repeating its best accuracy under a perfect
+    train fit is not stuck) and the val loss never gets below ``never_frac`` of its first value: val was never
     good, so its curve says nothing about generalisation (DESIGN.md: val never good first
     is batchnorm_collapse, not overfit)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
-    if vacc is None or tacc is None or val is None or len(vacc) < min_points \
-            or len(tacc) < 2 or len(val) < 2:
+    if vacc is None or val is None or len(vacc) < min_points or len(val) < 2:
         return False
     rep, value = _repeated(vacc)
     v_first = float(val.values[0])
-    return rep >= share and tacc.raw(end_level(tacc)) >= value + acc_gap \
+    gap_ok = tacc is None or len(tacc) < 2 or tacc.raw(end_level(tacc)) >= value + acc_gap
+    return rep >= share and gap_ok \
         and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first
 
 
