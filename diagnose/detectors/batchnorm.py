@@ -437,9 +437,9 @@ def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: floa
     """Val accuracy repeats one value in ``share`` of at least ``min_points`` evaluations
     (a constant eval-mode prediction), train accuracy, when logged, ends at least
     ``acc_gap`` above it (a tiny val set repeating its best accuracy under a perfect
-    train fit is not stuck) and the val loss never gets below ``never_frac`` of its first value: val was never
-    good, so its curve says nothing about generalisation (DESIGN.md: val never good first
-    is batchnorm_collapse, not overfit)."""
+    train fit is not stuck) and the val loss never gets below ``never_frac`` of its
+    first value: val was never good, so its curve says nothing about generalisation
+    (DESIGN.md: val never good first is batchnorm_collapse, not overfit)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
