@@ -109,6 +109,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         swing_min_points: int = param(P.COUNT)
         swing_ratio: float = param(P.AT_LEAST_ONE)
         swing_share: float = param(P.SHARE)
+        far_bad: float = param(P.AT_LEAST_ONE)
+        loose_train_ratio: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -314,8 +316,12 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     t_end, v_end = end_level(train), end_level(val)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_med = float(np.median(val.values))
+    # val far worse than the untrained level: train only has to fall clearly, or to
+    # reach a good accuracy (the train loss's first logged value may already be low)
+    far = v_med >= float(p.far_bad) * ref
     if not (
-        t_end <= float(p.train_good_ratio) * ref
+        _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
+                    else float(p.train_good_ratio), p)
         and v_min >= float(p.never_frac) * min(v_first, ref)
         and v_med >= float(p.val_bad) * ref
         and v_end >= float(p.min_gap) * t_end
@@ -345,10 +351,7 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if vacc is None or val is None or train is None or len(vacc) < p.stuck_min_points \
             or len(train) < 3 or ends_nonfinite(ctx):
         return None
-    raw = np.array([float(f"{vacc.raw(float(x)):.6g}") for x in vacc.values])
-    values, counts = np.unique(raw, return_counts=True)
-    k = int(np.argmax(counts))
-    share, stuck = float(counts[k]) / len(raw), float(values[k])
+    share, stuck = _repeated(vacc)
     if share < float(p.stuck_share):
         return None
     ref = max(float(train.values[0]), start_level(train))
@@ -397,13 +400,56 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     jump = _log_jumps(val)
     ref = max(float(train.values[0]), start_level(train))
     t_end = end_level(train)
-    if jump < np.log(float(p.jump_factor)) or t_end > float(p.train_good_ratio) * ref:
+    if jump < np.log(float(p.jump_factor)) \
+            or not _train_good(ctx, t_end, ref, float(p.train_good_ratio), p):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
         val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
         thresholds=p))
+
+
+def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,
+                p: BN001.Params) -> bool:
+    """Train got good: its loss ends at most ``ratio`` of the untrained level ``ref``, or
+    its accuracy (when logged) ends at ``acc_learned`` or more, well above chance for any
+    class count (a first logged train loss can already be low: the untrained level is
+    then unknown)."""
+    if t_end <= ratio * ref:
+        return True
+    tacc = _acc(ctx, Role.TRAIN_METRIC)
+    return tacc is not None and len(tacc) >= 2 \
+        and tacc.raw(end_level(tacc)) >= float(p.acc_learned) and t_end < ref
+
+
+def _repeated(acc: Curve) -> tuple[float, float]:
+    """The most repeated value of an accuracy curve (to 6 significant digits) and the
+    share of points that take it."""
+    raw = np.array([float(f"{acc.raw(float(x)):.6g}") for x in acc.values])
+    values, counts = np.unique(raw, return_counts=True)
+    k = int(np.argmax(counts))
+    return float(counts[k]) / len(raw), float(values[k])
+
+
+def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: float,
+               acc_gap: float) -> bool:
+    """Val accuracy repeats one value in ``share`` of at least ``min_points`` evaluations
+    (a constant eval-mode prediction), train accuracy, when logged, ends at least
+    ``acc_gap`` above it (a tiny val set repeating its best accuracy under a perfect
+    train fit is not stuck) and the val loss never gets below ``never_frac`` of its
+    first value: val was never good, so its curve says nothing about generalisation
+    (DESIGN.md: val never good first is batchnorm_collapse, not overfit)."""
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    tacc = _acc(ctx, Role.TRAIN_METRIC)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    if vacc is None or val is None or len(vacc) < min_points or len(val) < 2:
+        return False
+    rep, value = _repeated(vacc)
+    v_first = float(val.values[0])
+    gap_ok = tacc is None or len(tacc) < 2 or tacc.raw(end_level(tacc)) >= value + acc_gap
+    return rep >= share and gap_ok \
+        and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first
 
 
 def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | None:

@@ -74,6 +74,9 @@ class RisingParams(RuleParams):
     min_train_effect: float = param(P.NON_NEGATIVE)
     min_train_rel_drop: float = param(P.NON_NEGATIVE)
     max_early_ratio: float = param(P.AT_LEAST_ONE)
+    stuck_share: float = param(P.SHARE)
+    stuck_never_frac: float = param(P.SHARE)
+    stuck_acc_gap: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +97,9 @@ class ValLossRisingParams(RuleParams):
     min_train_rel_drop: float = param(P.NON_NEGATIVE)
     check_components: bool | None = param(P.OPTIONAL_FLAG)
     max_early_ratio: float = param(P.AT_LEAST_ONE)
+    stuck_share: float = param(P.SHARE)
+    stuck_never_frac: float = param(P.SHARE)
+    stuck_acc_gap: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -223,10 +229,16 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
 
 
 def _eval_broken(ctx: RuleContext, p: Any) -> bool:
-    """Val loss many times the train loss from the first evaluations on: evaluation is
-    broken (BN001), so the val curve says nothing about generalisation."""
+    """Val loss many times the train loss from the first evaluations on, or val accuracy
+    stuck at one value while the val loss never improves: evaluation is broken (BN001),
+    so the val curve says nothing about generalisation."""
+    from diagnose.detectors.batchnorm import eval_stuck
+
     ratio = early_eval_ratio(ctx)
-    return ratio is not None and ratio >= float(p["max_early_ratio"])
+    if ratio is not None and ratio >= float(p["max_early_ratio"]):
+        return True
+    return eval_stuck(ctx, int(p["min_points"]), float(p["stuck_share"]),
+                      float(p["stuck_never_frac"]), float(p["stuck_acc_gap"]))
 
 
 def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
@@ -387,6 +399,9 @@ class GapParams(RuleParams):
     min_ratio_growth: float = param(P.NON_NEGATIVE)
     min_gap_ratio: float = param(P.NON_NEGATIVE)
     max_early_ratio: float = param(P.AT_LEAST_ONE)
+    stuck_share: float = param(P.SHARE)
+    stuck_never_frac: float = param(P.SHARE)
+    stuck_acc_gap: float = param(P.FRACTION)
     min_gap_of_progress: float = param(P.NON_NEGATIVE)
     min_val_rise: float = param(P.NON_NEGATIVE)
     min_rise_of_start: float = param(P.NON_NEGATIVE)
