@@ -3,11 +3,12 @@
 The same flat tail means different things, so one analysis feeds three rules:
 
 * PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
-  and has not improved beyond noise for at least ``tail_frac`` of the run, AND either
-  the train curve keeps improving meanwhile (validation has stopped following: a
-  generalisation plateau) or the level is poor by what the log shows (no logged loss
-  fell ``poor_progress`` of its start, or, with a known class count and a flat stretch
-  from early on, the loss still holds ``poor_chance_share`` of ln C).
+  and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
+  is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
+  with a known class count and a flat stretch from early on, the loss still holds
+  ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
+  curve flat at a good level while training still improves is not one (that gap is the
+  overfit rules' business), so it is reported by neither rule.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -242,7 +243,10 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     poor = out["poor_by"] is not None
     out.update({"train_improving": train_improving, "poor": poor,
                 "progress_rel": total / abs(first) if first else float("nan")})
-    return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+    # DESIGN: a plateau is stuck at a poor level; val flat while train still improves at
+    # a good level is the fitting rules' business (overfit), not a plateau
+    kind = "stalled" if poor else "val_flat" if train_improving else "converged"
+    return {**out, "kind": kind}
 
 
 def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
@@ -352,10 +356,7 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.train_improving:
-            why = (f"while train {ev.train_metric} still improves from "
-                   f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
-        elif ev.loss_vs_chance is not None:
+        if ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
         elif ev.loss_progress is not None:
@@ -363,6 +364,9 @@ class PLT001(Rule[StallParams, StallEvidence]):
                    f"start")
         else:
             why = f"after improving only {pct(ev.progress_rel)} from its start"
+        if ev.train_improving:
+            why += (f", while train {ev.train_metric} still improves from "
+                    f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
                 f"({pct(ev.flat_share_of_run)} of the run, best {fmt(ev.best)}) {why}")
 
