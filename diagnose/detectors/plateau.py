@@ -69,7 +69,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "follow_ratio", "max_val_loss_rise",
          "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
          "poor_progress",
-         "early_flat_share", "poor_chance_share")
+         "early_flat_share", "poor_chance_share", "low_loss_share",
+         "max_loss_rise", "max_start_chance")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -89,6 +90,9 @@ class StallParams(RuleParams):
     poor_progress: float = param(P.NON_NEGATIVE)
     early_flat_share: float = param(P.FRACTION)
     poor_chance_share: float = param(P.NON_NEGATIVE)
+    low_loss_share: float = param(P.NON_NEGATIVE)
+    max_loss_rise: float = param(P.NON_NEGATIVE)
+    max_start_chance: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -184,7 +188,8 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
     if total <= level_noise:
-        return {**out, "kind": "no_progress"}
+        return _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
+                                       "also_flat": [o.tag for o in curves[1:]]})
     worse = end_level(c) - best
     if worse > float(p["max_worsening"]) * total:
         return {**out, "kind": "worsening", "worse": worse}
@@ -247,6 +252,36 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     # a good level is the fitting rules' business (overfit), not a plateau
     kind = "stalled" if poor else "val_flat" if train_improving else "converged"
     return {**out, "kind": kind}
+
+
+def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """The objective never improved beyond noise from its first evaluation: stuck (kind
+    ``stalled``, flat for the whole run) when the level is poor by :func:`_poor_level`
+    and no logged loss ever got below ``low_loss_share`` of ln C (ln 2, the lowest chance
+    level, when C is unknown) nor rose ``max_loss_rise`` above its start or started above
+    ``max_start_chance`` x ln C (a blow-up or a huge initialisation: divergence's
+    business); else ``no_progress``.  DESIGN: a run that never leaves its initial level is
+    a plateau; a fine-tune or resumed run that starts low and stays flat is at a good
+    level, not stuck."""
+    pl = _poor_level(ctx, c, p, 1.0)
+    if pl["poor_by"] is None:
+        return {**out, "kind": "no_progress"}
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    chance = signals.chance_loss(n_classes or 2)
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < 3:
+            continue
+        sm = smoothed(ctx, lc)[1]
+        start = start_level(lc)
+        if (float(np.min(sm)) < float(p["low_loss_share"]) * chance
+                or float(np.max(sm)) > (1.0 + float(p["max_loss_rise"])) * start
+                or (n_classes and start > float(p["max_start_chance"]) * chance)):
+            return {**out, "kind": "no_progress"}
+    first = start_level(c)
+    return {**out, **pl, "kind": "stalled", "flat_share": 1.0, "train": None,
+            "train_improving": False, "poor": True,
+            "progress_rel": out["total"] / abs(first) if first else float("nan")}
 
 
 def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
