@@ -70,7 +70,7 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
          "poor_progress",
          "early_flat_share", "poor_chance_share", "low_loss_share",
-         "max_loss_rise", "max_start_chance")
+         "max_loss_rise", "max_start_chance", "min_never_points")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -93,6 +93,7 @@ class StallParams(RuleParams):
     low_loss_share: float = param(P.NON_NEGATIVE)
     max_loss_rise: float = param(P.NON_NEGATIVE)
     max_start_chance: float = param(P.NON_NEGATIVE)
+    min_never_points: int = param(P.COUNT)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The analysis behind :func:`stall` (uncached); see the module docstring."""
     curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
-        return None
+        return _few_points(ctx, p)
     if ends_nonfinite(ctx):
         return {"kind": "nonfinite"}
     c = curves[0]
@@ -252,6 +253,28 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     # a good level is the fitting rules' business (overfit), not a plateau
     kind = "stalled" if poor else "val_flat" if train_improving else "converged"
     return {**out, "kind": kind}
+
+
+def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """Too few objective points for a tail, but ``min_never_points`` suffice to see that
+    it never improved at all: only that verdict (:func:`_never_left`) is given.  So few
+    points give no noise estimate (one real jump reads as noise) nor a robust start
+    level, so every logged value must be the same: a val accuracy whose predictions never
+    changed."""
+    curves = _objectives(ctx, int(p["min_never_points"]))
+    if not curves or ends_nonfinite(ctx):
+        return None
+    c = curves[0]
+    total = float(np.ptp(c.values))
+    level_noise = 1e-9 * max(1.0, abs(float(c.values[0])))
+    if total > level_noise:
+        return None
+    s = smoothed(ctx, c)[0]
+    out = {"curve": c, "total": total, "noise": noise(c), "best": float(np.min(
+        smoothed(ctx, c)[1])), "tail_start": float(s[0]), "tail_gain": 0.0,
+        "since": float(s[0]), "eps": level_noise, "also_flat": [o.tag for o in curves[1:]]}
+    st = _never_left(ctx, c, p, out)
+    return st if st["kind"] == "stalled" else None
 
 
 def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict[str, Any]:
