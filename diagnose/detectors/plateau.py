@@ -8,7 +8,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   with a known class count and a flat stretch from early on, the loss still holds
   ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
   curve flat at a good level while training still improves is not one (that gap is the
-  overfit rules' business), so it is reported by neither rule.
+  overfit rules' business), so it is reported by neither rule.  An objective that never
+  improved beyond noise is stuck from its first evaluation when that level is poor and
+  no loss is low, blown up or huge (:func:`_never_left`); one logged only
+  ``min_never_points`` to ``min_points`` times is judged by that test alone.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
