@@ -494,11 +494,19 @@ _REAL_EXPECT: dict[str, tuple[set[str], set[str]]] = {
     "hf_whisper_ja_5k": ({"overfit"}, {"underfit", "batchnorm_collapse"}),
     "yolov5_cots_150e": ({"overfit"}, {"underfit"}),
     "yolov5_cots_600e": ({"overfit"}, {"underfit"}),
-    "yolov5_traffic_886ep_resumed": ({"overfit", "plateau"}, {"underfit"}),
+    # labelled plateau,overfit: mAP 0.02 -> 0.20 by epoch ~300, then flat. DESIGN: a run
+    # flat at a good level after clear progress is healthy, and the log shows no poor level
+    # (the val loss fell 15%, mAP rose tenfold), so plateau is neither required nor
+    # forbidden (the lead's decision, issue 9 round 2); the val obj loss rise is overfit
+    "yolov5_traffic_886ep_resumed": ({"overfit"}, {"underfit"}),
     # labelled overfit,plateau, but val loss sits flat at 0.72-0.76 from epoch ~20 to 100
     # beside a falling train loss: DESIGN.md says a gap alone, or a val flat at a converged
     # level, is not overfit, so overfit is neither required nor forbidden here
-    "keras_car_cnn": ({"plateau"}, {"underfit", "batchnorm_collapse"}),
+    # ... and plateau neither: val accuracy 0.17 -> 0.75 and val loss 1.9 -> 0.73 (a 60%
+    # fall), flat from epoch ~40 while train improves. DESIGN: flat at a good level after
+    # clear progress is healthy, not a plateau; nothing in the log shows a poor level
+    # (the lead's decision, issue 9 round 2)
+    "keras_car_cnn": (set(), {"underfit", "batchnorm_collapse"}),
     # val still creeps down (0.35 -> 0.33) under a 150x gap: only the preview OVF004 says so
     "dlrnn_v28_gap": (set(), {"underfit", "plateau", "overfit"}),
     # at chance from the first to the last epoch: never left the initial level, so

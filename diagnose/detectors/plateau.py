@@ -3,11 +3,15 @@
 The same flat tail means different things, so one analysis feeds three rules:
 
 * PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
-  and has not improved beyond noise for at least ``tail_frac`` of the run, AND either
-  the train curve keeps improving meanwhile (validation has stopped following: a
-  generalisation plateau) or the level is poor by what the log shows (no logged loss
-  fell ``poor_progress`` of its start, or, with a known class count and a flat stretch
-  from early on, the loss still holds ``poor_chance_share`` of ln C).
+  and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
+  is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
+  with a known class count and a flat stretch from early on, the loss still holds
+  ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
+  curve flat at a good level while training still improves is not one (that gap is the
+  overfit rules' business), so it is reported by neither rule.  An objective that never
+  improved beyond noise is stuck from its first evaluation when that level is poor and
+  no loss is low, blown up or huge (:func:`_never_left`); one logged only
+  ``min_never_points`` to ``min_points`` times is judged by that test alone.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -68,7 +72,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "follow_ratio", "max_val_loss_rise",
          "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
          "poor_progress",
-         "early_flat_share", "poor_chance_share")
+         "early_flat_share", "poor_chance_share", "low_loss_share",
+         "max_loss_rise", "max_start_chance", "min_never_points")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -88,6 +93,10 @@ class StallParams(RuleParams):
     poor_progress: float = param(P.NON_NEGATIVE)
     early_flat_share: float = param(P.FRACTION)
     poor_chance_share: float = param(P.NON_NEGATIVE)
+    low_loss_share: float = param(P.NON_NEGATIVE)
+    max_loss_rise: float = param(P.NON_NEGATIVE)
+    max_start_chance: float = param(P.NON_NEGATIVE)
+    min_never_points: int = param(P.COUNT)
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,7 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The analysis behind :func:`stall` (uncached); see the module docstring."""
     curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
-        return None
+        return _few_points(ctx, p)
     if ends_nonfinite(ctx):
         return {"kind": "nonfinite"}
     c = curves[0]
@@ -183,7 +192,8 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
     if total <= level_noise:
-        return {**out, "kind": "no_progress"}
+        return _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
+                                       "also_flat": [o.tag for o in curves[1:]]})
     worse = end_level(c) - best
     if worse > float(p["max_worsening"]) * total:
         return {**out, "kind": "worsening", "worse": worse}
@@ -242,7 +252,62 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     poor = out["poor_by"] is not None
     out.update({"train_improving": train_improving, "poor": poor,
                 "progress_rel": total / abs(first) if first else float("nan")})
-    return {**out, "kind": "stalled" if (train_improving or poor) else "converged"}
+    # DESIGN: a plateau is stuck at a poor level; val flat while train still improves at
+    # a good level is the fitting rules' business (overfit), not a plateau
+    kind = "stalled" if poor else "val_flat" if train_improving else "converged"
+    return {**out, "kind": kind}
+
+
+def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """Too few objective points for a tail, but ``min_never_points`` suffice to see that
+    it never improved at all: only that verdict (:func:`_never_left`) is given.  So few
+    points give no noise estimate (one real jump reads as noise) nor a robust start
+    level, so every logged value must be the same: a val accuracy whose predictions never
+    changed."""
+    curves = _objectives(ctx, int(p["min_never_points"]))
+    if not curves or ends_nonfinite(ctx):
+        return None
+    c = curves[0]
+    total = float(np.ptp(c.values))
+    level_noise = 1e-9 * max(1.0, abs(float(c.values[0])))
+    if total > level_noise:
+        return None
+    s = smoothed(ctx, c)[0]
+    out = {"curve": c, "total": total, "noise": noise(c), "best": float(np.min(
+        smoothed(ctx, c)[1])), "tail_start": float(s[0]), "tail_gain": 0.0,
+        "since": float(s[0]), "eps": level_noise, "also_flat": [o.tag for o in curves[1:]]}
+    st = _never_left(ctx, c, p, out)
+    return st if st["kind"] == "stalled" else None
+
+
+def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """The objective never improved beyond noise from its first evaluation: stuck (kind
+    ``stalled``, flat for the whole run) when the level is poor by :func:`_poor_level`
+    and no logged loss ever got below ``low_loss_share`` of ln C (ln 2, the lowest chance
+    level, when C is unknown) nor rose ``max_loss_rise`` above its start or started above
+    ``max_start_chance`` x ln C (a blow-up or a huge initialisation: divergence's
+    business); else ``no_progress``.  DESIGN: a run that never leaves its initial level is
+    a plateau; a fine-tune or resumed run that starts low and stays flat is at a good
+    level, not stuck."""
+    pl = _poor_level(ctx, c, p, 1.0)
+    if pl["poor_by"] is None:
+        return {**out, "kind": "no_progress"}
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    chance = signals.chance_loss(n_classes or 2)
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < 3:
+            continue
+        sm = smoothed(ctx, lc)[1]
+        start = start_level(lc)
+        if (float(np.min(sm)) < float(p["low_loss_share"]) * chance
+                or float(np.max(sm)) > (1.0 + float(p["max_loss_rise"])) * start
+                or (n_classes and start > float(p["max_start_chance"]) * chance)):
+            return {**out, "kind": "no_progress"}
+    first = start_level(c)
+    return {**out, **pl, "kind": "stalled", "flat_share": 1.0, "train": None,
+            "train_improving": False, "poor": True,
+            "progress_rel": out["total"] / abs(first) if first else float("nan")}
 
 
 def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
@@ -352,10 +417,7 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.train_improving:
-            why = (f"while train {ev.train_metric} still improves from "
-                   f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
-        elif ev.loss_vs_chance is not None:
+        if ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
         elif ev.loss_progress is not None:
@@ -363,6 +425,9 @@ class PLT001(Rule[StallParams, StallEvidence]):
                    f"start")
         else:
             why = f"after improving only {pct(ev.progress_rel)} from its start"
+        if ev.train_improving:
+            why += (f", while train {ev.train_metric} still improves from "
+                    f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
                 f"({pct(ev.flat_share_of_run)} of the run, best {fmt(ev.best)}) {why}")
 
