@@ -336,10 +336,23 @@ def _template(logdir: Path) -> str:
     return template(sys.executable, str(TRAIN), keys)
 
 
+def _plan_top(result: Any, template: str, hyperparameter: str) -> tuple[Any, str | None]:
+    """The probe's plan for the top recommendation alone, or why it cannot be probed (the
+    template cannot express it, or another candidate came first)."""
+    from diagnose.probe.core import plan_probe
+
+    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
+                      max_steps=None)
+    if plan.candidates and plan.candidates[0].changes.keys() == {hyperparameter}:
+        return plan, None
+    return plan, next((s["reason"] for s in plan.skipped
+                       if s["hyperparameter"] == hyperparameter), "not the first candidate")
+
+
 def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
     """Broken run -> diagnosis -> probe (control, top recommendation, random) -> judged."""
     from diagnose.pipeline import analyze
-    from diagnose.probe.core import ProbeError, plan_probe, run_probe
+    from diagnose.probe.core import ProbeError, run_probe
 
     start = time.monotonic()
     broken = out / "broken" / case.name
@@ -359,11 +372,8 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
                   top={"hyperparameter": rec.hyperparameter, "current": rec.current,
                        "proposed": rec.proposed, "rationale": rec.rationale})
     template = _template(broken)
-    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
-                      max_steps=None)
-    if not plan.candidates or plan.candidates[0].changes.keys() != {rec.hyperparameter}:
-        why = next((s["reason"] for s in plan.skipped
-                    if s["hyperparameter"] == rec.hyperparameter), "not the first candidate")
+    plan, why = _plan_top(result, template, rec.hyperparameter)
+    if why is not None:
         record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
         return record
     cand = plan.candidates[0]
@@ -402,7 +412,7 @@ def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
     import corpus
 
     from diagnose.pipeline import analyze
-    from diagnose.probe.core import ProbeError, plan_probe, run_probe
+    from diagnose.probe.core import ProbeError, run_probe
 
     start = time.monotonic()
     name = case["id"]
@@ -430,11 +440,8 @@ def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
                        "proposed": rec.proposed, "rationale": rec.rationale})
     keys = list(json.loads((broken / "config.json").read_text()))
     template = corpus.template(recipe, keys)
-    plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
-                      max_steps=None)
-    if not plan.candidates or plan.candidates[0].changes.keys() != {rec.hyperparameter}:
-        why = next((s["reason"] for s in plan.skipped
-                    if s["hyperparameter"] == rec.hyperparameter), "not the first candidate")
+    plan, why = _plan_top(result, template, rec.hyperparameter)
+    if why is not None:
         record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
         return record
     cand = plan.candidates[0]
