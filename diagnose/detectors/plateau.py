@@ -392,7 +392,10 @@ def _stall_advise(ctx: AdviceContext, finding: Finding,
         return fallback(ctx, finding)
     start = float(ev.flat_since_step) or (
         float(finding.step) if finding.step is not None else None)
-    return plateau_advice(ctx, start, finite_number(ev.end), bool(ev.poor_level))
+    # flat for the whole run (never improved from its first evaluation): the
+    # never-learned advice (init, LR into range), as for PLT002
+    return plateau_advice(ctx, start, finite_number(ev.end), bool(ev.poor_level),
+                          from_start=ev.flat_share_of_run >= 1.0)
 
 
 @rule
