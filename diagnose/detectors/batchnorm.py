@@ -28,6 +28,7 @@ from diagnose.detectors.progress import (
     Curve,
     curve,
     early_eval_ratio,
+    early_level,
     end_level,
     ends_nonfinite,
     fmt,
@@ -35,7 +36,6 @@ from diagnose.detectors.progress import (
     level,
     pct,
     smoothed,
-    start_level,
 )
 from diagnose.detectors.rule import (
     ECHO,
@@ -309,7 +309,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     ratio = early_eval_ratio(ctx, float(p.early_frac))
     if ratio is None or ratio < float(p.early_gap):
         return None
-    ref = max(float(train.values[0]), start_level(train))
+    ref = early_level(train)
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes is not None:
         ref = max(ref, float(np.log(n_classes)))
@@ -354,7 +354,7 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     share, stuck = _repeated(vacc)
     if share < float(p.stuck_share):
         return None
-    ref = max(float(train.values[0]), start_level(train))
+    ref = early_level(train)
     t_end = end_level(train)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     if not (ref > 0 and t_end <= float(p.train_good_ratio) * ref
@@ -398,7 +398,7 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
             or not high[half:].any():
         return None
     jump = _log_jumps(val)
-    ref = max(float(train.values[0]), start_level(train))
+    ref = early_level(train)
     t_end = end_level(train)
     if jump < np.log(float(p.jump_factor)) \
             or not _train_good(ctx, t_end, ref, float(p.train_good_ratio), p):

@@ -145,6 +145,13 @@ def start_level(c: Curve, frac: float = 0.1, min_points: int = 3) -> float:
     return level(c.steps, c.values, first, first + frac * c.span, min_points, at_end=False)
 
 
+def early_level(c: Curve) -> float:
+    """The larger of a loss's first logged value and its start level: the closest the log
+    gets to the untrained model's loss (a log written after the first epoch already
+    starts below it)."""
+    return max(float(c.values[0]), start_level(c))
+
+
 def level_at(c: Curve, step: float, frac: float = 0.05, min_points: int = 3) -> float:
     """Oriented level around ``step`` (median over +-``frac`` of the span)."""
     half = frac * c.span

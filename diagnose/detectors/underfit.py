@@ -34,6 +34,7 @@ from diagnose.detectors.progress import (
     Curve,
     bounded_metric,
     curve,
+    early_level,
     end_level,
     ends_nonfinite,
     fmt,
@@ -404,7 +405,7 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         tl = get_curve(ctx, Role.TRAIN_LOSS)
         if tl is None or len(tl) < 3 or "+" in tl.tag or float(np.min(tl.values)) <= 0:
             return []  # the loss is half the evidence: an accuracy alone is not judged
-        first = max(float(tl.values[0]), start_level(tl))
+        first = early_level(tl)
         l_end = end_level(tl, frac)
         best = float(np.min(smoothed(ctx, tl)[1]))
         progress = max(first - best, 0.0)
@@ -472,7 +473,7 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         tl = get_curve(ctx, Role.TRAIN_LOSS)
         if tl is None or len(tl) < 2 or "+" in tl.tag or float(np.min(tl.values)) <= 0:
             return None
-        ref, how = max(float(tl.values[0]), start_level(tl)), f"first {tl.tag}"
+        ref, how = early_level(tl), f"first {tl.tag}"
         vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
