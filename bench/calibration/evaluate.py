@@ -416,9 +416,10 @@ def main(argv: list[str] | None = None) -> int:
 
     all_pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in runs]
     if args.predictions:
-        rows = ["id\tfamily\tdataset\tformat\tcause\tlabel\tprediction"]
+        rows = ["id\tfamily\tdataset\tformat\tcause\tlabel\tprediction\tall_states"]
         rows += ["\t".join([r["id"], r["family"], r["dataset"], r["format"], r["cause"],
-                            setname(r["label"]), setname(pred.get(r["id"], set()))])
+                            setname(r["label"]), setname(pred.get(r["id"], set())),
+                            "+".join(sorted(pred.get(r["id"], set()))) or "-"])
                  for r in runs]
         args.predictions.write_text("\n".join(rows) + "\n", encoding="utf-8")
     base_pairs = [(set(r["label"]), textbook(r["rec"])) for r in runs]
