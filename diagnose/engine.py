@@ -542,7 +542,7 @@ def evaluate(run: Run, config: Config | None = None,
                     rule=rule.id,
                     name=rule.name,
                     state=rule.state,
-                    severity=severity,  # type: ignore[arg-type]
+                    severity=_hit_severity(h, severity, rule.id in config.severity),  # type: ignore[arg-type]
                     metric=h.metric,
                     step=None if h.step is None else int(h.step),
                     message=h.message,
@@ -556,6 +556,15 @@ def evaluate(run: Run, config: Config | None = None,
     result.findings = findings
     result.unjudged = _why_not_judged(ctx, rules, config, result.not_applicable)
     return result
+
+
+def _hit_severity(hit: Any, severity: str, configured: bool) -> str:
+    """The rule's (or the config's) severity, lowered where the detector asks for it on
+    one hit; a severity the user configured for the rule is kept as given."""
+    asked = getattr(hit, "severity", None)
+    if configured or asked is None or SEVERITY_RANK[asked] >= SEVERITY_RANK[severity]:
+        return severity
+    return str(asked)
 
 
 def _why_not_judged(ctx: Any, rules: Sequence[RuleSpec], config: Config,

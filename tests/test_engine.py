@@ -314,3 +314,20 @@ def test_evaluated_by_is_validated(extra, key):
     del data["evaluated_by"]
     with pytest.raises(RuleError, match="key 'detector' is missing"):
         engine.parse_rule(data, Path("X001.toml"))
+
+
+def test_a_rule_lowers_one_finding_but_a_configured_severity_wins() -> None:
+    """INS001 reports spikes the loss learned through as info (DESIGN: noise that does
+    not stop learning); a severity the user sets for the rule is kept as given."""
+    from diagnose.api import load_run
+
+    cases = Path(__file__).parent / "rule_fixtures" / "INS001"
+    kept = load_run(cases / "info_kept_learning")
+    (f,) = [f for f in evaluate(kept).findings if f.rule == "INS001"]
+    assert f.severity == "info" and f.evidence["kept_learning"] is True
+    (f,) = [f for f in evaluate(kept, Config(severity={"INS001": "warning"})).findings
+            if f.rule == "INS001"]
+    assert f.severity == "warning"
+    lost = load_run(cases / "fire")
+    (f,) = [f for f in evaluate(lost).findings if f.rule == "INS001"]
+    assert f.severity == "warning" and f.evidence["kept_learning"] is False

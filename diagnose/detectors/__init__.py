@@ -48,6 +48,8 @@ class Hit:
     evidence: dict[str, Any]
     #: The rule's typed evidence (a ``RuleEvidence``) when a rule class produced the hit.
     detail: Any = field(default=None, compare=False, repr=False)
+    #: A lower severity the rule asks for on this hit (see ``Found.severity``).
+    severity: str | None = None
 
 
 Detector = Callable[["RuleContext", dict[str, Any]], "list[Hit] | None"]

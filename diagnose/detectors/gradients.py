@@ -113,7 +113,8 @@ def _log_levels(steps: np.ndarray, v: np.ndarray, p: Any) -> dict[str, Any] | No
 @rule
 class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
     """Gradient norm non-finite, or its late level ``orders`` decades above its lowest
-    smoothed level."""
+    smoothed level and ``over_early`` decades above its early level (a norm that only
+    climbs back from a converged near-zero low to its starting scale predicts nothing)."""
 
     id = "GRD001"
     detector = "exploding_gradients"
@@ -121,6 +122,7 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
     @dataclass(frozen=True)
     class Params(RuleParams):
         orders: float = param(P.POSITIVE)
+        over_early: float = param(P.ANY_NUMBER)
         early_frac: float = param(P.SHARE)
         tail_frac: float = param(P.SHARE)
         min_points: int = param(P.COUNT)
@@ -137,8 +139,10 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
         low: float | None = optional()
         low_step: int | None = optional()
         late_level: float | None = optional()
+        early_level: float | None = optional()
         growth_factor: float | None = optional()
         orders: float = 0.0
+        over_early: float | None = optional()
         tail_frac: float | None = optional()
 
     def detect(self, ctx: RuleContext,
@@ -159,14 +163,15 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
             if lv is None:
                 continue
             growth = lv["tail"] - lv["min"]
-            if growth < p.orders:
+            if growth < p.orders or lv["tail"] - lv["early"] < p.over_early:
                 continue
             ss, sm = lv["ss"], lv["sm"]
             up = np.flatnonzero((ss > lv["min_step"]) & (sm >= lv["min"] + growth / 2))
             step = round(ss[up[0]]) if len(up) else lv["min_step"]
             out.append(Found(tag, step, GRD001.Evidence(
                 step=step, low=_p10(lv["min"]), low_step=lv["min_step"],
-                late_level=_p10(lv["tail"]), growth_factor=_p10(growth), orders=p.orders,
+                late_level=_p10(lv["tail"]), early_level=_p10(lv["early"]),
+                growth_factor=_p10(growth), orders=p.orders, over_early=p.over_early,
                 tail_frac=p.tail_frac)))
         return out
 

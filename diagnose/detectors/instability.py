@@ -9,7 +9,7 @@ positive loss), which keeps the epoch resets of Keras' running-average batch met
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +30,7 @@ from diagnose.detectors.rule import (
     RuleEvidence,
     RuleParams,
     internal,
+    optional,
     param,
     rule,
 )
@@ -52,6 +53,11 @@ class SpikeParams(RuleParams):
 
 
 @dataclass(frozen=True)
+class LossSpikeParams(SpikeParams):
+    lost_ground_above: float = param(P.POSITIVE)
+
+
+@dataclass(frozen=True)
 class SpikeEvidence(RuleEvidence):
     label: str = internal("")
     spikes: int = 0
@@ -63,6 +69,12 @@ class SpikeEvidence(RuleEvidence):
     min_ratio: float = 0.0
     min_spikes: int = 0
     window_frac: float = 0.0
+    #: INS001 (a loss whose pre-spike level is positive): the loss's level just before
+    #: the first spike, its median over the last tenth of the run, and whether it kept
+    #: learning (info)
+    pre_spike_level: float | None = optional()
+    end_level: float | None = optional()
+    kept_learning: bool | None = optional()
 
 
 def _recovered_spikes(ctx: RuleContext, s: Series, p: SpikeParams, log_scale: bool,
@@ -124,8 +136,15 @@ class _SpikeRule(Rule[SpikeParams, SpikeEvidence]):
     def message(self, ev: SpikeEvidence) -> str:
         size = (f"{fmt(ev.max_ratio)}x its local level" if ev.max_ratio is not None
                 else f"{fmt(ev.max_height_noise_sigmas)} noise sigmas above its local level")
-        return (f"{ev.label} spikes {ev.spikes} times and recovers each time; the largest "
-                f"is {size} at step {ev.largest_step}")
+        out = (f"{ev.label} spikes {ev.spikes} times and recovers each time; the largest "
+               f"is {size} at step {ev.largest_step}")
+        if ev.kept_learning:
+            out += (f"; it kept learning through them (from {fmt(ev.pre_spike_level)} "
+                    f"before the first to {fmt(ev.end_level)} at the end)")
+        elif ev.kept_learning is not None:
+            out += (f"; they cost progress: it ends at {fmt(ev.end_level)}, above its "
+                    f"{fmt(ev.pre_spike_level)} before the first")
+        return out
 
 
 @rule
@@ -134,8 +153,10 @@ class INS001(_SpikeRule):
 
     id = "INS001"
     detector = "loss_spikes"
+    Params = LossSpikeParams
 
-    def detect(self, ctx: RuleContext, p: SpikeParams) -> list[Found[SpikeEvidence]] | None:
+    def detect(self, ctx: RuleContext,  # type: ignore[override]
+               p: LossSpikeParams) -> list[Found[SpikeEvidence]] | None:
         losses = main_losses(ctx, ("train",))
         if not losses:
             return None
@@ -149,8 +170,22 @@ class INS001(_SpikeRule):
             log_scale = bool(np.all(finite(ctx, s).values > 0))
             found = _recovered_spikes(ctx, s, p, log_scale, early_drop(ctx, s))
             if len(found) >= p.min_spikes:
-                out.append(_spikes_found(s, found, p, log_scale, loss_label(s)))
+                hit = _spikes_found(s, found, p, log_scale, loss_label(s))
+                out.append(_kept_learning(finite(ctx, s), found[0], hit, p, log_scale))
         return out
+
+
+def _kept_learning(f: Series, first: signals.Spike, hit: Found[SpikeEvidence],
+                   p: LossSpikeParams, log_scale: bool) -> Found[SpikeEvidence]:
+    """Info, not a warning, unless the loss ends above ``lost_ground_above`` x its level
+    just before the first spike: spikes that did not stop learning are noise (DESIGN.md)."""
+    pre = float(np.power(10.0, first.baseline)) if log_scale else float(first.baseline)
+    if not pre > 0:
+        return hit  # a loss that can be negative has no ratio to judge progress by
+    end = float(np.median(f.values[-max(3, len(f.values) // 10):]))
+    kept = bool(end <= p.lost_ground_above * pre)
+    ev = replace(hit.evidence, pre_spike_level=pre, end_level=end, kept_learning=kept)
+    return Found(hit.metric, hit.step, ev, "info" if kept else None)
 
 
 @rule

@@ -133,6 +133,9 @@ class Found(Generic[E]):
     metric: str | None
     step: int | None
     evidence: E
+    #: A lower severity for this one finding (never a higher one), e.g. "info" for a
+    #: pattern that did not stop learning; a severity set in the user's config wins.
+    severity: str | None = None
 
 
 class Rule(ABC, Generic[P, E]):
@@ -170,7 +173,7 @@ class Rule(ABC, Generic[P, E]):
         if found is None:
             return None
         return [Hit(f.metric, f.step, self.message(f.evidence), f.evidence.to_dict(),
-                    f.evidence) for f in found]
+                    f.evidence, f.severity) for f in found]
 
 
 _RULES: dict[str, type[Rule[Any, Any]]] = {}

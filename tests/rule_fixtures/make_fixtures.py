@@ -197,7 +197,11 @@ def spiky(seed: int, spike_steps: list[int], height: float) -> tuple:
 
 
 def ins001(root: Path) -> None:
+    # fire: five spikes, each leaving the loss 30% higher than before, so the run ends
+    # above its pre-spike level: the spikes cost progress (a warning)
     steps, t, val = spiky(8, [220, 350, 470, 610, 700], 4.0)
+    for s in (220, 350, 470, 610, 700):
+        t[s + 6:] *= 1.3
     write_lightning(root / "fire", steps, t, val=val, lr=cosine_lr(steps, 3e-3))
     # quiet: heavy-tailed small-batch noise (batch of 8 gamma-distributed sample
     # losses) plus one transient spike
@@ -207,6 +211,13 @@ def ins001(root: Path) -> None:
     t = r.gamma(4.0, mean / 4.0)
     t[500:503] *= np.array([3.5, 2.0, 1.3])
     write_lightning(root / "quiet", steps, t, lr=cosine_lr(steps, 3e-3))
+
+
+def ins001_kept_learning(folder: Path) -> None:
+    """Five recovered spikes on a loss that goes on falling: noise that did not stop
+    learning (info)."""
+    steps, t, val = spiky(8, [220, 350, 470, 610, 700], 4.0)
+    write_lightning(folder, steps, t, val=val, lr=cosine_lr(steps, 3e-3))
 
 
 def ins002(root: Path) -> None:
@@ -379,6 +390,7 @@ BUILDERS = {
 #: Combination cases: a log of its own in ``<ID>/<case>/`` beside its ``expect.toml``.
 COMBOS = {
     ("GRD001", "folded_by_divergence"): grd001_folded_by_divergence,
+    ("INS001", "info_kept_learning"): ins001_kept_learning,
 }
 
 
