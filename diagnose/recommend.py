@@ -221,6 +221,9 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             f"{reason} and {why}; the gradients scale with the targets, so standardise "
             "them (subtract the mean, divide by the std; invert for predictions) before "
             "tuning the LR.", 1.5 if measured else 1.3))
+    init = init_blowup(ctx, b)
+    if init is not None:
+        out.append(init)
     # a jump mid-run is not a start-up problem: no warmup
     transformer = ctx.family == "transformer"
     warm = None if jumped else add_warmup(
@@ -233,6 +236,45 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if clip is not None:
         out.append(clip)
     return out
+
+
+def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
+    """A classifier whose loss is already ``init_blowup_factor`` x ln C at its first logged
+    point, with an LR not above the optimizer's usual range, had huge logits before any
+    step could go wrong: the initial weights are too large (a scaled-up init), so the init
+    is the fix and an LR cut only slows the recovery.  None otherwise (regression, unknown
+    class count, a first loss near ln C, an LR far too high)."""
+    from diagnose.signals import chance_loss, infer_num_classes
+
+    loss = ctx.role(Role.TRAIN_LOSS)
+    if loss is None or ctx.regression:
+        return None
+    n = infer_num_classes(ctx.run, ctx.roles)
+    if not n or n < 2:
+        return None
+    fin = loss.finite
+    first, untrained = float(fin.values[0]), chance_loss(n)
+    if first < ctx.policy.init_blowup_factor * untrained:
+        return None
+    if b.bad is not None and b.bad > fin.steps[0] and b.turn is not None and (
+            b.turn > fin.steps[0] and b.loss_min is not None
+            and b.loss_min < ctx.policy.init_blowup_factor * untrained):
+        return None  # it came down to a normal level first: the blow-up came later
+    lr, _ = ctx.lr
+    if lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
+        return None
+    act = str(ctx.hp.get("activation") or "").lower()
+    proposed = "xavier_uniform" if act in ("tanh", "sigmoid") else "he_normal"
+    return candidate(
+        "init", "set", ctx.hp.get("init"), proposed,
+        f"the loss was already {show(nice(first, 3))} at the first logged step "
+        f"{show(float(fin.steps[0]))}, {show(nice(first / untrained))}x the untrained level "
+        f"ln {n} = {show(nice(untrained, 3))}, with the LR not above its usual range: the "
+        f"initial weights are too large (logits far from zero before any step), so use "
+        f"{'Xavier (Glorot)' if proposed == 'xavier_uniform' else 'He'} initialisation "
+        "(the framework default scale) before touching the LR.",
+        # impact 0.25 x 6 = 1.5: above the LR cut (1.2), the cause is not the LR
+        6.0, direction=0)
 
 
 def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:

@@ -345,3 +345,42 @@ def test_an_early_blow_up_in_a_transformer_puts_the_warmup_before_clipping():
                        {k: v for k, v in hp.items() if k != "num_attention_heads"},
                        "divergence"))
     assert "warmup_steps" in plain
+
+
+# --- a blow-up at initialisation (huge init) gets init advice, not an LR cut (issue 10) ---
+
+def _huge_init_curves() -> dict:
+    """A classifier (2 classes) whose loss is 40-60x ln 2 from the first logged step and
+    thrashes there: the logits were huge before any step (a scaled-up init)."""
+    rng = np.random.default_rng(0)
+    train = 30.0 * np.exp(-STEPS / 400) + 8.0 + 4.0 * rng.random(len(STEPS))
+    ev = STEPS[::10]
+    return {"loss/train": (STEPS, train), "loss/val": (ev, train[::10] * 1.1),
+            "accuracy/train": (STEPS, np.full(len(STEPS), 0.6)),
+            "accuracy/val": (ev, np.full(len(ev), 0.6))}
+
+
+@pytest.mark.parametrize("activation, init", [("relu", "he_normal"),
+                                              ("tanh", "xavier_uniform")])
+def test_loss_huge_from_the_first_point_with_a_normal_lr_fixes_the_init_first(activation,
+                                                                                init):
+    hp = {"learning_rate": 0.1, "optimizer": "sgd", "num_classes": 2, "max_steps": 600,
+          "activation": activation}
+    recs = _recs(_huge_init_curves(), hp, "divergence")
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.proposed) == ("init", init)
+    assert "first logged step" in first.rationale and "ln 2" in first.rationale
+    assert "learning_rate" in recs  # still offered, after the init
+
+
+def test_huge_first_loss_with_an_lr_far_too_high_keeps_the_lr_first():
+    hp = {"learning_rate": 50.0, "optimizer": "sgd", "num_classes": 2, "max_steps": 600}
+    recs = _recs(_huge_init_curves(), hp, "divergence")
+    assert next(iter(recs)) == "learning_rate"
+
+
+def test_a_late_blow_up_from_a_normal_start_gets_no_init_advice():
+    loss = np.log(2) * np.exp(-STEPS / 300) + 0.1
+    loss[STEPS >= 300] = np.nan
+    hp = {"learning_rate": 0.1, "optimizer": "sgd", "num_classes": 2, "max_steps": 600}
+    assert "init" not in _recs({"loss/train": (STEPS, loss)}, hp, "divergence")

@@ -125,6 +125,10 @@ class AdvicePolicy:
         1000.0, P.POSITIVE, "a diverging loss whose minimum stayed at or above this is a "
         "regression loss on unscaled targets (a classification loss starts near "
         "ln(classes)): standardise the targets first")
+    init_blowup_factor: float = _knob(
+        10.0, P.AT_LEAST_ONE, "a diverging classifier whose first logged loss is already "
+        "this many times its untrained level ln C, with the LR not above its usual range, "
+        "blew up at initialisation (weights drawn too large): fix the init first, not the LR")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
