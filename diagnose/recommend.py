@@ -648,7 +648,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     lr, _ = ctx.lr
     ramp = shorten_warmup(ctx, reason)
     heavy = heavy_regularisation(ctx, reason)
-    out += broken_bn_momentum(ctx, reason) + heavy
+    # the running statistics only act in eval mode: a train curve that underfits is not
+    # theirs, so a broken BN momentum is listed after the fixes for training itself
+    out += broken_bn_momentum(ctx, reason, strength=1.0) + heavy
     if ramp is not None:
         out.append(ramp)
     elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -673,8 +675,12 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                          1.0))
     gain = train_gain
     if gain is not None and gain > pol.still_learning_gain:
+        # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
+        # trains longer; a nearly flat one (gain under longer_first_gain) grows first
+        first = gain >= pol.longer_first_gain
         out.append(extend_length(ctx, pol.long_extension, f"{reason} and train loss still fell "
-                                  f"{gain:.0%} over the last quarter of the run", 1.0))
+                                  f"{gain:.0%} over the last quarter of the run",
+                                  1.2 if first else 1.0))
     mom = momentum_fix(ctx, reason)
     if mom is not None:
         out.append(mom)
@@ -905,9 +911,12 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
     return out
 
 
-def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
+def broken_bn_momentum(ctx: AdviceContext, reason: str,
+                       strength: float = 4.0) -> list[Candidate]:
     """A logged BatchNorm momentum of 0 or 1 breaks eval mode whatever state the curves
-    show (running statistics never updated, or the last batch's alone): fix it first."""
+    show (running statistics never updated, or the last batch's alone): fix it first,
+    unless ``strength`` says the state cannot come from eval mode (an underfit train
+    curve: training normalises with the batch's own statistics)."""
     mom = finite_number(ctx.hp.get("bn_momentum"))
     if mom is None or mom not in (0.0, 1.0):
         return []
@@ -918,7 +927,7 @@ def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
                       f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
                       f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
                       f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
-                      4.0, direction=0)]
+                      strength, direction=0)]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:

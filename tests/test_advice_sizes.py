@@ -384,3 +384,49 @@ def test_a_late_blow_up_from_a_normal_start_gets_no_init_advice():
     loss[STEPS >= 300] = np.nan
     hp = {"learning_rate": 0.1, "optimizer": "sgd", "num_classes": 2, "max_steps": 600}
     assert "init" not in _recs({"loss/train": (STEPS, loss)}, hp, "divergence")
+
+
+# --- underfit: a run stopped mid-descent trains longer before it grows (issue 10) ---------
+
+@pytest.mark.parametrize("tail_drop, first", [(0.15, "max_steps"), (0.03, "model_capacity")])
+def test_underfit_still_falling_trains_longer_before_a_bigger_model(tail_drop, first):
+    from test_recommend import finding, recs_of
+
+    from diagnose.findings import RunResult
+
+    steps = np.arange(0, 1000, 10)
+    # the last quarter falls by ``tail_drop`` of its level at the start of that quarter
+    loss = np.where(steps < 750, 1.6 - 0.4 * steps / 750,
+                    1.2 * (1 - tail_drop * (steps - 750) / 240))
+    run = make_run({"loss/train": (steps, loss)},
+                   {"learning_rate": 1e-3, "optimizer": "adam", "max_steps": 1000})
+    f = finding("underfit", "UND001", "warning", "loss/train", 990, num_classes=6,
+                chance_accuracy=1 / 6, chance_loss=1.792, train_series="loss/train",
+                train_end=float(loss[-1]))
+    recs = recs_of(recommend(RunResult(run, findings=[f])), "UND001")
+    names = [r.hyperparameter for r in recs]
+    assert names[0] == first
+    assert {"max_steps", "model_capacity"} <= set(names)
+    if first == "max_steps":
+        assert recs[0].proposed == 2000 and "still fell" in recs[0].rationale
+
+
+def test_underfit_train_curve_lists_a_broken_bn_momentum_after_the_training_fixes():
+    """Training normalises with the batch's own statistics, so a BN momentum of 1 cannot
+    hold the train loss up: it is still advised, after capacity and length."""
+    from test_recommend import finding, recs_of
+
+    from diagnose.findings import RunResult
+
+    steps = np.arange(0, 1000, 10)
+    loss = 1.6 - 0.5 * steps / 1000
+    run = make_run({"loss/train": (steps, loss)},
+                   {"learning_rate": 1e-3, "optimizer": "adam", "max_steps": 1000,
+                    "bn_momentum": 1.0})
+    f = finding("underfit", "UND001", "warning", "loss/train", 990, num_classes=6,
+                chance_accuracy=1 / 6, chance_loss=1.792, train_series="loss/train",
+                train_end=float(loss[-1]))
+    names = [r.hyperparameter for r in recs_of(recommend(RunResult(run, findings=[f])),
+                                                "UND001")]
+    assert "bn_momentum" in names
+    assert names.index("bn_momentum") > names.index("model_capacity")

@@ -192,6 +192,10 @@ class AdvicePolicy:
     still_learning_gain: float = _knob(
         0.02, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter of the run is still learning: train longer")
+    longer_first_gain: float = _knob(
+        0.05, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
+        "last quarter was stopped while learning: training longer (the cheapest, evidence-"
+        "sized fix) comes before a bigger model")
     plateau_lr_factor: float = _knob(
         3.0, P.AT_LEAST_ONE, "the LR of a run stuck at a poor level (or with a small LR) "
         "is multiplied by this")
