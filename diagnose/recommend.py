@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 __all__ = ["GROUPS", "precedence", "recommend"]
 
+#: Activations whose gradient vanishes when they saturate: in a network that never left
+#: its initial loss with a normal LR they are the first thing to change.
+SATURATING = ("sigmoid", "tanh")
 #: States whose info-severity findings still get advice (the advice is cheap and safe).
 INFO_STATES = ("lr_schedule", "undertrained")
 
@@ -243,7 +246,7 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
     point, with an LR not above the optimizer's usual range, had huge logits before any
     step could go wrong: the initial weights are too large (a scaled-up init), so the init
     is the fix and an LR cut only slows the recovery.  None otherwise (regression, unknown
-    class count, a first loss near ln C, an LR far too high)."""
+    class count, a first loss near ln C, an unknown LR or one far too high)."""
     from diagnose.signals import chance_loss, infer_num_classes
 
     loss = ctx.role(Role.TRAIN_LOSS)
@@ -261,8 +264,8 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
             and b.loss_min < ctx.policy.init_blowup_factor * untrained):
         return None  # it came down to a normal level first: the blow-up came later
     lr, _ = ctx.lr
-    if lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
-        return None
+    if lr is None or lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
+        return None  # an unknown LR may be the cause as well
     act = str(ctx.hp.get("activation") or "").lower()
     proposed = "xavier_uniform" if act in ("tanh", "sigmoid") else "he_normal"
     return candidate(
@@ -760,13 +763,20 @@ def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
     why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
     out: list[Candidate] = []
+    act = str(ctx.hp.get("activation") or "").lower()
+    if act in SATURATING:
+        # impact 0.3 x 6 = 1.8: before the init (0.375), the activation is the cause
+        out.append(candidate("activation", "set", ctx.hp.get("activation"), "relu",
+                             f"{why}: {act} saturates, so the gradient shrinks at every "
+                             "layer and a deep stack of them stops learning (vanishing "
+                             "gradients); use ReLU with He initialisation.", 6.0,
+                             direction=0))
     init = str(ctx.hp.get("init") or "").lower()
     if "he" not in init and "kaiming" not in init:
         out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
                              f"{why}: a dead or zero initialisation (biases pushing every "
                              "ReLU below zero, zero weights) gives no gradient; use He "
                              "initialisation with zero biases.", 1.5, direction=0))
-    act = str(ctx.hp.get("activation") or "").lower()
     if act in ("", "relu"):
         out.append(candidate("activation", "set", ctx.hp.get("activation"), "leaky_relu",
                              f"{why}; LeakyReLU (slope 0.01) keeps a gradient for units "

@@ -430,3 +430,13 @@ def test_underfit_train_curve_lists_a_broken_bn_momentum_after_the_training_fixe
                                                 "UND001")]
     assert "bn_momentum" in names
     assert names.index("bn_momentum") > names.index("model_capacity")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_never_learned_with_a_saturating_activation_changes_the_activation_first(activation):
+    _, recs = _all_recs(_at_chance(), {"learning_rate": 0.05, "optimizer": "sgd",
+                                       "max_steps": 600, "activation": activation})
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.current, first.proposed) == ("activation",
+                                                                      activation, "relu")
+    assert "vanishing" in first.rationale and recs["init"].proposed == "he_normal"
