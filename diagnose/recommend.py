@@ -163,12 +163,26 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if jumped and before is not None and after is not None:
         note = f"; {clip_note}" if clip_note else ""
         restored = nice(before, 3)
-        out.append(candidate(
-            "learning_rate", "decrease", nice(after, 3), restored,
-            f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
-            f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}, "
-            f"so restore the LR before the jump, {show(restored)} (remove what raises it: a "
-            f"schedule milestone, a resumed or edited optimizer state){note}.", 1.2))
+        jump = (f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
+                f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}")
+        configured = finite_number(ctx.hp.get("learning_rate"))
+        if (configured is not None and before < configured < pol.lr_jump_ratio * before
+                and "learning_rate" not in ctx.overridden):
+            # the configured LR's own schedule gave the pre-jump value: a smaller base LR
+            # would shrink the schedule that trained fine and keep the jump, so the base
+            # stays and the jump itself goes (the probe then has nothing to change)
+            out.append(candidate(
+                "learning_rate", "decrease", nice(after, 3), nice(configured, 3),
+                f"{jump}; the configured learning rate {show(nice(configured, 3))} (its "
+                f"schedule gave {show(restored)} before the jump) did not raise it, so keep "
+                "it and remove what multiplies the LR at that step (a schedule milestone "
+                f"or gamma, a resumed or edited optimizer state){note}.", 1.2))
+        else:
+            out.append(candidate(
+                "learning_rate", "decrease", nice(after, 3), restored,
+                f"{jump}, so restore the LR before the jump, {show(restored)} (remove what "
+                f"raises it: a schedule milestone, a resumed or edited optimizer "
+                f"state){note}.", 1.2))
     elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""

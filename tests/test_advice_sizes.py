@@ -440,3 +440,15 @@ def test_never_learned_with_a_saturating_activation_changes_the_activation_first
     assert (first.hyperparameter, first.current, first.proposed) == ("activation",
                                                                       activation, "relu")
     assert "vanishing" in first.rationale and recs["init"].proposed == "he_normal"
+
+
+def test_a_jump_on_a_scheduled_lr_keeps_the_configured_base_lr():
+    """Cosine from 1e-2 had decayed to 4e-3 when the LR jumped x1000: the configured 1e-2
+    trained fine, so the advice keeps it (a base of 4e-3 would shrink the whole schedule and
+    keep the jump) and says to remove the jump."""
+    lr = 1e-2 * (0.5 + 0.5 * np.cos(np.pi * STEPS / 800))
+    lr = np.where(STEPS >= 300, lr * 1000, lr)
+    rec = _recs(_jumped_run(lr), {"learning_rate": 1e-2, "optimizer": "sgd",
+                                  "max_steps": 600}, "divergence")["learning_rate"]
+    assert rec.proposed == pytest.approx(1e-2) and rec.current > 1.0
+    assert "configured learning rate 0.01" in rec.rationale and "remove" in rec.rationale
