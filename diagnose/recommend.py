@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 __all__ = ["GROUPS", "precedence", "recommend"]
 
+#: Activations whose gradient vanishes when they saturate: in a network that never left
+#: its initial loss with a normal LR they are the first thing to change.
+SATURATING = ("sigmoid", "tanh")
 #: States whose info-severity findings still get advice (the advice is cheap and safe).
 INFO_STATES = ("lr_schedule", "undertrained")
 
@@ -160,12 +163,26 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if jumped and before is not None and after is not None:
         note = f"; {clip_note}" if clip_note else ""
         restored = nice(before, 3)
-        out.append(candidate(
-            "learning_rate", "decrease", nice(after, 3), restored,
-            f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
-            f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}, "
-            f"so restore the LR before the jump, {show(restored)} (remove what raises it: a "
-            f"schedule milestone, a resumed or edited optimizer state){note}.", 1.2))
+        jump = (f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
+                f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}")
+        configured = finite_number(ctx.hp.get("learning_rate"))
+        if (configured is not None and before < configured < pol.lr_jump_ratio * before
+                and "learning_rate" not in ctx.overridden):
+            # the configured LR's own schedule gave the pre-jump value: a smaller base LR
+            # would shrink the schedule that trained fine and keep the jump, so the base
+            # stays and the jump itself goes (the probe then has nothing to change)
+            out.append(candidate(
+                "learning_rate", "decrease", nice(after, 3), nice(configured, 3),
+                f"{jump}; the configured learning rate {show(nice(configured, 3))} (its "
+                f"schedule gave {show(restored)} before the jump) did not raise it, so keep "
+                "it and remove what multiplies the LR at that step (a schedule milestone "
+                f"or gamma, a resumed or edited optimizer state){note}.", 1.2))
+        else:
+            out.append(candidate(
+                "learning_rate", "decrease", nice(after, 3), restored,
+                f"{jump}, so restore the LR before the jump, {show(restored)} (remove what "
+                f"raises it: a schedule milestone, a resumed or edited optimizer "
+                f"state){note}.", 1.2))
     elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""
@@ -221,6 +238,9 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             f"{reason} and {why}; the gradients scale with the targets, so standardise "
             "them (subtract the mean, divide by the std; invert for predictions) before "
             "tuning the LR.", 1.5 if measured else 1.3))
+    init = init_blowup(ctx, b)
+    if init is not None:
+        out.append(init)
     # a jump mid-run is not a start-up problem: no warmup
     transformer = ctx.family == "transformer"
     warm = None if jumped else add_warmup(
@@ -233,6 +253,45 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if clip is not None:
         out.append(clip)
     return out
+
+
+def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
+    """A classifier whose loss is already ``init_blowup_factor`` x ln C at its first logged
+    point, with an LR not above the optimizer's usual range, had huge logits before any
+    step could go wrong: the initial weights are too large (a scaled-up init), so the init
+    is the fix and an LR cut only slows the recovery.  None otherwise (regression, unknown
+    class count, a first loss near ln C, an unknown LR or one far too high)."""
+    from diagnose.signals import chance_loss, infer_num_classes
+
+    loss = ctx.role(Role.TRAIN_LOSS)
+    if loss is None or ctx.regression:
+        return None
+    n = infer_num_classes(ctx.run, ctx.roles)
+    if not n or n < 2:
+        return None
+    fin = loss.finite
+    first, untrained = float(fin.values[0]), chance_loss(n)
+    if first < ctx.policy.init_blowup_factor * untrained:
+        return None
+    if b.bad is not None and b.bad > fin.steps[0] and b.turn is not None and (
+            b.turn > fin.steps[0] and b.loss_min is not None
+            and b.loss_min < ctx.policy.init_blowup_factor * untrained):
+        return None  # it came down to a normal level first: the blow-up came later
+    lr, _ = ctx.lr
+    if lr is None or lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
+        return None  # an unknown LR may be the cause as well
+    act = str(ctx.hp.get("activation") or "").lower()
+    proposed = "xavier_uniform" if act in ("tanh", "sigmoid") else "he_normal"
+    return candidate(
+        "init", "set", ctx.hp.get("init"), proposed,
+        f"the loss was already {show(nice(first, 3))} at the first logged step "
+        f"{show(float(fin.steps[0]))}, {show(nice(first / untrained))}x the untrained level "
+        f"ln {n} = {show(nice(untrained, 3))}, with the LR not above its usual range: the "
+        f"initial weights are too large (logits far from zero before any step), so use "
+        f"{'Xavier (Glorot)' if proposed == 'xavier_uniform' else 'He'} initialisation "
+        "(the framework default scale) before touching the LR.",
+        # impact 0.25 x 6 = 1.5: above the LR cut (1.2), the cause is not the LR
+        6.0, direction=0)
 
 
 def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
@@ -606,7 +665,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     lr, _ = ctx.lr
     ramp = shorten_warmup(ctx, reason)
     heavy = heavy_regularisation(ctx, reason)
-    out += broken_bn_momentum(ctx, reason) + heavy
+    # the running statistics only act in eval mode: a train curve that underfits is not
+    # theirs, so a broken BN momentum is listed after the fixes for training itself
+    out += broken_bn_momentum(ctx, reason, strength=1.0) + heavy
     if ramp is not None:
         out.append(ramp)
     elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -631,8 +692,12 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                          1.0))
     gain = train_gain
     if gain is not None and gain > pol.still_learning_gain:
+        # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
+        # trains longer; a nearly flat one (gain under longer_first_gain) grows first
+        first = gain >= pol.longer_first_gain
         out.append(extend_length(ctx, pol.long_extension, f"{reason} and train loss still fell "
-                                  f"{gain:.0%} over the last quarter of the run", 1.0))
+                                  f"{gain:.0%} over the last quarter of the run",
+                                  1.2 if first else 1.0))
     mom = momentum_fix(ctx, reason)
     if mom is not None:
         out.append(mom)
@@ -712,13 +777,20 @@ def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
     why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
     out: list[Candidate] = []
+    act = str(ctx.hp.get("activation") or "").lower()
+    if act in SATURATING:
+        # impact 0.3 x 6 = 1.8: before the init (0.375), the activation is the cause
+        out.append(candidate("activation", "set", ctx.hp.get("activation"), "relu",
+                             f"{why}: {act} saturates, so the gradient shrinks at every "
+                             "layer and a deep stack of them stops learning (vanishing "
+                             "gradients); use ReLU with He initialisation.", 6.0,
+                             direction=0))
     init = str(ctx.hp.get("init") or "").lower()
     if "he" not in init and "kaiming" not in init:
         out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
                              f"{why}: a dead or zero initialisation (biases pushing every "
                              "ReLU below zero, zero weights) gives no gradient; use He "
                              "initialisation with zero biases.", 1.5, direction=0))
-    act = str(ctx.hp.get("activation") or "").lower()
     if act in ("", "relu"):
         out.append(candidate("activation", "set", ctx.hp.get("activation"), "leaky_relu",
                              f"{why}; LeakyReLU (slope 0.01) keeps a gradient for units "
@@ -863,9 +935,12 @@ def batchnorm_advice(ctx: AdviceContext, branch: str, jump: float | None,
     return out
 
 
-def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
+def broken_bn_momentum(ctx: AdviceContext, reason: str,
+                       strength: float = 4.0) -> list[Candidate]:
     """A logged BatchNorm momentum of 0 or 1 breaks eval mode whatever state the curves
-    show (running statistics never updated, or the last batch's alone): fix it first."""
+    show (running statistics never updated, or the last batch's alone): fix it first,
+    unless ``strength`` says the state cannot come from eval mode (an underfit train
+    curve: training normalises with the batch's own statistics)."""
     mom = finite_number(ctx.hp.get("bn_momentum"))
     if mom is None or mom not in (0.0, 1.0):
         return []
@@ -876,7 +951,7 @@ def broken_bn_momentum(ctx: AdviceContext, reason: str) -> list[Candidate]:
                       f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
                       f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
                       f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
-                      4.0, direction=0)]
+                      strength, direction=0)]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:

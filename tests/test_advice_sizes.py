@@ -345,3 +345,110 @@ def test_an_early_blow_up_in_a_transformer_puts_the_warmup_before_clipping():
                        {k: v for k, v in hp.items() if k != "num_attention_heads"},
                        "divergence"))
     assert "warmup_steps" in plain
+
+
+# --- a blow-up at initialisation (huge init) gets init advice, not an LR cut (issue 10) ---
+
+def _huge_init_curves() -> dict:
+    """A classifier (2 classes) whose loss is 40-60x ln 2 from the first logged step and
+    thrashes there: the logits were huge before any step (a scaled-up init)."""
+    rng = np.random.default_rng(0)
+    train = 30.0 * np.exp(-STEPS / 400) + 8.0 + 4.0 * rng.random(len(STEPS))
+    ev = STEPS[::10]
+    return {"loss/train": (STEPS, train), "loss/val": (ev, train[::10] * 1.1),
+            "accuracy/train": (STEPS, np.full(len(STEPS), 0.6)),
+            "accuracy/val": (ev, np.full(len(ev), 0.6))}
+
+
+@pytest.mark.parametrize("activation, init", [("relu", "he_normal"),
+                                              ("tanh", "xavier_uniform")])
+def test_loss_huge_from_the_first_point_with_a_normal_lr_fixes_the_init_first(activation,
+                                                                                init):
+    hp = {"learning_rate": 0.1, "optimizer": "sgd", "num_classes": 2, "max_steps": 600,
+          "activation": activation}
+    recs = _recs(_huge_init_curves(), hp, "divergence")
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.proposed) == ("init", init)
+    assert "first logged step" in first.rationale and "ln 2" in first.rationale
+    assert "learning_rate" in recs  # still offered, after the init
+
+
+def test_huge_first_loss_with_an_lr_far_too_high_keeps_the_lr_first():
+    hp = {"learning_rate": 50.0, "optimizer": "sgd", "num_classes": 2, "max_steps": 600}
+    recs = _recs(_huge_init_curves(), hp, "divergence")
+    assert next(iter(recs)) == "learning_rate"
+
+
+def test_a_late_blow_up_from_a_normal_start_gets_no_init_advice():
+    loss = np.log(2) * np.exp(-STEPS / 300) + 0.1
+    loss[STEPS >= 300] = np.nan
+    hp = {"learning_rate": 0.1, "optimizer": "sgd", "num_classes": 2, "max_steps": 600}
+    assert "init" not in _recs({"loss/train": (STEPS, loss)}, hp, "divergence")
+
+
+# --- underfit: a run stopped mid-descent trains longer before it grows (issue 10) ---------
+
+@pytest.mark.parametrize("tail_drop, first", [(0.15, "max_steps"), (0.03, "model_capacity")])
+def test_underfit_still_falling_trains_longer_before_a_bigger_model(tail_drop, first):
+    from test_recommend import finding, recs_of
+
+    from diagnose.findings import RunResult
+
+    steps = np.arange(0, 1000, 10)
+    # the last quarter falls by ``tail_drop`` of its level at the start of that quarter
+    loss = np.where(steps < 750, 1.6 - 0.4 * steps / 750,
+                    1.2 * (1 - tail_drop * (steps - 750) / 240))
+    run = make_run({"loss/train": (steps, loss)},
+                   {"learning_rate": 1e-3, "optimizer": "adam", "max_steps": 1000})
+    f = finding("underfit", "UND001", "warning", "loss/train", 990, num_classes=6,
+                chance_accuracy=1 / 6, chance_loss=1.792, train_series="loss/train",
+                train_end=float(loss[-1]))
+    recs = recs_of(recommend(RunResult(run, findings=[f])), "UND001")
+    names = [r.hyperparameter for r in recs]
+    assert names[0] == first
+    assert {"max_steps", "model_capacity"} <= set(names)
+    if first == "max_steps":
+        assert recs[0].proposed == 2000 and "still fell" in recs[0].rationale
+
+
+def test_underfit_train_curve_lists_a_broken_bn_momentum_after_the_training_fixes():
+    """Training normalises with the batch's own statistics, so a BN momentum of 1 cannot
+    hold the train loss up: it is still advised, after capacity and length."""
+    from test_recommend import finding, recs_of
+
+    from diagnose.findings import RunResult
+
+    steps = np.arange(0, 1000, 10)
+    loss = 1.6 - 0.5 * steps / 1000
+    run = make_run({"loss/train": (steps, loss)},
+                   {"learning_rate": 1e-3, "optimizer": "adam", "max_steps": 1000,
+                    "bn_momentum": 1.0})
+    f = finding("underfit", "UND001", "warning", "loss/train", 990, num_classes=6,
+                chance_accuracy=1 / 6, chance_loss=1.792, train_series="loss/train",
+                train_end=float(loss[-1]))
+    names = [r.hyperparameter for r in recs_of(recommend(RunResult(run, findings=[f])),
+                                                "UND001")]
+    assert "bn_momentum" in names
+    assert names.index("bn_momentum") > names.index("model_capacity")
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_never_learned_with_a_saturating_activation_changes_the_activation_first(activation):
+    _, recs = _all_recs(_at_chance(), {"learning_rate": 0.05, "optimizer": "sgd",
+                                       "max_steps": 600, "activation": activation})
+    first = next(iter(recs.values()))
+    assert (first.hyperparameter, first.current, first.proposed) == ("activation",
+                                                                      activation, "relu")
+    assert "vanishing" in first.rationale and recs["init"].proposed == "he_normal"
+
+
+def test_a_jump_on_a_scheduled_lr_keeps_the_configured_base_lr():
+    """Cosine from 1e-2 had decayed to 4e-3 when the LR jumped x1000: the configured 1e-2
+    trained fine, so the advice keeps it (a base of 4e-3 would shrink the whole schedule and
+    keep the jump) and says to remove the jump."""
+    lr = 1e-2 * (0.5 + 0.5 * np.cos(np.pi * STEPS / 800))
+    lr = np.where(STEPS >= 300, lr * 1000, lr)
+    rec = _recs(_jumped_run(lr), {"learning_rate": 1e-2, "optimizer": "sgd",
+                                  "max_steps": 600}, "divergence")["learning_rate"]
+    assert rec.proposed == pytest.approx(1e-2) and rec.current > 1.0
+    assert "configured learning rate 0.01" in rec.rationale and "remove" in rec.rationale

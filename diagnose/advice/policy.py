@@ -125,6 +125,10 @@ class AdvicePolicy:
         1000.0, P.POSITIVE, "a diverging loss whose minimum stayed at or above this is a "
         "regression loss on unscaled targets (a classification loss starts near "
         "ln(classes)): standardise the targets first")
+    init_blowup_factor: float = _knob(
+        10.0, P.AT_LEAST_ONE, "a diverging classifier whose first logged loss is already "
+        "this many times its untrained level ln C, with the LR not above its usual range, "
+        "blew up at initialisation (weights drawn too large): fix the init first, not the LR")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
@@ -188,6 +192,10 @@ class AdvicePolicy:
     still_learning_gain: float = _knob(
         0.02, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter of the run is still learning: train longer")
+    longer_first_gain: float = _knob(
+        0.05, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
+        "last quarter was stopped while learning: training longer (the cheapest, evidence-"
+        "sized fix) comes before a bigger model")
     plateau_lr_factor: float = _knob(
         3.0, P.AT_LEAST_ONE, "the LR of a run stuck at a poor level (or with a small LR) "
         "is multiplied by this")
