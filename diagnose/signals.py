@@ -929,9 +929,11 @@ def _per_class_count(tags) -> int | None:
 UNTRAINED_EXCESS = 0.1
 
 
-def _loss_classes(first: float, tol: float) -> int | None:
+def _loss_classes(first: float, tol: float, untrained: bool = False) -> int | None:
     """C when ``first`` is ln C within ``tol`` x ln C and a quarter of the gap to ln(C+1)
-    and ln(C-1); None otherwise.  Above a few classes neighbouring counts fit as well
+    and ln(C-1); or, for an ``untrained`` (first logged) loss, when it sits between ln C
+    and ln C + ``tol`` x ln C + :data:`UNTRAINED_EXCESS` and no other count fits it at
+    all; None otherwise.  Above a few classes neighbouring counts fit as well
     (:func:`_loss_rivals`): the chance level is then right to a few percent, the count
     only approximately, and the source says so."""
     if not (0.3 < first <= math.log(1000.5)):
@@ -943,6 +945,11 @@ def _loss_classes(first: float, tol: float) -> int | None:
     gap = math.log(c + 1) - math.log(c)
     if abs(first - math.log(c)) <= min(tol * math.log(c), gap / 4):
         return c
+    # a little above ln C (the untrained excess), when no other count fits it at all
+    below = math.floor(math.exp(first))
+    if untrained and below >= 2 and _loss_rivals(first, below, tol) is None and \
+            0 <= first - math.log(below) <= tol * math.log(below) + UNTRAINED_EXCESS:
+        return below
     return None
 
 
@@ -1038,13 +1045,18 @@ def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
     list such as data.yaml ``names``, an HF classification head, an output size beside
     an accuracy, a language model's vocabulary); then per-class metric columns
     (``class_0_acc`` .. ``class_{C-1}_acc``); then the curves, which must agree with each
-    other: a first loss within ``rel_tol`` of ln C (and unambiguous among neighbouring C)
-    confirmed by the same split's first accuracy near 1/C at the same step (within a
-    step of a small eval set's accuracy grid); or, when an accuracy is logged but did not
-    confirm, one split *ending* with its loss at ln C and its accuracy at 1/C together (a
-    run stuck at chance); or, only when no accuracy is logged at all, a first loss
+    other: a first loss within ``rel_tol`` of ln C, or a little above it (an untrained
+    loss sits at or above ln C) where no other count fits, confirmed by the same split's
+    first accuracy near 1/C at the same step (within a step of a small eval set's
+    accuracy grid), with no other split's first loss pointing at another count; or, when
+    an accuracy is logged but did not confirm, one split *ending* with its loss at ln C
+    and its accuracy at 1/C together (a run stuck at chance); or, only when no accuracy
+    is logged at all, a loss named cross-entropy (or at ln C to :data:`UNIFORM_TOL`)
     confirmed by the other split's first loss or by the same loss still near ln C over
-    the first tenth of the run.  A single first value is never enough: Keras/CSV logs
+    the first tenth of the run.  Where neighbouring counts fit the loss as well (above
+    about 6 classes), the source ends with ``(about: 9-11 fit too)``: the chance level
+    is right to a few percent, the count is not exact.  A single first value is never
+    enough: Keras/CSV logs
     record the first loss *after* an epoch of training, and a loss of 1.06 or an
     accuracy of 0.25 is some ln C or 1/C by coincidence all too often.  ``roles`` is a
     RoleMap (computed when omitted).
@@ -1086,7 +1098,7 @@ def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
         f, st = s.values[ok], s.steps[ok]
         if len(f) == 0:
             continue
-        c = _loss_classes(float(f[0]), rel_tol)
+        c = _loss_classes(float(f[0]), rel_tol, untrained=True)
         if c is None:
             continue
         said.add(c)
@@ -1115,10 +1127,14 @@ def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
     # the other split's first loss pointing at another count is a contradiction (an
     # untrained loss a few tenths above ln C reads as ln(C + 1) with an accuracy near
     # both chance levels): unknown rather than a guess
-    if confirmed is not None and said <= {confirmed.n}:
-        return confirmed
     if any(a.metric == "accuracy" for a in roles.by_tag.values()):
-        return _tail_joint(roles, rel_tol)  # no guessing from a lone loss
+        end = _tail_joint(roles, rel_tol)
+        if confirmed is not None and said <= {confirmed.n} and \
+                (end is None or end.n == confirmed.n):
+            return confirmed
+        # a run that ends at a chance level (loss and accuracy together, over its last
+        # tenth) says more than one first point; no guessing from a lone loss
+        return end
     # no accuracy logged: only a loss named cross-entropy, or one at ln C to within
     # UNIFORM_TOL (the uniform prediction itself, not a loss near it), may speak for C
     kept = [(c, tag) for c, tag, first in only_loss if CE_LOSS_NAME.search(tag)

@@ -339,6 +339,17 @@ def test_a_count_that_neighbours_fit_as_well_says_so_and_splits_must_agree():
     assert S.infer_num_classes(run) == 3
 
 
+def test_an_untrained_first_loss_a_little_above_ln_c_names_c():
+    """0.76 is ln 2 + 0.07: an untrained binary model's first loss (logits that do not
+    depend on the label cost at least ln C); no other count fits it.  At the END of a
+    run the same value is a 3-class model that learned a little: no count from there."""
+    run = _run({"train_loss": [0.76, 0.5, 0.4], "train_acc": [0.5, 0.8, 0.85]})
+    assert S.infer_num_classes(run) == 2
+    loss = [0.9, 0.8] + [0.76] * 20
+    acc = [0.6, 0.55] + [0.5] * 20
+    assert S.infer_num_classes(_run({"val_loss": loss, "val_acc": acc})) is None
+
+
 def test_infer_num_classes_from_a_run_stuck_at_chance_at_its_end():
     # first values logged after training started, but the run ends at ln 3 and 1/3
     loss = [0.73, 1.9, 1.3] + [math.log(3) + 0.01] * 20
