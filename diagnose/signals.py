@@ -922,9 +922,20 @@ def _per_class_count(tags) -> int | None:
     return best
 
 
-def _loss_classes(first: float, tol: float) -> int | None:
-    """C when ``first`` is unambiguously ln C (within ``tol`` x ln C and a quarter of the
-    gap to ln(C+1) and ln(C-1)); None otherwise."""
+#: How far an untrained model's loss typically sits ABOVE ln C (nats): logits that do
+#: not depend on the label give E[loss] = E[logsumexp(z) - z_y] >= ln C (Jensen), so a
+#: first loss between ln C and ln C + this is C, and may as well be C - 1 or C - 2 when
+#: their ln values are that close (above about 6 classes the loss cannot tell them apart).
+UNTRAINED_EXCESS = 0.1
+
+
+def _loss_classes(first: float, tol: float, untrained: bool = False) -> int | None:
+    """C when ``first`` is ln C within ``tol`` x ln C and a quarter of the gap to ln(C+1)
+    and ln(C-1); or, for an ``untrained`` (first logged) loss, when it sits between ln C
+    and ln C + ``tol`` x ln C + :data:`UNTRAINED_EXCESS` and no other count fits it at
+    all; None otherwise.  Above a few classes neighbouring counts fit as well
+    (:func:`_loss_rivals`): the chance level is then right to a few percent, the count
+    only approximately, and the source says so."""
     if not (0.3 < first <= math.log(1000.5)):
         return None
     c = round(math.exp(first))
@@ -934,7 +945,44 @@ def _loss_classes(first: float, tol: float) -> int | None:
     gap = math.log(c + 1) - math.log(c)
     if abs(first - math.log(c)) <= min(tol * math.log(c), gap / 4):
         return c
+    # a little above ln C (the untrained excess), when no other count fits it at all
+    below = math.floor(math.exp(first))
+    if untrained and below >= 2 and _loss_rivals(first, below, tol) is None and \
+            0 <= first - math.log(below) <= tol * math.log(below) + UNTRAINED_EXCESS:
+        return below
     return None
+
+
+def _loss_rivals(first: float, c: int, tol: float) -> tuple[int, int] | None:
+    """The range of counts C' other than ``c`` that could have given ``first`` as an
+    untrained loss (between ln C' - ``tol`` x ln C' and ln C' + ``tol`` x ln C' +
+    :data:`UNTRAINED_EXCESS`), as (lowest, highest) including ``c``; None when ``c`` is
+    the only one (the count is then exact, not approximate)."""
+    lo = max(2, math.floor(math.exp(first - UNTRAINED_EXCESS) / (1 + tol)) - 1)
+    hi = min(1000, math.ceil(math.exp(first / (1 - tol))) + 1)
+    fits = [k for k in range(lo, hi + 1) if -tol * math.log(k)
+            <= first - math.log(k) <= tol * math.log(k) + UNTRAINED_EXCESS]
+    fits = sorted(set(fits) | {c})
+    return (fits[0], fits[-1]) if len(fits) > 1 else None
+
+
+def _about(first: float, c: int, tol: float) -> str:
+    """`` (about: 9-11 fit too)`` when neighbouring counts fit ``first`` as well."""
+    r = _loss_rivals(first, c, tol)
+    return f" (about: {r[0]}-{r[1]} fit too)" if r else ""
+
+
+#: Relative distance from ln C within which a loss with no accuracy beside it and no
+#: cross-entropy name is taken as the uniform prediction (a sigmoid stack stuck at
+#: 2.3026 = ln 10, logged to 4-5 digits); an MSE on standardised targets wanders near
+#: 1.0-1.1 (ln 3), not onto ln C to 0.05%.
+UNIFORM_TOL = 0.0005
+
+#: Loss names that say cross-entropy (a language model's too): only such a loss may
+#: give a class count without an accuracy beside it (an MSE on standardised targets sits
+#: near 1.0-1.1, i.e. near ln 3, by construction).
+CE_LOSS_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification|"
+                          r"lm|mlm|clm|causal_lm|masked_lm)([_/]|loss|$)", re.I)
 
 
 #: Metric names of a regression: its loss is no class cross-entropy, whatever its value.
@@ -997,13 +1045,18 @@ def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
     list such as data.yaml ``names``, an HF classification head, an output size beside
     an accuracy, a language model's vocabulary); then per-class metric columns
     (``class_0_acc`` .. ``class_{C-1}_acc``); then the curves, which must agree with each
-    other: a first loss within ``rel_tol`` of ln C (and unambiguous among neighbouring C)
-    confirmed by the same split's first accuracy near 1/C at the same step (within a
-    step of a small eval set's accuracy grid); or, when an accuracy is logged but did not
-    confirm, one split *ending* with its loss at ln C and its accuracy at 1/C together (a
-    run stuck at chance); or, only when no accuracy is logged at all, a first loss
+    other: a first loss within ``rel_tol`` of ln C, or a little above it (an untrained
+    loss sits at or above ln C) where no other count fits, confirmed by the same split's
+    first accuracy near 1/C at the same step (within a step of a small eval set's
+    accuracy grid), with no other split's first loss pointing at another count; or, when
+    an accuracy is logged but did not confirm, one split *ending* with its loss at ln C
+    and its accuracy at 1/C together (a run stuck at chance); or, only when no accuracy
+    is logged at all, a loss named cross-entropy (or at ln C to :data:`UNIFORM_TOL`)
     confirmed by the other split's first loss or by the same loss still near ln C over
-    the first tenth of the run.  A single first value is never enough: Keras/CSV logs
+    the first tenth of the run.  Where neighbouring counts fit the loss as well (above
+    about 6 classes), the source ends with ``(about: 9-11 fit too)``: the chance level
+    is right to a few percent, the count is not exact.  A single first value is never
+    enough: Keras/CSV logs
     record the first loss *after* an epoch of training, and a loss of 1.06 or an
     accuracy of 0.25 is some ln C or 1/C by coincidence all too often.  ``roles`` is a
     RoleMap (computed when omitted).
@@ -1032,8 +1085,10 @@ def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
     """C from the curves alone (see :func:`class_count`)."""
     from diagnose.metrics import Role
 
-    only_loss: list[tuple[int, str]] = []
+    only_loss: list[tuple[int, str, float]] = []
     early: dict[int, str] = {}
+    said: set[int] = set()  # every count some split's first loss points at
+    confirmed: ClassCount | None = None
     for loss_role, acc_role in ((Role.TRAIN_LOSS, Role.TRAIN_METRIC),
                                 (Role.VAL_LOSS, Role.VAL_METRIC)):
         s = roles.get(loss_role)
@@ -1043,9 +1098,10 @@ def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
         f, st = s.values[ok], s.steps[ok]
         if len(f) == 0:
             continue
-        c = _loss_classes(float(f[0]), rel_tol)
+        c = _loss_classes(float(f[0]), rel_tol, untrained=True)
         if c is None:
             continue
+        said.add(c)
         gap = float(np.median(np.diff(st))) if len(st) > 1 else 1.0
         acc = next((a for a in roles.candidates(acc_role) if a.metric == "accuracy"), None)
         if acc is not None:
@@ -1056,24 +1112,41 @@ def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
                 # a small eval set moves its accuracy in steps of 1/N (a train accuracy
                 # per minibatch does too, but a step of 1/32 admits every C near 12)
                 quantum = accuracy_quantum(acc.values[aok]) if acc.split != "train" else None
-                if c in _acc_classes(float(acc.values[aok][0]), quantum):
-                    return ClassCount(c, f"first {s.tag} {_sig_text(f[0])} ~ ln {c} and first "
-                                         f"{acc.tag} {_sig_text(acc.values[aok][0])} ~ 1/{c}")
+                if c in _acc_classes(float(acc.values[aok][0]), quantum) and not confirmed:
+                    confirmed = ClassCount(c, f"first {s.tag} {_sig_text(f[0])} ~ ln {c} and "
+                                              f"first {acc.tag} "
+                                              f"{_sig_text(acc.values[aok][0])} ~ 1/{c}"
+                                              + _about(float(f[0]), c, rel_tol))
                 continue
-        only_loss.append((c, s.tag))
+        only_loss.append((c, s.tag, float(f[0])))
         if len(f) >= 5:
             head = f[st <= st[0] + 0.1 * (st[-1] - st[0])]
             head = head if len(head) >= 3 else f[:3]
             if _loss_classes(float(np.median(head)), rel_tol) == c:
                 early[c] = s.tag
+    # the other split's first loss pointing at another count is a contradiction (an
+    # untrained loss a few tenths above ln C reads as ln(C + 1) with an accuracy near
+    # both chance levels): unknown rather than a guess
     if any(a.metric == "accuracy" for a in roles.by_tag.values()):
-        return _tail_joint(roles, rel_tol)  # no guessing from a lone loss
-    counts = [c for c, _ in only_loss]
-    for c, tag in only_loss:
+        end = _tail_joint(roles, rel_tol)
+        if confirmed is not None and said <= {confirmed.n} and \
+                (end is None or end.n == confirmed.n):
+            return confirmed
+        # a run that ends at a chance level (loss and accuracy together, over its last
+        # tenth) says more than one first point; no guessing from a lone loss
+        return end
+    # no accuracy logged: only a loss named cross-entropy, or one at ln C to within
+    # UNIFORM_TOL (the uniform prediction itself, not a loss near it), may speak for C
+    kept = [(c, tag) for c, tag, first in only_loss if CE_LOSS_NAME.search(tag)
+            or abs(first - math.log(c)) <= UNIFORM_TOL * math.log(c)]
+    counts = [c for c, _ in kept]
+    for c, tag in kept:
         if counts.count(c) >= 2:
-            return ClassCount(c, f"first train and val losses ~ ln {c} (no accuracy logged)")
+            return ClassCount(c, f"first train and val losses ~ ln {c} (no accuracy "
+                                 f"logged){_about(math.log(c), c, rel_tol)}")
         if c in early:
-            return ClassCount(c, f"{tag} ~ ln {c} over its first tenth (no accuracy logged)")
+            return ClassCount(c, f"{tag} ~ ln {c} over its first tenth (no accuracy logged)"
+                                 f"{_about(math.log(c), c, rel_tol)}")
     return None
 
 
@@ -1107,5 +1180,6 @@ def _tail_joint(roles, rel_tol: float) -> ClassCount | None:
         c = _loss_classes(levels[0], rel_tol)
         quantum = accuracy_quantum(acc.values) if acc.split != "train" else None
         if c is not None and c in _acc_classes(levels[1], quantum):
-            return ClassCount(c, f"{s.tag} and {acc.tag} end at ln {c} and 1/{c} together")
+            return ClassCount(c, f"{s.tag} and {acc.tag} end at ln {c} and 1/{c} together"
+                                 f"{_about(levels[0], c, rel_tol)}")
     return None

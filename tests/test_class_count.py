@@ -163,19 +163,19 @@ def test_per_index_metric_columns() -> None:
 def test_accuracy_grid_of_a_small_eval_set() -> None:
     assert signals.accuracy_quantum(np.array([3, 7, 9, 12, 11]) / 50) == pytest.approx(0.02)
     assert signals.accuracy_quantum(np.random.default_rng(0).random(20)) is None
-    # 20 validation samples: 0.15 is one sample from a 10-class chance level of 0.10
-    # (outside a quarter of 1/10); the grid admits it, the loss at ln 10 confirms
-    acc = [0.15, 0.2, 0.3, 0.35, 0.45]
-    loss = [math.log(10) + 0.01, 2.0, 1.8, 1.6, 1.5]
+    # 10 validation samples: 0.3 is one sample from a 5-class chance level of 0.2
+    # (outside a quarter of 1/5); the grid admits it, the loss at ln 5 confirms
+    acc = [0.3, 0.4, 0.5, 0.6, 0.7]
+    loss = [math.log(5) + 0.01, 1.4, 1.2, 1.0, 0.9]
     found = signals.class_count(table_run({"val_loss": loss, "val_acc": acc}))
-    assert found is not None and found.n == 10 and "~ 1/10" in found.source
+    assert found is not None and found.n == 5 and "~ 1/5" in found.source
     # a train accuracy per minibatch does not widen it: 1/32 steps admit any C near 12
     assert signals.class_count(table_run({"train_loss": loss, "train_acc": acc})) is None
 
 
 def test_curve_source_is_named() -> None:
-    run = table_run({"train_loss": [math.log(6) + 0.01, 1.7, 1.5],
-                     "val_loss": [math.log(6) - 0.01, 1.6, 1.4]})
+    run = table_run({"train_nll": [math.log(6) + 0.01, 1.7, 1.5],
+                     "val_nll": [math.log(6) - 0.01, 1.6, 1.4]})
     found = signals.class_count(run)
     assert found is not None and found.n == 6 and "first train and val losses" in found.source
     assert signals.infer_num_classes(run) == 6

@@ -301,10 +301,14 @@ def test_infer_num_classes_needs_two_agreeing_signals():
     # a first loss at ln 6 alone proves nothing (Keras logs it after an epoch) ...
     run = _run({"train_loss": [math.log(6) + 0.01, 1.7, 1.5]})
     assert S.infer_num_classes(run) is None
-    # ... confirmed by the other split's first loss, it does
-    run = _run({"train_loss": [math.log(6) + 0.01, 1.7, 1.5],
-                "val_loss": [math.log(6) - 0.01, 1.6, 1.4]})
-    assert S.infer_num_classes(run) == 6
+    # ... confirmed by the other split's first loss, it does, when the loss is named
+    # cross-entropy (an MSE on standardised targets starts near 1.0-1.1 = ln 3)
+    run = _run({"train/ce_loss": [math.log(4) + 0.01, 1.2, 1.1],
+                "val/ce_loss": [math.log(4) - 0.01, 1.1, 1.0]})
+    assert S.infer_num_classes(run) == 4
+    run = _run({"train_loss": [math.log(3) + 0.01, 0.9, 0.8],
+                "val_loss": [math.log(3) - 0.01, 0.9, 0.8]})
+    assert S.infer_num_classes(run) is None
     # the same split's accuracy at the same step near 1/C confirms
     run = _run({"val_loss": [math.log(4) + 0.01, 0.8], "val_acc": [0.251, 0.3]})
     assert S.infer_num_classes(run) == 4
@@ -315,6 +319,35 @@ def test_infer_num_classes_needs_two_agreeing_signals():
     assert S.infer_num_classes(run) is None
     run = _run({"train_loss": [0.9, 0.5, 0.4]})
     assert S.infer_num_classes(run) is None
+
+
+def test_a_count_that_neighbours_fit_as_well_says_so_and_splits_must_agree():
+    """An untrained loss sits at or a little above ln C (Jensen): 2.40 is ln 11, or ln 10
+    plus an ordinary excess: the chance level is right to a few percent, the count is
+    approximate and its source says which counts fit; the splits must not contradict."""
+    found = S.class_count(_run({"train_loss": [2.403, 1.9], "train_acc": [0.086, 0.3]}))
+    assert found is not None and found.n == 11 and "(about: 10-12 fit too)" in found.source
+    found = S.class_count(_run({"train_loss": [math.log(3) + 0.01, 0.6],
+                                "train_acc": [0.33, 0.8]}))
+    assert found is not None and found.n == 3 and "about" not in found.source
+    # 1.42 says 4 with a batch accuracy of 0.27; the val loss's first value says 3
+    run = _run({"train_loss": [1.42, 0.4, 0.2], "train_acc": [0.27, 0.9, 0.95],
+                "val_loss": [1.12, 0.4, 0.3], "val_acc": [0.30, 0.85, 0.9]})
+    assert S.infer_num_classes(run) is None
+    run = _run({"train_loss": [1.13, 0.4, 0.2], "train_acc": [0.32, 0.9, 0.95],
+                "val_loss": [1.12, 0.4, 0.3], "val_acc": [0.30, 0.85, 0.9]})
+    assert S.infer_num_classes(run) == 3
+
+
+def test_an_untrained_first_loss_a_little_above_ln_c_names_c():
+    """0.76 is ln 2 + 0.07: an untrained binary model's first loss (logits that do not
+    depend on the label cost at least ln C); no other count fits it.  At the END of a
+    run the same value is a 3-class model that learned a little: no count from there."""
+    run = _run({"train_loss": [0.76, 0.5, 0.4], "train_acc": [0.5, 0.8, 0.85]})
+    assert S.infer_num_classes(run) == 2
+    loss = [0.9, 0.8] + [0.76] * 20
+    acc = [0.6, 0.55] + [0.5] * 20
+    assert S.infer_num_classes(_run({"val_loss": loss, "val_acc": acc})) is None
 
 
 def test_infer_num_classes_from_a_run_stuck_at_chance_at_its_end():

@@ -7,7 +7,6 @@ some losses (Poisson NLL, ELBO) sit at -4e6 by design.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -468,8 +467,7 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
                 f"step {ev.onset_step}")
 
 
-_CE_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classification|"
-                      r"lm|mlm|clm|causal_lm|masked_lm)([_/]|loss|$)", re.I)
+_CE_NAME = signals.CE_LOSS_NAME  # one owner: a loss named cross-entropy
 
 
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
