@@ -111,6 +111,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         swing_share: float = param(P.SHARE)
         far_bad: float = param(P.AT_LEAST_ONE)
         loose_train_ratio: float = param(P.SHARE)
+        flat_rise: float = param(P.NON_NEGATIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -124,7 +125,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
         #: (val loss never leaves its first, untrained level while train gets good) or
         #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction) or
-        #: "swing" (val loss swings to many times the train loss, early and late)
+        #: "swing" (val loss swings to many times the train loss, early and late) or
+        #: "flat_at_chance" (val loss flat at ln C from the first evaluation while the
+        #: train loss falls below half of it)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -159,7 +162,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        for branch in (_never_good, _stuck, _swing):
+        for branch in (_never_good, _stuck, _swing, _flat_at_chance):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -276,6 +279,13 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
                 f"falls to {fmt(ev.train_end)}"
             )
+        if ev.branch == "flat_at_chance":
+            return (
+                f"val loss never leaves the untrained level {fmt(ev.untrained_level)} "
+                f"(ln C, {ev.num_classes} classes): its minimum {fmt(ev.val_min)} and end "
+                f"{fmt(ev.val_end)} sit at chance while train loss falls to "
+                f"{fmt(ev.train_end)}"
+            )
         if ev.branch == "stuck":
             return (
                 f"val accuracy repeats the same value {fmt(ev.val_acc_stuck)} in "
@@ -336,6 +346,35 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
         untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
         val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
+        thresholds=p))
+
+
+def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Eval-mode results sit at chance from the first evaluation (DESIGN.md,
+    batchnorm_collapse) while train gets good: with the class count known, the val loss
+    never gets below ``val_bad`` of the untrained level (ln C, or the train loss's early
+    level when higher), ends at most ``flat_rise`` above its minimum, and the train loss
+    ends at most ``train_good_ratio`` of that level.  Unlike :func:`_never_good` val may
+    start beside train (both at chance): memorisation that starts there makes the val
+    loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+        return None
+    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is None or n_classes < 2:
+        return None  # chance is only known with the class count
+    ref = max(early_level(train), float(np.log(n_classes)))
+    v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
+    if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
+            and t_end <= float(p.train_good_ratio) * ref):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="flat_at_chance", untrained_level=ref,
+        num_classes=n_classes, val_first=float(val.values[0]), val_min=v_min,
+        val_median=float(np.median(val.values)), val_end=v_end, train_end=t_end,
         thresholds=p))
 
 
