@@ -193,6 +193,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 vj >= np.log(float(p.jump_factor))
                 and tj <= np.log(float(p.train_jump_factor))
                 and spread >= float(p.min_spread)
+                and float(np.median(val.values)) >= float(p.val_bad) * _untrained(ctx, train)
             ):
                 return [Found(val.tag, int(val.steps[0]), BN001.Evidence(
                     **hp, branch="erratic", val_median_jump_factor=float(np.exp(vj)),
@@ -319,10 +320,8 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     ratio = early_eval_ratio(ctx, float(p.early_frac))
     if ratio is None or ratio < float(p.early_gap):
         return None
-    ref = early_level(train)
+    ref = _untrained(ctx, train)
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is not None:
-        ref = max(ref, float(np.log(n_classes)))
     t_end, v_end = end_level(train), end_level(val)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_med = float(np.median(val.values))
@@ -366,7 +365,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes is None or n_classes < 2:
         return None  # chance is only known with the class count
-    ref = max(early_level(train), float(np.log(n_classes)))
+    ref = _untrained(ctx, train)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
             and t_end <= float(p.train_good_ratio) * ref):
@@ -447,6 +446,16 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
         val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
         thresholds=p))
+
+
+def _untrained(ctx: RuleContext, train: Curve) -> float:
+    """The untrained model's loss as far as the log shows: the train loss's early level,
+    or ln C when the class count is known and higher."""
+    ref = early_level(train)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and n_classes >= 2:
+        ref = max(ref, float(np.log(n_classes)))
+    return ref
 
 
 def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,
