@@ -127,7 +127,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction) or
         #: "swing" (val loss swings to many times the train loss, early and late) or
         #: "flat_at_chance" (val loss flat at ln C from the first evaluation while the
-        #: train loss falls below half of it)
+        #: train loss falls below half of it) or "runaway" (val loss leaves its first,
+        #: untrained level by a median factor of jump_factor per evaluation)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -162,7 +163,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        for branch in (_never_good, _stuck, _swing, _flat_at_chance):
+        for branch in (_never_good, _stuck, _swing, _flat_at_chance, _runaway):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -280,6 +281,13 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
                 f"falls to {fmt(ev.train_end)}"
             )
+        if ev.branch == "runaway":
+            return (
+                f"val loss never gets good: from its first evaluation {fmt(ev.val_first)} "
+                f"it grows by a median factor of {fmt(ev.val_median_jump_factor)} per "
+                f"evaluation to {fmt(ev.val_end)} (untrained level about "
+                f"{fmt(ev.untrained_level)}) while train loss falls to {fmt(ev.train_end)}"
+            )
         if ev.branch == "flat_at_chance":
             return (
                 f"val loss never leaves the untrained level {fmt(ev.untrained_level)} "
@@ -375,6 +383,37 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         num_classes=n_classes, val_first=float(val.values[0]), val_min=v_min,
         val_median=float(np.median(val.values)), val_end=v_end, train_end=t_end,
         thresholds=p))
+
+
+def _runaway(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Eval-mode results blow up from the first evaluations (DESIGN.md,
+    batchnorm_collapse: a huge val loss, val never good first) even when val starts
+    beside train: the per-evaluation val loss never gets below ``never_frac`` of its
+    first value (or of the untrained level when lower), changes by a median factor of
+    ``jump_factor`` between evaluations and ends ``far_bad`` times the untrained level
+    or more, while train gets good (``train_good_ratio``).  Memorisation starts at the
+    same place but creeps up a few percent per evaluation; this one leaps, so it is
+    judged from ``min_val_points`` evaluations."""
+    val = _per_evaluation(ctx, Role.VAL_LOSS, p.min_val_points)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3 \
+            or ends_nonfinite(ctx):
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ref = _untrained(ctx, train)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    v_end, t_end = end_level(val), end_level(train)
+    jump = _log_jumps(val)
+    if not (v_min >= float(p.never_frac) * min(v_first, ref)
+            and jump >= np.log(float(p.jump_factor))
+            and v_end >= float(p.far_bad) * ref
+            and _train_good(ctx, t_end, ref, float(p.train_good_ratio), p)):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="runaway", untrained_level=ref,
+        val_first=v_first, val_min=v_min, val_end=v_end, train_end=t_end,
+        val_median_jump_factor=float(np.exp(jump)), evaluations=len(val), thresholds=p))
 
 
 def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
