@@ -275,7 +275,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
             )
         if ev.branch == "swing":
             return (
-                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss"
+                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss or "
+                f"{fmt(_far_bad(ev))}x the untrained level {fmt(ev.untrained_level)}"
                 f" at {ev.swing_evaluations} of {ev.evaluations} evaluations "
                 f"(up to {fmt(ev.val_max_over_train)}x, median jump "
                 f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
@@ -450,7 +451,8 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
 def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     """Val loss swings wildly from the first evaluations on (DESIGN.md): at least
     ``swing_share`` of the evaluations (two or more, in both halves of the run) sit
-    ``swing_ratio`` times above the smoothed train loss at the same step, consecutive
+    ``swing_ratio`` times above the smoothed train loss at the same step or ``far_bad``
+    times above the untrained level (eval worse than an untrained model), consecutive
     evaluations differ by a median factor of ``jump_factor``, and train gets good
     (``train_good_ratio``).  Unlike the erratic branch the train loss may be noisy per
     step (a tiny last batch spikes it too): it is compared by its smoothed level.  A val
@@ -469,7 +471,9 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if not np.all(t_at > 0):
         return None
     ratio = val.values / t_at
-    high = ratio >= float(p.swing_ratio)
+    # swinging: many times the train loss, or far above an untrained model's loss
+    untrained = _untrained(ctx, train)
+    high = (ratio >= float(p.swing_ratio)) | (val.values >= float(p.far_bad) * untrained)
     n, half = len(ratio), len(ratio) // 2
     if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
             or not high[half:].any():
@@ -483,8 +487,13 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
-        val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
+        val_median_jump_factor=float(np.exp(jump)), untrained_level=untrained, train_end=t_end,
         thresholds=p))
+
+
+def _far_bad(ev: BN001.Evidence) -> float | None:
+    """The far_bad threshold echoed in the evidence (None when not echoed)."""
+    return None if ev.thresholds is None else float(ev.thresholds["far_bad"])
 
 
 def _untrained(ctx: RuleContext, train: Curve) -> float:
