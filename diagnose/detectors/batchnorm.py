@@ -5,7 +5,13 @@
   or sit at chance level the whole run.  In eval mode BN uses running statistics; with
   tiny batches, dropout before BN, or a train/eval distribution shift those statistics
   are wrong and eval outputs collapse.  A val loss that *steadily* rises is overfitting,
-  not this, so the chance branch requires the val loss not to trend upward.
+  not this, so the chance branch requires the val loss not to trend upward.  Branches:
+  erratic, broken (val >> train from the first evaluation), chance (val accuracy),
+  never_good (val apart from train from the start, never better), stuck (one repeated
+  val accuracy), swing (val far above train or the untrained level, early and late),
+  flat_at_chance (val flat at ln C beside a train that got good) and runaway (val
+  leaving its first value by a large factor per evaluation).  A val that starts beside
+  train and creeps upward is memorisation: the overfit rules' call.
 * BN002 ``bn_statistics_degenerate``: BN running variance or gamma histograms collapse
   toward 0 or explode relative to their first logged value.
 
