@@ -5,7 +5,13 @@
   or sit at chance level the whole run.  In eval mode BN uses running statistics; with
   tiny batches, dropout before BN, or a train/eval distribution shift those statistics
   are wrong and eval outputs collapse.  A val loss that *steadily* rises is overfitting,
-  not this, so the chance branch requires the val loss not to trend upward.
+  not this, so the chance branch requires the val loss not to trend upward.  Branches:
+  erratic, broken (val >> train from the first evaluation), chance (val accuracy),
+  never_good (val apart from train from the start, never better), stuck (one repeated
+  val accuracy), swing (val far above train or the untrained level, early and late),
+  flat_at_chance (val flat at ln C beside a train that got good) and runaway (val
+  leaving its first value by a large factor per evaluation).  A val that starts beside
+  train and creeps upward is memorisation: the overfit rules' call.
 * BN002 ``bn_statistics_degenerate``: BN running variance or gamma histograms collapse
   toward 0 or explode relative to their first logged value.
 
@@ -111,6 +117,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         swing_share: float = param(P.SHARE)
         far_bad: float = param(P.AT_LEAST_ONE)
         loose_train_ratio: float = param(P.SHARE)
+        flat_rise: float = param(P.NON_NEGATIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -124,7 +131,10 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: evaluations), "chance" (val accuracy at chance throughout) or "never_good"
         #: (val loss never leaves its first, untrained level while train gets good) or
         #: "stuck" (val accuracy repeats one value: a constant eval-mode prediction) or
-        #: "swing" (val loss swings to many times the train loss, early and late)
+        #: "swing" (val loss swings to many times the train loss, early and late) or
+        #: "flat_at_chance" (val loss flat at ln C from the first evaluation while the
+        #: train loss falls below half of it) or "runaway" (val loss leaves its first,
+        #: untrained level by a median factor of jump_factor per evaluation)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -159,7 +169,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        for branch in (_never_good, _stuck, _swing):
+        for branch in (_never_good, _stuck, _swing, _flat_at_chance, _runaway):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -190,6 +200,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 vj >= np.log(float(p.jump_factor))
                 and tj <= np.log(float(p.train_jump_factor))
                 and spread >= float(p.min_spread)
+                and float(np.median(val.values)) >= float(p.val_bad) * _untrained(ctx, train)
             ):
                 return [Found(val.tag, int(val.steps[0]), BN001.Evidence(
                     **hp, branch="erratic", val_median_jump_factor=float(np.exp(vj)),
@@ -270,11 +281,26 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
             )
         if ev.branch == "swing":
             return (
-                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss"
+                f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss or "
+                f"{fmt(_far_bad(ev))}x the untrained level {fmt(ev.untrained_level)}"
                 f" at {ev.swing_evaluations} of {ev.evaluations} evaluations "
                 f"(up to {fmt(ev.val_max_over_train)}x, median jump "
                 f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
                 f"falls to {fmt(ev.train_end)}"
+            )
+        if ev.branch == "runaway":
+            return (
+                f"val loss never gets good: from its first evaluation {fmt(ev.val_first)} "
+                f"it grows by a median factor of {fmt(ev.val_median_jump_factor)} per "
+                f"evaluation to {fmt(ev.val_end)} (untrained level about "
+                f"{fmt(ev.untrained_level)}) while train loss falls to {fmt(ev.train_end)}"
+            )
+        if ev.branch == "flat_at_chance":
+            return (
+                f"val loss never leaves the untrained level {fmt(ev.untrained_level)} "
+                f"(ln C, {ev.num_classes} classes): its minimum {fmt(ev.val_min)} and end "
+                f"{fmt(ev.val_end)} sit at chance while train loss falls to "
+                f"{fmt(ev.train_end)}"
             )
         if ev.branch == "stuck":
             return (
@@ -309,10 +335,8 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     ratio = early_eval_ratio(ctx, float(p.early_frac))
     if ratio is None or ratio < float(p.early_gap):
         return None
-    ref = early_level(train)
+    ref = _untrained(ctx, train)
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is not None:
-        ref = max(ref, float(np.log(n_classes)))
     t_end, v_end = end_level(train), end_level(val)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_med = float(np.median(val.values))
@@ -337,6 +361,66 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
         val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
         thresholds=p))
+
+
+def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Eval-mode results sit at chance from the first evaluation (DESIGN.md,
+    batchnorm_collapse) while train gets good: with the class count known, the val loss
+    never gets below ``val_bad`` of the untrained level (ln C, or the train loss's early
+    level when higher), ends at most ``flat_rise`` above its minimum, and the train loss
+    ends at most ``train_good_ratio`` of that level.  Unlike :func:`_never_good` val may
+    start beside train (both at chance): memorisation that starts there makes the val
+    loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+        return None
+    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is None or n_classes < 2:
+        return None  # chance is only known with the class count
+    ref = _untrained(ctx, train)
+    v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
+    if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
+            and t_end <= float(p.train_good_ratio) * ref):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="flat_at_chance", untrained_level=ref,
+        num_classes=n_classes, val_first=float(val.values[0]), val_min=v_min,
+        val_median=float(np.median(val.values)), val_end=v_end, train_end=t_end,
+        thresholds=p))
+
+
+def _runaway(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Eval-mode results blow up from the first evaluations (DESIGN.md,
+    batchnorm_collapse: a huge val loss, val never good first) even when val starts
+    beside train: the per-evaluation val loss never gets below ``never_frac`` of its
+    first value (or of the untrained level when lower), changes by a median factor of
+    ``jump_factor`` between evaluations and ends ``far_bad`` times the untrained level
+    or more, while train gets good (``train_good_ratio``).  Memorisation starts at the
+    same place but creeps up a few percent per evaluation; this one leaps, so it is
+    judged from ``min_val_points`` evaluations."""
+    val = _per_evaluation(ctx, Role.VAL_LOSS, p.min_val_points)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3 \
+            or ends_nonfinite(ctx):
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    ref = _untrained(ctx, train)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    v_end, t_end = end_level(val), end_level(train)
+    jump = _log_jumps(val)
+    if not (v_min >= float(p.never_frac) * min(v_first, ref)
+            and jump >= np.log(float(p.jump_factor))
+            and v_end >= float(p.far_bad) * ref
+            and _train_good(ctx, t_end, ref, float(p.train_good_ratio), p)):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="runaway", untrained_level=ref,
+        val_first=v_first, val_min=v_min, val_end=v_end, train_end=t_end,
+        val_median_jump_factor=float(np.exp(jump)), evaluations=len(val), thresholds=p))
 
 
 def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
@@ -373,7 +457,8 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
 def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     """Val loss swings wildly from the first evaluations on (DESIGN.md): at least
     ``swing_share`` of the evaluations (two or more, in both halves of the run) sit
-    ``swing_ratio`` times above the smoothed train loss at the same step, consecutive
+    ``swing_ratio`` times above the smoothed train loss at the same step or ``far_bad``
+    times above the untrained level (eval worse than an untrained model), consecutive
     evaluations differ by a median factor of ``jump_factor``, and train gets good
     (``train_good_ratio``).  Unlike the erratic branch the train loss may be noisy per
     step (a tiny last batch spikes it too): it is compared by its smoothed level.  A val
@@ -392,7 +477,9 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if not np.all(t_at > 0):
         return None
     ratio = val.values / t_at
-    high = ratio >= float(p.swing_ratio)
+    # swinging: many times the train loss, or far above an untrained model's loss
+    untrained = _untrained(ctx, train)
+    high = (ratio >= float(p.swing_ratio)) | (val.values >= float(p.far_bad) * untrained)
     n, half = len(ratio), len(ratio) // 2
     if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
             or not high[half:].any():
@@ -406,8 +493,23 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
-        val_median_jump_factor=float(np.exp(jump)), untrained_level=ref, train_end=t_end,
+        val_median_jump_factor=float(np.exp(jump)), untrained_level=untrained, train_end=t_end,
         thresholds=p))
+
+
+def _far_bad(ev: BN001.Evidence) -> float | None:
+    """The far_bad threshold echoed in the evidence (None when not echoed)."""
+    return None if ev.thresholds is None else float(ev.thresholds["far_bad"])
+
+
+def _untrained(ctx: RuleContext, train: Curve) -> float:
+    """The untrained model's loss as far as the log shows: the train loss's early level,
+    or ln C when the class count is known and higher."""
+    ref = early_level(train)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and n_classes >= 2:
+        ref = max(ref, float(np.log(n_classes)))
+    return ref
 
 
 def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,

@@ -77,6 +77,7 @@ class RisingParams(RuleParams):
     stuck_share: float = param(P.SHARE)
     stuck_never_frac: float = param(P.SHARE)
     stuck_acc_gap: float = param(P.FRACTION)
+    min_loss_rise: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,6 +129,8 @@ class RisingEvidence(RuleEvidence):
     evaluations: int = internal(0)
     component: bool | None = optional()
     higher_is_better: bool | None = optional()
+    #: OVF002: the val loss's rise over the same window (when a val loss is logged)
+    val_loss_rise_pct: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
 
@@ -226,6 +229,23 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
         "tau": tau,
         "noise": nz,
     }
+
+
+def _val_loss_rise(ctx: RuleContext, best_step: float, end_frac: float) -> float | None:
+    """How far the val loss rose from its level at ``best_step`` to its end level,
+    relative to the former; None when the run logs no usable val and train loss.
+
+    DESIGN.md's overfit is a val loss turning upward with a large, growing gap; a val
+    metric that degrades while the val loss stays flat or keeps falling (label noise
+    memorised in train only, a tiny val set losing two samples) is not that."""
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < 3 or len(train) < 3:
+        return None
+    if float(np.min(val.values)) <= 0:
+        return None
+    at_best = level_at(val, best_step)
+    return rel(end_level(val, end_frac) - at_best, at_best)
 
 
 def _eval_broken(ctx: RuleContext, p: Any) -> bool:
@@ -376,8 +396,12 @@ class OVF002(Rule[RisingParams, RisingEvidence]):
         if found is None:
             return []
         deg, tr = found
+        loss_rise = _val_loss_rise(ctx, float(deg["best_step"]), float(p.end_frac))
+        if loss_rise is not None and loss_rise < float(p.min_loss_rise):
+            return []  # the val loss did not turn upward: a degrading metric alone
         return [Found(val.tag, deg["best_step"], _evidence(
-            val, deg, tr, p, higher_is_better=bool(val.sign < 0)))]
+            val, deg, tr, p, higher_is_better=bool(val.sign < 0),
+            val_loss_rise_pct=None if loss_rise is None else 100.0 * loss_rise))]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
         return _rising_advise(ctx, finding, super().advise)
@@ -405,6 +429,7 @@ class GapParams(RuleParams):
     min_gap_of_progress: float = param(P.NON_NEGATIVE)
     min_val_rise: float = param(P.NON_NEGATIVE)
     min_rise_of_start: float = param(P.NON_NEGATIVE)
+    min_rise_noise: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -426,6 +451,7 @@ class GapEvidence(RuleEvidence):
     gap_over_val_progress: float = 0.0
     log_ratio_growth: float = 0.0
     val_rise_pct: float = 0.0
+    val_rise_noise_sigmas: float = 0.0
     val_min: float = 0.0
     val_min_step: int = 0
     train_metric: str = ""
@@ -445,7 +471,9 @@ class _GapRule(Rule[GapParams, GapEvidence]):
     units), and the gap at the end must be at least ``min_gap_ratio`` of the val loss and
     ``min_gap_of_progress`` of what the val loss improved over the run; the smoothed val
     loss must end ``min_val_rise`` above its minimum, by at least ``min_rise_of_start`` of
-    the larger first loss (OVF003: a gap alone is not overfit; OVF004, a preview, sets 0).
+    the larger first loss (or ln C), and by ``min_rise_noise`` of the val loss's
+    point-to-point noise (OVF003: a gap alone, or a wiggle, is not overfit; OVF004, a
+    preview, sets 0).
     Losses must be positive (ratios need a zero).
     """
 
@@ -502,9 +530,16 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         val_rise = v_end / v_low - 1.0 if v_low > 0 else 0.0
         finite_val = val.values[np.isfinite(val.values)]
         # ... and by a meaningful amount next to where the run started (the larger first
-        # loss): a fine-tune starting near 0 rising by a few thousandths of a nat is noise
+        # loss, and ln C when the class count is known: the untrained model's loss): a
+        # fine-tune starting near 0 rising by a few thousandths of a nat is noise
         start = max(float(finite_val[0]) if len(finite_val) else 0.0, float(train.values[0]))
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if n_classes is not None and n_classes >= 2:
+            start = max(start, float(np.log(n_classes)))
         rise_of_start = (v_end - v_low) / start if start > 0 else 0.0
+        # ... and beyond the val loss's own point-to-point noise: a val that swings by
+        # more than the rise between evaluations is wiggling, not turning upward
+        rise_noise = (v_end - v_low) / noise(val)
         progress = float(finite_val[0] - finite_val.min()) if len(finite_val) else 0.0
         gap_of_progress = gap_end / progress if progress > 0 else np.inf
         if not (
@@ -515,6 +550,7 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             and val_fall <= float(p.max_val_fall)
             and val_rise >= float(p.min_val_rise)
             and rise_of_start >= float(p.min_rise_of_start)
+            and rise_noise >= float(p.min_rise_noise)
         ):
             return []
         step0 = int(steps[ti[0]])
@@ -527,7 +563,8 @@ class _GapRule(Rule[GapParams, GapEvidence]):
             train_end=t_end, val_start=v_start, val_end=v_end,
             train_fall_pct=100 * train_fall, val_fall_pct=100 * val_fall, gap_end=gap_end,
             gap_over_val=gap_ratio, gap_over_val_progress=gap_of_progress,
-            log_ratio_growth=growth, val_rise_pct=100 * val_rise, val_min=float(np.min(val.values)),
+            log_ratio_growth=growth, val_rise_pct=100 * val_rise, val_rise_noise_sigmas=rise_noise,
+            val_min=float(np.min(val.values)),
             val_min_step=int(val.steps[int(np.argmin(val.values))]),
             train_metric=train.tag, advice_name=advice_name(val.series),
             evaluations=len(val), thresholds=p,
