@@ -503,6 +503,22 @@ def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
     return n_classes is None or best <= (1.0 - min_fall) * signals.chance_loss(n_classes)
 
 
+def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
+    """How far the val loss fell over its own evaluations: 1 - its end level over its
+    early level (:func:`progress.early_level`); None with fewer than ``min_points``
+    positive evaluations (nothing to read).
+
+    "Learns" must show on the curve whose level is judged: a val loss flat from its first
+    evaluation converged before it (a run at its data's floor, a fine-tune that starts
+    low) or never left its start (plateau); the fall of the train loss from its own first
+    value down to a val loss measured without dropout is not learning.
+    """
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if vl is None or len(vl) < min_points or "+" in vl.tag or float(np.min(vl.values)) <= 0:
+        return None
+    return 1.0 - end_level(vl) / early_level(vl)
+
+
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
     """The lowest smoothed loss of the run: read on the val loss when it has at least
     ``min_val_points`` evaluations (a per-step train curve dips below any level once by
@@ -543,6 +559,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         acc_min_loss_ratio: float = param(P.FRACTION)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
+        min_val_fall: float = param(P.FRACTION)
+        min_val_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -596,11 +614,17 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # initialisation to the uniform guess learned nothing)
         if b > (1.0 - float(p.min_fall)) * l0 or not below_chance(ctx, b, float(p.min_fall)):
             return []
+        # ... and, with no accuracy to show what it learned, the val loss learned over its
+        # own evaluations (flat from its first one: converged before it, or never left its
+        # start; the untrained level of a loss-only log is unknown)
+        acc = self._accuracy(ctx, frac)
+        v_fall = val_own_fall(ctx, p.min_val_points) if acc is None else None
+        if v_fall is not None and v_fall < float(p.min_val_fall):
+            return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
         # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
         # char-level language model predicts 40-60% of its next characters)
-        acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         by_loss = level >= float(p.poor_ratio) * l0
         # the class count, or an upper bound on it: an untrained classifier's loss is
