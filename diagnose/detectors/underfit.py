@@ -343,6 +343,8 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         max_val_lead_share: float = param(P.NON_NEGATIVE)
         min_loss_ratio: float = param(P.NON_NEGATIVE)
         min_loss_fall: float = param(P.FRACTION)
+        max_classes: int = param(P.COUNT)
+        many_poor_ratio: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -428,6 +430,15 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
+        # with many classes a mediocre top-1 accuracy is the task's own ambiguity: the
+        # better split's loss must also still hold a large share of the untrained level
+        if ref is not None and many_classes(ctx, ref[0], p.max_classes):
+            vl = get_curve(ctx, Role.VAL_LOSS)
+            level = l_end
+            if vl is not None and len(vl) >= 2 and "+" not in vl.tag:
+                level = min(level, end_level(vl, frac))
+            if level < float(p.many_poor_ratio) * ref[0]:
+                return []
         ev = UND003.Evidence(
             train_series=ta.tag, val_series=va.tag, train_acc_end=t_end, val_acc_end=v_end,
             train_acc_first=t_first, train_acc_gain=gain, tail_gain=tail_gain, gap=gap,
@@ -503,6 +514,23 @@ def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
     return n_classes is None or best <= (1.0 - min_fall) * signals.chance_loss(n_classes)
 
 
+def many_classes(ctx: RuleContext, l0: float, max_classes: int) -> bool:
+    """Whether the run is a classifier with more than ``max_classes`` classes: the class
+    count when known, else an untrained level above ln ``max_classes`` on a run that logs
+    an accuracy (an untrained classifier's loss is ln C or more, so C <= exp(L0) only
+    bounds it; a loss-only log is not known to be a classifier).
+
+    The cross-entropy floor of such a task (the entropy of the next character of text,
+    fine-grained classes that look alike) is a large share of ln C, as its top-1 accuracy
+    is bounded by the same ambiguity: a loss at half its untrained level can be the floor.
+    """
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None:
+        return n_classes > max_classes
+    return l0 > math.log(max_classes) and any(
+        _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
+
+
 def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
     """How far the val loss fell over its own evaluations: 1 - its end level over its
     early level (:func:`progress.early_level`); None with fewer than ``min_points``
@@ -561,6 +589,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         rise_share: float = param(P.NON_NEGATIVE)
         min_val_fall: float = param(P.FRACTION)
         min_val_points: int = param(P.COUNT)
+        many_poor_ratio: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -626,7 +655,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
         # char-level language model predicts 40-60% of its next characters)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        by_loss = level >= float(p.poor_ratio) * l0
+        many = many_classes(ctx, l0, p.acc_max_classes)
+        by_loss = level >= float(p.many_poor_ratio if many else p.poor_ratio) * l0
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
