@@ -345,6 +345,7 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         min_loss_fall: float = param(P.FRACTION)
         max_classes: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
+        gap_ratio: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -430,13 +431,17 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        v_loss = (end_level(vl, frac) if vl is not None and len(vl) >= 2 and "+" not in vl.tag
+                  else None)
+        # train ~ val on the losses too: a val loss well above train is a generalisation
+        # gap (memorised label noise), not a model that cannot fit its data
+        if v_loss is not None and v_loss > 0 and l_end < float(p.gap_ratio) * v_loss:
+            return []
         # with many classes a mediocre top-1 accuracy is the task's own ambiguity: the
         # better split's loss must also still hold a large share of the untrained level
         if ref is not None and many_classes(ctx, ref[0], p.max_classes):
-            vl = get_curve(ctx, Role.VAL_LOSS)
-            level = l_end
-            if vl is not None and len(vl) >= 2 and "+" not in vl.tag:
-                level = min(level, end_level(vl, frac))
+            level = min(l_end, v_loss) if v_loss is not None else l_end
             if level < float(p.many_poor_ratio) * ref[0]:
                 return []
         ev = UND003.Evidence(
