@@ -536,6 +536,15 @@ def many_classes(ctx: RuleContext, l0: float, max_classes: int) -> bool:
         _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
 
 
+def calibrated_loss(accuracy: float, n_classes: int) -> float:
+    """The cross-entropy of predictions that are right with confidence ``accuracy`` and
+    spread the rest evenly over the other ``n_classes - 1`` classes: about the most a
+    calibrated model with that accuracy pays (real errors concentrate on a few classes,
+    which costs less).  A loss well above it means right but unconfident predictions."""
+    a = min(max(accuracy, 1e-9), 1.0 - 1e-9)
+    return -a * math.log(a) - (1.0 - a) * math.log((1.0 - a) / max(n_classes - 1, 1))
+
+
 def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
     """How far the val loss fell over its own evaluations: 1 - its end level over its
     early level (:func:`progress.early_level`); None with fewer than ``min_points``
@@ -595,6 +604,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         min_val_fall: float = param(P.FRACTION)
         min_val_points: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
+        unconfident_ratio: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -613,6 +623,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         accuracy_end: float | None = optional()
         accuracy_above_chance: float | None = optional()
         accuracy_gain: float | None = optional()
+        #: a high accuracy with a loss this many times the calibrated loss of that accuracy
+        unconfident: float | None = optional()
         num_classes: int | None = optional()
         still_falling: bool = False
         last_step: int = 0
@@ -679,8 +691,14 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # train ~ val: a val loss well above train is a generalisation gap, not underfit
         if v_end is not None and v_end > 0 and t_end < float(p.gap_ratio) * v_end:
             return []
+        # a high accuracy is a good fit, unless its loss stays far above what calibrated
+        # predictions at that accuracy pay: right but unconfident (weights held small by
+        # regularisation, or stopped early), still poor on the loss
+        unconfident = None
         if acc is not None and acc[2] > float(p.max_accuracy):
-            return []
+            unconfident = self._unconfident(ctx, frac, l0, n_classes)
+            if unconfident is None or unconfident < float(p.unconfident_ratio):
+                return []
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
         if acc is not None and acc[3] < float(p.min_acc_gain):
@@ -697,6 +715,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
             accuracy_gain=acc[3] if acc else None,
             accuracy_above_chance=acc[2] if acc and n_classes is not None else None,
+            unconfident=unconfident,
             num_classes=n_classes, still_falling=falling, last_step=int(tl.steps[-1]),
             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
@@ -708,6 +727,20 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if inside.sum() < 3:
             inside = np.arange(len(c)) >= len(c) - 3
         return c.steps[inside], c.values[inside]
+
+    @staticmethod
+    def _unconfident(ctx: RuleContext, frac: float, l0: float,
+                     n_classes: int | None) -> float | None:
+        """The val loss over the calibrated loss of the val accuracy (eval mode on both:
+        dropout and augmentation off), with the class count, else its upper bound from
+        the untrained level (C <= exp(L0): the largest calibrated loss, the cautious
+        side); None without a val accuracy and loss."""
+        va, vl = _accuracy(ctx, Role.VAL_METRIC), get_curve(ctx, Role.VAL_LOSS)
+        if va is None or vl is None or len(va) < 2 or len(vl) < 2 or "+" in vl.tag:
+            return None
+        c = n_classes if n_classes is not None else max(2, math.floor(math.exp(l0)))
+        ref = calibrated_loss(va.raw(end_level(va, frac)), c)
+        return end_level(vl, frac) / ref if ref > 0 else math.inf
 
     @staticmethod
     def _accuracy(ctx: RuleContext,
@@ -759,6 +792,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                     f"{ev.num_classes} classes (loss at {poor})")
         elif ev.accuracy is not None and ev.accuracy_end is not None:
             poor += f", {ev.accuracy} {fmt(ev.accuracy_end)}"
+        if ev.unconfident is not None:
+            poor += (f"; the val loss is {fmt(ev.unconfident)}x what calibrated predictions "
+                     f"at its accuracy pay: right but unconfident")
         how = ("still falling: stopped at a poor level" if ev.still_falling
                else "levelled off at a poor level")
         return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
