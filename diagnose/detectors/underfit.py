@@ -683,8 +683,15 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # come from the task, not from the fit)
         by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
                   and level >= float(p.acc_min_loss_ratio) * l0)
+        # ... or (the loss still holding that share) unconfident: the val loss far above
+        # what calibrated predictions at the val accuracy pay (right, but hedging)
+        unconfident = None
         if not (by_loss or by_acc):
-            return []
+            if level < float(p.acc_min_loss_ratio) * l0:
+                return []
+            unconfident = self._unconfident(ctx, frac, l0, n_classes)
+            if unconfident is None or unconfident < float(p.unconfident_ratio):
+                return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
             return []
@@ -694,9 +701,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # a high accuracy is a good fit, unless its loss stays far above what calibrated
         # predictions at that accuracy pay: right but unconfident (weights held small by
         # regularisation, or stopped early), still poor on the loss
-        unconfident = None
         if acc is not None and acc[2] > float(p.max_accuracy):
-            unconfident = self._unconfident(ctx, frac, l0, n_classes)
+            unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
             if unconfident is None or unconfident < float(p.unconfident_ratio):
                 return []
         # a logged accuracy must have learned too: a loss falling from a bad
@@ -710,7 +716,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             val_loss=vl.tag if v_end is not None and vl is not None else None, val_end=v_end,
             untrained_level=l0, untrained_from=how, best=b, best_on=best_on,
             end_over_untrained=level / l0,
-            poor_by="loss" if by_loss else "accuracy",
+            poor_by="loss" if by_loss else "accuracy" if by_acc else "confidence",
             train_over_val=t_end / v_end if v_end else None,
             accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
             accuracy_gain=acc[3] if acc else None,
@@ -738,7 +744,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         va, vl = _accuracy(ctx, Role.VAL_METRIC), get_curve(ctx, Role.VAL_LOSS)
         if va is None or vl is None or len(va) < 2 or len(vl) < 2 or "+" in vl.tag:
             return None
-        c = n_classes if n_classes is not None else max(2, math.floor(math.exp(l0)))
+        c = n_classes if n_classes is not None else max(2, math.floor(math.exp(min(l0, 20.0))))
         ref = calibrated_loss(va.raw(end_level(va, frac)), c)
         return end_level(vl, frac) / ref if ref > 0 else math.inf
 
