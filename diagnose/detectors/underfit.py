@@ -11,7 +11,14 @@
 * UND003 ``poor_fit``: underfitting above chance: the train accuracy learned something,
   then levelled off at a mediocre level with val as good as train (no generalisation
   gap relative to the error left) and the train loss still a large share of its start:
-  the model cannot fit its own training data.
+  the model cannot fit its own training data.  On a many-class task (more than
+  ``max_classes``) a mediocre top-1 accuracy is the task's ambiguity: the loss must
+  also hold ``many_poor_ratio`` of the untrained level; a val loss well above train
+  (``gap_ratio``) is a generalisation gap.
+* UND004 ``poor_level``: the loss left its untrained level but ends at a large share of
+  it (or, with few classes, at a poor accuracy; or unconfident: the val loss far above
+  what calibrated predictions at the val accuracy pay), train about as poor as val.  A
+  loss-only log must show its val loss learn over its own evaluations.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
