@@ -359,10 +359,10 @@ def test_poor_fit_stays_quiet_on_its_traps(rules: list[RuleSpec], case: str,
 
 def _poor_level_run(start: float = 2.3, end: float = 1.5, val_over_train: float = 1.03,
                     n: int = 40, acc_end: float | None = None, rise_to: float | None = None,
-                    seed: int = 3) -> Run:
+                    seed: int = 3, val_acc: bool = True) -> Run:
     """A loss falling from ``start`` towards ``end`` (optionally rising back to
     ``rise_to`` over the last third), val ``val_over_train`` x train, and an accuracy
-    rising from 0.1 to ``acc_end`` when given."""
+    rising from 0.1 to ``acc_end`` when given (on val too unless ``val_acc`` is False)."""
     rng = np.random.default_rng(seed)
     t = np.arange(n, dtype=float)
     r = 1 - np.exp(-t / (0.2 * n))
@@ -374,7 +374,9 @@ def _poor_level_run(start: float = 2.3, end: float = 1.5, val_over_train: float 
     cols = {"loss": (t, loss), "val_loss": (t, loss * val_over_train)}
     if acc_end is not None:
         acc = 0.1 + (acc_end - 0.1) * r + rng.normal(0, 0.004, n)
-        cols |= {"accuracy": (t, acc), "val_accuracy": (t, acc - 0.01)}
+        cols |= {"accuracy": (t, acc)}
+        if val_acc:
+            cols |= {"val_accuracy": (t, acc - 0.01)}
     return _run(cols)
 
 
@@ -398,8 +400,9 @@ def test_poor_level_fires_on_a_learned_but_poor_loss(rules: list[RuleSpec]) -> N
     ("gap", dict(val_over_train=1.4)),
     # learned, then rose back towards the start: divergence, not a poor fit
     ("rose_back", dict(end=0.4, rise_to=1.9)),
-    # an accuracy near perfect: a good fit whatever the loss scale says
-    ("accurate", dict(acc_end=0.97)),
+    # an accuracy near perfect with no val accuracy to weigh its loss against: a good
+    # fit whatever the loss scale says
+    ("accurate", dict(acc_end=0.97, val_acc=False)),
     # a classifier fine-tune starting at 0.3 nats (below ln 2, the least untrained
     # cross-entropy) and easing to 0.2: starts low, not poor
     ("finetune", dict(start=0.3, end=0.2, acc_end=0.8)),
@@ -407,6 +410,16 @@ def test_poor_level_fires_on_a_learned_but_poor_loss(rules: list[RuleSpec]) -> N
 def test_poor_level_stays_quiet_on_its_traps(rules: list[RuleSpec], case: str,
                                              kwargs: dict) -> None:
     assert not _und004(_poor_level_run(**kwargs), rules)
+
+
+def test_poor_level_fires_on_an_accurate_but_unconfident_run(rules: list[RuleSpec]) -> None:
+    """Accuracy 0.97 on both splits while the loss stays at 65% of its untrained 2.3
+    nats, many times what calibrated predictions at 0.97 pay (about 0.2 nats): right but
+    unconfident, still poor on the loss (heavy weight decay), so max_accuracy does not
+    silence it."""
+    (f,) = _und004(_poor_level_run(acc_end=0.97), rules)
+    assert f.evidence["unconfident"] > 1.5
+    assert "right but unconfident" in f.message
 
 
 def test_poor_level_by_accuracy_needs_few_classes(rules: list[RuleSpec]) -> None:

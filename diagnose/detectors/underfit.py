@@ -11,7 +11,14 @@
 * UND003 ``poor_fit``: underfitting above chance: the train accuracy learned something,
   then levelled off at a mediocre level with val as good as train (no generalisation
   gap relative to the error left) and the train loss still a large share of its start:
-  the model cannot fit its own training data.
+  the model cannot fit its own training data.  On a many-class task (more than
+  ``max_classes``) a mediocre top-1 accuracy is the task's ambiguity: the loss must
+  also hold ``many_poor_ratio`` of the untrained level; a val loss well above train
+  (``gap_ratio``) is a generalisation gap.
+* UND004 ``poor_level``: the loss left its untrained level but ends at a large share of
+  it (or, with few classes, at a poor accuracy; or unconfident: the val loss far above
+  what calibrated predictions at the val accuracy pay), train about as poor as val.  A
+  loss-only log must show its val loss learn over its own evaluations.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -343,6 +350,9 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         max_val_lead_share: float = param(P.NON_NEGATIVE)
         min_loss_ratio: float = param(P.NON_NEGATIVE)
         min_loss_fall: float = param(P.FRACTION)
+        max_classes: int = param(P.COUNT)
+        many_poor_ratio: float = param(P.FRACTION)
+        gap_ratio: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -428,6 +438,19 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        v_loss = (end_level(vl, frac) if vl is not None and len(vl) >= 2 and "+" not in vl.tag
+                  else None)
+        # train ~ val on the losses too: a val loss well above train is a generalisation
+        # gap (memorised label noise), not a model that cannot fit its data
+        if v_loss is not None and v_loss > 0 and l_end < float(p.gap_ratio) * v_loss:
+            return []
+        # with many classes a mediocre top-1 accuracy is the task's own ambiguity: the
+        # better split's loss must also still hold a large share of the untrained level
+        if ref is not None and many_classes(ctx, ref[0], p.max_classes):
+            level = min(l_end, v_loss) if v_loss is not None else l_end
+            if level < float(p.many_poor_ratio) * ref[0]:
+                return []
         ev = UND003.Evidence(
             train_series=ta.tag, val_series=va.tag, train_acc_end=t_end, val_acc_end=v_end,
             train_acc_first=t_first, train_acc_gain=gain, tail_gain=tail_gain, gap=gap,
@@ -503,6 +526,48 @@ def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
     return n_classes is None or best <= (1.0 - min_fall) * signals.chance_loss(n_classes)
 
 
+def many_classes(ctx: RuleContext, l0: float, max_classes: int) -> bool:
+    """Whether the run is a classifier with more than ``max_classes`` classes: the class
+    count when known, else an untrained level above ln ``max_classes`` on a run that logs
+    an accuracy (an untrained classifier's loss is ln C or more, so C <= exp(L0) only
+    bounds it; a loss-only log is not known to be a classifier).
+
+    The cross-entropy floor of such a task (the entropy of the next character of text,
+    fine-grained classes that look alike) is a large share of ln C, as its top-1 accuracy
+    is bounded by the same ambiguity: a loss at half its untrained level can be the floor.
+    """
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None:
+        return n_classes > max_classes
+    return l0 > math.log(max_classes) and any(
+        _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
+
+
+def calibrated_loss(accuracy: float, n_classes: int) -> float:
+    """The cross-entropy of predictions that are right with confidence ``accuracy`` and
+    spread the rest evenly over the other ``n_classes - 1`` classes: about the most a
+    calibrated model with that accuracy pays (real errors concentrate on a few classes,
+    which costs less).  A loss well above it means right but unconfident predictions."""
+    a = min(max(accuracy, 1e-9), 1.0 - 1e-9)
+    return -a * math.log(a) - (1.0 - a) * math.log((1.0 - a) / max(n_classes - 1, 1))
+
+
+def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
+    """How far the val loss fell over its own evaluations: 1 - its end level over its
+    early level (:func:`progress.early_level`); None with fewer than ``min_points``
+    positive evaluations (nothing to read).
+
+    "Learns" must show on the curve whose level is judged: a val loss flat from its first
+    evaluation converged before it (a run at its data's floor, a fine-tune that starts
+    low) or never left its start (plateau); the fall of the train loss from its own first
+    value down to a val loss measured without dropout is not learning.
+    """
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if vl is None or len(vl) < min_points or "+" in vl.tag or float(np.min(vl.values)) <= 0:
+        return None
+    return 1.0 - end_level(vl) / early_level(vl)
+
+
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
     """The lowest smoothed loss of the run: read on the val loss when it has at least
     ``min_val_points`` evaluations (a per-step train curve dips below any level once by
@@ -543,6 +608,10 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         acc_min_loss_ratio: float = param(P.FRACTION)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
+        min_val_fall: float = param(P.FRACTION)
+        min_val_points: int = param(P.COUNT)
+        many_poor_ratio: float = param(P.FRACTION)
+        unconfident_ratio: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -561,6 +630,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         accuracy_end: float | None = optional()
         accuracy_above_chance: float | None = optional()
         accuracy_gain: float | None = optional()
+        #: a high accuracy with a loss this many times the calibrated loss of that accuracy
+        unconfident: float | None = optional()
         num_classes: int | None = optional()
         still_falling: bool = False
         last_step: int = 0
@@ -596,13 +667,20 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # initialisation to the uniform guess learned nothing)
         if b > (1.0 - float(p.min_fall)) * l0 or not below_chance(ctx, b, float(p.min_fall)):
             return []
+        # ... and, with no accuracy to show what it learned, the val loss learned over its
+        # own evaluations (flat from its first one: converged before it, or never left its
+        # start; the untrained level of a loss-only log is unknown)
+        acc = self._accuracy(ctx, frac)
+        v_fall = val_own_fall(ctx, p.min_val_points) if acc is None else None
+        if v_fall is not None and v_fall < float(p.min_val_fall):
+            return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
         # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
         # char-level language model predicts 40-60% of its next characters)
-        acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        by_loss = level >= float(p.poor_ratio) * l0
+        many = many_classes(ctx, l0, p.acc_max_classes)
+        by_loss = level >= float(p.many_poor_ratio if many else p.poor_ratio) * l0
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
@@ -612,16 +690,28 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # come from the task, not from the fit)
         by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
                   and level >= float(p.acc_min_loss_ratio) * l0)
+        # ... or (the loss still holding that share) unconfident: the val loss far above
+        # what calibrated predictions at the val accuracy pay (right, but hedging)
+        unconfident = None
         if not (by_loss or by_acc):
-            return []
+            if level < float(p.acc_min_loss_ratio) * l0:
+                return []
+            unconfident = self._unconfident(ctx, frac, l0, n_classes)
+            if unconfident is None or unconfident < float(p.unconfident_ratio):
+                return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
             return []
         # train ~ val: a val loss well above train is a generalisation gap, not underfit
         if v_end is not None and v_end > 0 and t_end < float(p.gap_ratio) * v_end:
             return []
+        # a high accuracy is a good fit, unless its loss stays far above what calibrated
+        # predictions at that accuracy pay: right but unconfident (weights held small by
+        # regularisation, or stopped early), still poor on the loss
         if acc is not None and acc[2] > float(p.max_accuracy):
-            return []
+            unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
+            if unconfident is None or unconfident < float(p.unconfident_ratio):
+                return []
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
         if acc is not None and acc[3] < float(p.min_acc_gain):
@@ -633,11 +723,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             val_loss=vl.tag if v_end is not None and vl is not None else None, val_end=v_end,
             untrained_level=l0, untrained_from=how, best=b, best_on=best_on,
             end_over_untrained=level / l0,
-            poor_by="loss" if by_loss else "accuracy",
+            poor_by="loss" if by_loss else "accuracy" if by_acc else "confidence",
             train_over_val=t_end / v_end if v_end else None,
             accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
             accuracy_gain=acc[3] if acc else None,
             accuracy_above_chance=acc[2] if acc and n_classes is not None else None,
+            unconfident=unconfident,
             num_classes=n_classes, still_falling=falling, last_step=int(tl.steps[-1]),
             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
@@ -649,6 +740,20 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if inside.sum() < 3:
             inside = np.arange(len(c)) >= len(c) - 3
         return c.steps[inside], c.values[inside]
+
+    @staticmethod
+    def _unconfident(ctx: RuleContext, frac: float, l0: float,
+                     n_classes: int | None) -> float | None:
+        """The val loss over the calibrated loss of the val accuracy (eval mode on both:
+        dropout and augmentation off), with the class count, else its upper bound from
+        the untrained level (C <= exp(L0): the largest calibrated loss, the cautious
+        side); None without a val accuracy and loss."""
+        va, vl = _accuracy(ctx, Role.VAL_METRIC), get_curve(ctx, Role.VAL_LOSS)
+        if va is None or vl is None or len(va) < 2 or len(vl) < 2 or "+" in vl.tag:
+            return None
+        c = n_classes if n_classes is not None else max(2, math.floor(math.exp(min(l0, 20.0))))
+        ref = calibrated_loss(va.raw(end_level(va, frac)), c)
+        return end_level(vl, frac) / ref if ref > 0 else math.inf
 
     @staticmethod
     def _accuracy(ctx: RuleContext,
@@ -700,6 +805,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                     f"{ev.num_classes} classes (loss at {poor})")
         elif ev.accuracy is not None and ev.accuracy_end is not None:
             poor += f", {ev.accuracy} {fmt(ev.accuracy_end)}"
+        if ev.unconfident is not None:
+            poor += (f"; the val loss is {fmt(ev.unconfident)}x what calibrated predictions "
+                     f"at its accuracy pay: right but unconfident")
         how = ("still falling: stopped at a poor level" if ev.still_falling
                else "levelled off at a poor level")
         return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
