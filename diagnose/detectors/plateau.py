@@ -60,6 +60,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.detectors.underfit import untrained_level
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role
 
@@ -489,15 +490,37 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     return move, float(p.noise_z) * sigma / np.sqrt(k) / a
 
 
-def _near_chance(ctx: RuleContext, c: Curve, n_classes: int | None, share: float) -> bool:
-    """True when the class count C is known and the smoothed loss stays between ``share``
-    x ln C and ln C / ``share`` from start to end: the untrained level, however its first
-    logged points moved (a loss far above ln C is divergence's business)."""
-    if not n_classes:
-        return False
-    ln_c = signals.chance_loss(n_classes)
+def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
+               p: PLT002.Params) -> tuple[float, str] | None:
+    """The untrained level L0 the losses are compared with, and where it came from: ln C
+    when the class count C is known, else the level the log shows (the largest early
+    loss, :func:`untrained_level`).  None when the log's own level cannot be the
+    untrained one: the loss ends below ``min_chance_share`` of ln 2 (the lowest chance
+    level: a fine-tune flat at a low loss), or the first evaluated accuracy already leads
+    the uniform guess exp(-L0) by ``first_acc_share`` of the room above it (the first
+    loss is a trained model's: a fine-tune or a resumed run)."""
+    if n_classes:
+        return signals.chance_loss(n_classes), f"ln {n_classes}"
+    found = untrained_level(ctx)
+    if found is None or end_level(main) < float(p.min_chance_share) * signals.chance_loss(2):
+        return None
+    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+        acc = get_curve(ctx, role)
+        if acc is None or not len(acc) or not bounded_metric(acc):
+            continue
+        guess = float(np.exp(-found[0]))
+        if acc.raw(float(acc.values[0])) >= guess + float(p.first_acc_share) * (1.0 - guess):
+            return None
+        break
+    return found
+
+
+def _near_level(ctx: RuleContext, c: Curve, level0: float, share: float) -> bool:
+    """True when the smoothed loss stays between ``share`` x L0 and L0 / ``share`` from
+    start to end: the untrained level, however its first logged points moved (a loss far
+    above it is divergence's business)."""
     sm = smoothed(ctx, c)[1]
-    lo, hi = share * ln_c, ln_c / share
+    lo, hi = share * level0, level0 / share
     return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
                 and lo <= end_level(c) <= hi)
 
@@ -527,6 +550,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         min_chance_share: float = param(P.NON_NEGATIVE)
         near_chance: float = param(P.NON_NEGATIVE)
         chunked_points: int = param(P.COUNT)
+        first_acc_share: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -537,6 +561,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         moves: dict[str, float] = field(default_factory=dict)
         noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
         at_chance_loss: float | None = optional()
+        untrained_from: str | None = optional()
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -553,6 +578,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if ends_nonfinite(ctx):
             return []
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        level0 = _untrained(ctx, main, n_classes, p)
         moves: dict[str, float] = {}
         tols: dict[str, float] = {}
         at_chance: list[str] = []
@@ -561,7 +587,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
             moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
-            if _near_chance(ctx, c, n_classes, float(p.near_chance)):
+            if level0 is not None and _near_level(ctx, c, level0[0], float(p.near_chance)):
                 at_chance.append(c.tag)
         if not moves:
             return []
@@ -603,7 +629,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             name=_name(main), start=float(main.values[0]), end=end_level(main),
             max_rel_move=max(moves.values()), moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
-            at_chance_loss=signals.chance_loss(n_classes) if at_chance and n_classes else None,
+            at_chance_loss=level0[0] if at_chance and level0 else None,
+            untrained_from=level0[1] if at_chance and level0 else None,
             last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
@@ -621,7 +648,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         noisy = (f"; within noise for {', '.join(sorted(ev.noise_tolerance))}"
                  if ev.noise_tolerance else "")
         if ev.at_chance_loss is not None:
-            noisy += f"; never left ln C = {fmt(ev.at_chance_loss)}"
+            noisy += (f"; never left the untrained level {fmt(ev.at_chance_loss)} "
+                      f"({ev.untrained_from})")
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
                 f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
                 f"{ev.last_step}")
