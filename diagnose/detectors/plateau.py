@@ -74,7 +74,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
          "poor_progress",
          "early_flat_share", "poor_chance_share", "low_loss_share",
-         "max_loss_rise", "max_start_chance", "min_never_points")
+         "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
+         "min_rel_progress", "poor_untrained_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -98,6 +99,9 @@ class StallParams(RuleParams):
     max_loss_rise: float = param(P.NON_NEGATIVE)
     max_start_chance: float = param(P.NON_NEGATIVE)
     min_never_points: int = param(P.COUNT)
+    max_late_gain: float = param(P.FRACTION)
+    min_rel_progress: float = param(P.FRACTION)
+    poor_untrained_share: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,8 @@ class StallEvidence(RuleEvidence):
     poor_loss: str | None = optional()
     loss_progress: float | None = optional()
     loss_vs_chance: float | None = optional()
+    untrained_level: float | None = optional()
+    untrained_from: str | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -192,7 +198,9 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     best = float(np.min(sm))
     out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
-    if total <= level_noise:
+    a0 = start_level(c)
+    scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
+    if total <= max(level_noise, float(p["min_rel_progress"]) * scale):
         return _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
                                        "also_flat": [o.tag for o in curves[1:]]})
     worse = end_level(c) - best
@@ -349,7 +357,40 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
         if share >= float(p["poor_chance_share"]):
             return {**out, "poor_by": "chance", "loss_vs_chance": share,
                     "poor_loss": loss.tag}
+    if not n_classes and flat_share >= float(p["early_flat_share"]):
+        return {**out, **_poor_untrained(ctx, p)}
     return out
+
+
+def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """The ``"untrained"`` poor level, for a run whose class count is unknown: the better
+    of the val and train losses ends at ``poor_untrained_share`` or more of the untrained
+    level L0 the log shows (:func:`untrained_level`: the largest early loss; stricter than
+    ``poor_chance_share`` of ln C, as a log written after the first epoch starts below the
+    untrained loss) and at
+    ``low_loss_share`` x ln 2 or more (a fine-tune flat at a low loss starts low too), and
+    the train loss gained at most ``max_late_gain`` of its fall from L0 after the first
+    ``1 - early_flat_share`` of the run: learned a little, then stuck early.  A train loss
+    still falling late is a slow convergence (a noisy data set's level), not a plateau."""
+    found = untrained_level(ctx)
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if found is None or tl is None or len(tl) < 3:
+        return {}
+    level0 = found[0]
+    ends = {c.tag: end_level(c) for c in (get_curve(ctx, Role.VAL_LOSS), tl)
+            if c is not None and len(c) >= 3}
+    tag = min(ends, key=lambda t: ends[t])
+    better = ends[tag]
+    if (better < float(p["poor_untrained_share"]) * level0
+            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+        return {}
+    early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
+    fell = level0 - end_level(tl)
+    late = level_at(tl, early) - end_level(tl)
+    if fell > 0 and late > float(p["max_late_gain"]) * fell:
+        return {}
+    return {"poor_by": "untrained", "loss_vs_chance": better / level0, "poor_loss": tag,
+            "untrained_level": level0, "untrained_from": found[1]}
 
 
 def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
@@ -377,6 +418,8 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         poor_loss=st.get("poor_loss"),
         loss_progress=st.get("loss_progress"),
         loss_vs_chance=st.get("loss_vs_chance"),
+        untrained_level=st.get("untrained_level"),
+        untrained_from=st.get("untrained_from"),
         thresholds=p,
         last_step=last_step,
     )
@@ -421,7 +464,10 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.loss_vs_chance is not None:
+        if ev.loss_vs_chance is not None and ev.untrained_level is not None:
+            why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
+        elif ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
         elif ev.loss_progress is not None:
