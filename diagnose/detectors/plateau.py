@@ -561,12 +561,18 @@ def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
     return found
 
 
-def _near_level(ctx: RuleContext, c: Curve, level0: float, share: float) -> bool:
-    """True when the smoothed loss stays between ``share`` x L0 and L0 / ``share`` from
-    start to end: the untrained level, however its first logged points moved (a loss far
-    above it is divergence's business)."""
+def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> bool:
+    """True when the smoothed loss stays between ``near_chance`` x L0 and L0 /
+    ``near_chance`` from start to end: the untrained level, however its first logged
+    points moved (a loss far above it is divergence's business).  A noisy per-step loss
+    (as in :func:`_flat_move`) is read on the medians of ten chunks, so one run of lucky
+    minibatches does not take it out of the band."""
+    lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
+    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
+        meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
+        return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
+                    and lo <= float(meds[-1]) <= hi)
     sm = smoothed(ctx, c)[1]
-    lo, hi = share * level0, level0 / share
     return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
                 and lo <= end_level(c) <= hi)
 
@@ -633,7 +639,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
             moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
-            if level0 is not None and _near_level(ctx, c, level0[0], float(p.near_chance)):
+            if level0 is not None and _near_level(ctx, c, level0[0], p):
                 at_chance.append(c.tag)
         if not moves:
             return []
