@@ -75,7 +75,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "poor_progress",
          "early_flat_share", "poor_chance_share", "low_loss_share",
          "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
-         "min_rel_progress", "poor_untrained_share")
+         "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
+         "first_acc_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -102,6 +103,8 @@ class StallParams(RuleParams):
     max_late_gain: float = param(P.FRACTION)
     min_rel_progress: float = param(P.FRACTION)
     poor_untrained_share: float = param(P.NON_NEGATIVE)
+    flat_gap_ratio: float = param(P.NON_NEGATIVE)
+    first_acc_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class StallEvidence(RuleEvidence):
     loss_vs_chance: float | None = optional()
     untrained_level: float | None = optional()
     untrained_from: str | None = optional()
+    train_over_val: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -358,8 +362,44 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             return {**out, "poor_by": "chance", "loss_vs_chance": share,
                     "poor_loss": loss.tag}
     if not n_classes and flat_share >= float(p["early_flat_share"]):
-        return {**out, **_poor_untrained(ctx, p)}
+        found = _poor_untrained(ctx, p)
+        if not found and flat_share >= 1.0 and c.series.split in ("val", "test"):
+            found = _poor_held_out(ctx, p)
+        return {**out, **found}
     return out
+
+
+def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """The ``"held_out"`` poor level, for a val objective that never improved from its
+    first evaluation (class count unknown): the val loss ends at ``low_loss_share`` x ln
+    2 or more and the train loss ends at ``flat_gap_ratio`` of it or above (training got
+    no further than validation: the fall of a train-mode loss under dropout or from a
+    bad initialisation taught nothing that validation sees), unless the first evaluated
+    accuracy already leads the uniform guess exp(-L0) by ``first_acc_share`` of the room
+    (a fine-tune or resumed run, flat at the level it started from)."""
+    vl, tl = get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if vl is None or tl is None or len(vl) < 3 or len(tl) < 3 or found is None:
+        return {}
+    v_end, t_end = end_level(vl), end_level(tl)
+    if (v_end < float(p["low_loss_share"]) * signals.chance_loss(2)
+            or t_end < float(p["flat_gap_ratio"]) * v_end
+            or _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+        return {}
+    return {"poor_by": "held_out", "poor_loss": vl.tag, "train_over_val": t_end / v_end}
+
+
+def _trained_start(ctx: RuleContext, level0: float, share: float) -> bool:
+    """Whether the first evaluated accuracy (val, else train) leads the uniform guess
+    exp(-L0) that the untrained loss L0 implies by ``share`` of the room above it: then
+    the first logged loss is already a trained model's (a fine-tune, a resumed run)."""
+    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+        acc = get_curve(ctx, role)
+        if acc is None or not len(acc) or not bounded_metric(acc):
+            continue
+        guess = float(np.exp(-level0))
+        return acc.raw(float(acc.values[0])) >= guess + share * (1.0 - guess)
+    return False
 
 
 def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
@@ -420,6 +460,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         loss_vs_chance=st.get("loss_vs_chance"),
         untrained_level=st.get("untrained_level"),
         untrained_from=st.get("untrained_from"),
+        train_over_val=st.get("train_over_val"),
         thresholds=p,
         last_step=last_step,
     )
@@ -467,6 +508,9 @@ class PLT001(Rule[StallParams, StallEvidence]):
         if ev.loss_vs_chance is not None and ev.untrained_level is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
+        elif ev.train_over_val is not None:
+            why = (f"with {ev.poor_loss} never improving and the train loss ending at "
+                   f"{pct(ev.train_over_val)} of it: training got no further than validation")
         elif ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
@@ -550,14 +594,8 @@ def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
     found = untrained_level(ctx)
     if found is None or end_level(main) < float(p.min_chance_share) * signals.chance_loss(2):
         return None
-    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
-        acc = get_curve(ctx, role)
-        if acc is None or not len(acc) or not bounded_metric(acc):
-            continue
-        guess = float(np.exp(-found[0]))
-        if acc.raw(float(acc.values[0])) >= guess + float(p.first_acc_share) * (1.0 - guess):
-            return None
-        break
+    if _trained_start(ctx, found[0], float(p.first_acc_share)):
+        return None
     return found
 
 
