@@ -6,9 +6,11 @@ The same flat tail means different things, so one analysis feeds three rules:
   and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
   is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
   with a known class count and a flat stretch from early on, the loss still holds
-  ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
-  curve flat at a good level while training still improves is not one (that gap is the
-  overfit rules' business), so it is reported by neither rule.  An objective that never
+  ``poor_chance_share`` of ln C; with the class count unknown, the better loss still
+  holds ``poor_untrained_share`` of the untrained level the log shows, or a val
+  objective never improved while training got no further).  DESIGN: a plateau is stuck
+  at a poor level; a val curve flat at a good level while training still improves is not
+  one (that gap is the overfit rules' business), so it is reported by neither rule.  An objective that never
   improved beyond noise is stuck from its first evaluation when that level is poor and
   no loss is low, blown up or huge (:func:`_never_left`); one logged only
   ``min_never_points`` to ``min_points`` times is judged by that test alone.
