@@ -10,10 +10,11 @@ The same flat tail means different things, so one analysis feeds three rules:
   holds ``poor_untrained_share`` of the untrained level the log shows, or a val
   objective never improved while training got no further).  DESIGN: a plateau is stuck
   at a poor level; a val curve flat at a good level while training still improves is not
-  one (that gap is the overfit rules' business), so it is reported by neither rule.  An objective that never
-  improved beyond noise is stuck from its first evaluation when that level is poor and
-  no loss is low, blown up or huge (:func:`_never_left`); one logged only
-  ``min_never_points`` to ``min_points`` times is judged by that test alone.
+  one (that gap is the overfit rules' business), so it is reported by neither rule.
+  An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
+  level) is stuck from its first evaluation when that level is poor and no loss is low,
+  blown up or huge (:func:`_never_left`); one logged only ``min_never_points`` to
+  ``min_points`` times is judged by that test alone.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -277,16 +278,28 @@ def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Too few objective points for a tail, but ``min_never_points`` suffice to see that
     it never improved at all: only that verdict (:func:`_never_left`) is given.  So few
     points give no noise estimate (one real jump reads as noise) nor a robust start
-    level, so every logged value must be the same: a val accuracy whose predictions never
-    changed."""
+    level, so every logged value must be the same (a val accuracy whose predictions never
+    changed) or within ``min_rel_progress`` of the level, the latter unless the first
+    accuracy shows a run that started trained (:func:`_trained_start`)."""
     curves = _objectives(ctx, int(p["min_never_points"]))
     if not curves or ends_nonfinite(ctx):
         return None
     c = curves[0]
     total = float(np.ptp(c.values))
-    level_noise = 1e-9 * max(1.0, abs(float(c.values[0])))
+    a0 = float(c.values[0])
+    scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
+    level_noise = 1e-9 * max(1.0, abs(a0))
     if total > level_noise:
-        return None
+        # not identical, but within min_rel_progress of the level: never improved either,
+        # unless the class count is unknown and the first accuracy shows a run that
+        # started trained (a fine-tune validated a few times, flat where it started)
+        found = (None if signals.infer_num_classes(ctx.run, ctx.roles)
+                 else untrained_level(ctx))
+        if total > float(p["min_rel_progress"]) * scale or (
+                found is not None
+                and _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+            return None
+        level_noise = total
     s = smoothed(ctx, c)[0]
     out = {"curve": c, "total": total, "noise": noise(c), "best": float(np.min(
         smoothed(ctx, c)[1])), "tail_start": float(s[0]), "tail_gain": 0.0,
