@@ -6,12 +6,15 @@ The same flat tail means different things, so one analysis feeds three rules:
   and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
   is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
   with a known class count and a flat stretch from early on, the loss still holds
-  ``poor_chance_share`` of ln C).  DESIGN: a plateau is stuck at a poor level; a val
-  curve flat at a good level while training still improves is not one (that gap is the
-  overfit rules' business), so it is reported by neither rule.  An objective that never
-  improved beyond noise is stuck from its first evaluation when that level is poor and
-  no loss is low, blown up or huge (:func:`_never_left`); one logged only
-  ``min_never_points`` to ``min_points`` times is judged by that test alone.
+  ``poor_chance_share`` of ln C; with the class count unknown, the better loss still
+  holds ``poor_untrained_share`` of the untrained level the log shows, or a val
+  objective never improved while training got no further).  DESIGN: a plateau is stuck
+  at a poor level; a val curve flat at a good level while training still improves is not
+  one (that gap is the overfit rules' business), so it is reported by neither rule.
+  An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
+  level) is stuck from its first evaluation when that level is poor and no loss is low,
+  blown up or huge (:func:`_never_left`); one logged only ``min_never_points`` to
+  ``min_points`` times is judged by that test alone.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -60,6 +63,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
+from diagnose.detectors.underfit import untrained_level
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role
 
@@ -73,7 +77,9 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
          "poor_progress",
          "early_flat_share", "poor_chance_share", "low_loss_share",
-         "max_loss_rise", "max_start_chance", "min_never_points")
+         "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
+         "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
+         "first_acc_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -97,6 +103,11 @@ class StallParams(RuleParams):
     max_loss_rise: float = param(P.NON_NEGATIVE)
     max_start_chance: float = param(P.NON_NEGATIVE)
     min_never_points: int = param(P.COUNT)
+    max_late_gain: float = param(P.FRACTION)
+    min_rel_progress: float = param(P.FRACTION)
+    poor_untrained_share: float = param(P.NON_NEGATIVE)
+    flat_gap_ratio: float = param(P.NON_NEGATIVE)
+    first_acc_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,9 @@ class StallEvidence(RuleEvidence):
     poor_loss: str | None = optional()
     loss_progress: float | None = optional()
     loss_vs_chance: float | None = optional()
+    untrained_level: float | None = optional()
+    untrained_from: str | None = optional()
+    train_over_val: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -191,7 +205,9 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     best = float(np.min(sm))
     out: dict[str, Any] = {"curve": c, "total": total, "noise": noise(c), "best": best,
                  "tail_start": t0, "tail_gain": gain}
-    if total <= level_noise:
+    a0 = start_level(c)
+    scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
+    if total <= max(level_noise, float(p["min_rel_progress"]) * scale):
         return _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
                                        "also_flat": [o.tag for o in curves[1:]]})
     worse = end_level(c) - best
@@ -262,16 +278,28 @@ def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Too few objective points for a tail, but ``min_never_points`` suffice to see that
     it never improved at all: only that verdict (:func:`_never_left`) is given.  So few
     points give no noise estimate (one real jump reads as noise) nor a robust start
-    level, so every logged value must be the same: a val accuracy whose predictions never
-    changed."""
+    level, so every logged value must be the same (a val accuracy whose predictions never
+    changed) or within ``min_rel_progress`` of the level, the latter unless the first
+    accuracy shows a run that started trained (:func:`_trained_start`)."""
     curves = _objectives(ctx, int(p["min_never_points"]))
     if not curves or ends_nonfinite(ctx):
         return None
     c = curves[0]
     total = float(np.ptp(c.values))
-    level_noise = 1e-9 * max(1.0, abs(float(c.values[0])))
+    a0 = float(c.values[0])
+    scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
+    level_noise = 1e-9 * max(1.0, abs(a0))
     if total > level_noise:
-        return None
+        # not identical, but within min_rel_progress of the level: never improved either,
+        # unless the class count is unknown and the first accuracy shows a run that
+        # started trained (a fine-tune validated a few times, flat where it started)
+        found = (None if signals.infer_num_classes(ctx.run, ctx.roles)
+                 else untrained_level(ctx))
+        if total > float(p["min_rel_progress"]) * scale or (
+                found is not None
+                and _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+            return None
+        level_noise = total
     s = smoothed(ctx, c)[0]
     out = {"curve": c, "total": total, "noise": noise(c), "best": float(np.min(
         smoothed(ctx, c)[1])), "tail_start": float(s[0]), "tail_gain": 0.0,
@@ -348,7 +376,76 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
         if share >= float(p["poor_chance_share"]):
             return {**out, "poor_by": "chance", "loss_vs_chance": share,
                     "poor_loss": loss.tag}
+    if not n_classes and flat_share >= float(p["early_flat_share"]):
+        found = _poor_untrained(ctx, p)
+        if not found and flat_share >= 1.0 and c.series.split in ("val", "test"):
+            found = _poor_held_out(ctx, p)
+        return {**out, **found}
     return out
+
+
+def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """The ``"held_out"`` poor level, for a val objective that never improved from its
+    first evaluation (class count unknown): the val loss ends at ``low_loss_share`` x ln
+    2 or more and the train loss ends at ``flat_gap_ratio`` of it or above (training got
+    no further than validation: the fall of a train-mode loss under dropout or from a
+    bad initialisation taught nothing that validation sees), unless the first evaluated
+    accuracy already leads the uniform guess exp(-L0) by ``first_acc_share`` of the room
+    (a fine-tune or resumed run, flat at the level it started from)."""
+    vl, tl = get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if vl is None or tl is None or len(vl) < 3 or len(tl) < 3 or found is None:
+        return {}
+    v_end, t_end = end_level(vl), end_level(tl)
+    if (v_end < float(p["low_loss_share"]) * signals.chance_loss(2)
+            or t_end < float(p["flat_gap_ratio"]) * v_end
+            or _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+        return {}
+    return {"poor_by": "held_out", "poor_loss": vl.tag, "train_over_val": t_end / v_end}
+
+
+def _trained_start(ctx: RuleContext, level0: float, share: float) -> bool:
+    """Whether the first evaluated accuracy (val, else train) leads the uniform guess
+    exp(-L0) that the untrained loss L0 implies by ``share`` of the room above it: then
+    the first logged loss is already a trained model's (a fine-tune, a resumed run)."""
+    for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+        acc = get_curve(ctx, role)
+        if acc is None or not len(acc) or not bounded_metric(acc):
+            continue
+        guess = float(np.exp(-level0))
+        return acc.raw(float(acc.values[0])) >= guess + share * (1.0 - guess)
+    return False
+
+
+def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """The ``"untrained"`` poor level, for a run whose class count is unknown: the better
+    of the val and train losses ends at ``poor_untrained_share`` or more of the untrained
+    level L0 the log shows (:func:`untrained_level`: the largest early loss; stricter than
+    ``poor_chance_share`` of ln C, as a log written after the first epoch starts below the
+    untrained loss) and at
+    ``low_loss_share`` x ln 2 or more (a fine-tune flat at a low loss starts low too), and
+    the train loss gained at most ``max_late_gain`` of its fall from L0 after the first
+    ``1 - early_flat_share`` of the run: learned a little, then stuck early.  A train loss
+    still falling late is a slow convergence (a noisy data set's level), not a plateau."""
+    found = untrained_level(ctx)
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if found is None or tl is None or len(tl) < 3:
+        return {}
+    level0 = found[0]
+    ends = {c.tag: end_level(c) for c in (get_curve(ctx, Role.VAL_LOSS), tl)
+            if c is not None and len(c) >= 3}
+    tag = min(ends, key=lambda t: ends[t])
+    better = ends[tag]
+    if (better < float(p["poor_untrained_share"]) * level0
+            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+        return {}
+    early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
+    fell = level0 - end_level(tl)
+    late = level_at(tl, early) - end_level(tl)
+    if fell > 0 and late > float(p["max_late_gain"]) * fell:
+        return {}
+    return {"poor_by": "untrained", "loss_vs_chance": better / level0, "poor_loss": tag,
+            "untrained_level": level0, "untrained_from": found[1]}
 
 
 def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
@@ -376,6 +473,9 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         poor_loss=st.get("poor_loss"),
         loss_progress=st.get("loss_progress"),
         loss_vs_chance=st.get("loss_vs_chance"),
+        untrained_level=st.get("untrained_level"),
+        untrained_from=st.get("untrained_from"),
+        train_over_val=st.get("train_over_val"),
         thresholds=p,
         last_step=last_step,
     )
@@ -420,7 +520,13 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.loss_vs_chance is not None:
+        if ev.loss_vs_chance is not None and ev.untrained_level is not None:
+            why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
+        elif ev.train_over_val is not None:
+            why = (f"with {ev.poor_loss} never improving and the train loss ending at "
+                   f"{pct(ev.train_over_val)} of it: training got no further than validation")
+        elif ev.loss_vs_chance is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level ln C: a poor level")
         elif ev.loss_progress is not None:
@@ -489,15 +595,37 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     return move, float(p.noise_z) * sigma / np.sqrt(k) / a
 
 
-def _near_chance(ctx: RuleContext, c: Curve, n_classes: int | None, share: float) -> bool:
-    """True when the class count C is known and the smoothed loss stays between ``share``
-    x ln C and ln C / ``share`` from start to end: the untrained level, however its first
-    logged points moved (a loss far above ln C is divergence's business)."""
-    if not n_classes:
-        return False
-    ln_c = signals.chance_loss(n_classes)
+def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
+               p: PLT002.Params) -> tuple[float, str] | None:
+    """The untrained level L0 the losses are compared with, and where it came from: ln C
+    when the class count C is known, else the level the log shows (the largest early
+    loss, :func:`untrained_level`).  None when the log's own level cannot be the
+    untrained one: the loss ends below ``min_chance_share`` of ln 2 (the lowest chance
+    level: a fine-tune flat at a low loss), or the first evaluated accuracy already leads
+    the uniform guess exp(-L0) by ``first_acc_share`` of the room above it (the first
+    loss is a trained model's: a fine-tune or a resumed run)."""
+    if n_classes:
+        return signals.chance_loss(n_classes), f"ln {n_classes}"
+    found = untrained_level(ctx)
+    if found is None or end_level(main) < float(p.min_chance_share) * signals.chance_loss(2):
+        return None
+    if _trained_start(ctx, found[0], float(p.first_acc_share)):
+        return None
+    return found
+
+
+def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> bool:
+    """True when the smoothed loss stays between ``near_chance`` x L0 and L0 /
+    ``near_chance`` from start to end: the untrained level, however its first logged
+    points moved (a loss far above it is divergence's business).  A noisy per-step loss
+    (as in :func:`_flat_move`) is read on the medians of ten chunks, so one run of lucky
+    minibatches does not take it out of the band."""
+    lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
+    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
+        meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
+        return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
+                    and lo <= float(meds[-1]) <= hi)
     sm = smoothed(ctx, c)[1]
-    lo, hi = share * ln_c, ln_c / share
     return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
                 and lo <= end_level(c) <= hi)
 
@@ -527,6 +655,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         min_chance_share: float = param(P.NON_NEGATIVE)
         near_chance: float = param(P.NON_NEGATIVE)
         chunked_points: int = param(P.COUNT)
+        first_acc_share: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -537,6 +666,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         moves: dict[str, float] = field(default_factory=dict)
         noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
         at_chance_loss: float | None = optional()
+        untrained_from: str | None = optional()
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -553,6 +683,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if ends_nonfinite(ctx):
             return []
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        level0 = _untrained(ctx, main, n_classes, p)
         moves: dict[str, float] = {}
         tols: dict[str, float] = {}
         at_chance: list[str] = []
@@ -561,7 +692,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
             moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)
-            if _near_chance(ctx, c, n_classes, float(p.near_chance)):
+            if level0 is not None and _near_level(ctx, c, level0[0], p):
                 at_chance.append(c.tag)
         if not moves:
             return []
@@ -603,7 +734,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             name=_name(main), start=float(main.values[0]), end=end_level(main),
             max_rel_move=max(moves.values()), moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
-            at_chance_loss=signals.chance_loss(n_classes) if at_chance and n_classes else None,
+            at_chance_loss=level0[0] if at_chance and level0 else None,
+            untrained_from=level0[1] if at_chance and level0 else None,
             last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
@@ -621,7 +753,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         noisy = (f"; within noise for {', '.join(sorted(ev.noise_tolerance))}"
                  if ev.noise_tolerance else "")
         if ev.at_chance_loss is not None:
-            noisy += f"; never left ln C = {fmt(ev.at_chance_loss)}"
+            noisy += (f"; never left the untrained level {fmt(ev.at_chance_loss)} "
+                      f"({ev.untrained_from})")
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
                 f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
                 f"{ev.last_step}")
