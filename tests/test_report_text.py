@@ -245,3 +245,23 @@ def test_real_logs_at_80_columns_take_no_more_lines_than_piped() -> None:
     rows = _rows(render_text(analysis, color=True, width=80))
     assert all(len(r) <= 80 for r in rows)
     assert len(rows) <= len(piped), (len(rows), len(piped))
+
+
+def test_an_info_note_takes_one_row_on_a_terminal_and_whole_when_piped() -> None:
+    """Info notes are context: one row (ending in an ellipsis) at the default terminal
+    verbosity; a warning keeps two rows; -v and the pipe show the whole message."""
+    analysis = sample_analysis()
+    info = next(f for r in analysis.results for f in r.findings if f.severity == "info")
+    long = replace(info, message=info.message + " and" + " more context" * 12)
+    result = analysis.results[1]
+    analysis.results[1] = replace(result, findings=[long if f is info else f
+                                                    for f in result.findings])
+    rows = _rows(render_text(analysis, color=True, width=60))
+    start = next(i for i, r in enumerate(rows) if long.rule in r and "info" in r)
+    assert rows[start].endswith("…") and "context" not in rows[start + 1]
+    warned = next(i for i, r in enumerate(rows) if r.lstrip().startswith("warning"))
+    assert rows[warned + 1].startswith(" " * 10) and not rows[warned + 1].strip().startswith("->")
+    assert "more context more context" in render_text(analysis, color=False)
+    verbose = " ".join(r.strip() for r in _rows(render_text(analysis, color=True,
+                                                            verbosity=1, width=60)))
+    assert verbose.count("more context") == 12

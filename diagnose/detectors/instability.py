@@ -138,12 +138,9 @@ class _SpikeRule(Rule[SpikeParams, SpikeEvidence]):
                 else f"{fmt(ev.max_height_noise_sigmas)} noise sigmas above its local level")
         out = (f"{ev.label} spikes {ev.spikes} times and recovers each time; the largest "
                f"is {size} at step {ev.largest_step}")
-        if ev.kept_learning:
-            out += (f"; it kept learning through them (from {fmt(ev.pre_spike_level)} "
-                    f"before the first to {fmt(ev.end_level)} at the end)")
-        elif ev.kept_learning is not None:
-            out += (f"; they cost progress: it ends at {fmt(ev.end_level)}, above its "
-                    f"{fmt(ev.pre_spike_level)} before the first")
+        if ev.kept_learning is not None:  # level before the first spike -> at the end
+            how = "it kept learning" if ev.kept_learning else "they cost progress"
+            out += f"; {how}, {fmt(ev.pre_spike_level)} -> {fmt(ev.end_level)}"
         return out
 
 

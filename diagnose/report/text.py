@@ -49,6 +49,12 @@ _SEV_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 _HANG = 10
 #: Rows a finding's message may take on a terminal at the default verbosity (``-v``: all).
 _FINDING_ROWS = 2
+
+
+def _finding_rows(severity: str) -> int:
+    """An info note is context, not a call to act: one row on a terminal (``-v`` and
+    piped output show it whole); a warning or error keeps ``_FINDING_ROWS``."""
+    return 1 if severity == "info" else _FINDING_ROWS
 _NBSP = "\u00a0"  # keeps one change on one row; printed as a plain space
 #: Width assumed when the terminal's cannot be read (and never less than this).
 _MIN_WIDTH = 40
@@ -209,7 +215,8 @@ def _run_lines(
             message += f" (step {f.step})"
         out.append(_Line([(f"  {f.severity:<8}", _SEV_STYLE[f.severity]),
                           (f"{clean(f.rule):<7} ", "bold")], message,
-                         max_rows=_FINDING_ROWS if terminal and verbosity < 1 else None))
+                         max_rows=_finding_rows(f.severity) if terminal and verbosity < 1
+                         else None))
         recs, same_as = _new_recommendations(f, shown)
         pad = " " * _HANG
         if terminal and verbosity < 1:
