@@ -35,6 +35,7 @@ from diagnose.advice.moves import (
     decay_schedule,
     extend_length,
     land_in_range,
+    landing_note,
     landing_point,
     length_target,
     lr_is_small,
@@ -763,8 +764,8 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
         lr_move = candidate(
             "learning_rate", "increase" if side == "below" else "decrease", lr, new,
             f"{reason}; the {source} LR {show(lr)} is far {side} {label} usual range "
-            f"{show(low)} to {show(high)}, so move into it: {show(new)} (an LR range test "
-            "refines it).", 2.0)
+            f"{show(low)} to {show(high)}, so move into it: {show(new)}"
+            f"{landing_note(ctx.policy, opt)} (an LR range test refines it).", 2.0)
         return [lr_move]
     dead = dead_start_advice(ctx, reason)
     if dead:

@@ -41,6 +41,29 @@ def test_far_too_high_lr_lands_inside_the_optimizers_usual_range(optimizer, lr):
     assert "usual LR range" in rec.rationale and "range test" in rec.rationale
 
 
+@pytest.mark.parametrize("lr, state", [(200.0, "divergence"), (3.0, "divergence"),
+                                       (5e-7, "plateau")])
+def test_unknown_optimizer_lands_where_every_common_optimizer_trains(lr, state):
+    """Without a logged optimizer an LR far outside every usual range lands inside all of
+    them (bench/fixrate/direction.py: 0.033, the widest range's upper part, was 10x above
+    Adam's range for 40 corpus runs whose optimizer was not logged)."""
+    if state == "divergence":
+        loss = 1.1 * np.exp(-STEPS / 2000)
+        loss[STEPS >= 40] = np.nan
+        curves = {"loss/train": (STEPS, loss)}
+    else:
+        rng = np.random.default_rng(0)
+        loss = np.log(3) - 2e-5 * STEPS + 0.002 * rng.standard_normal(len(STEPS))
+        ev = STEPS[::5]
+        curves = {"loss/train": (STEPS, loss), "loss/val": (ev, np.log(3) - 2e-5 * ev),
+                  "accuracy/val": (ev, np.full(len(ev), 0.34))}
+    rec = _recs(curves, {"learning_rate": lr, "max_steps": 600}, state)["learning_rate"]
+    for optimizer in ("sgd", "adam", "rmsprop"):
+        low, high, _ = usual_lr_range(AdvicePolicy(), optimizer)
+        assert low <= rec.proposed <= high, optimizer
+    assert "the optimizer is not logged" in rec.rationale
+
+
 def test_lr_just_above_the_range_keeps_the_evidence_sized_cut():
     loss = 1.1 * np.exp(-STEPS / 2000)
     loss[STEPS >= 40] = np.nan

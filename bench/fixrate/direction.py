@@ -54,10 +54,12 @@ import label_check  # noqa: E402
 import store  # noqa: E402
 import write_logs  # noqa: E402
 
-from diagnose.advice.moves import lr_outside_range, optimizer_family, usual_lr_range  # noqa: E402
+from diagnose.advice.moves import lr_outside_range, usual_lr_range  # noqa: E402
 from diagnose.advice.policy import AdvicePolicy  # noqa: E402
 
 RENDERED = REPO / "bench/_out/calibration"
+#: Hyperparameters whose presence in the logs the report shows (the evidence the advice had).
+VISIBLE = ("optimizer", "learning_rate", "weight_decay", "dropout", "batch_size")
 CORE = store.CORE
 
 # ---------------------------------------------------------------------------
@@ -215,9 +217,14 @@ def move_of(rec: dict[str, Any], true_hp: dict[str, Any]) -> tuple[str, str]:
     return knob, "same" if str(rec["proposed"]) == str(old) else "change"
 
 
+#: A restored LR may sit this much above the pre-jump LR (3 significant digits, float32 logs).
+RESTORE_TOLERANCE = 1.05
+
+
 def classify(rec: dict[str, Any], cause: str, true_hp: dict[str, Any], bn_model: bool,
-             policy: AdvicePolicy) -> str:
-    """'right', 'wrong' or 'other' for one recommendation on a run of ``cause``."""
+             policy: AdvicePolicy, pre_jump: float | None = None) -> str:
+    """'right', 'wrong' or 'other' for one recommendation on a run of ``cause``
+    (``pre_jump``: the LR logged before a mid-run LR event, when there was one)."""
     d = DIRECTIONS[cause]
     assert d is not None
     knob, way = move_of(rec, true_hp)
@@ -227,7 +234,7 @@ def classify(rec: dict[str, Any], cause: str, true_hp: dict[str, Any], bn_model:
         lo, hi, _, _ = usual_range("bn_momentum", true_hp, True, policy) or (0, 1, 0, 0)
         in_range = lo <= proposed <= hi
         out_range = not in_range
-    base = _num(true_hp.get("learning_rate"))
+    base = max(x for x in (_num(true_hp.get("learning_rate")), pre_jump, 0.0) if x is not None)
 
     def makes(move: Move) -> bool:
         k, want = move
@@ -238,7 +245,7 @@ def classify(rec: dict[str, Any], cause: str, true_hp: dict[str, Any], bn_model:
         if want == "out_range":
             return out_range
         if want == "restore":  # back to (or below) the configured LR before the jump
-            return proposed is not None and base is not None and proposed <= base * 1.001
+            return proposed is not None and 0 < proposed <= base * RESTORE_TOLERANCE
         if want == "change":
             return way in ("change", "up", "down", "on")
         return way == want
@@ -264,30 +271,47 @@ def broken_runs(store_path: Path = store.STORE) -> list[dict[str, Any]]:
         if not label:
             continue  # healthy or dropped
         out.append({"id": rec["id"], "cause": rec["cause"], "label": sorted(label),
-                    "config": rec["config"], "format": write_logs.format_of(rec["id"])})
+                    "config": rec["config"], "format": write_logs.format_of(rec["id"]),
+                    "pre_jump_lr": pre_jump_lr(rec)})
     return out
 
 
+def pre_jump_lr(rec: dict[str, Any]) -> float | None:
+    """The highest LR the run logged before its mid-run LR event (what restoring the LR
+    before a jump goes back to: the schedule may have put it above the configured LR)."""
+    cfg = rec["config"]
+    event, lr = cfg.get("lr_event"), store.series(rec, "lr")
+    if not event or not lr:
+        return None
+    at = round(event["at"] * corpus._total(cfg))
+    before = [v for s, v in zip(*lr, strict=True) if s < at and math.isfinite(v)]
+    return max(before) if before else None
+
+
 def advise_runs(runs: list[dict[str, Any]], rendered: Path,
-                jobs: int | None = 1) -> dict[str, list[dict[str, Any]]]:
-    """id -> the analyzer's warning/error findings on the run's rendered logs, each
+                jobs: int | None = 1) -> dict[str, dict[str, Any]]:
+    """id -> ``{known, findings}``: the hyperparameters the analyzer read from the logs
+    (of :data:`VISIBLE`) and its warning/error findings on the run's rendered logs, each
     ``{rule, state, severity, recommendations: [...]}`` in the analyzer's order."""
     from diagnose.config import Config
     from diagnose.pipeline import Options, analyze
 
     paths = {str(rendered / r["format"] / r["id"]): r["id"] for r in runs}
     analysis = analyze(list(paths), Config(), Options(jobs=jobs))
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    out: dict[str, dict[str, Any]] = defaultdict(lambda: {"known": [], "findings": []})
     for res in analysis.results:
         rel = Path(str(res.run.path)).resolve().relative_to(rendered.resolve()).parts
         rid = rel[1]
+        hp = getattr(res.run, "hparams", None) or {}
+        out[rid]["known"] = sorted(k for k in VISIBLE if hp.get(k) is not None)
         for f in res.findings:
             severity = str(getattr(f.severity, "value", f.severity))
             if severity == "info":
                 continue
-            out[rid].append({"rule": f.rule, "state": str(getattr(f.state, "value", f.state)),
-                             "severity": severity,
-                             "recommendations": [r.to_dict() for r in f.recommendations]})
+            state = str(getattr(f.state, "value", f.state))
+            out[rid]["findings"].append({
+                "rule": f.rule, "state": state, "severity": severity,
+                "recommendations": [r.to_dict() for r in f.recommendations]})
     return dict(out)
 
 
@@ -295,21 +319,25 @@ def _bn_model(cfg: dict[str, Any]) -> bool:
     return cfg["arch"] in ("mlp_bn", "cnn_bn")
 
 
-def score_run(run: dict[str, Any], findings: list[dict[str, Any]],
+def score_run(run: dict[str, Any], advice: dict[str, Any],
               policy: AdvicePolicy) -> dict[str, Any]:
-    """One broken run: detected?, its top finding's advice scored, range landings."""
+    """One broken run (``advice``: :func:`advise_runs`' entry): detected?, its top
+    finding's advice scored, range landings."""
+    findings = advice.get("findings", [])
     cfg = run["config"]
     hp = corpus.hparams_of(cfg)
     bn = _bn_model(cfg)
     core = [f for f in findings if f["state"] in CORE]
     row: dict[str, Any] = {"id": run["id"], "cause": run["cause"], "label": run["label"],
-                           "detected": bool(core), "states": sorted({f["state"] for f in core})}
+                           "detected": bool(core), "states": sorted({f["state"] for f in core}),
+                           "known": advice.get("known", [])}
     direction = DIRECTIONS.get(run["cause"])
     row["scored"] = direction is not None and bool(core)
     top = next((f for f in findings if f["recommendations"]), None)
     if row["scored"]:
         assert direction is not None
-        verdicts = [] if top is None else [classify(r, run["cause"], hp, bn, policy)
+        jump = run.get("pre_jump_lr")
+        verdicts = [] if top is None else [classify(r, run["cause"], hp, bn, policy, jump)
                                            for r in top["recommendations"]]
         row.update(top_rule=top and top["rule"], top1=verdicts[0] if verdicts else "none",
                    any_right="right" in verdicts,
@@ -317,7 +345,7 @@ def score_run(run: dict[str, Any], findings: list[dict[str, Any]],
         wrong = []
         for f in findings:
             for r in f["recommendations"]:
-                if classify(r, run["cause"], hp, bn, policy) == "wrong":
+                if classify(r, run["cause"], hp, bn, policy, jump) == "wrong":
                     wrong.append({"rule": f["rule"], **r})
         row["wrong"] = wrong
     # range: every proposal on a knob whose true value is far outside its usual range
@@ -341,7 +369,8 @@ def score_run(run: dict[str, Any], findings: list[dict[str, Any]],
             landings.append({"rule": f["rule"], "hyperparameter": knob, "true": value,
                              "current": r["current"], "proposed": r["proposed"],
                              "range": [lo, hi], "inside": inside,
-                             "optimizer": hp.get("optimizer")})
+                             "optimizer": hp.get("optimizer"),
+                             "optimizer_logged": "optimizer" in advice.get("known", [])})
     row["landings"] = landings
     return row
 
@@ -381,8 +410,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rows:
         if r["scored"]:
             per_cause[r["cause"]][r["top1"]] += 1
+    known = [x for x in lands if x["current"] is not None and (
+        x["hyperparameter"] != "learning_rate" or x["optimizer_logged"])]
     return {"states": table, "per_cause_top1": {k: dict(v) for k, v in sorted(per_cause.items())},
             "range": {"far_proposals": len(lands), "inside": sum(x["inside"] for x in lands),
+                      "known_proposals": len(known),
+                      "known_inside": sum(x["inside"] for x in known),
+                      "current_unknown": sum(x["current"] is None for x in lands),
                       "by_knob": {k: dict(v) for k, v in sorted(by_knob.items())},
                       "misses": [{"id": r["id"], "cause": r["cause"], **x} for r in rows
                                  for x in r["landings"] if not x["inside"]]},
@@ -418,8 +452,12 @@ def render(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     out += ["", f"== range: proposals for a value far outside its usual range landing inside "
             f"it: {_pct(rg['inside'], rg['far_proposals'])}",
             "  by knob: " + ", ".join(f"{k} {v.get('inside', 0)}/{sum(v.values())}"
-                                      for k, v in rg["by_knob"].items())]
-    out += [f"  MISS {m['id']} ({m['cause']}, {m['optimizer']}): {m['rule']} "
+                                      for k, v in rg["by_knob"].items()),
+            f"  where the analyzer knew the value (and, for the LR, the optimizer): "
+            f"{_pct(rg['known_inside'], rg['known_proposals'])}; current value unknown to "
+            f"the analyzer (a relative proposal): {rg['current_unknown']}"]
+    out += [f"  MISS {m['id']} ({m['cause']}, {m['optimizer']}"
+            f"{'' if m['optimizer_logged'] else ' not logged'}): {m['rule']} "
             f"{m['hyperparameter']} true {m['true']:g} (current {m['current']}) -> "
             f"{m['proposed']}, usual {m['range'][0]:g}-{m['range'][1]:g}"
             for m in rg["misses"]]
@@ -432,7 +470,7 @@ def run(runs: Iterable[dict[str, Any]], rendered: Path, jobs: int | None = 1,
     policy = policy or AdvicePolicy()
     runs = list(runs)
     advice = advise_runs(runs, rendered, jobs)
-    rows = [score_run(r, advice.get(r["id"], []), policy) for r in runs]
+    rows = [score_run(r, advice.get(r["id"], {}), policy) for r in runs]
     return summarize(rows), rows
 
 
