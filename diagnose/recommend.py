@@ -226,11 +226,15 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if ctx.regression and not scaled and measured and b.loss_min >= pol.unscaled_loss_level:
         why = (f"the loss never fell below {show(nice(b.loss_min, 3))} (at least "
                f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets")
-    elif (ctx.regression and scaled is False and not measured and lr is not None
+    elif (ctx.regression and scaled is not True and not measured and lr is not None
           and low <= lr <= high):
-        # no finite loss to size, but a normal LR and targets the config leaves raw
+        # no finite loss to size, but a normal LR and targets the config does not
+        # standardise (bench/fixrate/direction.py: 30 unscaled-target runs NaN from their
+        # first point got only an LR cut when the config did not record the scaling)
+        raw = ("the config leaves the regression targets unstandardised" if scaled is False
+               else "the config does not say the regression targets are standardised")
         why = (f"no finite loss was logged although the LR {show(lr)} is in the usual "
-               "range, and the config leaves the regression targets unstandardised")
+               f"range, and {raw}")
     else:
         why = ""
     if why:
