@@ -777,9 +777,46 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     return [scale_lr(ctx, ctx.policy.plateau_lr_factor, f"{reason}: a saddle plateau", 1.0)]
 
 
+def early_lr_decay(ctx: AdviceContext, reason: str) -> Candidate | None:
+    """The logged LR fell below ``annealed_share`` of its peak within ``early_decay_share``
+    of the run and stayed there: the configured LR is normal, but the run trained at a
+    negligible one, so the schedule is sized to the run (not the init, not the base LR)."""
+    s = ctx.lr_series
+    pol = ctx.policy
+    if s is None or len(s.finite) < 4:
+        return None
+    steps, values = s.finite.steps, s.finite.values
+    peak = float(np.max(values))
+    low = values < pol.annealed_share * peak
+    if peak <= 0 or not low[-1]:
+        return None
+    first = len(low) - int(np.argmin(low[::-1])) if not low.all() else 0  # stays low from
+    span = float(steps[-1] - steps[0])
+    step = float(steps[first])
+    if span <= 0 or (step - steps[0]) > pol.early_decay_share * span:
+        return None
+    current = ctx.hp.get("lr_schedule")
+    total = ctx.total_steps
+    horizon = f"{show(total)} steps" if total else "the full run"
+    name = str(current) if current and str(current).lower() not in ("constant", "none") \
+        else "cosine"
+    after = float(np.median(values[first:]))
+    return candidate(
+        "lr_schedule", "set", current, f"{name} over {horizon}",
+        f"{reason}: the logged LR fell from {show(nice(peak, 3))} to {show(nice(after, 3))} "
+        f"(below {show(pol.annealed_share)} of its peak) at step {show(step)}, "
+        f"{(step - steps[0]) / span:.0%} into the run, and stayed there, so the run trained "
+        f"at a negligible LR: decay it over {horizon} instead (remove the early milestone "
+        "or the scheduler sized in epochs but stepped per batch).", 2.0, direction=0)
+
+
 def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     """A network that never left its initial loss with a normal LR: the init or the
-    activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
+    activations keep it dead (every ReLU off, zero weights), so change those, not the LR;
+    unless the logged LR collapsed early (:func:`early_lr_decay`)."""
+    decayed = early_lr_decay(ctx, reason)
+    if decayed is not None:
+        return [decayed]
     why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
     out: list[Candidate] = []
     act = str(ctx.hp.get("activation") or "").lower()

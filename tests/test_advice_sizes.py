@@ -487,3 +487,21 @@ def test_a_jump_on_a_scheduled_lr_keeps_the_configured_base_lr():
                                   "max_steps": 600}, "divergence")["learning_rate"]
     assert rec.proposed == pytest.approx(1e-2) and rec.current > 1.0
     assert "configured learning rate 0.01" in rec.rationale and "remove" in rec.rationale
+
+
+@pytest.mark.parametrize("drop_at, schedule_first", [(60, True), (400, False)])
+def test_a_run_at_chance_whose_logged_lr_collapsed_early_gets_its_schedule_sized(
+        drop_at, schedule_first):
+    """The configured LR is normal but the logged one fell 1000x at 10% of the run: the
+    schedule is the fix, not the init (bench/fixrate/direction.py: 17 lr_decayed_early
+    corpus runs got 'init he_normal'); a decay late in the run is not evidence."""
+    lr = np.full(len(STEPS), 0.05)
+    lr[int(drop_at // 5):] = 5e-5  # STEPS is every 5th step
+    _, recs = _all_recs(_at_chance(lr), {"learning_rate": 0.05, "optimizer": "sgd",
+                                         "max_steps": 600})
+    first = next(iter(recs.values()))
+    if schedule_first:
+        assert first.hyperparameter == "lr_schedule" and "600 steps" in str(first.proposed)
+        assert "fell from 0.05 to 5e-05" in first.rationale and "init" not in recs
+    else:
+        assert first.hyperparameter != "lr_schedule"

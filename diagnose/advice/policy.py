@@ -202,6 +202,10 @@ class AdvicePolicy:
     annealed_share: float = _knob(
         0.05, P.SHARE, "an LR below this share of its peak has already decayed (a plateau "
         "there is the end of the schedule)")
+    early_decay_share: float = _knob(
+        0.25, P.SHARE, "a logged LR that fell below annealed_share of its peak within this "
+        "share of the run and stayed there trained the rest at a negligible LR: a run that "
+        "never learned gets its schedule sized to the run, not init advice")
     early_saturation: float = _knob(
         0.5, P.SHARE, "a plateau at a good level that starts within this share of the run "
         "saturated early: cut the run")
