@@ -264,16 +264,17 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
     """A classifier whose loss is already ``init_blowup_factor`` x ln C at its first logged
     point, with an LR not above the optimizer's usual range, had huge logits before any
     step could go wrong: the initial weights are too large (a scaled-up init), so the init
-    is the fix and an LR cut only slows the recovery.  None otherwise (regression, unknown
-    class count, a first loss near ln C, an unknown LR or one far too high)."""
+    is the fix and an LR cut only slows the recovery.  With the class count not logged the
+    untrained level is ln ``init_blowup_classes`` (an upper bound).  None otherwise
+    (regression, a first loss near ln C, an unknown LR or one far too high)."""
     from diagnose.signals import chance_loss, infer_num_classes
 
     loss = ctx.role(Role.TRAIN_LOSS)
     if loss is None or ctx.regression:
         return None
     n = infer_num_classes(ctx.run, ctx.roles)
-    if not n or n < 2:
-        return None
+    known = bool(n and n >= 2)  # not a regression: an accuracy-like metric or the config
+    n = n if known else ctx.policy.init_blowup_classes
     fin = loss.finite
     first, untrained = float(fin.values[0]), chance_loss(n)
     if first < ctx.policy.init_blowup_factor * untrained:
@@ -283,15 +284,19 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
             and b.loss_min < ctx.policy.init_blowup_factor * untrained):
         return None  # it came down to a normal level first: the blow-up came later
     lr, _ = ctx.lr
-    if lr is None or lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
-        return None  # an unknown LR may be the cause as well
+    if lr is None or lr > usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))[1]:
+        # an unknown LR may be the cause as well; so may one above its usual range (the
+        # first logged point can average a whole epoch at that LR: sample_logs' LR 1.0)
+        return None
     act = str(ctx.hp.get("activation") or "").lower()
     proposed = "xavier_uniform" if act in ("tanh", "sigmoid") else "he_normal"
     return candidate(
         "init", "set", ctx.hp.get("init"), proposed,
         f"the loss was already {show(nice(first, 3))} at the first logged step "
         f"{show(float(fin.steps[0]))}, {show(nice(first / untrained))}x the untrained level "
-        f"ln {n} = {show(nice(untrained, 3))}, with the LR not above its usual range: the "
+        f"ln {n} = {show(nice(untrained, 3))}"
+        f"{'' if known else ' (the class count is not logged: even that many classes)'}"
+        ", with the LR not above its usual range: the "
         f"initial weights are too large (logits far from zero before any step), so use "
         f"{'Xavier (Glorot)' if proposed == 'xavier_uniform' else 'He'} initialisation "
         "(the framework default scale) before touching the LR.",

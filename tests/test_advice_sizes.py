@@ -161,7 +161,12 @@ def test_diverging_loss_in_the_thousands_standardises_regression_targets(hparams
         assert "unscaled targets" in first.rationale
     else:
         assert "standardize_targets" not in {r.hyperparameter for r in recs}
-        assert first.hyperparameter == "learning_rate" and first.action == "decrease"
+        # a classifier at 1.2e6 from its first point (class count not logged: 10x even
+        # ln 100000 is far below) blew up at initialisation: init first, then the LR
+        lr_first = hparams.get("task") != "classification"
+        assert first.hyperparameter == ("learning_rate" if lr_first else "init")
+        lr = next(r for r in recs if r.hyperparameter == "learning_rate")
+        assert lr.action == "decrease"
 
 
 @pytest.mark.parametrize("hparams, proposed", [
@@ -505,3 +510,23 @@ def test_a_run_at_chance_whose_logged_lr_collapsed_early_gets_its_schedule_sized
         assert "fell from 0.05 to 5e-05" in first.rationale and "init" not in recs
     else:
         assert first.hyperparameter != "lr_schedule"
+
+
+@pytest.mark.parametrize("scale, init_first", [(40.0, True), (2.0, False)])
+def test_huge_init_without_a_logged_class_count_uses_a_generous_untrained_level(
+        scale, init_first):
+    """No class count logged: a first loss of ~1500 is 10x ln(100000) and more, an init
+    blow-up whatever the classes (bench/fixrate/direction.py: huge-init corpus runs with
+    the LR and optimizer logged got an LR cut); ~80 might be a big vocabulary's level."""
+    curves = _huge_init_curves()
+    steps, train = curves["loss/train"]
+    curves["loss/train"] = (steps, train * scale)
+    curves["loss/val"] = (curves["loss/val"][0], curves["loss/val"][1] * scale)
+    hp = {"learning_rate": 0.1, "optimizer": "sgd", "max_steps": 600}
+    recs = _recs(curves, hp, "divergence")
+    first = next(iter(recs.values()))
+    if init_first:
+        assert (first.hyperparameter, first.proposed) == ("init", "he_normal")
+        assert "class count is not logged" in first.rationale
+    else:
+        assert first.hyperparameter == "learning_rate"
