@@ -401,6 +401,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "runs_with_wrong": sum(bool(r["wrong"]) for r in scored),
             "wrong_proposals": sum(len(r["wrong"]) for r in scored),
             "top1_rate": top1 / n if n else None, "any_rate": anyr / n if n else None,
+            # the "direction": top-1 advice that touches the cause's knob moves it
+            # the right way, and runs with no wrong-way proposal at all
+            "direction_rate": (top1 / (top1 + wrong1)) if (
+                wrong1 := sum(r["top1"] == "wrong" for r in scored)) + top1 else None,
+            "no_wrong_rate": (n - sum(bool(r["wrong"]) for r in scored)) / n if n else None,
         }
     lands = [x for r in rows for x in r["landings"]]
     by_knob: dict[str, Counter[str]] = defaultdict(Counter)
@@ -429,14 +434,18 @@ def _pct(k: int, n: int) -> str:
 
 
 def render(summary: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    out = ["== recommendation direction on detected broken corpus runs",
+    out = ["== recommendation direction on detected broken corpus runs (direction: top-1 "
+           "right / (right + wrong way on the cause's knob))",
            f"{'state':30s} {'broken':>6s} {'detect':>6s} {'scored':>6s} {'top-1 right':>14s} "
-           f"{'any right':>14s} {'top-1 wrong':>11s} {'wrong props (runs)':>18s}"]
+           f"{'any right':>14s} {'top-1 wrong':>11s} {'wrong props (runs)':>18s} "
+           f"{'direction':>9s}"]
     for name, s in summary["states"].items():
+        rate = "-" if s["direction_rate"] is None else format(s["direction_rate"], ".1%")
         out.append(f"{name:30s} {s['broken']:6d} {s['detected']:6d} {s['scored']:6d} "
                    f"{_pct(s['top1_right'], s['scored']):>14s} "
                    f"{_pct(s['any_right'], s['scored']):>14s} {s['top1_wrong']:11d} "
-                   f"{s['wrong_proposals']:>10d} ({s['runs_with_wrong']})")
+                   f"{s['wrong_proposals']:>10d} ({s['runs_with_wrong']})"
+                   f"{rate:>11s}")
     out += ["", "-- top-1 verdict per cause (right / other / wrong / none)"]
     for cause, c in summary["per_cause_top1"].items():
         out.append(f"  {cause:26s} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
@@ -496,9 +505,13 @@ def main(argv: list[str] | None = None) -> int:
     summary, rows = run(runs, args.rendered, args.jobs)
     print(render(summary, rows))
     print(f"\n({len(runs)} broken runs, {time.perf_counter() - t0:.0f} s)")
-    if args.out:
-        args.out.write_text(json.dumps({"summary": summary, "runs": rows}, indent=1,
-                                       default=str))
+    if args.out:  # the rows without the rationales (the analyzer's text is long)
+        for r in rows:
+            for rec in [r.get("top_advice") or {}, *r.get("wrong", [])]:
+                rec.pop("rationale", None)
+        kept = [r for r in rows if r["detected"]]
+        args.out.write_text(json.dumps({"summary": summary, "runs": kept}, default=str,
+                                       sort_keys=True, separators=(",", ":")))
     return 0
 
 
