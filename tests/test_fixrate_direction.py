@@ -38,9 +38,9 @@ def test_the_table_covers_every_cause_the_generator_draws() -> None:
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     root = tmp_path_factory.mktemp("rendered")
-    runs = [r for r in direction.broken_runs() if r["id"] in (TINY_LR, HEAVY_DROPOUT)]
-    assert len(runs) == 2
     by_id = {r["id"]: r for r in store.load()}
+    runs = direction.broken_runs(records=[by_id[TINY_LR], by_id[HEAVY_DROPOUT]])
+    assert len(runs) == 2
     for r in runs:
         write_logs.render(by_id[r["id"]], root, r["format"])
     summary, rows = direction.run(runs, root, jobs=1)

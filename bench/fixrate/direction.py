@@ -262,11 +262,13 @@ def classify(rec: dict[str, Any], cause: str, true_hp: dict[str, Any], bn_model:
 # ---------------------------------------------------------------------------
 
 
-def broken_runs(store_path: Path = store.STORE) -> list[dict[str, Any]]:
-    """Every broken corpus run that the label check kept: id, cause, label, recipe."""
+def broken_runs(store_path: Path = store.STORE,
+                records: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every broken corpus run that the label check kept: id, cause, label, recipe (of
+    ``records`` when given, else the store's)."""
     labels = label_check.read_labels()
     out = []
-    for rec in store.load(store_path):
+    for rec in records if records is not None else store.load(store_path):
         label = labels.get(rec["id"])
         if not label:
             continue  # healthy or dropped
