@@ -530,3 +530,16 @@ def test_huge_init_without_a_logged_class_count_uses_a_generous_untrained_level(
         assert "class count is not logged" in first.rationale
     else:
         assert first.hyperparameter == "learning_rate"
+
+
+@pytest.mark.parametrize("lr, endless", [([1e-6, 2e-6, 3e-6, 4e-6], True),
+                                         ([2e-6, 4e-6], False),  # too few points to say
+                                         ([1e-4, 3e-3, 3e-3, 3e-3], False)])
+def test_a_warmup_logged_at_a_few_points_is_still_seen_never_ending(lr, endless):
+    """An LR logged 3-7 times over the run leaves one point in its last quarter: its last
+    half of points decides (bench/fixrate/direction.py: endless-warmup corpus runs with a
+    sparse LR log got init or LR x3); a warmup that ended and held is not endless."""
+    curves = _at_chance()
+    curves["lr"] = (np.linspace(0, STEPS[-1], len(lr)), np.array(lr))
+    _, recs = _all_recs(curves, {"optimizer": "adam", "max_steps": 600})
+    assert (next(iter(recs)) == "warmup_steps") == endless

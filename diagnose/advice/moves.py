@@ -391,18 +391,21 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
 
 def warmup_never_ends(ctx: AdviceContext) -> bool:
     """The warmup outlasts the run: the configured warmup is at least the run's length, or
-    the logged LR still rises over the last ``ramp_tail_share`` of the run and ends at
-    its peak."""
+    the logged LR still rises over the last ``ramp_tail_share`` of the run (over its last
+    half of points when it is logged too sparsely for that) and ends at its peak."""
     total = ctx.total_steps
     warm = finite_number(ctx.hp.get("warmup_steps"))
     if warm is not None and total and warm >= total:
         return True
     s = ctx.lr_series
-    if s is None or len(s.finite) < 4:
+    if s is None or len(s.finite) < 3:
         return False
     steps, values = s.finite.steps, s.finite.values
     tail = values[steps >= steps[0] + (1 - ctx.policy.ramp_tail_share) * (steps[-1] - steps[0])]
-    if len(tail) < 2 or tail[0] <= 0:
+    if len(tail) < 2:
+        # an LR logged at a few points only (3-7 over the run): its last half of points
+        tail = values[len(values) // 2:] if len(values) >= 4 else values[-2:]
+    if tail[0] <= 0:
         return False
     rising = bool(np.all(np.diff(tail) >= 0)) and tail[-1] >= float(np.max(values))
     return rising and tail[-1] / tail[0] >= ctx.policy.ramp_min_rise
