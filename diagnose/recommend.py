@@ -35,6 +35,7 @@ from diagnose.advice.moves import (
     decay_schedule,
     extend_length,
     land_in_range,
+    landing_note,
     landing_point,
     length_target,
     lr_is_small,
@@ -225,11 +226,15 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     if ctx.regression and not scaled and measured and b.loss_min >= pol.unscaled_loss_level:
         why = (f"the loss never fell below {show(nice(b.loss_min, 3))} (at least "
                f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets")
-    elif (ctx.regression and scaled is False and not measured and lr is not None
+    elif (ctx.regression and scaled is not True and not measured and lr is not None
           and low <= lr <= high):
-        # no finite loss to size, but a normal LR and targets the config leaves raw
+        # no finite loss to size, but a normal LR and targets the config does not
+        # standardise (bench/fixrate/direction.py: 30 unscaled-target runs NaN from their
+        # first point got only an LR cut when the config did not record the scaling)
+        raw = ("the config leaves the regression targets unstandardised" if scaled is False
+               else "the config does not say the regression targets are standardised")
         why = (f"no finite loss was logged although the LR {show(lr)} is in the usual "
-               "range, and the config leaves the regression targets unstandardised")
+               f"range, and {raw}")
     else:
         why = ""
     if why:
@@ -259,16 +264,17 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
     """A classifier whose loss is already ``init_blowup_factor`` x ln C at its first logged
     point, with an LR not above the optimizer's usual range, had huge logits before any
     step could go wrong: the initial weights are too large (a scaled-up init), so the init
-    is the fix and an LR cut only slows the recovery.  None otherwise (regression, unknown
-    class count, a first loss near ln C, an unknown LR or one far too high)."""
+    is the fix and an LR cut only slows the recovery.  With the class count not logged the
+    untrained level is ln ``init_blowup_classes`` (an upper bound).  None otherwise
+    (regression, a first loss near ln C, an unknown LR or one far too high)."""
     from diagnose.signals import chance_loss, infer_num_classes
 
     loss = ctx.role(Role.TRAIN_LOSS)
     if loss is None or ctx.regression:
         return None
     n = infer_num_classes(ctx.run, ctx.roles)
-    if not n or n < 2:
-        return None
+    known = bool(n and n >= 2)  # not a regression: an accuracy-like metric or the config
+    n = n if known else ctx.policy.init_blowup_classes
     fin = loss.finite
     first, untrained = float(fin.values[0]), chance_loss(n)
     if first < ctx.policy.init_blowup_factor * untrained:
@@ -278,15 +284,19 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
             and b.loss_min < ctx.policy.init_blowup_factor * untrained):
         return None  # it came down to a normal level first: the blow-up came later
     lr, _ = ctx.lr
-    if lr is None or lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr) == "above":
-        return None  # an unknown LR may be the cause as well
+    if lr is None or lr > usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))[1]:
+        # an unknown LR may be the cause as well; so may one above its usual range (the
+        # first logged point can average a whole epoch at that LR: sample_logs' LR 1.0)
+        return None
     act = str(ctx.hp.get("activation") or "").lower()
     proposed = "xavier_uniform" if act in ("tanh", "sigmoid") else "he_normal"
     return candidate(
         "init", "set", ctx.hp.get("init"), proposed,
         f"the loss was already {show(nice(first, 3))} at the first logged step "
         f"{show(float(fin.steps[0]))}, {show(nice(first / untrained))}x the untrained level "
-        f"ln {n} = {show(nice(untrained, 3))}, with the LR not above its usual range: the "
+        f"ln {n} = {show(nice(untrained, 3))}"
+        f"{'' if known else ' (the class count is not logged: even that many classes)'}"
+        ", with the LR not above its usual range: the "
         f"initial weights are too large (logits far from zero before any step), so use "
         f"{'Xavier (Glorot)' if proposed == 'xavier_uniform' else 'He'} initialisation "
         "(the framework default scale) before touching the LR.",
@@ -763,8 +773,8 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
         lr_move = candidate(
             "learning_rate", "increase" if side == "below" else "decrease", lr, new,
             f"{reason}; the {source} LR {show(lr)} is far {side} {label} usual range "
-            f"{show(low)} to {show(high)}, so move into it: {show(new)} (an LR range test "
-            "refines it).", 2.0)
+            f"{show(low)} to {show(high)}, so move into it: {show(new)}"
+            f"{landing_note(ctx.policy, opt)} (an LR range test refines it).", 2.0)
         return [lr_move]
     dead = dead_start_advice(ctx, reason)
     if dead:
@@ -772,9 +782,46 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     return [scale_lr(ctx, ctx.policy.plateau_lr_factor, f"{reason}: a saddle plateau", 1.0)]
 
 
+def early_lr_decay(ctx: AdviceContext, reason: str) -> Candidate | None:
+    """The logged LR fell below ``annealed_share`` of its peak within ``early_decay_share``
+    of the run and stayed there: the configured LR is normal, but the run trained at a
+    negligible one, so the schedule is sized to the run (not the init, not the base LR)."""
+    s = ctx.lr_series
+    pol = ctx.policy
+    if s is None or len(s.finite) < 4:
+        return None
+    steps, values = s.finite.steps, s.finite.values
+    peak = float(np.max(values))
+    low = values < pol.annealed_share * peak
+    if peak <= 0 or not low[-1]:
+        return None
+    first = len(low) - int(np.argmin(low[::-1])) if not low.all() else 0  # stays low from
+    span = float(steps[-1] - steps[0])
+    step = float(steps[first])
+    if span <= 0 or (step - steps[0]) > pol.early_decay_share * span:
+        return None
+    current = ctx.hp.get("lr_schedule")
+    total = ctx.total_steps
+    horizon = f"{show(total)} steps" if total else "the full run"
+    name = str(current) if current and str(current).lower() not in ("constant", "none") \
+        else "cosine"
+    after = float(np.median(values[first:]))
+    return candidate(
+        "lr_schedule", "set", current, f"{name} over {horizon}",
+        f"{reason}: the logged LR fell from {show(nice(peak, 3))} to {show(nice(after, 3))} "
+        f"(below {show(pol.annealed_share)} of its peak) at step {show(step)}, "
+        f"{(step - steps[0]) / span:.0%} into the run, and stayed there, so the run trained "
+        f"at a negligible LR: decay it over {horizon} instead (remove the early milestone "
+        "or the scheduler sized in epochs but stepped per batch).", 2.0, direction=0)
+
+
 def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     """A network that never left its initial loss with a normal LR: the init or the
-    activations keep it dead (every ReLU off, zero weights), so change those, not the LR."""
+    activations keep it dead (every ReLU off, zero weights), so change those, not the LR;
+    unless the logged LR collapsed early (:func:`early_lr_decay`)."""
+    decayed = early_lr_decay(ctx, reason)
+    if decayed is not None:
+        return [decayed]
     why = f"{reason} with an LR inside the optimizer's usual range, so nothing was learned"
     out: list[Candidate] = []
     act = str(ctx.hp.get("activation") or "").lower()

@@ -91,10 +91,37 @@ def usual_lr_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, 
             "any common optimizer's")
 
 
+def landing_range(policy: AdvicePolicy, optimizer: Any) -> tuple[float, float, str]:
+    """(low, high, label) of the range an LR far outside its usual range lands in: the
+    optimizer's own range; for an unknown optimizer the range where every common optimizer
+    trains (the overlap of their ranges), since the widest range's upper part is 10-100x
+    above Adam's (a tiny Adam LR moved to 0.03 is far too high in turn)."""
+    if optimizer_family(optimizer):
+        return usual_lr_range(policy, optimizer)
+    ranges = ((policy.sgd_lr_low, policy.sgd_lr_high), (policy.adam_lr_low, policy.adam_lr_high),
+              (policy.rmsprop_lr_low, policy.rmsprop_lr_high))
+    low, high = max(lo for lo, _ in ranges), min(hi for _, hi in ranges)
+    if low > high:  # a policy whose ranges do not overlap: the widest one
+        return usual_lr_range(policy, optimizer)
+    return low, high, "every common optimizer's"
+
+
+def landing_note(policy: AdvicePolicy, optimizer: Any) -> str:
+    """How a rationale names where an LR lands when the optimizer is unknown ('' when it
+    is known: the usual range named before says it)."""
+    if optimizer_family(optimizer):
+        return ""
+    low, high, label = landing_range(policy, optimizer)
+    if label != "every common optimizer's":
+        return ""
+    return (f"; the optimizer is not logged, so this is inside {label} usual range, "
+            f"{show(low)} to {show(high)}")
+
+
 def landing_point(policy: AdvicePolicy, optimizer: Any) -> float:
     """Where an LR far outside the optimizer's usual range lands inside it
-    (``lr_range_landing``, geometric)."""
-    low, high, _ = usual_lr_range(policy, optimizer)
+    (``lr_range_landing``, geometric, of :func:`landing_range`)."""
+    low, high, _ = landing_range(policy, optimizer)
     pos = policy.lr_range_landing
     return nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
 
@@ -127,8 +154,8 @@ def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
         return None
     side = "above" if above else "below"
     return landed, (f"{show(lr)} is far {side} {label} usual LR range {show(low)} to "
-                    f"{show(high)}, so move into it: {show(landed)} (an LR range test "
-                    "refines it)")
+                    f"{show(high)}, so move into it: {show(landed)}"
+                    f"{landing_note(policy, optimizer)} (an LR range test refines it)")
 
 
 def truthy(value: Any) -> bool | None:
@@ -364,18 +391,21 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
 
 def warmup_never_ends(ctx: AdviceContext) -> bool:
     """The warmup outlasts the run: the configured warmup is at least the run's length, or
-    the logged LR still rises over the last ``ramp_tail_share`` of the run and ends at
-    its peak."""
+    the logged LR still rises over the last ``ramp_tail_share`` of the run (over its last
+    half of points when it is logged too sparsely for that) and ends at its peak."""
     total = ctx.total_steps
     warm = finite_number(ctx.hp.get("warmup_steps"))
     if warm is not None and total and warm >= total:
         return True
     s = ctx.lr_series
-    if s is None or len(s.finite) < 4:
+    if s is None or len(s.finite) < 3:
         return False
     steps, values = s.finite.steps, s.finite.values
     tail = values[steps >= steps[0] + (1 - ctx.policy.ramp_tail_share) * (steps[-1] - steps[0])]
-    if len(tail) < 2 or tail[0] <= 0:
+    if len(tail) < 2:
+        # an LR logged at a few points only (3-7 over the run): its last half of points
+        tail = values[len(values) // 2:] if len(values) >= 4 else values[-2:]
+    if tail[0] <= 0:
         return False
     rising = bool(np.all(np.diff(tail) >= 0)) and tail[-1] >= float(np.max(values))
     return rising and tail[-1] / tail[0] >= ctx.policy.ramp_min_rise

@@ -129,6 +129,10 @@ class AdvicePolicy:
         10.0, P.AT_LEAST_ONE, "a diverging classifier whose first logged loss is already "
         "this many times its untrained level ln C, with the LR not above its usual range, "
         "blew up at initialisation (weights drawn too large): fix the init first, not the LR")
+    init_blowup_classes: int = _knob(
+        100_000, P.COUNT, "with the class count not logged, a classifier's untrained level "
+        "is taken as ln of this many classes (a generous upper bound: a large vocabulary), "
+        "so only a first loss init_blowup_factor x that high counts as an init blow-up")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
@@ -202,6 +206,10 @@ class AdvicePolicy:
     annealed_share: float = _knob(
         0.05, P.SHARE, "an LR below this share of its peak has already decayed (a plateau "
         "there is the end of the schedule)")
+    early_decay_share: float = _knob(
+        0.25, P.SHARE, "a logged LR that fell below annealed_share of its peak within this "
+        "share of the run and stayed there trained the rest at a negligible LR: a run that "
+        "never learned gets its schedule sized to the run, not init advice")
     early_saturation: float = _knob(
         0.5, P.SHARE, "a plateau at a good level that starts within this share of the run "
         "saturated early: cut the run")
