@@ -37,6 +37,22 @@ def test_exploding_gradients_from_histograms_when_no_scalar_is_logged():
     assert not findings(make_run({"train_loss": (steps, loss)}, histograms=calm), "GRD001")
 
 
+def test_exploding_gradients_the_loss_did_not_pay_for_are_info():
+    """DESIGN.md: a grad-norm state on its own warns only where it predicts a failure."""
+    steps = np.arange(0, 1000, 10)
+    g = 1e-2 * 10 ** (4 * np.maximum(steps - 400, 0) / 600)
+    (f,) = findings(make_run({"train_loss": (steps, decay(steps)),
+                              "grad_norm": (steps, g)}), "GRD001")
+    assert f.severity == "info" and f.evidence["kept_learning"] is True
+    assert f.evidence["loss_end"] <= f.evidence["loss_at_low"]
+    assert "kept learning" in f.message
+    # the loss turns back up as the norm grows: the growth cost progress, an error
+    rising = decay(steps) + 0.5 * np.maximum(steps - 500, 0) / 500
+    (f,) = findings(make_run({"train_loss": (steps, rising), "grad_norm": (steps, g)}),
+                    "GRD001")
+    assert f.severity == "error" and f.evidence["kept_learning"] is False
+
+
 def test_nonfinite_grad_norm_is_exploding():
     steps = np.arange(100)
     g = np.r_[np.ones(60), np.full(40, math.inf)]

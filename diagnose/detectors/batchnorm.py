@@ -118,6 +118,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         far_bad: float = param(P.AT_LEAST_ONE)
         loose_train_ratio: float = param(P.SHARE)
         flat_rise: float = param(P.NON_NEGATIVE)
+        min_swings: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -162,6 +163,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         evaluations: int | None = optional()
         val_max_over_train: float | None = optional()
         swing_ratio: float | None = optional()
+        swing_excursions: int | None = optional()
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
     def detect(self, ctx: RuleContext,
@@ -283,8 +285,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
             return (
                 f"val loss swings to at least {fmt(ev.swing_ratio)}x the train loss or "
                 f"{fmt(_far_bad(ev))}x the untrained level {fmt(ev.untrained_level)}"
-                f" at {ev.swing_evaluations} of {ev.evaluations} evaluations "
-                f"(up to {fmt(ev.val_max_over_train)}x, median jump "
+                f" at {ev.swing_evaluations} of {ev.evaluations} evaluations in "
+                f"{ev.swing_excursions} separate excursions (up to "
+                f"{fmt(ev.val_max_over_train)}x, median jump "
                 f"{fmt(ev.val_median_jump_factor)}x between evaluations) while train loss "
                 f"falls to {fmt(ev.train_end)}"
             )
@@ -459,11 +462,13 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     ``swing_share`` of the evaluations (two or more, in both halves of the run) sit
     ``swing_ratio`` times above the smoothed train loss at the same step or ``far_bad``
     times above the untrained level (eval worse than an untrained model), consecutive
-    evaluations differ by a median factor of ``jump_factor``, and train gets good
-    (``train_good_ratio``).  Unlike the erratic branch the train loss may be noisy per
-    step (a tiny last batch spikes it too): it is compared by its smoothed level.  A val
-    loss that rises steadily (memorisation) has small jumps and stays quiet.  Val is read
-    per evaluation: of the val loss series, the one with the fewest points (a per-epoch
+    evaluations differ by a median factor of ``jump_factor``, the swinging evaluations
+    form at least ``min_swings`` separate excursions (val goes up, comes back, goes up
+    again: one excursion that recovers is a transient spike, healthy by DESIGN.md), and
+    train gets good (``train_good_ratio``).  Unlike the erratic branch the train loss may
+    be noisy per step (a tiny last batch spikes it too): it is compared by its smoothed
+    level.  A val loss that rises steadily (memorisation) has small jumps and stays quiet.
+    Val is read per evaluation: of the val loss series, the one with the fewest points (a per-epoch
     aggregate rather than per-batch val losses, which swing by nature)."""
     val = _per_evaluation(ctx, Role.VAL_LOSS, p.swing_min_points)
     train = get_curve(ctx, Role.TRAIN_LOSS)
@@ -484,6 +489,10 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
             or not high[half:].any():
         return None
+    # separate excursions: runs of consecutive swinging evaluations
+    excursions = int(high[0]) + int(np.sum(high[1:] & ~high[:-1]))
+    if excursions < p.min_swings:
+        return None
     jump = _log_jumps(val)
     ref = early_level(train)
     t_end = end_level(train)
@@ -493,8 +502,8 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
-        val_median_jump_factor=float(np.exp(jump)), untrained_level=untrained, train_end=t_end,
-        thresholds=p))
+        swing_excursions=excursions, val_median_jump_factor=float(np.exp(jump)),
+        untrained_level=untrained, train_end=t_end, thresholds=p))
 
 
 def _far_bad(ev: BN001.Evidence) -> float | None:

@@ -114,7 +114,10 @@ def _log_levels(steps: np.ndarray, v: np.ndarray, p: Any) -> dict[str, Any] | No
 class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
     """Gradient norm non-finite, or its late level ``orders`` decades above its lowest
     smoothed level and ``over_early`` decades above its early level (a norm that only
-    climbs back from a converged near-zero low to its starting scale predicts nothing)."""
+    climbs back from a converged near-zero low to its starting scale predicts nothing).
+    A growth the loss did not pay for (it ends at most ``lost_ground_above`` x its level
+    where the norm began to grow) is info: on its own a grad-norm state warns only where
+    it predicts a failure (DESIGN.md)."""
 
     id = "GRD001"
     detector = "exploding_gradients"
@@ -126,6 +129,7 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
         early_frac: float = param(P.SHARE)
         tail_frac: float = param(P.SHARE)
         min_points: int = param(P.COUNT)
+        lost_ground_above: float = param(P.POSITIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -144,6 +148,12 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
         orders: float = 0.0
         over_early: float | None = optional()
         tail_frac: float | None = optional()
+        #: the main loss where the norm began to grow (its last point within a quarter
+        #: of the growth above its low) and at the end (growth branch)
+        growth_start_step: int | None = optional()
+        loss_at_low: float | None = optional()
+        loss_end: float | None = optional()
+        kept_learning: bool | None = optional()
 
     def detect(self, ctx: RuleContext,
                p: GRD001.Params) -> list[Found[GRD001.Evidence]] | None:
@@ -168,11 +178,20 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
             ss, sm = lv["ss"], lv["sm"]
             up = np.flatnonzero((ss > lv["min_step"]) & (sm >= lv["min"] + growth / 2))
             step = round(ss[up[0]]) if len(up) else lv["min_step"]
+            # where the norm began to grow: its last point within a quarter of the growth
+            # of its low before passing halfway (a flat low can stretch back to step 0)
+            began = np.flatnonzero((ss >= lv["min_step"]) & (ss <= step)
+                                   & (sm <= lv["min"] + growth / 4))
+            start = float(ss[began[-1]]) if len(began) else float(lv["min_step"])
+            at_low, end = _loss_since(ctx, start)
+            kept = at_low is not None and end is not None and end <= p.lost_ground_above * at_low
             out.append(Found(tag, step, GRD001.Evidence(
                 step=step, low=_p10(lv["min"]), low_step=lv["min_step"],
                 late_level=_p10(lv["tail"]), early_level=_p10(lv["early"]),
                 growth_factor=_p10(growth), orders=p.orders, over_early=p.over_early,
-                tail_frac=p.tail_frac)))
+                tail_frac=p.tail_frac, growth_start_step=round(start), loss_at_low=at_low,
+                loss_end=end,
+                kept_learning=None if at_low is None else kept), "info" if kept else None))
         return out
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
@@ -192,9 +211,30 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
         if ev.first_nonfinite_step is not None:
             return (f"gradient norm is {fmt(ev.value)} at step {ev.first_nonfinite_step} "
                     f"({ev.nonfinite_points} of {ev.points} points non-finite)")
+        kept = (f"; the loss kept learning ({fmt(ev.loss_at_low)} at step "
+                f"{ev.growth_start_step} where the norm began to grow, {fmt(ev.loss_end)} at "
+                f"the end)" if ev.kept_learning else "")
         return (f"gradient norm grows {fmt(ev.growth_factor)}x from its low of "
                 f"{fmt(ev.low)} at step {ev.low_step} to {fmt(ev.late_level)} late in the "
-                f"run, passing halfway at step {ev.step}")
+                f"run, passing halfway at step {ev.step}{kept}")
+
+
+def _loss_since(ctx: RuleContext, step: float) -> tuple[float | None, float | None]:
+    """The main loss's level around ``step`` (median of the points just before it) and at
+    the end (median of the last tenth); (None, None) without a positive finite loss."""
+    from diagnose.detectors.progress import level
+
+    losses = main_losses(ctx)
+    if not losses:
+        return None, None
+    f = finite(ctx, losses[0])
+    if len(f) < 3 or not np.all(f.values > 0):
+        return None, None
+    st, v = f.steps.astype(float), f.values
+    span = float(st[-1] - st[0])
+    at = level(st, v, step - 0.05 * span, step)
+    end = level(st, v, st[-1] - 0.1 * span, st[-1])
+    return at, end
 
 
 def _loss_stalled(ctx: RuleContext, p: GRD002.Params) -> tuple[bool | None, dict[str, Any]]:
