@@ -356,8 +356,10 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     above: learned a little, then stuck).
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
-    loss = get_curve(ctx, Role.VAL_LOSS) or get_curve(ctx, Role.TRAIN_LOSS)
-    if loss is None or len(loss) < 3 or float(np.min(loss.values)) <= 0:
+    # the val loss, else (fewer than 3 evaluations: a run validated twice) the train loss
+    loss = next((lc for lc in (get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS))
+                 if lc is not None and len(lc) >= 3), None)
+    if loss is None or float(np.min(loss.values)) <= 0:
         return out
     progs = []
     for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
