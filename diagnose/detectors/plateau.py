@@ -279,17 +279,21 @@ def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     it never improved at all: only that verdict (:func:`_never_left`) is given.  So few
     points give no noise estimate (one real jump reads as noise) nor a robust start
     level, so every logged value must be the same (a val accuracy whose predictions never
-    changed) or within ``min_rel_progress`` of the level, the latter unless the first
+    changed) or none may improve on the first by more than ``min_rel_progress`` of the
+    level (one that only got worse never improved either), the latter unless the first
     accuracy shows a run that started trained (:func:`_trained_start`)."""
     curves = _objectives(ctx, int(p["min_never_points"]))
     if not curves or ends_nonfinite(ctx):
         return None
     c = curves[0]
-    total = float(np.ptp(c.values))
     a0 = float(c.values[0])
+    # improvement on the first evaluation (values are oriented lower-is-better): an
+    # objective that only got worse never improved either
+    total = max(0.0, a0 - float(np.min(c.values)))
     scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
     level_noise = 1e-9 * max(1.0, abs(a0))
-    if total > level_noise:
+    spread = float(np.ptp(c.values))
+    if spread > level_noise:
         # not identical, but within min_rel_progress of the level: never improved either,
         # unless the class count is unknown and the first accuracy shows a run that
         # started trained (a fine-tune validated a few times, flat where it started)
@@ -297,9 +301,10 @@ def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
                  else untrained_level(ctx))
         if total > float(p["min_rel_progress"]) * scale or (
                 found is not None
-                and _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+                and _trained_start(ctx, found[0], float(p["first_acc_share"]),
+                              int(p["min_never_points"]))):
             return None
-        level_noise = total
+        level_noise = spread
     s = smoothed(ctx, c)[0]
     out = {"curve": c, "total": total, "noise": noise(c), "best": float(np.min(
         smoothed(ctx, c)[1])), "tail_start": float(s[0]), "tail_gain": 0.0,
@@ -351,8 +356,10 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     above: learned a little, then stuck).
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
-    loss = get_curve(ctx, Role.VAL_LOSS) or get_curve(ctx, Role.TRAIN_LOSS)
-    if loss is None or len(loss) < 3 or float(np.min(loss.values)) <= 0:
+    # the val loss, else (fewer than 3 evaluations: a run validated twice) the train loss
+    loss = next((lc for lc in (get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS))
+                 if lc is not None and len(lc) >= 3), None)
+    if loss is None or float(np.min(loss.values)) <= 0:
         return out
     progs = []
     for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
@@ -399,19 +406,25 @@ def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
     v_end, t_end = end_level(vl), end_level(tl)
     if (v_end < float(p["low_loss_share"]) * signals.chance_loss(2)
             or t_end < float(p["flat_gap_ratio"]) * v_end
-            or _trained_start(ctx, found[0], float(p["first_acc_share"]))):
+            or _trained_start(ctx, found[0], float(p["first_acc_share"]),
+                              int(p["min_never_points"]))):
         return {}
     return {"poor_by": "held_out", "poor_loss": vl.tag, "train_over_val": t_end / v_end}
 
 
-def _trained_start(ctx: RuleContext, level0: float, share: float) -> bool:
+def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: int) -> bool:
     """Whether the first evaluated accuracy (val, else train) leads the uniform guess
     exp(-L0) that the untrained loss L0 implies by ``share`` of the room above it: then
-    the first logged loss is already a trained model's (a fine-tune, a resumed run)."""
+    the first logged loss is already a trained model's (a fine-tune, a resumed run).
+    An accuracy identical at every one of at least ``min_points`` evaluations is not: its
+    predictions never changed (a constant guess, the majority class of an imbalanced
+    set leads the uniform guess without learning anything)."""
     for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
         acc = get_curve(ctx, role)
         if acc is None or not len(acc) or not bounded_metric(acc):
             continue
+        if len(acc) >= min_points and float(np.ptp(acc.values)) <= 1e-9:
+            return False
         guess = float(np.exp(-level0))
         return acc.raw(float(acc.values[0])) >= guess + share * (1.0 - guess)
     return False
@@ -609,7 +622,7 @@ def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
     found = untrained_level(ctx)
     if found is None or end_level(main) < float(p.min_chance_share) * signals.chance_loss(2):
         return None
-    if _trained_start(ctx, found[0], float(p.first_acc_share)):
+    if _trained_start(ctx, found[0], float(p.first_acc_share), p.min_points):
         return None
     return found
 
