@@ -395,6 +395,19 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         thresholds=p))
 
 
+def _positive_val_and_train(ctx: RuleContext, min_points: int) -> tuple[Any, Any] | None:
+    """The per-evaluation val loss (``min_points`` or more) and the train loss (3 or
+    more), both positive, on a run that does not end non-finite; else None."""
+    val = _per_evaluation(ctx, Role.VAL_LOSS, min_points)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if val is None or train is None or len(val) < min_points or len(train) < 3 \
+            or ends_nonfinite(ctx):
+        return None
+    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
+        return None
+    return val, train
+
+
 def _runaway(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     """Eval-mode results blow up from the first evaluations (DESIGN.md,
     batchnorm_collapse: a huge val loss, val never good first) even when val starts
@@ -404,13 +417,10 @@ def _runaway(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     or more, while train gets good (``train_good_ratio``).  Memorisation starts at the
     same place but creeps up a few percent per evaluation; this one leaps, so it is
     judged from ``min_val_points`` evaluations."""
-    val = _per_evaluation(ctx, Role.VAL_LOSS, p.min_val_points)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3 \
-            or ends_nonfinite(ctx):
+    curves = _positive_val_and_train(ctx, p.min_val_points)
+    if curves is None:
         return None
-    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
-        return None
+    val, train = curves
     ref = _untrained(ctx, train)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_end, t_end = end_level(val), end_level(train)
@@ -470,13 +480,10 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     level.  A val loss that rises steadily (memorisation) has small jumps and stays quiet.
     Val is read per evaluation: of the val loss series, the one with the fewest points (a per-epoch
     aggregate rather than per-batch val losses, which swing by nature)."""
-    val = _per_evaluation(ctx, Role.VAL_LOSS, p.swing_min_points)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    if val is None or train is None or len(val) < p.swing_min_points or len(train) < 3 \
-            or ends_nonfinite(ctx):
+    curves = _positive_val_and_train(ctx, p.swing_min_points)
+    if curves is None:
         return None
-    if float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
-        return None
+    val, train = curves
     ts, tsm = smoothed(ctx, train)
     t_at = np.interp(val.steps, ts, tsm)
     if not np.all(t_at > 0):
