@@ -17,8 +17,10 @@
   (``gap_ratio``) is a generalisation gap.
 * UND004 ``poor_level``: the loss left its untrained level but ends at a large share of
   it (or, with few classes, at a poor accuracy; or unconfident: the val loss far above
-  what calibrated predictions at the val accuracy pay), train about as poor as val.  A
-  loss-only log must show its val loss learn over its own evaluations.
+  what calibrated predictions at the val accuracy pay), train about as poor as val.  The
+  val loss must show it learned over its own evaluations; a loss-only log (read as a
+  regression: its untrained level is the target's variance) is poor at a lower share
+  of that level when its val loss shows the descent from it.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -612,6 +614,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         min_val_points: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
         unconfident_ratio: float = param(P.AT_LEAST_ONE)
+        regression_poor_ratio: float = param(P.FRACTION)
+        regression_min_val_fall: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -667,20 +671,36 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # initialisation to the uniform guess learned nothing)
         if b > (1.0 - float(p.min_fall)) * l0 or not below_chance(ctx, b, float(p.min_fall)):
             return []
-        # ... and, with no accuracy to show what it learned, the val loss learned over its
-        # own evaluations (flat from its first one: converged before it, or never left its
-        # start; the untrained level of a loss-only log is unknown)
+        # ... and the val loss learned over its own evaluations (flat from its first one:
+        # converged before it, or never left its start; a fine-tune that starts low keeps
+        # the accuracy and confidence it had before the log began, and the untrained
+        # level of a loss-only log is unknown)
+        # (with the class count known, ln C is the untrained level whatever the log's
+        # first values: a val loss flat from its first evaluation at a poor share of it
+        # learned before that evaluation and stopped there, underfit and plateau)
         acc = self._accuracy(ctx, frac)
-        v_fall = val_own_fall(ctx, p.min_val_points) if acc is None else None
-        if v_fall is not None and v_fall < float(p.min_val_fall):
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        v_fall = val_own_fall(ctx, p.min_val_points)
+        val_learned = n_classes is not None or v_fall is None \
+            or v_fall >= float(p.min_val_fall)
+        if not val_learned:
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
         # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
         # char-level language model predicts 40-60% of its next characters)
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         many = many_classes(ctx, l0, p.acc_max_classes)
-        by_loss = level >= float(p.many_poor_ratio if many else p.poor_ratio) * l0
+        # a loss-only log (no task metric at all, no class count) reads as a regression:
+        # its untrained level is the target's variance, and a loss still holding
+        # regression_poor_ratio of it explains too little of the variance to be a fit
+        # (read only when the val loss shows the descent from that level on its own
+        # evaluations: the log's first values are then the untrained level)
+        regression = (n_classes is None and not any(
+            ctx.roles.candidates(r) for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
+                      and (v_fall is None or v_fall >= float(p.regression_min_val_fall)))
+        ratio = (p.many_poor_ratio if many else
+                 p.regression_poor_ratio if regression else p.poor_ratio)
+        by_loss = level >= float(ratio) * l0
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
@@ -697,7 +717,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             if level < float(p.acc_min_loss_ratio) * l0:
                 return []
             unconfident = self._unconfident(ctx, frac, l0, n_classes)
-            if unconfident is None or unconfident < float(p.unconfident_ratio):
+            if not val_learned or unconfident is None \
+                    or unconfident < float(p.unconfident_ratio):
                 return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
@@ -710,7 +731,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # regularisation, or stopped early), still poor on the loss
         if acc is not None and acc[2] > float(p.max_accuracy):
             unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
-            if unconfident is None or unconfident < float(p.unconfident_ratio):
+            if not val_learned or unconfident is None \
+                    or unconfident < float(p.unconfident_ratio):
                 return []
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
