@@ -258,6 +258,7 @@ def test_loss_far_above_what_its_accuracy_explains_is_divergence_without_a_class
     from diagnose.detectors.divergence import calibrated_ce_ceiling
 
     assert calibrated_ce_ceiling(0.1, math.log(10), 0.9) == pytest.approx(math.log(10))
+    assert calibrated_ce_ceiling(1.0, 6.9, 1.0) == 0.0  # full credit: a certain model
     steps, vs = _epochs()
     blown = _noisy(13 + 900 * np.exp(-steps / 150), 0.1)
     acc = {"train_acc": (steps, np.full(len(steps), 0.3))}

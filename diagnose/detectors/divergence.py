@@ -478,8 +478,8 @@ def calibrated_ce_ceiling(accuracy: float, max_chance_loss: float, credit: float
     [1/C, ``credit``]: a logged accuracy of 1 (a batch, a small set) does not mean the
     model is certain, and the ceiling would be 0."""
     a = min(max(accuracy, math.exp(-max_chance_loss)), credit)
-    return (-a * math.log(a) - (1 - a) * math.log(1 - a)
-            + (1 - a) * math.log(math.expm1(max_chance_loss)))
+    rest = (1 - a) * (math.log(math.expm1(max_chance_loss)) - math.log(1 - a)) if a < 1 else 0.0
+    return -a * math.log(a) + rest
 
 
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
