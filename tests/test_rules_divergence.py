@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from rule_helpers import decay, findings, make_run
 
 RNG = np.random.default_rng(42)
@@ -243,9 +244,47 @@ def test_unknown_class_count_is_judged_against_the_largest_plausible_chance_leve
     far = _noisy(40 + 900 * np.exp(-steps / 150), 0.1)
     (f,) = findings(make_run({"train_loss": (steps, far), **acc}), "DIV005")
     assert f.evidence["reference_kind"] == "largest plausible chance level"
-    # 15 is under 3 x ln 1000: not provably far above every plausible chance level
-    near = _noisy(15 + 900 * np.exp(-steps / 150), 0.1)
+    assert f.evidence["criterion"] == "far_above"
+    # about 7 at the end: under 3 x ln 1000 and only 1.3x the 5.4 a calibrated model at
+    # accuracy 0.3 costs over up to 1000 classes: not provably blown up
+    near = _noisy(5 + 900 * np.exp(-steps / 150), 0.1)
     assert not findings(make_run({"train_loss": (steps, near), **acc}), "DIV005")
+
+
+def test_loss_far_above_what_its_accuracy_explains_is_divergence_without_a_class_count():
+    """A blown-up first loss gives no class count, yet a train loss of 15 at accuracy 0.3
+    is far above the H(0.3) + 0.7 ln 1000 = 5.4 any calibrated model at that accuracy
+    costs: logits blown far beyond what the accuracy explains."""
+    from diagnose.detectors.divergence import calibrated_ce_ceiling
+
+    assert calibrated_ce_ceiling(0.1, math.log(10), 0.9) == pytest.approx(math.log(10))
+    assert calibrated_ce_ceiling(1.0, 6.9, 1.0) == 0.0  # full credit: a certain model
+    steps, vs = _epochs()
+    blown = _noisy(13 + 900 * np.exp(-steps / 150), 0.1)
+    acc = {"train_acc": (steps, np.full(len(steps), 0.3))}
+    (f,) = findings(make_run({"train_loss": (steps, blown), **acc}), "DIV005")
+    ev = f.evidence
+    assert ev["criterion"] == "above_accuracy_ceiling" and ev["num_classes"] is None
+    assert ev["accuracy"] == pytest.approx(0.3)
+    assert ev["accuracy_bound"] == pytest.approx(calibrated_ce_ceiling(0.3, 6.9, 0.9))
+    assert 2.5 < ev["level"] / ev["accuracy_bound"] < 3.1 and "calibrated model" in f.message
+    # the val accuracy stands in when the train split logs none (an HF Trainer log)
+    run = make_run({"train_loss": (steps, blown), "val_acc": (vs, np.full(len(vs), 0.3))})
+    (f,) = findings(run, "DIV005")
+    assert f.evidence["criterion"] == "above_accuracy_ceiling"
+    # a logged train accuracy of 1 (a batch) is not certainty: 0.5 there is not blown up
+    fine = {"train_loss": (steps, _noisy(0.5 + 2 * np.exp(-steps / 150))),
+            "train_acc": (steps, np.ones(len(steps)))}
+    assert not findings(make_run(fine), "DIV005")
+
+
+def test_overconfident_val_loss_alone_is_not_judged_against_its_accuracy():
+    """An overfit model's val loss ends at 2.5 with val accuracy 0.85 (1.7x the calibrated
+    ceiling): overconfidence on val, not blown logits, so only a train loss is judged."""
+    _, vs = _epochs()
+    val = np.where(vs < 300, 1.1 - 0.6 * vs / 300, 0.5 + 2.0 * (vs - 300) / (vs[-1] - 300))
+    run = make_run({"val_loss": (vs, val), "val_acc": (vs, np.full(len(vs), 0.85))})
+    assert not findings(run, "DIV005")
 
 
 def test_lr_jump_that_gives_back_all_progress_is_divergence():

@@ -7,6 +7,7 @@ some losses (Poisson NLL, ELBO) sit at -4e6 by design.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -470,6 +471,17 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
 _CE_NAME = signals.CE_LOSS_NAME  # one owner: a loss named cross-entropy
 
 
+def calibrated_ce_ceiling(accuracy: float, max_chance_loss: float, credit: float) -> float:
+    """The most cross-entropy a calibrated classifier with top-1 ``accuracy`` costs over at
+    most C classes, ln C = ``max_chance_loss``: its top class at probability a, the rest
+    spread evenly, H(a) + (1 - a) ln(C - 1) (ln C itself at a = 1/C).  ``a`` is clipped to
+    [1/C, ``credit``]: a logged accuracy of 1 (a batch, a small set) does not mean the
+    model is certain, and the ceiling would be 0."""
+    a = min(max(accuracy, math.exp(-max_chance_loss)), credit)
+    rest = (1 - a) * (math.log(math.expm1(max_chance_loss)) - math.log(1 - a)) if a < 1 else 0.0
+    return -a * math.log(a) + rest
+
+
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
@@ -691,6 +703,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         tail_frac: float = param(P.SHARE)
         unfit_factor: float = param(P.AT_LEAST_ONE)
         thrash_share: float = param(P.SHARE)
+        acc_bound_factor: float = param(P.AT_LEAST_ONE)
+        max_accuracy_credit: float = param(P.SHARE)
         level_points: int = param(P.COUNT)
         min_points: int = param(P.COUNT)
 
@@ -698,6 +712,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
     class Evidence(RuleEvidence):
         label: str = internal("")
         val_label: str = internal("")
+        accuracy_label: str = internal("")
         criterion: str = "far_above"
         level: float = 0.0
         reference: float = 0.0
@@ -711,7 +726,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         val_level: float | None = optional()
         val_start_level: float | None = optional()
         thrash_share_seen: float = 0.0
+        accuracy: float | None = optional()
+        accuracy_bound: float | None = optional()
         far_factor: float = 0.0
+        acc_bound_factor: float | None = optional()
         max_chance_loss: float = 0.0
         fine_frac: float = 0.0
         back_frac: float = 0.0
@@ -782,8 +800,23 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                              and val_best <= p.fine_frac * min(val_start, start))))
         if own and val_late is None:
             val_gave_back = False
+        # the train loss against the most a calibrated model at its logged accuracy could
+        # cost (no class count needed); the train split's accuracy, else the val split's
+        # (a train accuracy is at least the val's, so its ceiling is the lower one); a
+        # val loss alone is never judged so: an overfit model is overconfident on val
+        acc_c = acc_level = acc_bound = None
+        if s.role == Role.TRAIN_LOSS and _ce_like(ctx, s, c.values):
+            acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
+                     or progress.accuracy_curve(ctx, Role.VAL_METRIC))
+        if acc_c is not None:
+            acc_level = -progress.end_level(acc_c, p.tail_frac, p.level_points)
+            acc_bound = calibrated_ce_ceiling(acc_level, p.max_chance_loss,
+                                              p.max_accuracy_credit)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
+        elif acc_bound is not None and late >= p.acc_bound_factor * acc_bound:
+            criterion, threshold = "above_accuracy_ceiling", p.acc_bound_factor * acc_bound
+            after = float(ss[0])
         elif v is not None and val_late is not None and vref > 0 and train_bad \
                 and val_late >= p.far_factor * vref:
             vs, vm = smoothed(ctx, v.series)
@@ -811,16 +844,24 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             num_classes=n_cls, val_level=val_late, val_start_level=val_start,
             val_label=loss_label(v.series) if v is not None else "",
             thrash_share_seen=thrash,
-            far_factor=p.far_factor, max_chance_loss=p.max_chance_loss,
+            far_factor=p.far_factor,
+            max_chance_loss=p.max_chance_loss,
             fine_frac=p.fine_frac, back_frac=p.back_frac,
         )
         # the advice sizes its LR cut by how violent the blow-up was: against the
         # untrained level for a loss that sits far above it (from the start, often), and
         # against the best for a give-back
+        if criterion == "above_accuracy_ceiling" and acc_c is not None:
+            # the accuracy's evidence only where it is the criterion
+            ev = replace(ev, accuracy=acc_level, accuracy_bound=acc_bound,
+                         accuracy_label=acc_c.series.tag,
+                         acc_bound_factor=p.acc_bound_factor)
         if criterion == "far_above":
             rise = max(start, late) / ref
         elif criterion == "val_far_above":
             rise = (val_late or 0.0) / vref
+        elif criterion == "above_accuracy_ceiling":
+            rise = max(start, late) / (acc_bound or 1.0)
         else:
             rise = late / best if best > 0 else float("nan")
         return [_measured(ctx, Found(metric, ev.onset_step, ev), float(ev.best_step),
@@ -836,6 +877,14 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"{ev.label} is not fine either ({fmt(ev.level)} at the end, "
                     f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
+        if ev.criterion == "above_accuracy_ceiling":
+            up_to = float(f"{math.exp(ev.max_chance_loss):.1g}")
+            return (f"{ev.label} ends at {fmt(ev.level)} while {ev.accuracy_label} ends at "
+                    f"{fmt(ev.accuracy)}: {fmt(ev.level / (ev.accuracy_bound or 1.0))}x "
+                    f"the {fmt(ev.accuracy_bound)} a calibrated model at that accuracy "
+                    f"costs over up to {up_to:g} classes (logits blown far beyond what the "
+                    f"accuracy explains), above {fmt(ev.acc_bound_factor)}x it from step "
+                    f"{ev.onset_step}")
         if ev.criterion == "far_above":
             return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
                     f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "

@@ -189,6 +189,17 @@ def fmt(x: float | None) -> str:
     return sig(x)
 
 
+def accuracy_curve(ctx: RuleContext, role: Role) -> Curve | None:
+    """The role's accuracy curve (oriented: higher is better), only when the metric is an
+    accuracy logged as a fraction (a value outside [0, 1] is a percentage or not one)."""
+    for s in ctx.roles.candidates(role):
+        if s.metric == "accuracy":
+            c = curve(s, True)
+            if c is not None and np.all((c.values <= 0) & (c.values >= -1)):
+                return c
+    return None
+
+
 def primary_objective(ctx: RuleContext) -> Curve | None:
     """The curve that says whether training still pays off: val loss, else the val
     metric, else the train loss (a run without validation is judged by its train loss)."""

@@ -8,6 +8,10 @@ the rule sees what a real run writes.
 - ``fire``: every weight scaled by 10 at init (a huge init, logits 1000x too large):
   the cross-entropy starts in the thousands and, though it falls, ends about 8x ln 4.
 - ``quiet``: the same run with PyTorch's default init.
+- ``fire_accuracy_ceiling``: the huge init again, with no class count logged (and a
+  first loss already blown up, so none is read from the curve): the train loss ends far
+  above what a calibrated model at its logged accuracy can cost over any class count up
+  to 1000.
 - ``fire_lr_jump``: default init, then the LR is raised 3000x after 60% of the run: the
   loss leaves its good level and does not come back.
 
@@ -33,7 +37,7 @@ BATCH = 32
 
 
 def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
-          jump: float = 1.0, seed: int = 0) -> None:
+          jump: float = 1.0, seed: int = 0, log_classes: bool = True) -> None:
     torch.manual_seed(seed)
     x, y = make_classification(n_samples=1200, n_features=20, n_informative=10,
                                n_classes=4, class_sep=2.0, random_state=seed)
@@ -52,8 +56,10 @@ def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
     w = SummaryWriter(str(folder))
     # the hyperparameters, as Lightning's TensorBoardLogger.log_hyperparams writes them
     # (into the run's own event file): the class count is what ln C is computed from
-    for summary in hparams({"num_classes": 4, "lr": 1e-3, "init_scale": init_scale},
-                           {}):
+    hp: dict[str, float] = {"lr": 1e-3, "init_scale": init_scale}
+    if log_classes:
+        hp["num_classes"] = 4
+    for summary in hparams(hp, {}):
         w.file_writer.add_summary(summary)
     steps_per_epoch = len(xt) // BATCH
     total = EPOCHS * steps_per_epoch
@@ -89,6 +95,7 @@ def main() -> None:
     train(HERE / "fire", init_scale=10.0)
     train(HERE / "quiet")
     train(HERE / "fire_lr_jump", jump_at=0.6, jump=3000.0)
+    train(HERE / "fire_accuracy_ceiling", init_scale=10.0, log_classes=False)
     print("DIV005 ok")
 
 
