@@ -32,6 +32,7 @@ from diagnose.detectors import RuleContext
 from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
+    accuracy_curve,
     curve,
     early_eval_ratio,
     early_level,
@@ -588,10 +589,7 @@ def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | No
 
 def _acc(ctx: RuleContext, role: Role) -> Curve | None:
     """The split's accuracy curve (oriented), only when the metric is an accuracy."""
-    for s in ctx.roles.candidates(role):
-        if s.metric == "accuracy":
-            return curve(s, True)
-    return None
+    return accuracy_curve(ctx, role, fraction_only=False)
 
 
 @rule

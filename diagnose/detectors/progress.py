@@ -189,14 +189,18 @@ def fmt(x: float | None) -> str:
     return sig(x)
 
 
-def accuracy_curve(ctx: RuleContext, role: Role) -> Curve | None:
+def accuracy_curve(ctx: RuleContext, role: Role, fraction_only: bool = True) -> Curve | None:
     """The role's accuracy curve (oriented: higher is better), only when the metric is an
-    accuracy logged as a fraction (a value outside [0, 1] is a percentage or not one)."""
+    accuracy; with ``fraction_only``, only one logged as a fraction (a value outside
+    [0, 1] is a percentage or not one)."""
     for s in ctx.roles.candidates(role):
         if s.metric == "accuracy":
             c = curve(s, True)
-            if c is not None and np.all((c.values <= 0) & (c.values >= -1)):
+            if c is not None and (not fraction_only
+                                  or np.all((c.values <= 0) & (c.values >= -1))):
                 return c
+            if not fraction_only:
+                return None
     return None
 
 

@@ -41,8 +41,8 @@ from diagnose.detectors import RuleContext
 from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
+    accuracy_curve,
     bounded_metric,
-    curve,
     early_level,
     end_level,
     ends_nonfinite,
@@ -74,10 +74,7 @@ if TYPE_CHECKING:
 
 def _accuracy(ctx: RuleContext, role: Role) -> Curve | None:
     """The split's accuracy curve (oriented), only when the metric is an accuracy."""
-    for s in ctx.roles.candidates(role):
-        if s.metric == "accuracy":
-            return curve(s, True)
-    return None
+    return accuracy_curve(ctx, role, fraction_only=False)
 
 
 def _train_loss_tail_gain(ctx: RuleContext) -> float | None:
