@@ -109,7 +109,7 @@ class StallParams(RuleParams):
     poor_untrained_share: float = param(P.NON_NEGATIVE)
     flat_gap_ratio: float = param(P.NON_NEGATIVE)
     first_acc_share: float = param(P.FRACTION)
-    guess_loss_share: float = param(P.FRACTION)
+    guess_loss_share: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ class StallEvidence(RuleEvidence):
     untrained_from: str | None = optional()
     train_over_val: float | None = optional()
     constant_accuracy: float | None = optional()
+    constant_metric: str | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -422,7 +423,7 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
     learned something (only validation is broken).  Needs no class count nor a sane
     first loss (a huge initialisation's first loss says nothing about the untrained
     level)."""
-    accs: dict[str, float] = {}
+    accs: dict[str, tuple[float, str]] = {}
     for split, role in (("train", Role.TRAIN_METRIC), ("val", Role.VAL_METRIC)):
         acc = accuracy_curve(ctx, role, fraction_only=False)
         if acc is None:
@@ -435,7 +436,7 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
         if not len(tail) or float(np.ptp(tail)) > 1e-9:
             return {}
         a = abs(acc.raw(float(tail[-1])))
-        accs[split] = a / 100.0 if a > 1.0 else a
+        accs[split] = (a / 100.0 if a > 1.0 else a, acc.tag)
     if not accs:
         return {}
     found: dict[str, Any] = {}
@@ -443,14 +444,14 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
         lc = get_curve(ctx, role)
         if lc is None or len(lc) < int(p["min_never_points"]):
             continue
-        a = accs.get(split, next(iter(accs.values())))
+        a, tag = accs.get(split, next(iter(accs.values())))
         bound, end = _guess_entropy(a), end_level(lc)
         if (bound <= 0 or end < float(p["guess_loss_share"]) * bound
                 or end < float(p["low_loss_share"]) * signals.chance_loss(2)):
             return {}
         if not found:
             found = {"poor_by": "constant_guess", "constant_accuracy": a,
-                     "poor_loss": lc.tag, "loss_vs_chance": end / bound}
+                     "constant_metric": tag, "poor_loss": lc.tag, "loss_vs_chance": end / bound}
     return found
 
 
@@ -553,6 +554,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         untrained_from=st.get("untrained_from"),
         train_over_val=st.get("train_over_val"),
         constant_accuracy=st.get("constant_accuracy"),
+        constant_metric=st.get("constant_metric"),
         thresholds=p,
         last_step=last_step,
     )
@@ -601,7 +603,7 @@ class PLT001(Rule[StallParams, StallEvidence]):
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
         elif ev.constant_accuracy is not None and ev.loss_vs_chance is not None:
-            why = (f"with every accuracy identical at {fmt(ev.constant_accuracy)} and "
+            why = (f"with {ev.constant_metric} identical at {fmt(ev.constant_accuracy)} and "
                    f"{ev.poor_loss} at {pct(ev.loss_vs_chance)} of the entropy of such a "
                    f"guess: one class predicted for every input, never learned")
         elif ev.train_over_val is not None:
