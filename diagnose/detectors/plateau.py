@@ -39,6 +39,7 @@ from diagnose.detectors import RuleContext
 from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
+    accuracy_curve,
     bounded_metric,
     end_level,
     ends_nonfinite,
@@ -79,7 +80,7 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "early_flat_share", "poor_chance_share", "low_loss_share",
          "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
          "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
-         "first_acc_share")
+         "first_acc_share", "guess_loss_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -108,6 +109,7 @@ class StallParams(RuleParams):
     poor_untrained_share: float = param(P.NON_NEGATIVE)
     flat_gap_ratio: float = param(P.NON_NEGATIVE)
     first_acc_share: float = param(P.FRACTION)
+    guess_loss_share: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class StallEvidence(RuleEvidence):
     untrained_level: float | None = optional()
     untrained_from: str | None = optional()
     train_over_val: float | None = optional()
+    constant_accuracy: float | None = optional()
+    constant_metric: str | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -327,7 +331,9 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
         return {**out, "kind": "no_progress"}
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     chance = signals.chance_loss(n_classes or 2)
-    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+    # a constant guess never learned, whatever its first loss or spikes were
+    roles = () if pl["poor_by"] == "constant_guess" else (Role.VAL_LOSS, Role.TRAIN_LOSS)
+    for role in roles:
         lc = get_curve(ctx, role)
         if lc is None or len(lc) < 3:
             continue
@@ -377,6 +383,9 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             return {**out, "poor_by": "progress"}
         return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
                 "poor_loss": loss.tag}
+    guess = _constant_guess(ctx, p)
+    if guess:
+        return {**out, **guess}
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes and flat_share >= float(p["early_flat_share"]):
         share = end_level(loss) / signals.chance_loss(n_classes)
@@ -389,6 +398,61 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             found = _poor_held_out(ctx, p)
         return {**out, **found}
     return out
+
+
+def _guess_entropy(acc: float) -> float:
+    """A lower bound on the label entropy of a data set whose largest class holds the
+    share ``acc``: the cross-entropy a constant guess cannot beat (both -ln acc and the
+    two-class entropy h(acc) bound it from below)."""
+    if not 0.0 < acc < 1.0:
+        return 0.0
+    two = -acc * np.log(acc) - (1.0 - acc) * np.log(1.0 - acc)
+    return float(max(two, -np.log(acc)))
+
+
+def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """The ``"constant_guess"`` poor level: every logged accuracy stayed identical over
+    the last ``tail_frac`` of the run (at least ``min_tail_points`` evaluations; every
+    evaluation, at least ``min_never_points``, of a split evaluated fewer times there),
+    and every logged loss (train and val) ends at ``guess_loss_share`` or more of the
+    least cross-entropy a constant guess of its split's accuracy (else the other split's)
+    can have, and at ``low_loss_share`` x ln 2 or more.  A model predicting one class for
+    every input scores that class's share at every epoch whatever its weights do: the
+    majority class of an imbalanced set (0.63 on breast_cancer) looks learned but never
+    left the untrained level (DESIGN.md: plateau).  A train loss falling below that level
+    learned something (only validation is broken).  Needs no class count nor a sane
+    first loss (a huge initialisation's first loss says nothing about the untrained
+    level)."""
+    accs: dict[str, tuple[float, str]] = {}
+    for split, role in (("train", Role.TRAIN_METRIC), ("val", Role.VAL_METRIC)):
+        acc = accuracy_curve(ctx, role, fraction_only=False)
+        if acc is None:
+            continue
+        t0 = float(acc.steps[-1]) - float(p["tail_frac"]) * acc.span
+        tail = acc.values[acc.steps >= t0]
+        if len(tail) < int(p["min_tail_points"]):
+            # a split evaluated a few times: all of its evaluations
+            tail = acc.values if len(acc) >= int(p["min_never_points"]) else tail[:0]
+        if not len(tail) or float(np.ptp(tail)) > 1e-9:
+            return {}
+        a = abs(acc.raw(float(tail[-1])))
+        accs[split] = (a / 100.0 if a > 1.0 else a, acc.tag)
+    if not accs:
+        return {}
+    found: dict[str, Any] = {}
+    for split, role in (("train", Role.TRAIN_LOSS), ("val", Role.VAL_LOSS)):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < int(p["min_never_points"]):
+            continue
+        a, tag = accs.get(split, next(iter(accs.values())))
+        bound, end = _guess_entropy(a), end_level(lc)
+        if (bound <= 0 or end < float(p["guess_loss_share"]) * bound
+                or end < float(p["low_loss_share"]) * signals.chance_loss(2)):
+            return {}
+        if not found:
+            found = {"poor_by": "constant_guess", "constant_accuracy": a,
+                     "constant_metric": tag, "poor_loss": lc.tag, "loss_vs_chance": end / bound}
+    return found
 
 
 def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
@@ -489,6 +553,8 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         untrained_level=st.get("untrained_level"),
         untrained_from=st.get("untrained_from"),
         train_over_val=st.get("train_over_val"),
+        constant_accuracy=st.get("constant_accuracy"),
+        constant_metric=st.get("constant_metric"),
         thresholds=p,
         last_step=last_step,
     )
@@ -536,6 +602,10 @@ class PLT001(Rule[StallParams, StallEvidence]):
         if ev.loss_vs_chance is not None and ev.untrained_level is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
+        elif ev.constant_accuracy is not None and ev.loss_vs_chance is not None:
+            why = (f"with {ev.constant_metric} identical at {fmt(ev.constant_accuracy)} and "
+                   f"{ev.poor_loss} at {pct(ev.loss_vs_chance)} of the entropy of such a "
+                   f"guess: one class predicted for every input, never learned")
         elif ev.train_over_val is not None:
             why = (f"with {ev.poor_loss} never improving and the train loss ending at "
                    f"{pct(ev.train_over_val)} of it: training got no further than validation")
