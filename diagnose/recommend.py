@@ -1163,11 +1163,15 @@ def recommend(result: RunResult, overrides: Mapping[str, Any] | None = None,
             ]
         elif _wants_advice(f):
             found = advise(ctx, f)
-            # what the symptoms it explains would have advised, for knobs it leaves alone
+            # what the symptoms it explains would have advised, for knobs it leaves alone,
+            # ranked after its own advice (the explained state is a symptom of this one)
             for g in f.explained:
                 if _wants_advice(g):
                     own = {c.rec.hyperparameter for c in found}
-                    found += [c for c in advise(ctx, g) if c.rec.hyperparameter not in own]
+                    floor = min((c.impact for c in found), default=None)
+                    found += [c if floor is None else replace(c, impact=min(c.impact,
+                                                                            0.99 * floor))
+                              for c in advise(ctx, g) if c.rec.hyperparameter not in own]
             found = [c for c in found if not already_done(ctx, c)]
         cands.append(found)
     recs = resolve(result.findings, cands)
