@@ -330,12 +330,10 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     means val did learn, unless the val loss sits ``early_ratio`` times above the train
     loss's first value (eval outputs blown up by orders of magnitude).
     """
-    val = get_curve(ctx, Role.VAL_LOSS)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+    curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
+    if curves is None:
         return None
-    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
-        return None
+    val, train = curves
     ratio = early_eval_ratio(ctx, float(p.early_frac))
     if ratio is None or ratio < float(p.early_gap):
         return None
@@ -375,12 +373,10 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     ends at most ``train_good_ratio`` of that level.  Unlike :func:`_never_good` val may
     start beside train (both at chance): memorisation that starts there makes the val
     loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
-    val = get_curve(ctx, Role.VAL_LOSS)
-    train = get_curve(ctx, Role.TRAIN_LOSS)
-    if val is None or train is None or len(val) < p.min_val_points or len(train) < 3:
+    curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
+    if curves is None:
         return None
-    if ends_nonfinite(ctx) or float(np.min(val.values)) <= 0 or float(np.min(train.values)) <= 0:
-        return None
+    val, train = curves
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes is None or n_classes < 2:
         return None  # chance is only known with the class count
@@ -396,10 +392,12 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         thresholds=p))
 
 
-def _positive_val_and_train(ctx: RuleContext, min_points: int) -> tuple[Any, Any] | None:
-    """The per-evaluation val loss (``min_points`` or more) and the train loss (3 or
-    more), both positive, on a run that does not end non-finite; else None."""
-    val = _per_evaluation(ctx, Role.VAL_LOSS, min_points)
+def _positive_val_and_train(ctx: RuleContext, min_points: int,
+                            per_evaluation: bool = True) -> tuple[Any, Any] | None:
+    """The val loss (per evaluation, or its main curve; ``min_points`` or more) and the
+    train loss (3 or more), both positive, on a run that does not end non-finite."""
+    val = (_per_evaluation(ctx, Role.VAL_LOSS, min_points) if per_evaluation
+           else get_curve(ctx, Role.VAL_LOSS))
     train = get_curve(ctx, Role.TRAIN_LOSS)
     if val is None or train is None or len(val) < min_points or len(train) < 3 \
             or ends_nonfinite(ctx):
