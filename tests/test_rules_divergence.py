@@ -245,10 +245,27 @@ def test_unknown_class_count_is_judged_against_the_largest_plausible_chance_leve
     (f,) = findings(make_run({"train_loss": (steps, far), **acc}), "DIV005")
     assert f.evidence["reference_kind"] == "largest plausible chance level"
     assert f.evidence["criterion"] == "far_above"
-    # about 7 at the end: under 3 x ln 1000 and only 1.3x the 5.4 a calibrated model at
-    # accuracy 0.3 costs over up to 1000 classes: not provably blown up
-    near = _noisy(5 + 900 * np.exp(-steps / 150), 0.1)
+    # about 7 at the end: under 3 x ln 1000, but 1.3x the 5.4 a calibrated model at
+    # accuracy 0.3 costs over up to 1000 classes; a loss blown at its first logged point
+    # whose end is still above that ceiling has not healed (blown_bound_factor 1)
+    mid = _noisy(5 + 900 * np.exp(-steps / 150), 0.1)
+    (g,) = findings(make_run({"train_loss": (steps, mid), **acc}), "DIV005")
+    assert g.evidence["criterion"] == "above_accuracy_ceiling"
+    assert g.evidence["blown_at_start"] is True and g.evidence["acc_bound_factor"] == 1.0
+    assert "above any plausible chance level" in g.message
+    # about 4 at the end: under the ceiling, a calibrated model at that accuracy could cost
+    # it; not provably blown up
+    near = _noisy(2 + 900 * np.exp(-steps / 150), 0.1)
     assert not findings(make_run({"train_loss": (steps, near), **acc}), "DIV005")
+    # the same 1.3x the ceiling from a loss that started sane (a train-mode loss with
+    # dropout or a penalty term next to an eval-mode accuracy) needs acc_bound_factor 2
+    # (1.32 at accuracy 0.9, whose ceiling is 1.01)
+    sane = _noisy(1.32 + 3 * np.exp(-steps / 150), 0.1)
+    assert sane[0] < 6.9
+    acc9 = {"train_acc": (steps, np.full(len(steps), 0.9))}
+    assert not findings(make_run({"train_loss": (steps, sane), **acc9}), "DIV005")
+    assert findings(make_run({"train_loss": (steps, sane), **acc9}), "DIV005",
+                    thresholds={"DIV005": {"acc_bound_factor": 1.0}})
 
 
 def test_loss_far_above_what_its_accuracy_explains_is_divergence_without_a_class_count():

@@ -704,6 +704,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         unfit_factor: float = param(P.AT_LEAST_ONE)
         thrash_share: float = param(P.SHARE)
         acc_bound_factor: float = param(P.AT_LEAST_ONE)
+        blown_bound_factor: float = param(P.AT_LEAST_ONE)
         max_accuracy_credit: float = param(P.SHARE)
         level_points: int = param(P.COUNT)
         min_points: int = param(P.COUNT)
@@ -730,6 +731,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         accuracy_bound: float | None = optional()
         far_factor: float = 0.0
         acc_bound_factor: float | None = optional()
+        #: the first logged level was already above max_chance_loss (blown at the start),
+        #: so the ceiling itself was the bound (blown_bound_factor)
+        blown_at_start: bool | None = optional()
         max_chance_loss: float = 0.0
         fine_frac: float = 0.0
         back_frac: float = 0.0
@@ -805,6 +809,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # (a train accuracy is at least the val's, so its ceiling is the lower one); a
         # val loss alone is never judged so: an overfit model is overconfident on val
         acc_c = acc_level = acc_bound = None
+        # a loss whose first logged level is already above any plausible chance level was
+        # blown at the start: the blow-up has not healed while its late level is still above
+        # what a calibrated model at its accuracy could cost at all (factor 1), where a loss
+        # that started sane needs acc_bound_factor x it (a train-mode loss with dropout or a
+        # penalty term sits somewhat above the eval-mode accuracy's ceiling)
+        blown = start > p.max_chance_loss
+        acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
         if s.role == Role.TRAIN_LOSS and _ce_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
@@ -814,8 +825,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                                               p.max_accuracy_credit)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
-        elif acc_bound is not None and late >= p.acc_bound_factor * acc_bound:
-            criterion, threshold = "above_accuracy_ceiling", p.acc_bound_factor * acc_bound
+        elif acc_bound is not None and late >= acc_factor * acc_bound:
+            criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
             after = float(ss[0])
         elif v is not None and val_late is not None and vref > 0 and train_bad \
                 and val_late >= p.far_factor * vref:
@@ -855,7 +866,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             # the accuracy's evidence only where it is the criterion
             ev = replace(ev, accuracy=acc_level, accuracy_bound=acc_bound,
                          accuracy_label=acc_c.series.tag,
-                         acc_bound_factor=p.acc_bound_factor)
+                         acc_bound_factor=acc_factor, blown_at_start=blown)
         if criterion == "far_above":
             rise = max(start, late) / ref
         elif criterion == "val_far_above":
@@ -879,8 +890,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "above_accuracy_ceiling":
             up_to = float(f"{math.exp(ev.max_chance_loss):.1g}")
-            return (f"{ev.label} ends at {fmt(ev.level)} while {ev.accuracy_label} ends at "
-                    f"{fmt(ev.accuracy)}: {fmt(ev.level / (ev.accuracy_bound or 1.0))}x "
+            blown = (f" after starting at {fmt(ev.start_level)}, above any plausible chance "
+                     f"level" if ev.blown_at_start else "")
+            return (f"{ev.label} ends at {fmt(ev.level)}{blown} while {ev.accuracy_label} "
+                    f"ends at {fmt(ev.accuracy)}: "
+                    f"{fmt(ev.level / (ev.accuracy_bound or 1.0))}x "
                     f"the {fmt(ev.accuracy_bound)} a calibrated model at that accuracy "
                     f"costs over up to {up_to:g} classes (logits blown far beyond what the "
                     f"accuracy explains), above {fmt(ev.acc_bound_factor)}x it from step "

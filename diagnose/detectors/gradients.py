@@ -25,6 +25,7 @@ from diagnose.detectors import (
     main_losses,
 )
 from diagnose.detectors import params as P
+from diagnose.detectors.progress import kept_learning
 from diagnose.detectors.rule import (
     Found,
     Rule,
@@ -184,7 +185,7 @@ class GRD001(Rule["GRD001.Params", "GRD001.Evidence"]):
                                    & (sm <= lv["min"] + growth / 4))
             start = float(ss[began[-1]]) if len(began) else float(lv["min_step"])
             at_low, end = _loss_since(ctx, start)
-            kept = at_low is not None and end is not None and end <= p.lost_ground_above * at_low
+            kept = kept_learning(at_low, end, p.lost_ground_above)
             out.append(Found(tag, step, GRD001.Evidence(
                 step=step, low=_p10(lv["min"]), low_step=lv["min_step"],
                 late_level=_p10(lv["tail"]), early_level=_p10(lv["early"]),

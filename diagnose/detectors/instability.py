@@ -24,6 +24,7 @@ from diagnose.detectors import (
     main_losses,
 )
 from diagnose.detectors import params as P
+from diagnose.detectors.progress import kept_learning
 from diagnose.detectors.rule import (
     Found,
     Rule,
@@ -180,7 +181,7 @@ def _kept_learning(f: Series, first: signals.Spike, hit: Found[SpikeEvidence],
     if not pre > 0:
         return hit  # a loss that can be negative has no ratio to judge progress by
     end = float(np.median(f.values[-max(3, len(f.values) // 10):]))
-    kept = bool(end <= p.lost_ground_above * pre)
+    kept = kept_learning(pre, end, p.lost_ground_above)
     ev = replace(hit.evidence, pre_spike_level=pre, end_level=end, kept_learning=kept)
     return Found(hit.metric, hit.step, ev, "info" if kept else None)
 

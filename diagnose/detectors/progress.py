@@ -171,6 +171,14 @@ def total_progress(ctx: RuleContext | None, c: Curve) -> float:
     return max(start_level(c) - float(np.min(sm)), 0.0)
 
 
+def kept_learning(before: float | None, end: float | None, lost_ground_above: float) -> bool:
+    """Whether a loss kept learning through an event (spikes, a grad-norm growth): it
+    ends at most ``lost_ground_above`` x its level just before the event.  Noise that did
+    not stop learning is info, not a warning (DESIGN.md); False when either level is
+    unknown."""
+    return before is not None and end is not None and bool(end <= lost_ground_above * before)
+
+
 def rel(delta: float, ref: float) -> float:
     """``delta / |ref|`` as a fraction, NaN when the reference is ~0."""
     return float(delta / abs(ref)) if abs(ref) > 1e-12 else float("nan")

@@ -12,6 +12,10 @@ the rule sees what a real run writes.
   first loss already blown up, so none is read from the curve): the train loss ends far
   above what a calibrated model at its logged accuracy can cost over any class count up
   to 1000.
+- ``fire_blown_at_start``: a smaller huge init (weights x8), no class count logged: the
+  first loss (~86) is above any plausible chance level and the train loss ends about
+  3x ln 4, under 2x but over 1x the calibrated ceiling of its logged accuracy (the
+  ceiling itself is the bound for a loss blown at its first logged point).
 - ``fire_lr_jump``: default init, then the LR is raised 3000x after 60% of the run: the
   loss leaves its good level and does not come back.
 
@@ -96,6 +100,7 @@ def main() -> None:
     train(HERE / "quiet")
     train(HERE / "fire_lr_jump", jump_at=0.6, jump=3000.0)
     train(HERE / "fire_accuracy_ceiling", init_scale=10.0, log_classes=False)
+    train(HERE / "fire_blown_at_start", init_scale=8.0, log_classes=False)
     print("DIV005 ok")
 
 
