@@ -890,8 +890,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "above_accuracy_ceiling":
             up_to = float(f"{math.exp(ev.max_chance_loss):.1g}")
-            blown = (f" after starting at {fmt(ev.start_level)}, above any plausible chance "
-                     f"level" if ev.blown_at_start else "")
+            blown = (f" (it started at {fmt(ev.start_level)}, above any plausible chance "
+                     f"level, ln {up_to:g} = {fmt(ev.max_chance_loss)})"
+                     if ev.blown_at_start else "")
             return (f"{ev.label} ends at {fmt(ev.level)}{blown} while {ev.accuracy_label} "
                     f"ends at {fmt(ev.accuracy)}: "
                     f"{fmt(ev.level / (ev.accuracy_bound or 1.0))}x "
