@@ -351,3 +351,19 @@ def test_negative_by_design_losses_have_no_untrained_level():
     steps = np.arange(200)
     elbo = -1e4 + 50 * np.r_[np.zeros(100), np.linspace(0, 100, 100)]
     assert not findings(make_run({"train_loss": (steps, elbo)}), "DIV005")
+
+
+def test_a_known_large_class_count_sets_the_chance_ceiling():
+    """A language model over 50,000 tokens starts near ln 50000 = 10.8 and, stopped early,
+    ends at 7.5 with a token accuracy of 0.06: above the ceiling over 1000 classes, but
+    its start is its chance level, not a blow-up, and a calibrated model over its own
+    vocabulary can cost that much: quiet. Without the class count the same curve reads as
+    blown at its first logged point."""
+    steps, _ = _epochs()
+    loss = _noisy(7.5 + 3.2 * np.exp(-steps / 150), 0.05)
+    acc = {"train_acc": (steps, np.full(len(steps), 0.06))}
+    run = make_run({"train_loss": (steps, loss), **acc}, hparams={"num_classes": 50000})
+    assert not findings(run, "DIV005")
+    (f,) = findings(make_run({"train_loss": (steps, loss), **acc}), "DIV005")
+    assert f.evidence["blown_at_start"] is True
+    assert f.evidence["chance_ceiling"] == pytest.approx(6.9)

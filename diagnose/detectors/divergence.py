@@ -734,6 +734,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         #: the first logged level was already above max_chance_loss (blown at the start),
         #: so the ceiling itself was the bound (blown_bound_factor)
         blown_at_start: bool | None = optional()
+        #: the chance level the ceiling is sized on: max_chance_loss, or ln C where higher
+        chance_ceiling: float | None = optional()
         max_chance_loss: float = 0.0
         fine_frac: float = 0.0
         back_frac: float = 0.0
@@ -814,15 +816,17 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # what a calibrated model at its accuracy could cost at all (factor 1), where a loss
         # that started sane needs acc_bound_factor x it (a train-mode loss with dropout or a
         # penalty term sits somewhat above the eval-mode accuracy's ceiling)
-        blown = start > p.max_chance_loss
+        # (over at most e^max_chance_loss classes, or the known C where ln C is higher: a
+        # language model's vocabulary)
+        top = max(p.max_chance_loss, ref) if n_cls is not None else p.max_chance_loss
+        blown = start > top
         acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
         if s.role == Role.TRAIN_LOSS and _ce_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
         if acc_c is not None:
             acc_level = -progress.end_level(acc_c, p.tail_frac, p.level_points)
-            acc_bound = calibrated_ce_ceiling(acc_level, p.max_chance_loss,
-                                              p.max_accuracy_credit)
+            acc_bound = calibrated_ce_ceiling(acc_level, top, p.max_accuracy_credit)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
@@ -865,7 +869,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         if criterion == "above_accuracy_ceiling" and acc_c is not None:
             # the accuracy's evidence only where it is the criterion
             ev = replace(ev, accuracy=acc_level, accuracy_bound=acc_bound,
-                         accuracy_label=acc_c.series.tag,
+                         accuracy_label=acc_c.series.tag, chance_ceiling=top,
                          acc_bound_factor=acc_factor, blown_at_start=blown)
         if criterion == "far_above":
             rise = max(start, late) / ref
@@ -889,9 +893,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "above_accuracy_ceiling":
-            up_to = float(f"{math.exp(ev.max_chance_loss):.1g}")
+            top = ev.chance_ceiling or ev.max_chance_loss
+            up_to = (ev.num_classes if ev.num_classes and top > ev.max_chance_loss
+                     else float(f"{math.exp(top):.1g}"))
             blown = (f" (it started at {fmt(ev.start_level)}, above any plausible chance "
-                     f"level, ln {up_to:g} = {fmt(ev.max_chance_loss)})"
+                     f"level, ln {up_to:g} = {fmt(top)})"
                      if ev.blown_at_start else "")
             return (f"{ev.label} ends at {fmt(ev.level)}{blown} while {ev.accuracy_label} "
                     f"ends at {fmt(ev.accuracy)}: "
