@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from test_advice_sizes import STEPS, _jumped_run, _recs
 
+from diagnose.hparams import canonicalize
 from diagnose.pipeline import analyze
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,18 +82,20 @@ def test_without_the_factor_in_the_config_current_is_the_jump_the_logged_lr_show
     assert (top.hyperparameter, top.current, top.proposed) == ("lr_step_factor", 851.0, 1.0)
 
 
-@pytest.mark.parametrize("hparams, proposed", [
-    ({"optimizer": "adam"}, True),  # no config: the jump is the evidence
-    ({"optimizer": "adam", "lr_scheduler": {"gamma": 1000}}, True),  # a logged alias
-    ({"optimizer": "adam", "gamma": 1000}, True),  # a bare gamma is no LR factor: logged
-    ({"optimizer": "adam", "learning_rate": 3.0}, False),  # the config is the jump's level
-    ({"optimizer": "adam", "lr_step_factor": 0.1}, False),  # a decay: something else jumped
+@pytest.mark.parametrize("hparams, current", [
+    ({"optimizer": "adam"}, 1000.0),  # no config: the jump the logged LR shows
+    ({"optimizer": "adam", "lr_scheduler": {"gamma": 500}}, 500),  # a logged alias wins
+    ({"optimizer": "adam", "SOLVER": {"GAMMA": 500}}, 500),  # detectron2's
+    ({"optimizer": "adam", "gamma": 500}, 1000.0),  # a bare gamma is no LR factor
+    ({"optimizer": "adam", "learning_rate": 3.0}, None),  # the config is the jump's level
+    ({"optimizer": "adam", "lr_step_factor": 0.1}, None),  # a decay: something else jumped
 ])
-def test_the_step_factor_only_where_the_evidence_and_config_point_at_it(hparams, proposed):
+def test_the_step_factor_only_where_the_evidence_and_config_point_at_it(hparams, current):
     curves = _jumped_run(np.where(STEPS >= 300, 3e-3 * 1000, 3e-3))
-    recs = _recs(curves, {**hparams, "max_steps": 600}, "divergence")
-    assert ("lr_step_factor" in recs) is proposed
-    if proposed:
+    # canonicalised as every reader does (ingest), aliases and all
+    recs = _recs(curves, canonicalize({**hparams, "max_steps": 600}), "divergence")
+    assert ("lr_step_factor" in recs) is (current is not None)
+    if current is not None:
         assert next(iter(recs)) == "lr_step_factor"
         assert (recs["lr_step_factor"].current, recs["lr_step_factor"].proposed) == (
-            1000.0, 1.0)
+            current, 1.0)
