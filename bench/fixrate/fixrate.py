@@ -536,8 +536,6 @@ def seed_records(records: Path, cases: list[Any], out: Path) -> list[str]:
     the per-case records): one case file per row not done yet, and each corpus case's
     broken run re-trained (trial seed 0 is the stored run), so ``--refresh`` re-runs only
     the cases whose top recommendation changed since.  Returns the names written."""
-    import corpus
-
     rows = {r["case"]: r for r in json.loads(records.read_text())["cases"]}
     written = []
     for case in cases:
@@ -546,6 +544,8 @@ def seed_records(records: Path, cases: list[Any], out: Path) -> list[str]:
         if name not in rows or path.exists():
             continue
         if not isinstance(case, Case) and not (out / "broken" / name / "config.json").exists():
+            import corpus
+
             corpus.train(case["config"], 0, out / "broken" / name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rows[name], indent=2, default=str))
