@@ -2,6 +2,10 @@
 
 Canonical names (DESIGN.md): learning_rate, batch_size, weight_decay, dropout, momentum,
 optimizer, warmup_steps, grad_clip, epochs, max_steps, lr_schedule, normalization.
+Beyond the contract's list: ``lr_step_factor``, what a step of the LR schedule multiplies
+the LR by (PyTorch StepLR/MultiStepLR's ``gamma``, detectron2's ``SOLVER.GAMMA``): the knob
+the advice proposes after a mid-run LR jump.  A bare ``gamma`` is not mapped (an RL
+discount or a focal-loss gamma is no LR factor); a scheduler-scoped one is.
 """
 
 from __future__ import annotations
@@ -105,6 +109,14 @@ ALIASES: dict[str, str] = {
     "lr_scheduler_type": "lr_schedule",
     "scheduler": "lr_schedule",
     "schedule": "lr_schedule",
+    # what a schedule step multiplies the LR by (StepLR/MultiStepLR gamma)
+    "lr_step_factor": "lr_step_factor",
+    "lr_gamma": "lr_step_factor",
+    "lr_step_gamma": "lr_step_factor",
+    "step_gamma": "lr_step_factor",
+    "scheduler_gamma": "lr_step_factor",  # scheduler.gamma
+    "lr_scheduler_gamma": "lr_step_factor",  # lr_scheduler.gamma
+    "solver_gamma": "lr_step_factor",  # detectron2 SOLVER.GAMMA
     "normalization": "normalization",
     "norm": "normalization",
     "norm_layer": "normalization",

@@ -43,6 +43,7 @@ from diagnose.advice.moves import (
     momentum_fix,
     nice,
     optimizer_family,
+    remove_lr_jump,
     scale_lr,
     shorten_warmup,
     show,
@@ -166,6 +167,9 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
         restored = nice(before, 3)
         jump = (f"the logged LR jumped x{show(nice(after / before))} from {show(restored)} to "
                 f"{show(nice(after, 3))} at step {show(b.lr_jump_step)} and the loss {what}{at}")
+        step = remove_lr_jump(ctx, before, after, jump)
+        if step is not None:
+            out.append(step)
         configured = finite_number(ctx.hp.get("learning_rate"))
         if (configured is not None and before < configured < pol.lr_jump_ratio * before
                 and "learning_rate" not in ctx.overridden):

@@ -197,8 +197,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr-schedule", type=_schedule, default="constant",
                    help="constant | cosine | step | linear | cyclic")
     p.add_argument("--lr-jump-step", type=int, default=0,
-                   help="multiply the LR by --lr-jump-factor from this step on (0: never)")
-    p.add_argument("--lr-jump-factor", type=float, default=1.0)
+                   help="multiply the LR by --lr-step-factor from this step on (0: never)")
+    p.add_argument("--lr-step-factor", "--lr-jump-factor", dest="lr_step_factor", type=float,
+                   default=1.0, help="the LR's factor from --lr-jump-step on (a schedule "
+                   "step's gamma; 1: no jump)")
     p.add_argument("--grad-clip", type=float, default=0.0, help="0 disables clipping")
     p.add_argument("--normalization", choices=("none", "batchnorm", "layernorm", "groupnorm"),
                    default="none")
@@ -246,7 +248,7 @@ def _lr_at(args: argparse.Namespace, step: int) -> float:
     elif args.lr_schedule == "cyclic":
         lr *= 0.1 + 0.9 * abs(((t * 4) % 2) - 1)
     if args.lr_jump_step and step >= args.lr_jump_step:
-        lr *= args.lr_jump_factor
+        lr *= args.lr_step_factor
     return lr
 
 

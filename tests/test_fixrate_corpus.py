@@ -43,6 +43,22 @@ def test_hyperparameters_map_onto_the_recipe(records) -> None:
     assert corpus.apply(cfg, hp)["lr"] == cfg["lr"]
 
 
+def test_the_lr_step_factor_is_the_recipes_lr_event(records) -> None:
+    """A mid-run LR jump is the recipe's LR event: ``lr_step_factor`` is its factor (what
+    the advice proposes to set to 1), logged only where the recipe has one."""
+    cfg = records["r00005"]["config"]  # lr_jump_midrun: x1000 at 69% of the run
+    hp = corpus.hparams_of(cfg)
+    assert hp["lr_step_factor"] == cfg["lr_event"]["factor"] == 1000.0
+    out = corpus.apply(cfg, {"lr_step_factor": "1"})
+    assert out["lr_event"] == {**cfg["lr_event"], "factor": 1.0}
+    assert out["lr"] == cfg["lr"] and out["schedule"] == cfg["schedule"]
+    plain = records["r00909"]["config"]
+    assert plain["lr_event"] is None and "lr_step_factor" not in corpus.hparams_of(plain)
+    assert corpus.apply(plain, {"lr_step_factor": "1"})["lr_event"] is None
+    with pytest.raises(ValueError, match="no LR step"):
+        corpus.apply(plain, {"lr_step_factor": "0.1"})
+
+
 def test_cases_cover_every_state_with_their_corpus_label() -> None:
     cases = corpus.cases(2)
     assert [c["state"] for c in cases[:5]] == list(corpus.STATES)

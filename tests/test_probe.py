@@ -354,3 +354,31 @@ def test_the_untrained_level_is_the_chance_level_when_the_class_count_is_clear()
     # no class count: no level, so no good-level check (a regression loss has no chance)
     unknown = engine.evaluate(make_run({"loss/train": (steps, loss * 7)}))
     assert untrained_level(unknown, [], Role.TRAIN_LOSS) is None
+
+
+@pytest.mark.slow
+def test_arms_that_share_no_logged_step_are_compared_at_their_own_last_step(
+        tmp_path: Path) -> None:
+    """A trial that ended before another's first evaluation (a random change to batch
+    1024 leaves a corpus recipe a few steps) shares no step with it: comparing "at" the
+    short one's last step made every other arm's value worst ("both control and candidate
+    diverged", fix-rate r00150, r00209, r02290); each arm's last value is compared then."""
+    from diagnose.config import Config
+    from diagnose.metrics import Role
+    from diagnose.probe.trials import TrialOutcome, TrialSpec, judge_logdir
+    from diagnose.probe.verdict import matched_step, value_at
+
+    def outcome(name: str, steps: int, every: int) -> TrialOutcome:
+        logdir = tmp_path / name
+        subprocess.run([sys.executable, str(TRAIN), "--max-steps", str(steps),
+                        "--eval-every", str(every), "--logdir", str(logdir)],
+                       check=True, capture_output=True, timeout=300)
+        result = judge_logdir(logdir, Config())
+        assert result is not None
+        return TrialOutcome(TrialSpec(name, 0, [], logdir), "ok", 0, 1.0, "cpu",
+                            result=result)
+
+    long, short = outcome("long", 200, 100), outcome("short", 40, 20)
+    assert matched_step([long, short], Role.VAL_LOSS) is None
+    assert math.isfinite(value_at(long, Role.VAL_LOSS, None, False))
+    assert matched_step([long, outcome("long2", 300, 100)], Role.VAL_LOSS) == 200

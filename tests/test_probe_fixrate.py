@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -79,3 +80,17 @@ def test_a_finite_good_run_beats_a_blown_up_control(fixrate) -> None:
     # and a blown-up control is no excuse for a bad level
     assert not fixrate.judge({**arm, "candidate_mean": 0.9}, "divergence", bar=0.29,
                              untrained=1.1)["fixed"]
+
+
+def test_a_saved_campaign_seeds_the_case_records_it_holds(fixrate, tmp_path):
+    """``--seed-records``: a results JSON's rows become the per-case files ``--report`` and
+    ``--refresh`` read, the tables unchanged; a case already done is left alone."""
+    row = {"case": "lr_jump_adam", "broken": True, "state": "divergence", "probed": False,
+           "why_not": "no recommendation"}
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({"cases": [row, {**row, "case": "not_a_case"}]}))
+    cases = [c for c in fixrate.CASES if c.name in ("lr_jump_adam", "dead_init")]
+    out = tmp_path / "out"
+    assert fixrate.seed_records(saved, cases, out) == ["lr_jump_adam"]
+    assert fixrate.summarize(out)["cases"] == [row]
+    assert fixrate.seed_records(saved, cases, out) == []  # done: not overwritten

@@ -22,7 +22,10 @@ he_normal / xavier_uniform (or the recipe's broken one); ``activation`` relu / l
 gelu / elu / tanh / sigmoid; ``normalization`` batchnorm / groupnorm / layernorm / none on
 batch-norm models; ``drop_last`` skips a ragged last batch; ``grad_clip`` clips the global
 grad norm (0 = off); ``standardize_targets`` trains a regression on unit-scale targets
-and reports its losses back in the original units (so the judge's levels still apply).
+and reports its losses back in the original units (so the judge's levels still apply);
+``lr_step_factor`` is what the recipe's LR event multiplies the LR by at its step (a
+mid-run jump's x1000, an early decay's x0.001; 1 = no event), logged only for a recipe
+that has one.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ def hparams_of(cfg: dict[str, Any]) -> dict[str, Any]:
         hp["normalization"] = cfg.get("norm_name", "batchnorm")
     if cfg["task"] == "reg":
         hp["standardize_targets"] = bool(cfg.get("standardized"))
+    if cfg.get("lr_event"):
+        hp["lr_step_factor"] = float(cfg["lr_event"]["factor"])
     if cfg["task"] != "reg" and cfg.get("n_classes"):
         hp["num_classes"] = cfg["n_classes"]
     return hp
@@ -177,6 +182,12 @@ def apply(cfg: dict[str, Any], hp: dict[str, Any]) -> dict[str, Any]:
         elif key == "standardize_targets":
             if _bool(raw) and cfg["task"] == "reg":
                 cfg["standardized"] = True
+        elif key == "lr_step_factor":
+            factor = float(raw)
+            if cfg.get("lr_event"):
+                cfg["lr_event"]["factor"] = factor
+            elif factor != 1.0:
+                raise ValueError("lr_step_factor: this recipe has no LR step to scale")
         elif key in ("warmup_steps", "lr_schedule", "num_classes"):
             pass  # below (together), or a description of the data
         else:

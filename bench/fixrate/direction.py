@@ -104,9 +104,11 @@ DIRECTIONS: dict[str, Direction | None] = {
     # divergence
     "lr_far_too_high": Direction((("learning_rate", "down"),), (("learning_rate", "up"),),
                                  "LR far too high: lower it"),
-    "lr_jump_midrun": Direction((("learning_rate", "restore"), ("lr_schedule", "change")),
-                                (("learning_rate", "up"),),
-                                "LR jumped mid-run: back to the LR before the jump"),
+    "lr_jump_midrun": Direction((("learning_rate", "restore"), ("lr_schedule", "change"),
+                                 ("lr_step_factor", "down")),
+                                (("learning_rate", "up"), ("lr_step_factor", "up")),
+                                "LR jumped mid-run: back to the LR before the jump (the "
+                                "step's factor down)"),
     "unscaled_inputs_targets": Direction((("standardize_targets", "on"),),
                                          (("learning_rate", "up"),),
                                          "unscaled targets: standardise them"),
@@ -139,8 +141,9 @@ DIRECTIONS: dict[str, Direction | None] = {
                               (), "deep sigmoid stack: ReLU, a matching init or skips"),
     "endless_warmup": Direction((("warmup_steps", "down"),), (("warmup_steps", "up"),),
                                 "warmup longer than the run: shorten it"),
-    "lr_decayed_early": Direction((("learning_rate", "up"), ("lr_schedule", "change")),
-                                  (("learning_rate", "down"),),
+    "lr_decayed_early": Direction((("learning_rate", "up"), ("lr_schedule", "change"),
+                                   ("lr_step_factor", "up")),
+                                  (("learning_rate", "down"), ("lr_step_factor", "down")),
                                   "LR cut to ~0 early: restore it / a later decay"),
     # batchnorm_collapse
     "bn_frozen_stats": Direction(BN_STATS, (("bn_momentum", "out_range"),),

@@ -18,6 +18,8 @@ Usage (from the repo root, in the venv)::
 
     nice -n 10 python bench/fixrate/fixrate.py --workers 1 --seeds 2
     python bench/fixrate/fixrate.py --report          # tables from what is done so far
+    # from a saved campaign: re-run only the cases whose top advice changed since
+    python bench/fixrate/fixrate.py --corpus 12 --seed-records R.json --refresh
 
 Resumable: every finished case is a JSON file under ``--out``; a rerun skips it.  With
 CUDA, each worker process takes one GPU and its trials run there (``--device auto``).
@@ -529,6 +531,28 @@ def stale(cases: list[Any], out: Path) -> list[str]:
     return names
 
 
+def seed_records(records: Path, cases: list[Any], out: Path) -> list[str]:
+    """Start ``out`` from a saved campaign (a ``results_*.json``: its ``cases`` rows are
+    the per-case records): one case file per row not done yet, and each corpus case's
+    broken run re-trained (trial seed 0 is the stored run), so ``--refresh`` re-runs only
+    the cases whose top recommendation changed since.  Returns the names written."""
+    rows = {r["case"]: r for r in json.loads(records.read_text())["cases"]}
+    written = []
+    for case in cases:
+        name = _name(case)
+        path = out / "cases" / f"{name}.json"
+        if name not in rows or path.exists():
+            continue
+        if not isinstance(case, Case) and not (out / "broken" / name / "config.json").exists():
+            import corpus
+
+            corpus.train(case["config"], 0, out / "broken" / name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows[name], indent=2, default=str))
+        written.append(name)
+    return written
+
+
 def campaign(cases: list[Any], out: Path, seeds: int, workers: int, device: str,
              budget_s: float | None = None) -> None:
     """Run every case not done yet, ``workers`` at a time, with a progress bar; stop
@@ -660,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget-s", type=float, help="start no new case after this many seconds")
     p.add_argument("--refresh", action="store_true",
                    help="first re-run done cases whose top recommendation changed since")
+    p.add_argument("--seed-records", type=Path, metavar="JSON",
+                   help="first take the done cases from a saved campaign's records (a "
+                        "results_*.json), re-training their broken runs")
     p.add_argument("--report", action="store_true", help="only print the tables")
     args = p.parse_args(argv)
     out = Path(args.out)
@@ -671,6 +698,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in corpus.cases(args.corpus) if wanted is None or c["id"] in wanted]
     else:
         cases = [c for c in CASES if wanted is None or c.name in wanted]
+    if args.seed_records:
+        got = seed_records(args.seed_records, cases, out)
+        print(f"{len(got)} case records taken from {args.seed_records}", file=sys.stderr)
     if args.refresh:
         import shutil
 

@@ -612,3 +612,30 @@ def decay_schedule(ctx: AdviceContext, reason: str, strength: float = 1.0) -> Ca
     return candidate("lr_schedule", "set", current, "cosine",
                  f"{reason} and {flat}, so decay it with a cosine schedule to ~1% of the "
                  "peak by the last step.", strength, direction=0)
+
+
+def remove_lr_jump(ctx: AdviceContext, before: float, after: float, reason: str,
+                   strength: float = 1.5) -> Candidate | None:
+    """A mid-run LR jump (the logged LR rose ``after / before`` in one logged step, and the
+    loss blew up after it) as the knob that makes it: ``lr_step_factor``, what a schedule
+    step multiplies the LR by (StepLR/MultiStepLR's ``gamma``), set to
+    ``lr_step_factor_fix``.  ``current`` is the logged config's factor, else the jump the
+    logged LR shows.  None when the configured LR is itself at the post-jump level (the
+    base LR is then the fix) or the logged factor already is the fix (something else
+    raised the LR)."""
+    pol = ctx.policy
+    configured = finite_number(ctx.hp.get("learning_rate"))
+    if configured is not None and configured >= pol.lr_jump_ratio * before:
+        return None
+    logged = finite_number(ctx.hp.get("lr_step_factor"))
+    if logged is not None and logged <= pol.lr_step_factor_fix:
+        return None
+    current = logged if logged is not None else nice(after / before, 3)
+    fix = pol.lr_step_factor_fix
+    keep = "no jump" if fix == 1 else f"x{show(fix)} at that step"
+    return candidate(
+        "lr_step_factor", "decrease", current, fix,
+        f"{reason}: what multiplies the LR at that step (a StepLR/MultiStepLR gamma, a "
+        f"schedule milestone's factor) raised it x{show(nice(after / before))} over the LR "
+        f"that trained fine before it, so set that factor to {show(fix)} ({keep}).",
+        strength)

@@ -121,6 +121,11 @@ class AdvicePolicy:
     lr_jump_ratio: float = _knob(
         10.0, P.AT_LEAST_ONE, "a logged LR that rose this many times from one logged value "
         "to the next before a blow-up jumped: restore the LR before the jump")
+    lr_step_factor_fix: float = _knob(
+        1.0, P.POSITIVE, "lr_step_factor (what a schedule step multiplies the LR by: "
+        "StepLR's gamma) proposed after a mid-run LR jump: 1 keeps the LR that trained "
+        "fine before the jump (no jump); the usual decay 0.1 would also change the "
+        "schedule after it")
     unscaled_loss_level: float = _knob(
         1000.0, P.POSITIVE, "a diverging loss whose minimum stayed at or above this is a "
         "regression loss on unscaled targets (a classification loss starts near "

@@ -23,6 +23,7 @@ from diagnose.hparams import finite_number
 #: recommendations by impact, highest first.
 IMPORTANCE: dict[str, float] = {
     "learning_rate": 1.0,
+    "lr_step_factor": 1.0,  # the LR itself after a schedule step
     "standardize_targets": 1.0,  # unscaled regression targets: the LR cannot fix the scale
     "warmup_steps": 0.85,
     "lr_schedule": 0.8,

@@ -379,8 +379,11 @@ def run_probe(
             "rationale": cand.rationale,
             "trials": [_trial(o, picked) for o in outs],
         }
-        at = None if cand.key in _length_arms(plan) else step
-        if picked is not None and (at is not None or cand.key in _length_arms(plan)):
+        if picked is not None:
+            # matched on the control and this candidate alone: another arm that logged
+            # fewer steps (a bigger batch) must not move this comparison
+            at = None if cand.key in _length_arms(plan) else matched_step(
+                [o for o in [*control_out, *outs] if o.status == "ok"], picked[0])
             entry["compared_at"] = "each arm's last step" if at is None else f"step {at}"
             entry.update(decide(score_arm(control_out, picked[0], at, picked[1]),
                                 score_arm(outs, picked[0], at, picked[1]),

@@ -75,13 +75,19 @@ def _series(outcome: TrialOutcome, role: Role):
 
 
 def matched_step(outcomes: list[TrialOutcome], role: Role) -> int | None:
-    """The last step every successful trial logged (so arms are compared fairly)."""
-    lasts = []
+    """The last step every successful trial logged (so arms are compared fairly); None
+    (each arm's last step) when some trial ended before another's first logged point (a
+    bigger batch gives fewer steps): no step is comparable, and a value "at" a step before
+    a trial's first point is no value at all, not a divergence."""
+    lasts, firsts = [], []
     for o in outcomes:
         s = _series(o, role)
         if s is not None and len(s):
             lasts.append(int(s.steps[-1]))
-    return min(lasts) if lasts else None
+            firsts.append(int(s.steps[0]))
+    if not lasts or min(lasts) < max(firsts):
+        return None
+    return min(lasts)
 
 
 def value_at(outcome: TrialOutcome, role: Role, step: int | None, higher: bool) -> float:
