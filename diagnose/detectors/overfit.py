@@ -102,6 +102,7 @@ class ValLossRisingParams(RuleParams):
     stuck_never_frac: float = param(P.SHARE)
     stuck_acc_gap: float = param(P.FRACTION)
     min_gap_ratio: float = param(P.FRACTION)
+    train_floor_ratio: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -322,6 +323,12 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
     for t in trains:
         tr = _train_change(t, deg["best_step"], p)
         if tr is not None and tr["falling"]:
+            return deg, tr
+        # or it has bottomed out: memorised, a small fraction of the val loss and not
+        # rising (a train loss at 1e-5 cannot keep falling by its noise; OVF001 only)
+        floor = p.get("train_floor_ratio")
+        if (floor is not None and tr is not None and tr["end"] <= tr["at_best"]
+                and tr["end"] <= float(floor) * float(deg["end"])):
             return deg, tr
     return None
 
