@@ -85,6 +85,29 @@ def test_batchnorm_collapse_needs_batch_norm() -> None:
     assert without["label"] != ["batchnorm_collapse"]
 
 
+def test_batch_norm_val_that_learned_before_its_first_evaluation_can_overfit() -> None:
+    # val already far below chance (ln 10 = 2.30) at its first evaluation, then rises 60%
+    # while train keeps falling: it learned (before the first eval), so this is overfit
+    train = list(np.geomspace(1.5, 0.01, 20))
+    val = list(np.r_[0.5, np.linspace(0.5, 0.8, 19)])
+    refs = {("classification", 10): 0.1 / math.log(10)}
+    out = label_check.check(_record(train, val, arch="mlp_bn"), refs)
+    assert out["label"] == ["overfit"], out
+
+
+def test_batch_norm_val_that_never_left_chance_and_rises_is_not_healthy() -> None:
+    # train learns a little; val starts at chance and climbs 40%: neither healthy nor a
+    # clean collapse (train is not good), so the checker drops it as unclear
+    train = list(np.linspace(2.3, 1.6, 20))
+    val = list(np.linspace(2.35, 3.3, 20))
+    refs = {("classification", 10): 0.1 / math.log(10)}
+    out = label_check.check(_record(train, val, arch="cnn_bn"), refs)
+    assert out["status"] == "dropped" and "never left chance" in out["why"], out
+    # without batch norm the same curves are memorisation: overfit (no collapse to weigh)
+    out = label_check.check(_record(train, val, arch="cnn"), refs)
+    assert out["label"] == ["overfit"], out
+
+
 @pytest.mark.slow  # torch, sklearn, lightning and tensorboard imports: ~10 s of CPU
 def test_a_real_run_renders_in_every_format_and_reads_back(tmp_path: Path) -> None:
     pytest.importorskip("torch")

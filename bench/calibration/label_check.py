@@ -262,7 +262,12 @@ def overfit(c: Curves, has_bn: bool) -> tuple[str, str]:
     """Val turns upward after its minimum while train keeps falling; the gap grows.
 
     With batch norm, val must have learned first (else it is batchnorm_collapse); without
-    it a val that never got good and rises is memorisation, which is overfit.
+    it a val that never got good and rises is memorisation, which is overfit. "Learned"
+    is read on the level val reached, not on its own first evaluation: a val already far
+    below chance at its first evaluation learned before it (a sparse or late first eval).
+    A batch-norm val that never left chance yet rises with train falling and the gap
+    growing is not healthy either: collapse or overfit, which batchnorm_collapse() did not
+    decide, so it is unclear (dropped), never "no".
     """
     if c.val is None or len(c.val) < 3:
         return NO, ""
@@ -282,14 +287,17 @@ def overfit(c: Curves, has_bn: bool) -> tuple[str, str]:
         return NO, ""
     train_falls = t_end <= 0.9 * t_at or t_end <= 0.05 * c.l0
     growing = gap_end >= max(gap_min, 0.0) + 0.5 * (vt - vmin)
-    learned_first = vmin <= 0.9 * min(c.l0, float(v[0])) or not has_bn
+    learned_first = vmin <= LEARNED_BELOW * c.chance or not has_bn
     # a trend, not noise: the rise beats twice the val curve's point-to-point jitter
     jitter = float(np.median(np.abs(np.diff(v)))) if len(v) > 2 else 0.0
     if (rise >= OVF_RISE_YES and vt - vmin >= OVF_ABS * c.l0 and train_falls and growing
             and gap_end >= OVF_GAP * c.l0 and learned_first and vt - vmin >= 2 * jitter):
         return YES, f"val {vmin:.3g} -> {vt:.3g} (+{rise:.0%}), train {t_at:.3g} -> {t_end:.3g}"
-    if not train_falls or not learned_first:
+    if not train_falls:
         return NO, ""
+    if not learned_first:
+        return UNCLEAR, f"batch-norm val never left chance (min {vmin:.3g}, chance " \
+                        f"{c.chance:.3g}) yet rises {rise:.0%}: collapse or overfit"
     return UNCLEAR, f"val rise {rise:.0%}, gap {gap_min:.3g} -> {gap_end:.3g}"
 
 

@@ -474,7 +474,8 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     evaluations differ by a median factor of ``jump_factor``, the swinging evaluations
     form at least ``min_swings`` separate excursions (val goes up, comes back, goes up
     again: one excursion that recovers is a transient spike, healthy by DESIGN.md), and
-    train gets good (``train_good_ratio``).  Unlike the erratic branch the train loss may
+    train gets good (``train_good_ratio``; ``loose_train_ratio`` when the val median is
+    ``far_bad`` times the untrained level).  Unlike the erratic branch the train loss may
     be noisy per step (a tiny last batch spikes it too): it is compared by its smoothed
     level.  A val loss that rises steadily (memorisation) has small jumps and stays quiet.
     Val is read per evaluation: of the val loss series, the one with the fewest points (a per-epoch
@@ -502,8 +503,11 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     jump = _log_jumps(val)
     ref = early_level(train)
     t_end = end_level(train)
-    if jump < np.log(float(p.jump_factor)) \
-            or not _train_good(ctx, t_end, ref, float(p.train_good_ratio), p):
+    # eval typically worse than an untrained model: train only has to fall clearly
+    # (loose_train_ratio), as in the never-good branch
+    far = float(np.median(val.values)) >= float(p.far_bad) * untrained
+    if jump < np.log(float(p.jump_factor)) or not _train_good(
+            ctx, t_end, ref, float(p.loose_train_ratio if far else p.train_good_ratio), p):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),

@@ -101,6 +101,8 @@ class ValLossRisingParams(RuleParams):
     stuck_share: float = param(P.SHARE)
     stuck_never_frac: float = param(P.SHARE)
     stuck_acc_gap: float = param(P.FRACTION)
+    min_gap_ratio: float = param(P.FRACTION)
+    train_floor_ratio: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,12 @@ def _train_change(train: Curve, best_step: float, p: Any) -> dict[str, Any] | No
     at_best = level_at(train, best_step)
     end = end_level(train)
     drop = at_best - end
-    nz = noise(train)
+    # both levels are medians of several points: the noise of their difference is the
+    # point-to-point noise over sqrt(points), as for the val rise (a near-zero per-step
+    # train loss with spikes falls by less than one spike, yet clearly falls)
+    nz = noise(train) * np.sqrt(1.0 / _window_points(train, best_step, 0.05)
+                                + 1.0 / _window_points(train, float(train.steps[-1]), 0.1,
+                                                       at_end=True))
     # relative size of the improvement: for a bounded higher-is-better metric (accuracy)
     # relative to the error left (0.97 -> 0.99 removes 2/3 of it), else to the level
     bounded = train.sign < 0 and bool(np.all((train.values >= -1.0) & (train.values <= 0.0)))
@@ -161,6 +168,15 @@ def _train_change(train: Curve, best_step: float, p: Any) -> dict[str, Any] | No
             and rel_drop >= float(p["min_train_rel_drop"])
         ),
     }
+
+
+def _window_points(c: Curve, step: float, frac: float, at_end: bool = False) -> int:
+    """Points a level around ``step`` (``level_at``) or ending at it (``end_level``) is the
+    median of: at least 3, at most 16 (steps closer than that are not independent)."""
+    lo = step - frac * c.span
+    hi = step if at_end else step + frac * c.span
+    n = int(((c.steps >= lo) & (c.steps <= hi)).sum())
+    return min(max(n, 3), 16)
 
 
 def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] | None:
@@ -308,6 +324,12 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
         tr = _train_change(t, deg["best_step"], p)
         if tr is not None and tr["falling"]:
             return deg, tr
+        # or it has bottomed out: memorised, a small fraction of the val loss and not
+        # rising (a train loss at 1e-5 cannot keep falling by its noise; OVF001 only)
+        floor = p.get("train_floor_ratio")
+        if (floor is not None and tr is not None and tr["end"] <= tr["at_best"]
+                and tr["end"] <= float(floor) * float(deg["end"])):
+            return deg, tr
     return None
 
 
@@ -364,6 +386,11 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         if found is None:
             return []
         deg, tr = found
+        # DESIGN.md: overfit ends with a large gap; a val loss that rises to meet a train
+        # loss above it (heavy dropout, label noise in both) has no gap to speak of
+        v_end = float(deg["end"])
+        if v_end <= 0 or (v_end - float(tr["end"])) / v_end < float(p["min_gap_ratio"]):
+            return []
         return [Found(val.tag, deg["best_step"], _evidence(val, deg, tr, p,
                                                           component=component))]
 
