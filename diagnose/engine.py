@@ -511,6 +511,7 @@ def evaluate(run: Run, config: Config | None = None,
     result = RunResult(run=run, roles=roles.as_dict(), role_map=roles)
     findings: list[Finding] = []
     by_id = {r.id: r for r in rules}
+    ctx.configured = lambda rid: rule_thresholds(by_id[rid], config) if rid in by_id else None
     for rule in rules:
         if not rule.per_run:
             continue  # produced elsewhere (evaluated_by), e.g. by baseline.compare

@@ -132,6 +132,20 @@ class RuleContext:
         self.notes: list[IngestNote] = list(run.notes)
         self._cache: dict[Hashable, Any] = {}
         self._hist: dict[str, list[Histogram]] | None = None
+        #: the engine's configured thresholds of another rule, by id (set by
+        #: ``engine.evaluate``); None: the built-in rule file's defaults
+        self.configured: Callable[[str], dict[str, Any] | None] | None = None
+
+    def thresholds_of(self, rule_id: str) -> dict[str, Any]:
+        """Another rule's thresholds, as configured for this run (a rule that reuses
+        another's judgement, e.g. PLT001 asking whether UND004 finds the run poor, uses
+        the same thresholds the user set for it); the built-in defaults otherwise."""
+        got = self.configured(rule_id) if self.configured is not None else None
+        if got is None:
+            from diagnose.engine import builtin_rules_dir, load_rule_file
+
+            got = dict(load_rule_file(builtin_rules_dir() / f"{rule_id}.toml").thresholds)
+        return got
 
     def series(self, role: Role | str) -> Series | None:
         """Primary series for a role (raw: NaN/inf kept; detectors decide), or None."""

@@ -5,10 +5,11 @@ The same flat tail means different things, so one analysis feeds three rules:
 * PLT001 ``plateau_stalled`` (warning): the objective reached its final best level early
   and has not improved beyond noise for at least ``tail_frac`` of the run, AND the level
   is poor by what the log shows (no logged loss fell ``poor_progress`` of its start, or,
-  with a known class count and a flat stretch from early on, the loss still holds
-  ``poor_chance_share`` of ln C; with the class count unknown, the better loss still
-  holds ``poor_untrained_share`` of the untrained level the log shows, or a val
-  objective never improved while training got no further).  DESIGN: a plateau is stuck
+  with a flat stretch from early on, the better loss still holds ``poor_chance_share``
+  of ln C, or ``poor_untrained_share`` of the untrained level the log shows when the
+  class count is unknown, with training stopped early too; or the underfit rule UND004
+  finds the model learned but stays poor: underfit AND plateau; or a val objective never
+  improved while training got no further).  DESIGN: a plateau is stuck
   at a poor level; a val curve flat at a good level while training still improves is not
   one (that gap is the overfit rules' business), so it is reported by neither rule.
   An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
@@ -64,7 +65,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
-from diagnose.detectors.underfit import untrained_level
+from diagnose.detectors.underfit import learned_but_poor, untrained_level
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role
 
@@ -142,6 +143,7 @@ class StallEvidence(RuleEvidence):
     train_over_val: float | None = optional()
     constant_accuracy: float | None = optional()
     constant_metric: str | None = optional()
+    underfit_by: str | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -356,10 +358,12 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     ``poor_progress`` of its start, for a clean curve read from its first value when that
     is higher: the first evaluation may come after the early learning, which the train
     loss logged from the first steps still shows; ``"loss_progress"`` when the objective
-    is a metric, whose headline hides losses that barely moved) or ``"chance"`` (the class
-    count C is known, the flat stretch began within the first ``1 - early_flat_share`` of
-    the run and the val loss, else the train loss, ends at ``poor_chance_share`` x ln C or
-    above: learned a little, then stuck).
+    is a metric, whose headline hides losses that barely moved), a constant guess
+    (:func:`_constant_guess`), or, for a flat stretch that began within the first
+    ``1 - early_flat_share`` of the run: ``"untrained"`` (the losses still hold a poor
+    share of the untrained level with training stopped early, :func:`_poor_untrained`),
+    ``"held_out"`` (:func:`_poor_held_out`) or ``"underfit"`` (the underfit rule finds the
+    model learned but stays poor, :func:`_poor_fit`): learned a little, then stuck.
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
     # the val loss, else (fewer than 3 evaluations: a run validated twice) the train loss
@@ -387,17 +391,27 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     if guess:
         return {**out, **guess}
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes and flat_share >= float(p["early_flat_share"]):
-        share = end_level(loss) / signals.chance_loss(n_classes)
-        if share >= float(p["poor_chance_share"]):
-            return {**out, "poor_by": "chance", "loss_vs_chance": share,
-                    "poor_loss": loss.tag}
-    if not n_classes and flat_share >= float(p["early_flat_share"]):
+    if flat_share >= float(p["early_flat_share"]):
         found = _poor_untrained(ctx, p)
-        if not found and flat_share >= 1.0 and c.series.split in ("val", "test"):
+        if not found and not n_classes and flat_share >= 1.0 and c.series.split in ("val", "test"):
             found = _poor_held_out(ctx, p)
+        if not found:
+            found = _poor_fit(ctx)
         return {**out, **found}
     return out
+
+
+def _poor_fit(ctx: RuleContext) -> dict[str, Any]:
+    """The ``"underfit"`` poor level: the underfit rule's own judgement
+    (:func:`underfit.learned_but_poor`, UND004 with its configured thresholds) finds that
+    the model learned but stays poor.  A flat stretch that began early at that level is
+    DESIGN.md's "learns, then flattens early at a poor level": underfit AND plateau."""
+    ev = learned_but_poor(ctx)
+    if ev is None:
+        return {}
+    return {"poor_by": "underfit", "underfit_by": ev.poor_by, "poor_loss": ev.best_on,
+            "loss_vs_chance": ev.end_over_untrained, "untrained_level": ev.untrained_level,
+            "untrained_from": ev.untrained_from}
 
 
 def _guess_entropy(acc: float) -> float:
@@ -495,17 +509,22 @@ def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: in
 
 
 def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
-    """The ``"untrained"`` poor level, for a run whose class count is unknown: the better
-    of the val and train losses ends at ``poor_untrained_share`` or more of the untrained
-    level L0 the log shows (:func:`untrained_level`: the largest early loss; stricter than
-    ``poor_chance_share`` of ln C, as a log written after the first epoch starts below the
-    untrained loss) and at
+    """The ``"untrained"`` poor level: the better of the val and train losses ends at
+    ``poor_chance_share`` or more of ln C when the class count C is known, else at
+    ``poor_untrained_share`` or more of the untrained level L0 the log shows
+    (:func:`untrained_level`: the largest early loss; stricter, as a log written after
+    the first epoch starts below the untrained loss) and at
     ``low_loss_share`` x ln 2 or more (a fine-tune flat at a low loss starts low too), and
     the train loss gained at most ``max_late_gain`` of its fall from L0 after the first
     ``1 - early_flat_share`` of the run: learned a little, then stuck early.  A train loss
     still falling late is a slow convergence (a noisy data set's level), not a plateau."""
     found = untrained_level(ctx)
     tl = get_curve(ctx, Role.TRAIN_LOSS)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    share = float(p["poor_untrained_share"])
+    if n_classes:
+        found, share = (signals.chance_loss(n_classes), f"ln {n_classes}"), float(
+            p["poor_chance_share"])
     if found is None or tl is None or len(tl) < 3:
         return {}
     level0 = found[0]
@@ -513,7 +532,7 @@ def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
             if c is not None and len(c) >= 3}
     tag = min(ends, key=lambda t: ends[t])
     better = ends[tag]
-    if (better < float(p["poor_untrained_share"]) * level0
+    if (better < share * level0
             or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
         return {}
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
@@ -555,6 +574,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         train_over_val=st.get("train_over_val"),
         constant_accuracy=st.get("constant_accuracy"),
         constant_metric=st.get("constant_metric"),
+        underfit_by=st.get("underfit_by"),
         thresholds=p,
         last_step=last_step,
     )
@@ -599,7 +619,12 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        if ev.loss_vs_chance is not None and ev.untrained_level is not None:
+        if ev.underfit_by is not None and ev.loss_vs_chance is not None:
+            why = (f"after learning to a poor level (UND004, poor by {ev.underfit_by}: the "
+                   f"loss ends at {pct(ev.loss_vs_chance)} of the untrained level "
+                   f"{fmt(ev.untrained_level)} ({ev.untrained_from})): learned, then "
+                   f"stuck early")
+        elif ev.loss_vs_chance is not None and ev.untrained_level is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
         elif ev.constant_accuracy is not None and ev.loss_vs_chance is not None:

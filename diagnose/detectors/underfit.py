@@ -831,3 +831,17 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                else "levelled off at a poor level")
         return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
                 f"{poor}; the model learns but stays poor ({how})")
+
+
+def learned_but_poor(ctx: RuleContext) -> UND004.Evidence | None:
+    """UND004's verdict on this run with its configured thresholds (the evidence when the
+    model learned but stays poor, else None): the one owner of "poor after learning",
+    so that a plateau rule judging a run that flattened early calls the same level poor
+    (DESIGN.md: learns, then flattens early at a poor level = underfit AND plateau)."""
+
+    def compute() -> UND004.Evidence | None:
+        p = UND004.Params.build(ctx.thresholds_of("UND004"))
+        found = UND004().detect(ctx, p)
+        return found[0].evidence if found else None
+
+    return ctx.cached(("underfit_learned_but_poor",), compute)
