@@ -103,6 +103,10 @@ class ValLossRisingParams(RuleParams):
     stuck_acc_gap: float = param(P.FRACTION)
     min_gap_ratio: float = param(P.FRACTION)
     train_floor_ratio: float = param(P.FRACTION)
+    short_max_points: int = param(P.COUNT)
+    short_min_rises: int = param(P.COUNT)
+    short_min_rise: float = param(P.NON_NEGATIVE)
+    short_min_effect: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,51 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
     }
 
 
+def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
+    """Where a short val curve (at most ``short_max_points`` evaluations) leaves its best
+    for good; None if it does not.
+
+    With a handful of evaluations the smoothed test of :func:`degradation` has nothing to
+    smooth, and the point-to-point noise of a V-shaped curve is mostly its two slopes.
+    Strong evidence instead: every one of the last ``short_min_rises`` (or more)
+    evaluations is higher than the one before, from the raw minimum to the last point;
+    the rise is ``short_min_rise`` of the minimum (DESIGN.md: 5-10% at the very end of a
+    converged run is healthy) and ``short_min_effect`` of the curve's noise around its own
+    slopes (first differences before and after the minimum, each about its own median:
+    a jagged rise is noise, a steady one is a trend).
+    """
+    n = len(val)
+    if n < int(p["min_points"]) or n > int(p["short_max_points"]):
+        return None
+    v = val.values
+    i = int(np.argmin(v))
+    ups = np.diff(v[i:])
+    if len(ups) < int(p["short_min_rises"]) or not bool(np.all(ups > 0)):
+        return None
+    vmin, end = float(v[i]), float(v[-1])
+    rise_rel = rel(end - vmin, vmin)
+    segs = [d - np.median(d) for d in (np.diff(v[: i + 1]), ups) if len(d) >= 2]
+    around = signals.mad_sigma(np.concatenate(segs)) / np.sqrt(2.0) if segs else 0.0
+    nz = max(float(around), 1e-3 * signals.robust_scale(v),
+             1e-12 * max(float(np.max(np.abs(v))), 1.0))
+    effect = (end - vmin) / nz
+    if not (np.isfinite(rise_rel) and rise_rel >= float(p["short_min_rise"])
+            and effect >= float(p["short_min_effect"])):
+        return None
+    return {
+        "best_step": int(val.steps[i]),
+        "best": val.raw(vmin),
+        "best_smoothed": val.raw(vmin),
+        "end": val.raw(end),
+        "rise": rise_rel,
+        "effect": effect,
+        "sustained": 1.0,
+        "tau": 1.0,
+        "noise": nz,
+        "short": True,
+    }
+
+
 def _val_loss_rise(ctx: RuleContext, best_step: float, end_frac: float) -> float | None:
     """How far the val loss rose from its level at ``best_step`` to its end level,
     relative to the former; None when the run logs no usable val and train loss.
@@ -318,6 +367,8 @@ def _evidence(val: Curve, deg: dict[str, Any], tr: dict[str, Any], p: RuleParams
 def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
                 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     deg = degradation(ctx, val, p)
+    if deg is None and p.get("short_max_points") is not None:
+        deg = short_rise(val, p)
     if deg is None:
         return None
     for t in trains:
@@ -390,6 +441,11 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         # loss above it (heavy dropout, label noise in both) has no gap to speak of
         v_end = float(deg["end"])
         if v_end <= 0 or (v_end - float(tr["end"])) / v_end < float(p["min_gap_ratio"]):
+            return []
+        # few evaluations: the gap must also have grown since the minimum (val and train
+        # moving apart, not both drifting up)
+        if deg.get("short") and (v_end - float(tr["end"])
+                                 <= float(deg["best"]) - float(tr["at_best"])):
             return []
         return [Found(val.tag, deg["best_step"], _evidence(val, deg, tr, p,
                                                           component=component))]
