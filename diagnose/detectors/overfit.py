@@ -4,7 +4,9 @@ Three views of the same failure, each robust to noisy validation sets:
 
 * OVF001 ``val_loss_rising``: val loss leaves its smoothed minimum for good (rise beyond
   its noise floor, sustained over the second half of the post-minimum segment, over a
-  meaningful share of the run) while train loss keeps falling.  YOLO-style runs log
+  meaningful share of the run) while train loss keeps falling; a short run (a handful
+  of evaluations) only on strong evidence: consecutive rises from the minimum to the
+  end, large against the noise, train falling and the gap growing.  YOLO-style runs log
   component losses (box/obj/cls); when the total does not rise, a component whose train
   twin keeps falling can still show it (val obj_loss is the classic).
 * OVF002 ``val_metric_degrading``: the same test on the val metric in its own direction.
