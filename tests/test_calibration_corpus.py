@@ -148,6 +148,21 @@ def test_a_val_accuracy_that_climbs_is_not_flat_from_the_start() -> None:
     assert out["label"] == ["plateau"], out
 
 
+def test_a_stop_inside_the_train_noise_is_not_dated() -> None:
+    # only two val evaluations (val cannot date the stop), a per-step train loss whose
+    # minibatch noise is larger than its fall: whether it stopped by 20% of the run or
+    # kept improving cannot be told, so plateau is unclear and the run is dropped (the
+    # old criterion took the early minimum and called it plateau + underfit)
+    rng = np.random.default_rng(1)
+    train = list(np.clip(np.linspace(2.25, 1.9, 60) + rng.normal(0, 0.4, 60), 0.8, None))
+    out = label_check.check(_record(train, [2.0, 1.95], val_every=30), REFS)
+    assert out["status"] == "dropped" and "noise" in out["why"], out
+    # ... but a val that fell a lot between its two evaluations (after 20% of the run)
+    # shows the run still improving: underfit, not plateau
+    out = label_check.check(_record(train, [2.25, 1.7], val_every=30), REFS)
+    assert out["label"] == ["underfit"], out
+
+
 def test_val_stuck_while_train_keeps_improving_is_not_healthy() -> None:
     # train falls steadily to a middling level while val never leaves ln 10: not a
     # plateau (the optimiser is not stuck) and not healthy; the old criterion read only

@@ -72,6 +72,9 @@ PLATEAU_VAL_EVALS = 3  # "stops improving" is read on val with >= 3 evaluations,
 EARLY_WINDOW = 0.05   # the level "by EARLY" is read on (EARLY +- 5%) of the run: on train
                       # the median of those points (the tail's statistic, not a noisy
                       # minimum), on val its best evaluation up to EARLY + 5% ("roughly")
+NOISE_SE = 2.0        # on train, the late gain is compared with LATE_GAIN_NO/_YES give or
+                      # take 2 standard errors of its two medians (minibatch noise): a
+                      # gain the noise could make either side of a threshold is unclear
 ACC_LEARNED = 0.25    # val accuracy rose >= 25% of the way from chance to 1 (from its first
                       # evaluation, and ends there): it left its initial level whatever the
                       # loss says (under-confident logits keep a cross-entropy near ln C
@@ -352,16 +355,26 @@ def accuracy_quality(c: Curves) -> tuple[float, float] | None:
     return (end - float(a[0])) / span, (end - c.chance_acc) / span
 
 
-def late_gains(c: Curves) -> list[tuple[str, float, float, float]]:
-    """(curve, level by EARLY, end level, late gain) for "stops improving early".
+def _median_se(v: np.ndarray, n: int) -> float:
+    """Standard error of the median of n points of a noisy curve (noise from its steps)."""
+    if len(v) < 3 or n < 1:
+        return 0.0
+    sd = float(np.median(np.abs(np.diff(v)))) / (0.6745 * math.sqrt(2))
+    return 1.2533 * sd / math.sqrt(n)
+
+
+def late_gains(c: Curves) -> list[tuple[str, float, float, float, float]]:
+    """(curve, level by EARLY, end level, late gain, its standard error) for "stops
+    improving early".
 
     The late gain is the share of the curve's improvement (from the untrained level, or
     from its own start when that is higher: a blown-up first point) made after EARLY.
     Train: the median of its points within EARLY_WINDOW of EARLY (the nearest point when
     none) against its tail median, both robust to minibatch noise. Val, when it has >=
-    PLATEAU_VAL_EVALS evaluations and one by EARLY + EARLY_WINDOW: its best one by then.
+    PLATEAU_VAL_EVALS evaluations and one by EARLY + EARLY_WINDOW: its best one by then
+    (per-epoch evaluations: no minibatch noise term).
     """
-    out = []
+    out: list[tuple[str, float, float, float, float]] = []
     curves_ = [("train", c.train_x, c.train)]
     if c.val is not None and c.val_x is not None:
         curves_.append(("val", c.val_x, c.val))
@@ -373,15 +386,19 @@ def late_gains(c: Curves) -> list[tuple[str, float, float, float]]:
             if len(y) < PLATEAU_VAL_EVALS or not by.any():
                 continue
             early = float(y[by].min())
+            se = 0.0
         else:
             if not len(y):
                 continue
             near = np.abs(x - EARLY) <= EARLY_WINDOW
             window = y[near] if near.any() else y[[int(np.argmin(np.abs(x - EARLY)))]]
             early = float(np.median(window))
+            se = math.hypot(_median_se(y, len(window)), _median_se(y, len(tail(ys))))
         end = tail_level(ys)
         total = max(c.l0, float(y[0])) - end
-        out.append((name, early, end, (early - end) / total if total > 0 else 0.0))
+        # a curve that ends above where it started did not improve late: no noise term
+        out.append((name, early, end, (early - end) / total if total > 0 else 0.0,
+                    se / total if total > 0 else 0.0))
     return out
 
 
@@ -435,25 +452,34 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
         return und, uw, NO, ""
     # stopped improving: read on val when it can be (per-epoch, no minibatch noise), else
     # on train; train still falling while val is stuck is not "stuck" (nor healthy)
-    gains = {n: (e, t, g) for n, e, t, g in late_gains(c)}
+    gains = {n: (e, t, g, se) for n, e, t, g, se in late_gains(c)}
     read = "val" if "val" in gains else "train"
-    early, end, late_gain = gains[read]
+    early, end, late_gain, gain_se = gains[read]
     seen = f"{read} {early:.3g} -> {end:.3g}"
+    if read == "train" and len(va) >= 2:
+        # val first evaluated after EARLY: its gain since then is a lower bound of the
+        # late gain, enough to say "still improving"
+        v_gain = (float(va[0]) - v_end) / max(max(c.l0, float(va[0])) - v_end, 1e-12)
+        if v_gain >= LATE_GAIN_YES:
+            return und, uw, NO, ""
+    stopped = late_gain + NOISE_SE * gain_se < LATE_GAIN_NO
+    improving = late_gain - NOISE_SE * gain_se >= LATE_GAIN_YES
     if (read == "val" and late_gain < LATE_GAIN_NO
-            and gains["train"][2] >= LATE_GAIN_YES):
+            and gains["train"][2] - NOISE_SE * gains["train"][3] >= LATE_GAIN_YES):
         if end >= (1 + OVF_RISE_NO) * float(va.min()):
             return und, uw, NO, ""  # val turned up while train falls: overfit's to judge
         return und, uw, UNCLEAR, f"val stopped improving by {EARLY:.0%} ({seen}) while " \
                                  f"train still gains {gains['train'][2]:.0%} after it"
-    if q < POOR_Q and late_gain < LATE_GAIN_NO:
+    if q < POOR_Q and stopped:
         if acc_good and aq is not None:
             return und, uw, UNCLEAR, f"stopped improving by {EARLY:.0%} at loss quality " \
                                      f"{q:.2f}, but val accuracy ends {aq[1]:.2f} (good)"
         return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run ({seen}) at " \
                              f"quality {q:.2f}"
-    if late_gain >= LATE_GAIN_YES:
+    if improving:
         return und, uw, NO, ""
-    return und, uw, UNCLEAR, f"late gain {late_gain:.0%}, quality {q:.2f}"
+    return und, uw, UNCLEAR, f"late gain {late_gain:.0%} (+- {NOISE_SE * gain_se:.0%} " \
+                             f"noise, {read}), quality {q:.2f}"
 
 
 def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, Any]:
