@@ -65,6 +65,24 @@ GAP_RATIO = 0.75      # underfit's small gap: train tail >= 0.75x val tail
 EARLY = 0.2           # plateau: stops improving within the first 20% of the run ...
 LATE_GAIN_NO = 0.1    # ... i.e. < 10% of its total improvement comes after that
 LATE_GAIN_YES = 0.3   # still improving: >= 30% of it comes later
+PLATEAU_VAL_EVALS = 3  # "stops improving" is read on val with >= 3 evaluations, one
+                       # by EARLY + EARLY_WINDOW: the per-step train curve's minibatch
+                       # noise puts a low dip in any early window, which made steadily
+                       # falling runs plateau
+EARLY_WINDOW = 0.05   # the level "by EARLY" is read on (EARLY +- 5%) of the run: on train
+                      # the median of those points (the tail's statistic, not a noisy
+                      # minimum), on val its best evaluation up to EARLY + 5% ("roughly")
+NOISE_SE = 2.0        # on train, the late gain is compared with LATE_GAIN_NO/_YES give or
+                      # take 2 standard errors of its two medians (minibatch noise): a
+                      # gain the noise could make either side of a threshold is unclear
+ACC_LEARNED = 0.25    # val accuracy rose >= 25% of the way from chance to 1 (from its first
+                      # evaluation, and ends there): it left its initial level whatever the
+                      # loss says (under-confident logits keep a cross-entropy near ln C
+                      # while the argmax learned)
+ACC_GOOD = 0.85       # val accuracy >= 85% of the way from chance to 1 is a good level a
+                      # log shows by itself: a loss "poor" only against the data set's
+                      # reference (which no log knows) then contradicts it -> unclear
+ACC_MIN_EVALS = 3     # accuracy is read only with >= 3 finite val evaluations
 BN_TRAIN_GOOD = 0.4   # batchnorm_collapse: train tail <= 0.4 L0 (or quality >= 0.6) ...
 BN_VAL_BAD = 0.9      # ... while val sits at >= 0.9 L0 (chance or worse) ...
 BN_VAL_NEVER = 0.6    # ... and never got below 0.6 L0 (val never good first)
@@ -89,6 +107,8 @@ class Curves:
     l0: float                  # the untrained model's loss
     lref: float                # a good loss on this data
     chance: float              # the label-frequency level (<= l0)
+    val_acc: np.ndarray | None = None  # val accuracy (finite values), when logged
+    chance_acc: float = 0.0    # the accuracy of predicting the majority class
 
 
 def _binned(steps: Sequence[int], values: Sequence[float], total: int,
@@ -135,6 +155,16 @@ def chance_loss(cfg: dict[str, Any]) -> float:
     return min(l0, h) if h else l0
 
 
+def chance_accuracy(cfg: dict[str, Any]) -> float:
+    """The accuracy of always predicting the most frequent class (1/C on balanced sets)."""
+    if cfg["dataset"] in ("breast_cancer", "wine", "iris", "digits"):
+        from sklearn import datasets as skd
+
+        target = getattr(skd, f"load_{cfg['dataset']}")().target
+        return float(np.bincount(target).max() / len(target))
+    return 1.0 / max(int(cfg.get("n_classes") or 1), 1)
+
+
 def ref_key(rec: dict[str, Any]) -> tuple[Any, ...]:
     c = rec["config"]
     return (c["dataset"], c.get("n_classes"))
@@ -174,8 +204,14 @@ def curves(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> Curves | 
     l0 = untrained_loss(cfg)
     key = ref_key(rec)
     lref = refs.get(key, refs.get(key[:1], 0.0)) * l0
+    acc = store.series(rec, "val_acc") if cfg["task"] == "cls" else None
+    va_acc = None
+    if acc:
+        a = np.asarray(acc[1], float)
+        va_acc = a[np.isfinite(a)]
     return Curves(ty, np.asarray(tr[1], float), vy, tx, vx, l0, min(lref, 0.5 * l0),
-                  chance_loss(cfg))
+                  chance_loss(cfg), va_acc,
+                  chance_accuracy(cfg) if va_acc is not None else 0.0)
 
 
 def tail(v: np.ndarray) -> np.ndarray:
@@ -305,6 +341,67 @@ def _finite(v: np.ndarray | None) -> np.ndarray:
     return np.zeros(0) if v is None else v[np.isfinite(v)]
 
 
+def accuracy_quality(c: Curves) -> tuple[float, float] | None:
+    """(rise from the first evaluation, end level) of the val accuracy, as fractions of
+    the way from chance to 1; None when not logged.
+
+    Knowable from the log alone (no reference level): what the argmax learned.
+    """
+    a = c.val_acc
+    if a is None or len(a) < ACC_MIN_EVALS:
+        return None
+    span = max(1.0 - c.chance_acc, 1e-12)
+    end = float(np.median(tail(a)))
+    return (end - float(a[0])) / span, (end - c.chance_acc) / span
+
+
+def _median_se(v: np.ndarray, n: int) -> float:
+    """Standard error of the median of n points of a noisy curve (noise from its steps)."""
+    if len(v) < 3 or n < 1:
+        return 0.0
+    sd = float(np.median(np.abs(np.diff(v)))) / (0.6745 * math.sqrt(2))
+    return 1.2533 * sd / math.sqrt(n)
+
+
+def late_gains(c: Curves) -> list[tuple[str, float, float, float, float]]:
+    """(curve, level by EARLY, end level, late gain, its standard error) for "stops
+    improving early".
+
+    The late gain is the share of the curve's improvement (from the untrained level, or
+    from its own start when that is higher: a blown-up first point) made after EARLY.
+    Train: the median of its points within EARLY_WINDOW of EARLY (the nearest point when
+    none) against its tail median, both robust to minibatch noise. Val, when it has >=
+    PLATEAU_VAL_EVALS evaluations and one by EARLY + EARLY_WINDOW: its best one by then
+    (per-epoch evaluations: no minibatch noise term).
+    """
+    out: list[tuple[str, float, float, float, float]] = []
+    curves_ = [("train", c.train_x, c.train)]
+    if c.val is not None and c.val_x is not None:
+        curves_.append(("val", c.val_x, c.val))
+    for name, xs, ys in curves_:
+        fin = np.isfinite(ys)
+        x, y = xs[fin], ys[fin]
+        if name == "val":
+            by = x <= EARLY + EARLY_WINDOW
+            if len(y) < PLATEAU_VAL_EVALS or not by.any():
+                continue
+            early = float(y[by].min())
+            se = 0.0
+        else:
+            if not len(y):
+                continue
+            near = np.abs(x - EARLY) <= EARLY_WINDOW
+            window = y[near] if near.any() else y[[int(np.argmin(np.abs(x - EARLY)))]]
+            early = float(np.median(window))
+            se = math.hypot(_median_se(y, len(window)), _median_se(y, len(tail(ys))))
+        end = tail_level(ys)
+        total = max(c.l0, float(y[0])) - end
+        # a curve that ends above where it started did not improve late: no noise term
+        out.append((name, early, end, (early - end) / total if total > 0 else 0.0,
+                    se / total if total > 0 else 0.0))
+    return out
+
+
 def fit_state(c: Curves) -> tuple[str, str, str, str]:
     """(underfit, why, plateau, why): how well and how long the model fitted its data.
 
@@ -322,12 +419,21 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
     # did it learn? read on val when there are >= 3 evaluations (minibatch noise in a
     # per-step train curve can dip below any threshold once)
     best = float(va.min()) if len(va) >= 3 else float(tr.min())
-    flat_from_start = best >= FLAT_BEST * c.chance and level >= FLAT_END * c.chance
-    learned = best <= LEARNED_BELOW * c.chance  # between the two: "learned a little"?
+    aq = accuracy_quality(c)
+    # the val accuracy left chance: the run left its initial level even when its loss
+    # (under-confident logits, heavy dropout) stays near ln C
+    acc_left = aq is not None and min(aq) >= ACC_LEARNED
+    acc_good = aq is not None and aq[1] >= ACC_GOOD
+    flat_from_start = (best >= FLAT_BEST * c.chance and level >= FLAT_END * c.chance
+                       and not acc_left)
+    learned = best <= LEARNED_BELOW * c.chance or acc_left  # else "learned a little"?
     small_gap = not math.isfinite(v_end) or t_end >= GAP_RATIO * v_end
     # underfit
     if q >= GOOD_Q:
         und, uw = NO, ""
+    elif acc_good and aq is not None:
+        und, uw = UNCLEAR, f"loss quality {q:.2f} is poor but val accuracy ends " \
+                           f"{aq[1]:.2f} of the way from chance to 1 (good)"
     elif flat_from_start:
         und, uw = NO, "never left its initial level"
     elif learned and q < POOR_Q and small_gap:
@@ -344,15 +450,36 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
         return und, uw, YES, f"flat from the start near the initial level ({level:.3g})"
     if q >= GOOD_Q:
         return und, uw, NO, ""
-    x = c.train_x[np.isfinite(c.train)]
-    early = tr[x <= EARLY] if (x <= EARLY).any() else tr[:1]
-    total_gain = c.l0 - t_end  # from the untrained level (a blown-up first point aside)
-    late_gain = (float(early.min()) - t_end) / total_gain if total_gain > 0 else 0.0
-    if q < POOR_Q and late_gain < LATE_GAIN_NO:
-        return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run at quality {q:.2f}"
-    if late_gain >= LATE_GAIN_YES:
+    # stopped improving: read on val when it can be (per-epoch, no minibatch noise), else
+    # on train; train still falling while val is stuck is not "stuck" (nor healthy)
+    gains = {n: (e, t, g, se) for n, e, t, g, se in late_gains(c)}
+    read = "val" if "val" in gains else "train"
+    early, end, late_gain, gain_se = gains[read]
+    seen = f"{read} {early:.3g} -> {end:.3g}"
+    if read == "train" and len(va) >= 2:
+        # val first evaluated after EARLY: its gain since then is a lower bound of the
+        # late gain, enough to say "still improving"
+        v_gain = (float(va[0]) - v_end) / max(max(c.l0, float(va[0])) - v_end, 1e-12)
+        if v_gain >= LATE_GAIN_YES:
+            return und, uw, NO, ""
+    stopped = late_gain + NOISE_SE * gain_se < LATE_GAIN_NO
+    improving = late_gain - NOISE_SE * gain_se >= LATE_GAIN_YES
+    if (read == "val" and late_gain < LATE_GAIN_NO
+            and gains["train"][2] - NOISE_SE * gains["train"][3] >= LATE_GAIN_YES):
+        if end >= (1 + OVF_RISE_NO) * float(va.min()):
+            return und, uw, NO, ""  # val turned up while train falls: overfit's to judge
+        return und, uw, UNCLEAR, f"val stopped improving by {EARLY:.0%} ({seen}) while " \
+                                 f"train still gains {gains['train'][2]:.0%} after it"
+    if q < POOR_Q and stopped:
+        if acc_good and aq is not None:
+            return und, uw, UNCLEAR, f"stopped improving by {EARLY:.0%} at loss quality " \
+                                     f"{q:.2f}, but val accuracy ends {aq[1]:.2f} (good)"
+        return und, uw, YES, f"stopped improving by {EARLY:.0%} of the run ({seen}) at " \
+                             f"quality {q:.2f}"
+    if improving:
         return und, uw, NO, ""
-    return und, uw, UNCLEAR, f"late gain {late_gain:.0%}, quality {q:.2f}"
+    return und, uw, UNCLEAR, f"late gain {late_gain:.0%} (+- {NOISE_SE * gain_se:.0%} " \
+                             f"noise, {read}), quality {q:.2f}"
 
 
 def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, Any]:
