@@ -535,15 +535,9 @@ def _per_evaluation_jumps(train: Curve, steps: np.ndarray) -> float:
     """Median absolute change of log(train loss) between consecutive evaluations: the
     train loss's median over each interval between evaluation ``steps`` (what a
     per-evaluation val loss is comparable with; a per-step train loss is noisier)."""
-    edges = np.concatenate(([-np.inf], steps[1:]))
-    levels = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        seg = train.values[(train.steps > lo) & (train.steps <= hi)]
-        if len(seg):
-            levels.append(float(np.median(seg)))
-    seg = train.values[train.steps > steps[-1]] if len(steps) else train.values[:0]
-    if len(seg):
-        levels.append(float(np.median(seg)))
+    # the train points up to each evaluation (and after the last one) form one group
+    group = np.searchsorted(steps, train.steps, side="left")
+    levels = [float(np.median(train.values[group == k])) for k in np.unique(group)]
     if len(levels) < 3:
         return 0.0
     return float(np.median(np.abs(np.diff(np.log(levels)))))
