@@ -479,7 +479,8 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     times above the untrained level (eval worse than an untrained model), consecutive
     evaluations differ by a median factor of ``jump_factor``, the swinging evaluations
     form at least ``min_swings`` separate excursions (val goes up, comes back, goes up
-    again: one excursion that recovers is a transient spike, healthy by DESIGN.md), and
+    again: one excursion that recovers is a transient spike, healthy by DESIGN.md) or one
+    that never recovers (it lasts from the first half to the last evaluation), and
     train gets good (``train_good_ratio``; ``loose_train_ratio`` when the val median is
     ``far_bad`` times the untrained level).  Unlike the erratic branch the train loss may
     be noisy per step (a tiny last batch spikes it too): it is compared by its smoothed
@@ -507,7 +508,9 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         return None
     # separate excursions: runs of consecutive swinging evaluations
     excursions = int(high[0]) + int(np.sum(high[1:] & ~high[:-1]))
-    if excursions < p.min_swings:
+    # an excursion still going at the last evaluation (and, as above, under way in the
+    # first half) never recovered: not a transient spike
+    if excursions < p.min_swings and not high[-1]:
         return None
     jump = _log_jumps(val)
     t_jump = _per_evaluation_jumps(train, val.steps)
