@@ -22,7 +22,7 @@ batch size <= ``small_batch`` with batch norm is the classic cause.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -120,6 +120,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         loose_train_ratio: float = param(P.SHARE)
         flat_rise: float = param(P.NON_NEGATIVE)
         min_swings: int = param(P.COUNT)
+        swing_jump_floor: float = param(P.AT_LEAST_ONE)
+        swing_noise_mult: float = param(P.AT_LEAST_ONE)
+        train_blown: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -190,22 +193,25 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
             return []
         min_points = p.min_points
         hp = _hparam_evidence(ctx, p)
-        # branch 1: erratic val loss, stable train loss
+        # branch 1: erratic val loss, stable train loss (evaluations before any train
+        # blow-up only)
+        early = (_before_train_blowup(ctx, val, train, float(p.train_blown))
+                 if val is not None and train is not None else None)
         if (
-            val is not None and train is not None and len(val) >= min_points
+            early is not None and train is not None and len(early) >= min_points
             and len(train) >= min_points
-            and float(np.min(val.values)) > 0 and float(np.min(train.values)) > 0
+            and float(np.min(early.values)) > 0 and float(np.min(train.values)) > 0
         ):
-            vj, tj = _log_jumps(val), _log_jumps(train)
-            lo, hi = np.percentile(val.values, [10, 90])
+            vj, tj = _log_jumps(early), _log_jumps(train)
+            lo, hi = np.percentile(early.values, [10, 90])
             spread = float(hi / lo)
             if (
                 vj >= np.log(float(p.jump_factor))
                 and tj <= np.log(float(p.train_jump_factor))
                 and spread >= float(p.min_spread)
-                and float(np.median(val.values)) >= float(p.val_bad) * _untrained(ctx, train)
+                and float(np.median(early.values)) >= float(p.val_bad) * _untrained(ctx, train)
             ):
-                return [Found(val.tag, int(val.steps[0]), BN001.Evidence(
+                return [Found(early.tag, int(early.steps[0]), BN001.Evidence(
                     **hp, branch="erratic", val_median_jump_factor=float(np.exp(vj)),
                     train_median_jump_factor=float(np.exp(tj)), val_p10=float(lo),
                     val_p90=float(hi), val_spread=spread, train_end=end_level(train),
@@ -473,7 +479,8 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     times above the untrained level (eval worse than an untrained model), consecutive
     evaluations differ by a median factor of ``jump_factor``, the swinging evaluations
     form at least ``min_swings`` separate excursions (val goes up, comes back, goes up
-    again: one excursion that recovers is a transient spike, healthy by DESIGN.md), and
+    again: one excursion that recovers is a transient spike, healthy by DESIGN.md) or one
+    that never recovers (it lasts from the first half to the last evaluation), and
     train gets good (``train_good_ratio``; ``loose_train_ratio`` when the val median is
     ``far_bad`` times the untrained level).  Unlike the erratic branch the train loss may
     be noisy per step (a tiny last batch spikes it too): it is compared by its smoothed
@@ -484,6 +491,9 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if curves is None:
         return None
     val, train = curves
+    val = _before_train_blowup(ctx, val, train, float(p.train_blown))
+    if len(val) < p.swing_min_points:
+        return None
     ts, tsm = smoothed(ctx, train)
     t_at = np.interp(val.steps, ts, tsm)
     if not np.all(t_at > 0):
@@ -498,22 +508,55 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         return None
     # separate excursions: runs of consecutive swinging evaluations
     excursions = int(high[0]) + int(np.sum(high[1:] & ~high[:-1]))
-    if excursions < p.min_swings:
+    # an excursion still going at the last evaluation (and, as above, under way in the
+    # first half) never recovered: not a transient spike
+    if excursions < p.min_swings and not high[-1]:
         return None
     jump = _log_jumps(val)
+    t_jump = _per_evaluation_jumps(train, val.steps)
     ref = early_level(train)
     t_end = end_level(train)
     # eval typically worse than an untrained model: train only has to fall clearly
     # (loose_train_ratio), as in the never-good branch
     far = float(np.median(val.values)) >= float(p.far_bad) * untrained
-    if jump < np.log(float(p.jump_factor)) or not _train_good(
+    # erratic: jump_factor per evaluation, or swing_jump_floor when that is
+    # swing_noise_mult times what the train loss moves between the same evaluations
+    need = min(np.log(float(p.jump_factor)),
+               max(np.log(float(p.swing_jump_floor)), float(p.swing_noise_mult) * t_jump))
+    if jump < need or not _train_good(
             ctx, t_end, ref, float(p.loose_train_ratio if far else p.train_good_ratio), p):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
         evaluations=n, val_max_over_train=float(np.max(ratio)), swing_ratio=float(p.swing_ratio),
         swing_excursions=excursions, val_median_jump_factor=float(np.exp(jump)),
+        train_median_jump_factor=float(np.exp(t_jump)),
         untrained_level=untrained, train_end=t_end, thresholds=p))
+
+
+def _per_evaluation_jumps(train: Curve, steps: np.ndarray) -> float:
+    """Median absolute change of log(train loss) between consecutive evaluations: the
+    train loss's median over each interval between evaluation ``steps`` (what a
+    per-evaluation val loss is comparable with; a per-step train loss is noisier)."""
+    # the train points up to each evaluation (and after the last one) form one group
+    group = np.searchsorted(steps, train.steps, side="left")
+    levels = [float(np.median(train.values[group == k])) for k in np.unique(group)]
+    if len(levels) < 3:
+        return 0.0
+    return float(np.median(np.abs(np.diff(np.log(levels)))))
+
+
+def _before_train_blowup(ctx: RuleContext, val: Curve, train: Curve,
+                         blown: float) -> Curve:
+    """The val evaluations before the smoothed train loss first reaches ``blown`` x
+    the untrained level: from there the train loss has blown up too, so the eval-mode
+    results say nothing about batch-norm statistics (divergence explains them)."""
+    ts, tsm = smoothed(ctx, train)
+    over = np.flatnonzero(tsm >= blown * _untrained(ctx, train))
+    if not len(over):
+        return val
+    keep = val.steps < ts[over[0]]
+    return replace(val, steps=val.steps[keep], values=val.values[keep])
 
 
 def _far_bad(ev: BN001.Evidence) -> float | None:

@@ -482,6 +482,20 @@ def calibrated_ce_ceiling(accuracy: float, max_chance_loss: float, credit: float
     return -a * math.log(a) + rest
 
 
+def _thrashing(c: Any, frac: float, level: float) -> float:
+    """The smaller share of raw points at or above ``level`` in the two halves of the
+    last ``frac`` of the run (a loss that keeps returning there over a long part of the
+    run, not one spike nor a blow-up it recovered from); 0 when either half has fewer
+    than 2 points."""
+    cut = float(c.steps[-1] - frac * c.span)
+    mid = float(c.steps[-1] - frac * c.span / 2)
+    first = c.values[(c.steps >= cut) & (c.steps < mid)]
+    second = c.values[c.steps >= mid]
+    if len(first) < 2 or len(second) < 2:
+        return 0.0
+    return min(float(np.mean(first >= level)), float(np.mean(second >= level)))
+
+
 def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
@@ -703,6 +717,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         tail_frac: float = param(P.SHARE)
         unfit_factor: float = param(P.AT_LEAST_ONE)
         thrash_share: float = param(P.SHARE)
+        thrash_frac: float = param(P.SHARE)
+        min_chance_loss: float = param(P.POSITIVE)
         acc_bound_factor: float = param(P.AT_LEAST_ONE)
         blown_bound_factor: float = param(P.AT_LEAST_ONE)
         max_accuracy_credit: float = param(P.SHARE)
@@ -727,6 +743,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         val_level: float | None = optional()
         val_start_level: float | None = optional()
         thrash_share_seen: float = 0.0
+        #: thrashing: the least share of raw points at or above the thrash level in
+        #: either half of the last thrash_frac of the run, and that level
+        thrash_late_share: float | None = optional()
+        thrash_level: float | None = optional()
+        #: the L0 it is sized on (ref, or min_chance_loss where higher for a cross-entropy)
+        thrash_base: float | None = optional()
+        thrash_frac: float | None = optional()
         accuracy: float | None = optional()
         accuracy_bound: float | None = optional()
         far_factor: float = 0.0
@@ -827,6 +850,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         if acc_c is not None:
             acc_level = -progress.end_level(acc_c, p.tail_frac, p.level_points)
             acc_bound = calibrated_ce_ceiling(acc_level, top, p.max_accuracy_credit)
+        # thrashing at a high level: far_factor x L0, where L0 is at least the least
+        # chance level of any classifier for a cross-entropy (a fine-tune's first logged
+        # loss near 0 is no untrained level)
+        thrash_base = max(ref, p.min_chance_loss) if _ce_like(ctx, s, c.values) else ref
+        thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
@@ -841,6 +869,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
               and val_gave_back):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
+        elif thrash_seen >= p.thrash_share:
+            criterion, threshold = "thrashing", p.far_factor * thrash_base
+            after = float(c.steps[-1] - p.thrash_frac * c.span)
         else:
             return []
         # onset: the first smoothed point over the threshold (after the best, for a
@@ -852,6 +883,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             if np.median(sm[j:]) >= threshold:
                 onset = float(ss[j])
                 break
+        if criterion == "thrashing":
+            # the median sits below a thrashing loss: its first raw point up there
+            onset = float(c.steps[(c.steps >= after) & (c.values >= threshold)][0])
         ev = DIV005.Evidence(
             label=loss_label(s), criterion=criterion, level=late, reference=ref,
             reference_kind=kind, ratio_to_reference=late / ref, start_level=start,
@@ -871,21 +905,38 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             ev = replace(ev, accuracy=acc_level, accuracy_bound=acc_bound,
                          accuracy_label=acc_c.series.tag, chance_ceiling=top,
                          acc_bound_factor=acc_factor, blown_at_start=blown)
+        if criterion == "thrashing":
+            ev = replace(ev, thrash_late_share=thrash_seen, thrash_level=threshold,
+                         thrash_base=thrash_base, thrash_frac=p.thrash_frac)
         if criterion == "far_above":
             rise = max(start, late) / ref
+        elif criterion == "thrashing":
+            rise = float(np.max(c.values[c.steps >= after])) / thrash_base
         elif criterion == "val_far_above":
             rise = (val_late or 0.0) / vref
         elif criterion == "above_accuracy_ceiling":
             rise = max(start, late) / (acc_bound or 1.0)
         else:
             rise = late / best if best > 0 else float("nan")
-        return [_measured(ctx, Found(metric, ev.onset_step, ev), float(ev.best_step),
-                          finite_number(ev.best), finite_number(rise))]
+        # a thrashing loss's smoothed best may come after its blow-ups (a restart's low
+        # LR at the end): the blow-up's turn is then measured before its onset
+        turn = None if criterion == "thrashing" else float(ev.best_step)
+        return [_measured(ctx, Found(metric, ev.onset_step, ev), turn,
+                          None if turn is None else finite_number(ev.best),
+                          finite_number(rise))]
 
     def message(self, ev: DIV005.Evidence) -> str:
         ref = f"{ev.reference_kind} {fmt(ev.reference)}"
         if ev.num_classes is not None:
             ref = f"ln {ev.num_classes} = {fmt(ev.reference)}, the untrained level"
+        if ev.criterion == "thrashing":
+            if (ev.thrash_base or 0.0) > ev.reference:
+                ref = f"{fmt(ev.thrash_base)}, the least chance level of a classifier"
+            return (f"{ev.label} thrashes at a high level: over the last "
+                    f"{fmt(100 * (ev.thrash_frac or 0.0))}% of the run, in each half, at "
+                    f"least {fmt(100 * (ev.thrash_late_share or 0.0))}% of its points are at "
+                    f"or above {fmt(ev.thrash_level)} ({fmt(ev.far_factor)}x {ref}), from step "
+                    f"{ev.onset_step}")
         if ev.criterion == "val_far_above":
             return (f"{ev.val_label} ends at {fmt(ev.val_level)}, "
                     f"{fmt((ev.val_level or 0.0) / ev.reference)}x {ref}, while "
