@@ -118,11 +118,11 @@ def landing_note(policy: AdvicePolicy, optimizer: Any) -> str:
             f"{show(low)} to {show(high)}")
 
 
-def landing_point(policy: AdvicePolicy, optimizer: Any) -> float:
-    """Where an LR far outside the optimizer's usual range lands inside it
-    (``lr_range_landing``, geometric, of :func:`landing_range`)."""
+def landing_point(policy: AdvicePolicy, optimizer: Any, pos: float | None = None) -> float:
+    """Where an LR far outside the optimizer's usual range lands inside it (``pos``, by
+    default ``lr_range_landing``, geometric, of :func:`landing_range`)."""
     low, high, _ = landing_range(policy, optimizer)
-    pos = policy.lr_range_landing
+    pos = policy.lr_range_landing if pos is None else pos
     return nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
 
 
