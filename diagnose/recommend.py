@@ -47,6 +47,7 @@ from diagnose.advice.moves import (
     scale_lr,
     shorten_warmup,
     show,
+    sparse_tail_gain,
     tail_gain,
     truthy,
     usual_lr_range,
@@ -720,6 +721,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
                          1.0))
     gain = train_gain
+    loss = ctx.role(Role.TRAIN_LOSS)
+    if gain is None and loss is not None:  # an epoch-logged run of 3-5 points
+        gain = sparse_tail_gain(loss)
     if gain is not None and gain > pol.still_learning_gain:
         # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
         # trains longer; a nearly flat one (gain under longer_first_gain) grows first

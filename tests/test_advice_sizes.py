@@ -572,3 +572,26 @@ def test_a_warmup_logged_at_a_few_points_is_still_seen_never_ending(lr, endless)
     curves["lr"] = (np.linspace(0, STEPS[-1], len(lr)), np.array(lr))
     _, recs = _all_recs(curves, {"optimizer": "adam", "max_steps": 600})
     assert (next(iter(recs)) == "warmup_steps") == endless
+
+
+def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
+    """r00958 of the fix-rate corpus: a linear regression logged once per epoch (5 points,
+    too few for tail_gain's medians) still falling when stopped; UND004 says so, and twice
+    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262)."""
+    from diagnose.advice.moves import AdviceContext, sparse_tail_gain
+    from diagnose.findings import RunResult
+    from diagnose.metrics import Role
+
+    steps = np.array([71, 142, 213, 284, 355])
+    train = np.array([1.394, 0.993, 0.756, 0.646, 0.612])
+    run = make_run({"loss/train": (steps, train), "loss/val": (steps, train + 0.04)},
+                   {"learning_rate": 1.3e-3, "optimizer": "adamw", "max_steps": 355})
+    loss = AdviceContext(RunResult(run), None).role(Role.TRAIN_LOSS)
+    assert sparse_tail_gain(loss) == pytest.approx(1 - 0.612 / 0.646)  # last quarter
+    assert sparse_tail_gain(AdviceContext(RunResult(make_run(
+        {"loss/train": (np.arange(8), np.linspace(2, 1, 8))})), None).role(
+            Role.TRAIN_LOSS)) is None  # enough points: tail_gain's medians measure it
+    result = recommend(engine.evaluate(run))
+    und = next(f for f in result.findings if f.rule == "UND004")
+    top = und.recommendations[0]
+    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 710)

@@ -580,6 +580,21 @@ def tail_gain(series: Series, share: float = 0.25) -> float | None:
     return gain if series.higher_is_better else -gain
 
 
+def sparse_tail_gain(series: Series, share: float = 0.25) -> float | None:
+    """:func:`tail_gain` for a curve of 3-5 points (logged once per epoch), too few for
+    its medians: the last value against the one where the last ``share`` of the logged
+    steps begins (an epoch's point already averages that epoch); None otherwise."""
+    fin = series.finite
+    if not 3 <= len(fin) < 6:
+        return None
+    steps, values = fin.steps, fin.values
+    cut = float(steps[-1]) - share * float(steps[-1] - steps[0])
+    i = min(int(np.searchsorted(steps, cut, side="right")) - 1, len(fin) - 2)
+    head, tail = float(values[max(i, 0)]), float(values[-1])
+    gain = (tail - head) / max(abs(head), 1e-12)
+    return gain if series.higher_is_better else -gain
+
+
 def momentum_fix(ctx: AdviceContext, reason: str, strength: float = 1.0) -> Candidate | None:
     """SGD without momentum -> momentum 0.9 (seeds 003).
 
