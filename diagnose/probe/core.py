@@ -214,7 +214,9 @@ def plan_probe(
             if hp in seen:
                 continue
             seen.add(hp)
-            changes, proposed, why = {}, {}, ""
+            changes: dict[str, Any] = {}
+            proposed: dict[str, Any] = {}
+            why = ""
             for part in (rec, *rec.together):  # a coupled change is one arm, or none
                 name = part.hyperparameter
                 value, why = _candidate_value(plan, keys, name, part.proposed,
