@@ -78,6 +78,10 @@ class Recommendation:
     current: Any
     proposed: Any
     rationale: str
+    #: Changes that only work together with this one (a switch to ReLU goes with He
+    #: init): applied in the same trial; in JSON as ``together_with`` (an additive field
+    #: under schema_version 1, present only when non-empty).
+    together: tuple[Recommendation, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(
@@ -89,6 +93,8 @@ class Recommendation:
                 "rationale": self.rationale,
             }
         )
+        if self.together:
+            out["together_with"] = [r.to_dict() for r in self.together]
         return out
 
 

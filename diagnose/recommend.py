@@ -47,6 +47,7 @@ from diagnose.advice.moves import (
     scale_lr,
     shorten_warmup,
     show,
+    sparse_tail_gain,
     tail_gain,
     truthy,
     usual_lr_range,
@@ -54,7 +55,7 @@ from diagnose.advice.moves import (
 )
 from diagnose.advice.policy import AdvicePolicy
 from diagnose.advice.reconcile import GROUPS, Candidate, candidate, precedence, resolve
-from diagnose.findings import Finding, RunResult
+from diagnose.findings import Finding, Recommendation, RunResult
 from diagnose.hparams import finite_number
 from diagnose.metrics import Role
 
@@ -402,6 +403,22 @@ def _vanishing(ctx: AdviceContext, f: Finding) -> list[Candidate]:
     return vanishing_advice(ctx, _ev(f, "late_level", "value"), _ev(f, "collapse_factor"))
 
 
+def to_relu(ctx: AdviceContext, rationale: str, strength: float) -> Candidate:
+    """A switch to ReLU; it carries He init in the same change (``together_with``) unless
+    the init is already He or the policy's ``relu_with_he_init`` is off: ReLU under an init
+    scaled for sigmoid/tanh still fades through a deep stack, and He init alone leaves a
+    saturating net dead, so only both together revive it."""
+    init = ctx.hp.get("init")
+    name = str(init or "").lower()
+    together: tuple[Recommendation, ...] = ()
+    if ctx.policy.relu_with_he_init and "he" not in name and "kaiming" not in name:
+        together = (Recommendation("init", "set", init, "he_normal",
+                                   "He (Kaiming) initialisation is the one scaled for "
+                                   "ReLU"),)
+    return candidate("activation", "set", ctx.hp.get("activation"), "relu", rationale,
+                     strength, direction=0, together=together)
+
+
 def vanishing_advice(ctx: AdviceContext, level: float | None,
                      collapse: float | None) -> list[Candidate]:
     """Vanishing gradients: activation, normalisation, residuals, init (AUTOTRAINER order)."""
@@ -412,9 +429,9 @@ def vanishing_advice(ctx: AdviceContext, level: float | None,
     out: list[Candidate] = []
     act = str(ctx.hp.get("activation", "") or "").lower()
     if "relu" not in act and "gelu" not in act and "silu" not in act:
-        out.append(candidate("activation", "set", ctx.hp.get("activation"), "relu",
-                         f"{reason}; saturating activations (sigmoid/tanh) shrink gradients "
-                         "layer by layer, so use ReLU.", 1.2, direction=0))
+        out.append(to_relu(ctx, f"{reason}; saturating activations (sigmoid/tanh) shrink "
+                           "gradients layer by layer, so use ReLU with He initialisation.",
+                           1.2))
     if not ctx.uses_batchnorm and truthy(ctx.hp.get("normalization")) is not True:
         out.append(candidate("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
                          f"{reason}, so normalise activations (BatchNorm after each dense/conv "
@@ -443,9 +460,8 @@ def saturated_advice(ctx: AdviceContext, saturated: float,
     where = f" of {metric}" if metric else ""
     reason = f"{saturated:.0%}{where} sits in the flat tails of its activation"
     return [
-        candidate("activation", "set", ctx.hp.get("activation"), "relu",
-                  f"{reason}, where the gradient is ~0, so use ReLU.", 1.3,
-                  direction=0),
+        to_relu(ctx, f"{reason}, where the gradient is ~0, so use ReLU with He "
+                "initialisation.", 1.3),
         candidate("normalization", "set", ctx.hp.get("normalization"), "batchnorm",
                   f"{reason}, so normalise the pre-activations (BatchNorm/LayerNorm) to keep "
                   "them in the responsive range.", 1.2, direction=0),
@@ -705,6 +721,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
                          f"{reason} with dropout {show(drop)}, so halve it to {show(new)}.",
                          1.0))
     gain = train_gain
+    loss = ctx.role(Role.TRAIN_LOSS)
+    if gain is None and loss is not None:  # an epoch-logged run of 3-5 points
+        gain = sparse_tail_gain(loss)
     if gain is not None and gain > pol.still_learning_gain:
         # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
         # trains longer; a nearly flat one (gain under longer_first_gain) grows first
@@ -773,12 +792,17 @@ def never_learned_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     side = lr_outside_range(ctx.policy, opt, lr)
     if lr is not None and side:
         low, high, label = usual_lr_range(ctx.policy, opt)
-        new = landing_point(ctx.policy, opt)
+        pol = ctx.policy
+        steps = ctx.total_steps if ctx.unit == "step" else None
+        short = side == "below" and steps is not None and steps < pol.short_run_steps
+        new = landing_point(pol, opt, pol.short_run_landing if short else None)
         lr_move = candidate(
             "learning_rate", "increase" if side == "below" else "decrease", lr, new,
             f"{reason}; the {source} LR {show(lr)} is far {side} {label} usual range "
             f"{show(low)} to {show(high)}, so move into it: {show(new)}"
-            f"{landing_note(ctx.policy, opt)} (an LR range test refines it).", 2.0)
+            + (f" (high in the range: the run has only {show(steps)} steps, fewer than "
+               f"{show(pol.short_run_steps)}, to make its progress)" if short else "")
+            + f"{landing_note(pol, opt)} (an LR range test refines it).", 2.0)
         return [lr_move]
     dead = dead_start_advice(ctx, reason)
     if dead:
@@ -831,11 +855,9 @@ def dead_start_advice(ctx: AdviceContext, reason: str) -> list[Candidate]:
     act = str(ctx.hp.get("activation") or "").lower()
     if act in SATURATING:
         # impact 0.3 x 6 = 1.8: before the init (0.375), the activation is the cause
-        out.append(candidate("activation", "set", ctx.hp.get("activation"), "relu",
-                             f"{why}: {act} saturates, so the gradient shrinks at every "
-                             "layer and a deep stack of them stops learning (vanishing "
-                             "gradients); use ReLU with He initialisation.", 6.0,
-                             direction=0))
+        out.append(to_relu(ctx, f"{why}: {act} saturates, so the gradient shrinks at every "
+                           "layer and a deep stack of them stops learning (vanishing "
+                           "gradients); use ReLU with He initialisation.", 6.0))
     init = str(ctx.hp.get("init") or "").lower()
     if "he" not in init and "kaiming" not in init:
         out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",

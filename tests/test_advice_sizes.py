@@ -3,6 +3,7 @@ run goes through the real rules (``engine.evaluate``), then :func:`recommend`.""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,34 @@ def test_tiny_lr_stuck_at_the_initial_loss_moves_into_the_usual_range(optimizer,
         # not x3 / x10 (Adam 1e-6 x10 = 1e-5 would sit at the very bottom, still stuck)
         assert low * 10 <= rec.proposed <= high
         assert "range test" in rec.rationale
+
+
+@pytest.mark.parametrize("optimizer, max_steps, where", [
+    ("adam", 600, "top"), ("sgd", 300, "top"), ("adam", 5000, "landing"),
+    ("sgd", None, "landing")])
+def test_a_tiny_lr_of_a_short_run_lands_at_the_top_of_the_range(optimizer, max_steps, where):
+    """Progress is about LR x steps: a short run (fewer than short_run_steps) stuck at a
+    tiny LR lands at the top of the usual range (r00054/r00858/r00150 of the fix-rate
+    corpus: Adam 7.2e-4 and SGD 0.11 leave chance but miss the level in 240-290 steps; 3e-3
+    and 0.5 reach it); a long run (planned, or logged without max_steps) at lr_range_landing."""
+    steps = np.arange(0, max_steps or 5000, 5 if (max_steps or 5000) < 1000 else 40)
+    rng = np.random.default_rng(0)
+    loss = np.log(3) - 2e-5 * steps / steps[-1] * 600 + 0.002 * rng.standard_normal(len(steps))
+    ev = steps[::5]
+    curves = {"loss/train": (steps, loss), "loss/val": (ev, np.log(3) + 0 * ev),
+              "accuracy/val": (ev, np.full(len(ev), 0.34))}
+    hp = {"learning_rate": 1e-7, "optimizer": optimizer}
+    if max_steps:
+        hp["max_steps"] = max_steps
+    pol = AdvicePolicy()
+    low, high, _ = usual_lr_range(pol, optimizer)
+    rec = _recs(curves, hp, "plateau")["learning_rate"]
+    if where == "top":
+        assert rec.proposed == pytest.approx(high)
+        assert f"only {max_steps} steps, fewer than 1000" in rec.rationale
+    else:
+        mid = math.exp(math.log(low) + pol.lr_range_landing * math.log(high / low))
+        assert rec.proposed == pytest.approx(mid, rel=0.05) and "fewer than" not in rec.rationale
 
 
 def _jumped_run(lr: np.ndarray) -> dict:
@@ -543,3 +572,26 @@ def test_a_warmup_logged_at_a_few_points_is_still_seen_never_ending(lr, endless)
     curves["lr"] = (np.linspace(0, STEPS[-1], len(lr)), np.array(lr))
     _, recs = _all_recs(curves, {"optimizer": "adam", "max_steps": 600})
     assert (next(iter(recs)) == "warmup_steps") == endless
+
+
+def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
+    """r00958 of the fix-rate corpus: a linear regression logged once per epoch (5 points,
+    too few for tail_gain's medians) still falling when stopped; UND004 says so, and twice
+    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262)."""
+    from diagnose.advice.moves import AdviceContext, sparse_tail_gain
+    from diagnose.findings import RunResult
+    from diagnose.metrics import Role
+
+    steps = np.array([71, 142, 213, 284, 355])
+    train = np.array([1.394, 0.993, 0.756, 0.646, 0.612])
+    run = make_run({"loss/train": (steps, train), "loss/val": (steps, train + 0.04)},
+                   {"learning_rate": 1.3e-3, "optimizer": "adamw", "max_steps": 355})
+    loss = AdviceContext(RunResult(run), None).role(Role.TRAIN_LOSS)
+    assert sparse_tail_gain(loss) == pytest.approx(1 - 0.612 / 0.646)  # last quarter
+    assert sparse_tail_gain(AdviceContext(RunResult(make_run(
+        {"loss/train": (np.arange(8), np.linspace(2, 1, 8))})), None).role(
+            Role.TRAIN_LOSS)) is None  # enough points: tail_gain's medians measure it
+    result = recommend(engine.evaluate(run))
+    und = next(f for f in result.findings if f.rule == "UND004")
+    top = und.recommendations[0]
+    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 710)

@@ -206,8 +206,18 @@ def random_change(control: dict[str, Any], change: dict[str, Any], seed: int,
 
     Size: a numeric change from a positive value keeps its factor |log(new/old)| in a random
     direction on a random numeric knob that is positive now; any other change (categorical,
-    switch, from zero) is one switch of a random categorical knob or on/off setting.
+    switch, from zero) is one switch of a random categorical knob or on/off setting.  A
+    coupled change (activation with its init) gets one such change per knob it changes.
     """
+    if len(change) > 1:  # a coupled change: as many random changes, each of its size
+        out: dict[str, Any] = {}
+        for i, (hp, new) in enumerate(change.items()):
+            rest = {k: v for k, v in control.items()
+                    if k not in out and (k == hp or k not in change)}
+            (key, value), = random_change(rest, {hp: new}, seed + i, choices,
+                                          switches).items()
+            out[key] = value
+        return out
     rng = random.Random(seed)
     choices = CHOICES if choices is None else choices
     (hp, new), = change.items()
@@ -338,17 +348,28 @@ def _template(logdir: Path) -> str:
     return template(sys.executable, str(TRAIN), keys)
 
 
-def _plan_top(result: Any, template: str, hyperparameter: str) -> tuple[Any, str | None]:
-    """The probe's plan for the top recommendation alone, or why it cannot be probed (the
-    template cannot express it, or another candidate came first)."""
+def _plan_top(result: Any, template: str, hyperparameter: str,
+              together: tuple[str, ...] = ()) -> tuple[Any, str | None]:
+    """The probe's plan for the top recommendation alone (with the changes it carries
+    ``together``), or why it cannot be probed (the template cannot express it, or another
+    candidate came first)."""
     from diagnose.probe.core import plan_probe
 
     plan = plan_probe(result, template, overrides={}, top=1, extra=[], frac=1.0,
                       max_steps=None)
-    if plan.candidates and plan.candidates[0].changes.keys() == {hyperparameter}:
+    if plan.candidates and plan.candidates[0].changes.keys() == {hyperparameter, *together}:
         return plan, None
     return plan, next((s["reason"] for s in plan.skipped
                        if s["hyperparameter"] == hyperparameter), "not the first candidate")
+
+
+def _top(rec: Any) -> dict[str, Any]:
+    """A case record's ``top``: the recommendation (and the changes it carries)."""
+    out = {"hyperparameter": rec.hyperparameter, "current": rec.current,
+           "proposed": rec.proposed, "rationale": rec.rationale}
+    if rec.together:
+        out["together"] = {r.hyperparameter: r.proposed for r in rec.together}
+    return out
 
 
 def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
@@ -371,10 +392,10 @@ def run_case(case: Case, out: Path, seeds: int, device: str) -> dict[str, Any]:
         return record
     finding, rec = top
     record.update(state=finding.state, rule=finding.rule,
-                  top={"hyperparameter": rec.hyperparameter, "current": rec.current,
-                       "proposed": rec.proposed, "rationale": rec.rationale})
+                  top=_top(rec))
     template = _template(broken)
-    plan, why = _plan_top(result, template, rec.hyperparameter)
+    plan, why = _plan_top(result, template, rec.hyperparameter,
+                          tuple(r.hyperparameter for r in rec.together))
     if why is not None:
         record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
         return record
@@ -438,11 +459,11 @@ def run_corpus_case(case: dict[str, Any], out: Path, seeds: int,
         return record
     finding, rec = top
     record.update(rule=finding.rule, finding_state=finding.state,
-                  top={"hyperparameter": rec.hyperparameter, "current": rec.current,
-                       "proposed": rec.proposed, "rationale": rec.rationale})
+                  top=_top(rec))
     keys = list(json.loads((broken / "config.json").read_text()))
     template = corpus.template(recipe, keys)
-    plan, why = _plan_top(result, template, rec.hyperparameter)
+    plan, why = _plan_top(result, template, rec.hyperparameter,
+                          tuple(r.hyperparameter for r in rec.together))
     if why is not None:
         record.update(probed=False, why_not=why, wall_s=round(time.monotonic() - start, 1))
         return record
@@ -523,9 +544,12 @@ def stale(cases: list[Any], out: Path) -> list[str]:
         result = analyze([str(broken)]).results[0]
         top = next(((f.recommendations[0]) for f in result.findings
                     if f.recommendations and f.severity != "info"), None)
-        now = None if top is None else [top.hyperparameter, str(top.proposed)]
+        now = None if top is None else [top.hyperparameter, str(top.proposed),
+                                        {r.hyperparameter: str(r.proposed)
+                                         for r in top.together}]
         old = rec.get("top")
-        was = None if not old else [old["hyperparameter"], str(old["proposed"])]
+        was = None if not old else [old["hyperparameter"], str(old["proposed"]),
+                                    {k: str(v) for k, v in old.get("together", {}).items()}]
         if now != was:
             names.append(_name(case))
     return names

@@ -118,11 +118,11 @@ def landing_note(policy: AdvicePolicy, optimizer: Any) -> str:
             f"{show(low)} to {show(high)}")
 
 
-def landing_point(policy: AdvicePolicy, optimizer: Any) -> float:
-    """Where an LR far outside the optimizer's usual range lands inside it
-    (``lr_range_landing``, geometric, of :func:`landing_range`)."""
+def landing_point(policy: AdvicePolicy, optimizer: Any, pos: float | None = None) -> float:
+    """Where an LR far outside the optimizer's usual range lands inside it (``pos``, by
+    default ``lr_range_landing``, geometric, of :func:`landing_range`)."""
     low, high, _ = landing_range(policy, optimizer)
-    pos = policy.lr_range_landing
+    pos = policy.lr_range_landing if pos is None else pos
     return nice(math.exp(math.log(low) + pos * (math.log(high) - math.log(low))))
 
 
@@ -577,6 +577,21 @@ def tail_gain(series: Series, share: float = 0.25) -> float | None:
     tail = float(np.median(fin.values[-3:]))
     scale = max(abs(head), 1e-12)
     gain = (tail - head) / scale
+    return gain if series.higher_is_better else -gain
+
+
+def sparse_tail_gain(series: Series, share: float = 0.25) -> float | None:
+    """:func:`tail_gain` for a curve of 3-5 points (logged once per epoch), too few for
+    its medians: the last value against the one where the last ``share`` of the logged
+    steps begins (an epoch's point already averages that epoch); None otherwise."""
+    fin = series.finite
+    if not 3 <= len(fin) < 6:
+        return None
+    steps, values = fin.steps, fin.values
+    cut = float(steps[-1]) - share * float(steps[-1] - steps[0])
+    i = min(int(np.searchsorted(steps, cut, side="right")) - 1, len(fin) - 2)
+    head, tail = float(values[max(i, 0)]), float(values[-1])
+    gain = (tail - head) / max(abs(head), 1e-12)
     return gain if series.higher_is_better else -gain
 
 

@@ -101,6 +101,20 @@ class AdvicePolicy:
         0.75, P.FRACTION, "an LR proposal that a relative move would leave outside the "
         "optimizer's usual range lands at this geometric position inside it (0 = bottom, "
         "1 = top; 0.75 = upper middle); an unknown optimizer gets the widest range")
+    relu_with_he_init: bool = _knob(
+        True, P.FLAG, "a switch from a saturating activation (sigmoid/tanh) to ReLU carries "
+        "He (Kaiming) init with it, applied in the same trial (the recommendation's "
+        "together_with): ReLU under an init scaled for sigmoid/tanh still vanishes in a "
+        "deep stack, and He init alone does not revive a saturating net (He et al. 2015)")
+    short_run_steps: int = _knob(
+        1000, P.COUNT, "a run planned for fewer steps than this that never left its "
+        "initial level with an LR far below the usual range has no steps to spare: its LR "
+        "lands at short_run_landing instead of lr_range_landing (the progress a run makes is "
+        "about LR x steps; a tiny LR says nothing about where the LR becomes unstable)")
+    short_run_landing: float = _knob(
+        1.0, P.FRACTION, "where in the usual range (geometric, 0 = bottom, 1 = top) a tiny "
+        "LR of a short run lands (bench/README.md round 6: Adam 7.2e-4 and SGD 0.11 leave "
+        "chance but miss the level in 240-290 steps; 3e-3 and 0.5 reach it)")
     # -- divergence
     sudden_points: int = _knob(
         3, P.COUNT, "a loss that goes non-finite within this many logged points after it "

@@ -97,8 +97,10 @@ def candidate(
     strength: float = 1.0,
     group: str | None = None,
     direction: int | None = None,
+    together: tuple[Recommendation, ...] = (),
 ) -> Candidate:
-    """Build a candidate; the direction follows the action unless given."""
+    """Build a candidate; the direction follows the action unless given.  ``together``:
+    changes that only work with this one, applied in the same trial."""
     if direction is None:
         if action in ("increase", "enable"):
             direction = 1
@@ -109,7 +111,8 @@ def candidate(
             direction = 0 if cur is None or new is None else int(np.sign(new - cur))
     if hyper in COUNTS:
         current, proposed = as_int(current), as_int(proposed)
-    rec = Recommendation(hyper, action, current, proposed, rationale)  # type: ignore[arg-type]
+    rec = Recommendation(hyper, action, current, proposed, rationale,  # type: ignore[arg-type]
+                         together)
     return Candidate(rec, IMPORTANCE.get(hyper, 0.2) * strength, group or GROUPS.get(hyper, hyper),
                  direction)
 

@@ -592,9 +592,10 @@ def _stall_advise(ctx: AdviceContext, finding: Finding,
     start = float(ev.flat_since_step) or (
         float(finding.step) if finding.step is not None else None)
     # flat for the whole run (never improved from its first evaluation): the
-    # never-learned advice (init, LR into range), as for PLT002
+    # never-learned advice (init, LR into range), as for PLT002; not when UND004's
+    # judgement found the model learned (underfit_by): learned, then stuck is no dead net
     return plateau_advice(ctx, start, finite_number(ev.end), bool(ev.poor_level),
-                          from_start=ev.flat_share_of_run >= 1.0)
+                          from_start=ev.flat_share_of_run >= 1.0 and ev.underfit_by is None)
 
 
 @rule

@@ -214,17 +214,27 @@ def plan_probe(
             if hp in seen:
                 continue
             seen.add(hp)
-            value, why = _candidate_value(plan, keys, hp, rec.proposed,
-                                          overrides.get(hp, rec.current))
+            changes: dict[str, Any] = {}
+            proposed: dict[str, Any] = {}
+            why = ""
+            for part in (rec, *rec.together):  # a coupled change is one arm, or none
+                name = part.hyperparameter
+                value, why = _candidate_value(plan, keys, name, part.proposed,
+                                              overrides.get(name, part.current),
+                                              same_ok=part is not rec)
+                if why:
+                    why = why if part is rec else f"together with {hp}: {why}"
+                    break
+                changes[name], proposed[name] = value, part.proposed
             if why:
                 plan.skipped.append({"hyperparameter": hp, "proposed": rec.proposed,
                                      "finding": finding.rule, "reason": why})
                 continue
             if len(plan.candidates) < top:
                 plan.candidates.append(Candidate(
-                    key=f"{hp}={_show(rec.proposed)}", changes={hp: value},
-                    finding=finding.rule, state=finding.state, rationale=rec.rationale,
-                    proposed={hp: rec.proposed},
+                    key=",".join(f"{k}={_show(v)}" for k, v in proposed.items()),
+                    changes=changes, finding=finding.rule, state=finding.state,
+                    rationale=rec.rationale, proposed=proposed,
                 ))
     for changes in extra:
         key = ",".join(f"{k}={_show(v)}" for k, v in changes.items())

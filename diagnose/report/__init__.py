@@ -13,7 +13,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,9 @@ def recommendation_line(rec: Any) -> str:
     else:
         change = f"{fmt_value(rec.current)} -> {fmt_value(rec.proposed)}"
     why = f" ({rec.rationale})" if rec.rationale else ""
-    return f"{rec.hyperparameter}: {change}{why}"
+    also = "".join(f", with {recommendation_line(replace(r, rationale=''))}"
+                   for r in getattr(rec, "together", ()))
+    return f"{rec.hyperparameter}: {change}{also}{why}"
 
 
 def display_path(path: Path | str, cwd: Path | None = None) -> str:

@@ -130,7 +130,9 @@ def _change(rec: Any) -> str:
     if rec.current is None and rec.proposed is None:
         return Raw("—")
     cur = "?" if rec.current is None else md_text(fmt_value(rec.current), 40)
-    return Raw(f"{cur} → {md_text(fmt_value(rec.proposed), 40)}")
+    also = "".join(f", with {md_code(r.hyperparameter)} {_change(r)}"
+                   for r in getattr(rec, "together", ()))
+    return Raw(f"{cur} → {md_text(fmt_value(rec.proposed), 40)}{also}")
 
 
 def _recommendations(result: RunResult) -> list[dict[str, Any]]:
