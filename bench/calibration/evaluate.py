@@ -389,9 +389,20 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(args.rendered)
         write_logs.render_all((r["rec"] for r in runs), args.rendered)
+    else:  # a rendering made under older labels lacks the runs they dropped then
+        missing = [r for r in runs if not (args.rendered / r["format"] / r["id"]).is_dir()]
+        if missing:
+            print(f"  rendering {len(missing)} scored runs missing from {args.rendered}",
+                  file=sys.stderr)
+            write_logs.render_all((r["rec"] for r in missing), args.rendered)
     t_render = time.perf_counter() - t0
     outcome = analyze_dir(args.rendered, {}, args.jobs)
     pred, errors = predictions_by_run(outcome)
+    unseen = sorted(r["id"] for r in runs if r["id"] not in pred and r["id"] not in errors)
+    if unseen:  # a run the analyzer never saw must not score as "healthy"
+        print(f"error: {len(unseen)} scored runs have no analyzer result (not rendered "
+              f"under {args.rendered}?): {' '.join(unseen[:20])}", file=sys.stderr)
+        return 2
     t_analyze = time.perf_counter() - t0 - t_render
 
     def analyze_all(th: Thresholds) -> dict[str, set[str]]:
