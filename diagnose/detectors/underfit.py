@@ -756,10 +756,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # predictions at that accuracy pay: right but unconfident (weights held small by
         # regularisation, or stopped early), still poor on the loss
         # (a loss still holding most of its untrained level is poor whatever the argmax
-        # gets right: high_acc_poor_ratio)
+        # gets right, high_acc_poor_ratio: read where a val accuracy is logged, the
+        # held-out predictions the val loss scores)
         if acc is not None and acc[2] > float(p.max_accuracy):
             unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
-            if level < float(p.high_acc_poor_ratio) * l0 and (
+            poor_loss = (level >= float(p.high_acc_poor_ratio) * l0
+                         and _accuracy(ctx, Role.VAL_METRIC) is not None)
+            if not poor_loss and (
                     not val_learned or unconfident is None
                     or unconfident < float(p.unconfident_ratio)):
                 return []
