@@ -20,7 +20,9 @@
   what calibrated predictions at the val accuracy pay), train about as poor as val.  The
   val loss must show it learned over its own evaluations; a loss-only log (read as a
   regression: its untrained level is the target's variance) is poor at a lower share
-  of that level when its val loss shows the descent from it.
+  of that level when its val loss shows the descent from it; so is a run stopped while
+  still falling steeply (too few steps: its end is not its level).  A high val accuracy
+  does not clear a loss still holding most of its untrained level.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
