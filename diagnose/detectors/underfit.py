@@ -20,7 +20,9 @@
   what calibrated predictions at the val accuracy pay), train about as poor as val.  The
   val loss must show it learned over its own evaluations; a loss-only log (read as a
   regression: its untrained level is the target's variance) is poor at a lower share
-  of that level when its val loss shows the descent from it.
+  of that level when its val loss shows the descent from it; so is a run stopped while
+  still falling steeply (too few steps: its end is not its level).  A high val accuracy
+  does not clear a loss still holding most of its untrained level.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -48,6 +50,7 @@ from diagnose.detectors.progress import (
     ends_nonfinite,
     fmt,
     get_curve,
+    level_at,
     pct,
     smoothed,
     start_level,
@@ -567,6 +570,24 @@ def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
     return 1.0 - end_level(vl) / early_level(vl)
 
 
+def late_share(ctx: RuleContext, l0: float, min_val_points: int,
+               share: float = 0.25) -> float | None:
+    """The share of the run's progress (untrained level ``l0`` down to the end level)
+    made over its last ``share`` of steps, read on the val loss when it has at least
+    ``min_val_points`` evaluations (per-step train noise dips anywhere), else on the
+    train loss; both ends are medians (a spike cannot make a curve look still falling).
+    None without a curve of 3 points or with no progress."""
+    for role, need in ((Role.VAL_LOSS, min_val_points), (Role.TRAIN_LOSS, 3)):
+        c = get_curve(ctx, role)
+        if c is None or len(c) < need or "+" in c.tag or c.span <= 0:
+            continue
+        end = end_level(c)
+        if l0 - end <= 0:
+            return None
+        return (level_at(c, float(c.steps[0]) + (1.0 - share) * c.span) - end) / (l0 - end)
+    return None
+
+
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
     """The lowest smoothed loss of the run: read on the val loss when it has at least
     ``min_val_points`` evaluations (a per-step train curve dips below any level once by
@@ -613,6 +634,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         unconfident_ratio: float = param(P.AT_LEAST_ONE)
         regression_poor_ratio: float = param(P.FRACTION)
         regression_min_val_fall: float = param(P.FRACTION)
+        falling_share: float = param(P.SHARE)
+        falling_poor_ratio: float = param(P.FRACTION)
+        high_acc_poor_ratio: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -633,6 +657,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         accuracy_gain: float | None = optional()
         #: a high accuracy with a loss this many times the calibrated loss of that accuracy
         unconfident: float | None = optional()
+        #: share of the progress (untrained level - end) made over the last quarter
+        late_share: float | None = optional()
         num_classes: int | None = optional()
         still_falling: bool = False
         last_step: int = 0
@@ -695,9 +721,14 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         regression = (n_classes is None and not any(
             ctx.roles.candidates(r) for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
                       and (v_fall is None or v_fall >= float(p.regression_min_val_fall)))
-        ratio = (p.many_poor_ratio if many else
-                 p.regression_poor_ratio if regression else p.poor_ratio)
-        by_loss = level >= float(ratio) * l0
+        ratio = float(p.many_poor_ratio if many else
+                      p.regression_poor_ratio if regression else p.poor_ratio)
+        # stopped while still falling steeply (DESIGN.md: too few steps): the end is not
+        # the level the run was heading to, so a lower share of L0 is already poor
+        late = late_share(ctx, l0, p.min_val_points)
+        if late is not None and late >= float(p.falling_share):
+            ratio = min(ratio, float(p.falling_poor_ratio))
+        by_loss = level >= ratio * l0
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
@@ -726,11 +757,19 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # a high accuracy is a good fit, unless its loss stays far above what calibrated
         # predictions at that accuracy pay: right but unconfident (weights held small by
         # regularisation, or stopped early), still poor on the loss
+        # (a loss still holding most of its untrained level is poor whatever the argmax
+        # gets right, high_acc_poor_ratio: read where a val accuracy is logged, the
+        # held-out predictions the val loss scores)
         if acc is not None and acc[2] > float(p.max_accuracy):
             unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
-            if not val_learned or unconfident is None \
-                    or unconfident < float(p.unconfident_ratio):
+            poor_loss = (level >= float(p.high_acc_poor_ratio) * l0
+                         and _accuracy(ctx, Role.VAL_METRIC) is not None)
+            if not poor_loss and (
+                    not val_learned or unconfident is None
+                    or unconfident < float(p.unconfident_ratio)):
                 return []
+            if unconfident is not None and unconfident < float(p.unconfident_ratio):
+                unconfident = None  # poor on the loss level, not by confidence
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
         if acc is not None and acc[3] < float(p.min_acc_gain):
@@ -747,7 +786,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
             accuracy_gain=acc[3] if acc else None,
             accuracy_above_chance=acc[2] if acc and n_classes is not None else None,
-            unconfident=unconfident,
+            unconfident=unconfident, late_share=late,
             num_classes=n_classes, still_falling=falling, last_step=int(tl.steps[-1]),
             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
@@ -829,6 +868,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                      f"at its accuracy pay: right but unconfident")
         how = ("still falling: stopped at a poor level" if ev.still_falling
                else "levelled off at a poor level")
+        th = ev.thresholds
+        if ev.late_share is not None and isinstance(th, UND004.Params) \
+                and ev.late_share >= th.falling_share:
+            how = (f"still falling: {pct(ev.late_share)} of its progress made in the last "
+                   f"quarter, stopped at a poor level")
         return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
                 f"{poor}; the model learns but stays poor ({how})")
 
