@@ -132,7 +132,8 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         rise = peak / early if peak is not None and early else None
     nonfinite = _ev(f, "first_nonfinite_step") is not None
     return divergence_advice(ctx, blowup(ctx.series_for(f, Role.TRAIN_LOSS), bad, turn,
-                                         loss_min, rise, nonfinite, ctx.lr_series))
+                                         loss_min, rise, nonfinite, ctx.lr_series,
+                                         finite_number(ctx.hp.get("warmup_steps"))))
 
 
 def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:

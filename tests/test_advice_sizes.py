@@ -146,6 +146,30 @@ def test_a_warmup_ramp_is_not_a_jump():
     assert "jumped" not in rec.rationale and rec.proposed < 3.0
 
 
+@pytest.mark.parametrize("warmup, jump", [(20, True), (None, False), (100, False)])
+def test_an_epoch_logged_jump_after_the_first_point_counts_once_the_warmup_ended(warmup,
+                                                                               jump):
+    """Corpus r00905: RMSprop 1.1e-3 logged per epoch (5 points), x10000 right after the
+    first; no 3-point hold to see, but its configured warmup (20 steps) ended before step
+    43, so the rise is no ramp.  An unknown or still-running warmup keeps the hold rule."""
+    steps = np.array([43, 86, 129, 172, 215])
+    lr = np.array([1.14e-3, 11.4, 11.4, 11.4, 11.4])
+    curves = {"loss/train": (steps, np.array([1.87, 2770.0, 45.0, 30.0, 20.3])),
+              "loss/val": (steps, np.array([1.20, 100.0, 60.0, 40.0, 30.0])),
+              "accuracy/val": (steps, np.array([0.875, 0.089, 0.1, 0.1, 0.105])),
+              "lr": (steps, lr)}
+    hp = {"learning_rate": 1.14e-3, "optimizer": "rmsprop", "max_steps": 215,
+          "lr_step_factor": 10000.0}
+    if warmup is not None:
+        hp["warmup_steps"] = warmup
+    recs = _recs(curves, hp, "divergence")
+    rec = recs["learning_rate"]
+    assert ("jumped x10000" in rec.rationale) == jump
+    assert ("lr_step_factor" in recs) == jump
+    if jump:
+        assert rec.proposed == pytest.approx(1.14e-3) and recs["lr_step_factor"].proposed == 1
+
+
 def _flat_from_start() -> dict:
     rng = np.random.default_rng(0)
     ev = STEPS[::5]
