@@ -146,14 +146,21 @@ def test_a_warmup_ramp_is_not_a_jump():
     assert "jumped" not in rec.rationale and rec.proposed < 3.0
 
 
-@pytest.mark.parametrize("warmup, jump", [(20, True), (None, False), (100, False)])
-def test_an_epoch_logged_jump_after_the_first_point_counts_once_the_warmup_ended(warmup,
-                                                                               jump):
+JUMP = [1.14e-3, 11.4, 11.4, 11.4, 11.4]
+RESTART = [11.4, 1.14e-3, 11.4, 1.14e-3, 11.4]  # cosine restarts seen once per epoch
+
+
+@pytest.mark.parametrize("warmup, lr, jump", [(20, JUMP, True), (None, JUMP, False),
+                                              (100, JUMP, False), (0, RESTART, False)])
+def test_an_epoch_logged_jump_after_the_first_point_counts_once_the_warmup_ended(
+        warmup, lr, jump):
     """Corpus r00905: RMSprop 1.1e-3 logged per epoch (5 points), x10000 right after the
     first; no 3-point hold to see, but its configured warmup (20 steps) ended before step
-    43, so the rise is no ramp.  An unknown or still-running warmup keeps the hold rule."""
+    43, so the rise is no ramp.  An unknown or still-running warmup keeps the hold rule,
+    and a rise from a second point that did not hold the first's value (a restart) is no
+    jump."""
     steps = np.array([43, 86, 129, 172, 215])
-    lr = np.array([1.14e-3, 11.4, 11.4, 11.4, 11.4])
+    lr = np.array(lr)
     curves = {"loss/train": (steps, np.array([1.87, 2770.0, 45.0, 30.0, 20.3])),
               "loss/val": (steps, np.array([1.20, 100.0, 60.0, 40.0, 30.0])),
               "accuracy/val": (steps, np.array([0.875, 0.089, 0.1, 0.1, 0.105])),

@@ -143,9 +143,10 @@ def _lr_jump(lr: Series | None, bad: float | None, warmup_end: float | None = No
     """(LR before, LR after, step) of the largest rise between consecutive positive logged
     LR values up to ``bad`` from a value held for 3 logged points (not a warmup ramp);
     Nones when there is none.  A rise from the first or second logged point cannot show
-    a hold (an epoch-logged run has a handful of points), so it counts when the run's
-    configured warmup (``warmup_end``, its ``warmup_steps``) ended before that point: no
-    ramp was running, so the rise is no warmup.  An unknown warmup keeps the 3-point hold.
+    a 3-point hold (an epoch-logged run has a handful of points), so it counts when the
+    run's configured warmup (``warmup_end``, its ``warmup_steps``) ended before that point
+    (no ramp was running) and the points before it hold their value (a cosine restart
+    after one epoch does not); an unknown or running warmup keeps the 3-point hold.
     Whether a rise is a jump (``lr_jump_ratio``) is the advice's call."""
     if lr is None:
         return None, None, None
@@ -156,10 +157,9 @@ def _lr_jump(lr: Series | None, bad: float | None, warmup_end: float | None = No
         return None, None, None
     i = int(np.argmax(vals[1:] / vals[:-1]))
     held = vals[max(0, i - 2):i + 1]  # a warmup ramp does not hold its value before
-    if i < 2:
-        if warmup_end is None or steps[i] <= warmup_end:
-            return None, None, None
-    elif held.max() / held.min() > 1.5:
+    if i < 2 and (warmup_end is None or steps[i] <= warmup_end):
+        return None, None, None
+    if held.max() / held.min() > 1.5:
         return None, None, None
     return float(vals[i]), float(vals[i + 1]), float(steps[i + 1])
 
