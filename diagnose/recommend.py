@@ -207,7 +207,7 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             act = "halve it" if half else f"scale it x{show(cap)}"
             how = (f"and that LR /{show(safety)} would not be below {share} the {source} LR "
                    f"{show(lr)}, so {act} to {show(proposed)}")
-        landed = land_in_range(pol, ctx.hp.get("optimizer"), lr, proposed)
+        landed = land_in_range(pol, ctx.hp.get("optimizer"), lr, proposed, ctx.run_steps)
         if landed is not None:
             proposed, how = landed[0], f"and the {source} LR {landed[1]}"
         out.append(candidate("learning_rate", "decrease", lr, proposed,

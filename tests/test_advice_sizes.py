@@ -42,6 +42,22 @@ def test_far_too_high_lr_lands_inside_the_optimizers_usual_range(optimizer, lr):
     assert "usual LR range" in rec.rationale and "range test" in rec.rationale
 
 
+@pytest.mark.parametrize("max_steps, pos", [(176, "short"), (5000, "long")])
+def test_a_far_too_high_lr_of_a_short_run_lands_high_in_the_range(max_steps, pos):
+    """Corpus r00754 (AdamW 7, 176 steps): the upper-middle landing 7.2e-4 misses the
+    level, 1.5e-3 and 3e-3 reach it; a long run keeps lr_range_landing."""
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan
+    hp = {"learning_rate": 7.0, "optimizer": "adamw", "max_steps": max_steps}
+    rec = _recs({"loss/train": (STEPS, loss)}, hp, "divergence")["learning_rate"]
+    pol = AdvicePolicy()
+    low, high, _ = usual_lr_range(pol, "adamw")
+    at = pol.short_diverged_landing if pos == "short" else pol.lr_range_landing
+    assert rec.proposed == pytest.approx(math.exp(math.log(low) + at * math.log(high / low)),
+                                         rel=0.05)
+    assert ("fewer than 1000" in rec.rationale) == (pos == "short")
+
+
 @pytest.mark.parametrize("lr, state", [(200.0, "divergence"), (3.0, "divergence"),
                                        (5e-7, "plateau")])
 def test_unknown_optimizer_lands_where_every_common_optimizer_trains(lr, state):
