@@ -132,7 +132,8 @@ def _divergence(ctx: AdviceContext, f: Finding) -> list[Candidate]:
         rise = peak / early if peak is not None and early else None
     nonfinite = _ev(f, "first_nonfinite_step") is not None
     return divergence_advice(ctx, blowup(ctx.series_for(f, Role.TRAIN_LOSS), bad, turn,
-                                         loss_min, rise, nonfinite, ctx.lr_series))
+                                         loss_min, rise, nonfinite, ctx.lr_series,
+                                         finite_number(ctx.hp.get("warmup_steps"))))
 
 
 def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
@@ -206,7 +207,7 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             act = "halve it" if half else f"scale it x{show(cap)}"
             how = (f"and that LR /{show(safety)} would not be below {share} the {source} LR "
                    f"{show(lr)}, so {act} to {show(proposed)}")
-        landed = land_in_range(pol, ctx.hp.get("optimizer"), lr, proposed)
+        landed = land_in_range(pol, ctx.hp.get("optimizer"), lr, proposed, ctx.run_steps)
         if landed is not None:
             proposed, how = landed[0], f"and the {source} LR {landed[1]}"
         out.append(candidate("learning_rate", "decrease", lr, proposed,

@@ -42,6 +42,22 @@ def test_far_too_high_lr_lands_inside_the_optimizers_usual_range(optimizer, lr):
     assert "usual LR range" in rec.rationale and "range test" in rec.rationale
 
 
+@pytest.mark.parametrize("max_steps, pos", [(176, "short"), (5000, "long")])
+def test_a_far_too_high_lr_of_a_short_run_lands_high_in_the_range(max_steps, pos):
+    """Corpus r00754 (AdamW 7, 176 steps): the upper-middle landing 7.2e-4 misses the
+    level, 1.5e-3 and 3e-3 reach it; a long run keeps lr_range_landing."""
+    loss = 1.1 * np.exp(-STEPS / 2000)
+    loss[STEPS >= 40] = np.nan
+    hp = {"learning_rate": 7.0, "optimizer": "adamw", "max_steps": max_steps}
+    rec = _recs({"loss/train": (STEPS, loss)}, hp, "divergence")["learning_rate"]
+    pol = AdvicePolicy()
+    low, high, _ = usual_lr_range(pol, "adamw")
+    at = pol.short_diverged_landing if pos == "short" else pol.lr_range_landing
+    assert rec.proposed == pytest.approx(math.exp(math.log(low) + at * math.log(high / low)),
+                                         rel=0.05)
+    assert ("fewer than 1000" in rec.rationale) == (pos == "short")
+
+
 @pytest.mark.parametrize("lr, state", [(200.0, "divergence"), (3.0, "divergence"),
                                        (5e-7, "plateau")])
 def test_unknown_optimizer_lands_where_every_common_optimizer_trains(lr, state):
@@ -144,6 +160,37 @@ def test_a_warmup_ramp_is_not_a_jump():
     rec = _recs(_jumped_run(lr), {"optimizer": "adam", "max_steps": 600},
                 "divergence")["learning_rate"]
     assert "jumped" not in rec.rationale and rec.proposed < 3.0
+
+
+JUMP = [1.14e-3, 11.4, 11.4, 11.4, 11.4]
+RESTART = [11.4, 1.14e-3, 11.4, 1.14e-3, 11.4]  # cosine restarts seen once per epoch
+
+
+@pytest.mark.parametrize("warmup, lr, jump", [(20, JUMP, True), (None, JUMP, False),
+                                              (100, JUMP, False), (0, RESTART, False)])
+def test_an_epoch_logged_jump_after_the_first_point_counts_once_the_warmup_ended(
+        warmup, lr, jump):
+    """Corpus r00905: RMSprop 1.1e-3 logged per epoch (5 points), x10000 right after the
+    first; no 3-point hold to see, but its configured warmup (20 steps) ended before step
+    43, so the rise is no ramp.  An unknown or still-running warmup keeps the hold rule,
+    and a rise from a second point that did not hold the first's value (a restart) is no
+    jump."""
+    steps = np.array([43, 86, 129, 172, 215])
+    lr = np.array(lr)
+    curves = {"loss/train": (steps, np.array([1.87, 2770.0, 45.0, 30.0, 20.3])),
+              "loss/val": (steps, np.array([1.20, 100.0, 60.0, 40.0, 30.0])),
+              "accuracy/val": (steps, np.array([0.875, 0.089, 0.1, 0.1, 0.105])),
+              "lr": (steps, lr)}
+    hp = {"learning_rate": 1.14e-3, "optimizer": "rmsprop", "max_steps": 215,
+          "lr_step_factor": 10000.0}
+    if warmup is not None:
+        hp["warmup_steps"] = warmup
+    recs = _recs(curves, hp, "divergence")
+    rec = recs["learning_rate"]
+    assert ("jumped x10000" in rec.rationale) == jump
+    assert ("lr_step_factor" in recs) == jump
+    if jump:
+        assert rec.proposed == pytest.approx(1.14e-3) and recs["lr_step_factor"].proposed == 1
 
 
 def _flat_from_start() -> dict:

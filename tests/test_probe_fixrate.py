@@ -94,3 +94,17 @@ def test_a_saved_campaign_seeds_the_case_records_it_holds(fixrate, tmp_path):
     assert fixrate.seed_records(saved, cases, out) == ["lr_jump_adam"]
     assert fixrate.summarize(out)["cases"] == [row]
     assert fixrate.seed_records(saved, cases, out) == []  # done: not overwritten
+
+
+def test_a_case_that_left_the_case_list_no_longer_counts(fixrate, tmp_path):
+    """A label audit can swap corpus cases: the old case's file stays in ``out`` (kept for
+    the record) but the tables count only the cases of today's list."""
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name in ("r1", "r2"):
+        (cases / f"{name}.json").write_text(json.dumps(
+            {"case": name, "broken": True, "state": "divergence", "probed": False}))
+    assert fixrate.summarize(tmp_path)["total"]["broken"] == 2
+    kept = fixrate.summarize(tmp_path, {"r2"})
+    assert [r["case"] for r in kept["cases"]] == ["r2"]
+    assert kept["total"]["broken"] == 1

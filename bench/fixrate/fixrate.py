@@ -628,9 +628,12 @@ def _line(rec: dict[str, Any]) -> str:
             f"random {r['changes']} fixed={r['fixed']} ({rec['wall_s']} s)")
 
 
-def summarize(out: Path) -> dict[str, Any]:
-    """Per state: broken, probed, fixed, random fixed; and one row per case."""
-    rows = [json.loads(p.read_text()) for p in sorted((out / "cases").glob("*.json"))]
+def summarize(out: Path, names: set[str] | None = None) -> dict[str, Any]:
+    """Per state: broken, probed, fixed, random fixed; and one row per case (only the
+    cases in ``names`` when given: a case that left the case list keeps its file in
+    ``out`` but no longer counts)."""
+    rows = [json.loads(p.read_text()) for p in sorted((out / "cases").glob("*.json"))
+            if names is None or p.stem in names]
     states: dict[str, dict[str, int]] = {}
     for r in rows:
         if not r.get("broken"):
@@ -736,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         campaign(cases, out, args.seeds, args.workers, args.device, args.budget_s)
         print(f"campaign wall time {time.monotonic() - start:.0f} s", file=sys.stderr)
-    summary = summarize(out)
+    summary = summarize(out, {_name(c) for c in cases} if not wanted else None)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print(markdown(summary))
     return 0

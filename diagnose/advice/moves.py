@@ -139,22 +139,27 @@ def lr_outside_range(policy: AdvicePolicy, optimizer: Any, lr: float | None) -> 
 
 
 def land_in_range(policy: AdvicePolicy, optimizer: Any, lr: float,
-                  proposed: float) -> tuple[float, str] | None:
+                  proposed: float, steps: float | None = None) -> tuple[float, str] | None:
     """(LR inside the usual range, why) when ``lr`` is outside the optimizer's usual range
     and the relative move towards it, to ``proposed``, would stop short of the landing
-    point (``lr_range_landing`` of the range, geometric); None when the move is fine.
-    A tiny LR x10 ends at the bottom of the range, still too slow; a huge one /10 above
-    it."""
+    point (``lr_range_landing`` of the range, geometric; ``short_diverged_landing`` from
+    above for a run of fewer than ``short_run_steps`` ``steps``); None when the move is
+    fine.  A tiny LR x10 ends at the bottom of the range, still too slow; a huge one /10
+    above it."""
     low, high, label = usual_lr_range(policy, optimizer)
-    landed = landing_point(policy, optimizer)
+    short = lr > high and steps is not None and steps < policy.short_run_steps
+    landed = landing_point(policy, optimizer,
+                           policy.short_diverged_landing if short else None)
     # only a move towards the range is resized (a cut of an LR already below it is not)
     above = lr > high and landed < proposed < lr
     below = lr < low and lr < proposed < landed
     if not (above or below):
         return None
     side = "above" if above else "below"
+    why = (f" (high in the range: the run has only {show(steps)} steps, fewer than "
+           f"{show(policy.short_run_steps)}, to make its progress)" if short else "")
     return landed, (f"{show(lr)} is far {side} {label} usual LR range {show(low)} to "
-                    f"{show(high)}, so move into it: {show(landed)}"
+                    f"{show(high)}, so move into it: {show(landed)}{why}"
                     f"{landing_note(policy, optimizer)} (an LR range test refines it)")
 
 
@@ -277,6 +282,12 @@ class AdviceContext:
             return planned_epochs
         return float(self.last_step) if self.last_step else None
 
+    @property
+    def run_steps(self) -> float | None:
+        """The run's planned (or logged) length in optimizer steps; None when the log
+        counts epochs."""
+        return self.total_steps if self.unit == "step" else None
+
     @cached_property
     def unit(self) -> str:
         """'epoch' when the log's step axis counts epochs, else 'step'."""
@@ -380,7 +391,7 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
                      f"{reason}, so scale the LR {how}; {concrete_hint('learning_rate')}.",
                      strength)
     new = nice(lr * factor)
-    landed = land_in_range(ctx.policy, ctx.hp.get("optimizer"), lr, new)
+    landed = land_in_range(ctx.policy, ctx.hp.get("optimizer"), lr, new, ctx.run_steps)
     if landed is not None:
         return candidate("learning_rate", action, lr, landed[0],
                          f"{reason}; the {source} LR {landed[1]}.", strength)

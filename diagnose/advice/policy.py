@@ -115,6 +115,13 @@ class AdvicePolicy:
         1.0, P.FRACTION, "where in the usual range (geometric, 0 = bottom, 1 = top) a tiny "
         "LR of a short run lands (bench/README.md round 6: Adam 7.2e-4 and SGD 0.11 leave "
         "chance but miss the level in 240-290 steps; 3e-3 and 0.5 reach it)")
+    short_diverged_landing: float = _knob(
+        0.9, P.FRACTION, "where in the usual range (geometric) an LR far above it lands "
+        "when the run has fewer than short_run_steps steps (lr_range_landing otherwise): "
+        "the blow-up says nothing about where below it the LR is stable, and a short run "
+        "needs LR x steps to reach its level (bench/README.md round 7: AdamW 7.2e-4 "
+        "misses the level in 176 steps, 1.5e-3 and 3e-3 reach it; SGD 0.25-0.5 keeps two "
+        "171-264 step runs fixed); below 1 for a margin under the range's top")
     # -- divergence
     sudden_points: int = _knob(
         3, P.COUNT, "a loss that goes non-finite within this many logged points after it "

@@ -138,11 +138,16 @@ class Blowup:
     lr_jump_step: float | None = None
 
 
-def _lr_jump(lr: Series | None, bad: float | None) -> tuple[float | None, float | None,
-                                                             float | None]:
+def _lr_jump(lr: Series | None, bad: float | None, warmup_end: float | None = None
+             ) -> tuple[float | None, float | None, float | None]:
     """(LR before, LR after, step) of the largest rise between consecutive positive logged
     LR values up to ``bad`` from a value held for 3 logged points (not a warmup ramp);
-    Nones when there is none."""
+    Nones when there is none.  A rise from the first or second logged point cannot show
+    a 3-point hold (an epoch-logged run has a handful of points), so it counts when the
+    run's configured warmup (``warmup_end``, its ``warmup_steps``) ended before that point
+    (no ramp was running) and the points before it hold their value (a cosine restart
+    after one epoch does not); an unknown or running warmup keeps the 3-point hold.
+    Whether a rise is a jump (``lr_jump_ratio``) is the advice's call."""
     if lr is None:
         return None, None, None
     fin = lr.finite
@@ -152,16 +157,19 @@ def _lr_jump(lr: Series | None, bad: float | None) -> tuple[float | None, float 
         return None, None, None
     i = int(np.argmax(vals[1:] / vals[:-1]))
     held = vals[max(0, i - 2):i + 1]  # a warmup ramp does not hold its value before
-    if i < 2 or held.max() / held.min() > 1.5:
+    if i < 2 and (warmup_end is None or steps[i] <= warmup_end):
+        return None, None, None
+    if held.max() / held.min() > 1.5:
         return None, None, None
     return float(vals[i]), float(vals[i + 1]), float(steps[i + 1])
 
 
 def blowup(loss: Series | None, bad: float | None, turn: float | None,
            loss_min: float | None, rise: float | None, nonfinite: bool,
-           lr: Series | None = None) -> Blowup:
+           lr: Series | None = None, warmup_end: float | None = None) -> Blowup:
     """Complete what a rule's evidence says about a blow-up from its loss series (the
-    turn, minimum and rise a rule did not measure) and its logged LR (the largest jump)."""
+    turn, minimum and rise a rule did not measure) and its logged LR (the largest jump;
+    ``warmup_end``: the configured warmup steps, see :func:`_lr_jump`)."""
     points_between: int | None = None
     if loss is not None:
         fin = loss.finite
@@ -178,7 +186,8 @@ def blowup(loss: Series | None, bad: float | None, turn: float | None,
             if rise is None and loss_min is not None and loss_min > 0 and len(after):
                 rise = float(np.max(after)) / loss_min
             points_between = int(((loss.steps > turn) & (loss.steps < (bad or np.inf))).sum())
-    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between, *_lr_jump(lr, bad))
+    return Blowup(bad, turn, loss_min, rise, nonfinite, points_between,
+                  *_lr_jump(lr, bad, warmup_end))
 
 
 def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
@@ -193,7 +202,8 @@ def _measured(ctx: RuleContext, found: Found[Any], turn: float | None,
     at = bad if bad is not None else (float(found.step) if found.step is not None else None)
     lr = ctx.series(Role.LR)
     b = blowup(loss, at, turn, loss_min, rise, nonfinite,
-               lr if lr is not None and len(lr.finite) else None)
+               lr if lr is not None and len(lr.finite) else None,
+               finite_number(ctx.hparams.get("warmup_steps")))
     return replace(found, evidence=replace(found.evidence, blowup=b))
 
 
