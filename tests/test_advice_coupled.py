@@ -5,11 +5,10 @@ the majority-class loss; only both together learn (bench/README.md, round 5)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import pytest
 from test_advice_sizes import _all_recs, _at_chance
 from test_probe import _result
@@ -83,15 +82,6 @@ def test_the_probe_applies_a_coupled_change_in_one_trial_or_not_at_all() -> None
     assert skip["reason"].startswith("together with activation:") and "{init}" in skip["reason"]
 
 
-@pytest.fixture(scope="module")
-def fixrate():
-    spec = importlib.util.spec_from_file_location("fixrate", REPO / "bench/fixrate/fixrate.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["fixrate"] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("fixrate", None)
 
 
 def test_the_random_control_of_a_coupled_change_changes_as_many_other_knobs(fixrate) -> None:

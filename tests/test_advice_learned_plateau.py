@@ -4,16 +4,14 @@ cycle it), not the never-learned advice (init, "the loss never left its initial 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import pytest
 
 from diagnose.pipeline import analyze
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench" / "fixrate"))
-sys.path.insert(0, str(REPO / "bench" / "calibration"))
 
 corpus = pytest.importorskip("corpus")
 store = pytest.importorskip("store")

@@ -3,11 +3,10 @@ schedule step multiplies the LR by (StepLR's gamma), set to 1; the configured LR
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import numpy as np
 import pytest
 from test_advice_sizes import STEPS, _jumped_run, _recs
@@ -16,22 +15,11 @@ from diagnose.hparams import canonicalize
 from diagnose.pipeline import analyze
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench" / "fixrate"))
-sys.path.insert(0, str(REPO / "bench" / "calibration"))
 
 corpus = pytest.importorskip("corpus")
 store = pytest.importorskip("store")
 
 
-@pytest.fixture(scope="module")
-def fixrate():
-    spec = importlib.util.spec_from_file_location("fixrate", REPO / "bench/fixrate/fixrate.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["fixrate"] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("fixrate", None)
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench" / "fixrate"))
-sys.path.insert(0, str(REPO / "bench" / "calibration"))
 
 corpus = pytest.importorskip("corpus")
 store = pytest.importorskip("store")

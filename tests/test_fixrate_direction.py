@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench" / "fixrate"))
-sys.path.insert(0, str(REPO / "bench" / "calibration"))
 
 direction = pytest.importorskip("direction")
 generate = pytest.importorskip("generate")  # torch: the corpus generator's causes

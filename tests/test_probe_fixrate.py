@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
+import fixtures_fixrate  # noqa: F401  (bench/fixrate and bench/calibration on the path)
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def fixrate():
-    spec = importlib.util.spec_from_file_location("fixrate", REPO / "bench/fixrate/fixrate.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    sys.modules["fixrate"] = module  # dataclasses look their module up while defining
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("fixrate", None)
 
 
 CONTROL = {"learning_rate": 8.0, "batch_size": 32, "momentum": 0.9, "weight_decay": 0.0,
