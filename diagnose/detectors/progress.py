@@ -324,6 +324,7 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
             and best_in_tail
         ):
             return []
+        seen = (float(np.min(c.values[tail])), float(np.max(c.values[tail])))
         what = "val" if c.series.split in ("val", "test") else "train"
         metric_name = c.series.metric.replace("_", " ")
         if what == "val" and not metric_name.startswith("val"):
@@ -334,9 +335,12 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
             frac_steps=(float(c.steps[-1]) - float(c.steps[tail][0])) / c.span,
             tail_start_step=int(c.steps[tail][0]),
             last_step=int(c.steps[-1]),
-            tail_start_value=c.raw(start),
-            tail_end_value=c.raw(float(tr.end)),
-            tail_rel_gain=rel_gain,
+            # the trend line's ends, kept inside what the tail showed: a steep fall
+            # extrapolated to the last step must not report a loss below zero
+            tail_start_value=c.raw(float(np.clip(start, *seen))),
+            tail_end_value=c.raw(float(np.clip(float(tr.end), *seen))),
+            tail_rel_gain=_shown_gain(c, *(float(np.clip(v, *seen)) for v in (start, tr.end)))
+            if np.isfinite(rel_gain) else rel_gain,
             tail_gain_share=share,
             effect_noise_sigmas=effect,
             kendall_tau=tr.tau,
@@ -368,6 +372,14 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
         return (f"{ev.name} still improves from {fmt(ev.tail_start_value)} to "
                 f"{fmt(ev.tail_end_value)} over the last {pct(ev.frac_steps)} of steps up "
                 f"to step {ev.last_step} ({pct(gain)} better)")
+
+
+def _shown_gain(c: Curve, start: float, end: float) -> float:
+    """The relative gain between two oriented values, as PRG001 measures it (a bounded
+    metric against what was left to gain, a loss against its start)."""
+    if bounded_metric(c):
+        return (start - end) / max(1.0 + start, 1e-12)
+    return (start - end) / start if start > 0 else float("nan")
 
 
 # ---------------------------------------------------------------------------
