@@ -322,6 +322,8 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     levels (point-to-point noise times sqrt(1/n_best + 1/n_after), each n at most 16:
     neighbouring evaluations are not independent), and the later half of the
     post-minimum points must still sit above the midpoint of the step (it stays up).
+    Coverage is the stricter of ``level_min_tail_frac`` and the trend test's
+    ``min_tail_frac``: a level needs at least the span a trend needs.
     """
     v, steps = val.values, val.steps
     n, k = len(v), int(p["level_best_points"])
@@ -332,7 +334,8 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     after = v[lo + k:]
     if len(after) < int(p["level_min_points_after"]):
         return None
-    if (steps[-1] - steps[lo + k]) < float(p["level_min_tail_frac"]) * val.span:
+    tail_frac = max(float(p["level_min_tail_frac"]), float(p["min_tail_frac"]))
+    if (steps[-1] - steps[lo + k]) < tail_frac * val.span:
         return None
     best = float(np.median(v[lo:lo + k]))
     post = float(np.median(after))
