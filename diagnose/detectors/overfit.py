@@ -8,7 +8,10 @@ Three views of the same failure, each robust to noisy validation sets:
   of evaluations) only on strong evidence: consecutive rises from the minimum to the
   end, large against the noise, train falling and the gap growing.  YOLO-style runs log
   component losses (box/obj/cls); when the total does not rise, a component whose train
-  twin keeps falling can still show it (val obj_loss is the classic).
+  twin keeps falling can still show it (val obj_loss is the classic).  A noisy val that
+  steps up from its minimum to a higher level without a trend is judged on the many
+  post-minimum points together (median against the level around the minimum, in
+  standard errors), with stricter train, gap and size conditions.
 * OVF002 ``val_metric_degrading``: the same test on the val metric in its own direction.
 * OVF003 ``generalization_gap``: over the second half of the run train loss keeps
   falling in relative terms while val loss does not follow, and the gap is large
@@ -322,8 +325,9 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     levels (point-to-point noise times sqrt(1/n_best + 1/n_after), each n at most 16:
     neighbouring evaluations are not independent), and the later half of the
     post-minimum points must still sit above the midpoint of the step (it stays up).
-    Coverage is the stricter of ``level_min_tail_frac`` and the trend test's
-    ``min_tail_frac``: a level needs at least the span a trend needs.
+    Coverage and rise are the stricter of ``level_min_tail_frac`` / ``level_min_rise`` and
+    the trend test's ``min_tail_frac`` / ``min_rise``: a level is weaker evidence than a
+    trend, so it never passes a bar the trend test would not.
     """
     v, steps = val.values, val.steps
     n, k = len(v), int(p["level_best_points"])
@@ -345,7 +349,8 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     effect = rise / se
     rise_rel = rel(rise, best)
     late = float(np.median(after[len(after) // 2:]))
-    if not (np.isfinite(rise_rel) and rise_rel >= float(p["level_min_rise"])
+    min_rise = max(float(p["level_min_rise"]), float(p["min_rise"]))
+    if not (np.isfinite(rise_rel) and rise_rel >= min_rise
             and effect >= float(p["level_min_effect"]) and late >= best + 0.5 * rise):
         return None
     tail = steps >= steps[i]
