@@ -322,7 +322,7 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     the median of every later point (at least ``level_min_points_after``, covering
     ``level_min_tail_frac`` of the run).  The step up must be ``level_min_rise`` of the
     best level and ``level_min_effect`` standard errors of the difference of the two
-    levels (point-to-point noise times sqrt(1/n_best + 1/n_after), each n at most 16:
+    levels (the noise times sqrt(1/n_best + 1/n_after), each n at most 16:
     neighbouring evaluations are not independent), and the later half of the
     post-minimum points must still sit above the midpoint of the step (it stays up).
     Coverage and rise are the stricter of ``level_min_tail_frac`` / ``level_min_rise`` and
@@ -344,7 +344,10 @@ def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
     best = float(np.median(v[lo:lo + k]))
     post = float(np.median(after))
     rise = post - best
-    nz = noise(val)
+    # the point-to-point noise, or the spread of the later points about their own level
+    # where larger: one estimate can come out low by chance, and a low noise is a false
+    # step
+    nz = max(noise(val), float(signals.mad_sigma(after - post)))
     se = nz * np.sqrt(1.0 / min(k, 16) + 1.0 / min(len(after), 16))
     effect = rise / se
     rise_rel = rel(rise, best)
@@ -535,8 +538,6 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         if deg.get("short") and (v_end - float(tr["end"])
                                  <= float(deg["best"]) - float(tr["at_best"])):
             return []
-        # a step up to a noisy level: the gap must be large (level_min_gap_ratio) and
-        # have grown from the level around the minimum (train fell, val stepped up)
         # a step up to a noisy level is weaker evidence than a trend: the gap must be large
         # (level_min_gap_ratio) and have grown since the minimum, train must have kept
         # memorising (level_min_train_drop) and the step must be a real share of the
