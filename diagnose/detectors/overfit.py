@@ -8,7 +8,10 @@ Three views of the same failure, each robust to noisy validation sets:
   of evaluations) only on strong evidence: consecutive rises from the minimum to the
   end, large against the noise, train falling and the gap growing.  YOLO-style runs log
   component losses (box/obj/cls); when the total does not rise, a component whose train
-  twin keeps falling can still show it (val obj_loss is the classic).
+  twin keeps falling can still show it (val obj_loss is the classic).  A noisy val that
+  steps up from its minimum to a higher level without a trend is judged on the many
+  post-minimum points together (median against the level around the minimum, in
+  standard errors), with stricter train, gap and size conditions.
 * OVF002 ``val_metric_degrading``: the same test on the val metric in its own direction.
 * OVF003 ``generalization_gap``: over the second half of the run train loss keeps
   falling in relative terms while val loss does not follow, and the gap is large
@@ -109,6 +112,14 @@ class ValLossRisingParams(RuleParams):
     short_min_rises: int = param(P.COUNT)
     short_min_rise: float = param(P.NON_NEGATIVE)
     short_min_effect: float = param(P.NON_NEGATIVE)
+    level_best_points: int = param(P.COUNT)
+    level_min_points_after: int = param(P.COUNT)
+    level_min_tail_frac: float = param(P.FRACTION)
+    level_min_rise: float = param(P.NON_NEGATIVE)
+    level_min_effect: float = param(P.NON_NEGATIVE)
+    level_min_gap_ratio: float = param(P.FRACTION)
+    level_min_rise_of_start: float = param(P.NON_NEGATIVE)
+    level_min_train_drop: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -165,6 +176,7 @@ def _train_change(train: Curve, best_step: float, p: Any) -> dict[str, Any] | No
     rel_drop = drop / scale if scale > 1e-12 else float("inf")
     return {
         "tag": train.tag,
+        "first": train.raw(float(train.values[0])),
         "at_best": train.raw(at_best),
         "end": train.raw(end),
         "change": rel(end - at_best, at_best),
@@ -298,6 +310,68 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
     }
 
 
+def level_shift(val: Curve, p: Any) -> dict[str, Any] | None:
+    """Where a noisy val curve steps up from its minimum to a higher level and stays
+    there; None if it does not.
+
+    The smoothed test of :func:`degradation` weighs the rise against one point's noise and
+    asks for a trend; a val loss that reaches its minimum early and then sits at a noisy
+    higher level has no trend, but many points of evidence together.  The level around
+    the minimum is the median of the ``level_best_points`` raw points centred on it (the
+    single minimum is biased low: it was picked for being low); the post-minimum level is
+    the median of every later point (at least ``level_min_points_after``, covering
+    ``level_min_tail_frac`` of the run).  The step up must be ``level_min_rise`` of the
+    best level and ``level_min_effect`` standard errors of the difference of the two
+    levels (the noise times sqrt(1/n_best + 1/n_after), each n at most 16:
+    neighbouring evaluations are not independent), and the later half of the
+    post-minimum points must still sit above the midpoint of the step (it stays up).
+    Coverage and rise are the stricter of ``level_min_tail_frac`` / ``level_min_rise`` and
+    the trend test's ``min_tail_frac`` / ``min_rise``: a level is weaker evidence than a
+    trend, so it never passes a bar the trend test would not.
+    """
+    v, steps = val.values, val.steps
+    n, k = len(v), int(p["level_best_points"])
+    if n < k + int(p["level_min_points_after"]) or val.span <= 0:
+        return None
+    i = int(np.argmin(v))
+    lo = max(0, min(i - k // 2, n - k))
+    after = v[lo + k:]
+    if len(after) < int(p["level_min_points_after"]):
+        return None
+    tail_frac = max(float(p["level_min_tail_frac"]), float(p["min_tail_frac"]))
+    if (steps[-1] - steps[lo + k]) < tail_frac * val.span:
+        return None
+    best = float(np.median(v[lo:lo + k]))
+    post = float(np.median(after))
+    rise = post - best
+    # the point-to-point noise, or the spread of the later points about their own level
+    # where larger: one estimate can come out low by chance, and a low noise is a false
+    # step
+    nz = max(noise(val), float(signals.mad_sigma(after - post)))
+    se = nz * np.sqrt(1.0 / min(k, 16) + 1.0 / min(len(after), 16))
+    effect = rise / se
+    rise_rel = rel(rise, best)
+    late = float(np.median(after[len(after) // 2:]))
+    min_rise = max(float(p["level_min_rise"]), float(p["min_rise"]))
+    if not (np.isfinite(rise_rel) and rise_rel >= min_rise
+            and effect >= float(p["level_min_effect"]) and late >= best + 0.5 * rise):
+        return None
+    tail = steps >= steps[i]
+    tau = float(signals.robust_trend(steps[tail], v[tail]).tau)
+    return {
+        "best_step": int(steps[i]),
+        "best": val.raw(float(v[i])),
+        "best_smoothed": val.raw(best),
+        "end": val.raw(post),
+        "rise": rise_rel,
+        "effect": effect,
+        "sustained": float(np.mean(after > best + 0.5 * rise)),
+        "tau": tau,
+        "noise": nz,
+        "level": True,
+    }
+
+
 def _val_loss_rise(ctx: RuleContext, best_step: float, end_frac: float) -> float | None:
     """How far the val loss rose from its level at ``best_step`` to its end level,
     relative to the former; None when the run logs no usable val and train loss.
@@ -313,6 +387,19 @@ def _val_loss_rise(ctx: RuleContext, best_step: float, end_frac: float) -> float
         return None
     at_best = level_at(val, best_step)
     return rel(end_level(val, end_frac) - at_best, at_best)
+
+
+def _start_level(ctx: RuleContext, val: Curve, train_first: float) -> float:
+    """The run's starting loss: the larger of the first val and first train loss, and ln C
+    when the class count is known (the untrained model's loss).  A val rise is measured
+    against it: a fine-tune starting near 0 rising by a few thousandths of a nat, or a
+    converged run wiggling near 0, is noise, not memorisation."""
+    finite_val = val.values[np.isfinite(val.values)]
+    start = max(float(finite_val[0]) if len(finite_val) else 0.0, train_first)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and n_classes >= 2:
+        start = max(start, float(np.log(n_classes)))
+    return start
 
 
 def _eval_broken(ctx: RuleContext, p: Any) -> bool:
@@ -371,6 +458,8 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
     deg = degradation(ctx, val, p)
     if deg is None and p.get("short_max_points") is not None:
         deg = short_rise(val, p)
+    if deg is None and p.get("level_min_effect") is not None:
+        deg = level_shift(val, p)
     if deg is None:
         return None
     for t in trains:
@@ -449,6 +538,20 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         if deg.get("short") and (v_end - float(tr["end"])
                                  <= float(deg["best"]) - float(tr["at_best"])):
             return []
+        # a step up to a noisy level is weaker evidence than a trend: the gap must be large
+        # (level_min_gap_ratio) and have grown since the minimum, train must have kept
+        # memorising (level_min_train_drop) and the step must be a real share of the
+        # run's starting loss (level_min_rise_of_start), not a wiggle near a converged 0
+        if deg.get("level"):
+            start = _start_level(ctx, val, float(tr["first"]))
+            step_up = v_end - float(deg["best_smoothed"])
+            if (
+                (v_end - float(tr["end"])) / v_end < float(p["level_min_gap_ratio"])
+                or v_end - float(tr["end"]) <= float(deg["best_smoothed"]) - float(tr["at_best"])
+                or -float(tr["change"]) < float(p["level_min_train_drop"])
+                or start <= 0 or step_up / start < float(p["level_min_rise_of_start"])
+            ):
+                return []
         return [Found(val.tag, deg["best_step"], _evidence(val, deg, tr, p,
                                                           component=component))]
 
@@ -614,13 +717,8 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         v_low = float(np.min(v))
         val_rise = v_end / v_low - 1.0 if v_low > 0 else 0.0
         finite_val = val.values[np.isfinite(val.values)]
-        # ... and by a meaningful amount next to where the run started (the larger first
-        # loss, and ln C when the class count is known: the untrained model's loss): a
-        # fine-tune starting near 0 rising by a few thousandths of a nat is noise
-        start = max(float(finite_val[0]) if len(finite_val) else 0.0, float(train.values[0]))
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        if n_classes is not None and n_classes >= 2:
-            start = max(start, float(np.log(n_classes)))
+        # ... and by a meaningful amount next to where the run started
+        start = _start_level(ctx, val, float(train.values[0]))
         rise_of_start = (v_end - v_low) / start if start > 0 else 0.0
         # ... and beyond the val loss's own point-to-point noise: a val that swings by
         # more than the rise between evaluations is wiggling, not turning upward
