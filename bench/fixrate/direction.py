@@ -56,6 +56,7 @@ import write_logs  # noqa: E402
 
 from diagnose.advice.moves import lr_outside_range, usual_lr_range  # noqa: E402
 from diagnose.advice.policy import AdvicePolicy  # noqa: E402
+from diagnose.hparams import finite_number  # noqa: E402
 
 RENDERED = REPO / "bench/_out/calibration"
 #: Hyperparameters whose presence in the logs the report shows (the evidence the advice had).
@@ -187,16 +188,6 @@ def usual_range(knob: str, hp: dict[str, Any], bn_model: bool,
     return None
 
 
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def move_of(rec: dict[str, Any], true_hp: dict[str, Any]) -> tuple[str, str]:
     """(knob, direction) a recommendation makes: up/down/on/off/change/same."""
     hyper, action = rec["hyperparameter"], rec["action"]
@@ -207,9 +198,9 @@ def move_of(rec: dict[str, Any], true_hp: dict[str, Any]) -> tuple[str, str]:
         return knob, "on"
     if action == "disable":
         return knob, "off"
-    new, cur = _num(rec["proposed"]), _num(rec["current"])
+    new, cur = finite_number(rec["proposed"]), finite_number(rec["current"])
     if cur is None and hyper in true_hp:
-        cur = _num(true_hp[hyper])
+        cur = finite_number(true_hp[hyper])
     if new is not None and cur is not None:
         return knob, "up" if new > cur else "down" if new < cur else "same"
     if action in ("increase", "decrease"):
@@ -231,13 +222,14 @@ def classify(rec: dict[str, Any], cause: str, true_hp: dict[str, Any], bn_model:
     d = DIRECTIONS[cause]
     assert d is not None
     knob, way = move_of(rec, true_hp)
-    proposed = _num(rec["proposed"])
+    proposed = finite_number(rec["proposed"])
     in_range = out_range = False
     if knob == "bn_momentum" and proposed is not None:
         lo, hi, _, _ = usual_range("bn_momentum", true_hp, True, policy) or (0, 1, 0, 0)
         in_range = lo <= proposed <= hi
         out_range = not in_range
-    base = max(x for x in (_num(true_hp.get("learning_rate")), pre_jump, 0.0) if x is not None)
+    base = max(x for x in (finite_number(true_hp.get("learning_rate")), pre_jump, 0.0)
+               if x is not None)
 
     def makes(move: Move) -> bool:
         k, want = move
@@ -359,7 +351,7 @@ def score_run(run: dict[str, Any], advice: dict[str, Any],
         for r in f["recommendations"]:
             knob = r["hyperparameter"]
             rng = usual_range(knob, hp, bn, policy)
-            value = _num(hp.get(knob))
+            value = finite_number(hp.get(knob))
             if rng is None or value is None:
                 continue
             lo, hi, far_lo, far_hi = rng
@@ -369,7 +361,7 @@ def score_run(run: dict[str, Any], advice: dict[str, Any],
                 far = value < far_lo or value > far_hi
             if not far:
                 continue
-            new = _num(r["proposed"])
+            new = finite_number(r["proposed"])
             inside = new is not None and lo <= new <= hi
             landings.append({"rule": f["rule"], "hyperparameter": knob, "true": value,
                              "current": r["current"], "proposed": r["proposed"],

@@ -487,9 +487,10 @@ def calibrated_ce_ceiling(accuracy: float, max_chance_loss: float, credit: float
     spread evenly, H(a) + (1 - a) ln(C - 1) (ln C itself at a = 1/C).  ``a`` is clipped to
     [1/C, ``credit``]: a logged accuracy of 1 (a batch, a small set) does not mean the
     model is certain, and the ceiling would be 0."""
+    from diagnose.detectors.progress import calibrated_loss
+
     a = min(max(accuracy, math.exp(-max_chance_loss)), credit)
-    rest = (1 - a) * (math.log(math.expm1(max_chance_loss)) - math.log(1 - a)) if a < 1 else 0.0
-    return -a * math.log(a) + rest
+    return calibrated_loss(a, math.exp(max_chance_loss)) if a < 1 else 0.0
 
 
 def _thrashing(c: Any, frac: float, level: float) -> float:

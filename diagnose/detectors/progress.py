@@ -10,6 +10,7 @@ compares raw values across runs.  Curves are *oriented* first: lower is always b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -372,6 +373,16 @@ class PRG001(Rule["PRG001.Params", "PRG001.Evidence"]):
         return (f"{ev.name} still improves from {fmt(ev.tail_start_value)} to "
                 f"{fmt(ev.tail_end_value)} over the last {pct(ev.frac_steps)} of steps up "
                 f"to step {ev.last_step} ({pct(gain)} better)")
+
+
+def calibrated_loss(accuracy: float, n_classes: float) -> float:
+    """The cross-entropy of predictions that are right with confidence ``accuracy`` and
+    spread the rest evenly over the other ``n_classes - 1`` classes: about the most a
+    calibrated model with that accuracy pays (real errors concentrate on a few classes,
+    which costs less).  A loss well above it means right but unconfident predictions
+    (UND004); a loss far above it at a low accuracy is blown up (DIV005)."""
+    a = min(max(accuracy, 1e-9), 1.0 - 1e-9)
+    return -a * math.log(a) - (1.0 - a) * math.log((1.0 - a) / max(n_classes - 1, 1))
 
 
 def _shown_gain(c: Curve, start: float, end: float) -> float:

@@ -45,6 +45,7 @@ from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
     bounded_metric,
+    calibrated_loss,
     early_level,
     end_level,
     ends_nonfinite,
@@ -543,15 +544,6 @@ def many_classes(ctx: RuleContext, l0: float, max_classes: int) -> bool:
         return n_classes > max_classes
     return l0 > math.log(max_classes) and any(
         _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
-
-
-def calibrated_loss(accuracy: float, n_classes: int) -> float:
-    """The cross-entropy of predictions that are right with confidence ``accuracy`` and
-    spread the rest evenly over the other ``n_classes - 1`` classes: about the most a
-    calibrated model with that accuracy pays (real errors concentrate on a few classes,
-    which costs less).  A loss well above it means right but unconfident predictions."""
-    a = min(max(accuracy, 1e-9), 1.0 - 1e-9)
-    return -a * math.log(a) - (1.0 - a) * math.log((1.0 - a) / max(n_classes - 1, 1))
 
 
 def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
