@@ -1,0 +1,79 @@
+"""Which stored corpus runs have a feature constant in their training split but not in val?
+
+``generate.make_data`` standardises with ``(x - mean) / (std + 1e-6)`` over the training
+split; a feature that is constant there (a digits pixel 0 in every training sample) but
+not in the validation split gives validation inputs of about 1e6 (r01980's val loss of
+1876 at val accuracy 0.90).  sklearn's StandardScaler scales such a feature by 1 instead.
+Changing ``make_data`` that way changes the history of exactly the stored runs this script
+lists (their val inputs change); every other run's tensors stay bit for bit the same (a
+constant training column is 0 either way).  No training: the splits are recomputed by
+``generate.make_data`` itself.
+
+    python bench/fixrate/constant_features.py [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "calibration"))
+
+#: A validation input this far from the training constant, in training-std units, can
+#: only come from the 1e-6 floor: a real feature of a few hundred samples has |z| < 100.
+ARTEFACT_Z = 1e3
+
+
+def artefact_columns(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's features constant in its training split that val still varies on."""
+    import generate
+
+    if cfg["dataset"] == "chars" or cfg.get("raw_inputs"):
+        return []
+    data = generate.make_data(cfg)
+    xtr, xva = data["xtr"].double().numpy(), data["xva"].double().numpy()
+    scale = abs(float(cfg["input_scale"])) or 1.0
+    out = []
+    for j in range(xtr.shape[1]):
+        if np.ptp(xtr[:, j]) != 0:
+            continue
+        z = np.abs(xva[:, j] - xtr[0, j]) / scale
+        if z.max() > ARTEFACT_Z:
+            out.append({"feature": j, "val_samples": int((z > ARTEFACT_Z).sum()),
+                        "max_abs_input": float(np.abs(xva[:, j]).max())})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import store
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--json", type=Path, help="write the list here")
+    args = p.parse_args(argv)
+    hits, total = [], 0
+    for rec in store.iter_records():
+        total += 1
+        cols = artefact_columns(rec["config"])
+        if cols:
+            hits.append({"id": rec["id"], "cause": rec["cause"],
+                         "dataset": rec["config"]["dataset"],
+                         "n_train": rec["config"]["n_train"], "columns": cols})
+    for h in hits:
+        print(f"{h['id']} {h['cause']} {h['dataset']} n_train={h['n_train']}: "
+              + ", ".join(f"feature {c['feature']} ({c['val_samples']} val samples, "
+                          f"|x| up to {c['max_abs_input']:.3g})" for c in h["columns"]))
+    print(f"{len(hits)} of {total} stored runs have a feature constant in training but not "
+          "in validation")
+    if args.json:
+        args.json.write_text(json.dumps({"total": total, "runs": hits}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
