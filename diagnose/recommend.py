@@ -535,6 +535,16 @@ def key_metric_stop(ctx: AdviceContext, name: str,
                             f"step {key.step}"
 
 
+def best_at_first_evals(ctx: AdviceContext, n: int) -> bool:
+    """Was the val loss at its lowest within its first ``n`` evaluations (and logged at
+    more than ``n``)?  Then nothing the training did after them helped val."""
+    val = ctx.role(Role.VAL_LOSS)
+    if val is None or val.split not in ("val", "test"):
+        return False
+    fin = val.finite
+    return len(fin) > n and int(np.argmin(fin.values)) < n
+
+
 def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                    best_value: float | None, end_value: float | None, rise: float | None,
                    n_evals: int) -> list[Candidate]:
@@ -560,26 +570,37 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
             proposed = max(proposed, round(pol.min_stop_share * current))
             floor = (f" at the earliest: {pol.min_stop_share:.0%} of the run, since a stop "
                      "at the very first evaluations leaves nothing to train")
+        first = best_at_first_evals(ctx, pol.first_best_evals)
+        after = (" The val loss never improved after its first evaluation"
+                 f"{'s' if pol.first_best_evals > 1 else ''}, so regularise first: a stop "
+                 "there keeps a barely trained model." if first else "")
         out.append(candidate(
             hyper, "set", current, proposed,
             f"{reason}{key_note}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} "
             "(or early-stop "
-            f"on it with patience {patience} evaluations and restore the best weights).",
-            1.4 * strength, direction=-1))
+            f"on it with patience {patience} evaluations and restore the best weights)."
+            f"{after}", (pol.first_best_stop_weight if first else 1.4) * strength,
+            direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
     optimizer = str(ctx.hp.get("optimizer") or "")
     decoupled = "adamw" in optimizer.lower()
+    adaptive = optimizer_family(optimizer) in ("adam", "rmsprop") and not decoupled
     default_wd = (ctx.policy.decoupled_weight_decay if decoupled
+                  else ctx.policy.adaptive_coupled_weight_decay if adaptive
                   else ctx.policy.default_weight_decay)
     max_wd = (ctx.policy.max_coupled_weight_decay if optimizer_family(optimizer) and not
               decoupled else ctx.policy.max_weight_decay)
     usual = (f" ({optimizer} decouples the decay from the gradient, so its usual values "
              f"are larger, up to {show(ctx.policy.max_weight_decay)})"
-             if decoupled else " (the usual default)")
+             if decoupled else f" ({optimizer} adds it to the gradient, which its adaptive "
+             "step scales down, so it needs the top of the usual "
+             f"{show(ctx.policy.default_weight_decay)} to "
+             f"{show(ctx.policy.max_coupled_weight_decay)})" if adaptive
+             else " (the usual default)")
     if wd is None:
         out.append(candidate("weight_decay", "set", None, default_wd,
                          f"{reason}, so add weight decay {default_wd:g}"
-                         f"{usual if decoupled else ''} (if the run "
+                         f"{usual if decoupled or adaptive else ''} (if the run "
                          "already uses some, multiply it by 3 instead; "
                          f"{concrete_hint('weight_decay')}).", strength, direction=1))
     elif wd <= 0:

@@ -50,9 +50,10 @@ def test_explain_advice_shows_the_configured_values(tmp_path: Path,
 def test_a_policy_value_from_config_changes_the_recommendation(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = _recs(capsys, OVERFIT, None, "weight_decay")
-    assert before and {r["proposed"] for r in before} == {0.0005}
+    # the Keras sample trains with Adam: coupled L2, adaptive_coupled_weight_decay
+    assert before and {r["proposed"] for r in before} == {0.005}
     cfg = tmp_path / "pyproject.toml"
-    cfg.write_text("[tool.diagnose.advice]\ndefault_weight_decay = 1e-4\n"
+    cfg.write_text("[tool.diagnose.advice]\nadaptive_coupled_weight_decay = 1e-4\n"
                    "default_dropout = 0.2\n", encoding="utf-8")
     after = _recs(capsys, OVERFIT, cfg, "weight_decay")
     assert {r["proposed"] for r in after} == {0.0001}

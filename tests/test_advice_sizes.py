@@ -642,3 +642,54 @@ def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
     und = next(f for f in result.findings if f.rule == "UND004")
     top = und.recommendations[0]
     assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 710)
+
+
+def _first_recs(curves: dict, hparams: dict) -> list[Recommendation]:
+    result = recommend(engine.evaluate(make_run(curves, hparams)))
+    found = [f for f in result.findings if f.state == "overfit"]
+    assert found, [(f.rule, f.state) for f in result.findings]
+    return list(found[0].recommendations)
+
+
+@pytest.mark.parametrize("first_best_evals, regularise_first", [(1, True), (0, False)])
+def test_val_loss_lowest_at_its_first_evaluation_regularises_before_the_stop(
+        first_best_evals, regularise_first):
+    # r01980's shape: val loss lowest at the first evaluation, worse ever after; a stop
+    # there keeps a model trained for one evaluation interval (policy first_best_evals)
+    steps = np.arange(65, 547, 65)
+    curves = {"loss/train": (np.arange(5, 547, 5), 2.0 * np.exp(-np.arange(5, 547, 5) / 60)
+                             + 0.01),
+              "loss/val": (steps, 0.51 + 0.04 * np.sqrt(steps - 65) / 4)}
+    hp = {"max_steps": 546, "optimizer": "adam", "weight_decay": 0.0}
+    result = recommend(engine.evaluate(make_run(curves, hp)),
+                       policy=AdvicePolicy(first_best_evals=first_best_evals))
+    recs = [r for f in result.findings if f.state == "overfit" for r in f.recommendations]
+    names = [r.hyperparameter for r in recs]
+    assert "max_steps" in names and "weight_decay" in names
+    assert (names[0] == "weight_decay") is regularise_first
+    stop = recs[names.index("max_steps")]
+    assert ("never improved after its first evaluation" in stop.rationale) is regularise_first
+
+
+def test_val_loss_best_later_keeps_the_stop_first():
+    recs = _first_recs(overfit_curves(), {"max_steps": 6000, "optimizer": "adam"})
+    assert recs[0].hyperparameter == "max_steps"
+    assert "never improved" not in recs[0].rationale
+
+
+@pytest.mark.parametrize("optimizer, proposed", [("Adam", 5e-3), ("RMSprop", 5e-3),
+                                                 ("SGD", 5e-4), ("AdamW", 0.05)])
+def test_an_overfit_adaptive_optimizer_without_decay_gets_the_top_of_the_coupled_range(
+        optimizer, proposed):
+    # coupled L2 under Adam/RMSprop is scaled down by the adaptive step (policy
+    # adaptive_coupled_weight_decay); SGD keeps the usual default, AdamW its decoupled size
+    for hp in ({"weight_decay": 0.0}, {}):
+        recs = _recs(overfit_curves(), {**hp, "optimizer": optimizer, "max_steps": 6000},
+                     "overfit")
+        assert recs["weight_decay"].proposed == pytest.approx(proposed)
+    custom = AdvicePolicy(adaptive_coupled_weight_decay=1e-3)
+    result = recommend(engine.evaluate(make_run(overfit_curves(), {
+        "optimizer": "Adam", "weight_decay": 0.0, "max_steps": 6000})), policy=custom)
+    wd = next(r for f in result.findings for r in f.recommendations
+              if r.hyperparameter == "weight_decay")
+    assert wd.proposed == pytest.approx(1e-3 if optimizer else 0)

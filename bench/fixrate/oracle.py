@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 import corpus  # noqa: E402
-from fixrate import GOOD_SHARE  # noqa: E402
+from fixrate import BLOWN_UP_FACTOR, GOOD_SHARE  # noqa: E402
 
 #: The overfit fix-rate cases (round 8's list, probed or not).
 CASES = ("r00011", "r00144", "r00415", "r00819", "r01180", "r01477", "r01584", "r01980",
@@ -81,6 +81,40 @@ def history(logdir: Path) -> list[tuple[int, float]]:
     return rows
 
 
+def metric_value(logdir: Path, stop: int | None) -> float:
+    """The probe's comparison value of a trial cut at ``stop`` (None: its end): the val
+    accuracy's tail mean (``verdict.value_at``: the last ``TAIL_FRACTION`` of the steps),
+    else minus the val loss's; -inf when non-finite."""
+    from diagnose.probe.verdict import TAIL_FRACTION
+
+    with open(logdir / "metrics_log.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    col, sign = ("val_acc", 1.0) if rows and "val_acc" in rows[0] else ("val_loss", -1.0)
+    pts = [(int(r["step"]), float(r[col])) for r in rows if r.get(col)]
+    if stop is None and pts:
+        stop = pts[-1][0]
+    upto = [(st, v) for st, v in pts if stop is not None and st <= stop]
+    if not upto or not all(math.isfinite(v) for _, v in upto):
+        return -math.inf
+    window = [v for st, v in upto if st > stop * (1 - TAIL_FRACTION)] or [upto[-1][1]]
+    return sign * sum(window) / len(window)
+
+
+def beats(control: list[float], cand: list[float]) -> bool:
+    """The probe's gate (``verdict.decide``): better by more than 2 seed spreads and 2%;
+    any finite arm beats a control that blew up."""
+    from diagnose.probe.verdict import MIN_RELATIVE_EFFECT, SPREAD_FACTOR, _mean_std
+
+    c_mean, c_std = _mean_std(control)
+    k_mean, k_std = _mean_std(cand)
+    if not math.isfinite(k_mean):
+        return False
+    if not math.isfinite(c_mean):
+        return True
+    spread = max(v for v in (c_std, k_std, 0.0) if not math.isnan(v))
+    return k_mean - c_mean > max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
+
+
 def states_of(logdir: Path, stop: int | None = None) -> list[str]:
     """Our rules' states for the trial, or for its logs cut at step ``stop``."""
     from diagnose.pipeline import analyze
@@ -104,9 +138,15 @@ def trial(case: dict[str, Any], name: str, change: dict[str, Any], seed: int,
           out: Path) -> dict[str, Any]:
     """Train one setting in one seed (or load its record) and measure it."""
     rec_path = out / case["id"] / f"{name}_s{seed}.json"
-    if rec_path.exists():
-        return json.loads(rec_path.read_text())
     logdir = out / case["id"] / f"{name}_s{seed}"
+    if rec_path.exists():
+        rec = json.loads(rec_path.read_text())
+        if "metric_final" not in rec:  # a record of the first version: add the metric
+            rec["metric_final"] = metric_value(logdir, None)
+            rec["metric_at_best"] = (metric_value(logdir, rec["best_step"])
+                                     if rec["best_step"] else -math.inf)
+            rec_path.write_text(json.dumps(rec, indent=1))
+        return rec
     start = time.monotonic()
     cfg = corpus.apply(case["config"], {k: repr(v) for k, v in change.items()})
     corpus.train(cfg, seed, logdir)
@@ -116,6 +156,8 @@ def trial(case: dict[str, Any], name: str, change: dict[str, Any], seed: int,
     final = hist[-1][1] if hist and math.isfinite(hist[-1][1]) else math.inf
     rec = {"case": case["id"], "setting": name, "change": change, "seed": seed,
            "final": final, "best": best, "best_step": best_step,
+           "metric_final": metric_value(logdir, None),
+           "metric_at_best": metric_value(logdir, best_step) if best_step else -math.inf,
            "last_step": hist[-1][0] if hist else None,
            "states": states_of(logdir),
            "states_at_best": states_of(logdir, best_step) if best_step else [],
@@ -132,6 +174,10 @@ def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
     for t in trials:
         by.setdefault(t["setting"], []).append(t)
     rows = []
+    ctl = sorted(by.get("control", []), key=lambda t: t["seed"])
+    ctl_metric = [t.get("metric_final", math.nan) for t in ctl]
+    blown = any(not math.isfinite(t["final"]) or t["final"] > BLOWN_UP_FACTOR * untrained
+                for t in ctl)
     for name, ts in by.items():
         if len(ts) < len(SEEDS):
             continue
@@ -140,15 +186,22 @@ def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
             sts = [t["states_at_best"] if stop else t["states"] for t in ts]
             mean = sum(vals) / len(vals)
             gone = all(case["state"] not in s for s in sts)
+            metric = [t.get("metric_at_best" if stop else "metric_final", math.nan)
+                      for t in sorted(ts, key=lambda t: t["seed"])]
+            better = (math.isfinite(mean) and mean < sum(t["final"] for t in ctl) / len(ctl)
+                      if blown else beats(ctl_metric, metric))
             rows.append({"setting": name + (" +stop" if stop else ""), "mean": mean,
-                         "worst": max(vals), "state_gone": gone,
+                         "worst": max(vals), "state_gone": gone, "beats_control": better,
                          "reaches": mean <= bar, "every_seed": max(vals) <= bar,
-                         "fix": gone and mean <= bar})
+                         "level_fix": gone and mean <= bar,
+                         "fix": gone and mean <= bar and better})
     rows.sort(key=lambda r: r["mean"])
     fixes = [r for r in rows if r["fix"]]
+    level = [r for r in rows if r["level_fix"]]
     return {"case": case["id"], "cause": case["cause"], "untrained": untrained, "ref": ref,
             "bar": bar, "best": rows[0] if rows else None,
             "best_fix": fixes[0] if fixes else None, "reachable": bool(fixes),
+            "best_level_fix": level[0] if level else None, "level_reachable": bool(level),
             "rows": rows}
 
 
@@ -179,7 +232,8 @@ def run(ids: list[str], out: Path, train: bool = True) -> list[dict[str, Any]]:
         (out / cid).mkdir(parents=True, exist_ok=True)
         hp = corpus.hparams_of(case["config"])
         if not train:
-            trials = [json.loads(f.read_text()) for f in sorted((out / cid).glob("*.json"))]
+            trials = [trial(case, r["setting"], r["change"], r["seed"], out) for r in
+                      (json.loads(f.read_text()) for f in sorted((out / cid).glob("*.json")))]
         else:
             trials = [trial(case, n, ch, s, out) for n, ch in singles(hp).items()
                       for s in SEEDS]
@@ -198,7 +252,10 @@ def line(s: dict[str, Any]) -> str:
     return (f"{s['case']} ({s['cause']}): bar {s['bar']:.3g}, control "
             f"{ctl['mean'] if ctl else float('nan'):.3g}, best {b['setting']} {b['mean']:.3g}"
             f" (worst seed {b['worst']:.3g}, state gone {b['state_gone']}); "
-            + (f"fix: {f['setting']} {f['mean']:.3g}" if f else "NO hyperparameter fix")
+            + (f"fix: {f['setting']} {f['mean']:.3g}" if f else
+               f"level only: {s['best_level_fix']['setting']} {s['best_level_fix']['mean']:.3g}"
+               " (does not beat the control's metric)" if s["best_level_fix"] else
+               "NO hyperparameter fix")
             + f"  [{s['wall_s']} s]")
 
 
