@@ -9,7 +9,9 @@ hyperparameter (the baseline every repair tool must beat).
 "Fixed" does not lean on our own detector alone.  An arm fixes the case when all hold:
 
 1. every trial ran and the targeted state is gone in every seed (our rules);
-2. its final val loss beats the control's by more than the seed-to-seed gate;
+2. its key metric (the probe's: val accuracy where logged, else val loss) beats the
+   control's by more than the probe's seed-to-seed gate (2x the larger seed spread, at
+   least 2% of the control); against a blown-up control a finite arm beats it;
 3. it reaches a good level: below ``ref + GOOD_SHARE * (untrained - ref)``, where
    ``untrained`` is the val loss of the untrained model and ``ref`` the best val loss that
    default-hyperparameter runs of the same data reach (the family's healthy level).
