@@ -624,7 +624,8 @@ def test_a_warmup_logged_at_a_few_points_is_still_seen_never_ending(lr, endless)
 def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
     """r00958 of the fix-rate corpus: a linear regression logged once per epoch (5 points,
     too few for tail_gain's medians) still falling when stopped; UND004 says so, and twice
-    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262)."""
+    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262).  A run of
+    fewer than short_run_steps trains up to that budget (round 9)."""
     from diagnose.advice.moves import AdviceContext, sparse_tail_gain
     from diagnose.findings import RunResult
     from diagnose.metrics import Role
@@ -641,4 +642,48 @@ def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
     result = recommend(engine.evaluate(run))
     und = next(f for f in result.findings if f.rule == "UND004")
     top = und.recommendations[0]
-    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 710)
+    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 1000)
+
+
+def _underfit_recs(steps: int, lr: np.ndarray, train: np.ndarray, gain: float | None,
+                   policy: AdvicePolicy | None = None) -> list[Recommendation]:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.findings import RunResult
+    from diagnose.recommend import underfit_advice
+
+    x = np.linspace(1, steps, len(train)).round()
+    run = make_run({"loss/train": (x, train), "loss/val": (x, train + 0.02), "lr": (x, lr)},
+                   {"learning_rate": float(lr.max()), "optimizer": "adam", "max_steps": steps})
+    ctx = AdviceContext(RunResult(run), None, policy)
+    cands = sorted(underfit_advice(ctx, "the model underfits", gain), key=lambda c: -c.impact)
+    return [c.rec for c in cands]
+
+
+@pytest.mark.parametrize("steps, annealed, gain, proposed", [
+    (235, True, 0.0, 1000),    # r00854: cosine to the end flattened the tail -> the budget
+    (176, True, 0.06, 1000),   # r01967: still falling at a decayed LR -> the budget, not x2
+    (72, False, 0.49, 580),    # r01636: the budget is x14, capped at max_short_extension
+    (1500, False, 0.06, 3000),  # not short: long_extension (x2), as before
+    (235, False, 0.0, None),   # short, flat at a constant LR: nothing says train longer
+])
+def test_a_short_underfit_run_trains_up_to_the_usual_budget(steps, annealed, gain, proposed):
+    """Round 9 (bench/README.md): x2 left a 235-step cosine run and a 176-step step-decay
+    run underfit or within the seed gate; 1000 steps fixed both in both seeds, while
+    capacity x2-x4 fixed neither.  A run of fewer than short_run_steps steps that still
+    learns, or whose logged LR annealed to the end, trains up to that budget, first."""
+    n = 60
+    lr = np.geomspace(3e-3, 3e-5, n) if annealed else np.full(n, 3e-3)
+    train = np.linspace(1.1, 0.8, n)
+    recs = _underfit_recs(steps, lr, train, gain)
+    length = [r for r in recs if r.hyperparameter == "max_steps"]
+    if proposed is None:
+        assert not length
+        return
+    assert length and length[0].proposed == proposed and length[0].current == steps
+    if steps < AdvicePolicy().short_run_steps:
+        assert recs[0].hyperparameter == "max_steps"  # before capacity x2
+    # the cap is the policy's
+    if steps == 72:
+        capped = _underfit_recs(steps, lr, train, gain,
+                                AdvicePolicy(max_short_extension=4.0))
+        assert next(r for r in capped if r.hyperparameter == "max_steps").proposed == 290
