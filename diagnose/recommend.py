@@ -733,10 +733,11 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     if learning or annealed:
         # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
         # trains longer; a nearly flat one (gain under longer_first_gain) grows first.  A
-        # short run (fewer than short_run_steps) trains up to that budget, first: its
-        # progress is about LR x steps, and a tail flattened by an annealed LR is the
-        # schedule's end, not convergence (round 9: capacity x2-x4 fixed none)
-        first = short is not None or (gain is not None and gain >= pol.longer_first_gain)
+        # short run (fewer than short_run_steps) trains up to that budget: its progress is
+        # about LR x steps, and a tail flattened by an annealed LR is the schedule's end,
+        # not convergence.  The order stays the slope's (round 9: putting every short run's
+        # length first cost 5 bottleneck runs their capacity advice in direction.py)
+        first = gain is not None and gain >= pol.longer_first_gain
         why = (f"{reason} and train loss still fell {gain:.0%} over the last quarter of the run"
                if learning and gain is not None else
                f"{reason} and its LR annealed to the end of the run, which flattened the tail")
