@@ -187,11 +187,20 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
                 "it and remove what multiplies the LR at that step (a schedule milestone "
                 f"or gamma, a resumed or edited optimizer state){note}.", 1.2))
         else:
+            how = (f"so restore the LR before the jump, {show(restored)} (remove what "
+                   "raises it: a schedule milestone, a resumed or edited optimizer state)")
+            # the LR before the jump may itself sit above the usual range (a warm restart
+            # of a cosine from a far-too-high base: its trough is not a working LR)
+            landed = (land_in_range(pol, ctx.hp.get("optimizer"), after, restored,
+                                    ctx.run_steps)
+                      if restored > usual_lr_range(pol, ctx.hp.get("optimizer"))[1] else None)
+            if landed is not None:
+                restored = landed[0]
+                how = (f"and the LR before it, {show(nice(before, 3))}, is above the usual "
+                       f"range too: {landed[1]}")
             out.append(candidate(
                 "learning_rate", "decrease", nice(after, 3), restored,
-                f"{jump}, so restore the LR before the jump, {show(restored)} (remove what "
-                f"raises it: a schedule milestone, a resumed or edited optimizer "
-                f"state){note}.", 1.2))
+                f"{jump}, {how}{note}.", 1.2))
     elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""

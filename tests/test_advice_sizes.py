@@ -570,6 +570,27 @@ def test_a_jump_on_a_scheduled_lr_keeps_the_configured_base_lr():
     assert "configured learning rate 0.01" in rec.rationale and "remove" in rec.rationale
 
 
+@pytest.mark.parametrize("base, optimizer", [(5.0, "adam"), (3e-3, "adam"), (0.05, "sgd")])
+def test_a_warm_restart_from_a_far_too_high_base_lands_in_the_range(base, optimizer):
+    """Corpus r00403 (Adam 5, cosine with warm restarts): the restart reads as a x97 jump
+    from the cosine's trough 0.05, and "restore 0.05" stayed 17x above Adam's range
+    (direction.py's one known-value range miss).  A trough above the usual range lands in
+    it; a trough inside it (a normal base) is restored as before."""
+    cycle = 0.5 + 0.5 * np.cos(np.pi * (STEPS % 300) / 300)
+    lr = base * np.maximum(cycle, 0.0103)
+    pol = AdvicePolicy()
+    low, high, _ = usual_lr_range(pol, optimizer)
+    rec = _recs(_jumped_run(lr), {"learning_rate": base, "optimizer": optimizer,
+                                  "max_steps": 600}, "divergence")["learning_rate"]
+    assert "jumped" in rec.rationale and rec.action == "decrease"
+    trough = lr[STEPS < 300].min()
+    if trough > high:
+        assert low <= rec.proposed <= high and "usual LR range" in rec.rationale
+    else:
+        assert rec.proposed == pytest.approx(trough, rel=0.01)
+        assert "usual LR range" not in rec.rationale
+
+
 @pytest.mark.parametrize("drop_at, schedule_first", [(60, True), (400, False)])
 def test_a_run_at_chance_whose_logged_lr_collapsed_early_gets_its_schedule_sized(
         drop_at, schedule_first):
