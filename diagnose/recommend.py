@@ -38,6 +38,7 @@ from diagnose.advice.moves import (
     landing_note,
     landing_point,
     length_target,
+    lr_annealed,
     lr_is_small,
     lr_outside_range,
     momentum_fix,
@@ -45,6 +46,7 @@ from diagnose.advice.moves import (
     optimizer_family,
     remove_lr_jump,
     scale_lr,
+    short_run_extension,
     shorten_warmup,
     show,
     sparse_tail_gain,
@@ -185,11 +187,20 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
                 "it and remove what multiplies the LR at that step (a schedule milestone "
                 f"or gamma, a resumed or edited optimizer state){note}.", 1.2))
         else:
+            how = (f"so restore the LR before the jump, {show(restored)} (remove what "
+                   "raises it: a schedule milestone, a resumed or edited optimizer state)")
+            # the LR before the jump may itself sit above the usual range (a warm restart
+            # of a cosine from a far-too-high base: its trough is not a working LR)
+            landed = (land_in_range(pol, ctx.hp.get("optimizer"), after, restored,
+                                    ctx.run_steps)
+                      if restored > usual_lr_range(pol, ctx.hp.get("optimizer"))[1] else None)
+            if landed is not None:
+                restored = landed[0]
+                how = (f"and the LR before it, {show(nice(before, 3))}, is above the usual "
+                       f"range too: {landed[1]}")
             out.append(candidate(
                 "learning_rate", "decrease", nice(after, 3), restored,
-                f"{jump}, so restore the LR before the jump, {show(restored)} (remove what "
-                f"raises it: a schedule milestone, a resumed or edited optimizer "
-                f"state){note}.", 1.2))
+                f"{jump}, {how}{note}.", 1.2))
     elif scheduled and lr_turn is not None and lr_turn > 0 and lr is not None:
         safety = ctx.policy.lr_safety_factor
         note = f"; {clip_note}" if clip_note else ""
@@ -746,13 +757,25 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     loss = ctx.role(Role.TRAIN_LOSS)
     if gain is None and loss is not None:  # an epoch-logged run of 3-5 points
         gain = sparse_tail_gain(loss)
-    if gain is not None and gain > pol.still_learning_gain:
+    learning = gain is not None and gain > pol.still_learning_gain
+    short = short_run_extension(ctx)
+    annealed = short is not None and not learning and lr_annealed(ctx)
+    if learning or annealed:
         # impact 0.5 x 1.2 = 0.6 beats capacity's 0.52: a run stopped mid-descent first
-        # trains longer; a nearly flat one (gain under longer_first_gain) grows first
-        first = gain >= pol.longer_first_gain
-        out.append(extend_length(ctx, pol.long_extension, f"{reason} and train loss still fell "
-                                  f"{gain:.0%} over the last quarter of the run",
-                                  1.2 if first else 1.0))
+        # trains longer; a nearly flat one (gain under longer_first_gain) grows first.  A
+        # short run (fewer than short_run_steps) trains up to that budget: its progress is
+        # about LR x steps, and a tail flattened by an annealed LR is the schedule's end,
+        # not convergence.  The order stays the slope's (round 9: putting every short run's
+        # length first cost 5 bottleneck runs their capacity advice in direction.py)
+        first = gain is not None and gain >= pol.longer_first_gain
+        why = (f"{reason} and train loss still fell {gain:.0%} over the last quarter of the run"
+               if learning and gain is not None else
+               f"{reason} and its LR annealed to the end of the run, which flattened the tail")
+        if short is not None:
+            why += (f"; the run has only {show(ctx.run_steps)} steps, fewer than "
+                    f"{show(pol.short_run_steps)}")
+        out.append(extend_length(ctx, short if short is not None else pol.long_extension,
+                                 why, 1.2 if first else 1.0))
     mom = momentum_fix(ctx, reason)
     if mom is not None:
         out.append(mom)

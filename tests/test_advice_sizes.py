@@ -570,6 +570,27 @@ def test_a_jump_on_a_scheduled_lr_keeps_the_configured_base_lr():
     assert "configured learning rate 0.01" in rec.rationale and "remove" in rec.rationale
 
 
+@pytest.mark.parametrize("base, optimizer", [(5.0, "adam"), (3e-3, "adam"), (0.05, "sgd")])
+def test_a_warm_restart_from_a_far_too_high_base_lands_in_the_range(base, optimizer):
+    """Corpus r00403 (Adam 5, cosine with warm restarts): the restart reads as a x97 jump
+    from the cosine's trough 0.05, and "restore 0.05" stayed 17x above Adam's range
+    (direction.py's one known-value range miss).  A trough above the usual range lands in
+    it; a trough inside it (a normal base) is restored as before."""
+    cycle = 0.5 + 0.5 * np.cos(np.pi * (STEPS % 300) / 300)
+    lr = base * np.maximum(cycle, 0.0103)
+    pol = AdvicePolicy()
+    low, high, _ = usual_lr_range(pol, optimizer)
+    rec = _recs(_jumped_run(lr), {"learning_rate": base, "optimizer": optimizer,
+                                  "max_steps": 600}, "divergence")["learning_rate"]
+    assert "jumped" in rec.rationale and rec.action == "decrease"
+    trough = lr[STEPS < 300].min()
+    if trough > high:
+        assert low <= rec.proposed <= high and "usual LR range" in rec.rationale
+    else:
+        assert rec.proposed == pytest.approx(trough, rel=0.01)
+        assert "usual LR range" not in rec.rationale
+
+
 @pytest.mark.parametrize("drop_at, schedule_first", [(60, True), (400, False)])
 def test_a_run_at_chance_whose_logged_lr_collapsed_early_gets_its_schedule_sized(
         drop_at, schedule_first):
@@ -624,7 +645,8 @@ def test_a_warmup_logged_at_a_few_points_is_still_seen_never_ending(lr, endless)
 def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
     """r00958 of the fix-rate corpus: a linear regression logged once per epoch (5 points,
     too few for tail_gain's medians) still falling when stopped; UND004 says so, and twice
-    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262)."""
+    the steps reaches the level in both re-trained seeds (0.197 / bar 0.262).  A run of
+    fewer than short_run_steps trains up to that budget (round 9)."""
     from diagnose.advice.moves import AdviceContext, sparse_tail_gain
     from diagnose.findings import RunResult
     from diagnose.metrics import Role
@@ -641,7 +663,7 @@ def test_a_five_point_epoch_curve_still_falling_is_measured_and_trains_longer():
     result = recommend(engine.evaluate(run))
     und = next(f for f in result.findings if f.rule == "UND004")
     top = und.recommendations[0]
-    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 710)
+    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 355, 1000)
 
 
 def _first_recs(curves: dict, hparams: dict) -> list[Recommendation]:
@@ -694,3 +716,49 @@ def test_an_overfit_adaptive_optimizer_without_decay_gets_the_top_of_the_coupled
     wd = next(r for f in result.findings for r in f.recommendations
               if r.hyperparameter == "weight_decay")
     assert wd.proposed == pytest.approx(1e-3 if proposed == 5e-3 else proposed)
+
+
+def _underfit_recs(steps: int, lr: np.ndarray, train: np.ndarray, gain: float | None,
+                   policy: AdvicePolicy | None = None) -> list[Recommendation]:
+    from diagnose.advice.moves import AdviceContext
+    from diagnose.findings import RunResult
+    from diagnose.recommend import underfit_advice
+
+    x = np.linspace(1, steps, len(train)).round()
+    run = make_run({"loss/train": (x, train), "loss/val": (x, train + 0.02), "lr": (x, lr)},
+                   {"learning_rate": float(lr.max()), "optimizer": "adam", "max_steps": steps})
+    ctx = AdviceContext(RunResult(run), None, policy)
+    cands = sorted(underfit_advice(ctx, "the model underfits", gain), key=lambda c: -c.impact)
+    return [c.rec for c in cands]
+
+
+@pytest.mark.parametrize("steps, annealed, gain, proposed, first", [
+    (235, True, 0.0, 1000, False),    # r00854: cosine to the end flattened the tail
+    (176, True, 0.06, 1000, True),    # r01967: still falling at a decayed LR: the budget
+    (72, False, 0.49, 580, True),     # r01636: the budget is x14, capped at x8
+    (1500, False, 0.06, 3000, True),  # not short: long_extension (x2), as before
+    (235, False, 0.03, 1000, False),  # short, slowly falling: after capacity, as before
+    (235, False, 0.0, None, False),   # short, flat at a constant LR: no train longer
+])
+def test_a_short_underfit_run_trains_up_to_the_usual_budget(steps, annealed, gain, proposed,
+                                                             first):
+    """Round 9 (bench/README.md): x2 left a 176-step step-decay run within the seed gate and
+    a 235-step cosine run underfit in one seed; 1000 steps removed the state in both seeds
+    of both and fixed the first.  A run of fewer than short_run_steps steps that still
+    learns, or whose logged LR annealed to the end, trains up to that budget; the slope
+    alone still decides whether that comes before capacity."""
+    n = 60
+    lr = np.geomspace(3e-3, 3e-5, n) if annealed else np.full(n, 3e-3)
+    train = np.linspace(1.1, 0.8, n)
+    recs = _underfit_recs(steps, lr, train, gain)
+    length = [r for r in recs if r.hyperparameter == "max_steps"]
+    if proposed is None:
+        assert not length
+        return
+    assert length and length[0].proposed == proposed and length[0].current == steps
+    assert (recs[0].hyperparameter == "max_steps") == first  # else capacity x2 first
+    # the cap is the policy's
+    if steps == 72:
+        capped = _underfit_recs(steps, lr, train, gain,
+                                AdvicePolicy(max_short_extension=4.0))
+        assert next(r for r in capped if r.hyperparameter == "max_steps").proposed == 290

@@ -569,6 +569,29 @@ def extend_length(ctx: AdviceContext, factor: float, reason: str,
                  f"{show(current)} -> {proposed}.", strength)
 
 
+def lr_annealed(ctx: AdviceContext) -> bool:
+    """The logged LR ends below ``annealed_share`` of its peak (a cosine, step or one-cycle
+    schedule run to its end): the last quarter trained at a negligible LR, so a flat tail
+    there says nothing about convergence."""
+    s = ctx.lr_series
+    if s is None or len(s.finite) < 2:
+        return False
+    values = s.finite.values
+    peak = float(np.max(values))
+    return peak > 0 and float(values[-1]) < ctx.policy.annealed_share * peak
+
+
+def short_run_extension(ctx: AdviceContext) -> float | None:
+    """How many times longer a run of fewer than ``short_run_steps`` steps trains: up to
+    that budget, at least ``long_extension``, at most ``max_short_extension``; None for a
+    run that is not short (or counts epochs)."""
+    pol = ctx.policy
+    steps = ctx.run_steps
+    if steps is None or steps <= 0 or steps >= pol.short_run_steps:
+        return None
+    return min(pol.max_short_extension, max(pol.long_extension, pol.short_run_steps / steps))
+
+
 def advice_name(val: Series) -> str:
     """How the advice names a val curve: 'val loss', 'val accuracy'."""
     name = val.metric.replace("_", " ")

@@ -265,6 +265,14 @@ class AdvicePolicy:
         "(see big_tail_gain)")
     long_extension: float = _knob(2.0, P.AT_LEAST_ONE, "length factor for a big tail gain "
                                   "(and for an underfit run still learning)")
+    max_short_extension: float = _knob(
+        8.0, P.AT_LEAST_ONE, "an underfit run of fewer than short_run_steps steps that "
+        "still learns, or whose logged LR annealed to its end (the schedule flattened the "
+        "tail, not convergence), trains up to short_run_steps steps, at least "
+        "long_extension and at most this factor longer (progress is about LR x steps; "
+        "bench/README.md round 9: x2 leaves 235- and 176-step runs underfit or within "
+        "the seed gate; 1000 steps removes the state in both seeds of both and fixes the "
+        "176-step one)")
     short_extension: float = _knob(1.5, P.AT_LEAST_ONE, "length factor for a small tail gain")
 
     @classmethod
