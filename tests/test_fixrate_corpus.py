@@ -86,3 +86,21 @@ def test_trial_seed_0_retrains_the_stored_run(records, tmp_path: Path) -> None:
     assert [float(r["val_loss"]) for r in rows] == pytest.approx(values, rel=1e-5)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["learning_rate"] == rec["config"]["lr"]
+
+
+@pytest.mark.slow
+def test_a_trial_leaves_no_hook_behind_for_the_next_in_the_same_process(
+        records, tmp_path: Path) -> None:
+    """A sweep calls ``corpus.train`` many times in one process: a GroupNorm or GELU
+    variant must not leak into the trainings after it."""
+    import generate
+    import torch
+
+    rec = records["r00909"]
+    before = (torch.nn.ReLU, torch.nn.BatchNorm1d, torch.nn.BatchNorm2d,
+              generate.apply_init, generate.make_data, generate.make_optimizer)
+    cfg = {**rec["config"], "act_name": "gelu", "norm_name": "groupnorm", "grad_clip": 1.0}
+    corpus.train(cfg, 0, tmp_path / "variant")
+    after = (torch.nn.ReLU, torch.nn.BatchNorm1d, torch.nn.BatchNorm2d,
+             generate.apply_init, generate.make_data, generate.make_optimizer)
+    assert after == before

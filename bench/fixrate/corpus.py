@@ -223,10 +223,17 @@ def train(cfg: dict[str, Any], seed: int, logdir: Path) -> None:
     import torch
 
     cfg = {**cfg, "seed": int(cfg["seed"]) + seed * SEED_STRIDE}
-    _patch(generate, torch, cfg)
     scale = float(cfg["target_scale"]) if cfg.get("standardized") else 1.0
     run_cfg = {**cfg, "target_scale": 1.0} if cfg.get("standardized") else cfg
-    rec = generate.train_run(run_cfg)
+    nn = torch.nn
+    saved = (nn.ReLU, nn.BatchNorm1d, nn.BatchNorm2d, generate.apply_init,
+             generate.make_data, generate.make_optimizer)
+    _patch(generate, torch, cfg)
+    try:
+        rec = generate.train_run(run_cfg)
+    finally:  # the hooks are this run's alone: a sweep in one process must not inherit them
+        (nn.ReLU, nn.BatchNorm1d, nn.BatchNorm2d, generate.apply_init,
+         generate.make_data, generate.make_optimizer) = saved
     stop = cfg.get("stop_at")
     rows: dict[int, dict[str, Any]] = {}
     for name, (steps, values) in rec["series"].items():
