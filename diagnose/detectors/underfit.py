@@ -434,16 +434,19 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         ratio = l_end / first
         if ratio < float(p.min_loss_ratio):
             return []
-        # the loss must have learned too, read as UND004 reads it (the val loss when
-        # evaluated often enough: a per-step train curve dips below any level once): an
-        # accuracy creeping up while the loss never leaves its untrained level is a run
-        # that never learned (DESIGN.md: plateau only, not underfit)
+        # the loss must have learned too: an accuracy creeping up while the loss never
+        # leaves its untrained level is a run that never learned (DESIGN.md: plateau
+        # only, not underfit); read on the val loss (:func:`best_loss`) when the train
+        # loss is logged more often than val: a per-step train curve dips below any level
+        # once by minibatch noise
         ref = untrained_level(ctx)
-        if ref is not None and not left_untrained_level(ctx, ref[0], float(p.min_loss_fall)):
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        dense = vl is not None and len(tl) > len(vl)
+        if ref is not None and (best > (1.0 - float(p.min_loss_fall)) * ref[0] or (
+                dense and not left_untrained_level(ctx, ref[0], float(p.min_loss_fall)))):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
-        vl = get_curve(ctx, Role.VAL_LOSS)
         v_loss = (end_level(vl, frac) if vl is not None and len(vl) >= 2 and "+" not in vl.tag
                   else None)
         # train ~ val on the losses too: a val loss well above train is a generalisation
