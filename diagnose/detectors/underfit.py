@@ -644,6 +644,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         min_val_points: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
         unconfident_ratio: float = param(P.AT_LEAST_ONE)
+        settled_unconfident_ratio: float = param(P.AT_LEAST_ONE)
         regression_poor_ratio: float = param(P.FRACTION)
         regression_min_val_fall: float = param(P.FRACTION)
         falling_share: float = param(P.SHARE)
@@ -736,6 +737,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if late is not None and late >= float(p.falling_share):
             ratio = min(ratio, float(p.falling_poor_ratio))
         by_loss = level >= ratio * l0
+        # hedged predictions are transient while the loss still falls steeply (confidence
+        # is still growing: undertrained); a run that settled with a val loss well above
+        # the calibrated loss of its accuracy is held unconfident (regularisation,
+        # capacity): a smaller excess already says so
+        conf_ratio = float(p.unconfident_ratio if late is not None
+                           and late >= float(p.falling_share)
+                           else p.settled_unconfident_ratio)
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
@@ -752,7 +760,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             if level < float(p.acc_min_loss_ratio) * l0:
                 return []
             unconfident = self._unconfident(ctx, frac, l0, n_classes)
-            if unconfident is None or unconfident < float(p.unconfident_ratio):
+            if unconfident is None or unconfident < conf_ratio:
                 return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
@@ -771,9 +779,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             poor_loss = (level >= float(p.high_acc_poor_ratio) * l0
                          and _accuracy(ctx, Role.VAL_METRIC) is not None)
             if not poor_loss and (
-                    unconfident is None or unconfident < float(p.unconfident_ratio)):
+                    unconfident is None or unconfident < conf_ratio):
                 return []
-            if unconfident is not None and unconfident < float(p.unconfident_ratio):
+            if unconfident is not None and unconfident < conf_ratio:
                 unconfident = None  # poor on the loss level, not by confidence
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
