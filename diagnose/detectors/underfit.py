@@ -434,14 +434,19 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         ratio = l_end / first
         if ratio < float(p.min_loss_ratio):
             return []
-        # the train loss must have learned too: an accuracy creeping up while the loss
-        # never leaves its untrained level is a run that never learned (plateau, not underfit)
+        # the loss must have learned too: an accuracy creeping up while the loss never
+        # leaves its untrained level is a run that never learned (DESIGN.md: plateau
+        # only, not underfit); read on the val loss (:func:`best_loss`) when the train
+        # loss is logged more often than val: a per-step train curve dips below any level
+        # once by minibatch noise
         ref = untrained_level(ctx)
-        if ref is not None and best > (1.0 - float(p.min_loss_fall)) * ref[0]:
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        dense = vl is not None and len(tl) > len(vl)
+        if ref is not None and (best > (1.0 - float(p.min_loss_fall)) * ref[0] or (
+                dense and not left_untrained_level(ctx, ref[0], float(p.min_loss_fall)))):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
-        vl = get_curve(ctx, Role.VAL_LOSS)
         v_loss = (end_level(vl, frac) if vl is not None and len(vl) >= 2 and "+" not in vl.tag
                   else None)
         # train ~ val on the losses too: a val loss well above train is a generalisation
@@ -591,6 +596,21 @@ def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | 
     return None
 
 
+def left_untrained_level(ctx: RuleContext, l0: float, min_fall: float) -> bool:
+    """Whether the loss left its untrained level ``l0``: the one owner of this half of
+    "learns" for the underfit rules.
+
+    The run's lowest smoothed loss (:func:`best_loss`: val when evaluated at least 3
+    times, else train, whose per-step noise dips below any level once) is at most
+    ``1 - min_fall`` of ``l0`` (else: plateau from the start), and of the chance level
+    ln C when the class count is known (a fall from a bad initialisation to the uniform
+    guess learned nothing).
+    """
+    best = best_loss(ctx)
+    return best is not None and best[0] <= (1.0 - min_fall) * l0 \
+        and below_chance(ctx, best[0], min_fall)
+
+
 @rule
 class UND004(Rule["UND004.Params", "UND004.Evidence"]):
     """The model learned but ends at a poor loss, with val about as good as train.
@@ -624,6 +644,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         min_val_points: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
         unconfident_ratio: float = param(P.AT_LEAST_ONE)
+        settled_unconfident_ratio: float = param(P.AT_LEAST_ONE)
         regression_poor_ratio: float = param(P.FRACTION)
         regression_min_val_fall: float = param(P.FRACTION)
         falling_share: float = param(P.SHARE)
@@ -681,10 +702,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if best is None:
             return []
         b, best_on = best
-        # learned: the loss left its untrained level (else: plateau from the start), and
-        # the chance level ln C when the class count is known (a fall from a bad
-        # initialisation to the uniform guess learned nothing)
-        if b > (1.0 - float(p.min_fall)) * l0 or not below_chance(ctx, b, float(p.min_fall)):
+        if not left_untrained_level(ctx, l0, float(p.min_fall)):
             return []
         # ... and the val loss learned over its own evaluations (flat from its first one:
         # converged before it, or never left its start; a fine-tune that starts low keeps
@@ -696,9 +714,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         v_fall = val_own_fall(ctx, p.min_val_points)
-        val_learned = n_classes is not None or v_fall is None \
-            or v_fall >= float(p.min_val_fall)
-        if not val_learned:
+        if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall):
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
@@ -721,6 +737,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if late is not None and late >= float(p.falling_share):
             ratio = min(ratio, float(p.falling_poor_ratio))
         by_loss = level >= ratio * l0
+        # hedged predictions are transient while the loss still falls steeply (confidence
+        # is still growing: undertrained); a run that settled with a val loss well above
+        # the calibrated loss of its accuracy is held unconfident (regularisation,
+        # capacity): a smaller excess already says so
+        conf_ratio = float(p.unconfident_ratio if late is not None
+                           and late >= float(p.falling_share)
+                           else p.settled_unconfident_ratio)
         # the class count, or an upper bound on it: an untrained classifier's loss is
         # ln C or more (a random initialisation is no better than a uniform guess)
         few = (n_classes <= p.acc_max_classes if n_classes is not None
@@ -737,8 +760,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             if level < float(p.acc_min_loss_ratio) * l0:
                 return []
             unconfident = self._unconfident(ctx, frac, l0, n_classes)
-            if not val_learned or unconfident is None \
-                    or unconfident < float(p.unconfident_ratio):
+            if unconfident is None or unconfident < conf_ratio:
                 return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
@@ -757,10 +779,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             poor_loss = (level >= float(p.high_acc_poor_ratio) * l0
                          and _accuracy(ctx, Role.VAL_METRIC) is not None)
             if not poor_loss and (
-                    not val_learned or unconfident is None
-                    or unconfident < float(p.unconfident_ratio)):
+                    unconfident is None or unconfident < conf_ratio):
                 return []
-            if unconfident is not None and unconfident < float(p.unconfident_ratio):
+            if unconfident is not None and unconfident < conf_ratio:
                 unconfident = None  # poor on the loss level, not by confidence
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
