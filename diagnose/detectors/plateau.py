@@ -81,7 +81,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "early_flat_share", "poor_chance_share", "low_loss_share",
          "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
          "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
-         "first_acc_share", "guess_loss_share", "stopped_poor_share")
+         "first_acc_share", "guess_loss_share", "stopped_poor_share",
+         "small_worse_noise", "small_worse_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -112,6 +113,8 @@ class StallParams(RuleParams):
     first_acc_share: float = param(P.FRACTION)
     guess_loss_share: float = param(P.NON_NEGATIVE)
     stopped_poor_share: float = param(P.FRACTION)
+    small_worse_noise: float = param(P.NON_NEGATIVE)
+    small_worse_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,20 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     st = _stall(ctx, p)
     # a flat val metric beside a rising val loss stays overfitting's symptom
     if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st):
+                      and "worse_val_loss" not in st) or _small_worsening(st, p):
         return _stopped_early(ctx, p) or st
     return st
+
+
+def _small_worsening(st: dict[str, Any], p: Any) -> bool:
+    """A tail called ``worsening`` only because the objective barely improved (so
+    ``max_worsening`` of that small progress is a tiny drop): the drop from the best is
+    within ``small_worse_noise`` times the noise of one point or ``small_worse_share`` of
+    the best level, so the curve is flat, not getting worse."""
+    if st.get("kind") != "worsening" or "worse" not in st:
+        return False
+    return bool(st["worse"] <= max(float(p["small_worse_noise"]) * st["noise"],
+                                   float(p["small_worse_share"]) * abs(st["best"])))
 
 
 def _late_share(c: Curve, early: float, level0: float, end: float) -> float | None:
