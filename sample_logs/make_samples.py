@@ -77,7 +77,7 @@ tb/
     regularisation, 100 epochs
 - underfit_bottleneck [underfit]: digits MLP with a 2-unit hidden layer, Adam 3e-3, 80
     epochs: converges at a poor level
-- underfit_strong_l2 [underfit]: digits MLP, SGD 0.05 momentum 0.9 with weight_decay
+- underfit_strong_l2 [underfit,plateau]: digits MLP, SGD 0.05 momentum 0.9 with weight_decay
     0.3: loss stuck near 1.5
 - plateau_lr_tiny [plateau,underfit]: digits MLP, plain SGD at LR 1e-5 from the start:
     loss stays at ~ln(10)
@@ -122,7 +122,7 @@ keras_csv/
     MLP 256-256, Adam 1e-3, 80 epochs
 - divergence_nan [divergence]: digits LeakyReLU MLP, SGD 0.5 momentum 0.9, no warmup:
     loss is nan from the first epoch
-- underfit_linear [underfit]: 5-class make_classification, linear model, SGD 0.05 with
+- underfit_linear [underfit,plateau]: 5-class make_classification, linear model, SGD 0.05 with
     weight decay 0.05
 
 hf/

@@ -81,7 +81,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "early_flat_share", "poor_chance_share", "low_loss_share",
          "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
          "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
-         "first_acc_share", "guess_loss_share")
+         "first_acc_share", "guess_loss_share", "stopped_poor_share",
+         "small_worse_noise", "small_worse_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -111,6 +112,9 @@ class StallParams(RuleParams):
     flat_gap_ratio: float = param(P.NON_NEGATIVE)
     first_acc_share: float = param(P.FRACTION)
     guess_loss_share: float = param(P.NON_NEGATIVE)
+    stopped_poor_share: float = param(P.FRACTION)
+    small_worse_noise: float = param(P.NON_NEGATIVE)
+    small_worse_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ class StallEvidence(RuleEvidence):
     constant_accuracy: float | None = optional()
     constant_metric: str | None = optional()
     underfit_by: str | None = optional()
+    late_gain: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -180,7 +185,96 @@ def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
     ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
     key = ("fit_stall", *(p[k] for k in _KEYS))
-    return ctx.cached(key, lambda: _stall(ctx, p))
+    return ctx.cached(key, lambda: _stall_or_stopped(ctx, p))
+
+
+def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """The tail analysis (:func:`_stall`), and where it finds no flat tail at a poor
+    level (too few evaluations for a tail, a curve judged worse than a best it barely
+    reached, or flat at a level it did not call poor), the early-stop test
+    :func:`_stopped_early`; not where a val metric is flat beside a rising val loss
+    (``max_val_loss_rise``: overfitting's symptom), nor where the objective never
+    improved (:func:`_never_left` and its guards judge that)."""
+    st = _stall(ctx, p)
+    # a flat val metric beside a rising val loss stays overfitting's symptom
+    if st is None or (st["kind"] in ("converged",)
+                      and "worse_val_loss" not in st) or _small_worsening(st, p):
+        return _stopped_early(ctx, p) or st
+    return st
+
+
+def _small_worsening(st: dict[str, Any], p: Any) -> bool:
+    """A tail called ``worsening`` only because the objective barely improved (so
+    ``max_worsening`` of that small progress is a tiny drop): the drop from the best is
+    within ``small_worse_noise`` times the noise of one point or ``small_worse_share`` of
+    the best level, so the curve is flat, not getting worse."""
+    if st.get("kind") != "worsening" or "worse" not in st:
+        return False
+    return bool(st["worse"] <= max(float(p["small_worse_noise"]) * st["noise"],
+                                   float(p["small_worse_share"]) * abs(st["best"])))
+
+
+def _late_share(c: Curve, early: float, level0: float, end: float) -> float | None:
+    """The share of a loss's fall from the untrained level ``level0`` to ``end`` that came
+    after step ``early`` (negative when it ended worse than it was by then), read from the
+    best value logged by ``early``; None without a value by then or without a fall."""
+    by = c.values[c.steps <= early]
+    fell = level0 - end
+    if not len(by) or fell <= 0:
+        return None
+    # from a huge initialisation's first loss a large late fall is a small share: the
+    # share of the level reached by then bounds it too
+    return max((float(np.min(by)) - end) / fell, (float(np.min(by)) - end) / float(np.min(by)))
+
+
+def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """Stopped improving early, read as the label of DESIGN.md reads it: the val loss
+    (else the train loss) and the train loss each made at most ``max_late_gain`` of their
+    fall from the untrained level L0 the log shows (:func:`untrained_level`) after the
+    first ``1 - early_flat_share`` of the run, and :func:`_poor_level` finds the level
+    poor.  Needs no flat tail: a run validated a few times, or one that ended worse than
+    a best it barely improved to (a mid-run LR jump that both losses felt: training got
+    worse too, so not overfitting), stopped as surely as a flat one."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+        return None
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if vl is not None and (len(vl) < int(p["min_never_points"])
+                           or float(np.min(vl.values)) <= 0):
+        return None  # too few evaluations for any verdict but never-improved
+    vl = vl or tl
+    level0 = found[0]
+    early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
+    v_end = end_level(vl) if len(vl) >= int(p["min_points"]) else float(vl.values[-1])
+    lates = []
+    for c, end in ((vl, v_end), (tl, end_level(tl))):
+        late = _late_share(c, early, level0, end)
+        # a loss ending above the untrained level blew up: divergence's business
+        if late is None or late > float(p["max_late_gain"]) or end >= level0:
+            return None
+        lates.append(late)
+    # ... or rose back more than max_loss_rise above the best it had by then (a blow-up
+    # back towards chance, as after a large LR jump)
+    if v_end > (1.0 + float(p["max_loss_rise"])) * float(np.min(vl.values[vl.steps <= early])):
+        return None
+    pl = _poor_level(ctx, vl, p, float(p["early_flat_share"]))
+    # without a flat tail the level must be poor by the run's own measure of learning
+    # (not "barely fell": a fine-tune starting low), and, against the untrained level,
+    # by the stricter share whether or not the class count is known (ln C of a
+    # many-class set is far above a good loss)
+    if pl["poor_by"] in (None, "progress", "loss_progress") or (
+            pl["poor_by"] == "untrained"
+            and pl["loss_vs_chance"] < float(p["stopped_poor_share"])):
+        return None
+    by_early = float(np.min(vl.values[vl.steps <= early]))
+    return {"curve": vl, "total": level0 - by_early, "noise": noise(vl),
+            "best": float(np.min(vl.values)), "tail_start": early,
+            "tail_gain": by_early - v_end, "since": early,
+            "eps": abs(by_early - v_end), "also_flat": [], **pl, "kind": "stalled",
+            "flat_share": (float(tl.steps[-1]) - early) / tl.span, "late_gain": lates[0],
+            "train": None, "train_improving": False, "poor": True,
+            "progress_rel": (level0 - by_early) / level0}
 
 
 def _trend_gain(c: Curve, t0: float, scale: float) -> float:
@@ -575,6 +669,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         constant_accuracy=st.get("constant_accuracy"),
         constant_metric=st.get("constant_metric"),
         underfit_by=st.get("underfit_by"),
+        late_gain=st.get("late_gain"),
         thresholds=p,
         last_step=last_step,
     )
@@ -646,6 +741,11 @@ class PLT001(Rule[StallParams, StallEvidence]):
         if ev.train_improving:
             why += (f", while train {ev.train_metric} still improves from "
                     f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
+        if ev.late_gain is not None:
+            return (f"{ev.name} made {pct(max(ev.late_gain, 0.0))} of its fall from the "
+                    f"untrained level after step {ev.flat_since_step} (the last "
+                    f"{pct(ev.flat_share_of_run)} of the run; {fmt(ev.end)} at the end, best "
+                    f"{fmt(ev.best)}), the train loss little more: stopped early {why}")
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
                 f"({pct(ev.flat_share_of_run)} of the run, best {fmt(ev.best)}) {why}")
 
