@@ -30,6 +30,7 @@ import numpy as np
 from diagnose import signals
 from diagnose.detectors import RuleContext
 from diagnose.detectors import params as P
+from diagnose.detectors.divergence import cross_entropy_like
 from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
@@ -354,7 +355,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
-        and v_min >= float(p.never_frac) * min(v_first, ref)
+        and v_min >= float(p.never_frac) * _never_base(ctx, val, ref)
         and v_med >= float(p.val_bad) * ref
         and v_end >= float(p.min_gap) * t_end
     ):
@@ -369,6 +370,18 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
         val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
         thresholds=p))
+
+
+def _never_base(ctx: RuleContext, val: Curve, ref: float) -> float:
+    """The level val must fall clearly below to have got good: its first value, or the
+    untrained level when lower (a first evaluation already blown up) for a
+    cross-entropy-like loss only.  A cross-entropy's untrained level (about ln C) is the
+    same on every split; a regression's is the train targets' spread, which says nothing
+    about the val split's scale, so a regression's val is judged on its own first value."""
+    v_first = float(val.values[0])
+    if cross_entropy_like(ctx, val.series, val.values):
+        return min(v_first, ref)
+    return v_first
 
 
 def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:

@@ -507,7 +507,7 @@ def _thrashing(c: Any, frac: float, level: float) -> float:
     return min(float(np.mean(first >= level)), float(np.mean(second >= level)))
 
 
-def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
+def cross_entropy_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
     A sum of loss components (a detector's box + cls + dfl) is not one."""
@@ -573,7 +573,7 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
             head = v[f.steps <= f.steps[0] + p.early_frac * span]
             head = head if len(head) >= 3 else v[:3]
             early = float(np.median(np.abs(head)))
-            ce = _ce_like(ctx, s, v)
+            ce = cross_entropy_like(ctx, s, v)
             idx = None
             by_ce = False
             if early > 0:
@@ -795,7 +795,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                            lambda: signals.infer_num_classes(ctx.run, ctx.roles))
         if n_cls is not None:
             ref, kind = signals.chance_loss(n_cls), "ln C"
-        elif _ce_like(ctx, s, c.values) and start > p.max_chance_loss:
+        elif cross_entropy_like(ctx, s, c.values) and start > p.max_chance_loss:
             ref, kind = p.max_chance_loss, "largest plausible chance level"
         else:
             ref, kind = start, "starting level"
@@ -855,7 +855,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         top = max(p.max_chance_loss, ref) if n_cls is not None else p.max_chance_loss
         blown = start > top
         acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
-        if s.role == Role.TRAIN_LOSS and _ce_like(ctx, s, c.values):
+        if s.role == Role.TRAIN_LOSS and cross_entropy_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
         if acc_c is not None:
@@ -864,7 +864,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # thrashing at a high level: far_factor x L0, where L0 is at least the least
         # chance level of any classifier for a cross-entropy (a fine-tune's first logged
         # loss near 0 is no untrained level)
-        thrash_base = max(ref, p.min_chance_loss) if _ce_like(ctx, s, c.values) else ref
+        thrash_base = max(ref, p.min_chance_loss) if cross_entropy_like(ctx, s, c.values) else ref
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
