@@ -637,10 +637,16 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         min_effect: float = param(P.NON_NEGATIVE)
         min_rel_rise: float = param(P.NON_NEGATIVE)
         min_points: int = param(P.COUNT)
+        worse_min_points: int = param(P.COUNT)
+        worse_rise: float = param(P.NON_NEGATIVE)
+        worse_never: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
         label: str = internal("")
+        branch: str = "trend"
+        val_first: float | None = optional()
+        val_end: float | None = optional()
         slope_per_step: float = 0.0
         slope_ci: list[float] = field(default_factory=list)
         kendall_tau: float = 0.0
@@ -663,6 +669,9 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         if s is None or not len(s):
             return None
         f = finite(ctx, s)
+        worse = self._ends_worse(ctx, s, f, p)
+        if worse is not None:
+            return [worse]
         if len(f) < p.min_points:
             return []
         start = f.steps[0] + p.skip_frac * (f.steps[-1] - f.steps[0])
@@ -693,7 +702,54 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
                           None)]
 
+    def _ends_worse(self, ctx: RuleContext, s: Series, f: Series,
+                    p: DIV004.Params) -> Found[DIV004.Evidence] | None:
+        """Training made the model worse: train and val losses both end ``worse_rise``
+        above their first logged values and never got below ``worse_never`` of them (a
+        warmup rise that then falls, or a spike that recovers, ends below its start).
+        Judged from ``worse_min_points`` train points: a trend test needs many, this
+        needs the val loss's ``min_points`` evaluations to agree.  With the class count
+        known, a cross-entropy must end at or above ln C, the untrained model's loss."""
+        val = ctx.series(Role.VAL_LOSS)
+        vf = val.finite if val is not None else None
+        if vf is None or len(f) < p.worse_min_points or len(vf) < p.min_points:
+            return None
+        ends = []
+        for c in (f, vf):
+            v = c.values
+            if np.any(v <= 0):
+                return None  # ratios need a zero
+            k = max(2, round(0.2 * len(v)))
+            end = float(np.median(v[-k:]))
+            if not (end >= (1.0 + p.worse_rise) * v[0] and np.min(v) >= p.worse_never * v[0]):
+                return None
+            ends.append(end)
+        # with the class count known, worse than before is not yet blown up: a
+        # cross-entropy still below ln C (weight decay pulling a model back) is underfit
+        n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        if n is not None and n >= 2 and cross_entropy_like(ctx, s, f.values) \
+                and ends[0] < float(np.log(n)):
+            return None
+        rel = ends[0] / float(f.values[0]) - 1.0
+        ev = DIV004.Evidence(
+            label=loss_label(s), branch="ends_worse", val_first=float(vf.values[0]),
+            val_end=ends[1], fitted_rise=ends[0] - float(f.values[0]),
+            fitted_start=float(f.values[0]), fitted_end=ends[0], relative_rise=rel,
+            window_start_step=int(f.steps[0]), points=len(f), min_tau=p.min_tau,
+            min_effect=p.min_effect, min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
+        )
+        # the blow-up for the advice: from the first point (the best) to the worst one
+        worst = int(np.argmax(f.values))
+        return _measured(ctx, Found(s.tag, int(f.steps[0]), ev), float(f.steps[0]),
+                         float(f.values[0]), float(f.values[worst] / f.values[0]),
+                         bad=float(f.steps[worst]))
+
     def message(self, ev: DIV004.Evidence) -> str:
+        if ev.branch == "ends_worse":
+            return (f"{ev.label} ends at {fmt(ev.fitted_end)}, {100 * ev.relative_rise:.0f}% "
+                    f"above its first value {fmt(ev.fitted_start)}, and the val loss at "
+                    f"{fmt(ev.val_end)} above its first {fmt(ev.val_first)}: neither ever "
+                    f"got better than where the run started")
         return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
                 f"{fmt(ev.fitted_rise)} ({fmt(100 * ev.relative_rise)}% of its scale, "
                 f"Kendall tau {ev.kendall_tau:.2f})")
