@@ -699,8 +699,12 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
             window_start_step=step, points=tr.n, min_tau=p.min_tau, min_effect=p.min_effect,
             min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
         )
+        # the blow-up for the advice: the loss turns at the window start and rises to the
+        # end (the trend's fitted levels, not a spike), its minimum taken over the run
+        # before the end; measured at the window start, the rise had no points to show
+        rise = tr.end / tr.start if tr.start > 0 and tr.end > 0 else None
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
-                          None)]
+                          rise, bad=float(w.steps[-1]))]
 
     def _ends_worse(self, ctx: RuleContext, s: Series, f: Series,
                     p: DIV004.Params) -> Found[DIV004.Evidence] | None:
