@@ -445,12 +445,22 @@ def _synth_total(parts: list[Series], split: str, role: Role) -> Series | None:
     return Series(tag, "loss", split, role, common, total, wall, False)
 
 
+def _epoch_aggregate(s: Series, tags: set[str]) -> bool:
+    """A Lightning ``X_epoch`` evaluation series whose per-batch twin ``X_step`` is logged
+    too: the epoch's mean is what Lightning means by the val loss, while the longer
+    ``_step`` series is the noise between a val set's batches."""
+    tag = s.tag
+    return (s.split in ("val", "test") and tag.lower().endswith("_epoch")
+            and f"{tag[:-len('_epoch')]}_step" in tags)
+
+
 def _pick_loss(
     pool: list[Series], split: str, role: Role, reference: Series | None
 ) -> list[Series]:
     losses = [s for s in pool if s.split == split and is_loss(s.metric)]
     if not losses:
         return []
+    tags = {s.tag for s in pool}
     main = [s for s in losses if s.metric in _MAIN_LOSS_NAMES]
     if not main and len(losses) >= 2:
         synth = _synth_total(sorted(losses, key=lambda s: s.tag), split, role)
@@ -462,7 +472,7 @@ def _pick_loss(
         if reference is not None and len(reference) and len(s):
             ratio = (s.steps[-1] + 1) / (reference.steps[-1] + 1)
             axis_ok = 1 if 0.5 <= ratio <= 2.0 else 0
-        return (axis_ok, min(len(s), 10_000) > 2, len(s))
+        return (axis_ok, _epoch_aggregate(s, tags), min(len(s), 10_000) > 2, len(s))
 
     ranked = sorted(main, key=score, reverse=True) + sorted(
         [s for s in losses if s not in main], key=score, reverse=True
@@ -484,12 +494,14 @@ def _pick_metric(pool: list[Series], split: str, role: Role) -> list[Series]:
         and s.metric not in ("lr", "grad_norm")
     ]
 
+    tags = {s.tag for s in pool}
+
     def rank(s: Series) -> tuple:
         try:
             pri = _METRIC_PRIORITY.index(s.metric)
         except ValueError:
             pri = len(_METRIC_PRIORITY)
-        return (pri, -len(s))
+        return (pri, not _epoch_aggregate(s, tags), -len(s))
 
     return [_with_role(s, role) for s in sorted(found, key=rank)]
 

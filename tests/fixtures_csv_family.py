@@ -24,12 +24,14 @@ import numpy as np
 # ---------------------------------------------------------------------------
 
 
-def write_lightning_run(root: Path, max_epochs: int = 3, seed: int = 0) -> Path:
+def write_lightning_run(root: Path, max_epochs: int = 3, seed: int = 0,
+                        val_on_step: bool = False) -> Path:
     """Fit a 2-layer MLP on random tensors with Lightning's CSVLogger; returns version dir.
 
     ``self.log(on_step=True, on_epoch=True)`` makes the ``_step``/``_epoch`` forked
-    columns, validation makes the sparse ``val_*`` rows, ``save_hyperparameters`` writes
-    ``hparams.yaml``.
+    columns, validation makes the sparse ``val_*`` rows (forked too with
+    ``val_on_step``: per-batch ``val_loss_step`` beside the epoch's ``val_loss_epoch``),
+    ``save_hyperparameters`` writes ``hparams.yaml``.
     """
     import logging
     import warnings
@@ -62,8 +64,9 @@ def write_lightning_run(root: Path, max_epochs: int = 3, seed: int = 0) -> Path:
         def validation_step(self, batch, batch_idx):
             x, y = batch
             logits = self.net(x)
-            self.log("val_loss", nn.functional.cross_entropy(logits, y))
-            self.log("val_acc", (logits.argmax(1) == y).float().mean())
+            fork = {"on_step": True, "on_epoch": True} if val_on_step else {}
+            self.log("val_loss", nn.functional.cross_entropy(logits, y), **fork)
+            self.log("val_acc", (logits.argmax(1) == y).float().mean(), **fork)
 
         def configure_optimizers(self):
             return torch.optim.SGD(

@@ -122,6 +122,20 @@ def test_lightning_metrics_csv(lightning_dir: Path) -> None:
     assert not codes(run) - {"duplicate_steps"}
 
 
+def test_lightning_val_epoch_mean_wins_over_its_per_batch_twin(tmp_path: Path) -> None:
+    """``self.log("val_loss", on_step=True, on_epoch=True)``: the val roles are the
+    epoch's means (what Lightning calls the val loss), not the longer per-batch series;
+    the train loss keeps its per-step series."""
+    run = load(write_lightning_run(tmp_path, max_epochs=3, val_on_step=True) / "metrics.csv")
+    # 32 val samples / batch 16 = 2 val batches per epoch, 3 epochs
+    assert len(values(run, "val_loss_step")) == 6
+    assert steps(run, "val_loss_epoch") == [3, 7, 11]
+    roles = resolve_roles(run.scalars)
+    assert roles.get(Role.VAL_LOSS).tag == "val_loss_epoch"
+    assert roles.get(Role.VAL_METRIC).tag == "val_acc_epoch"
+    assert roles.get(Role.TRAIN_LOSS).tag == "train_loss_step"
+
+
 def test_lightning_hparams_yaml(lightning_dir: Path) -> None:
     raw, notes = read_sidecars([lightning_dir / "hparams.yaml"])
     assert raw == {"hidden": 8, "lr": 0.05, "weight_decay": 0.0001}

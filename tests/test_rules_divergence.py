@@ -159,6 +159,22 @@ def test_loss_trending_up_fires_with_effect_size_evidence():
     assert ev["slope_ci"][0] > 0 and ev["effect_noise_sigmas"] >= 5
 
 
+def test_trend_advice_measures_the_rise_to_the_end_not_at_the_window_start():
+    """The trend's blow-up is sized from its fitted levels and placed at the window's
+    end: placed at its start, the advice saw no rise and said the loss blew up there."""
+    from diagnose import engine
+    from diagnose.recommend import recommend
+
+    steps = np.arange(2000)
+    curve = decay(steps, floor=0.5, tau=80) + 0.4 * np.clip((steps - 300) / 1700, 0, 1)
+    run = make_run({"train_loss": (steps, _noisy(curve))},
+                   {"learning_rate": 1e-3, "optimizer": "adam"})
+    (f,) = [f for f in recommend(engine.evaluate(run)).findings if f.rule == "DIV004"]
+    lr = next(r for r in f.recommendations if r.hyperparameter == "learning_rate")
+    assert "blew up at step 1999 after rising 1.7x" in lr.rationale, lr.rationale
+    assert f"at step {f.evidence['window_start_step']} " not in lr.rationale
+
+
 def test_flat_noisy_or_warmup_bump_is_not_trending_up():
     steps = np.arange(2000)
     flat = 0.8 + np.random.default_rng(4).normal(0, 0.1, 2000)

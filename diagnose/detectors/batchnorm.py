@@ -30,6 +30,7 @@ import numpy as np
 from diagnose import signals
 from diagnose.detectors import RuleContext
 from diagnose.detectors import params as P
+from diagnose.detectors.divergence import cross_entropy_like
 from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
@@ -226,7 +227,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                                 at_end=False))
             ta = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]),
                                 max(end, float(tacc.steps[0])), at_end=False))
-            if ta - va >= float(p.acc_gap):
+            if ta - va >= float(p.acc_gap) and not val_learned(ctx, float(p.acc_learned)):
                 first = int(val.steps[0]) if val is not None else int(vacc.steps[0])
                 return [Found(val.tag if val is not None else vacc.tag, first, BN001.Evidence(
                     first_step=first, **hp, branch="broken", early_val_over_train=ratio,
@@ -354,21 +355,33 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
-        and v_min >= float(p.never_frac) * min(v_first, ref)
+        and v_min >= float(p.never_frac) * _never_base(ctx, val, ref)
         and v_med >= float(p.val_bad) * ref
         and v_end >= float(p.min_gap) * t_end
     ):
         return None
     vacc = _acc(ctx, Role.VAL_METRIC)
     acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
-    if acc_best is not None and acc_best >= float(p.acc_learned) \
-            and ratio < float(p.early_ratio):
+    if (acc_best is not None and acc_best >= float(p.acc_learned) \
+            and ratio < float(p.early_ratio)) or val_learned(ctx, float(p.acc_learned)):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
         untrained_level=ref, num_classes=n_classes, val_first=v_first, val_min=v_min,
         val_median=v_med, val_end=v_end, train_end=t_end, val_acc_best=acc_best,
         thresholds=p))
+
+
+def _never_base(ctx: RuleContext, val: Curve, ref: float) -> float:
+    """The level val must fall clearly below to have got good: its first value, or the
+    untrained level when lower (a first evaluation already blown up) for a
+    cross-entropy-like loss only.  A cross-entropy's untrained level (about ln C) is the
+    same on every split; a regression's is the train targets' spread, which says nothing
+    about the val split's scale, so a regression's val is judged on its own first value."""
+    v_first = float(val.values[0])
+    if cross_entropy_like(ctx, val.series, val.values):
+        return min(v_first, ref)
+    return v_first
 
 
 def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
@@ -464,7 +477,8 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
-    if t_acc is not None and t_acc < stuck + float(p.acc_gap):
+    if (t_acc is not None and t_acc < stuck + float(p.acc_gap)) \
+            or val_learned(ctx, float(p.acc_learned)):
         return None
     return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="stuck", val_acc_stuck=stuck, stuck_share=share,
@@ -572,6 +586,23 @@ def _untrained(ctx: RuleContext, train: Curve) -> float:
     if n_classes is not None and n_classes >= 2:
         ref = max(ref, float(np.log(n_classes)))
     return ref
+
+
+def val_learned(ctx: RuleContext, acc_learned: float) -> bool:
+    """Eval-mode outputs are right and not blown up: the val accuracy reached
+    ``acc_learned`` and the val loss's median sits below the untrained level (at least
+    ln 2, the least chance level of any classifier, since a fine-tune's first train loss
+    is no untrained level).  A collapse has val at chance or blown up; a val loss that is
+    only many times a memorised train loss, beside a good val accuracy, is not one (the
+    overfit rules then judge it)."""
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if vacc is None or val is None or train is None:
+        return False
+    best = vacc.raw(float(np.min(vacc.values)))
+    ref = max(_untrained(ctx, train), float(np.log(2)))
+    return best >= acc_learned and float(np.median(val.values)) < ref
 
 
 def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,

@@ -507,7 +507,7 @@ def _thrashing(c: Any, frac: float, level: float) -> float:
     return min(float(np.mean(first >= level)), float(np.mean(second >= level)))
 
 
-def _ce_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
+def cross_entropy_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
     A sum of loss components (a detector's box + cls + dfl) is not one."""
@@ -573,7 +573,7 @@ class DIV003(_Diverging, Rule["DIV003.Params", "DIV003.Evidence"]):
             head = v[f.steps <= f.steps[0] + p.early_frac * span]
             head = head if len(head) >= 3 else v[:3]
             early = float(np.median(np.abs(head)))
-            ce = _ce_like(ctx, s, v)
+            ce = cross_entropy_like(ctx, s, v)
             idx = None
             by_ce = False
             if early > 0:
@@ -637,10 +637,16 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         min_effect: float = param(P.NON_NEGATIVE)
         min_rel_rise: float = param(P.NON_NEGATIVE)
         min_points: int = param(P.COUNT)
+        worse_min_points: int = param(P.COUNT)
+        worse_rise: float = param(P.NON_NEGATIVE)
+        worse_never: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
         label: str = internal("")
+        branch: str = "trend"
+        val_first: float | None = optional()
+        val_end: float | None = optional()
         slope_per_step: float = 0.0
         slope_ci: list[float] = field(default_factory=list)
         kendall_tau: float = 0.0
@@ -663,6 +669,9 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         if s is None or not len(s):
             return None
         f = finite(ctx, s)
+        worse = self._ends_worse(ctx, s, f, p)
+        if worse is not None:
+            return [worse]
         if len(f) < p.min_points:
             return []
         start = f.steps[0] + p.skip_frac * (f.steps[-1] - f.steps[0])
@@ -690,10 +699,61 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
             window_start_step=step, points=tr.n, min_tau=p.min_tau, min_effect=p.min_effect,
             min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
         )
+        # the blow-up for the advice: the loss turns at the window start and rises to the
+        # end (the trend's fitted levels, not a spike), its minimum taken over the run
+        # before the end; measured at the window start, the rise had no points to show
+        rise = tr.end / tr.start if tr.start > 0 and tr.end > 0 else None
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
-                          None)]
+                          rise, bad=float(w.steps[-1]))]
+
+    def _ends_worse(self, ctx: RuleContext, s: Series, f: Series,
+                    p: DIV004.Params) -> Found[DIV004.Evidence] | None:
+        """Training made the model worse: train and val losses both end ``worse_rise``
+        above their first logged values and never got below ``worse_never`` of them (a
+        warmup rise that then falls, or a spike that recovers, ends below its start).
+        Judged from ``worse_min_points`` train points: a trend test needs many, this
+        needs the val loss's ``min_points`` evaluations to agree.  With the class count
+        known, a cross-entropy must end at or above ln C, the untrained model's loss."""
+        val = ctx.series(Role.VAL_LOSS)
+        vf = val.finite if val is not None else None
+        if vf is None or len(f) < p.worse_min_points or len(vf) < p.min_points:
+            return None
+        ends = []
+        for c in (f, vf):
+            v = c.values
+            if np.any(v <= 0):
+                return None  # ratios need a zero
+            k = max(2, round(0.2 * len(v)))
+            end = float(np.median(v[-k:]))
+            if not (end >= (1.0 + p.worse_rise) * v[0] and np.min(v) >= p.worse_never * v[0]):
+                return None
+            ends.append(end)
+        # with the class count known, worse than before is not yet blown up: a
+        # cross-entropy still below ln C (weight decay pulling a model back) is underfit
+        n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        if n is not None and n >= 2 and cross_entropy_like(ctx, s, f.values) \
+                and ends[0] < float(np.log(n)):
+            return None
+        rel = ends[0] / float(f.values[0]) - 1.0
+        ev = DIV004.Evidence(
+            label=loss_label(s), branch="ends_worse", val_first=float(vf.values[0]),
+            val_end=ends[1], fitted_rise=ends[0] - float(f.values[0]),
+            fitted_start=float(f.values[0]), fitted_end=ends[0], relative_rise=rel,
+            window_start_step=int(f.steps[0]), points=len(f), min_tau=p.min_tau,
+            min_effect=p.min_effect, min_rel_rise=p.min_rel_rise, skip_frac=p.skip_frac,
+        )
+        # the blow-up for the advice: from the first point (the best) to the worst one
+        worst = int(np.argmax(f.values))
+        return _measured(ctx, Found(s.tag, int(f.steps[0]), ev), float(f.steps[0]),
+                         float(f.values[0]), float(f.values[worst] / f.values[0]),
+                         bad=float(f.steps[worst]))
 
     def message(self, ev: DIV004.Evidence) -> str:
+        if ev.branch == "ends_worse":
+            return (f"{ev.label} ends at {fmt(ev.fitted_end)}, {100 * ev.relative_rise:.0f}% "
+                    f"above its first value {fmt(ev.fitted_start)}, and the val loss at "
+                    f"{fmt(ev.val_end)} above its first {fmt(ev.val_first)}: neither ever "
+                    f"got better than where the run started")
         return (f"{ev.label} trends up from step {ev.window_start_step} to the end, rising "
                 f"{fmt(ev.fitted_rise)} ({fmt(100 * ev.relative_rise)}% of its scale, "
                 f"Kendall tau {ev.kendall_tau:.2f})")
@@ -795,7 +855,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                            lambda: signals.infer_num_classes(ctx.run, ctx.roles))
         if n_cls is not None:
             ref, kind = signals.chance_loss(n_cls), "ln C"
-        elif _ce_like(ctx, s, c.values) and start > p.max_chance_loss:
+        elif cross_entropy_like(ctx, s, c.values) and start > p.max_chance_loss:
             ref, kind = p.max_chance_loss, "largest plausible chance level"
         else:
             ref, kind = start, "starting level"
@@ -855,7 +915,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         top = max(p.max_chance_loss, ref) if n_cls is not None else p.max_chance_loss
         blown = start > top
         acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
-        if s.role == Role.TRAIN_LOSS and _ce_like(ctx, s, c.values):
+        if s.role == Role.TRAIN_LOSS and cross_entropy_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
         if acc_c is not None:
@@ -864,7 +924,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # thrashing at a high level: far_factor x L0, where L0 is at least the least
         # chance level of any classifier for a cross-entropy (a fine-tune's first logged
         # loss near 0 is no untrained level)
-        thrash_base = max(ref, p.min_chance_loss) if _ce_like(ctx, s, c.values) else ref
+        thrash_base = max(ref, p.min_chance_loss) if cross_entropy_like(ctx, s, c.values) else ref
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])

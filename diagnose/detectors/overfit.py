@@ -406,8 +406,12 @@ def _eval_broken(ctx: RuleContext, p: Any) -> bool:
     """Val loss many times the train loss from the first evaluations on, or val accuracy
     stuck at one value while the val loss never improves: evaluation is broken (BN001),
     so the val curve says nothing about generalisation."""
-    from diagnose.detectors.batchnorm import eval_stuck
+    from diagnose.detectors.batchnorm import eval_stuck, val_learned
 
+    # BN001's own boundary: a val that learned is judged here, however far a memorised
+    # train loss fell below it
+    if val_learned(ctx, float(ctx.thresholds_of("BN001")["acc_learned"])):
+        return False
     ratio = early_eval_ratio(ctx)
     if ratio is not None and ratio >= float(p["max_early_ratio"]):
         return True
@@ -618,6 +622,9 @@ class GapParams(RuleParams):
     min_val_rise: float = param(P.NON_NEGATIVE)
     min_rise_of_start: float = param(P.NON_NEGATIVE)
     min_rise_noise: float = param(P.NON_NEGATIVE)
+    metric_rise_noise: float = param(P.NON_NEGATIVE)
+    metric_min_tau: float = param(P.TAU)
+    metric_min_effect: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -646,6 +653,23 @@ class GapEvidence(RuleEvidence):
     advice_name: str = internal("")
     evaluations: int = internal(0)
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
+
+
+def _metric_still_improving(ctx: RuleContext, start_step: float, p: GapParams) -> bool:
+    """The val metric (WER, accuracy: what the run is judged on) still trends better over
+    the window where the val loss stalled, by ``metric_min_tau`` (Kendall) and
+    ``metric_min_effect`` noise sigmas, and its last evaluation is its best: generalisation
+    still improves, so a val loss that wiggles up at a low level, by less than
+    ``metric_rise_noise`` of its noise, is not overfit (a val loss that climbs clearly
+    while accuracy still creeps up is the usual overconfident overfit)."""
+    m = get_curve(ctx, Role.VAL_METRIC)
+    if m is None:
+        return False
+    keep = m.steps >= start_step
+    if keep.sum() < p.min_tail_points or m.values[-1] > float(np.min(m.values)):
+        return False
+    tr = signals.robust_trend(m.steps[keep], m.values[keep])
+    return tr.falling(float(p.metric_min_effect), float(p.metric_min_tau))
 
 
 class _GapRule(Rule[GapParams, GapEvidence]):
@@ -737,6 +761,9 @@ class _GapRule(Rule[GapParams, GapEvidence]):
         ):
             return []
         step0 = int(steps[ti[0]])
+        # the val loss and what the run is judged on disagree: trust a clear rise only
+        if rise_noise < float(p.metric_rise_noise) and _metric_still_improving(ctx, step0, p):
+            return []
         from diagnose.advice.moves import advice_name
 
         ev = GapEvidence(
