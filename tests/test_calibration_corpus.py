@@ -260,3 +260,31 @@ def test_a_feature_constant_in_training_is_only_centred() -> None:
     assert np.abs(xva[:, moving]).max() <= 16  # raw pixels are 0..16: only centred
     assert (xtr[:, const] == 0).all()
     assert np.abs(xva[:, ~const]).max() < 100  # real features: a few training stds
+
+
+def test_store_replace_rewrites_only_the_members_of_the_replaced_runs(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl.gz"
+    store.append([_record([2.0, 1.0], None, rid="r00001"),
+                  _record([2.0, 1.5], None, rid="r00002")], path)
+    store.append([_record([3.0, 1.0], None, rid="r00003")], path)
+    before = path.read_bytes()
+    new = _record([9.0, 8.0], None, rid="r00002")
+    assert store.replace([new], path) == 1
+    after = path.read_bytes()
+    recs = list(store.iter_records(path))
+    assert [r["id"] for r in recs] == ["r00001", "r00002", "r00003"]
+    assert store.series(recs[1], "train_loss")[1] == [9.0, 8.0]
+    assert recs[0] == _record([2.0, 1.0], None, rid="r00001")
+    # the untouched second member (r00003) is copied byte for byte
+    assert after.endswith(before[_first_member_len(before):])
+    with pytest.raises(KeyError, match="r00009"):
+        store.replace([_record([1.0], None, rid="r00009")], path)
+    assert path.read_bytes() == after  # a failed replace leaves the file as it was
+
+
+def _first_member_len(data: bytes) -> int:
+    import zlib
+
+    d = zlib.decompressobj(wbits=31)
+    d.decompress(data)
+    return len(data) - len(d.unused_data)
