@@ -242,3 +242,49 @@ def test_thresholds_are_chosen_on_the_training_runs_only(tmp_path: Path) -> None
     assert cal.fit(runs[:1]) == {}  # on "a" alone no candidate beats the defaults
     cal.predictions({"OVF003": {"min_gap_ratio": 0.7}})
     assert len(passes) == cal.runs() == 3
+
+
+def test_a_feature_constant_in_training_is_only_centred() -> None:
+    """make_data scales as StandardScaler: a digits pixel that is 0 in all 400 training
+    samples of this split but not in val must not become a val input of ~1e6 (the
+    ``std + 1e-6`` floor did that to 114 stored runs); every other feature is unchanged."""
+    import generate
+
+    cfg = {"dataset": "digits", "seed": 0, "n_train": 400, "task": "cls", "label_noise": 0.0,
+           "input_scale": 1.0, "input_shift": 0.0}
+    data = generate.make_data(cfg)
+    xtr, xva = data["xtr"].double().numpy(), data["xva"].double().numpy()
+    const = np.ptp(xtr, axis=0) == 0
+    moving = const & (np.abs(xva - xtr[0]) > 0).any(axis=0)
+    assert moving.any()  # the split does have the trap
+    assert np.abs(xva[:, moving]).max() <= 16  # raw pixels are 0..16: only centred
+    assert (xtr[:, const] == 0).all()
+    assert np.abs(xva[:, ~const]).max() < 100  # real features: a few training stds
+
+
+def test_store_replace_rewrites_only_the_members_of_the_replaced_runs(tmp_path: Path) -> None:
+    path = tmp_path / "runs.jsonl.gz"
+    store.append([_record([2.0, 1.0], None, rid="r00001"),
+                  _record([2.0, 1.5], None, rid="r00002")], path)
+    store.append([_record([3.0, 1.0], None, rid="r00003")], path)
+    before = path.read_bytes()
+    new = _record([9.0, 8.0], None, rid="r00002")
+    assert store.replace([new], path) == 1
+    after = path.read_bytes()
+    recs = list(store.iter_records(path))
+    assert [r["id"] for r in recs] == ["r00001", "r00002", "r00003"]
+    assert store.series(recs[1], "train_loss")[1] == [9.0, 8.0]
+    assert recs[0] == _record([2.0, 1.0], None, rid="r00001")
+    # the untouched second member (r00003) is copied byte for byte
+    assert after.endswith(before[_first_member_len(before):])
+    with pytest.raises(KeyError, match="r00009"):
+        store.replace([_record([1.0], None, rid="r00009")], path)
+    assert path.read_bytes() == after  # a failed replace leaves the file as it was
+
+
+def _first_member_len(data: bytes) -> int:
+    import zlib
+
+    d = zlib.decompressobj(wbits=31)
+    d.decompress(data)
+    return len(data) - len(d.unused_data)

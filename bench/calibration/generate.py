@@ -368,6 +368,18 @@ def _apply_cause(cfg: dict[str, Any], cause: str, sev: int, rng: np.random.Gener
 # ---------------------------------------------------------------------------
 
 
+def standard_scale(xtr: np.ndarray) -> np.ndarray:
+    """Per-feature divisor: the training std (+1e-6), or 1 for a feature constant in training.
+
+    As sklearn's StandardScaler: a training-constant feature is only centred. Dividing it
+    by the 1e-6 floor made a digits pixel that is 0 in every training sample but not in
+    val a validation input of ~1e6 (114 of the 2,400 stored runs; bench/README.md). Every
+    other feature keeps the ``std + 1e-6`` the stored corpus was trained with.
+    """
+    sd = xtr.std(0)
+    return np.where(sd == 0, 1.0, sd + 1e-6)
+
+
 def make_data(cfg: dict[str, Any]) -> dict[str, Any]:
     """Train/val tensors for the run, with the cause's data changes applied."""
     from sklearn import datasets as skd
@@ -408,7 +420,7 @@ def make_data(cfg: dict[str, Any]) -> dict[str, Any]:
         tr = tr[: cfg["n_train"]]
     xtr, xva = x[tr].astype(np.float64), x[va].astype(np.float64)
     if not cfg.get("raw_inputs"):
-        mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+        mu, sd = xtr.mean(0), standard_scale(xtr)
         xtr, xva = (xtr - mu) / sd, (xva - mu) / sd
     xtr = xtr * cfg["input_scale"] + cfg["input_shift"]
     xva = xva * cfg["input_scale"] + cfg["input_shift"]
@@ -837,6 +849,42 @@ def campaign(n: int, seed: int, workers: int, path: Path, flush_every: int = 10,
     return added
 
 
+def retrain(ids: list[str], seed: int, path: Path, flush_every: int = 10,
+            progress: Callable[[str], None] = print) -> int:
+    """Train these stored runs again from their drawn configs and replace their records.
+
+    For a generator fix that changes some runs' data (the ids come from a finder such as
+    bench/fixrate/constant_features.py): run ``i`` is drawn again from
+    ``default_rng([seed, i])``, and a config that no longer matches the stored one stops
+    the retrain, so a record is only replaced by the same recipe with the fixed code.
+    Records are replaced every ``flush_every`` runs, so an interrupted retrain keeps its work.
+    """
+    stored = {r["id"]: r["config"] for r in store.iter_records(path) if r["id"] in set(ids)}
+    missing = sorted(set(ids) - stored.keys())
+    if missing:
+        raise SystemExit(f"not in {path}: {', '.join(missing)}")
+    post = {"epochs", "steps_per_epoch", "val_every", "total_steps", "n_train_actual",
+            "n_classes", "train_seconds"}
+    configs = []
+    for rid in ids:
+        cfg = draw_config(int(rid.lstrip("r")), seed)
+        old = stored[rid]
+        changed = sorted(k for k in cfg.keys() | old.keys()
+                         if k not in post and cfg.get(k) != old.get(k))
+        if changed:
+            raise SystemExit(f"{rid}: the drawn config differs from the stored one in "
+                             f"{', '.join(changed)} (another --seed, or the generator changed)")
+        configs.append(cfg)
+    t0, buf, done = time.perf_counter(), [], 0
+    for cfg in configs:
+        buf.append(_job((cfg["index"], seed)))
+        if len(buf) >= flush_every or len(buf) + done == len(configs):
+            done += store.replace(buf, path)
+            buf = []
+            progress(f"  {done}/{len(configs)} re-trained ({time.perf_counter() - t0:.0f} s)")
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1500, help="runs 0..N-1 (default 1500)")
@@ -844,6 +892,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--store", type=Path, default=store.STORE)
     ap.add_argument("--show", type=int, nargs="*", help="print the configs of these indices")
+    ap.add_argument("--retrain", type=Path, metavar="IDS",
+                    help="re-train the stored runs listed in this file (one id a line) and "
+                         "replace their records in place")
     args = ap.parse_args(argv)
     if args.show is not None:
         import json
@@ -852,6 +903,10 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(draw_config(i, args.seed), sort_keys=True))
         return 0
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.retrain:
+        ids = args.retrain.read_text(encoding="utf-8").split()
+        retrain(ids, args.seed, args.store)
+        return 0
     campaign(args.n, args.seed, args.workers, args.store)
     return 0
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,47 @@ def iter_records(path: Path = STORE) -> Iterator[dict[str, Any]]:
             if line.strip():
                 yield json.loads(line)
         pos = len(data) - len(d.unused_data)
+
+
+def replace(records: list[dict[str, Any]], path: Path = STORE) -> int:
+    """Rewrite the records with these ids in place; returns how many were replaced.
+
+    Every other gzip member is copied byte for byte and the order of the records is kept,
+    so the file differs only in the members that held a replaced run. The new file is
+    written beside the old one and renamed over it (a crash leaves the old file whole).
+    """
+    new = {r["id"]: r for r in records}
+    data = path.read_bytes()
+    parts: list[bytes] = []
+    done: set[str] = set()
+    pos = 0
+    while pos < len(data):
+        d = zlib.decompressobj(wbits=31)
+        chunk = d.decompress(data[pos:])
+        if not d.eof:
+            raise ValueError(f"{path}: truncated gzip member at byte {pos}")
+        end = len(data) - len(d.unused_data)
+        lines = [ln for ln in chunk.decode("utf-8").splitlines() if ln.strip()]
+        ids = [json.loads(ln)["id"] for ln in lines]
+        if new.keys().isdisjoint(ids):
+            parts.append(data[pos:end])
+        else:
+            out = []
+            for rid, ln in zip(ids, lines, strict=True):
+                if rid in new:
+                    done.add(rid)
+                    ln = json.dumps(new[rid], separators=(",", ":"), sort_keys=True)
+                out.append(ln + "\n")
+            parts.append(gzip.compress("".join(out).encode("utf-8"), compresslevel=9,
+                                       mtime=0))
+        pos = end
+    missing = sorted(new.keys() - done)
+    if missing:
+        raise KeyError(f"not in {path}: {', '.join(missing)}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(parts))
+    os.replace(tmp, path)
+    return len(done)
 
 
 def load(path: Path = STORE) -> list[dict[str, Any]]:

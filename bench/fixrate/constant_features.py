@@ -1,13 +1,14 @@
 """Which stored corpus runs have a feature constant in their training split but not in val?
 
-``generate.make_data`` standardises with ``(x - mean) / (std + 1e-6)`` over the training
-split; a feature that is constant there (a digits pixel 0 in every training sample) but
-not in the validation split gives validation inputs of about 1e6 (r01980's val loss of
-1876 at val accuracy 0.90).  sklearn's StandardScaler scales such a feature by 1 instead.
-Changing ``make_data`` that way changes the history of exactly the stored runs this script
-lists (their val inputs change); every other run's tensors stay bit for bit the same (a
-constant training column is 0 either way).  No training: the splits are recomputed by
-``generate.make_data`` itself.
+``generate.make_data`` used to standardise with ``(x - mean) / (std + 1e-6)`` over the
+training split; a feature that is constant there (a digits pixel 0 in every training
+sample) but not in the validation split gave validation inputs of about 1e6 (r01980's val
+loss of 1876 at val accuracy 0.90). It now scales such a feature by 1, as sklearn's
+StandardScaler does (``generate.standard_scale``), which changed the history of exactly
+the stored runs this script lists (re-trained by ``generate.py --retrain``; the list is
+``bench/calibration/retrained_ids.txt``); every other run's tensors stayed bit for bit the
+same (a constant training column is 0 either way). No training: the splits are recomputed
+by ``generate.make_data`` itself.
 
     python bench/fixrate/constant_features.py [--json OUT]
 """
@@ -25,11 +26,6 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "calibration"))
 
-#: A validation input this far from the training constant, in training-std units, can
-#: only come from the 1e-6 floor: a real feature of a few hundred samples has |z| < 100.
-ARTEFACT_Z = 1e3
-
-
 def artefact_columns(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     """The run's features constant in its training split that val still varies on."""
     import generate
@@ -38,14 +34,13 @@ def artefact_columns(cfg: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     data = generate.make_data(cfg)
     xtr, xva = data["xtr"].double().numpy(), data["xva"].double().numpy()
-    scale = abs(float(cfg["input_scale"])) or 1.0
     out = []
     for j in range(xtr.shape[1]):
         if np.ptp(xtr[:, j]) != 0:
             continue
-        z = np.abs(xva[:, j] - xtr[0, j]) / scale
-        if z.max() > ARTEFACT_Z:
-            out.append({"feature": j, "val_samples": int((z > ARTEFACT_Z).sum()),
+        off = xva[:, j] != xtr[0, j]
+        if off.any():
+            out.append({"feature": j, "val_samples": int(off.sum()),
                         "max_abs_input": float(np.abs(xva[:, j]).max())})
     return out
 
