@@ -14,7 +14,9 @@
   the model cannot fit its own training data.  On a many-class task (more than
   ``max_classes``) a mediocre top-1 accuracy is the task's ambiguity: the loss must
   also hold ``many_poor_ratio`` of the untrained level; a val loss well above train
-  (``gap_ratio``) is a generalisation gap.
+  (``gap_ratio``) is a generalisation gap.  A val accuracy identical at every
+  evaluation beside a flat val loss is one class predicted throughout (the class prior:
+  plateau only), unless the train loss logged the descent before validation began.
 * UND004 ``poor_level``: the loss left its untrained level but ends at a large share of
   it (or, with few classes, at a poor accuracy; or unconfident: the val loss far above
   what calibrated predictions at the val accuracy pay), train about as poor as val.  The
@@ -356,6 +358,8 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         max_classes: int = param(P.COUNT)
         many_poor_ratio: float = param(P.FRACTION)
         gap_ratio: float = param(P.FRACTION)
+        min_val_fall: float = param(P.FRACTION)
+        min_val_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -446,6 +450,12 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
                 dense and not left_untrained_level(ctx, ref[0], float(p.min_loss_fall)))):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
+            return []
+        # ... and the held-out predictions changed: a val accuracy identical at every
+        # evaluation beside a flat val loss is one class predicted throughout (plateau
+        # only, DESIGN.md)
+        if ref is not None and constant_guess(ctx, ref[0], p.min_val_points,
+                                              float(p.min_val_fall), float(p.min_loss_fall)):
             return []
         v_loss = (end_level(vl, frac) if vl is not None and len(vl) >= 2 and "+" not in vl.tag
                   else None)
@@ -565,6 +575,65 @@ def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
     if vl is None or len(vl) < min_points or "+" in vl.tag or float(np.min(vl.values)) <= 0:
         return None
     return 1.0 - end_level(vl) / early_level(vl)
+
+
+def fall_before_val(ctx: RuleContext, l0: float, min_points: int) -> float | None:
+    """How far the train loss fell, as a share of the untrained level ``l0``, before the
+    val loss's first evaluation: the median of its first ``min_points`` values minus the
+    median of its last ``min_points`` values before that evaluation (at least twice
+    ``min_points`` of them; else None).
+
+    A run validated after its learning (per-step train, val every epoch or rarer) shows
+    the descent on the train curve only: its val loss is flat from its first evaluation
+    because the learning came before it, not because the run never learned.
+    """
+    tl, vl = get_curve(ctx, Role.TRAIN_LOSS), get_curve(ctx, Role.VAL_LOSS)
+    if tl is None or vl is None or not len(vl) or "+" in tl.tag or l0 <= 0:
+        return None
+    before = tl.values[tl.steps < float(vl.steps[0])]
+    if len(before) < 2 * min_points:
+        return None
+    # medians of the first and the last min_points train values before the evaluation:
+    # a single minibatch (the first logged value) cannot make a descent
+    return float(np.median(before[:min_points]) - np.median(before[-min_points:])) / l0
+
+
+def val_learned(ctx: RuleContext, l0: float, min_points: int, min_val_fall: float,
+                min_fall: float) -> bool:
+    """Whether the run learned on what its val loss shows (the one owner of this half of
+    "learns" for the underfit rules, class count unknown): the val loss fell
+    ``min_val_fall`` over its own evaluations (:func:`val_own_fall`; fewer than
+    ``min_points`` evaluations: nothing to read), or the train curve shows the descent
+    from ``l0`` by ``min_fall`` before the first evaluation (:func:`fall_before_val`).
+
+    A val loss flat from its first evaluation with no earlier train points converged
+    before the log began (a run at its data's floor, a fine-tune that starts low and
+    stays flat) or never left its start (a model predicting the class prior at every
+    epoch: plateau only, DESIGN.md)."""
+    v_fall = val_own_fall(ctx, min_points)
+    if v_fall is None or v_fall >= min_val_fall:
+        return True
+    before = fall_before_val(ctx, l0, min_points)
+    return before is not None and before >= min_fall
+
+
+def constant_guess(ctx: RuleContext, l0: float, min_points: int, min_val_fall: float,
+                   min_fall: float) -> bool:
+    """Whether the held-out predictions never changed: the val accuracy is identical at
+    every one of at least ``min_points`` evaluations and the val loss did not learn on
+    what it shows (:func:`val_learned`).
+
+    A model predicting one class for every input (the class prior: the majority rate of
+    an imbalanced set) scores that class's share at every epoch whatever its weights do;
+    with its val loss flat from the first evaluation it never left the level it was first
+    seen at: plateau only (DESIGN.md), however far the train loss fell to the prior's
+    entropy.  A character model at its unigram level also repeats one symbol, but its val
+    loss, or its train loss before validation began, shows the descent: it learned the
+    prior (underfit)."""
+    va = _accuracy(ctx, Role.VAL_METRIC)
+    if va is None or len(va) < min_points or float(np.ptp(va.values)) > 1e-9:
+        return False
+    return not val_learned(ctx, l0, min_points, min_val_fall, min_fall)
 
 
 def late_share(ctx: RuleContext, l0: float, min_val_points: int,
@@ -715,6 +784,10 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         v_fall = val_own_fall(ctx, p.min_val_points)
         if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall):
+            return []
+        # (one class predicted for every input: never left its initial level, known C too)
+        if constant_guess(ctx, l0, p.min_val_points, float(p.min_val_fall),
+                          float(p.min_fall)):
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
