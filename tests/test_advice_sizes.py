@@ -762,3 +762,25 @@ def test_a_short_underfit_run_trains_up_to_the_usual_budget(steps, annealed, gai
         capped = _underfit_recs(steps, lr, train, gain,
                                 AdvicePolicy(max_short_extension=4.0))
         assert next(r for r in capped if r.hyperparameter == "max_steps").proposed == 290
+
+
+@pytest.mark.parametrize("lr, optimizer, factor, moved", [
+    (6.3, "adamw", 3.0, "decrease"), (1e-3, "adam", 3.0, "increase")])
+def test_an_lr_far_above_its_range_is_never_raised(lr, optimizer, factor, moved):
+    """Corpus r00432 (AdamW 6.3, stuck at chance after its loss spiked): the plateau's
+    "LR x3" proposed 19; an LR far above its usual range moves into it instead. An LR
+    inside the range keeps the rule's move (a cut of a tiny LR after a blow-up is
+    test_divergence_beats_plateau_on_the_lr_direction's)."""
+    from diagnose.advice.moves import AdviceContext, scale_lr
+    from diagnose.findings import RunResult
+
+    ctx = AdviceContext(RunResult(make_run({"loss/train": (STEPS, np.full(len(STEPS), 1.1))},
+                                           {"learning_rate": lr, "optimizer": optimizer})),
+                        None)
+    rec = scale_lr(ctx, factor, "flat at a poor level").rec
+    low, high, _ = usual_lr_range(AdvicePolicy(), optimizer)
+    assert rec.action == moved
+    if moved == "decrease":
+        assert low <= rec.proposed <= high
+    else:
+        assert rec.proposed == pytest.approx(lr * factor)

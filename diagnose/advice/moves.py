@@ -391,7 +391,14 @@ def scale_lr(ctx: AdviceContext, factor: float, reason: str, strength: float = 1
                      f"{reason}, so scale the LR {how}; {concrete_hint('learning_rate')}.",
                      strength)
     new = nice(lr * factor)
-    landed = land_in_range(ctx.policy, ctx.hp.get("optimizer"), lr, new, ctx.run_steps)
+    optimizer = ctx.hp.get("optimizer")
+    if factor > 1 and lr_outside_range(ctx.policy, optimizer, lr) == "above":
+        # never raise an LR already far above its usual range (a run stuck at chance after
+        # that LR blew it up reads as a plateau): move into the range instead.  A cut of
+        # an LR far below it stays: a blow-up at that LR is evidence for the cut.
+        factor, action = 1 / factor, "decrease"
+        new = nice(lr * factor)
+    landed = land_in_range(ctx.policy, optimizer, lr, new, ctx.run_steps)
     if landed is not None:
         return candidate("learning_rate", action, lr, landed[0],
                          f"{reason}; the {source} LR {landed[1]}.", strength)
