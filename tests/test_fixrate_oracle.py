@@ -62,6 +62,7 @@ def test_each_state_gets_its_own_grid_without_the_current_value() -> None:
         "max_steps": 1000}
     assert "steps_1200" in under and under["lr_top"] == {"learning_rate": 0.5}
     assert under["wd0"] == {"weight_decay": 0.0} and "dropout0" not in under  # dropout is 0
+    assert under["momentum"] == {"momentum": 0.9}  # plain SGD
     div = oracle.singles({**_HP, "learning_rate": 8.0, "standardize_targets": False},
                          "divergence")
     assert div["lr_low"] == {"learning_rate": 1e-3} and div["clip"] == {"grad_clip": 1.0}
@@ -103,8 +104,8 @@ def test_why_not_names_the_first_part_of_the_judge_that_fails() -> None:
         "reason"] == "state"
     gate = _summary([{"setting": "a", "mean": 0.9, "reaches": True, "state_gone": True,
                       "level_fix": True}])
-    assert oracle.why_not(gate) == {"reason": "gate", "closest": "a", "mean": 0.9,
-                                    "bar": 1.0}
+    assert oracle.why_not(gate)["reason"] == "gate"
+    assert oracle.why_not(gate)["closest"] == "a"
 
 
 def test_a_feature_constant_in_training_but_not_in_val_is_found() -> None:
@@ -115,3 +116,24 @@ def test_a_feature_constant_in_training_but_not_in_val_is_found() -> None:
     assert hits and all(0 < h["max_abs_input"] <= 16 for h in hits)
     assert constant_features.artefact_columns(base | {"seed": 3}) == []  # another split
     assert constant_features.artefact_columns(base | {"dataset": "iris"}) == []
+
+
+def test_the_table_counts_a_case_fixed_in_any_campaign_and_a_pair_only_fix(
+        tmp_path: Path) -> None:
+    import json
+
+    def rec(name: str, fixed: set[str]) -> Path:
+        cases = [{"case": c, "state": "underfit", "advice": {"fixed": c in fixed}}
+                 for c in ("r1", "r2", "r3", "r4")]
+        (tmp_path / name).write_text(json.dumps({"cases": cases}))
+        return tmp_path / name
+
+    records = [rec("a.json", {"r1"}), rec("b.json", {"r2"})]
+    assert oracle.unfixed(records, ("underfit",)) == ["r3", "r4"]
+    pair = _summary([{"setting": "a+b", "changes": 2, "fix": True}])
+    none = _summary([{"setting": "a", "mean": 1.5}])
+    table = oracle.table([{**pair, "case": "r3", "state": "underfit"},
+                          {**none, "case": "r4", "state": "underfit"}], records)["underfit"]
+    assert (table["broken"], table["advice_fixed"], table["reachable"]) == (4, 2, 1)
+    assert table["reachable_pair_only"] == ["r3"] and table["fix_reachable"] == 3
+    assert table["unreachable"]["r4"]["reason"] == "level"

@@ -20,9 +20,9 @@ best single changes on different knobs (:func:`pairs`).
   (the advice policy's numbers), standardised targets, grad clip 1, init default / He,
   the LR step undone (a recipe with a mid-run LR event);
 - underfit: length x2 / x4 / up to ``SHORT_BUDGET`` steps, capacity x2 / x4, weight decay
-  0, dropout 0, LR at the top of the range;
+  0, dropout 0, LR at the top of the range, momentum 0.9 for plain SGD;
 - plateau: LR at the middle / top of the range, init He, ReLU + He, warmup 0, constant
-  schedule, weight decay 0, dropout 0;
+  schedule, weight decay 0, dropout 0, momentum 0.9 for plain SGD;
 - batchnorm_collapse: ``bn_momentum`` 0.1, ``drop_last``, GroupNorm, batch x4.
 
 A setting is a fix under the fix-rate judge when the case's states (its state and its
@@ -70,6 +70,8 @@ SHORT_BUDGET = 1000
 WIDER = (2.0, 4.0)
 #: Divergence: the gradient clip norm tried.
 GRAD_CLIP = 1.0
+#: Underfit and plateau: the momentum tried for plain SGD (the usual heavy-ball value).
+SGD_MOMENTUM = 0.9
 #: Batch-norm collapse: the running-statistics momentum and the batch factor tried.
 BN_MOMENTUM = 0.1
 BATCH_FACTOR = 4
@@ -136,6 +138,8 @@ def singles(hp: dict[str, Any], state: str = "overfit") -> dict[str, dict[str, A
         if hp.get("dropout"):
             out["dropout0"] = {"dropout": 0.0}
         out["lr_top"] = {"learning_rate": hi}
+        if hp["optimizer"] == "sgd" and not hp["momentum"]:
+            out["momentum"] = {"momentum": SGD_MOMENTUM}
     elif state == "plateau":
         out["lr_mid"] = {"learning_rate": mid}
         out["lr_top"] = {"learning_rate": hi}
@@ -151,6 +155,8 @@ def singles(hp: dict[str, Any], state: str = "overfit") -> dict[str, dict[str, A
             out["wd0"] = {"weight_decay": 0.0}
         if hp.get("dropout"):
             out["dropout0"] = {"dropout": 0.0}
+        if hp["optimizer"] == "sgd" and not hp["momentum"]:
+            out["momentum"] = {"momentum": SGD_MOMENTUM}
     elif state == "batchnorm_collapse":
         if "bn_momentum" in hp and hp["bn_momentum"] != BN_MOMENTUM:
             out["bn_momentum"] = {"bn_momentum": BN_MOMENTUM}
@@ -194,19 +200,26 @@ def metric_value(logdir: Path, stop: int | None) -> float:
     return sign * sum(window) / len(window)
 
 
-def beats(control: list[float], cand: list[float]) -> bool:
-    """The probe's gate (``verdict.decide``): better by more than 2 seed spreads and 2%;
-    any finite arm beats a control that blew up."""
+def effect_gate(control: list[float], cand: list[float]) -> tuple[float, float]:
+    """The candidate's metric gain over the control and the probe's gate
+    (``verdict.decide``): 2 seed spreads, at least 2% of the control."""
     from diagnose.probe.verdict import MIN_RELATIVE_EFFECT, SPREAD_FACTOR, _mean_std
 
     c_mean, c_std = _mean_std(control)
     k_mean, k_std = _mean_std(cand)
-    if not math.isfinite(k_mean):
-        return False
-    if not math.isfinite(c_mean):
-        return True
     spread = max(v for v in (c_std, k_std, 0.0) if not math.isnan(v))
-    return k_mean - c_mean > max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
+    return k_mean - c_mean, max(SPREAD_FACTOR * spread, MIN_RELATIVE_EFFECT * abs(c_mean))
+
+
+def beats(control: list[float], cand: list[float]) -> bool:
+    """The probe's gate: better by more than the gate; any finite arm beats a control
+    that blew up."""
+    if not all(math.isfinite(v) for v in cand):
+        return False
+    if not all(math.isfinite(v) for v in control):
+        return True
+    effect, gate = effect_gate(control, cand)
+    return effect > gate
 
 
 def states_of(logdir: Path, stop: int | None = None) -> list[str]:
@@ -287,7 +300,11 @@ def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
                       for t in sorted(ts, key=lambda t: t["seed"])]
             better = (math.isfinite(mean) and mean < sum(t["final"] for t in ctl) / len(ctl)
                       if blown else beats(ctl_metric, metric))
+            eff, gate = (effect_gate(ctl_metric, metric)
+                         if all(math.isfinite(v) for v in ctl_metric + metric)
+                         else (math.nan, math.nan))
             rows.append({"setting": name + (" +stop" if stop else ""),
+                         "effect": eff, "gate": gate,
                          "changes": len(ts[0]["change"]) + int(stop), "mean": mean,
                          "worst": max(vals), "state_gone": gone, "beats_control": better,
                          "reaches": mean <= bar, "every_seed": max(vals) <= bar,
@@ -324,11 +341,21 @@ def pairs(trials: list[dict[str, Any]], top: int = 3,
             for i, a in enumerate(picked) for b in picked[i + 1:]]
 
 
-def unfixed(records: Path, states: tuple[str, ...] = OTHER_STATES) -> list[str]:
-    """The cases of ``states`` that the advice did not fix in a fix-rate campaign's records."""
-    data = json.loads(records.read_text())
-    return [c["case"] for c in data["cases"] if c["state"] in states
-            and not (c.get("advice") or {}).get("fixed")]
+def advice_fixed(records: list[Path]) -> dict[str, tuple[str, bool]]:
+    """Case -> (state, fixed by the advice in any of the campaigns' records): branches that
+    each changed the policy for one state measured the same 60 cases."""
+    out: dict[str, tuple[str, bool]] = {}
+    for path in records:
+        for c in json.loads(path.read_text())["cases"]:
+            fixed = bool((c.get("advice") or {}).get("fixed"))
+            out[c["case"]] = (c["state"], fixed or out.get(c["case"], ("", False))[1])
+    return out
+
+
+def unfixed(records: list[Path], states: tuple[str, ...] = OTHER_STATES) -> list[str]:
+    """The cases of ``states`` that the advice fixed in none of the campaigns' records."""
+    return [cid for cid, (st, fixed) in advice_fixed(records).items()
+            if st in states and not fixed]
 
 
 def run(ids: list[str], out: Path, train: bool = True,
@@ -372,21 +399,21 @@ def why_not(s: dict[str, Any]) -> dict[str, Any]:
         return {"reason": "state", "closest": level[0]["setting"], "mean": level[0]["mean"],
                 "bar": s["bar"]}
     b = s["best_level_fix"]
-    return {"reason": "gate", "closest": b["setting"], "mean": b["mean"], "bar": s["bar"]}
+    return {"reason": "gate", "closest": b["setting"], "mean": b["mean"], "bar": s["bar"],
+            "effect": b.get("effect"), "gate": b.get("gate")}
 
 
-def table(summaries: list[dict[str, Any]], records: Path) -> dict[str, Any]:
+def table(summaries: list[dict[str, Any]], records: list[Path]) -> dict[str, Any]:
     """Per state: broken, fixed by the advice (the campaign's records), and of the unfixed
     cases measured here: reachable (with one change, or only with two), unreachable by
     reason."""
-    data = json.loads(records.read_text())
     by_state: dict[str, dict[str, Any]] = {}
-    for c in data["cases"]:
-        st = by_state.setdefault(c["state"], {
+    for state, fixed in advice_fixed(records).values():
+        st = by_state.setdefault(state, {
             "broken": 0, "advice_fixed": 0, "unfixed_measured": 0, "reachable": 0,
             "reachable_single": 0, "reachable_pair_only": [], "unreachable": {}})
         st["broken"] += 1
-        st["advice_fixed"] += bool((c.get("advice") or {}).get("fixed"))
+        st["advice_fixed"] += fixed
     for s in summaries:
         st = by_state[s["state"]]
         st["unfixed_measured"] += 1
@@ -421,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=REPO / "bench" / "_out" / "oracle")
     p.add_argument("--cases", help="comma-separated case ids (default: the overfit cases)")
-    p.add_argument("--unfixed", type=Path, metavar="RESULTS",
-                   help="the divergence/underfit/plateau/BN cases a fix-rate campaign's "
-                   "records leave unfixed (instead of --cases)")
+    p.add_argument("--unfixed", type=Path, metavar="RESULTS", action="append",
+                   help="the cases of --states that fix-rate campaigns' records (repeat it "
+                   "for several) leave unfixed (instead of --cases)")
     p.add_argument("--states", default=",".join(OTHER_STATES),
                    help="the states --unfixed takes (overfit's grid is fix9o's round 9)")
     p.add_argument("--singles-only", action="store_true",
