@@ -431,6 +431,36 @@ def table(summaries: list[dict[str, Any]], records: list[Path]) -> dict[str, Any
     return by_state
 
 
+def recheck(pairs_: list[str], out: Path, seeds: int) -> list[dict[str, Any]]:
+    """A side measurement, not the judge: ``CASE:SETTING`` (a setting already in the grid's
+    records under ``REPO/bench/_out/oracle``) and the control over ``seeds`` seeds, in a
+    folder of their own; the state per seed, the mean final val loss and the gate."""
+    found = {c["id"]: c for c in corpus.cases(12)}
+    grid = REPO / "bench" / "_out" / "oracle"
+    rows = []
+    for item in pairs_:
+        cid, name = item.split(":", 1)
+        case = found[cid]
+        change = json.loads((grid / cid / f"{name}_s0.json").read_text())["change"]
+        (out / cid).mkdir(parents=True, exist_ok=True)
+        ctl = [trial(case, "control", {}, s, out) for s in range(seeds)]
+        cand = [trial(case, name, change, s, out) for s in range(seeds)]
+        cm, km = [t["metric_final"] for t in ctl], [t["metric_final"] for t in cand]
+        effect, gate = effect_gate(cm, km)
+        untrained, ref = corpus.levels(case)
+        rows.append({"case": cid, "setting": name, "seeds": seeds,
+                     "control_metric": cm, "metric": km, "effect": effect, "gate": gate,
+                     "beats_control": beats(cm, km),
+                     "control_states": [t["states"] for t in ctl],
+                     "states": [t["states"] for t in cand],
+                     "mean": sum(t["final"] for t in cand) / seeds,
+                     "bar": ref + GOOD_SHARE * (untrained - ref)})
+        r = rows[-1]
+        print(f"{cid} {name} x{seeds} seeds: {r['mean']:.3g} / bar {r['bar']:.3g}, states "
+              f"{r['states']}, effect {effect:+.3f} / gate {gate:.3f}", flush=True)
+    return rows
+
+
 def line(s: dict[str, Any]) -> str:
     b, f = s["best"], s["best_fix"]
     ctl = next((r for r in s["rows"] if r["setting"] == "control"), None)
@@ -455,9 +485,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="the states --unfixed takes (overfit's grid is fix9o's round 9)")
     p.add_argument("--singles-only", action="store_true",
                    help="train the single changes only (a first pass over every case)")
+    p.add_argument("--recheck", help="CASE:SETTING,... beside the judge: the control and "
+                   "the setting over --seeds seeds, under --out (give a folder of its own)")
+    p.add_argument("--seeds", type=int, default=4, help="seeds for --recheck")
     p.add_argument("--report", action="store_true", help="summaries of what is done")
     p.add_argument("--json", type=Path, help="write the summaries here")
     args = p.parse_args(argv)
+    if args.recheck:
+        rows = recheck(args.recheck.split(","), args.out, args.seeds)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
     states = tuple(args.states.split(","))
     ids = (args.cases.split(",") if args.cases
            else unfixed(args.unfixed, states) if args.unfixed else list(OVERFIT_CASES))
