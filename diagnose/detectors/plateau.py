@@ -82,7 +82,8 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
          "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
          "first_acc_share", "guess_loss_share", "stopped_poor_share",
-         "small_worse_noise", "small_worse_share")
+         "small_worse_noise", "small_worse_share", "pinned_acc_band", "near_untrained_share",
+         "guess_ceiling")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -115,6 +116,9 @@ class StallParams(RuleParams):
     stopped_poor_share: float = param(P.FRACTION)
     small_worse_noise: float = param(P.NON_NEGATIVE)
     small_worse_share: float = param(P.FRACTION)
+    pinned_acc_band: float = param(P.FRACTION)
+    near_untrained_share: float = param(P.FRACTION)
+    guess_ceiling: float = param(P.AT_LEAST_ONE)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,7 @@ class StallEvidence(RuleEvidence):
     train_over_val: float | None = optional()
     constant_accuracy: float | None = optional()
     constant_metric: str | None = optional()
+    constant_spread: float | None = optional()
     underfit_by: str | None = optional()
     late_gain: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
@@ -399,7 +404,8 @@ def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         # started trained (a fine-tune validated a few times, flat where it started)
         found = (None if signals.infer_num_classes(ctx.run, ctx.roles)
                  else untrained_level(ctx))
-        if total > float(p["min_rel_progress"]) * scale or (
+        if (total > float(p["min_rel_progress"]) * scale
+                and not _pinned_guess(ctx, p)) or (
                 found is not None
                 and _trained_start(ctx, found[0], float(p["first_acc_share"]),
                               int(p["min_never_points"]))):
@@ -531,6 +537,11 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
     learned something (only validation is broken).  Needs no class count nor a sane
     first loss (a huge initialisation's first loss says nothing about the untrained
     level)."""
+    return _identical_guess(ctx, p) or _pinned_guess(ctx, p)
+
+
+def _identical_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """:func:`_constant_guess`'s first test: every logged accuracy identical."""
     accs: dict[str, tuple[float, str]] = {}
     for split, role in (("train", Role.TRAIN_METRIC), ("val", Role.VAL_METRIC)):
         acc = accuracy_curve(ctx, role, fraction_only=False)
@@ -561,6 +572,68 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
             found = {"poor_by": "constant_guess", "constant_accuracy": a,
                      "constant_metric": tag, "poor_loss": lc.tag, "loss_vs_chance": end / bound}
     return found
+
+
+def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
+    """:func:`_constant_guess`'s second test: the val accuracy stayed within
+    ``pinned_acc_band`` of one value over the last ``tail_frac`` of the run (every
+    evaluation of a run validated fewer than ``min_tail_points`` times there, at least
+    ``min_never_points``: a sample or two of a small val set either way, the class prior
+    predicted for every input), the val loss never fell ``poor_progress`` below its first
+    evaluation, and both the val and the train loss are still near the untrained level:
+    at ``near_untrained_share`` or more of the L0 the log shows (:func:`untrained_level`:
+    ln C, or the log's own), or between ``guess_loss_share`` and ``guess_ceiling`` times
+    the least cross-entropy of a constant guess of that accuracy (the entropy of the
+    class prior, which a binary set's accuracy gives exactly: an L0 read from a first
+    loss blown up by a large LR says nothing).  A character model at its unigram level
+    also predicts one symbol, but its loss fell far below ln C and sits far above that
+    guess's least entropy: it learned the prior (underfit, not never-learned).  Not for a
+    loss ending above ``max_start_chance`` x ln C (ln 2 or that least entropy when C is
+    unknown): a huge initialisation's loss, divergence's business."""
+    acc = accuracy_curve(ctx, Role.VAL_METRIC, fraction_only=False)
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if acc is None or vl is None or len(vl) < int(p["min_never_points"]):
+        return {}
+    t0 = float(acc.steps[-1]) - float(p["tail_frac"]) * acc.span
+    values = acc.values[acc.steps >= t0]
+    if len(values) < int(p["min_tail_points"]):
+        values = acc.values
+    if len(values) < int(p["min_never_points"]):
+        return {}
+    raw = np.abs(np.array([acc.raw(float(v)) for v in values]))
+    raw = np.where(raw > 1.0, raw / 100.0, raw)
+    v0 = float(vl.values[0])
+    if (float(np.ptp(raw)) > float(p["pinned_acc_band"]) or v0 <= 0 or (
+            v0 - float(np.min(smoothed(ctx, vl)[1]))) >= float(p["poor_progress"]) * v0):
+        return {}
+    a = float(np.median(raw))
+    bound, found = _guess_entropy(a), untrained_level(ctx)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    # a loss far above any chance level is a huge initialisation's (divergence's business)
+    ceiling = float(p["max_start_chance"]) * (
+        signals.chance_loss(n_classes) if n_classes else max(bound, signals.chance_loss(2)))
+    if bound <= 0:
+        return {}
+    out: dict[str, Any] = {}
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        lc = get_curve(ctx, role)
+        if lc is None or len(lc) < int(p["min_never_points"]):
+            return {}
+        end = end_level(lc) if len(lc) >= 3 else float(lc.values[-1])
+        by_l0 = found is not None and end >= float(p["near_untrained_share"]) * found[0]
+        by_guess = (float(p["guess_loss_share"]) * bound <= end
+                    <= float(p["guess_ceiling"]) * bound)
+        if (end < float(p["low_loss_share"]) * signals.chance_loss(2) or end > ceiling
+                or not (by_l0 or by_guess)):
+            return {}
+        if not out:
+            out = {"poor_by": "constant_guess", "constant_accuracy": a,
+                   "constant_metric": acc.tag, "poor_loss": lc.tag,
+                   "constant_spread": float(np.ptp(raw))}
+            out.update({"loss_vs_chance": end / found[0], "untrained_level": found[0],
+                        "untrained_from": found[1]} if by_l0 and found is not None
+                       else {"loss_vs_chance": end / bound})
+    return out
 
 
 def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
@@ -638,6 +711,13 @@ def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
             "untrained_level": level0, "untrained_from": found[1]}
 
 
+def _pinned(ev: StallEvidence) -> str:
+    """How a constant guess's accuracy held: identical, or within its spread."""
+    if not ev.constant_spread:
+        return f"identical at {fmt(ev.constant_accuracy)}"
+    return f"pinned at {fmt(ev.constant_accuracy)} (within {fmt(ev.constant_spread)})"
+
+
 def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) -> StallEvidence:
     c: Curve = st["curve"]
     tr = st.get("train") or {}
@@ -668,6 +748,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         train_over_val=st.get("train_over_val"),
         constant_accuracy=st.get("constant_accuracy"),
         constant_metric=st.get("constant_metric"),
+        constant_spread=st.get("constant_spread"),
         underfit_by=st.get("underfit_by"),
         late_gain=st.get("late_gain"),
         thresholds=p,
@@ -720,11 +801,17 @@ class PLT001(Rule[StallParams, StallEvidence]):
                    f"loss ends at {pct(ev.loss_vs_chance)} of the untrained level "
                    f"{fmt(ev.untrained_level)} ({ev.untrained_from})): learned, then "
                    f"stuck early")
+        elif (ev.constant_accuracy is not None and ev.loss_vs_chance is not None
+              and ev.untrained_level is not None):
+            why = (f"with {ev.constant_metric} {_pinned(ev)} and "
+                   f"{ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): one class "
+                   f"predicted for every input, never learned")
         elif ev.loss_vs_chance is not None and ev.untrained_level is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
         elif ev.constant_accuracy is not None and ev.loss_vs_chance is not None:
-            why = (f"with {ev.constant_metric} identical at {fmt(ev.constant_accuracy)} and "
+            why = (f"with {ev.constant_metric} {_pinned(ev)} and "
                    f"{ev.poor_loss} at {pct(ev.loss_vs_chance)} of the entropy of such a "
                    f"guess: one class predicted for every input, never learned")
         elif ev.train_over_val is not None:
