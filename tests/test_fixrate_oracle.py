@@ -137,3 +137,11 @@ def test_the_table_counts_a_case_fixed_in_any_campaign_and_a_pair_only_fix(
     assert (table["broken"], table["advice_fixed"], table["reachable"]) == (4, 2, 1)
     assert table["reachable_pair_only"] == ["r3"] and table["fix_reachable"] == 3
     assert table["unreachable"]["r4"]["reason"] == "level"
+
+
+def test_trial_splits_are_checked_with_the_trainers_seed_offset() -> None:
+    # r01980's recipe: its stored split (trial seed 0) is clean, trial seed 1's is not
+    cfg = {"dataset": "digits", "seed": 1980, "n_train": 400, "task": "cls",
+           "label_noise": 0.2, "input_scale": 1.0, "input_shift": 0.0}
+    assert constant_features.trial_columns(cfg) == {1: [48, 56]}
+    assert constant_features.trial_columns(cfg, seeds=(0,)) == {}

@@ -507,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         doc: dict[str, Any] = {"cases": summaries}
         if args.unfixed:
-            doc = {"states": table(summaries, args.unfixed), **doc}
+            doc = {"advice_records": [str(r) for r in args.unfixed],
+                   "states": table(summaries, args.unfixed), **doc}
         args.json.write_text(json.dumps(doc, indent=1, default=str) + "\n")
     return 0
 
