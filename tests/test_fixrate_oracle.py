@@ -145,3 +145,18 @@ def test_trial_splits_are_checked_with_the_trainers_seed_offset() -> None:
            "label_noise": 0.2, "input_scale": 1.0, "input_shift": 0.0}
     assert constant_features.trial_columns(cfg) == {1: [48, 56]}
     assert constant_features.trial_columns(cfg, seeds=(0,)) == {}
+
+
+def test_restate_rereads_a_records_states_from_its_log(tmp_path: Path) -> None:
+    # val loss falls, then climbs back far above its best while train loss stays low
+    rows = [(10 * i, 0.5, 2.0 - 0.15 * i) for i in range(1, 11)]
+    rows += [(100 + 10 * i, 0.5, 0.5 + 0.2 * i) for i in range(1, 21)]
+    d = _log(tmp_path, "r", rows)
+    (d / "config.json").write_text("{}")
+    stale = {"setting": "control", "seed": 0, "best_step": 100, "states": ["stale"],
+             "states_at_best": ["stale"]}
+    now = oracle.restate(stale, d, at_best=True)
+    assert now["states"] == [str(s) for s in oracle.states_of(d)] != ["stale"]
+    assert now["states_at_best"] == [str(s) for s in oracle.states_of(d, 100)]
+    assert oracle.restate(stale, d, at_best=False)["states_at_best"] == ["stale"]
+    assert stale["states"] == ["stale"]  # the record itself is left as it was

@@ -358,8 +358,18 @@ def unfixed(records: list[Path], states: tuple[str, ...] = OTHER_STATES) -> list
             if st in states and not fixed]
 
 
+def restate(rec: dict[str, Any], logdir: Path, at_best: bool) -> dict[str, Any]:
+    """The record with its states (and with ``at_best``, an overfit case's, those at its
+    best step) re-read by today's rules from its logs; no training, the file on disk is left
+    as it was: records outlive rule changes."""
+    stop = rec["best_step"] if at_best else None
+    return {**rec, "states": [str(s) for s in states_of(logdir)],
+            "states_at_best": ([str(s) for s in states_of(logdir, stop)] if stop
+                               else rec.get("states_at_best", []))}
+
+
 def run(ids: list[str], out: Path, train: bool = True,
-        with_pairs: bool = True) -> list[dict[str, Any]]:
+        with_pairs: bool = True, fresh_states: bool = False) -> list[dict[str, Any]]:
     found = {c["id"]: c for c in corpus.cases(12)}
     summaries = []
     for cid in ids:
@@ -372,6 +382,9 @@ def run(ids: list[str], out: Path, train: bool = True,
         if not train:
             trials = [trial(case, r["setting"], r["change"], r["seed"], out) for r in
                       (json.loads(f.read_text()) for f in sorted((out / cid).glob("*.json")))]
+            if fresh_states:
+                trials = [restate(t, out / cid / f"{t['setting']}_s{t['seed']}",
+                                  case["state"] == "overfit") for t in trials]
         else:
             trials = [trial(case, n, ch, s, out)
                       for n, ch in singles(hp, case["state"]).items() for s in SEEDS]
@@ -489,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
                    "the setting over --seeds seeds, under --out (give a folder of its own)")
     p.add_argument("--seeds", type=int, default=4, help="seeds for --recheck")
     p.add_argument("--report", action="store_true", help="summaries of what is done")
+    p.add_argument("--restate", action="store_true", help="with --report: re-read every "
+                   "record's states by today's rules (the records stay as they are)")
     p.add_argument("--json", type=Path, help="write the summaries here")
     args = p.parse_args(argv)
     if args.recheck:
@@ -501,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
            else unfixed(args.unfixed, states) if args.unfixed else list(OVERFIT_CASES))
     if args.report:
         ids = [i for i in ids if (args.out / i).is_dir()]
-    summaries = run(ids, args.out, train=not args.report, with_pairs=not args.singles_only)
+    summaries = run(ids, args.out, train=not args.report, with_pairs=not args.singles_only,
+                    fresh_states=args.restate)
     for s in summaries:
         print(line(s))
     if args.json:
