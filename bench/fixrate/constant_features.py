@@ -8,9 +8,11 @@ StandardScaler does (``generate.standard_scale``), which changed the history of 
 the stored runs this script lists (re-trained by ``generate.py --retrain``; the list is
 ``bench/calibration/retrained_ids.txt``); every other run's tensors stayed bit for bit the
 same (a constant training column is 0 either way). No training: the splits are recomputed
-by ``generate.make_data`` itself.
+by ``generate.make_data`` itself.  ``--fixrate N`` instead lists the fix-rate cases (``N``
+per state) whose *trial* splits (``corpus.train``'s seed offsets; trial seed 0 is the
+stored run) have such a feature: the trials that changed with the fix, e.g. the oracle's.
 
-    python bench/fixrate/constant_features.py [--json OUT]
+    python bench/fixrate/constant_features.py [--json OUT] [--fixrate 12]
 """
 
 from __future__ import annotations
@@ -45,12 +47,52 @@ def artefact_columns(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def trial_columns(cfg: dict[str, Any], seeds: tuple[int, ...] = (0, 1)) -> dict[int, list[int]]:
+    """Per trial seed (``corpus.train``'s offset of the recipe's seed), the features constant
+    in that trial's training split that its val split varies on (seeds without any left out)."""
+    import corpus
+
+    out = {}
+    for s in seeds:
+        cols = artefact_columns({**cfg, "seed": int(cfg["seed"]) + s * corpus.SEED_STRIDE})
+        if cols:
+            out[s] = [c["feature"] for c in cols]
+    return out
+
+
+def fixrate_cases(per_state: int, seeds: tuple[int, ...] = (0, 1)) -> list[dict[str, Any]]:
+    """The fix-rate cases whose trial splits have a training-constant feature."""
+    import corpus
+
+    hits = []
+    for case in corpus.cases(per_state):
+        cols = trial_columns(case["config"], seeds)
+        if cols:
+            hits.append({"id": case["id"], "state": case["state"], "cause": case["cause"],
+                         "dataset": case["config"]["dataset"],
+                         "trial_seeds": {str(k): v for k, v in cols.items()}})
+    return hits
+
+
 def main(argv: list[str] | None = None) -> int:
     import store
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", type=Path, help="write the list here")
+    p.add_argument("--fixrate", type=int, metavar="N",
+                   help="the fix-rate cases (N per state) with such a feature in a trial split")
+    p.add_argument("--seeds", type=int, default=2, help="trial seeds for --fixrate")
     args = p.parse_args(argv)
+    if args.fixrate:
+        found = fixrate_cases(args.fixrate, tuple(range(args.seeds)))
+        for h in found:
+            print(f"{h['id']} {h['state']} ({h['cause']}, {h['dataset']}): "
+                  + ", ".join(f"trial seed {s}: features {c}"
+                              for s, c in h["trial_seeds"].items()))
+        print(f"{len(found)} fix-rate cases have a training-constant feature in a trial split")
+        if args.json:
+            args.json.write_text(json.dumps({"cases": found}, indent=1) + "\n")
+        return 0
     hits, total = [], 0
     for rec in store.iter_records():
         total += 1
