@@ -217,7 +217,8 @@ def accuracy_fractions(acc: Curve, values: np.ndarray) -> np.ndarray:
     """Oriented accuracy ``values`` of ``acc`` read as fractions: a logged value above 1
     is a percentage (read value by value, as logged)."""
     raw = np.abs(np.array([acc.raw(float(v)) for v in values]))
-    return np.where(raw > 1.0, raw / 100.0, raw)
+    fractions: np.ndarray = np.where(raw > 1.0, raw / 100.0, raw)
+    return fractions
 
 
 def evaluation_window(c: Curve, min_points: int, tail_frac: float | None = None,
