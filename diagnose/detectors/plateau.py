@@ -50,6 +50,7 @@ from diagnose.detectors.progress import (
     level_at,
     noise,
     pct,
+    pinned_accuracy,
     smoothed,
     start_level,
     total_progress,
@@ -541,21 +542,18 @@ def _constant_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
 
 
 def _identical_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
-    """:func:`_constant_guess`'s first test: every logged accuracy identical."""
+    """:func:`_constant_guess`'s first test: every logged accuracy identical
+    (:func:`pinned_accuracy`)."""
     accs: dict[str, tuple[float, str]] = {}
     for split, role in (("train", Role.TRAIN_METRIC), ("val", Role.VAL_METRIC)):
         acc = accuracy_curve(ctx, role, fraction_only=False)
         if acc is None:
             continue
-        t0 = float(acc.steps[-1]) - float(p["tail_frac"]) * acc.span
-        tail = acc.values[acc.steps >= t0]
-        if len(tail) < int(p["min_tail_points"]):
-            # a split evaluated a few times: all of its evaluations
-            tail = acc.values if len(acc) >= int(p["min_never_points"]) else tail[:0]
-        if not len(tail) or float(np.ptp(tail)) > 1e-9:
+        pinned = pinned_accuracy(acc, int(p["min_never_points"]), None, float(p["tail_frac"]),
+                                 int(p["min_tail_points"]))
+        if pinned is None:
             return {}
-        a = abs(acc.raw(float(tail[-1])))
-        accs[split] = (a / 100.0 if a > 1.0 else a, acc.tag)
+        accs[split] = (float(pinned.fractions[-1]), acc.tag)
     if not accs:
         return {}
     found: dict[str, Any] = {}
@@ -579,9 +577,10 @@ def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
     ``pinned_acc_band`` of one value over the last ``tail_frac`` of the run (every
     evaluation of a run validated fewer than ``min_tail_points`` times there, at least
     ``min_never_points``: a sample or two of a small val set either way, the class prior
-    predicted for every input), the val loss never fell ``poor_progress`` below its first
-    evaluation, and both the val and the train loss are still near the untrained level:
-    at ``near_untrained_share`` or more of the L0 the log shows (:func:`untrained_level`:
+    predicted for every input; :func:`pinned_accuracy`, which the underfit rules ask
+    too), the val loss never fell ``poor_progress`` below its first evaluation, and both
+    the val and the train loss are still near the untrained level: at
+    ``near_untrained_share`` or more of the L0 the log shows (:func:`untrained_level`:
     ln C, or the log's own), or between ``guess_loss_share`` and ``guess_ceiling`` times
     the least cross-entropy of a constant guess of that accuracy (the entropy of the
     class prior, which a binary set's accuracy gives exactly: an L0 read from a first
@@ -589,24 +588,24 @@ def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
     also predicts one symbol, but its loss fell far below ln C and sits far above that
     guess's least entropy: it learned the prior (underfit, not never-learned).  Not for a
     loss ending above ``max_start_chance`` x ln C (ln 2 or that least entropy when C is
-    unknown): a huge initialisation's loss, divergence's business."""
+    unknown): a huge initialisation's loss, divergence's business.
+
+    The val-loss test (first evaluation to lowest smoothed level) stays this rule's own,
+    apart from :func:`underfit.val_learned` (end over early level, or a train descent
+    before validation): sharing one would move which runs fire."""
     acc = accuracy_curve(ctx, Role.VAL_METRIC, fraction_only=False)
     vl = get_curve(ctx, Role.VAL_LOSS)
     if acc is None or vl is None or len(vl) < int(p["min_never_points"]):
         return {}
-    t0 = float(acc.steps[-1]) - float(p["tail_frac"]) * acc.span
-    values = acc.values[acc.steps >= t0]
-    if len(values) < int(p["min_tail_points"]):
-        values = acc.values
-    if len(values) < int(p["min_never_points"]):
-        return {}
-    raw = np.abs(np.array([acc.raw(float(v)) for v in values]))
-    raw = np.where(raw > 1.0, raw / 100.0, raw)
+    pinned = pinned_accuracy(acc, int(p["min_never_points"]), float(p["pinned_acc_band"]),
+                             float(p["tail_frac"]), int(p["min_tail_points"]))
     v0 = float(vl.values[0])
-    if (float(np.ptp(raw)) > float(p["pinned_acc_band"]) or v0 <= 0 or (
+    # a band (not identity) needs min_never_points evaluations whichever the window: a
+    # tail of min_tail_points (< min_never_points when so configured) may agree by chance
+    if (pinned is None or len(pinned.fractions) < int(p["min_never_points"]) or v0 <= 0 or (
             v0 - float(np.min(smoothed(ctx, vl)[1]))) >= float(p["poor_progress"]) * v0):
         return {}
-    a = float(np.median(raw))
+    a = float(np.median(pinned.fractions))
     bound, found = _guess_entropy(a), untrained_level(ctx)
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     # a loss far above any chance level is a huge initialisation's (divergence's business)
@@ -629,7 +628,7 @@ def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
         if not out:
             out = {"poor_by": "constant_guess", "constant_accuracy": a,
                    "constant_metric": acc.tag, "poor_loss": lc.tag,
-                   "constant_spread": float(np.ptp(raw))}
+                   "constant_spread": pinned.spread}
             out.update({"loss_vs_chance": end / found[0], "untrained_level": found[0],
                         "untrained_from": found[1]} if by_l0 and found is not None
                        else {"loss_vs_chance": end / bound})
@@ -668,7 +667,7 @@ def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: in
         acc = get_curve(ctx, role)
         if acc is None or not len(acc) or not bounded_metric(acc):
             continue
-        if len(acc) >= min_points and float(np.ptp(acc.values)) <= 1e-9:
+        if pinned_accuracy(acc, min_points) is not None:
             return False
         guess = float(np.exp(-level0))
         return acc.raw(float(acc.values[0])) >= guess + share * (1.0 - guess)

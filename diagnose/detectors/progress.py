@@ -213,6 +213,57 @@ def accuracy_curve(ctx: RuleContext, role: Role, fraction_only: bool = True) -> 
     return None
 
 
+def accuracy_fractions(acc: Curve, values: np.ndarray) -> np.ndarray:
+    """Oriented accuracy ``values`` of ``acc`` read as fractions: a logged value above 1
+    is a percentage (read value by value, as logged)."""
+    raw = np.abs(np.array([acc.raw(float(v)) for v in values]))
+    fractions: np.ndarray = np.where(raw > 1.0, raw / 100.0, raw)
+    return fractions
+
+
+def evaluation_window(c: Curve, min_points: int, tail_frac: float | None = None,
+                      min_tail_points: int = 0) -> np.ndarray:
+    """The evaluations that say where a curve ended up: those over its last ``tail_frac``
+    of steps when there are ``min_tail_points`` or more of them, else every evaluation
+    (a split evaluated a few times; ``tail_frac`` None: always every one); empty when
+    those are fewer than ``min_points`` (too few to say anything held)."""
+    if tail_frac is not None:
+        tail = c.values[c.steps >= float(c.steps[-1]) - tail_frac * c.span]
+        if len(tail) >= min_tail_points:
+            return tail
+    return c.values if len(c) >= min_points else c.values[:0]
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """An accuracy that held one value over its evaluation window."""
+
+    curve: Curve
+    fractions: np.ndarray  # the window's values, as fractions (:func:`accuracy_fractions`)
+
+    @property
+    def spread(self) -> float:
+        return float(np.ptp(self.fractions))
+
+
+def pinned_accuracy(acc: Curve, min_points: int, band: float | None = None,
+                    tail_frac: float | None = None, min_tail_points: int = 0) -> Pinned | None:
+    """Whether the accuracy ``acc`` stayed at one value over its evaluation window
+    (:func:`evaluation_window`): the one owner of "the model predicts the same thing at
+    every evaluation" (the plateau and underfit rules both ask it).
+
+    ``band`` None: identical as logged (to 1e-9, in the metric's own units: the
+    predictions never changed, whatever the unit); else a spread of at most ``band`` as
+    fractions (a sample or two of a small val set moving either way).  A model predicting
+    one class for every input scores that class's share at every evaluation whatever its
+    weights do: a pinned accuracy alone is not "learned"."""
+    window = evaluation_window(acc, min_points, tail_frac, min_tail_points)
+    if not len(window) or (band is None and float(np.ptp(window)) > 1e-9):
+        return None
+    pinned = Pinned(acc, accuracy_fractions(acc, window))
+    return None if band is not None and pinned.spread > band else pinned
+
+
 def primary_objective(ctx: RuleContext) -> Curve | None:
     """The curve that says whether training still pays off: val loss, else the val
     metric, else the train loss (a run without validation is judged by its train loss)."""

@@ -55,6 +55,7 @@ from diagnose.detectors.progress import (
     get_curve,
     level_at,
     pct,
+    pinned_accuracy,
     smoothed,
     start_level,
 )
@@ -620,8 +621,9 @@ def val_learned(ctx: RuleContext, l0: float, min_points: int, min_val_fall: floa
 def constant_guess(ctx: RuleContext, l0: float, min_points: int, min_val_fall: float,
                    min_fall: float) -> bool:
     """Whether the held-out predictions never changed: the val accuracy is identical at
-    every one of at least ``min_points`` evaluations and the val loss did not learn on
-    what it shows (:func:`val_learned`).
+    every one of at least ``min_points`` evaluations (:func:`pinned_accuracy`, the owner
+    the plateau rule asks too) and the val loss did not learn on what it shows
+    (:func:`val_learned`: this rule's own half).
 
     A model predicting one class for every input (the class prior: the majority rate of
     an imbalanced set) scores that class's share at every epoch whatever its weights do;
@@ -631,7 +633,7 @@ def constant_guess(ctx: RuleContext, l0: float, min_points: int, min_val_fall: f
     loss, or its train loss before validation began, shows the descent: it learned the
     prior (underfit)."""
     va = _accuracy(ctx, Role.VAL_METRIC)
-    if va is None or len(va) < min_points or float(np.ptp(va.values)) > 1e-9:
+    if va is None or pinned_accuracy(va, min_points) is None:
         return False
     return not val_learned(ctx, l0, min_points, min_val_fall, min_fall)
 
