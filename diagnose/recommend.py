@@ -546,16 +546,6 @@ def key_metric_stop(ctx: AdviceContext, name: str,
                             f"step {key.step}"
 
 
-def best_at_first_evals(ctx: AdviceContext, n: int) -> bool:
-    """Was the val loss at its lowest within its first ``n`` evaluations (and logged at
-    more than ``n``)?  Then nothing the training did after them helped val."""
-    val = ctx.role(Role.VAL_LOSS)
-    if val is None or val.split not in ("val", "test"):
-        return False
-    fin = val.finite
-    return len(fin) > n and int(np.argmin(fin.values)) < n
-
-
 def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
                    best_value: float | None, end_value: float | None, rise: float | None,
                    n_evals: int) -> list[Candidate]:
@@ -581,16 +571,12 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
             proposed = max(proposed, round(pol.min_stop_share * current))
             floor = (f" at the earliest: {pol.min_stop_share:.0%} of the run, since a stop "
                      "at the very first evaluations leaves nothing to train")
-        first = best_at_first_evals(ctx, pol.first_best_evals)
-        after = (" The val loss never improved after its first evaluation"
-                 f"{'s' if pol.first_best_evals > 1 else ''}, so regularise first: a stop "
-                 "there keeps a barely trained model." if first else "")
         out.append(candidate(
             hyper, "set", current, proposed,
             f"{reason}{key_note}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} "
             "(or early-stop "
-            f"on it with patience {patience} evaluations and restore the best weights)."
-            f"{after}", (pol.first_best_stop_weight if first else 1.4) * strength,
+            f"on it with patience {patience} evaluations and restore the best weights).",
+            1.4 * strength,
             direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
     optimizer = str(ctx.hp.get("optimizer") or "")

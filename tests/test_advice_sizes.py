@@ -673,31 +673,27 @@ def _first_recs(curves: dict, hparams: dict) -> list[Recommendation]:
     return list(found[0].recommendations)
 
 
-@pytest.mark.parametrize("stop_weight, regularise_first", [(0.7, True), (1.4, False)])
-def test_val_loss_lowest_at_its_first_evaluation_regularises_before_the_stop(
-        stop_weight, regularise_first):
-    # r01980's shape: val loss lowest at the first evaluation, worse ever after; a stop
-    # there keeps a model trained for one evaluation interval (policy first_best_evals);
-    # first_best_stop_weight ranks that stop (1.4 = an ordinary stop's weight)
+def test_val_loss_lowest_at_its_first_evaluation_still_stops_first():
+    """r01980's shape: val loss lowest at the first evaluation, worse ever after. Round 9
+    ranked regularisation first there, on a result the corpus's constant-feature artefact
+    made; on the fixed data the stop at step 65 fixes r01980 (0.497 / bar 0.873) where
+    weight decay 5e-3 does not (0.647, overfit in a seed), and it beats weight decay on
+    r00819 and r01080 too (bench/README.md, fourth session's fix rate)."""
     steps = np.arange(65, 547, 65)
     curves = {"loss/train": (np.arange(5, 547, 5), 2.0 * np.exp(-np.arange(5, 547, 5) / 60)
                              + 0.01),
               "loss/val": (steps, 0.51 + 0.04 * np.sqrt(steps - 65) / 4)}
     hp = {"max_steps": 546, "optimizer": "adam", "weight_decay": 0.0}
-    result = recommend(engine.evaluate(make_run(curves, hp)),
-                       policy=AdvicePolicy(first_best_stop_weight=stop_weight))
+    result = recommend(engine.evaluate(make_run(curves, hp)))
     recs = [r for f in result.findings if f.state == "overfit" for r in f.recommendations]
     names = [r.hyperparameter for r in recs]
-    assert "max_steps" in names and "weight_decay" in names
-    assert (names[0] == "weight_decay") is regularise_first
-    stop = recs[names.index("max_steps")]
-    assert "never improved after its first evaluation" in stop.rationale
+    assert names[0] == "max_steps" and "weight_decay" in names
+    assert recs[0].proposed >= 0.1 * 546  # min_stop_share: never a degenerate stop
 
 
 def test_val_loss_best_later_keeps_the_stop_first():
     recs = _first_recs(overfit_curves(), {"max_steps": 6000, "optimizer": "adam"})
     assert recs[0].hyperparameter == "max_steps"
-    assert "never improved" not in recs[0].rationale
 
 
 @pytest.mark.parametrize("optimizer, proposed", [("Adam", 5e-3), ("RMSprop", 5e-3),

@@ -205,15 +205,6 @@ class AdvicePolicy:
         "none (coupled L2: the adaptive denominator scales the decay down for weights with "
         "large gradients, Loshchilov & Hutter 2019, so the SGD default 5e-4 barely "
         "regularises; the top of the coupled range, max_coupled_weight_decay)")
-    first_best_evals: int = _knob(
-        1, P.COUNT, "a val loss at its lowest within this many first evaluations never "
-        "improved after them: a stop there keeps a barely trained model (the issue's "
-        "degenerate stop), so regularisation ranks before the stop (fix rate round 9: "
-        "r01980 fixed by weight decay 5e-4, not by the stop)")
-    first_best_stop_weight: float = _knob(
-        0.7, P.POSITIVE, "the strength of that stop (1.4 otherwise): its impact 0.5 x 0.7 "
-        "ranks it after weight decay, dropout and augmentation (0.45/0.4/0.4), before a "
-        "smaller model (0.2)")
     min_dropout: float = _knob(
         0.2, P.FRACTION, "dropout below this is raised to default_dropout")
     max_dropout: float = _knob(0.5, P.FRACTION, "dropout is not raised beyond this")
