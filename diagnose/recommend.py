@@ -255,11 +255,20 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     else:
         why = ""
     if why:
+        current_clip = finite_number(ctx.hp.get("grad_clip"))
+        together: tuple[Recommendation, ...] = ()
+        if (nonfinite and pol.clip_with_first_blowup
+                and not (current_clip is not None and current_clip > 0)):
+            together = (Recommendation(
+                "grad_clip", "set", ctx.hp.get("grad_clip"), pol.default_clip_norm,
+                "the loss went non-finite: standardised targets alone leave unscaled inputs "
+                "or a bad init free to blow the updates up, so clip the global grad norm at "
+                f"{float(pol.default_clip_norm)} in the same run to bound them"),)
         out.append(candidate(
             "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
             f"{reason} and {why}; the gradients scale with the targets, so standardise "
             "them (subtract the mean, divide by the std; invert for predictions) before "
-            "tuning the LR.", 1.5 if measured else 1.3))
+            "tuning the LR.", 1.5 if measured else 1.3, together=together))
     init = init_blowup(ctx, b)
     if init is not None:
         out.append(init)

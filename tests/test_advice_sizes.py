@@ -780,3 +780,25 @@ def test_an_lr_far_above_its_range_is_never_raised(lr, optimizer, factor, moved)
         assert low <= rec.proposed <= high
     else:
         assert rec.proposed == pytest.approx(lr * factor)
+
+
+@pytest.mark.parametrize("nonfinite, clip, together", [
+    (True, None, True), (True, 0.5, False), (False, None, False)])
+def test_standardised_targets_bring_a_clip_when_the_loss_went_non_finite(
+        nonfinite, clip, together):
+    """Corpus r00409 (regression, dead-bias init, NaN from its first point): standardising
+    alone stays non-finite, standardising with a clip at 1 fixes it (fix rate, fourth
+    session). A run that already clips, or whose loss stayed finite, gets no clip."""
+    hp: dict = {"learning_rate": 0.05, "optimizer": "sgd", "task": "regression"}
+    if clip is not None:
+        hp["grad_clip"] = clip
+    loss = 1e6 * np.exp(-STEPS / 200) + 2e5  # MSE on targets x1000
+    up = STEPS >= 100
+    loss[up] = loss[up] * np.exp((STEPS[up] - 100) / 10)
+    if nonfinite:
+        loss[STEPS >= 200] = np.nan
+    rec = _recs({"loss/train": (STEPS, loss)}, hp, "divergence")["standardize_targets"]
+    clips = [r for r in rec.together if r.hyperparameter == "grad_clip"]
+    assert bool(clips) == together
+    if together:
+        assert clips[0].proposed == AdvicePolicy().default_clip_norm

@@ -106,6 +106,12 @@ class AdvicePolicy:
         "He (Kaiming) init with it, applied in the same trial (the recommendation's "
         "together_with): ReLU under an init scaled for sigmoid/tanh still vanishes in a "
         "deep stack, and He init alone does not revive a saturating net (He et al. 2015)")
+    clip_with_first_blowup: bool = _knob(
+        True, P.FLAG, "a regression whose loss went non-finite and is told to standardise "
+        "its targets gets gradient clipping at default_clip_norm in the same trial "
+        "(together_with): clipping bounds the updates whatever else is unscaled (inputs, "
+        "an init); bench/README.md fourth session: clip alone fixes the two corpus cases "
+        "where standardising alone stays non-finite")
     short_run_steps: int = _knob(
         1000, P.COUNT, "a run planned for fewer steps than this that never left its "
         "initial level with an LR far below the usual range has no steps to spare: its LR "
