@@ -585,8 +585,7 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
             f"{reason}{key_note}, so stop at {hyper.replace('_', ' ')} {proposed}{floor} "
             "(or early-stop "
             f"on it with patience {patience} evaluations and restore the best weights).",
-            1.4 * strength,
-            direction=-1))
+            1.4 * strength, direction=-1))
     wd = finite_number(ctx.hp.get("weight_decay"))
     optimizer = str(ctx.hp.get("optimizer") or "")
     decoupled = "adamw" in optimizer.lower()

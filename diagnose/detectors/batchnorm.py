@@ -227,7 +227,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                                 at_end=False))
             ta = tacc.raw(level(tacc.steps, tacc.values, float(tacc.steps[0]),
                                 max(end, float(tacc.steps[0])), at_end=False))
-            if ta - va >= float(p.acc_gap) and not val_learned(ctx, float(p.acc_learned)):
+            if ta - va >= float(p.acc_gap) and not eval_outputs_learned(ctx, float(p.acc_learned)):
                 first = int(val.steps[0]) if val is not None else int(vacc.steps[0])
                 return [Found(val.tag if val is not None else vacc.tag, first, BN001.Evidence(
                     first_step=first, **hp, branch="broken", early_val_over_train=ratio,
@@ -363,7 +363,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     vacc = _acc(ctx, Role.VAL_METRIC)
     acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
     if (acc_best is not None and acc_best >= float(p.acc_learned) \
-            and ratio < float(p.early_ratio)) or val_learned(ctx, float(p.acc_learned)):
+            and ratio < float(p.early_ratio)) or eval_outputs_learned(ctx, float(p.acc_learned)):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
@@ -478,7 +478,7 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
     if (t_acc is not None and t_acc < stuck + float(p.acc_gap)) \
-            or val_learned(ctx, float(p.acc_learned)):
+            or eval_outputs_learned(ctx, float(p.acc_learned)):
         return None
     return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="stuck", val_acc_stuck=stuck, stuck_share=share,
@@ -588,7 +588,7 @@ def _untrained(ctx: RuleContext, train: Curve) -> float:
     return ref
 
 
-def val_learned(ctx: RuleContext, acc_learned: float) -> bool:
+def eval_outputs_learned(ctx: RuleContext, acc_learned: float) -> bool:
     """Eval-mode outputs are right and not blown up: the val accuracy reached
     ``acc_learned`` and the val loss's median sits below the untrained level (at least
     ln 2, the least chance level of any classifier, since a fine-tune's first train loss

@@ -406,11 +406,11 @@ def _eval_broken(ctx: RuleContext, p: Any) -> bool:
     """Val loss many times the train loss from the first evaluations on, or val accuracy
     stuck at one value while the val loss never improves: evaluation is broken (BN001),
     so the val curve says nothing about generalisation."""
-    from diagnose.detectors.batchnorm import eval_stuck, val_learned
+    from diagnose.detectors.batchnorm import eval_outputs_learned, eval_stuck
 
     # BN001's own boundary: a val that learned is judged here, however far a memorised
     # train loss fell below it
-    if val_learned(ctx, float(ctx.thresholds_of("BN001")["acc_learned"])):
+    if eval_outputs_learned(ctx, float(ctx.thresholds_of("BN001")["acc_learned"])):
         return False
     ratio = early_eval_ratio(ctx)
     if ratio is not None and ratio >= float(p["max_early_ratio"]):
