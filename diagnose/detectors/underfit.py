@@ -23,8 +23,10 @@
   val loss must show it learned over its own evaluations; a loss-only log (read as a
   regression: its untrained level is the target's variance) is poor at a lower share
   of that level when its val loss shows the descent from it; so is a run stopped while
-  still falling steeply (too few steps: its end is not its level).  A high val accuracy
-  does not clear a loss still holding most of its untrained level.
+  still falling steeply (too few steps: its end is not its level), or whose logged LR
+  froze early (it trained only until then: a val loss flat from its first evaluation is
+  the frozen model, not a floor).  A high val accuracy does not clear a loss still
+  holding most of its untrained level.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -54,6 +56,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level_at,
+    lr_frozen_from,
     pct,
     pinned_accuracy,
     smoothed,
@@ -656,6 +659,24 @@ def late_share(ctx: RuleContext, l0: float, min_val_points: int,
     return None
 
 
+def lr_frozen_early(ctx: RuleContext, low_share: float, by: float) -> tuple[float, int] | None:
+    """The step from which the logged LR stayed below ``low_share`` of its peak
+    (:func:`progress.lr_frozen_from`) and how many train loss values were logged before
+    it, when that came within the first ``by`` of the run; else None.
+
+    Such a run trained only over that early stretch (a step schedule sized in epochs but
+    stepped per batch, a milestone set too early): its later curves are the frozen model,
+    flat from the first evaluation because the weights stopped moving, not because the
+    model reached its data's floor.  Train values logged before the freeze show the
+    descent from the untrained level (the log's first values are that level).
+    """
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    at = lr_frozen_from(ctx.series(Role.LR), low_share)
+    if tl is None or at is None or tl.span <= 0 or at - float(tl.steps[0]) > by * tl.span:
+        return None
+    return at, int(np.sum(tl.steps < at))
+
+
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
     """The lowest smoothed loss of the run: read on the val loss when it has at least
     ``min_val_points`` evaluations (a per-step train curve dips below any level once by
@@ -721,6 +742,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         falling_share: float = param(P.SHARE)
         falling_poor_ratio: float = param(P.FRACTION)
         high_acc_poor_ratio: float = param(P.FRACTION)
+        frozen_lr_share: float = param(P.SHARE)
+        frozen_by: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -745,6 +768,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         late_share: float | None = optional()
         num_classes: int | None = optional()
         still_falling: bool = False
+        #: the step from which the logged LR stayed below frozen_lr_share of its peak,
+        #: when that came within frozen_by of the run (it trained only until then)
+        lr_frozen_at: int | None = optional()
         last_step: int = 0
         #: the train loss's gain over the last quarter (the advice lengthens a run
         #: that still learns)
@@ -785,11 +811,16 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         acc = self._accuracy(ctx, frac)
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         v_fall = val_own_fall(ctx, p.min_val_points)
-        if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall):
+        # (unless the LR froze early: the weights stopped moving then, so a val loss
+        # flat from its first evaluation is the frozen model, not one at its data's floor)
+        frozen = lr_frozen_early(ctx, float(p.frozen_lr_share), float(p.frozen_by))
+        if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall) \
+                and frozen is None:
             return []
-        # (one class predicted for every input: never left its initial level, known C too)
-        if constant_guess(ctx, l0, p.min_val_points, float(p.min_val_fall),
-                          float(p.min_fall)):
+        # (one class predicted for every input: never left its initial level, known C too;
+        # a model frozen early by its LR also repeats its predictions at every evaluation)
+        if frozen is None and constant_guess(ctx, l0, p.min_val_points,
+                                             float(p.min_val_fall), float(p.min_fall)):
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
@@ -801,9 +832,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # regression_poor_ratio of it explains too little of the variance to be a fit
         # (read only when the val loss shows the descent from that level on its own
         # evaluations: the log's first values are then the untrained level)
+        # (or when the LR froze early with the descent before it logged on the train
+        # curve: the log starts at the untrained model)
         regression = (n_classes is None and not any(
             ctx.roles.candidates(r) for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
-                      and (v_fall is None or v_fall >= float(p.regression_min_val_fall)))
+                      and (v_fall is None or v_fall >= float(p.regression_min_val_fall)
+                           or (frozen is not None and frozen[1] >= p.min_val_points)))
         ratio = float(p.many_poor_ratio if many else
                       p.regression_poor_ratio if regression else p.poor_ratio)
         # stopped while still falling steeply (DESIGN.md: too few steps): the end is not
@@ -875,7 +909,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             accuracy_gain=acc[3] if acc else None,
             accuracy_above_chance=acc[2] if acc and n_classes is not None else None,
             unconfident=unconfident, late_share=late,
-            num_classes=n_classes, still_falling=falling, last_step=int(tl.steps[-1]),
+            num_classes=n_classes, still_falling=falling,
+            lr_frozen_at=int(frozen[0]) if frozen is not None else None,
+            last_step=int(tl.steps[-1]),
             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
         return [Found(tl.tag, int(tl.steps[-1]), ev)]
@@ -961,6 +997,10 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                 and ev.late_share >= th.falling_share:
             how = (f"still falling: {pct(ev.late_share)} of its progress made in the last "
                    f"quarter, stopped at a poor level")
+        if ev.lr_frozen_at is not None:
+            how += (f"; the logged LR froze at step {ev.lr_frozen_at}, below "
+                    f"{fmt(th.frozen_lr_share) if isinstance(th, UND004.Params) else 'a sliver'}"
+                    f" of its peak: it trained only until then")
         return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
                 f"{poor}; the model learns but stays poor ({how})")
 
