@@ -48,6 +48,7 @@ from diagnose.detectors import params as P
 from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
+    accuracy_fractions,
     bounded_metric,
     calibrated_loss,
     early_level,
@@ -677,6 +678,27 @@ def lr_frozen_early(ctx: RuleContext, low_share: float, by: float) -> tuple[floa
     return at, int(np.sum(tl.steps < at))
 
 
+def val_accuracy_gain(ctx: RuleContext, l0: float, min_points: int) -> float | None:
+    """How far the val accuracy rose over its own evaluations, as a share of the room
+    above where it began: (end - start) / (1 - start), end the median of its last fifth
+    (:func:`progress.end_level`), start the worse of its first two values but at least
+    chance (1/C with the class count known, else exp(-l0): C <= exp(L0) bounds it, so
+    1/C >= exp(-L0)); None without ``min_points`` evaluations of a val accuracy.
+
+    A first evaluation below chance is noise around it, not room the model gained; a
+    first evaluation above chance (learned before it) only makes the share smaller.
+    """
+    va = _accuracy(ctx, Role.VAL_METRIC)
+    if va is None or len(va) < min_points:
+        return None
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    chance = (signals.chance_accuracy(n_classes) if n_classes is not None
+              else math.exp(-min(l0, 20.0)))
+    start = max(float(min(accuracy_fractions(va, va.values[:2]))), chance)
+    end = float(accuracy_fractions(va, np.array([end_level(va, 0.2)]))[0])
+    return (end - start) / (1.0 - start) if start < 1.0 else None
+
+
 def best_loss(ctx: RuleContext, min_val_points: int = 3) -> tuple[float, str] | None:
     """The lowest smoothed loss of the run: read on the val loss when it has at least
     ``min_val_points`` evaluations (a per-step train curve dips below any level once by
@@ -744,6 +766,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         high_acc_poor_ratio: float = param(P.FRACTION)
         frozen_lr_share: float = param(P.SHARE)
         frozen_by: float = param(P.SHARE)
+        acc_learned_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -771,6 +794,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         #: the step from which the logged LR stayed below frozen_lr_share of its peak,
         #: when that came within frozen_by of the run (it trained only until then)
         lr_frozen_at: int | None = optional()
+        #: the val accuracy's rise over its own evaluations (share of the room above
+        #: where it began), when it, not the loss, shows the run learned
+        val_acc_gain: float | None = optional()
         last_step: int = 0
         #: the train loss's gain over the last quarter (the advice lengthens a run
         #: that still learns)
@@ -799,7 +825,14 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if best is None:
             return []
         b, best_on = best
-        if not left_untrained_level(ctx, l0, float(p.min_fall)):
+        # (or the val accuracy did, on its own evaluations: logits held small by dropout
+        # or weight decay keep the cross-entropy near its untrained level while the
+        # argmax learns)
+        acc_learned = val_accuracy_gain(ctx, l0, p.min_val_points)
+        acc_left = (acc_learned is not None and acc_learned >= float(p.acc_learned_share)
+                    and not many_classes(ctx, l0, p.acc_max_classes))
+        loss_left = left_untrained_level(ctx, l0, float(p.min_fall))
+        if not (acc_left or loss_left):
             return []
         # ... and the val loss learned over its own evaluations (flat from its first one:
         # converged before it, or never left its start; a fine-tune that starts low keeps
@@ -815,7 +848,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # flat from its first evaluation is the frozen model, not one at its data's floor)
         frozen = lr_frozen_early(ctx, float(p.frozen_lr_share), float(p.frozen_by))
         if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall) \
-                and frozen is None:
+                and frozen is None and not acc_left:
             return []
         # (one class predicted for every input: never left its initial level, known C too;
         # a model frozen early by its LR also repeats its predictions at every evaluation)
@@ -911,6 +944,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             unconfident=unconfident, late_share=late,
             num_classes=n_classes, still_falling=falling,
             lr_frozen_at=int(frozen[0]) if frozen is not None else None,
+            val_acc_gain=acc_learned if not loss_left else None,
             last_step=int(tl.steps[-1]),
             train_tail_gain=_train_loss_tail_gain(ctx), thresholds=p,
         )
@@ -1001,7 +1035,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             how += (f"; the logged LR froze at step {ev.lr_frozen_at}, below "
                     f"{fmt(th.frozen_lr_share) if isinstance(th, UND004.Params) else 'a sliver'}"
                     f" of its peak: it trained only until then")
-        return (f"{ends} by step {ev.last_step} after learning to {fmt(ev.best)}: "
+        learned = f"after learning to {fmt(ev.best)}"
+        if ev.val_acc_gain is not None:
+            learned = (f"(best {fmt(ev.best)}, near its untrained level, but the val accuracy "
+                       f"rose {pct(ev.val_acc_gain)} of the room above where it began: "
+                       f"learned, with unconfident logits)")
+        return (f"{ends} by step {ev.last_step} {learned}: "
                 f"{poor}; the model learns but stays poor ({how})")
 
 
