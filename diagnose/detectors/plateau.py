@@ -15,7 +15,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
   level) is stuck from its first evaluation when that level is poor and no loss is low,
   blown up or huge (:func:`_never_left`); one logged only ``min_never_points`` to
-  ``min_points`` times is judged by that test alone.
+  ``min_points`` times is judged by that test alone.  A run whose logged learning rate
+  was cut ``lr_cut_ratio`` times below its peak early and kept there, with both losses
+  frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
+  by its schedule (:func:`_stopped_by_lr_cut`), whatever the objective's tail showed.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
