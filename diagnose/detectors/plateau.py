@@ -331,10 +331,12 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     from the untrained level L0 (:func:`_late_share`, from their best by then, or a val
     loss's first evaluation when it came later), neither ending at L0 or above and the
     val loss not ``max_loss_rise`` above its best by then, while the better of them still
-    holds ``cut_poor_share`` of L0 (and ``low_loss_share`` x ln 2: a fine-tune starts
-    low).  The log shows why the loss stopped falling (the LR cut froze the weights), so
-    a level short of the untrained tests' shares is still not convergence: learned a
-    little, then stuck early (DESIGN.md).  A late step decay (a healthy schedule) is not
+    holds ``cut_poor_share`` of L0 (and ``low_loss_share`` x ln 2, and with the class
+    count unknown the first accuracy does not lead the uniform guess by
+    ``first_acc_share`` of the room: a fine-tune starts low).  The log shows why the
+    loss stopped falling (the LR cut froze the weights), so a level short of the
+    untrained tests' shares is still not convergence: learned a little, then stuck early
+    (DESIGN.md).  A late step decay (a healthy schedule) is not
     early; a loss that keeps falling after the cut is not stopped."""
     tl = get_curve(ctx, Role.TRAIN_LOSS)
     found = untrained_level(ctx)
@@ -349,6 +351,12 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         vl = None
     vl = vl or tl
     level0 = found[0]
+    # with the class count unknown, a first accuracy already well above the uniform guess
+    # exp(-L0) makes L0 a trained model's loss (a fine-tune whose LR was stepped down
+    # early), not the untrained level
+    if signals.infer_num_classes(ctx.run, ctx.roles) is None and _trained_start(
+            ctx, level0, float(p["first_acc_share"]), int(p["min_never_points"])):
+        return None
     ends = []
     lates = []
     for c in (vl, tl):
