@@ -208,13 +208,18 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     reached, or flat at a level it did not call poor), the early-stop test
     :func:`_stopped_early`; not where a val metric is flat beside a rising val loss
     (``max_val_loss_rise``: overfitting's symptom), nor where the objective never
-    improved (:func:`_never_left` and its guards judge that)."""
+    improved (:func:`_never_left` and its guards judge that).  Where still no stall is
+    found, a stop by an early LR cut (:func:`_stopped_by_lr_cut`), but not for a curve
+    that clearly got worse (overfitting's) nor one that ends non-finite."""
     st = _stall(ctx, p)
     # a flat val metric beside a rising val loss stays overfitting's symptom
+    small_worse = _small_worsening(st, p) if st is not None else False
     if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st) or _small_worsening(st, p):
+                      and "worse_val_loss" not in st) or small_worse:
         st = _stopped_early(ctx, p) or st
-    if st is None or (st["kind"] not in ("stalled", "nonfinite") and "worse_val_loss" not in st):
+    if st is None or (st["kind"] not in ("stalled", "nonfinite")
+                      and "worse_val_loss" not in st
+                      and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
     return st
 
