@@ -15,7 +15,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
   level) is stuck from its first evaluation when that level is poor and no loss is low,
   blown up or huge (:func:`_never_left`); one logged only ``min_never_points`` to
-  ``min_points`` times is judged by that test alone.
+  ``min_points`` times is judged by that test alone.  A run whose logged learning rate
+  was cut ``lr_cut_ratio`` times below its peak early and kept there, with both losses
+  frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
+  by its schedule (:func:`_stopped_by_lr_cut`), whatever the objective's tail showed.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -84,7 +87,7 @@ _KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_re
          "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
          "first_acc_share", "guess_loss_share", "stopped_poor_share",
          "small_worse_noise", "small_worse_share", "pinned_acc_band", "near_untrained_share",
-         "guess_ceiling")
+         "guess_ceiling", "lr_cut_ratio", "cut_poor_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -120,6 +123,8 @@ class StallParams(RuleParams):
     pinned_acc_band: float = param(P.FRACTION)
     near_untrained_share: float = param(P.FRACTION)
     guess_ceiling: float = param(P.AT_LEAST_ONE)
+    lr_cut_ratio: float = param(P.AT_LEAST_ONE)
+    cut_poor_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ class StallEvidence(RuleEvidence):
     constant_spread: float | None = optional()
     underfit_by: str | None = optional()
     late_gain: float | None = optional()
+    lr_cut_step: int | None = optional()
+    lr_cut_ratio: float | None = optional()
+    lr_after_cut: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -200,12 +208,19 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     reached, or flat at a level it did not call poor), the early-stop test
     :func:`_stopped_early`; not where a val metric is flat beside a rising val loss
     (``max_val_loss_rise``: overfitting's symptom), nor where the objective never
-    improved (:func:`_never_left` and its guards judge that)."""
+    improved (:func:`_never_left` and its guards judge that).  Where still no stall is
+    found, a stop by an early LR cut (:func:`_stopped_by_lr_cut`), but not for a curve
+    that clearly got worse (overfitting's) nor one that ends non-finite."""
     st = _stall(ctx, p)
     # a flat val metric beside a rising val loss stays overfitting's symptom
+    small_worse = _small_worsening(st, p) if st is not None else False
     if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st) or _small_worsening(st, p):
-        return _stopped_early(ctx, p) or st
+                      and "worse_val_loss" not in st) or small_worse:
+        st = _stopped_early(ctx, p) or st
+    if st is None or (st["kind"] not in ("stalled", "nonfinite")
+                      and "worse_val_loss" not in st
+                      and (st["kind"] != "worsening" or small_worse)):
+        return _stopped_by_lr_cut(ctx, p) or st
     return st
 
 
@@ -281,6 +296,103 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             "flat_share": (float(tl.steps[-1]) - early) / tl.span, "late_gain": lates[0],
             "train": None, "train_improving": False, "poor": True,
             "progress_rel": (level0 - by_early) / level0}
+
+
+def _early_lr_cut(ctx: RuleContext, p: Any, first: float, span: float
+                  ) -> tuple[float, float, float, float] | None:
+    """(cut step, step the stop is read from, peak over after, LR at the end) of a logged learning
+    rate cut ``lr_cut_ratio`` times or more below its peak within the first
+    ``1 - early_flat_share`` of the run (``first`` + that share of ``span``) and kept
+    there to the end: a step decay that came early, not a cosine tail nor a restart (whose
+    LR comes back up)."""
+    lr = ctx.series(Role.LR)
+    if lr is None:
+        return None
+    f = lr.finite
+    if len(f) < 3 or float(np.max(f.values)) <= 0:
+        return None
+    v, s = f.values, f.steps.astype(float)
+    ipk = int(np.argmax(v))
+    low = float(np.max(v)) / float(p["lr_cut_ratio"])
+    after = np.flatnonzero(v[ipk:] <= low)
+    if not len(after):
+        return None
+    j = ipk + int(after[0])
+    early = first + (1.0 - float(p["early_flat_share"])) * span
+    if float(s[j]) > early or float(np.max(v[j:])) > low:
+        return None
+    # a loss logged at the cut may average steps before it: the first LR point after the
+    # cut is the first step trained wholly at the low rate; and the stop is read from the
+    # end of the early share of the run at the soonest (as :func:`_stopped_early`)
+    since = max(float(s[min(j + 1, len(s) - 1)]), early)
+    return float(s[j]), since, float(v[ipk]) / float(np.max(v[j:])), float(v[-1])
+
+
+def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """Stopped early by the schedule: the logged learning rate was cut early
+    (:func:`_early_lr_cut`) and after it (from the first step trained wholly at the low
+    rate, and not before the first ``1 - early_flat_share`` of the run) the val loss (else
+    the train loss) and the train loss each made at most ``max_late_gain`` of their fall
+    from the untrained level L0 (:func:`_late_share`, from their best by then, or a val
+    loss's first evaluation when it came later), neither ending at L0 or above and the
+    val loss not ``max_loss_rise`` above its best by then, while the better of them still
+    holds ``cut_poor_share`` of L0 (and ``low_loss_share`` x ln 2, and with the class
+    count unknown the first accuracy does not lead the uniform guess by
+    ``first_acc_share`` of the room: a fine-tune starts low).  The log shows why the
+    loss stopped falling (the LR cut froze the weights), so a level short of the
+    untrained tests' shares is still not convergence: learned a little, then stuck early
+    (DESIGN.md).  A late step decay (a healthy schedule) is not
+    early; a loss that keeps falling after the cut is not stopped."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+        return None
+    cut = _early_lr_cut(ctx, p, float(tl.steps[0]), tl.span)
+    if cut is None:
+        return None
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if vl is not None and (len(vl) < int(p["min_never_points"])
+                           or float(np.min(vl.values)) <= 0):
+        vl = None
+    vl = vl or tl
+    level0 = found[0]
+    # with the class count unknown, a first accuracy already well above the uniform guess
+    # exp(-L0) makes L0 a trained model's loss (a fine-tune whose LR was stepped down
+    # early), not the untrained level
+    if signals.infer_num_classes(ctx.run, ctx.roles) is None and _trained_start(
+            ctx, level0, float(p["first_acc_share"]), int(p["min_never_points"])):
+        return None
+    ends = []
+    lates = []
+    for c in (vl, tl):
+        end = end_level(c) if len(c) >= int(p["min_points"]) else float(c.values[-1])
+        since = max(cut[1], float(c.steps[0]))
+        late = _late_share(c, since, level0, end)
+        # ... nor the val loss rose back max_loss_rise above its best by then (as in
+        # _stopped_early; a noisy train loss's best is one lucky batch)
+        if (late is None or late > float(p["max_late_gain"]) or end >= level0
+                or (c is vl and end > (1.0 + float(p["max_loss_rise"])) * float(
+                    np.min(c.values[c.steps <= since])))):
+            return None
+        ends.append(end)
+        lates.append(late)
+    better = min(ends)
+    if (better < float(p["cut_poor_share"]) * level0
+            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+        return None
+    v_end = ends[0]
+    by_cut = float(np.min(vl.values[vl.steps <= max(cut[1], float(vl.steps[0]))]))
+    return {"curve": vl, "total": level0 - by_cut, "noise": noise(vl),
+            "best": float(np.min(vl.values)), "tail_start": cut[1],
+            "tail_gain": by_cut - v_end, "since": cut[1], "eps": abs(by_cut - v_end),
+            "also_flat": [], "kind": "stalled", "poor_by": "lr_cut",
+            "poor_loss": (vl, tl)[int(np.argmin(ends))].tag,
+            "loss_vs_chance": better / level0, "untrained_level": level0,
+            "untrained_from": found[1], "loss_progress": None,
+            "flat_share": (float(tl.steps[-1]) - cut[1]) / tl.span, "late_gain": lates[0],
+            "lr_cut_step": int(cut[0]), "lr_cut_ratio": cut[2], "lr_after_cut": cut[3],
+            "train": None, "train_improving": False, "poor": True,
+            "progress_rel": (level0 - by_cut) / level0}
 
 
 def _trend_gain(c: Curve, t0: float, scale: float) -> float:
@@ -750,6 +862,9 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         constant_spread=st.get("constant_spread"),
         underfit_by=st.get("underfit_by"),
         late_gain=st.get("late_gain"),
+        lr_cut_step=st.get("lr_cut_step"),
+        lr_cut_ratio=st.get("lr_cut_ratio"),
+        lr_after_cut=st.get("lr_after_cut"),
         thresholds=p,
         last_step=last_step,
     )
@@ -806,6 +921,11 @@ class PLT001(Rule[StallParams, StallEvidence]):
                    f"{ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): one class "
                    f"predicted for every input, never learned")
+        elif ev.lr_cut_ratio is not None and ev.loss_vs_chance is not None:
+            why = (f"by the learning rate, cut {fmt(ev.lr_cut_ratio)}x below its peak to "
+                   f"{fmt(ev.lr_after_cut)} at step {ev.lr_cut_step}, with "
+                   f"{ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
+                   f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
         elif ev.loss_vs_chance is not None and ev.untrained_level is not None:
             why = (f"with {ev.poor_loss} still at {pct(ev.loss_vs_chance)} of the untrained "
                    f"level {fmt(ev.untrained_level)} ({ev.untrained_from}): a poor level")
