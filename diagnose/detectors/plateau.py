@@ -51,6 +51,7 @@ from diagnose.detectors.progress import (
     get_curve,
     improvement,
     level_at,
+    lr_frozen_from,
     noise,
     pct,
     pinned_accuracy,
@@ -306,20 +307,14 @@ def _early_lr_cut(ctx: RuleContext, p: Any, first: float, span: float
     there to the end: a step decay that came early, not a cosine tail nor a restart (whose
     LR comes back up)."""
     lr = ctx.series(Role.LR)
-    if lr is None:
+    at = lr_frozen_from(lr, 1.0 / float(p["lr_cut_ratio"]), min_points=3)
+    if lr is None or at is None:
         return None
-    f = lr.finite
-    if len(f) < 3 or float(np.max(f.values)) <= 0:
-        return None
-    v, s = f.values, f.steps.astype(float)
-    ipk = int(np.argmax(v))
-    low = float(np.max(v)) / float(p["lr_cut_ratio"])
-    after = np.flatnonzero(v[ipk:] <= low)
-    if not len(after):
-        return None
-    j = ipk + int(after[0])
+    v, s = lr.finite.values, lr.finite.steps.astype(float)
+    j, ipk = int(np.searchsorted(s, at)), int(np.argmax(v))
     early = first + (1.0 - float(p["early_flat_share"])) * span
-    if float(s[j]) > early or float(np.max(v[j:])) > low:
+    # low before the final low stretch and back up: a restart, not a cut
+    if float(s[j]) > early or np.any(v[ipk:j] * float(p["lr_cut_ratio"]) < v[ipk]):
         return None
     # a loss logged at the cut may average steps before it: the first LR point after the
     # cut is the first step trained wholly at the low rate; and the stop is read from the
