@@ -570,7 +570,9 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     out: list[Candidate] = broken_bn_momentum(ctx, reason)
     last = ctx.last_step
     stop, key_note = key_metric_stop(ctx, name, best)
+    stop_at: int | None = None
     if stop is not None and (last is None or stop < last):
+        stop_at = len(out)
         hyper, current, proposed = length_target(ctx, stop)
         pol = ctx.policy  # AUTOTRAINER: max(3, epochs/15)
         patience = max(pol.min_patience,
@@ -658,7 +660,26 @@ def overfit_advice(ctx: AdviceContext, name: str, best: float | None,
     out.append(candidate("model_capacity", "decrease", None, "x0.5",
                      f"{reason}, so if regularisation is not enough halve the width or depth.",
                      strength))
+    if stop_at is not None and ctx.policy.stop_with_dropout:
+        out[stop_at] = stop_with_dropout(ctx, out[stop_at], out, tkeys)
     return out
+
+
+def stop_with_dropout(ctx: AdviceContext, stop: Candidate, cands: list[Candidate],
+                      keys: list[str]) -> Candidate:
+    """The stop with the finding's own dropout move in the same trial when the run has
+    (almost) no dropout (policy ``stop_with_dropout``): the stop keeps the best checkpoint,
+    dropout lowers the level it reaches.  ``stop`` unchanged when there is no such move."""
+    for c in cands:
+        now = finite_number(c.rec.current)
+        if (c.rec.hyperparameter in ("dropout", *keys) and now is not None
+                and now < ctx.policy.min_dropout):
+            why = (f"{stop.rec.rationale} In the same run, set {c.rec.hyperparameter} "
+                   f"{show(now)} -> {show(c.rec.proposed)}: the stop keeps the best "
+                   "checkpoint of a model with next to no dropout, and dropout lowers the "
+                   "level that checkpoint reaches.")
+            return replace(stop, rec=replace(stop.rec, rationale=why, together=(c.rec,)))
+    return stop
 
 
 def already_done(ctx: AdviceContext, c: Candidate) -> bool:
@@ -773,7 +794,24 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     mom = momentum_fix(ctx, reason)
     if mom is not None:
         out.append(mom)
+    if heavy and pol.heavy_reg_with_fit:
+        fit = tuple(c.rec for c in out if c.rec.hyperparameter in (
+            "model_capacity", "max_steps", "epochs") and c.direction > 0)
+        out = [heavy_with_fit(c, fit) if c in heavy else c for c in out]
     return out
+
+
+def heavy_with_fit(c: Candidate, fit: tuple[Recommendation, ...]) -> Candidate:
+    """A heavy regulariser set back together with the finding's capacity increase and
+    length extension (policy ``heavy_reg_with_fit``): it held the fit down all run, so
+    lifting it alone leaves a model that cannot fit in the steps it has."""
+    if not fit:
+        return c
+    with_ = ", ".join(f"{r.hyperparameter} {show(r.proposed)}" for r in fit)
+    why = (f"{c.rec.rationale} In the same run, {with_}: the regularisation held the "
+           "fit down for the whole run, so lifting it alone leaves a model that still "
+           "cannot fit in the steps it has.")
+    return replace(c, rec=replace(c.rec, rationale=why, together=fit))
 
 
 def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:

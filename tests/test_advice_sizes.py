@@ -802,3 +802,57 @@ def test_standardised_targets_bring_a_clip_when_the_loss_went_non_finite(
     assert bool(clips) == together
     if together:
         assert clips[0].proposed == AdvicePolicy().default_clip_norm
+
+
+# --- round 11: coupled moves from a real corpus run's curves (bench/README.md) ----------
+
+ADVICE_RUNS = Path(__file__).parent / "data" / "advice_runs"
+
+
+def _top_of(name: str, state: str, policy: AdvicePolicy | None = None,
+            hparams: dict | None = None) -> Recommendation:
+    """The first recommendation of the run's first ``state`` finding (what the probe and
+    bench/fixrate/fixrate.py try), for a calibration-corpus run stored in tests/data."""
+    sources, _ = discover.discover([str(ADVICE_RUNS / name)])
+    result = recommend(engine.evaluate(ingest.load_run(sources[0])), hparams,
+                       policy=policy)
+    found = [f for f in result.findings if f.state == state]
+    assert found, [(f.rule, f.state) for f in result.findings]
+    return found[0].recommendations[0]
+
+
+def test_heavy_weight_decay_of_a_short_underfit_run_goes_with_capacity_and_length():
+    """Corpus r02022 (CNN on 134 wine samples, Adam with coupled weight decay 0.1, 129
+    cosine steps, train accuracy 0.75): weight decay 5e-4 alone misses the level (0.80 /
+    bar 0.305), so do 5e-4 with x2 width (0.63) and with 1000 steps (0.38); all three in
+    one trial reach it (0.154, fixed in both seeds; policy heavy_reg_with_fit)."""
+    top = _top_of("r02022", "underfit")
+    assert (top.hyperparameter, top.current, top.proposed) == ("weight_decay", 0.1, 5e-4)
+    assert {r.hyperparameter: r.proposed for r in top.together} == {
+        "model_capacity": "x2", "max_steps": 1000}
+    assert "In the same run" in top.rationale
+    off = _top_of("r02022", "underfit", AdvicePolicy(heavy_reg_with_fit=False))
+    assert off.hyperparameter == "weight_decay" and off.together == ()
+
+
+def test_a_normal_weight_decay_of_an_underfit_run_carries_nothing():
+    """Only regularisation far above its usual maximum carries the fit moves: r02022's
+    curves with weight decay 1e-4 get their own order and no coupled change."""
+    top = _top_of("r02022", "underfit", hparams={"weight_decay": 1e-4})
+    assert top.hyperparameter != "weight_decay"
+    assert top.together == ()
+
+
+def test_the_stop_of_an_overfit_run_without_dropout_carries_dropout():
+    """Corpus r01180 (transformer on 93 text samples, Adam, no dropout, no weight decay):
+    the stop at the key metric's best alone misses the level (2.57 / bar 2.49); the same
+    stop with dropout 0.3 reaches it and beats the control (2.44, +0.048 / gate 0.044),
+    and stop + dropout keeps r01980 and r00805 fixed (policy stop_with_dropout)."""
+    top = _top_of("r01180", "overfit")
+    assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 252, 114)
+    assert {r.hyperparameter: r.proposed for r in top.together} == {
+        "dropout": AdvicePolicy().default_dropout}
+    assert "dropout 0 -> 0.3" in top.rationale
+    # a run that already has dropout, or a policy without the coupling: the stop alone
+    assert _top_of("r01180", "overfit", hparams={"dropout": 0.3}).together == ()
+    assert _top_of("r01180", "overfit", AdvicePolicy(stop_with_dropout=False)).together == ()

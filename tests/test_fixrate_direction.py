@@ -76,3 +76,21 @@ def test_right_wrong_and_absent_moves_on_the_same_runs(scored: dict[str, dict]) 
     assert _verdict(drop, "dropout", "set", None, 0.3) == "right"
     assert _verdict(drop, "dropout", "set", None, 0.99) == "wrong"
     assert _verdict(drop, "weight_decay", "increase", None, "current*3") == "other"
+
+
+def test_a_carried_change_is_scored_like_any_proposal() -> None:
+    """A change a recommendation carries (``together_with``) runs in the same trial, so
+    the wrong-move count and the range landings see it: a stop that carried a dropout
+    cut on a noisy-label run is a wrong move."""
+    stop = {"hyperparameter": "max_steps", "action": "set", "current": 600, "proposed": 60,
+            "rationale": ""}
+    cut = {"hyperparameter": "dropout", "action": "decrease", "current": 0.3,
+           "proposed": 0.0, "rationale": ""}
+    finding = {"rule": "OVF001", "state": "overfit", "severity": "warning",
+               "recommendations": [{**stop, "together_with": [cut]}]}
+    assert direction._proposals(finding) == [{**stop, "together_with": [cut]}, cut]
+    run = {"id": "x", "cause": "label_noise", "label": ["overfit"],
+           "config": next(r for r in store.load() if r["cause"] == "label_noise")["config"]}
+    row = direction.score_run(run, {"findings": [finding]}, AdvicePolicy())
+    assert row["top1"] == "right"
+    assert [w["hyperparameter"] for w in row["wrong"]] == ["dropout"]

@@ -160,3 +160,16 @@ def test_restate_rereads_a_records_states_from_its_log(tmp_path: Path) -> None:
     assert now["states_at_best"] == [str(s) for s in oracle.states_of(d, 100)]
     assert oracle.restate(stale, d, at_best=False)["states_at_best"] == ["stale"]
     assert stale["states"] == ["stale"]  # the record itself is left as it was
+
+
+def test_heldout_takes_cases_the_campaign_never_saw() -> None:
+    """bench/fixrate/heldout.py checks a coupled move on corpus runs of the same causes
+    outside the campaign's sample; relative proposals are taken on the recipe's value."""
+    heldout = pytest.importorskip("heldout")
+    corpus = pytest.importorskip("corpus")
+    ids = heldout.pick("underfit:heavy_weight_decay,heavy_dropout", 12)
+    campaign = {c["id"] for c in corpus.cases(12)}
+    assert ids and not set(ids) & campaign
+    assert "r00015" in ids and "r02022" in campaign
+    assert heldout.concrete({"model_capacity": 1.5}, "model_capacity", "x2") == 3.0
+    assert heldout.concrete({"max_steps": 129}, "max_steps", 1000) == 1000

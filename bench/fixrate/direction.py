@@ -23,7 +23,8 @@ A move's direction is the proposed value against the current one: the analyzer's
 run at 48 is a decrease), else the recommendation's action.  Top-1 is the first
 recommendation of the top finding (the first warning/error finding with advice, as the
 probe and ``fixrate.py`` pick it); "any" is any recommendation of that finding; wrong
-moves are counted over every recommendation of every warning/error finding.
+moves are counted over every recommendation of every warning/error finding, and over the
+changes each carries (``together_with``, applied in the same trial).
 
 Range: for the knobs whose usual range diagnose's own policy states
 (:class:`~diagnose.advice.policy.AdvicePolicy`: the LR per optimizer, weight decay coupled
@@ -312,6 +313,13 @@ def advise_runs(runs: list[dict[str, Any]], rendered: Path,
     return dict(out)
 
 
+def _proposals(finding: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every change a finding proposes: its recommendations and the changes they carry
+    (``together_with``, applied in the same trial), so a coupled move is scored for a
+    wrong direction and its range landing like any other."""
+    return [p for r in finding["recommendations"] for p in (r, *r.get("together_with", ()))]
+
+
 def _bn_model(cfg: dict[str, Any]) -> bool:
     return cfg["arch"] in ("mlp_bn", "cnn_bn")
 
@@ -341,14 +349,14 @@ def score_run(run: dict[str, Any], advice: dict[str, Any],
                    top_advice=top and top["recommendations"][0])
         wrong = []
         for f in findings:
-            for r in f["recommendations"]:
+            for r in _proposals(f):
                 if classify(r, run["cause"], hp, bn, policy, jump) == "wrong":
                     wrong.append({"rule": f["rule"], **r})
         row["wrong"] = wrong
     # range: every proposal on a knob whose true value is far outside its usual range
     landings = []
     for f in findings:
-        for r in f["recommendations"]:
+        for r in _proposals(f):
             knob = r["hyperparameter"]
             rng = usual_range(knob, hp, bn, policy)
             value = finite_number(hp.get(knob))
