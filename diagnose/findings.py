@@ -78,10 +78,13 @@ class Recommendation:
     current: Any
     proposed: Any
     rationale: str
-    #: Changes that only work together with this one (a switch to ReLU goes with He
-    #: init): applied in the same trial; in JSON as ``together_with`` (an additive field
-    #: under schema_version 1, present only when non-empty).
+    #: Changes applied in the same trial as this one; in JSON as ``together_with`` (an
+    #: additive field under schema_version 1, present only when non-empty).
     together: tuple[Recommendation, ...] = ()
+    #: True: this change only works with them (a switch to ReLU goes with He init), so a
+    #: trial that cannot carry them is not tried.  False: they are companions that help it
+    #: (dropout beside an early stop), and the change alone is still the advice.
+    together_needed: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = _plain(

@@ -268,7 +268,8 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             "standardize_targets", "enable", ctx.hp.get("standardize_targets"), True,
             f"{reason} and {why}; the gradients scale with the targets, so standardise "
             "them (subtract the mean, divide by the std; invert for predictions) before "
-            "tuning the LR.", 1.5 if measured else 1.3, together=together))
+            "tuning the LR.", 1.5 if measured else 1.3, together=together,
+            together_needed=False))
     init = init_blowup(ctx, b)
     if init is not None:
         out.append(init)
@@ -678,7 +679,8 @@ def stop_with_dropout(ctx: AdviceContext, stop: Candidate, cands: list[Candidate
                    f"{show(now)} -> {show(c.rec.proposed)}: the stop keeps the best "
                    "checkpoint of a model with next to no dropout, and dropout lowers the "
                    "level that checkpoint reaches.")
-            return replace(stop, rec=replace(stop.rec, rationale=why, together=(c.rec,)))
+            return replace(stop, rec=replace(stop.rec, rationale=why, together=(c.rec,),
+                                         together_needed=False))
     return stop
 
 
@@ -811,7 +813,7 @@ def heavy_with_fit(c: Candidate, fit: tuple[Recommendation, ...]) -> Candidate:
     why = (f"{c.rec.rationale} In the same run, {with_}: the regularisation held the "
            "fit down for the whole run, so lifting it alone leaves a model that still "
            "cannot fit in the steps it has.")
-    return replace(c, rec=replace(c.rec, rationale=why, together=fit))
+    return replace(c, rec=replace(c.rec, rationale=why, together=fit, together_needed=False))
 
 
 def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:

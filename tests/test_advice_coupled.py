@@ -84,6 +84,30 @@ def test_the_probe_applies_a_coupled_change_in_one_trial_or_not_at_all() -> None
 
 
 
+def test_a_companion_the_template_cannot_carry_leaves_the_main_change_alone() -> None:
+    """A companion (dropout beside an early stop) helps the change but is not part of it:
+    without its placeholder the main change is still tried, and the plan says what was
+    left out and why; a needed part (He init with ReLU) keeps the all-or-nothing rule."""
+    dropout = Recommendation("dropout", "increase", 0.0, 0.3, "regularise the checkpoint")
+    stop = Recommendation("learning_rate", "decrease", 0.05, 0.01, "why", (dropout,),
+                          together_needed=False)
+    hp = {"learning_rate": 0.05, "dropout": 0.0}
+    result = _result(hp, [stop], state="overfit")
+    with_both = "python t.py --lr {lr} --dropout {dropout} --logdir {logdir}"
+    plan = plan_probe(result, with_both, overrides={}, top=1, extra=[], frac=1.0,
+                      max_steps=None)
+    (cand,) = plan.candidates
+    assert cand.changes == {"learning_rate": 0.01, "dropout": 0.3} and not plan.skipped
+    plan = plan_probe(result, "python t.py --lr {lr} --logdir {logdir}", overrides={}, top=1,
+                      extra=[], frac=1.0, max_steps=None)
+    (cand,) = plan.candidates
+    assert cand.changes == {"learning_rate": 0.01}
+    (skip,) = plan.skipped
+    assert skip["hyperparameter"] == "dropout"
+    assert skip["reason"].startswith("carried by learning_rate, tried without it:")
+    assert "{dropout}" in skip["reason"]
+
+
 def test_the_random_control_of_a_coupled_change_changes_as_many_other_knobs(fixrate) -> None:
     from test_probe_fixrate import CONTROL
 

@@ -802,6 +802,7 @@ def test_standardised_targets_bring_a_clip_when_the_loss_went_non_finite(
     assert bool(clips) == together
     if together:
         assert clips[0].proposed == AdvicePolicy().default_clip_norm
+        assert not rec.together_needed  # standardised targets alone are still the advice
 
 
 # --- round 11: coupled moves from a real corpus run's curves (bench/README.md) ----------
@@ -830,6 +831,7 @@ def test_heavy_weight_decay_of_a_short_underfit_run_goes_with_capacity_and_lengt
     assert (top.hyperparameter, top.current, top.proposed) == ("weight_decay", 0.1, 5e-4)
     assert {r.hyperparameter: r.proposed for r in top.together} == {
         "model_capacity": "x2", "max_steps": 1000}
+    assert not top.together_needed  # the set-back alone is still the advice
     assert "In the same run" in top.rationale
     off = _top_of("r02022", "underfit", AdvicePolicy(heavy_reg_with_fit=False))
     assert off.hyperparameter == "weight_decay" and off.together == ()
@@ -852,6 +854,7 @@ def test_the_stop_of_an_overfit_run_without_dropout_carries_dropout():
     assert (top.hyperparameter, top.current, top.proposed) == ("max_steps", 252, 114)
     assert {r.hyperparameter: r.proposed for r in top.together} == {
         "dropout": AdvicePolicy().default_dropout}
+    assert not top.together_needed  # the stop alone is still the advice
     assert "dropout 0 -> 0.3" in top.rationale
     # a run that already has dropout, or a policy without the coupling: the stop alone
     assert _top_of("r01180", "overfit", hparams={"dropout": 0.3}).together == ()

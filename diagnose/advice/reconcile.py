@@ -98,9 +98,11 @@ def candidate(
     group: str | None = None,
     direction: int | None = None,
     together: tuple[Recommendation, ...] = (),
+    together_needed: bool = True,
 ) -> Candidate:
     """Build a candidate; the direction follows the action unless given.  ``together``:
-    changes that only work with this one, applied in the same trial."""
+    changes applied in the same trial (``together_needed``: the change only works with
+    them; else they are companions that help it)."""
     if direction is None:
         if action in ("increase", "enable"):
             direction = 1
@@ -112,7 +114,7 @@ def candidate(
     if hyper in COUNTS:
         current, proposed = as_int(current), as_int(proposed)
     rec = Recommendation(hyper, action, current, proposed, rationale,  # type: ignore[arg-type]
-                         together)
+                         together, together_needed)
     return Candidate(rec, IMPORTANCE.get(hyper, 0.2) * strength, group or GROUPS.get(hyper, hyper),
                  direction)
 

@@ -216,20 +216,30 @@ def plan_probe(
             seen.add(hp)
             changes: dict[str, Any] = {}
             proposed: dict[str, Any] = {}
-            why = ""
-            for part in (rec, *rec.together):  # a coupled change is one arm, or none
+            value, why = _candidate_value(plan, keys, hp, rec.proposed,
+                                          overrides.get(hp, rec.current))
+            dropped: list[dict[str, Any]] = []
+            if not why:
+                changes[hp], proposed[hp] = value, rec.proposed
+            for part in rec.together if not why else ():  # a coupled change is one arm
                 name = part.hyperparameter
-                value, why = _candidate_value(plan, keys, name, part.proposed,
-                                              overrides.get(name, part.current),
-                                              same_ok=part is not rec)
-                if why:
-                    why = why if part is rec else f"together with {hp}: {why}"
+                value, part_why = _candidate_value(plan, keys, name, part.proposed,
+                                                   overrides.get(name, part.current),
+                                                   same_ok=True)
+                if not part_why:
+                    changes[name], proposed[name] = value, part.proposed
+                elif rec.together_needed:  # half of it is not the advice: no arm
+                    why = f"together with {hp}: {part_why}"
                     break
-                changes[name], proposed[name] = value, part.proposed
+                else:  # a companion: the main change is tried alone, and the plan says so
+                    dropped.append({"hyperparameter": name, "proposed": part.proposed,
+                                    "finding": finding.rule,
+                                    "reason": f"carried by {hp}, tried without it: {part_why}"})
             if why:
                 plan.skipped.append({"hyperparameter": hp, "proposed": rec.proposed,
                                      "finding": finding.rule, "reason": why})
                 continue
+            plan.skipped.extend(dropped)
             if len(plan.candidates) < top:
                 plan.candidates.append(Candidate(
                     key=",".join(f"{k}={_show(v)}" for k, v in proposed.items()),
