@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from diagnose import signals
 from diagnose.advice.moves import (
     AdviceContext,
     add_warmup,
@@ -748,6 +749,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
     # the running statistics only act in eval mode: a train curve that underfits is not
     # theirs, so a broken BN momentum is listed after the fixes for training itself
     out += broken_bn_momentum(ctx, reason, strength=1.0) + heavy
+    decayed = early_lr_decay(ctx, reason)  # trained only until the LR froze: the schedule first
+    if decayed is not None:
+        out.append(decayed)
     if ramp is not None:
         out.append(ramp)
     elif lr is not None and lr_is_small(lr, ctx.hp.get("optimizer")):
@@ -895,14 +899,12 @@ def early_lr_decay(ctx: AdviceContext, reason: str) -> Candidate | None:
     negligible one, so the schedule is sized to the run (not the init, not the base LR)."""
     s = ctx.lr_series
     pol = ctx.policy
-    if s is None or len(s.finite) < 4:
+    frozen = signals.lr_frozen_from(s, pol.annealed_share)
+    if s is None or frozen is None:
         return None
     steps, values = s.finite.steps, s.finite.values
     peak = float(np.max(values))
-    low = values < pol.annealed_share * peak
-    if peak <= 0 or not low[-1]:
-        return None
-    first = len(low) - int(np.argmin(low[::-1])) if not low.all() else 0  # stays low from
+    first = int(np.searchsorted(steps, frozen))  # stays low from here
     span = float(steps[-1] - steps[0])
     step = float(steps[first])
     if span <= 0 or (step - steps[0]) > pol.early_decay_share * span:
@@ -987,6 +989,9 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     at = f" at {show(nice(level, 3))}" if level is not None else ""
     reason = f"the curve is flat{at}{since}"
     out: list[Candidate] = []
+    decayed = early_lr_decay(ctx, reason) if annealed else None
+    if decayed is not None:  # flat because the LR froze early: size the schedule to the run
+        out.append(decayed)
     if (poor or small) and not annealed:
         why = reason + (" at a poor level" if poor else "") + (
             f" with a small LR ({show(lr)})" if small else "")

@@ -1183,3 +1183,18 @@ def _tail_joint(roles, rel_tol: float) -> ClassCount | None:
             return ClassCount(c, f"{s.tag} and {acc.tag} end at ln {c} and 1/{c} together"
                                  f"{_about(levels[0], c, rel_tol)}")
     return None
+
+
+def lr_frozen_from(lr: Series | None, low_share: float, min_points: int = 4) -> float | None:
+    """The step from which the logged LR stayed below ``low_share`` of its peak to the
+    end of the run (the weights barely move after it: the run trained only until then),
+    or None: no LR logged (fewer than ``min_points``), or it ends above that share."""
+    if lr is None or len(lr.finite) < min_points:
+        return None
+    steps, values = lr.finite.steps, lr.finite.values
+    peak = float(np.max(values))
+    low = values < low_share * peak
+    if peak <= 0 or not low[-1]:
+        return None
+    first = len(low) - int(np.argmin(low[::-1])) if not low.all() else 0
+    return float(steps[first])

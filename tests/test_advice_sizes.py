@@ -859,3 +859,23 @@ def test_the_stop_of_an_overfit_run_without_dropout_carries_dropout():
     # a run that already has dropout, or a policy without the coupling: the stop alone
     assert _top_of("r01180", "overfit", hparams={"dropout": 0.3}).together == ()
     assert _top_of("r01180", "overfit", AdvicePolicy(stop_with_dropout=False)).together == ()
+
+
+@pytest.mark.parametrize("case, state", [
+    ("PLT001/fire_flat_early_untrained_level", "underfit"),  # UND004 fire_lr_frozen_early's log
+    ("PLT001/fire_lr_cut_frozen_half_untrained", "plateau"),
+    ("PLT001/fire_lr_cut_tail_drift", "plateau"),
+])
+def test_a_run_whose_lr_froze_early_is_told_to_size_its_schedule_first(case, state):
+    """Corpus lr_decayed_early runs (the LR stepped 1000-10000x down within the first 12%
+    of the run and kept there): the loss is flat because the weights stopped moving, so
+    the first move of both the underfit and the plateau finding is the schedule, not
+    capacity (which the underfit advice had ranked first) and not nothing (a plateau
+    stalled after its LR annealed got no advice)."""
+    sources, _ = discover.discover([str(Path(__file__).parent / "rule_fixtures" / case)])
+    result = recommend(engine.evaluate(ingest.load_run(sources[0])))
+    found = [f for f in result.findings if f.state == state]
+    assert found and found[0].recommendations, [(f.rule, f.state) for f in result.findings]
+    top = found[0].recommendations[0]
+    assert top.hyperparameter == "lr_schedule" and "over" in str(top.proposed)
+    assert "stayed there" in top.rationale

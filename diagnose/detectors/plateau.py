@@ -51,7 +51,6 @@ from diagnose.detectors.progress import (
     get_curve,
     improvement,
     level_at,
-    lr_frozen_from,
     noise,
     pct,
     pinned_accuracy,
@@ -307,7 +306,7 @@ def _early_lr_cut(ctx: RuleContext, p: Any, first: float, span: float
     there to the end: a step decay that came early, not a cosine tail nor a restart (whose
     LR comes back up)."""
     lr = ctx.series(Role.LR)
-    at = lr_frozen_from(lr, 1.0 / float(p["lr_cut_ratio"]), min_points=3)
+    at = signals.lr_frozen_from(lr, 1.0 / float(p["lr_cut_ratio"]), min_points=3)
     if lr is None or at is None:
         return None
     v, s = lr.finite.values, lr.finite.steps.astype(float)

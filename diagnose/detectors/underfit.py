@@ -57,7 +57,6 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level_at,
-    lr_frozen_from,
     pct,
     pinned_accuracy,
     smoothed,
@@ -662,7 +661,7 @@ def late_share(ctx: RuleContext, l0: float, min_val_points: int,
 
 def lr_frozen_early(ctx: RuleContext, low_share: float, by: float) -> tuple[float, int] | None:
     """The step from which the logged LR stayed below ``low_share`` of its peak
-    (:func:`progress.lr_frozen_from`) and how many train loss values were logged before
+    (:func:`signals.lr_frozen_from`) and how many train loss values were logged before
     it, when that came within the first ``by`` of the run; else None.
 
     Such a run trained only over that early stretch (a step schedule sized in epochs but
@@ -672,7 +671,7 @@ def lr_frozen_early(ctx: RuleContext, low_share: float, by: float) -> tuple[floa
     descent from the untrained level (the log's first values are that level).
     """
     tl = get_curve(ctx, Role.TRAIN_LOSS)
-    at = lr_frozen_from(ctx.series(Role.LR), low_share)
+    at = signals.lr_frozen_from(ctx.series(Role.LR), low_share)
     if tl is None or at is None or tl.span <= 0 or at - float(tl.steps[0]) > by * tl.span:
         return None
     return at, int(np.sum(tl.steps < at))
