@@ -747,6 +747,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         min_fall: float = param(P.FRACTION)
         poor_ratio: float = param(P.FRACTION)
         gap_ratio: float = param(P.FRACTION)
+        falling_gap_ratio: float = param(P.FRACTION)
         max_accuracy: float = param(P.FRACTION)
         poor_accuracy: float = param(P.FRACTION)
         acc_max_classes: int = param(P.COUNT)
@@ -907,7 +908,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if level - b > float(p.rise_share) * max(l0 - b, 0.0):
             return []
         # train ~ val: a val loss well above train is a generalisation gap, not underfit
-        if v_end is not None and v_end > 0 and t_end < float(p.gap_ratio) * v_end:
+        # (while both still fall steeply, a modest lead of train over val is the run on
+        # its way down, not a gap that settled: falling_gap_ratio)
+        gap = float(p.falling_gap_ratio if late is not None and late >= float(p.falling_share)
+                    else p.gap_ratio)
+        if v_end is not None and v_end > 0 and t_end < gap * v_end:
             return []
         # a high accuracy is a good fit, unless its loss stays far above what calibrated
         # predictions at that accuracy pay: right but unconfident (weights held small by
