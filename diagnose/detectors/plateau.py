@@ -1039,6 +1039,41 @@ def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> 
                 and lo <= end_level(c) <= hi)
 
 
+def _warmup_unended(ctx: RuleContext, p: PLT002.Params) -> tuple[float, float] | None:
+    """(LR at the end, its rise over the last half of the run) when the logged learning
+    rate was still ramping up at the last logged point: a warmup that never ended (DESIGN:
+    a plateau cause), the weights trained at a fraction of the intended rate throughout.
+    Its last ``min_points`` values rise at every point, the last is the run's peak, and
+    it is ``min_lr_rise`` x its level at the middle of the run (a mid-run LR jump that then
+    holds, or a restart schedule's last climb from a peak it already reached, is not
+    one).  None without such a logged LR."""
+    lr = ctx.series(Role.LR)
+    if lr is None or len(lr.finite) < max(3, p.min_points):
+        return None
+    steps, values = lr.finite.steps, lr.finite.values
+    tail = values[-max(3, p.min_points):]
+    last = float(values[-1])
+    if not (last > 0 and bool(np.all(np.diff(tail) > 0)) and last >= float(np.max(values))):
+        return None
+    middle = float(values[steps <= float(steps[0]) + 0.5 * float(steps[-1] - steps[0])][-1])
+    rise = last / middle if middle > 0 else float("inf")
+    return (last, rise) if rise >= float(p.min_lr_rise) else None
+
+
+def _near_own_start(ctx: RuleContext, p: PLT002.Params) -> Curve | None:
+    """The loss that never left its own first level under an unended warmup: the val loss
+    when evaluated ``min_points`` times (the whole held-out set: no minibatch noise), else
+    the train loss from its start level; within ``near_chance`` of that level from start
+    to end (:func:`_near_level`).  None when it left it."""
+    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
+        c = get_curve(ctx, role)
+        if c is None or len(c) < p.min_points or float(np.min(c.values)) <= 0:
+            continue
+        first = float(c.values[0]) if role is Role.VAL_LOSS else start_level(c)
+        return c if _near_level(ctx, c, first, p) else None
+    return None
+
+
 @rule
 class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     """The loss never leaves its initial level.
@@ -1065,6 +1100,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         near_chance: float = param(P.NON_NEGATIVE)
         chunked_points: int = param(P.COUNT)
         first_acc_share: float = param(P.FRACTION)
+        min_lr_rise: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1076,6 +1112,8 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         noise_tolerance: dict[str, float] | None = field(default=None, metadata={"omit_none": True})
         at_chance_loss: float | None = optional()
         untrained_from: str | None = optional()
+        lr_end: float | None = optional()
+        lr_rise: float | None = optional()
         last_step: int = 0
         thresholds: RuleParams | None = field(default=None, metadata=ECHO)
 
@@ -1115,8 +1153,14 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         # of them is measured precisely enough for "did not move" to mean something (not
         # only per-step noise) or sits at ln C
         still = [t for t in moves if moves[t] <= allowed + tols[t]]
-        if not (all(t in still or t in at_chance for t in moves)
-                and (at_chance or min(tols[t] for t in still) <= allowed)):
+        # a warmup that never ended, with a loss still at its own first level: the run
+        # trained at a fraction of its LR throughout (DESIGN: plateau, never left its
+        # initial level), however a noisy minibatch loss wandered meanwhile
+        warm = _warmup_unended(ctx, p)
+        flat = (all(t in still or t in at_chance for t in moves)
+                and (at_chance or min(tols[t] for t in still) <= allowed))
+        stuck = _near_own_start(ctx, p) if warm is not None and not flat else None
+        if not flat and stuck is None:
             return []
         # unknown class count: the most generous chance level, two classes (a
         # majority-class accuracy of 0.6 on a binary set is not a "good" level)
@@ -1132,19 +1176,26 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         for c in metrics:
             # per-batch accuracies (1/32 quanta) wander: a gain must also beat their noise
             level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
-            if not all_at_chance and total_progress(ctx, c) > max(
+            # (under an unended warmup, the loss still at its first level: the same
+            # argmax drifting while the distribution stays untrained)
+            if not all_at_chance and stuck is None and total_progress(ctx, c) > max(
                     float(p.max_metric_gain), 3.0 * level_noise):
                 return []
             # flat at a good level from the start: a resumed or fine-tuned run, not a
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
+        if stuck is not None:
+            main = stuck
         ev = PLT002.Evidence(
             name=_name(main), start=float(main.values[0]), end=end_level(main),
-            max_rel_move=max(moves.values()), moves=moves,
+            max_rel_move=moves[main.tag] if stuck is not None else max(moves.values()),
+            moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
             at_chance_loss=level0[0] if at_chance and level0 else None,
             untrained_from=level0[1] if at_chance and level0 else None,
+            lr_end=warm[0] if stuck is not None and warm else None,
+            lr_rise=warm[1] if stuck is not None and warm else None,
             last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
@@ -1164,6 +1215,10 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if ev.at_chance_loss is not None:
             noisy += (f"; never left the untrained level {fmt(ev.at_chance_loss)} "
                       f"({ev.untrained_from})")
+        if ev.lr_end is not None and ev.lr_rise is not None:
+            noisy += (f"; the learning rate was still warming up at the end "
+                      f"({fmt(ev.lr_rise)}x over the last half, to {fmt(ev.lr_end)}): "
+                      f"a warmup that never ended")
         return (f"{ev.name} stays at its initial level ({fmt(ev.start)} -> {fmt(ev.end)}, "
                 f"at most {pct(ev.max_rel_move)} of movement{noisy}) through step "
                 f"{ev.last_step}")
