@@ -676,13 +676,20 @@ def stop_with_dropout(ctx: AdviceContext, stop: Candidate, cands: list[Candidate
         now = finite_number(c.rec.current)
         if (c.rec.hyperparameter in ("dropout", *keys) and now is not None
                 and now < ctx.policy.min_dropout):
-            why = (f"{stop.rec.rationale} In the same run, set {c.rec.hyperparameter} "
-                   f"{show(now)} -> {show(c.rec.proposed)}: the stop keeps the best "
-                   "checkpoint of a model with next to no dropout, and dropout lowers the "
-                   "level that checkpoint reaches.")
-            return replace(stop, rec=replace(stop.rec, rationale=why, together=(c.rec,),
-                                         together_needed=False))
+            return with_companions(
+                stop, (c.rec,), f"In the same run, set {c.rec.hyperparameter} "
+                f"{show(now)} -> {show(c.rec.proposed)}: the stop keeps the best checkpoint "
+                "of a model with next to no dropout, and dropout lowers the level that "
+                "checkpoint reaches.")
     return stop
+
+
+def with_companions(c: Candidate, companions: tuple[Recommendation, ...],
+                    why: str) -> Candidate:
+    """``c`` carrying changes that help it in the same trial (``together_needed`` False:
+    the change alone is still the advice), its rationale extended by ``why``."""
+    return replace(c, rec=replace(c.rec, rationale=f"{c.rec.rationale} {why}",
+                                  together=companions, together_needed=False))
 
 
 def already_done(ctx: AdviceContext, c: Candidate) -> bool:
@@ -814,10 +821,9 @@ def heavy_with_fit(c: Candidate, fit: tuple[Recommendation, ...]) -> Candidate:
     if not fit:
         return c
     with_ = ", ".join(f"{r.hyperparameter} {show(r.proposed)}" for r in fit)
-    why = (f"{c.rec.rationale} In the same run, {with_}: the regularisation held the "
-           "fit down for the whole run, so lifting it alone leaves a model that still "
-           "cannot fit in the steps it has.")
-    return replace(c, rec=replace(c.rec, rationale=why, together=fit, together_needed=False))
+    return with_companions(c, fit, f"In the same run, {with_}: the regularisation held the "
+                           "fit down for the whole run, so lifting it alone leaves a model "
+                           "that still cannot fit in the steps it has.")
 
 
 def _plateau(ctx: AdviceContext, f: Finding) -> list[Candidate]:
