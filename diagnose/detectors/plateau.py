@@ -1074,6 +1074,46 @@ def _near_own_start(ctx: RuleContext, p: PLT002.Params) -> Curve | None:
     return None
 
 
+def _lowest_level(ctx: RuleContext, c: Curve, p: PLT002.Params) -> float:
+    """The lowest level a positive loss reached: its smoothed minimum, or for a noisy
+    per-step loss (as in :func:`_near_level`) the least of its ten chunk medians, so one
+    lucky minibatch does not count as a level reached."""
+    if noise(c) > float(p.max_rel_move) * abs(float(c.values[0])) and len(c) >= int(
+            p.chunked_points):
+        return min(float(np.median(ch)) for ch in np.array_split(c.values, 10))
+    return float(np.min(smoothed(ctx, c)[1]))
+
+
+def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
+                        at_chance: list[str], p: PLT002.Params) -> Curve | None:
+    """The val loss, when it sat within ``near_chance`` of the untrained level L0 from start
+    to end (evaluated ``min_points`` times or more: the whole held-out set, no minibatch
+    noise) while no logged loss ever reached a low level (:func:`_lowest_level` at
+    ``min_chance_share`` x L0 or above): what the model predicts on held-out data is still
+    the untrained distribution, so the run never left its initial level (DESIGN), however
+    a train-mode loss under dropout or minibatch noise moved meanwhile.  A train loss
+    that fell to a low level learned something (only validation is broken: batch norm's
+    business), nor one whose val accuracy (else train accuracy) gained ``first_acc_share``
+    of the room above the uniform guess exp(-L0) (the argmax learned, whatever the
+    under-confident loss says).  None otherwise."""
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if (level0 is None or vl is None or vl.tag not in at_chance
+            or len(vl) < max(3, p.min_points)):
+        return None
+    guess = float(np.exp(-level0[0]))
+    for acc in (get_curve(ctx, Role.VAL_METRIC), get_curve(ctx, Role.TRAIN_METRIC)):
+        if acc is not None and len(acc) >= 3 and bounded_metric(acc):
+            if total_progress(ctx, acc) >= float(p.first_acc_share) * (1.0 - guess):
+                return None
+            break
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        c = get_curve(ctx, role)
+        if c is not None and len(c) >= 3 and _lowest_level(ctx, c, p) < float(
+                p.min_chance_share) * level0[0]:
+            return None
+    return vl
+
+
 @rule
 class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     """The loss never leaves its initial level.
@@ -1160,7 +1200,9 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         flat = (all(t in still or t in at_chance for t in moves)
                 and (at_chance or min(tols[t] for t in still) <= allowed))
         stuck = _near_own_start(ctx, p) if warm is not None and not flat else None
-        if not flat and stuck is None:
+        # the held-out loss never left the untrained level, no loss reached a low level
+        held = _held_out_untrained(ctx, level0, at_chance, p)
+        if not flat and stuck is None and held is None:
             return []
         # unknown class count: the most generous chance level, two classes (a
         # majority-class accuracy of 0.6 on a binary set is not a "good" level)
@@ -1178,18 +1220,21 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             level_noise = noise(c) / np.sqrt(max(1.0, min(16.0, 0.05 * len(c))))
             # (under an unended warmup, the loss still at its first level: the same
             # argmax drifting while the distribution stays untrained)
-            if not all_at_chance and stuck is None and total_progress(ctx, c) > max(
-                    float(p.max_metric_gain), 3.0 * level_noise):
+            # (or the held-out loss still at the untrained level: argmax drift too)
+            gain = max(float(p.max_metric_gain), 3.0 * level_noise)
+            if (not all_at_chance and stuck is None and held is None
+                    and total_progress(ctx, c) > gain):
                 return []
             # flat at a good level from the start: a resumed or fine-tuned run, not a
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
-        if stuck is not None:
-            main = stuck
+        judged = stuck or held
+        if judged is not None:
+            main = judged
         ev = PLT002.Evidence(
             name=_name(main), start=float(main.values[0]), end=end_level(main),
-            max_rel_move=moves[main.tag] if stuck is not None else max(moves.values()),
+            max_rel_move=moves[main.tag] if judged is not None else max(moves.values()),
             moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
             at_chance_loss=level0[0] if at_chance and level0 else None,
