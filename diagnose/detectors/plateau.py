@@ -22,7 +22,9 @@ The same flat tail means different things, so one analysis feeds three rules:
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
-  learning rate, dead network, frozen weights, broken data pipeline).
+  learning rate, dead network, frozen weights, broken data pipeline), or the val loss
+  sits at the untrained level from start to end while no loss reaches a low level (a
+  train-mode loss under dropout or minibatch noise may wander meanwhile).
 
 The objective is the val metric when logged (the task measure; it is what flattens in
 detection runs whose val loss drifts), else the val loss, else the train loss.  A curve
@@ -1122,7 +1124,9 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     less than ``max_rel_move`` of its level" means something; every other logged loss
     and accuracy-like metric must not have moved either (a fine-tune whose loss starts
     low but whose metric improves is not stuck), nor sit at a good level (a resumed run
-    that is flat because it already converged is not stuck).
+    that is flat because it already converged is not stuck).  A val loss at the
+    untrained level from start to end decides alone when no loss reached a low level
+    (:func:`_held_out_untrained`); so does an unended warmup (:func:`_warmup_unended`).
     """
 
     id = "PLT002"
@@ -1229,7 +1233,9 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             # stuck one
             if c.raw(end_level(c)) >= chance + float(p.good_metric) * (1.0 - chance):
                 return []
-        judged = stuck or held
+        # the loss that decided: an unended warmup's, or the val loss at L0 where no
+        # loss was flat
+        judged = stuck or (held if not flat else None)
         if judged is not None:
             main = judged
         ev = PLT002.Evidence(
