@@ -1095,9 +1095,11 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
     the untrained distribution, so the run never left its initial level (DESIGN), however
     a train-mode loss under dropout or minibatch noise moved meanwhile.  A train loss
     that fell to a low level learned something (only validation is broken: batch norm's
-    business), nor one whose val accuracy (else train accuracy) gained ``first_acc_share``
-    of the room above the uniform guess exp(-L0) (the argmax learned, whatever the
-    under-confident loss says).  None otherwise."""
+    business), and so did one ending below ``min_train_over_val`` of the val loss (a
+    generalisation gap: memorised label noise, overfitting's); nor one whose val
+    accuracy (else train accuracy) gained ``first_acc_share`` of the room above the
+    uniform guess exp(-L0) (the argmax learned, whatever the under-confident loss says).
+    None otherwise."""
     vl = get_curve(ctx, Role.VAL_LOSS)
     if (level0 is None or vl is None or vl.tag not in at_chance
             or len(vl) < max(3, p.min_points)):
@@ -1113,6 +1115,11 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
         if c is not None and len(c) >= 3 and _lowest_level(ctx, c, p) < float(
                 p.min_chance_share) * level0[0]:
             return None
+    # a train loss ending well below the val loss learned what validation does not see
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if tl is not None and len(tl) >= 3 and end_level(tl) < float(
+            p.min_train_over_val) * end_level(vl):
+        return None
     return vl
 
 
@@ -1145,6 +1152,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         chunked_points: int = param(P.COUNT)
         first_acc_share: float = param(P.FRACTION)
         min_lr_rise: float = param(P.AT_LEAST_ONE)
+        min_train_over_val: float = param(P.NON_NEGATIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
