@@ -1076,12 +1076,11 @@ def _near_own_start(ctx: RuleContext, p: PLT002.Params) -> Curve | None:
     return None
 
 
-def _lowest_level(ctx: RuleContext, c: Curve, p: PLT002.Params) -> float:
+def _lowest_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> float:
     """The lowest level a positive loss reached: its smoothed minimum, or for a noisy
-    per-step loss (as in :func:`_near_level`) the least of its ten chunk medians, so one
-    lucky minibatch does not count as a level reached."""
-    if noise(c) > float(p.max_rel_move) * abs(float(c.values[0])) and len(c) >= int(
-            p.chunked_points):
+    per-step loss (read as :func:`_near_level` reads it against L0 ``level0``) the least
+    of its ten chunk medians, so one lucky minibatch does not count as a level reached."""
+    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
         return min(float(np.median(ch)) for ch in np.array_split(c.values, 10))
     return float(np.min(smoothed(ctx, c)[1]))
 
@@ -1112,7 +1111,7 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
             break
     for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
         c = get_curve(ctx, role)
-        if c is not None and len(c) >= 3 and _lowest_level(ctx, c, p) < float(
+        if c is not None and len(c) >= 3 and _lowest_level(ctx, c, level0[0], p) < float(
                 p.min_chance_share) * level0[0]:
             return None
     # a train loss ending well below the val loss learned what validation does not see
