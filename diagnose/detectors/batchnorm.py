@@ -389,7 +389,9 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     batchnorm_collapse) while train gets good: with the class count known, the val loss
     never gets below ``val_bad`` of the untrained level (ln C, or the train loss's early
     level when higher), ends at most ``flat_rise`` above its minimum, and the train loss
-    ends at most ``train_good_ratio`` of that level.  Unlike :func:`_never_good` val may
+    ends at most ``loose_train_ratio`` of that level (train only has to fall clearly: a
+    val that never moves from chance beside it neither rises, as memorisation does, nor
+    falls with train, as underfit does).  Unlike :func:`_never_good` val may
     start beside train (both at chance): memorisation that starts there makes the val
     loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
     curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
@@ -402,7 +404,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     ref = _untrained(ctx, train)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
-            and t_end <= float(p.train_good_ratio) * ref):
+            and t_end <= float(p.loose_train_ratio) * ref):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="flat_at_chance", untrained_level=ref,

@@ -507,6 +507,28 @@ def _thrashing(c: Any, frac: float, level: float) -> float:
     return min(float(np.mean(first >= level)), float(np.mean(second >= level)))
 
 
+def _thrashing_swings(c: Any, frac: float, factor: float,
+                      floor: float) -> tuple[float, float]:
+    """Thrashing read on the loss's own low points, for a start whose untrained level the
+    log does not show (blown at its first point, class count unknown): in each half of
+    the last ``frac`` of the run, the share of raw points at ``factor`` times that half's
+    lowest point or more (and at ``floor`` or more).  Returns the smaller share and the
+    lower of the two halves' levels; (0, floor) when either half has fewer than 2 points.
+    A loss that keeps leaping back to ``factor`` x where it got down to, over a long part
+    of the run, is thrashing whatever its chance level; minibatch noise at a good level
+    stays under ``floor``."""
+    cut = float(c.steps[-1] - frac * c.span)
+    mid = float(c.steps[-1] - frac * c.span / 2)
+    shares, levels = [], []
+    for part in (c.values[(c.steps >= cut) & (c.steps < mid)], c.values[c.steps >= mid]):
+        if len(part) < 2:
+            return 0.0, floor
+        level = max(floor, factor * float(np.min(part)))
+        shares.append(float(np.mean(part >= level)))
+        levels.append(level)
+    return min(shares), min(levels)
+
+
 def cross_entropy_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
@@ -821,6 +843,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         #: the L0 it is sized on (ref, or min_chance_loss where higher for a cross-entropy)
         thrash_base: float | None = optional()
         thrash_frac: float | None = optional()
+        #: thrashing read on the loss's own low points (far_factor x each half's lowest
+        #: point, at least far_factor x min_chance_loss): thrash_base is that low point
+        thrash_own_lows: bool | None = optional()
         accuracy: float | None = optional()
         accuracy_bound: float | None = optional()
         far_factor: float = 0.0
@@ -926,6 +951,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # loss near 0 is no untrained level)
         thrash_base = max(ref, p.min_chance_loss) if cross_entropy_like(ctx, s, c.values) else ref
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
+        # or, for a cross-entropy, far_factor x its own low points in each half (at
+        # least far_factor x min_chance_loss): the untrained level a blown start hides
+        swings_seen, swing_level = (
+            _thrashing_swings(c, p.thrash_frac, p.far_factor,
+                              p.far_factor * p.min_chance_loss)
+            if cross_entropy_like(ctx, s, c.values) else (0.0, 0.0))
+        own_lows = False
         if late >= p.far_factor * ref:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
@@ -942,6 +974,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         elif thrash_seen >= p.thrash_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
+            after = float(c.steps[-1] - p.thrash_frac * c.span)
+        elif swings_seen >= p.thrash_share:
+            criterion, threshold, own_lows = "thrashing", swing_level, True
+            thrash_seen, thrash_base = swings_seen, swing_level / p.far_factor
             after = float(c.steps[-1] - p.thrash_frac * c.span)
         else:
             return []
@@ -978,7 +1014,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                          acc_bound_factor=acc_factor, blown_at_start=blown)
         if criterion == "thrashing":
             ev = replace(ev, thrash_late_share=thrash_seen, thrash_level=threshold,
-                         thrash_base=thrash_base, thrash_frac=p.thrash_frac)
+                         thrash_base=thrash_base, thrash_frac=p.thrash_frac,
+                         thrash_own_lows=own_lows or None)
         if criterion == "far_above":
             rise = max(start, late) / ref
         elif criterion == "thrashing":
@@ -1001,7 +1038,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         if ev.num_classes is not None:
             ref = f"ln {ev.num_classes} = {fmt(ev.reference)}, the untrained level"
         if ev.criterion == "thrashing":
-            if (ev.thrash_base or 0.0) > ev.reference:
+            if ev.thrash_own_lows:
+                ref = (f"{fmt(ev.thrash_base)}, its own low point in that half or ln 2 "
+                       f"where higher")
+            elif (ev.thrash_base or 0.0) > ev.reference:
                 ref = f"{fmt(ev.thrash_base)}, the least chance level of a classifier"
             return (f"{ev.label} thrashes at a high level: over the last "
                     f"{fmt(100 * (ev.thrash_frac or 0.0))}% of the run, in each half, at "
