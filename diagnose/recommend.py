@@ -811,7 +811,24 @@ def underfit_advice(ctx: AdviceContext, reason: str,
         fit = tuple(c.rec for c in out if c.rec.hyperparameter in (
             "model_capacity", "max_steps", "epochs") and c.direction > 0)
         out = [heavy_with_fit(c, fit) if c in heavy else c for c in out]
+    if short is not None and (learning or annealed) and pol.capacity_with_length:
+        out = capacity_with_length(out)
     return out
+
+
+def capacity_with_length(cands: list[Candidate]) -> list[Candidate]:
+    """The capacity increase of a short underfitting run with the finding's own length
+    extension in the same trial (policy ``capacity_with_length``): a bigger model needs at
+    least the steps the small one lacked.  The capacity keeps its rank."""
+    length = next((c.rec for c in cands if c.rec.hyperparameter in ("max_steps", "epochs")
+                   and c.direction > 0 and not c.rec.together), None)
+    if length is None:
+        return cands
+    why = (f"In the same run, {length.hyperparameter} {show(length.proposed)}: a bigger "
+           "model needs at least the steps the small one lacked, and this run is short.")
+    return [with_companions(c, (length,), why)
+            if c.rec.hyperparameter == "model_capacity" and c.direction > 0
+            and not c.rec.together else c for c in cands]
 
 
 def heavy_with_fit(c: Candidate, fit: tuple[Recommendation, ...]) -> Candidate:

@@ -251,6 +251,14 @@ class AdvicePolicy:
     still_learning_gain: float = _knob(
         0.02, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter of the run is still learning: train longer")
+    capacity_with_length: bool = _knob(
+        True, P.FLAG, "an underfitting short run (fewer than short_run_steps steps) told "
+        "to grow its model carries the finding's own length extension in the same trial "
+        "(together_with), when the finding advises one (the train loss still fell, or its "
+        "LR annealed to the end): a bigger model needs at least the steps the small one "
+        "lacked, and a short run's progress is about LR x steps (bench/README.md round 13: "
+        "width x2 alone leaves two short annealed runs underfit in every seed, 1000 steps "
+        "fix both; the capacity stays the top move, so no bottleneck run loses it)")
     longer_first_gain: float = _knob(
         0.05, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter was stopped while learning: training longer (the cheapest, evidence-"
