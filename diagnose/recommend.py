@@ -1127,11 +1127,19 @@ def broken_bn_momentum(ctx: AdviceContext, reason: str,
     fix = ctx.policy.bn_momentum_fix
     what = ("never update (training statistics are not tracked)" if mom == 0 else
             "are the last training batch's alone")
-    return [candidate("bn_momentum", "set", mom, fix,
-                      f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
-                      f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
-                      f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
-                      strength, direction=0)]
+    out = candidate("bn_momentum", "set", mom, fix,
+                    f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
+                    f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
+                    f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
+                    strength, direction=0)
+    if (mom == 1.0 and ctx.policy.bn_momentum_with_drop_last
+            and truthy(ctx.hp.get("drop_last")) is not True):
+        drop = candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
+                         "drop the last incomplete batch of each epoch", 1.0)
+        out = with_companions(out, (drop.rec,), "In the same run, drop_last on: the "
+                              "statistics eval mode used were the last batch's, and the last "
+                              "batch of an epoch is the incomplete one, often tiny.")
+    return [out]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:
