@@ -842,7 +842,11 @@ def test_a_normal_weight_decay_of_an_underfit_run_carries_nothing():
     curves with weight decay 1e-4 get their own order and no coupled change."""
     top = _top_of("r02022", "underfit", hparams={"weight_decay": 1e-4})
     assert top.hyperparameter != "weight_decay"
-    assert top.together == ()
+    # what it carries is capacity_with_length's (round 13), never a set-back's companions
+    assert {r.hyperparameter for r in top.together} <= {"max_steps"}
+    off = _top_of("r02022", "underfit", AdvicePolicy(capacity_with_length=False),
+                  hparams={"weight_decay": 1e-4})
+    assert off.hyperparameter != "weight_decay" and off.together == ()
 
 
 def test_the_stop_of_an_overfit_run_without_dropout_carries_dropout():
