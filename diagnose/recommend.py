@@ -811,7 +811,24 @@ def underfit_advice(ctx: AdviceContext, reason: str,
         fit = tuple(c.rec for c in out if c.rec.hyperparameter in (
             "model_capacity", "max_steps", "epochs") and c.direction > 0)
         out = [heavy_with_fit(c, fit) if c in heavy else c for c in out]
+    if short is not None and (learning or annealed) and pol.capacity_with_length:
+        out = capacity_with_length(out)
     return out
+
+
+def capacity_with_length(cands: list[Candidate]) -> list[Candidate]:
+    """The capacity increase of a short underfitting run with the finding's own length
+    extension in the same trial (policy ``capacity_with_length``): a bigger model needs at
+    least the steps the small one lacked.  The capacity keeps its rank."""
+    length = next((c.rec for c in cands if c.rec.hyperparameter in ("max_steps", "epochs")
+                   and c.direction > 0 and not c.rec.together), None)
+    if length is None:
+        return cands
+    why = (f"In the same run, {length.hyperparameter} {show(length.proposed)}: a bigger "
+           "model needs at least the steps the small one lacked, and this run is short.")
+    return [with_companions(c, (length,), why)
+            if c.rec.hyperparameter == "model_capacity" and c.direction > 0
+            and not c.rec.together else c for c in cands]
 
 
 def heavy_with_fit(c: Candidate, fit: tuple[Recommendation, ...]) -> Candidate:
@@ -1110,11 +1127,19 @@ def broken_bn_momentum(ctx: AdviceContext, reason: str,
     fix = ctx.policy.bn_momentum_fix
     what = ("never update (training statistics are not tracked)" if mom == 0 else
             "are the last training batch's alone")
-    return [candidate("bn_momentum", "set", mom, fix,
-                      f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
-                      f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
-                      f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
-                      strength, direction=0)]
+    out = candidate("bn_momentum", "set", mom, fix,
+                    f"{reason} with BatchNorm momentum {show(mom)}: the running statistics "
+                    f"{what}, so eval mode uses wrong statistics (PyTorch's convention; in "
+                    f"Keras's inverted one the fix is 0.9); set it to {show(fix)}.",
+                    strength, direction=0)
+    if (mom == 1.0 and ctx.policy.bn_momentum_with_drop_last
+            and truthy(ctx.hp.get("drop_last")) is not True):
+        drop = candidate("drop_last", "enable", ctx.hp.get("drop_last"), True,
+                         "drop the last incomplete batch of each epoch", 1.0)
+        out = with_companions(out, (drop.rec,), "In the same run, drop_last on: the "
+                              "statistics eval mode used were the last batch's, and the last "
+                              "batch of an epoch is the incomplete one, often tiny.")
+    return [out]
 
 
 def _lr_schedule(ctx: AdviceContext, f: Finding) -> list[Candidate]:

@@ -842,7 +842,11 @@ def test_a_normal_weight_decay_of_an_underfit_run_carries_nothing():
     curves with weight decay 1e-4 get their own order and no coupled change."""
     top = _top_of("r02022", "underfit", hparams={"weight_decay": 1e-4})
     assert top.hyperparameter != "weight_decay"
-    assert top.together == ()
+    # what it carries is capacity_with_length's (round 13), never a set-back's companions
+    assert {r.hyperparameter for r in top.together} <= {"max_steps"}
+    off = _top_of("r02022", "underfit", AdvicePolicy(capacity_with_length=False),
+                  hparams={"weight_decay": 1e-4})
+    assert off.hyperparameter != "weight_decay" and off.together == ()
 
 
 def test_the_stop_of_an_overfit_run_without_dropout_carries_dropout():
@@ -879,3 +883,39 @@ def test_a_run_whose_lr_froze_early_is_told_to_size_its_schedule_first(case, sta
     top = found[0].recommendations[0]
     assert top.hyperparameter == "lr_schedule" and "over" in str(top.proposed)
     assert "stayed there" in top.rationale
+
+
+def test_the_capacity_increase_of_a_short_annealed_underfit_run_carries_its_length():
+    """Corpus r00505 (MLP, 215 steps with its LR annealed to the end, loss at 84% of its
+    untrained level): width x2 alone leaves it underfit in every seed (1.47 / bar 0.728,
+    4 seeds); 1000 steps alone reach the level (0.615), with x4 width 0.200 (round 10's
+    oracle).  The capacity stays the top move (a bottleneck run keeps it) and carries the
+    finding's own length extension (policy capacity_with_length)."""
+    top = _top_of("r00505", "underfit")
+    assert (top.hyperparameter, top.proposed) == ("model_capacity", "x2")
+    assert {r.hyperparameter: r.proposed for r in top.together} == {"max_steps": 1000}
+    assert not top.together_needed  # the capacity alone is still the advice
+    assert "In the same run, max_steps 1000" in top.rationale
+    off = _top_of("r00505", "underfit", AdvicePolicy(capacity_with_length=False))
+    assert off.hyperparameter == "model_capacity" and off.together == ()
+    # a long run (not short) keeps the capacity alone
+    assert _top_of("r00505", "underfit", hparams={"max_steps": 5000}).together == ()
+
+
+def test_a_bn_momentum_of_one_set_back_carries_drop_last():
+    """Corpus r01563 (BatchNorm MLP with momentum 1 and an incomplete last batch; val loss
+    swings up to 1220x the train loss): on the 4-seed oracle momentum 0.1 alone misses the
+    level (0.340 / bar 0.321), drop_last reaches it (0.151) and the pair is never worse
+    (r00001: 0.220 vs 0.235 alone).  At momentum 1 eval mode used the last batch's
+    statistics, so the set-back carries drop_last (policy bn_momentum_with_drop_last);
+    momentum 0 (statistics never updated) carries nothing, nor does a run that already
+    drops its last batch."""
+    top = _top_of("r01563", "batchnorm_collapse", hparams={"bn_momentum": 1.0})
+    assert (top.hyperparameter, top.current, top.proposed) == ("bn_momentum", 1.0, 0.1)
+    assert {r.hyperparameter: r.proposed for r in top.together} == {"drop_last": True}
+    assert not top.together_needed and "In the same run, drop_last on" in top.rationale
+    for hp in ({"bn_momentum": 0.0}, {"bn_momentum": 1.0, "drop_last": True}):
+        assert _top_of("r01563", "batchnorm_collapse", hparams=hp).together == ()
+    off = _top_of("r01563", "batchnorm_collapse", AdvicePolicy(bn_momentum_with_drop_last=False),
+                  hparams={"bn_momentum": 1.0})
+    assert off.hyperparameter == "bn_momentum" and off.together == ()

@@ -515,7 +515,13 @@ def test_every_state_gives_json_ready_recommendations_with_one_sentence_rational
         for r in recs:
             d = r.to_dict()
             assert d["action"] in ("increase", "decrease", "set", "enable", "disable")
-            assert r.rationale.endswith(".") and r.rationale.count(". ") == 0, r.rationale
+            # one sentence, and one more ("In the same run, ...") per trial that carries
+            # companions (recommend.with_companions)
+            own, *more = (r.rationale.split(" In the same run, ") if r.together
+                          else [r.rationale])
+            assert own.endswith(".") and own.count(". ") == 0, r.rationale
+            assert len(more) <= 1 and all(m.endswith(".") and m.count(". ") == 0
+                                          for m in more), r.rationale
             if r.current is not None:
                 assert not (isinstance(r.proposed, str) and r.proposed.startswith("current"))
 

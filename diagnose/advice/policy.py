@@ -90,6 +90,15 @@ class AdvicePolicy:
         "BatchNorm momentum proposed when the logged one is 0 or 1 (running statistics "
         "never update, or are the last batch's; PyTorch's default 0.1, Keras's 0.9 in its "
         "inverted convention)")
+    bn_momentum_with_drop_last: bool = _knob(
+        True, P.FLAG, "a BatchNorm momentum of 1 set back to bn_momentum_fix carries "
+        "drop_last in the same trial (together_with) unless the run already drops it: at "
+        "momentum 1 eval mode used the last training batch's statistics, and the last "
+        "batch of an epoch is the incomplete one (bench/README.md round 13: on the 4-seed "
+        "oracle, momentum 0.1 alone misses the level where drop_last reaches it, 0.340 vs "
+        "0.151 / bar 0.321; campaigns +2 (4 seeds) and +1 (2 seeds), none lost; on 16 "
+        "held-out runs alone 11, with drop_last 14, none lost; momentum 0, statistics "
+        "never updated, carries nothing)")
     default_transformer_dropout: float = _knob(
         0.1, P.Param(float, 0.0, 1.0, lo_open=True, hi_open=True),
         "attention/hidden dropout proposed for an overfitting transformer that has less "
@@ -251,6 +260,16 @@ class AdvicePolicy:
     still_learning_gain: float = _knob(
         0.02, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter of the run is still learning: train longer")
+    capacity_with_length: bool = _knob(
+        True, P.FLAG, "an underfitting short run (fewer than short_run_steps steps) told "
+        "to grow its model carries the finding's own length extension in the same trial "
+        "(together_with), when the finding advises one (the train loss still fell, or its "
+        "LR annealed to the end): a bigger model needs at least the steps the small one "
+        "lacked, and a short run's progress is about LR x steps (bench/README.md round 13: "
+        "width x2 alone leaves two short annealed campaign runs underfit in every seed, "
+        "with 1000 steps both are fixed over 2 and 4 seeds; on 12 held-out short runs x2 "
+        "alone fixes 0, with the length 5, and ends lower in all 12; the capacity stays "
+        "the top move, so no bottleneck run loses it)")
     longer_first_gain: float = _knob(
         0.05, P.NON_NEGATIVE, "an underfit train loss that still fell this share over the "
         "last quarter was stopped while learning: training longer (the cheapest, evidence-"
