@@ -25,7 +25,8 @@
   of that level when its val loss shows the descent from it; so is a run stopped while
   still falling steeply (too few steps: its end is not its level), or whose logged LR
   froze early (it trained only until then: a val loss flat from its first evaluation is
-  the frozen model, not a floor).  A high val accuracy does not clear a loss still
+  the frozen model, not a floor; its end is where the freeze stopped it, poor at the
+  still-falling share).  A high val accuracy does not clear a loss still
   holding most of its untrained level.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
@@ -877,6 +878,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # the level the run was heading to, so a lower share of L0 is already poor
         late = late_share(ctx, l0, p.min_val_points)
         if late is not None and late >= float(p.falling_share):
+            ratio = min(ratio, float(p.falling_poor_ratio))
+        # (so is a run whose logged LR froze early: the freeze stopped it as surely as too
+        # few steps, so its end is where the freeze left it, not the level it was heading
+        # to; PLT001 calls that stop the plateau half, this the underfit half)
+        if frozen is not None:
             ratio = min(ratio, float(p.falling_poor_ratio))
         by_loss = level >= ratio * l0
         # hedged predictions are transient while the loss still falls steeply (confidence
