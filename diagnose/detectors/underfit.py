@@ -537,6 +537,35 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
     return ctx.cached(("underfit_untrained_level",), compute)
 
 
+def before_early_blowup(ctx: RuleContext, tl: Curve,
+                        factor: float) -> tuple[float, str] | None:
+    """The untrained level read before an early blow-up: the train loss's first value
+    (raised to ln C with the class count known, else to ln 2 on a run that logs an
+    accuracy, as :func:`untrained_level`), when the loss rose ``factor`` times above it
+    within the start window (the first tenth of the run, :func:`progress.start_level`'s);
+    else None.
+
+    :func:`untrained_level` reads the largest early value because a log written after
+    the first epoch starts below the untrained loss; a loss that rose several times
+    above its first value right after it (DESIGN.md: about 3x is a blow-up) was blown up
+    by the optimiser, and the largest early value (or a val evaluation during it) is
+    that blow-up, not the model's untrained level.
+    """
+    first = float(tl.values[0])
+    head = tl.values[tl.steps <= float(tl.steps[0]) + 0.1 * tl.span]
+    if first <= 0 or float(np.max(head)) < factor * first:
+        return None
+    peak = float(np.max(head))
+    level, how = first, f"first {tl.tag}, before it blew up {fmt(peak / first)}x"
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and signals.chance_loss(n_classes) > level:
+        level, how = signals.chance_loss(n_classes), f"ln {n_classes}"
+    elif n_classes is None and level < CLASSIFIER_FLOOR and any(
+            _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
+        level, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+    return level, how
+
+
 def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
     """Whether the loss's best level left the chance level ln C by ``min_fall`` of it
     (True when the class count is unknown: nothing to compare with).
@@ -767,6 +796,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         high_acc_poor_ratio: float = param(P.FRACTION)
         frozen_lr_share: float = param(P.SHARE)
         frozen_by: float = param(P.SHARE)
+        blowup_factor: float = param(P.AT_LEAST_ONE)
         acc_learned_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
@@ -815,6 +845,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if ends_nonfinite(ctx):
             return []
         l0, how = ref
+        # (a train loss that blew up blowup_factor above its first value at the start
+        # was the optimiser's doing: the untrained model is that first value, not the
+        # blown-up level the largest early value reads)
+        before = before_early_blowup(ctx, tl, float(p.blowup_factor))
+        if before is not None and before[0] < l0:
+            l0, how = before
         frac = float(p.end_frac)
         t_end = end_level(tl, frac)
         vl = get_curve(ctx, Role.VAL_LOSS)
