@@ -523,27 +523,32 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        if n_classes is not None and signals.chance_loss(n_classes) > ref:
-            ref, how = signals.chance_loss(n_classes), f"ln {n_classes}"
-        elif n_classes is None and ref < CLASSIFIER_FLOOR and any(
-                _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
-            # a classifier (it logs an accuracy) starts at ln C >= ln 2 however many
-            # classes: a first loss below that is a fine-tune or a log written after
-            # training began, not the untrained level
-            ref, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+        ref, how = at_least_uniform_guess(ctx, ref, how)
         return (ref, how) if ref > 0 else None
 
     return ctx.cached(("underfit_untrained_level",), compute)
 
 
+def at_least_uniform_guess(ctx: RuleContext, level: float, how: str) -> tuple[float, str]:
+    """An untrained level read from the log, raised to ln C with the class count known
+    (the cross-entropy of a uniform guess), else to ln 2 on a run that logs an accuracy:
+    a classifier starts at ln C >= ln 2 however many classes, so a first loss below that
+    is a fine-tune or a log written after training began, not the untrained level."""
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and signals.chance_loss(n_classes) > level:
+        return signals.chance_loss(n_classes), f"ln {n_classes}"
+    if n_classes is None and level < CLASSIFIER_FLOOR and any(
+            _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
+        return CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+    return level, how
+
+
 def before_early_blowup(ctx: RuleContext, tl: Curve,
                         factor: float) -> tuple[float, str] | None:
     """The untrained level read before an early blow-up: the train loss's first value
-    (raised to ln C with the class count known, else to ln 2 on a run that logs an
-    accuracy, as :func:`untrained_level`), when the loss rose ``factor`` times above it
-    within the start window (the first tenth of the run, :func:`progress.start_level`'s);
-    else None.
+    (:func:`at_least_uniform_guess`, as :func:`untrained_level`), when the loss rose
+    ``factor`` times above it within the start window (the first tenth of the run,
+    :func:`progress.start_level`'s); else None.
 
     :func:`untrained_level` reads the largest early value because a log written after
     the first epoch starts below the untrained loss; a loss that rose several times
@@ -556,14 +561,8 @@ def before_early_blowup(ctx: RuleContext, tl: Curve,
     if first <= 0 or float(np.max(head)) < factor * first:
         return None
     peak = float(np.max(head))
-    level, how = first, f"first {tl.tag}, before it blew up {fmt(peak / first)}x"
-    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is not None and signals.chance_loss(n_classes) > level:
-        level, how = signals.chance_loss(n_classes), f"ln {n_classes}"
-    elif n_classes is None and level < CLASSIFIER_FLOOR and any(
-            _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
-        level, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
-    return level, how
+    return at_least_uniform_guess(ctx, first,
+                                  f"first {tl.tag}, before it blew up {fmt(peak / first)}x")
 
 
 def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
