@@ -27,7 +27,9 @@
   froze early (it trained only until then: a val loss flat from its first evaluation is
   the frozen model, not a floor; its end is where the freeze stopped it, poor at the
   still-falling share).  A high val accuracy does not clear a loss still
-  holding most of its untrained level.
+  holding most of its untrained level.  A train loss that blew up several times above
+  its first value at the start has that first value as its untrained level (the
+  blow-up is the optimiser's, not the untrained model's).
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
