@@ -25,8 +25,11 @@
   of that level when its val loss shows the descent from it; so is a run stopped while
   still falling steeply (too few steps: its end is not its level), or whose logged LR
   froze early (it trained only until then: a val loss flat from its first evaluation is
-  the frozen model, not a floor).  A high val accuracy does not clear a loss still
-  holding most of its untrained level.
+  the frozen model, not a floor; its end is where the freeze stopped it, poor at the
+  still-falling share).  A high val accuracy does not clear a loss still
+  holding most of its untrained level.  A train loss that blew up several times above
+  its first value at the start has that first value as its untrained level (the
+  blow-up is the optimiser's, not the untrained model's).
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -522,18 +525,46 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-        if n_classes is not None and signals.chance_loss(n_classes) > ref:
-            ref, how = signals.chance_loss(n_classes), f"ln {n_classes}"
-        elif n_classes is None and ref < CLASSIFIER_FLOOR and any(
-                _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
-            # a classifier (it logs an accuracy) starts at ln C >= ln 2 however many
-            # classes: a first loss below that is a fine-tune or a log written after
-            # training began, not the untrained level
-            ref, how = CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+        ref, how = at_least_uniform_guess(ctx, ref, how)
         return (ref, how) if ref > 0 else None
 
     return ctx.cached(("underfit_untrained_level",), compute)
+
+
+def at_least_uniform_guess(ctx: RuleContext, level: float, how: str) -> tuple[float, str]:
+    """An untrained level read from the log, raised to ln C with the class count known
+    (the cross-entropy of a uniform guess), else to ln 2 on a run that logs an accuracy:
+    a classifier starts at ln C >= ln 2 however many classes, so a first loss below that
+    is a fine-tune or a log written after training began, not the untrained level."""
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    if n_classes is not None and signals.chance_loss(n_classes) > level:
+        return signals.chance_loss(n_classes), f"ln {n_classes}"
+    if n_classes is None and level < CLASSIFIER_FLOOR and any(
+            _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
+        return CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+    return level, how
+
+
+def before_early_blowup(ctx: RuleContext, tl: Curve,
+                        factor: float) -> tuple[float, str] | None:
+    """The untrained level read before an early blow-up: the train loss's first value
+    (:func:`at_least_uniform_guess`, as :func:`untrained_level`), when the loss rose
+    ``factor`` times above it within the start window (the first tenth of the run,
+    :func:`progress.start_level`'s); else None.
+
+    :func:`untrained_level` reads the largest early value because a log written after
+    the first epoch starts below the untrained loss; a loss that rose several times
+    above its first value right after it (DESIGN.md: about 3x is a blow-up) was blown up
+    by the optimiser, and the largest early value (or a val evaluation during it) is
+    that blow-up, not the model's untrained level.
+    """
+    first = float(tl.values[0])
+    head = tl.values[tl.steps <= float(tl.steps[0]) + 0.1 * tl.span]
+    if first <= 0 or float(np.max(head)) < factor * first:
+        return None
+    peak = float(np.max(head))
+    return at_least_uniform_guess(ctx, first,
+                                  f"first {tl.tag}, before it blew up {fmt(peak / first)}x")
 
 
 def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
@@ -766,6 +797,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         high_acc_poor_ratio: float = param(P.FRACTION)
         frozen_lr_share: float = param(P.SHARE)
         frozen_by: float = param(P.SHARE)
+        blowup_factor: float = param(P.AT_LEAST_ONE)
         acc_learned_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
@@ -814,6 +846,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if ends_nonfinite(ctx):
             return []
         l0, how = ref
+        # (a train loss that blew up blowup_factor above its first value at the start
+        # was the optimiser's doing: the untrained model is that first value, not the
+        # blown-up level the largest early value reads)
+        before = before_early_blowup(ctx, tl, float(p.blowup_factor))
+        if before is not None and before[0] < l0:
+            l0, how = before
         frac = float(p.end_frac)
         t_end = end_level(tl, frac)
         vl = get_curve(ctx, Role.VAL_LOSS)
@@ -877,6 +915,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # the level the run was heading to, so a lower share of L0 is already poor
         late = late_share(ctx, l0, p.min_val_points)
         if late is not None and late >= float(p.falling_share):
+            ratio = min(ratio, float(p.falling_poor_ratio))
+        # (so is a run whose logged LR froze early: the freeze stopped it as surely as too
+        # few steps, so its end is where the freeze left it, not the level it was heading
+        # to; PLT001 calls that stop the plateau half, this the underfit half)
+        if frozen is not None:
             ratio = min(ratio, float(p.falling_poor_ratio))
         by_loss = level >= ratio * l0
         # hedged predictions are transient while the loss still falls steeply (confidence
