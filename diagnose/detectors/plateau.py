@@ -71,7 +71,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
-from diagnose.detectors.underfit import learned_but_poor, untrained_level
+from diagnose.detectors.underfit import learned_but_poor, thrown_back_by_und, untrained_level
 from diagnose.hparams import finite_number
 from diagnose.metrics import OBJECTIVE_ROLES, Role
 
@@ -217,13 +217,22 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     # a flat val metric beside a rising val loss stays overfitting's symptom
     small_worse = _small_worsening(st, p) if st is not None else False
     if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st) or small_worse:
+                      and "worse_val_loss" not in st) or small_worse or (
+                          st["kind"] in ("worsening", "no_progress") and _thrown_back(ctx)):
         st = _stopped_early(ctx, p) or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
     return st
+
+
+def _thrown_back(ctx: RuleContext) -> bool:
+    """Whether the run learned and both losses went back to the untrained level the log
+    shows (:func:`underfit.thrown_back`): its tail is worse than its best, yet the
+    early-stop test reads it (the stretch at that level is the plateau half)."""
+    found = untrained_level(ctx)
+    return found is not None and thrown_back_by_und(ctx, found[0]) is not None
 
 
 def _small_worsening(st: dict[str, Any], p: Any) -> bool:
@@ -270,16 +279,24 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     level0 = found[0]
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
     v_end = end_level(vl) if len(vl) >= int(p["min_points"]) else float(vl.values[-1])
+    # thrown back to the untrained level after learning, short of a blow-up (a mid-run LR
+    # jump both losses felt): the stretch it ends on never left that level, the plateau
+    # half of underfit + plateau (:func:`underfit.thrown_back`, UND004's the other half)
+    back = thrown_back_by_und(ctx, level0) is not None
     lates = []
     for c, end in ((vl, v_end), (tl, end_level(tl))):
         late = _late_share(c, early, level0, end)
+        by = c.values[c.steps <= early]
+        if back and late is None and len(by):
+            late = (float(np.min(by)) - end) / float(np.min(by))  # ended worse: negative
         # a loss ending above the untrained level blew up: divergence's business
-        if late is None or late > float(p["max_late_gain"]) or end >= level0:
+        if late is None or late > float(p["max_late_gain"]) or (end >= level0 and not back):
             return None
         lates.append(late)
     # ... or rose back more than max_loss_rise above the best it had by then (a blow-up
     # back towards chance, as after a large LR jump)
-    if v_end > (1.0 + float(p["max_loss_rise"])) * float(np.min(vl.values[vl.steps <= early])):
+    if not back and v_end > (1.0 + float(p["max_loss_rise"])) * float(
+            np.min(vl.values[vl.steps <= early])):
         return None
     pl = _poor_level(ctx, vl, p, float(p["early_flat_share"]))
     # without a flat tail the level must be poor by the run's own measure of learning
@@ -983,6 +1000,33 @@ class PLT003(Rule[StallParams, StallEvidence]):
                 f"{pct(ev.flat_share_of_run)} of the run: converged")
 
 
+def _own_smoothed(ctx: RuleContext, c: Curve) -> np.ndarray:
+    """:func:`smoothed` values of ``c``, cached only for the role's own curve (a view
+    :func:`_after_first_blowup` cut is smoothed afresh: the cache is keyed by tag)."""
+    return smoothed(ctx if get_curve(ctx, c.series.role) is c else None, c)[1]
+
+
+def _after_first_blowup(c: Curve | None, level0: float, factor: float,
+                        share: float = 0.1) -> Curve | None:
+    """The curve from where the run's own level starts: after its last point at
+    ``factor`` x the untrained level ``level0`` (ln C) or more within the first ``share``
+    of the run, when its first point is such a point; else ``c`` itself.
+
+    DESIGN.md: when the first logged point is already blown up, the starting level is the
+    untrained model's loss ln C: a loss that came down from a huge initialisation within
+    the first steps and then sat at ln C never left that level (plateau); the blown-up
+    points are where the run started, not a level it left.  A loss that stays blown up
+    past the first ``share`` of the run is divergence's business and is not cut."""
+    if c is None or len(c) < 2 or level0 <= 0 or float(c.values[0]) < factor * level0:
+        return c
+    head = np.flatnonzero((c.values >= factor * level0)
+                          & (c.steps <= float(c.steps[0]) + share * c.span))
+    k = int(head[-1]) + 1
+    if k >= len(c) or np.any(c.values[k:] >= factor * level0):
+        return c
+    return Curve(c.series, c.steps[k:], c.values[k:], c.sign)
+
+
 def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     """(movement, noise tolerance) of a positive loss relative to its initial level.
 
@@ -996,7 +1040,7 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     first = float(c.values[0])
     sigma = noise(c)
     if sigma <= float(p.max_rel_move) * first or len(c) < int(p.chunked_points):
-        drop = first - float(np.min(smoothed(ctx, c)[1]))
+        drop = first - float(np.min(_own_smoothed(ctx, c)))
         change = abs(end_level(c) - first)
         return max(drop, change) / first, 0.0
     k = len(c) // 10
@@ -1036,7 +1080,7 @@ def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> 
         meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
         return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
                     and lo <= float(meds[-1]) <= hi)
-    sm = smoothed(ctx, c)[1]
+    sm = _own_smoothed(ctx, c)
     return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
                 and lo <= end_level(c) <= hi)
 
@@ -1152,6 +1196,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         first_acc_share: float = param(P.FRACTION)
         min_lr_rise: float = param(P.AT_LEAST_ONE)
         min_train_over_val: float = param(P.NON_NEGATIVE)
+        blowup_factor: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1170,9 +1215,16 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
 
     def detect(self, ctx: RuleContext,
                p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        # with ln C known, each loss is judged from where its own level starts: after a
+        # blow-up of its first logged points (DESIGN: the starting level is then ln C)
+        own = {role: (_after_first_blowup(get_curve(ctx, role), signals.chance_loss(n_classes),
+                                          float(p.blowup_factor))
+                      if n_classes else get_curve(ctx, role))
+               for role in (Role.TRAIN_LOSS, Role.VAL_LOSS)}
         main = None
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-            c = get_curve(ctx, role)
+            c = own[role]
             if c is not None and len(c) >= p.min_points and c.span > 0:
                 main = c
                 break
@@ -1180,13 +1232,12 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             return None
         if ends_nonfinite(ctx):
             return []
-        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         level0 = _untrained(ctx, main, n_classes, p)
         moves: dict[str, float] = {}
         tols: dict[str, float] = {}
         at_chance: list[str] = []
         for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-            c = get_curve(ctx, role)
+            c = own[role]
             if c is None or len(c) < 3 or float(np.min(c.values)) <= 0:
                 continue
             moves[c.tag], tols[c.tag] = _flat_move(ctx, c, p)

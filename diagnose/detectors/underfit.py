@@ -567,6 +567,57 @@ def before_early_blowup(ctx: RuleContext, tl: Curve,
                                   f"first {tl.tag}, before it blew up {fmt(peak / first)}x")
 
 
+def thrown_back(ctx: RuleContext, l0: float, min_fall: float, back_share: float,
+                factor: float, min_evals: int = 3) -> tuple[float, float] | None:
+    """(train end, val end) when the run learned and was thrown back to its start: its
+    loss left the untrained level ``l0`` (:func:`left_untrained_level`, ``min_fall``), and
+    the train and val losses (each logged ``min_evals`` times: the held-out curve must
+    show both the learning and the return, a per-step minibatch dip is not learning) end at
+    ``back_share`` of ``l0`` or above, yet below ``factor`` x ``l0`` (DESIGN.md: about 3x
+    above the start is a blow-up, divergence's business); else None.
+
+    A mid-run LR jump that both losses felt restarts the run: the stretch after it is a
+    run of its own, at the untrained level again and never leaving it (plateau), while the
+    run as a whole learned and ends poor (underfit): DESIGN.md, a run can hold two states
+    when each has its own evidence.  Its end is not where its learning took it, so the
+    checks of a run that settled (a rise from its best, the gap, an accuracy gained since
+    the start) do not read it.  The one owner of this reading for UND004 and PLT001.
+    Not where the divergence rule DIV005 reads the same return as a loss that was fine
+    and gave back all its progress: divergence explains it (DESIGN.md precedence)."""
+    if l0 <= 0 or not left_untrained_level(ctx, l0, min_fall) or gave_back_all(ctx):
+        return None
+    ends: list[float] = []
+    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
+        c = get_curve(ctx, role)
+        if c is None or len(c) < min_evals or "+" in c.tag:
+            return None
+        end = end_level(c)
+        if not back_share * l0 <= end < factor * l0:
+            return None
+        ends.append(end)
+    return ends[0], ends[1]
+
+
+def gave_back_all(ctx: RuleContext) -> bool:
+    """Whether DIV005, with its configured thresholds, finds the loss settled far above
+    or back at the untrained level after being fine (its verdict, asked, not copied)."""
+    from diagnose.detectors.divergence import DIV005
+
+    def compute() -> bool:
+        p = DIV005.Params.build(ctx.thresholds_of("DIV005"))
+        return bool(DIV005().detect(ctx, p))
+
+    return ctx.cached(("underfit_gave_back_all",), compute)
+
+
+def thrown_back_by_und(ctx: RuleContext, l0: float) -> tuple[float, float] | None:
+    """:func:`thrown_back` with UND004's configured thresholds (the plateau rule's half of
+    the same reading)."""
+    t = ctx.thresholds_of("UND004")
+    return thrown_back(ctx, l0, float(t["min_fall"]), float(t["back_share"]),
+                       float(t["blowup_factor"]))
+
+
 def below_chance(ctx: RuleContext, best: float, min_fall: float) -> bool:
     """Whether the loss's best level left the chance level ln C by ``min_fall`` of it
     (True when the class count is unknown: nothing to compare with).
@@ -798,6 +849,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         frozen_lr_share: float = param(P.SHARE)
         frozen_by: float = param(P.SHARE)
         blowup_factor: float = param(P.AT_LEAST_ONE)
+        back_share: float = param(P.FRACTION)
         acc_learned_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
@@ -872,6 +924,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         loss_left = left_untrained_level(ctx, l0, float(p.min_fall))
         if not (acc_left or loss_left):
             return []
+        # (thrown back to its start: learned, then both losses went back to the untrained
+        # level, short of a blow-up; the checks below read a run that ends where its
+        # learning took it, which such a run's end is not)
+        back = thrown_back(ctx, l0, float(p.min_fall), float(p.back_share),
+                           float(p.blowup_factor)) if loss_left else None
         # ... and the val loss learned over its own evaluations (flat from its first one:
         # converged before it, or never left its start; a fine-tune that starts low keeps
         # the accuracy and confidence it had before the log began, and the untrained
@@ -886,11 +943,11 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # flat from its first evaluation is the frozen model, not one at its data's floor)
         frozen = lr_frozen_early(ctx, float(p.frozen_lr_share), float(p.frozen_by))
         if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall) \
-                and frozen is None and not acc_left:
+                and frozen is None and not acc_left and back is None:
             return []
         # (one class predicted for every input: never left its initial level, known C too;
         # a model frozen early by its LR also repeats its predictions at every evaluation)
-        if frozen is None and constant_guess(ctx, l0, p.min_val_points,
+        if frozen is None and back is None and constant_guess(ctx, l0, p.min_val_points,
                                              float(p.min_val_fall), float(p.min_fall)):
             return []
         # poor: the better split still ends at a large share of the untrained loss, or
@@ -948,14 +1005,14 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             if unconfident is None or unconfident < conf_ratio:
                 return []
         # a loss that rose again from its best is diverging or collapsing, not stuck
-        if level - b > float(p.rise_share) * max(l0 - b, 0.0):
+        if back is None and level - b > float(p.rise_share) * max(l0 - b, 0.0):
             return []
         # train ~ val: a val loss well above train is a generalisation gap, not underfit
         # (while both still fall steeply, a modest lead of train over val is the run on
         # its way down, not a gap that settled: falling_gap_ratio)
         gap = float(p.falling_gap_ratio if late is not None and late >= float(p.falling_share)
                     else p.gap_ratio)
-        if v_end is not None and v_end > 0 and t_end < gap * v_end:
+        if back is None and v_end is not None and v_end > 0 and t_end < gap * v_end:
             return []
         # a high accuracy is a good fit, unless its loss stays far above what calibrated
         # predictions at that accuracy pay: right but unconfident (weights held small by
@@ -963,7 +1020,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # (a loss still holding most of its untrained level is poor whatever the argmax
         # gets right, high_acc_poor_ratio: read where a val accuracy is logged, the
         # held-out predictions the val loss scores)
-        if acc is not None and acc[2] > float(p.max_accuracy):
+        if back is None and acc is not None and acc[2] > float(p.max_accuracy):
             unconfident = unconfident or self._unconfident(ctx, frac, l0, n_classes)
             poor_loss = (level >= float(p.high_acc_poor_ratio) * l0
                          and _accuracy(ctx, Role.VAL_METRIC) is not None)
@@ -974,7 +1031,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                 unconfident = None  # poor on the loss level, not by confidence
         # a logged accuracy must have learned too: a loss falling from a bad
         # initialisation to the chance level leaves the accuracy where it started
-        if acc is not None and acc[3] < float(p.min_acc_gain):
+        if back is None and acc is not None and acc[3] < float(p.min_acc_gain):
             return []
         tail = signals.robust_trend(*self._tail(tl))
         falling = bool(np.isfinite(tail.slope_hi) and tail.slope_hi < 0)
