@@ -1003,7 +1003,8 @@ class PLT003(Rule[StallParams, StallEvidence]):
 def _own_smoothed(ctx: RuleContext, c: Curve) -> np.ndarray:
     """:func:`smoothed` values of ``c``, cached only for the role's own curve (a view
     :func:`_after_first_blowup` cut is smoothed afresh: the cache is keyed by tag)."""
-    return smoothed(ctx if get_curve(ctx, c.series.role) is c else None, c)[1]
+    own = c.series.role is not None and get_curve(ctx, c.series.role) is c
+    return smoothed(ctx if own else None, c)[1]
 
 
 def _after_first_blowup(c: Curve | None, level0: float, factor: float,
