@@ -961,8 +961,10 @@ class PLT001(Rule[StallParams, StallEvidence]):
             why += (f", while train {ev.train_metric} still improves from "
                     f"{fmt(ev.train_from)} to {fmt(ev.train_to)}")
         if ev.late_gain is not None:
-            return (f"{ev.name} made {pct(max(ev.late_gain, 0.0))} of its fall from the "
-                    f"untrained level after step {ev.flat_since_step} (the last "
+            # (a run thrown back to its start ends worse than it was by then)
+            made = (f"made {pct(ev.late_gain)} of its fall from the untrained level after"
+                    if ev.late_gain >= 0 else "ended worse than it was at")
+            return (f"{ev.name} {made} step {ev.flat_since_step} (the last "
                     f"{pct(ev.flat_share_of_run)} of the run; {fmt(ev.end)} at the end, best "
                     f"{fmt(ev.best)}), the train loss little more: stopped early {why}")
         return (f"{ev.name} has not improved beyond noise since step {ev.flat_since_step} "
