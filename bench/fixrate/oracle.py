@@ -275,8 +275,11 @@ def trial(case: dict[str, Any], name: str, change: dict[str, Any], seed: int,
     return rec
 
 
-def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per setting (and its stop-at-best twin): mean and worst seed level, state gone?"""
+def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]],
+                   seeds: int = len(SEEDS)) -> dict[str, Any]:
+    """Per setting (and its stop-at-best twin) over its first ``seeds`` seeds: mean and
+    worst seed level, state gone?"""
+    trials = [t for t in trials if t["seed"] < seeds]
     untrained, ref = corpus.levels(case)
     bar = ref + GOOD_SHARE * (untrained - ref)
     by: dict[str, list[dict[str, Any]]] = {}
@@ -289,7 +292,7 @@ def summarize_case(case: dict[str, Any], trials: list[dict[str, Any]]) -> dict[s
                 for t in ctl)
     targets = {case["state"], *(s for s in case.get("label", ()) if s in corpus.STATES)}
     for name, ts in by.items():
-        if len(ts) < len(SEEDS):
+        if len(ts) < seeds:
             continue
         for stop in (False, True) if case["state"] == "overfit" else (False,):
             vals = [t["best"] if stop else t["final"] for t in ts]
@@ -368,9 +371,10 @@ def restate(rec: dict[str, Any], logdir: Path, at_best: bool) -> dict[str, Any]:
                                else rec.get("states_at_best", []))}
 
 
-def run(ids: list[str], out: Path, train: bool = True,
-        with_pairs: bool = True, fresh_states: bool = False) -> list[dict[str, Any]]:
-    found = {c["id"]: c for c in corpus.cases(12)}
+def run(ids: list[str], out: Path, train: bool = True, with_pairs: bool = True,
+        fresh_states: bool = False, seeds: tuple[int, ...] = SEEDS,
+        per_state: int = 12) -> list[dict[str, Any]]:
+    found = {c["id"]: c for c in corpus.cases(per_state)}
     summaries = []
     for cid in ids:
         case = found.get(cid)
@@ -387,11 +391,11 @@ def run(ids: list[str], out: Path, train: bool = True,
                                   case["state"] == "overfit") for t in trials]
         else:
             trials = [trial(case, n, ch, s, out)
-                      for n, ch in singles(hp, case["state"]).items() for s in SEEDS]
+                      for n, ch in singles(hp, case["state"]).items() for s in seeds]
             key = "best" if case["state"] == "overfit" else "final"
             trials += [trial(case, b["name"], b["change"], s, out)
-                       for b in (pairs(trials, key=key) if with_pairs else []) for s in SEEDS]
-        summ = summarize_case(case, trials)
+                       for b in (pairs(trials, key=key) if with_pairs else []) for s in seeds]
+        summ = summarize_case(case, trials, len(seeds))
         summ["wall_s"] = round(sum(t["wall_s"] for t in trials), 1)
         summaries.append(summ)
         print(line(summ), file=sys.stderr, flush=True)
@@ -501,6 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recheck", help="CASE:SETTING,... beside the judge: the control and "
                    "the setting over --seeds seeds, under --out (give a folder of its own)")
     p.add_argument("--seeds", type=int, default=4, help="seeds for --recheck")
+    p.add_argument("--corpus", type=int, default=12, metavar="N",
+                   help="the fix-rate campaign's cases per state (fixrate.py --corpus N)")
+    p.add_argument("--grid-seeds", type=int, default=len(SEEDS),
+                   help="seeds of every grid setting (trial seed 0 is the stored run); the "
+                   "judge then reads that many seeds, as the fix-rate campaign's --seeds")
     p.add_argument("--report", action="store_true", help="summaries of what is done")
     p.add_argument("--restate", action="store_true", help="with --report: re-read every "
                    "record's states by today's rules (the records stay as they are)")
@@ -517,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         ids = [i for i in ids if (args.out / i).is_dir()]
     summaries = run(ids, args.out, train=not args.report, with_pairs=not args.singles_only,
-                    fresh_states=args.restate)
+                    fresh_states=args.restate, seeds=tuple(range(args.grid_seeds)),
+                    per_state=args.corpus)
     for s in summaries:
         print(line(s))
     if args.json:
