@@ -334,11 +334,12 @@ def init_blowup(ctx: AdviceContext, b: Blowup | None) -> Candidate | None:
 
 
 def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
-    """(first train loss, level, what the level is) when the train loss's first logged
-    point is ``init_blowup_factor`` x the untrained level ln C or more and came down
-    within the first tenth of the run (plateau's :func:`_after_first_blowup` reading, its
-    one owner); with C not logged (or a regression) the level is the median of the points
-    after the first, where the run then sat.  None otherwise.
+    """(first train loss, level, what the level is) when a classifier's train loss's
+    first logged point is ``blown_first_factor`` x its untrained level ln C or more and
+    came down within the first tenth of the run (plateau's :func:`_after_first_blowup`
+    reading, its one owner); with C not logged the level is ln ``init_blowup_classes``,
+    an upper bound (as :func:`init_blowup`).  None otherwise, and for a regression (no
+    untrained level: an unscaled target's loss starts as high as its variance).
 
     DESIGN.md: a first point that high is blow-up evidence (the first steps' LR or a
     scaled-up init), so the flat stretch after it is not a saddle to push through."""
@@ -346,14 +347,17 @@ def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
     from diagnose.detectors.progress import curve
 
     c = curve(ctx.role(Role.TRAIN_LOSS), higher_is_better=False)
-    if c is None or len(c) < 2:
+    if c is None or len(c) < 2 or ctx.regression:
         return None
-    n = None if ctx.regression else signals.infer_num_classes(ctx.run, ctx.roles)
-    if n and n >= 2:
-        level, label = signals.chance_loss(n), f"the untrained level ln {n}"
-    else:
-        level, label = float(np.median(c.values[1:])), "the level the run then sat at"
-    cut = _after_first_blowup(c, level, ctx.policy.init_blowup_factor)
+    n = signals.infer_num_classes(ctx.run, ctx.roles)
+    known = bool(n and n >= 2)
+    n = n if known else ctx.policy.init_blowup_classes
+    level = signals.chance_loss(n)
+    at = f"ln {n} = {show(nice(level, 3))}"
+    label = (f"the untrained level {at}" if known else
+             f"{at}, the untrained level of even that many classes (the class count is not "
+             "logged)")
+    cut = _after_first_blowup(c, level, ctx.policy.blown_first_factor)
     if cut is None or cut is c:
         return None
     return float(c.values[0]), level, label
@@ -362,16 +366,26 @@ def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
 def first_blowup_advice(ctx: AdviceContext, first: float, level: float,
                         label: str) -> list[Candidate]:
     """A flat run whose first logged train loss was blown up (:func:`blown_first_point`):
-    the init when the LR is known and not above its usual range (:func:`init_blowup`);
-    else an LR cut (``lr_cut_violent``, as a violent blow-up) with the init beside it,
-    never an LR raise: a network its first steps blew up sits dead, not on a saddle."""
+    with the LR known and not above its usual range the blow-up is the init's (as
+    :func:`init_blowup`, whose larger ``init_blowup_factor`` it takes first); else an LR
+    cut (``lr_cut_violent``, as a violent blow-up) with the init beside it.  Never an LR
+    raise: a network its first steps blew up sits dead, not on a saddle."""
     init = init_blowup(ctx, None)
     if init is not None:
         return [init]
-    why = (f"the train loss was {show(nice(first, 3))} at its first logged step, "
-           f"{show(nice(first / level))}x {label} ({show(nice(level, 3))}), and flat after "
-           "it: its first steps blew up (an LR far too high, or weights initialised too "
-           "large) and left it there, not on a saddle plateau")
+    lr, source = ctx.lr
+    blown = (f"the train loss was {show(nice(first, 3))} at its first logged step, "
+             f"{show(nice(first / level))}x {label}, and flat after it: its first steps "
+             "blew up")
+    if lr is not None and lr <= usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))[1]:
+        return [candidate("init", "set", ctx.hp.get("init"), "he_normal",
+                          f"{blown} with the {source} LR {show(lr)} not above its usual "
+                          "range, so not on a saddle plateau: the initial weights were too "
+                          "large (logits far from zero before any step); use He "
+                          "initialisation (the framework default scale) before touching the "
+                          "LR.", 1.5, direction=0)]
+    why = (f"{blown} (an LR far too high, or weights initialised too large) and left it "
+           "there, not on a saddle plateau")
     out = [scale_lr(ctx, 1 / ctx.policy.lr_cut_violent, why, 1.2)]
     out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
                          f"{why}; if the LR was not the cause, the initial weights were too "
