@@ -288,13 +288,14 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
     return out
 
 
-def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
+def init_blowup(ctx: AdviceContext, b: Blowup | None) -> Candidate | None:
     """A classifier whose loss is already ``init_blowup_factor`` x ln C at its first logged
     point, with an LR not above the optimizer's usual range, had huge logits before any
     step could go wrong: the initial weights are too large (a scaled-up init), so the init
     is the fix and an LR cut only slows the recovery.  With the class count not logged the
     untrained level is ln ``init_blowup_classes`` (an upper bound).  None otherwise
-    (regression, a first loss near ln C, an unknown LR or one far too high)."""
+    (regression, a first loss near ln C, an unknown LR or one far too high).  ``b`` is
+    None for a run that sat flat after its blown first points (:func:`first_blowup_advice`)."""
     from diagnose.signals import chance_loss, infer_num_classes
 
     loss = ctx.role(Role.TRAIN_LOSS)
@@ -307,7 +308,7 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
     first, untrained = float(fin.values[0]), chance_loss(n)
     if first < ctx.policy.init_blowup_factor * untrained:
         return None
-    if b.bad is not None and b.bad > fin.steps[0] and b.turn is not None and (
+    if b is not None and b.bad is not None and b.bad > fin.steps[0] and b.turn is not None and (
             b.turn > fin.steps[0] and b.loss_min is not None
             and b.loss_min < ctx.policy.init_blowup_factor * untrained):
         return None  # it came down to a normal level first: the blow-up came later
@@ -330,6 +331,67 @@ def init_blowup(ctx: AdviceContext, b: Blowup) -> Candidate | None:
         "(the framework default scale) before touching the LR.",
         # impact 0.25 x 6 = 1.5: above the LR cut (1.2), the cause is not the LR
         6.0, direction=0)
+
+
+def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
+    """(first train loss, level, what the level is) when a classifier's train loss's
+    first logged point is ``blown_first_factor`` x its untrained level ln C or more and
+    came down within the first tenth of the run (plateau's :func:`_after_first_blowup`
+    reading, its one owner); with C not logged the level is ln ``init_blowup_classes``,
+    an upper bound (as :func:`init_blowup`).  None otherwise, and for a regression (no
+    untrained level: an unscaled target's loss starts as high as its variance).
+
+    DESIGN.md: a first point that high is blow-up evidence (the first steps' LR or a
+    scaled-up init), so the flat stretch after it is not a saddle to push through."""
+    from diagnose.detectors.plateau import _after_first_blowup
+    from diagnose.detectors.progress import curve
+
+    c = curve(ctx.role(Role.TRAIN_LOSS), higher_is_better=False)
+    if c is None or len(c) < 2 or ctx.regression:
+        return None
+    n = signals.infer_num_classes(ctx.run, ctx.roles)
+    known = bool(n and n >= 2)
+    n = n if known else ctx.policy.init_blowup_classes
+    level = signals.chance_loss(n)
+    at = f"ln {n} = {show(nice(level, 3))}"
+    label = (f"the untrained level {at}" if known else
+             f"{at}, the untrained level of even that many classes (the class count is not "
+             "logged)")
+    cut = _after_first_blowup(c, level, ctx.policy.blown_first_factor)
+    if cut is None or cut is c:
+        return None
+    return float(c.values[0]), level, label
+
+
+def first_blowup_advice(ctx: AdviceContext, first: float, level: float,
+                        label: str) -> list[Candidate]:
+    """A flat run whose first logged train loss was blown up (:func:`blown_first_point`):
+    with the LR known and not above its usual range the blow-up is the init's (as
+    :func:`init_blowup`, whose larger ``init_blowup_factor`` it takes first); else an LR
+    cut (``lr_cut_violent``, as a violent blow-up) with the init beside it.  Never an LR
+    raise: a network its first steps blew up sits dead, not on a saddle."""
+    init = init_blowup(ctx, None)
+    if init is not None:
+        return [init]
+    lr, source = ctx.lr
+    blown = (f"the train loss was {show(nice(first, 3))} at its first logged step, "
+             f"{show(nice(first / level))}x {label}, and flat after it: its first steps "
+             "blew up")
+    if lr is not None and lr <= usual_lr_range(ctx.policy, ctx.hp.get("optimizer"))[1]:
+        return [candidate("init", "set", ctx.hp.get("init"), "he_normal",
+                          f"{blown} with the {source} LR {show(lr)} not above its usual "
+                          "range, so not on a saddle plateau: the initial weights were too "
+                          "large (logits far from zero before any step); use He "
+                          "initialisation (the framework default scale) before touching the "
+                          "LR.", 1.5, direction=0)]
+    why = (f"{blown} (an LR far too high, or weights initialised too large) and left it "
+           "there, not on a saddle plateau")
+    out = [scale_lr(ctx, 1 / ctx.policy.lr_cut_violent, why, 1.2)]
+    out.append(candidate("init", "set", ctx.hp.get("init"), "he_normal",
+                         f"{why}; if the LR was not the cause, the initial weights were too "
+                         "large (logits far from zero before any step): use He "
+                         "initialisation (the framework default scale).", 0.8, direction=0))
+    return out
 
 
 def _instability(ctx: AdviceContext, f: Finding) -> list[Candidate]:
@@ -360,7 +422,11 @@ def instability_advice(ctx: AdviceContext, first: float | None, spikes: float | 
     where = f" from step {show(first)}" if first is not None else ""
     reason = f"{count}{where}"
     cut = pol.lr_cut_spiky if spikes and spikes >= pol.many_spikes else pol.lr_cut_unstable
-    out = [scale_lr(ctx, 1 / cut, reason, 0.9)]
+    lr, _ = ctx.lr
+    # spikes at an LR already below the optimizer's usual range are not the LR's doing
+    # (a tiny LR that stalls the run): warmup and clipping bound them, a cut only stalls more
+    low = usual_lr_range(pol, ctx.hp.get("optimizer"))[0]
+    out = [] if lr is not None and lr < low else [scale_lr(ctx, 1 / cut, reason, 0.9)]
     if not late:
         warm = add_warmup(ctx, first, "instability starts")
         if warm is not None:
@@ -994,6 +1060,9 @@ def plateau_advice(ctx: AdviceContext, start: float | None, level: float | None,
     never = f"the loss never left its initial level{at}"
     if from_start and lr_outside_range(ctx.policy, ctx.hp.get("optimizer"), lr):
         return never_learned_advice(ctx, never)
+    blown = blown_first_point(ctx)
+    if blown is not None:
+        return first_blowup_advice(ctx, *blown)
     heavy = (broken_bn_momentum(ctx, never) + heavy_regularisation(ctx, never)
              if from_start else [])
     if heavy:

@@ -919,3 +919,91 @@ def test_a_bn_momentum_of_one_set_back_carries_drop_last():
     off = _top_of("r01563", "batchnorm_collapse", AdvicePolicy(bn_momentum_with_drop_last=False),
                   hparams={"bn_momentum": 1.0})
     assert off.hyperparameter == "bn_momentum" and off.together == ()
+
+
+# --- round 14: advice that contradicted its own run's evidence (direction.py) ------------
+
+def _recs_of(name: str, state: str, hparams: dict | None = None) -> list[Recommendation]:
+    """Every recommendation of the run's first ``state`` finding (stored corpus run)."""
+    sources, _ = discover.discover([str(ADVICE_RUNS / name)])
+    result = recommend(engine.evaluate(ingest.load_run(sources[0])), hparams)
+    found = [f for f in result.findings if f.state == state]
+    assert found, [(f.rule, f.state) for f in result.findings]
+    return list(found[0].recommendations)
+
+
+@pytest.mark.parametrize("hparams, current, proposed", [
+    (None, None, "current/10"),  # corpus r01313 logs no LR: a relative cut
+    ({"learning_rate": 6.2, "optimizer": "AdamW"}, 6.2, None),  # its true LR: into range
+])
+def test_a_plateau_after_a_blown_first_point_is_never_told_to_raise_the_lr(
+        hparams, current, proposed):
+    """Corpus r01313 (Keras, 3 epochs, AdamW 6.2 not logged): train loss 105.8 in the first
+    epoch, then 2.16 and 2.00, val accuracy flat near 0.17 (PLT001).  Its first epoch blew
+    up and left the network dead: 'a saddle plateau, LR x3' was the wrong way; the LR is
+    cut as after a violent blow-up, with the init beside it."""
+    recs = _recs_of("r01313", "plateau", hparams)
+    top = recs[0]
+    assert (top.hyperparameter, top.action, top.current) == ("learning_rate", "decrease",
+                                                            current)
+    if proposed is None:  # far above the range: the never-learned move into it first
+        low, high, _ = usual_lr_range(AdvicePolicy(), "AdamW")
+        assert low <= top.proposed <= high
+    else:
+        assert top.proposed == proposed
+        assert "at its first logged step" in top.rationale and "blew up" in top.rationale
+        assert "init" in {r.hyperparameter for r in recs}
+    assert not any(r.hyperparameter == "learning_rate" and r.action == "increase"
+                   for r in recs)
+
+
+def test_a_blown_first_point_at_a_normal_lr_is_the_inits():
+    """r01313's curves with a normal AdamW LR 1e-3: a first epoch at 46x ln C cannot be
+    that LR's doing, so the init comes first (corpus r00532, huge_init: first loss 6.5x
+    ln 2 at a configured LR 0.02, then one class predicted for every input)."""
+    recs = _recs_of("r01313", "plateau", {"learning_rate": 1e-3, "optimizer": "AdamW"})
+    assert [(r.hyperparameter, r.proposed) for r in recs] == [("init", "he_normal")]
+    assert "not above its usual range" in recs[0].rationale
+    assert "initial weights were too large" in recs[0].rationale
+
+
+def test_a_plateau_after_a_huge_init_names_the_blow_up():
+    """Corpus r02086 (huge_init, ln 3 classifier, logged LR 0.025): train loss 12549 at
+    step 1, blown up to 3.8e10 by step 18, then flat at ln 3 (PLT002 after the blown
+    first points).  The init advice says the weights were too large (init_blowup), not
+    'a dead or zero initialisation gives no gradient'."""
+    recs = _recs_of("r02086", "plateau")
+    top = recs[0]
+    assert (top.hyperparameter, top.proposed) == ("init", "he_normal")
+    assert "initial weights are too large" in top.rationale
+    assert not any("dead or zero" in r.rationale for r in recs)
+
+
+def test_a_plateau_without_a_blown_first_point_keeps_its_saddle_advice(tmp_path):
+    """The control: r01313's curves with a first epoch at the level of the next ones
+    (2.3 instead of 105.8) are a plain poor plateau, still told to raise the LR."""
+    text = (ADVICE_RUNS / "r01313" / "history.csv").read_text()
+    assert ",105.807," in text
+    (tmp_path / "history.csv").write_text(text.replace(",105.807,", ",2.3,"))
+    sources, _ = discover.discover([str(tmp_path)])
+    result = recommend(engine.evaluate(ingest.load_run(sources[0])))
+    found = [f for f in result.findings if f.state == "plateau"]
+    assert found and found[0].recommendations
+    top = found[0].recommendations[0]
+    assert (top.hyperparameter, top.action) == ("learning_rate", "increase")
+
+
+@pytest.mark.parametrize("hparams, cut", [(None, False), ({"learning_rate": 1e-3}, True)])
+def test_spikes_at_an_lr_below_its_usual_range_do_not_cut_it(hparams, cut):
+    """Corpus r01301 (tiny_lr: logged LR 7.5e-6, below every common optimizer's usual range;
+    grad-norm spikes, INS003): 'LR /2 to 3.8e-6' went the wrong way; warmup and clipping
+    stay, and the plateau's move into the range is the run's LR advice.  The same spikes
+    at an LR inside the range keep the cut."""
+    recs = _recs_of("r01301", "instability", hparams)
+    lr = [r for r in recs if r.hyperparameter == "learning_rate"]
+    assert bool(lr) == cut
+    assert {"warmup_steps", "grad_clip"} <= {r.hyperparameter for r in recs}
+    if hparams is None:
+        top = _recs_of("r01301", "plateau")[0]
+        assert (top.hyperparameter, top.action) == ("learning_rate", "increase")
+        assert top.proposed >= usual_lr_range(AdvicePolicy(), None)[0]

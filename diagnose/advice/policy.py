@@ -174,6 +174,11 @@ class AdvicePolicy:
         100_000, P.COUNT, "with the class count not logged, a classifier's untrained level "
         "is taken as ln of this many classes (a generous upper bound: a large vocabulary), "
         "so only a first loss init_blowup_factor x that high counts as an init blow-up")
+    blown_first_factor: float = _knob(
+        3.0, P.AT_LEAST_ONE, "a flat run whose first logged train loss is this many times "
+        "its untrained level ln C (ln init_blowup_classes when C is not logged) and came "
+        "down within the first tenth of the run blew up in its first steps (DESIGN.md: "
+        "about 3x is a blow-up): never told to raise the LR for a saddle plateau")
     max_scheduled_lr_share: float = _knob(
         0.5, P.SHARE, "that proposal is at most this share of the current LR")
     # -- instability
