@@ -218,13 +218,29 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     small_worse = _small_worsening(st, p) if st is not None else False
     if st is None or (st["kind"] in ("converged",)
                       and "worse_val_loss" not in st) or small_worse or (
-                          st["kind"] in ("worsening", "no_progress") and _thrown_back(ctx)):
+                          st["kind"] in ("worsening", "no_progress") and _thrown_back(ctx)
+                      ) or (st["kind"] == "no_progress" and _metric_after_learning(ctx, st, p)):
         st = _stopped_early(ctx, p) or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
     return st
+
+
+def _metric_after_learning(ctx: RuleContext, st: dict[str, Any], p: Any) -> bool:
+    """Whether a val metric objective read as never improved is flat only because its
+    first evaluation came after the learning: the val loss, evaluated ``min_points``
+    times or more, fell ``poor_progress`` of its first value or more (the run learned, as
+    its loss shows).  Such a run is judged by the early-stop test, not as never-left."""
+    c = st.get("curve")
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if c is None or c.series.role != Role.VAL_METRIC or vl is None or len(vl) < int(
+            p["min_points"]):
+        return False
+    first = float(vl.values[0])
+    return first > 0 and (first - float(np.min(smoothed(ctx, vl)[1]))) / first >= float(
+        p["poor_progress"])
 
 
 def _thrown_back(ctx: RuleContext) -> bool:
@@ -299,6 +315,13 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             np.min(vl.values[vl.steps <= early])):
         return None
     pl = _poor_level(ctx, vl, p, float(p["early_flat_share"]))
+    if back and pl["poor_by"] in (None, "progress", "loss_progress"):
+        # thrown back: both losses end at UND004's back_share of L0 or above, a poor level
+        # whatever the first evaluation (after the early learning) says of the progress
+        ends = {c.tag: e for c, e in ((vl, v_end), (tl, end_level(tl)))}
+        tag = min(ends, key=lambda t: ends[t])
+        pl = {**pl, "poor_by": "untrained", "loss_vs_chance": ends[tag] / level0,
+              "poor_loss": tag, "untrained_level": level0, "untrained_from": found[1]}
     # without a flat tail the level must be poor by the run's own measure of learning
     # (not "barely fell": a fine-tune starting low), and, against the untrained level,
     # by the stricter share whether or not the class count is known (ln C of a
