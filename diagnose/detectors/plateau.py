@@ -206,49 +206,27 @@ def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
 
 def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The tail analysis (:func:`_stall`), and where it finds no flat tail at a poor
-    level (too few evaluations for a tail, a curve judged worse than a best it barely
-    reached, or flat at a level it did not call poor), the early-stop test
-    :func:`_stopped_early`; not where a val metric is flat beside a rising val loss
-    (``max_val_loss_rise``: overfitting's symptom), nor where the objective never
-    improved (:func:`_never_left` and its guards judge that).  Where still no stall is
+    level (too few evaluations for a tail, a tail called worse than its best or never
+    improved, or flat at a level it did not call poor), the early-stop test
+    :func:`_stopped_early`, which reads the losses, not the objective's tail: a val
+    accuracy first evaluated after the early learning looks never-improved, one sample
+    of a small val set either way looks worse, a run thrown back to its start ends worse
+    than its best, while both losses show a run that learned and then stopped early.
+    Not where a val metric is flat beside a rising val loss (``max_val_loss_rise``:
+    overfitting's symptom).  Where still no stall is
     found, a stop by an early LR cut (:func:`_stopped_by_lr_cut`), but not for a curve
     that clearly got worse (overfitting's) nor one that ends non-finite."""
     st = _stall(ctx, p)
-    # a flat val metric beside a rising val loss stays overfitting's symptom
     small_worse = _small_worsening(st, p) if st is not None else False
-    if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st) or small_worse or (
-                          st["kind"] in ("worsening", "no_progress") and _thrown_back(ctx)
-                      ) or (st["kind"] == "no_progress" and _metric_after_learning(ctx, st, p)):
+    # a flat val metric beside a rising val loss stays overfitting's symptom
+    if st is None or (st["kind"] in ("converged", "worsening", "no_progress")
+                      and "worse_val_loss" not in st):
         st = _stopped_early(ctx, p) or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
     return st
-
-
-def _metric_after_learning(ctx: RuleContext, st: dict[str, Any], p: Any) -> bool:
-    """Whether a val metric objective read as never improved is flat only because its
-    first evaluation came after the learning: the val loss, evaluated ``min_points``
-    times or more, fell ``poor_progress`` of its first value or more (the run learned, as
-    its loss shows).  Such a run is judged by the early-stop test, not as never-left."""
-    c = st.get("curve")
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if c is None or c.series.role != Role.VAL_METRIC or vl is None or len(vl) < int(
-            p["min_points"]):
-        return False
-    first = float(vl.values[0])
-    return first > 0 and (first - float(np.min(smoothed(ctx, vl)[1]))) / first >= float(
-        p["poor_progress"])
-
-
-def _thrown_back(ctx: RuleContext) -> bool:
-    """Whether the run learned and both losses went back to the untrained level the log
-    shows (:func:`underfit.thrown_back`): its tail is worse than its best, yet the
-    early-stop test reads it (the stretch at that level is the plateau half)."""
-    found = untrained_level(ctx)
-    return found is not None and thrown_back_by_und(ctx, found[0]) is not None
 
 
 def _small_worsening(st: dict[str, Any], p: Any) -> bool:
