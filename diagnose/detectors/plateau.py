@@ -19,6 +19,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   was cut ``lr_cut_ratio`` times below its peak early and kept there, with both losses
   frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
   by its schedule (:func:`_stopped_by_lr_cut`), whatever the objective's tail showed.
+  Where the tail test finds no flat stretch at a poor level (converged, worse than its
+  best, never improved from a first evaluation that came after the early learning), the
+  early-stop test reads the losses instead (:func:`_stopped_early`): both made little of
+  their fall from the untrained level late, at a poor level.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -28,7 +32,8 @@ The same flat tail means different things, so one analysis feeds three rules:
 
 The objective is the val metric when logged (the task measure; it is what flattens in
 detection runs whose val loss drifts), else the val loss, else the train loss.  A curve
-that gets clearly worse after its best is not a plateau but overfitting (OVF rules), and
+that gets clearly worse after its best is not a flat tail (a val loss rising while the
+train loss falls is overfitting, OVF rules; the early-stop test needs both stopped), and
 a loss that ends NaN/inf is divergence's business.
 """
 
