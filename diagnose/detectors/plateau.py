@@ -1079,28 +1079,19 @@ def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
 
 
 def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> bool:
-    """True when the smoothed loss never falls below ``near_chance`` x L0 and, from the
-    first point at or below L0 / ``near_chance`` to the end, stays below that too: the
-    untrained level, however its first logged points moved.  A loss that came down to
-    ln C from above it (a bad initialisation) only learned the uniform guess, nothing of
-    the task (DESIGN.md); one that leaves the band upwards again, or ends above it, is
-    divergence's business.  A noisy per-step loss (as in :func:`_flat_move`) is read on
-    the medians of ten chunks, so one run of lucky minibatches does not take it out of
-    the band."""
+    """True when the smoothed loss stays between ``near_chance`` x L0 and L0 /
+    ``near_chance`` from start to end: the untrained level, however its first logged
+    points moved (a loss far above it is divergence's business).  A noisy per-step loss
+    (as in :func:`_flat_move`) is read on the medians of ten chunks, so one run of lucky
+    minibatches does not take it out of the band."""
     lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
     if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
         meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
-        return _in_band_from_entry(meds, lo, hi)
+        return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
+                    and lo <= float(meds[-1]) <= hi)
     sm = _own_smoothed(ctx, c)
-    return _in_band_from_entry(sm, lo, hi) and lo <= end_level(c) <= hi
-
-
-def _in_band_from_entry(v: np.ndarray, lo: float, hi: float) -> bool:
-    """Whether ``v`` never goes below ``lo`` and, from its first value at or below
-    ``hi``, never above ``hi`` again (ending inside the band)."""
-    inside = np.flatnonzero(v <= hi)
-    return bool(len(v) and float(np.min(v)) >= lo and len(inside)
-                and float(np.max(v[int(inside[0]):])) <= hi and lo <= float(v[-1]) <= hi)
+    return bool(float(np.min(sm)) >= lo and float(np.max(sm)) <= hi
+                and lo <= end_level(c) <= hi)
 
 
 def _warmup_unended(ctx: RuleContext, p: PLT002.Params) -> tuple[float, float] | None:
