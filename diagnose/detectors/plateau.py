@@ -19,6 +19,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   was cut ``lr_cut_ratio`` times below its peak early and kept there, with both losses
   frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
   by its schedule (:func:`_stopped_by_lr_cut`), whatever the objective's tail showed.
+  Where the tail test finds no flat stretch at a poor level (converged, worse than its
+  best, never improved from a first evaluation that came after the early learning), the
+  early-stop test reads the losses instead (:func:`_stopped_early`): both made little of
+  their fall from the untrained level late, at a poor level.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -28,7 +32,8 @@ The same flat tail means different things, so one analysis feeds three rules:
 
 The objective is the val metric when logged (the task measure; it is what flattens in
 detection runs whose val loss drifts), else the val loss, else the train loss.  A curve
-that gets clearly worse after its best is not a plateau but overfitting (OVF rules), and
+that gets clearly worse after its best is not a flat tail (a val loss rising while the
+train loss falls is overfitting, OVF rules; the early-stop test needs both stopped), and
 a loss that ends NaN/inf is divergence's business.
 """
 
@@ -206,33 +211,27 @@ def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
 
 def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The tail analysis (:func:`_stall`), and where it finds no flat tail at a poor
-    level (too few evaluations for a tail, a curve judged worse than a best it barely
-    reached, or flat at a level it did not call poor), the early-stop test
-    :func:`_stopped_early`; not where a val metric is flat beside a rising val loss
-    (``max_val_loss_rise``: overfitting's symptom), nor where the objective never
-    improved (:func:`_never_left` and its guards judge that).  Where still no stall is
+    level (too few evaluations for a tail, a tail called worse than its best or never
+    improved, or flat at a level it did not call poor), the early-stop test
+    :func:`_stopped_early`, which reads the losses, not the objective's tail: a val
+    accuracy first evaluated after the early learning looks never-improved, one sample
+    of a small val set either way looks worse, a run thrown back to its start ends worse
+    than its best, while both losses show a run that learned and then stopped early.
+    Not where a val metric is flat beside a rising val loss (``max_val_loss_rise``:
+    overfitting's symptom).  Where still no stall is
     found, a stop by an early LR cut (:func:`_stopped_by_lr_cut`), but not for a curve
     that clearly got worse (overfitting's) nor one that ends non-finite."""
     st = _stall(ctx, p)
-    # a flat val metric beside a rising val loss stays overfitting's symptom
     small_worse = _small_worsening(st, p) if st is not None else False
-    if st is None or (st["kind"] in ("converged",)
-                      and "worse_val_loss" not in st) or small_worse or (
-                          st["kind"] in ("worsening", "no_progress") and _thrown_back(ctx)):
+    # a flat val metric beside a rising val loss stays overfitting's symptom
+    if st is None or (st["kind"] in ("converged", "worsening", "no_progress")
+                      and "worse_val_loss" not in st):
         st = _stopped_early(ctx, p) or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
     return st
-
-
-def _thrown_back(ctx: RuleContext) -> bool:
-    """Whether the run learned and both losses went back to the untrained level the log
-    shows (:func:`underfit.thrown_back`): its tail is worse than its best, yet the
-    early-stop test reads it (the stretch at that level is the plateau half)."""
-    found = untrained_level(ctx)
-    return found is not None and thrown_back_by_und(ctx, found[0]) is not None
 
 
 def _small_worsening(st: dict[str, Any], p: Any) -> bool:
@@ -299,6 +298,13 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             np.min(vl.values[vl.steps <= early])):
         return None
     pl = _poor_level(ctx, vl, p, float(p["early_flat_share"]))
+    if back and pl["poor_by"] in (None, "progress", "loss_progress"):
+        # thrown back: both losses end at UND004's back_share of L0 or above, a poor level
+        # whatever the first evaluation (after the early learning) says of the progress
+        ends = {c.tag: e for c, e in ((vl, v_end), (tl, end_level(tl)))}
+        tag = min(ends, key=lambda t: ends[t])
+        pl = {**pl, "poor_by": "untrained", "loss_vs_chance": ends[tag] / level0,
+              "poor_loss": tag, "untrained_level": level0, "untrained_from": found[1]}
     # without a flat tail the level must be poor by the run's own measure of learning
     # (not "barely fell": a fine-tune starting low), and, against the untrained level,
     # by the stricter share whether or not the class count is known (ln C of a
