@@ -336,14 +336,14 @@ def init_blowup(ctx: AdviceContext, b: Blowup | None) -> Candidate | None:
 def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
     """(first train loss, level, what the level is) when a classifier's train loss's
     first logged point is ``blown_first_factor`` x its untrained level ln C or more and
-    came down within the first tenth of the run (plateau's :func:`_after_first_blowup`
+    came down within the first tenth of the run (plateau's :func:`after_first_blowup`
     reading, its one owner); with C not logged the level is ln ``init_blowup_classes``,
     an upper bound (as :func:`init_blowup`).  None otherwise, and for a regression (no
     untrained level: an unscaled target's loss starts as high as its variance).
 
     DESIGN.md: a first point that high is blow-up evidence (the first steps' LR or a
     scaled-up init), so the flat stretch after it is not a saddle to push through."""
-    from diagnose.detectors.plateau import _after_first_blowup
+    from diagnose.detectors.plateau import after_first_blowup
     from diagnose.detectors.progress import curve
 
     c = curve(ctx.role(Role.TRAIN_LOSS), higher_is_better=False)
@@ -357,7 +357,7 @@ def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
     label = (f"the untrained level {at}" if known else
              f"{at}, the untrained level of even that many classes (the class count is not "
              "logged)")
-    cut = _after_first_blowup(c, level, ctx.policy.blown_first_factor)
+    cut = after_first_blowup(c, level, ctx.policy.blown_first_factor)
     if cut is None or cut is c:
         return None
     return float(c.values[0]), level, label

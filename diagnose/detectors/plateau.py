@@ -1010,12 +1010,12 @@ class PLT003(Rule[StallParams, StallEvidence]):
 
 def _own_smoothed(ctx: RuleContext, c: Curve) -> np.ndarray:
     """:func:`smoothed` values of ``c``, cached only for the role's own curve (a view
-    :func:`_after_first_blowup` cut is smoothed afresh: the cache is keyed by tag)."""
+    :func:`after_first_blowup` cut is smoothed afresh: the cache is keyed by tag)."""
     own = c.series.role is not None and get_curve(ctx, c.series.role) is c
     return smoothed(ctx if own else None, c)[1]
 
 
-def _after_first_blowup(c: Curve | None, level0: float, factor: float,
+def after_first_blowup(c: Curve | None, level0: float, factor: float,
                         share: float = 0.1) -> Curve | None:
     """The curve from where the run's own level starts: after its last point at
     ``factor`` x the untrained level ``level0`` (ln C) or more within the first ``share``
@@ -1227,7 +1227,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         # with ln C known, each loss is judged from where its own level starts: after a
         # blow-up of its first logged points (DESIGN: the starting level is then ln C)
-        own = {role: (_after_first_blowup(get_curve(ctx, role), signals.chance_loss(n_classes),
+        own = {role: (after_first_blowup(get_curve(ctx, role), signals.chance_loss(n_classes),
                                           float(p.blowup_factor))
                       if n_classes else get_curve(ctx, role))
                for role in (Role.TRAIN_LOSS, Role.VAL_LOSS)}
