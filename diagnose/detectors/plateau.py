@@ -57,6 +57,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     improvement,
+    in_start,
     level_at,
     noise,
     pct,
@@ -1028,8 +1029,7 @@ def after_first_blowup(c: Curve | None, level0: float, factor: float,
     past the first ``share`` of the run is divergence's business and is not cut."""
     if c is None or len(c) < 2 or level0 <= 0 or float(c.values[0]) < factor * level0:
         return c
-    head = np.flatnonzero((c.values >= factor * level0)
-                          & (c.steps <= float(c.steps[0]) + share * c.span))
+    head = np.flatnonzero((c.values >= factor * level0) & in_start(c, share))
     k = int(head[-1]) + 1
     if k >= len(c) or np.any(c.values[k:] >= factor * level0):
         return c

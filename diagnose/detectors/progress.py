@@ -140,6 +140,12 @@ def end_level(c: Curve, frac: float = 0.1, min_points: int = 3) -> float:
     return level(c.steps, c.values, last - frac * c.span, last, min_points)
 
 
+def in_start(c: Curve, frac: float = 0.1) -> np.ndarray:
+    """Mask of the points in the first ``frac`` of the run's steps (the start window
+    :func:`start_level` reads)."""
+    return c.steps <= float(c.steps[0]) + frac * c.span
+
+
 def start_level(c: Curve, frac: float = 0.1, min_points: int = 3) -> float:
     """Oriented level at the start: median of the first ``frac`` of steps."""
     first = float(c.steps[0])

@@ -59,6 +59,7 @@ from diagnose.detectors.progress import (
     ends_nonfinite,
     fmt,
     get_curve,
+    in_start,
     level_at,
     pct,
     pinned_accuracy,
@@ -559,7 +560,7 @@ def before_early_blowup(ctx: RuleContext, tl: Curve,
     that blow-up, not the model's untrained level.
     """
     first = float(tl.values[0])
-    head = tl.values[tl.steps <= float(tl.steps[0]) + 0.1 * tl.span]
+    head = tl.values[in_start(tl)]
     if first <= 0 or float(np.max(head)) < factor * first:
         return None
     peak = float(np.max(head))
