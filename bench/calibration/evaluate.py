@@ -20,8 +20,9 @@ Usage (from the repo root, in the venv)::
    a non-finite loss is divergence; EarlyStopping on val loss with patience 5 evaluations:
    stopped early while train kept falling is overfit, otherwise plateau;
    ReduceLROnPlateau-style on the train loss when there is no val loss: plateau).
-5. The real logs (``../shared/real_logs`` and ``../shared/real_logs_more``) are scored
-   with ``bench/accuracy.py``'s rules (unambiguous MANIFEST rows only).
+5. The real logs (``../shared/real_logs``, ``../shared/real_logs_more`` and, when present,
+   ``bench/real_extra``, the third set labelled blind) are scored with
+   ``bench/accuracy.py``'s rules (unambiguous MANIFEST rows only).
 
 Metrics (same scorer everywhere): per-state precision/recall/F1 over runs, macro-F1 over
 the five core states, healthy false-alarm rate (a healthy-labelled run with any error or
@@ -453,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         shared = REPO.parent / "shared"
         for name in ("real_logs", "real_logs_more"):
             res["real"][name] = score_real_set(shared / name, args.jobs)
+        res["real"]["real_extra"] = score_real_set(REPO / "bench" / "real_extra", args.jobs)
     print(render_report(res))
     print(f"\n(render {t_render:.0f} s, analyze {t_analyze:.0f} s, total "
           f"{time.perf_counter() - t0:.0f} s)")
