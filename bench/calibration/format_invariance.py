@@ -23,6 +23,7 @@ import time
 import zlib
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,7 +35,7 @@ import write_logs
 FORMATS = sorted(write_logs.WRITERS)
 
 
-def sample(records: list[dict], limit: int) -> list[tuple[dict, list[str]]]:
+def sample(records: list[dict[str, Any]], limit: int) -> list[tuple[dict[str, Any], list[str]]]:
     """The scored runs (label check not 'dropped'), in a stable hashed order, capped."""
     checked = {c["id"]: c for c in label_check.check_all(records)}
     runs = [(rec, checked[rec["id"]]["label"]) for rec in records
