@@ -159,6 +159,64 @@ def early_level(c: Curve) -> float:
     return max(float(c.values[0]), start_level(c))
 
 
+#: Run formats whose rows are per-epoch aggregates numbered from epoch 0 (Keras's
+#: CSVLogger and ``History``): the row of epoch 0 is written after the whole first epoch.
+EPOCH_ROW_FORMATS = frozenset({"keras_csv", "keras_history"})
+
+
+def epoch_rows_from_zero(ctx: RuleContext | None, c: Curve) -> bool:
+    """Whether ``c``'s steps are epochs numbered from 0, each point written at the end of
+    its epoch (Keras: its CSV and history rows, and the ``epoch_*`` tags its TensorBoard
+    callback writes), so step e already covers e + 1 epochs."""
+    formats = set(ctx.run.format.split("+")) if ctx is not None else set()
+    return bool(formats & EPOCH_ROW_FORMATS) or c.tag.rsplit("/", 1)[-1].lower().startswith(
+        "epoch_")
+
+
+def first_point_cover(ctx: RuleContext | None, c: Curve) -> float:
+    """How much of the run the first logged point of ``c`` already covers, in [0, 1]: the
+    one owner of "is the log's first point the model's start?".
+
+    A point at step 0 (or 1 of many) is the untrained model; the first row of N per-epoch
+    aggregates numbered from 0 (:func:`epoch_rows_from_zero`) averages the whole first
+    epoch, 1/N of the run; a first point at step s of S (per-epoch logging, a resumed run,
+    a fine-tune logged from its checkpoint's step) comes after s/S of it.  A first value
+    that covers a real share of the run is already below the untrained loss by whatever
+    the model learned in that share, so with the class count unknown (no ln C) the log
+    does not show the untrained level, only a bound below it."""
+    if len(c) < 2:
+        return 0.0
+    first, last = float(c.steps[0]), float(c.steps[-1])
+    if epoch_rows_from_zero(ctx, c):
+        first, last = first + 1.0, last + 1.0
+    return min(max(first / last, 0.0), 1.0) if last > 0 else 0.0
+
+
+def level_before_log(ctx: RuleContext | None, c: Curve, min_cover: float) -> float | None:
+    """The oriented level of ``c`` at the model's start, when its first point covers more
+    than ``min_cover`` of the run (:func:`first_point_cover`); else None (the first
+    point is the start).
+
+    Each of the first two points is read at the centre of the stretch it covers (a
+    Keras row, a Trainer's logged loss and a Lightning epoch value are means over it;
+    a single late point only makes the estimate lower), and the line through them is
+    carried back to the start: v0 + (v0 - v1) * s0 / s1 in covered steps.  A training
+    curve falls fastest first, so the model learned at least that much before its first
+    point: a floor under the untrained level, closer to it than the first value (a fast
+    learner already flat at its second point keeps a floor near its first value)."""
+    cover = first_point_cover(ctx, c)
+    if cover <= min_cover or len(c) < 2:
+        return None
+    # Keras numbers epochs from 0: row e closes epoch e, e + 1 epochs into the run
+    offset = 1.0 if epoch_rows_from_zero(ctx, c) else 0.0
+    s0, s1 = float(c.steps[0]) + offset, float(c.steps[1]) + offset
+    v0, v1 = float(c.values[0]), float(c.values[1])
+    if s1 <= s0:
+        return None
+    # centres s0 / 2 and (s0 + s1) / 2: the slope's run is s1 / 2, carried back s0 / 2
+    return v0 + max(v0 - v1, 0.0) * s0 / s1
+
+
 def level_at(c: Curve, step: float, frac: float = 0.05, min_points: int = 3) -> float:
     """Oriented level around ``step`` (median over +-``frac`` of the span)."""
     half = frac * c.span

@@ -61,6 +61,7 @@ from diagnose.detectors.progress import (
     get_curve,
     in_start,
     level_at,
+    level_before_log,
     pct,
     pinned_accuracy,
     smoothed,
@@ -516,6 +517,12 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
     starts below the untrained loss, so the largest early value is the closest), and ln C
     when the class count is known (the cross-entropy of a uniform guess).  None without a
     positive train loss (a loss that goes negative has no scale to measure "poor" on).
+    With the class count unknown and the train loss's first point covering more than
+    UND004's ``min_first_cover`` of the run (a Keras row averaging the first of a few
+    epochs, a first record a third of the way in: :func:`progress.first_point_cover`),
+    its first values are a model that already learned: the level is then the train loss
+    carried back to the start along its first two points, when higher
+    (:func:`progress.level_before_log`, a floor under the untrained level).
     """
 
     def compute() -> tuple[float, str] | None:
@@ -523,6 +530,10 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         if tl is None or len(tl) < 2 or "+" in tl.tag or float(np.min(tl.values)) <= 0:
             return None
         ref, how = early_level(tl), f"first {tl.tag}"
+        before = (level_before_log(ctx, tl, float(ctx.thresholds_of("UND004")["min_first_cover"]))
+                  if signals.infer_num_classes(ctx.run, ctx.roles) is None else None)
+        if before is not None and before > ref:
+            ref, how = before, f"{tl.tag} carried back to the start"
         vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
@@ -852,6 +863,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         blowup_factor: float = param(P.AT_LEAST_ONE)
         back_share: float = param(P.FRACTION)
         acc_learned_share: float = param(P.SHARE)
+        min_first_cover: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
