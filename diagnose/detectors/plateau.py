@@ -232,29 +232,7 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
         return _stopped_by_lr_cut(ctx, p) or st
-    return _fell_to_guess(ctx, p, st) or st
-
-
-def _fell_to_guess(ctx: RuleContext, p: Any, st: dict[str, Any]) -> dict[str, Any] | None:
-    """A tail called ``worsening`` (the objective ended worse than its best, the val loss
-    not rising) that ends at a constant guess (:func:`_constant_guess`: every accuracy
-    pinned over the tail, every loss at that guess's entropy or the untrained level) fell
-    back to the untrained prediction, one class for every input: stuck at a poor level
-    over the tail (DESIGN: plateau), not getting worse by fitting its training data.
-    Not beside a val loss that rose ``max_val_loss_rise`` above its minimum
-    (:func:`_val_loss_rise`, overfitting's symptom).  None otherwise."""
-    if (st.get("kind") != "worsening" or "worse_val_loss" in st
-            or _val_loss_rise(ctx, p) is not None):
-        return None
-    guess = _constant_guess(ctx, p)
-    if not guess:
-        return None
-    c: Curve = st["curve"]
-    first = start_level(c)
-    return {**st, **guess, "kind": "stalled", "since": st["tail_start"], "eps": st["worse"],
-            "flat_share": (float(c.steps[-1]) - st["tail_start"]) / c.span,
-            "also_flat": [], "train": None, "train_improving": False, "poor": True,
-            "progress_rel": st["total"] / abs(first) if first else float("nan")}
+    return st
 
 
 def _small_worsening(st: dict[str, Any], p: Any) -> bool:
@@ -474,9 +452,11 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     if worse > float(p["max_worsening"]) * total:
         return {**out, "kind": "worsening", "worse": worse}
     # a flat val metric beside a clearly rising val loss is overfitting's symptom
-    rise = _val_loss_rise(ctx, p) if c.series.role == Role.VAL_METRIC else None
-    if rise is not None:
-        return {**out, "kind": "worsening", "worse_val_loss": rise}
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if c.series.role == Role.VAL_METRIC and vl is not None and len(vl) >= 3:
+        vmin = float(np.min(smoothed(ctx, vl)[1]))
+        if vmin > 0 and end_level(vl) - vmin >= float(p["max_val_loss_rise"]) * vmin:
+            return {**out, "kind": "worsening", "worse_val_loss": end_level(vl) - vmin}
     # is training still improving over the same tail?
     train_imp = None
     if c.series.split in ("val", "test"):
@@ -530,18 +510,6 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     # a good level is the fitting rules' business (overfit), not a plateau
     kind = "stalled" if poor else "val_flat" if train_improving else "converged"
     return {**out, "kind": kind}
-
-
-def _val_loss_rise(ctx: RuleContext, p: Any) -> float | None:
-    """How far the val loss (3 evaluations or more) ended above its smoothed minimum, when
-    that is ``max_val_loss_rise`` of the minimum or more (overfitting's symptom beside a
-    flat or falling val metric); None otherwise."""
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if vl is None or len(vl) < 3:
-        return None
-    vmin = float(np.min(smoothed(ctx, vl)[1]))
-    rise = end_level(vl) - vmin
-    return rise if vmin > 0 and rise >= float(p["max_val_loss_rise"]) * vmin else None
 
 
 def _few_points(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
@@ -600,10 +568,9 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
     chance = signals.chance_loss(n_classes or 2)
     # a constant guess never learned, whatever its first loss or spikes were
     roles = () if pl["poor_by"] == "constant_guess" else (Role.VAL_LOSS, Role.TRAIN_LOSS)
-    shortest = _loss_points(ctx, p)
     for role in roles:
         lc = get_curve(ctx, role)
-        if lc is None or len(lc) < shortest:
+        if lc is None or len(lc) < 3:
             continue
         sm = smoothed(ctx, lc)[1]
         start = start_level(lc)
@@ -633,15 +600,14 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
     # the val loss, else (fewer than 3 evaluations: a run validated twice) the train loss
-    shortest = _loss_points(ctx, p)
     loss = next((lc for lc in (get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS))
-                 if lc is not None and len(lc) >= shortest), None)
+                 if lc is not None and len(lc) >= 3), None)
     if loss is None or float(np.min(loss.values)) <= 0:
         return out
     progs = []
     for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
         lc = get_curve(ctx, role)
-        if lc is None or len(lc) < shortest or start_level(lc) <= 0:
+        if lc is None or len(lc) < 3 or start_level(lc) <= 0:
             continue
         start = start_level(lc)
         if noise(lc) <= float(p["poor_progress"]) * start:
@@ -666,16 +632,6 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             found = _poor_fit(ctx)
         return {**out, **found}
     return out
-
-
-def _loss_points(ctx: RuleContext, p: Any) -> int:
-    """The fewest points a loss needs to be read by the progress tests: 3 (a level, not
-    one value), or ``min_never_points`` when no logged loss has 3 (a run trained and
-    validated for two epochs shows its progress only in two values per loss)."""
-    losses = [get_curve(ctx, r) for r in (Role.VAL_LOSS, Role.TRAIN_LOSS)]
-    if any(lc is not None and len(lc) >= 3 for lc in losses):
-        return 3
-    return int(p["min_never_points"])
 
 
 def _poor_fit(ctx: RuleContext) -> dict[str, Any]:
