@@ -267,18 +267,14 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     poor.  Needs no flat tail: a run validated a few times, or one that ended worse than
     a best it barely improved to (a mid-run LR jump that both losses felt: training got
     worse too, so not overfitting), stopped as surely as a flat one."""
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    found = untrained_level(ctx)
-    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
-        return None
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if vl is not None and (len(vl) < int(p["min_never_points"])
-                           or float(np.min(vl.values)) <= 0):
-        return None  # too few evaluations for any verdict but never-improved
+    got = _stop_losses(ctx, p)
+    if got is None or got[2]:
+        return None  # (a val loss too short for any verdict but never-improved)
+    tl, vl, _, found = got
     vl = vl or tl
     level0 = found[0]
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
-    v_end = end_level(vl) if len(vl) >= int(p["min_points"]) else float(vl.values[-1])
+    v_end = _end_of(vl, p)
     # thrown back to the untrained level after learning, short of a blow-up (a mid-run LR
     # jump both losses felt): the stretch it ends on never left that level, the plateau
     # half of underfit + plateau (:func:`underfit.thrown_back`, UND004's the other half)
@@ -324,6 +320,28 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             "progress_rel": (level0 - by_early) / level0}
 
 
+def _stop_losses(ctx: RuleContext, p: Any
+                 ) -> tuple[Curve, Curve | None, bool, tuple[float, str]] | None:
+    """What the two stop tests read: (train loss, val loss, whether a logged val loss is
+    unusable: evaluated fewer than ``min_never_points`` times or not positive, in which
+    case the val loss is None; the untrained level L0 and its source).  None without a
+    train loss of 3 points over a span, without L0, or when a loss ends non-finite."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+        return None
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    unusable = vl is not None and (len(vl) < int(p["min_never_points"])
+                                   or float(np.min(vl.values)) <= 0)
+    return tl, None if unusable else vl, unusable, found
+
+
+def _end_of(c: Curve, p: Any) -> float:
+    """A loss's end level, or its last value when logged fewer than ``min_points`` times
+    (too few for the tail's median to be a level)."""
+    return end_level(c) if len(c) >= int(p["min_points"]) else float(c.values[-1])
+
+
 def _early_lr_cut(ctx: RuleContext, p: Any, first: float, span: float
                   ) -> tuple[float, float, float, float] | None:
     """(cut step, step the stop is read from, peak over after, LR at the end) of a logged learning
@@ -363,17 +381,13 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     untrained tests' shares is still not convergence: learned a little, then stuck early
     (DESIGN.md).  A late step decay (a healthy schedule) is not
     early; a loss that keeps falling after the cut is not stopped."""
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    found = untrained_level(ctx)
-    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+    got = _stop_losses(ctx, p)
+    if got is None:
         return None
+    tl, vl, _, found = got
     cut = _early_lr_cut(ctx, p, float(tl.steps[0]), tl.span)
     if cut is None:
         return None
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if vl is not None and (len(vl) < int(p["min_never_points"])
-                           or float(np.min(vl.values)) <= 0):
-        vl = None
     vl = vl or tl
     level0 = found[0]
     # with the class count unknown, a first accuracy already well above the uniform guess
@@ -385,7 +399,7 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     ends = []
     lates = []
     for c in (vl, tl):
-        end = end_level(c) if len(c) >= int(p["min_points"]) else float(c.values[-1])
+        end = _end_of(c, p)
         since = max(cut[1], float(c.steps[0]))
         late = _late_share(c, since, level0, end)
         # ... nor the val loss rose back max_loss_rise above its best by then (as in
@@ -1047,16 +1061,24 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     standard errors of such a median.
     """
     first = float(c.values[0])
-    sigma = noise(c)
-    if sigma <= float(p.max_rel_move) * first or len(c) < int(p.chunked_points):
+    meds = _chunk_medians(c, first, p)
+    if meds is None:
         drop = first - float(np.min(_own_smoothed(ctx, c)))
         change = abs(end_level(c) - first)
         return max(drop, change) / first, 0.0
-    k = len(c) // 10
-    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
     a = float(meds[0])
     move = max(a - float(np.min(meds)), abs(float(meds[-1]) - a)) / a
-    return move, float(p.noise_z) * sigma / np.sqrt(k) / a
+    return move, float(p.noise_z) * noise(c) / np.sqrt(len(c) // 10) / a
+
+
+def _chunk_medians(c: Curve, level: float, p: PLT002.Params) -> np.ndarray | None:
+    """The medians of ten consecutive chunks of a noisy per-step loss (point-to-point
+    noise above ``max_rel_move`` of ``level``, at least ``chunked_points`` points), the
+    reading PLT002 gives such a loss so that one lucky minibatch, or a run of them,
+    neither moves it nor anchors it; None for a clean or short loss."""
+    if noise(c) <= float(p.max_rel_move) * level or len(c) < int(p.chunked_points):
+        return None
+    return np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
 
 
 def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
@@ -1085,8 +1107,8 @@ def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> 
     (as in :func:`_flat_move`) is read on the medians of ten chunks, so one run of lucky
     minibatches does not take it out of the band."""
     lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
-    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
-        meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
+    meds = _chunk_medians(c, level0, p)
+    if meds is not None:
         return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
                     and lo <= float(meds[-1]) <= hi)
     sm = _own_smoothed(ctx, c)
@@ -1133,9 +1155,8 @@ def _lowest_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -
     """The lowest level a positive loss reached: its smoothed minimum, or for a noisy
     per-step loss (read as :func:`_near_level` reads it against L0 ``level0``) the least
     of its ten chunk medians, so one lucky minibatch does not count as a level reached."""
-    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
-        return min(float(np.median(ch)) for ch in np.array_split(c.values, 10))
-    return float(np.min(smoothed(ctx, c)[1]))
+    meds = _chunk_medians(c, level0, p)
+    return float(np.min(meds)) if meds is not None else float(np.min(smoothed(ctx, c)[1]))
 
 
 def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
