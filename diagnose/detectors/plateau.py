@@ -310,14 +310,30 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             pl["poor_by"] == "untrained"
             and pl["loss_vs_chance"] < float(p["stopped_poor_share"])):
         return None
-    by_early = float(np.min(vl.values[vl.steps <= early]))
-    return {"curve": vl, "total": level0 - by_early, "noise": noise(vl),
-            "best": float(np.min(vl.values)), "tail_start": early,
-            "tail_gain": by_early - v_end, "since": early,
-            "eps": abs(by_early - v_end), "also_flat": [], **pl, "kind": "stalled",
-            "flat_share": (float(tl.steps[-1]) - early) / tl.span, "late_gain": lates[0],
+    return {**_stop_stall(vl, tl, level0, early, v_end, lates[0]), **pl}
+
+
+def _stop_stall(vl: Curve, tl: Curve, level0: float, since: float, v_end: float,
+                late: float) -> dict[str, Any]:
+    """The stall a stop test found (kind ``stalled``, poor): the val loss (else the
+    train loss) ``vl`` flat from step ``since`` at ``v_end`` after falling from the
+    untrained level ``level0`` to its best by then (by its first evaluation, when that
+    came later), ``late`` the share of its fall made after it; the caller adds why the
+    level is poor."""
+    by = float(np.min(vl.values[vl.steps <= max(since, float(vl.steps[0]))]))
+    return {"curve": vl, "total": level0 - by, "noise": noise(vl),
+            "best": float(np.min(vl.values)), "tail_start": since, "tail_gain": by - v_end,
+            "since": since, "eps": abs(by - v_end), "also_flat": [], "kind": "stalled",
+            "flat_share": (float(tl.steps[-1]) - since) / tl.span, "late_gain": late,
             "train": None, "train_improving": False, "poor": True,
-            "progress_rel": (level0 - by_early) / level0}
+            "progress_rel": (level0 - by) / level0}
+
+
+def _low_loss(p: Any) -> float:
+    """``low_loss_share`` x ln 2: a loss below it is at a low level whatever the class
+    count (ln 2 is the lowest chance level), a fine-tune's or a run that learned, never
+    an untrained or constant-guess level."""
+    return float(p["low_loss_share"]) * signals.chance_loss(2)
 
 
 def _stop_losses(ctx: RuleContext, p: Any
@@ -411,22 +427,12 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         ends.append(end)
         lates.append(late)
     better = min(ends)
-    if (better < float(p["cut_poor_share"]) * level0
-            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+    if better < float(p["cut_poor_share"]) * level0 or better < _low_loss(p):
         return None
-    v_end = ends[0]
-    by_cut = float(np.min(vl.values[vl.steps <= max(cut[1], float(vl.steps[0]))]))
-    return {"curve": vl, "total": level0 - by_cut, "noise": noise(vl),
-            "best": float(np.min(vl.values)), "tail_start": cut[1],
-            "tail_gain": by_cut - v_end, "since": cut[1], "eps": abs(by_cut - v_end),
-            "also_flat": [], "kind": "stalled", "poor_by": "lr_cut",
-            "poor_loss": (vl, tl)[int(np.argmin(ends))].tag,
-            "loss_vs_chance": better / level0, "untrained_level": level0,
-            "untrained_from": found[1], "loss_progress": None,
-            "flat_share": (float(tl.steps[-1]) - cut[1]) / tl.span, "late_gain": lates[0],
-            "lr_cut_step": int(cut[0]), "lr_cut_ratio": cut[2], "lr_after_cut": cut[3],
-            "train": None, "train_improving": False, "poor": True,
-            "progress_rel": (level0 - by_cut) / level0}
+    return {**_stop_stall(vl, tl, level0, cut[1], ends[0], lates[0]), "poor_by": "lr_cut",
+            "poor_loss": (vl, tl)[int(np.argmin(ends))].tag, "loss_vs_chance": better / level0,
+            "untrained_level": level0, "untrained_from": found[1], "loss_progress": None,
+            "lr_cut_step": int(cut[0]), "lr_cut_ratio": cut[2], "lr_after_cut": cut[3]}
 
 
 def _trend_gain(c: Curve, t0: float, scale: float) -> float:
@@ -709,8 +715,7 @@ def _identical_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
             continue
         a, tag = accs.get(split, next(iter(accs.values())))
         bound, end = _guess_entropy(a), end_level(lc)
-        if (bound <= 0 or end < float(p["guess_loss_share"]) * bound
-                or end < float(p["low_loss_share"]) * signals.chance_loss(2)):
+        if bound <= 0 or end < max(float(p["guess_loss_share"]) * bound, _low_loss(p)):
             return {}
         if not found:
             found = {"poor_by": "constant_guess", "constant_accuracy": a,
@@ -768,8 +773,7 @@ def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
         by_l0 = found is not None and end >= float(p["near_untrained_share"]) * found[0]
         by_guess = (float(p["guess_loss_share"]) * bound <= end
                     <= float(p["guess_ceiling"]) * bound)
-        if (end < float(p["low_loss_share"]) * signals.chance_loss(2) or end > ceiling
-                or not (by_l0 or by_guess)):
+        if end < _low_loss(p) or end > ceiling or not (by_l0 or by_guess):
             return {}
         if not out:
             out = {"poor_by": "constant_guess", "constant_accuracy": a,
@@ -794,7 +798,7 @@ def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
     if vl is None or tl is None or len(vl) < 3 or len(tl) < 3 or found is None:
         return {}
     v_end, t_end = end_level(vl), end_level(tl)
-    if (v_end < float(p["low_loss_share"]) * signals.chance_loss(2)
+    if (v_end < _low_loss(p)
             or t_end < float(p["flat_gap_ratio"]) * v_end
             or _trained_start(ctx, found[0], float(p["first_acc_share"]),
                               int(p["min_never_points"]))):
@@ -844,8 +848,7 @@ def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
             if c is not None and len(c) >= 3}
     tag = min(ends, key=lambda t: ends[t])
     better = ends[tag]
-    if (better < share * level0
-            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+    if better < max(share * level0, _low_loss(p)):
         return {}
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
     fell = level0 - end_level(tl)
