@@ -40,7 +40,7 @@ a loss that ends NaN/inf is divergence's business.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,16 +86,6 @@ if TYPE_CHECKING:
     from diagnose.advice.reconcile import Candidate
     from diagnose.findings import Finding
 
-_KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
-         "follow_ratio", "max_val_loss_rise",
-         "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
-         "poor_progress",
-         "early_flat_share", "poor_chance_share", "low_loss_share",
-         "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
-         "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
-         "first_acc_share", "guess_loss_share", "stopped_poor_share",
-         "small_worse_noise", "small_worse_share", "pinned_acc_band", "near_untrained_share",
-         "guess_ceiling", "lr_cut_ratio", "cut_poor_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -206,7 +196,8 @@ def _name(c: Curve) -> str:
 def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
     ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
-    key = ("fit_stall", *(p[k] for k in _KEYS))
+    # keyed by every threshold (PLT001 and PLT003 share the analysis when theirs agree)
+    key = ("fit_stall", *(p[f.name] for f in fields(StallParams)))
     return ctx.cached(key, lambda: _stall_or_stopped(ctx, p))
 
 
