@@ -352,6 +352,73 @@ def purge_restarts(
     return df[keep.to_numpy()].reset_index(drop=True), notes
 
 
+#: A loss's exact 0.0 values are read as "not logged" when at least this many of them sit
+#: between two logged values at or above the loss's median: a loss cannot drop from its
+#: typical level to exactly zero and be back there at the next point, but a writer's
+#: placeholder (a Lightning ``train_loss`` logged as 0.0 on the steps it skipped) does.
+MIN_PLACEHOLDER_ZEROS = 3
+
+
+def _placeholder_zeros(values: np.ndarray) -> np.ndarray | None:
+    """Mask of a loss's exact zeros when they are placeholders (see
+    :data:`MIN_PLACEHOLDER_ZEROS`), else None.  A loss that can go negative has no
+    special zero, and zeros only at the ends (a loss that reached 0) are not boxed in."""
+    zero = values == 0
+    finite = np.isfinite(values)
+    if int(zero.sum()) < MIN_PLACEHOLDER_ZEROS or bool((values[finite] < 0).any()):
+        return None
+    logged = np.flatnonzero(finite & ~zero)
+    if len(logged) < 2:
+        return None
+    level = float(np.median(values[logged]))
+    after = np.searchsorted(logged, np.flatnonzero(zero))
+    inside = (after > 0) & (after < len(logged))
+    before_v = values[logged[after[inside] - 1]]
+    after_v = values[logged[after[inside]]]
+    boxed = int((np.minimum(before_v, after_v) >= level).sum())
+    return zero if boxed >= MIN_PLACEHOLDER_ZEROS else None
+
+
+def drop_placeholder_zeros(
+    long: pd.DataFrame, path: Path | str
+) -> tuple[pd.DataFrame, list[IngestNote]]:
+    """Drop a loss's exact-zero placeholders (``long`` in file order), with a note per tag
+    that names the count: they are not logged values, and read as values they are deep
+    dips that the spike and trend rules take at face value."""
+    if long.empty:
+        return long, []
+    df = long.reset_index(drop=True)
+    tags = df["tag"].astype("string")
+    drop = np.zeros(len(df), dtype=bool)
+    notes: list[IngestNote] = []
+    for tag in pd.unique(tags[(df["value"] == 0).to_numpy()]):
+        if not is_loss(str(tag)):
+            continue
+        rows = np.flatnonzero((tags == tag).to_numpy())
+        values = df["value"].to_numpy(dtype="float64")[rows]
+        mask = _placeholder_zeros(values)
+        if mask is None:
+            continue
+        drop[rows[mask]] = True
+        logged = values[np.isfinite(values) & (values != 0)]
+        notes.append(
+            IngestNote(
+                code="placeholder_zeros",
+                message=(
+                    f"{int(mask.sum())} of {len(values)} values of {str(tag)!r} are exactly "
+                    f"0.0 between logged values up to {float(logged.max()):.4g}; read as "
+                    "not logged (a placeholder, not a loss of zero)"
+                ),
+                path=str(path),
+                step=int(df["step"].to_numpy()[rows[mask]][0]),
+                details={"tag": str(tag), "zeros": int(mask.sum()), "points": len(values)},
+            )
+        )
+    if not notes:
+        return df, []
+    return df[~drop].reset_index(drop=True), notes
+
+
 class SeriesCap:
     """At most :data:`MAX_COLUMNS` distinct series per file: a record with a million keys
     must not cost a million series.  Names past the cap are dropped and counted."""
@@ -425,6 +492,8 @@ def finish_long(
     ``wall_time`` and ``split``.
     """
     long, notes = purge_restarts(long, path, equal_is_restart=equal_is_restart, exempt=exempt)
+    run.notes.extend(notes)
+    long, notes = drop_placeholder_zeros(long, path)
     run.notes.extend(notes)
     run.scalars = scalars_from_long(
         long["tag"].to_numpy(),
@@ -899,6 +968,17 @@ def _numeric_frame(
     return values, present, notes
 
 
+#: A step column with one value on at least this many rows never advances: the rows are
+#: successive points (Keras' CSVLogger with ``append=True`` around one ``fit(epochs=1)``
+#: per epoch writes epoch 0 on every row), not one point rewritten by restarts.  Two rows
+#: could be one crash and its restart.
+MIN_ROWS_NO_ADVANCE = 3
+
+
+def _never_advances(steps: np.ndarray) -> bool:
+    return len(steps) >= MIN_ROWS_NO_ADVANCE and bool(np.all(steps == steps[0]))
+
+
 def _integral_steps(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(len(finite)) and bool(np.all(finite == np.round(finite)))
@@ -934,7 +1014,21 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
             fill = ~have & present[:, epoch_idx] & (np.abs(values[:, epoch_idx]) < MAX_STEP)
             steps[fill] = values[fill, epoch_idx]
             have = have | fill
-        if not _integral_steps(steps[have]):
+        if kind != "lightning_csv" and _never_advances(steps[have]):
+            notes.append(
+                IngestNote(
+                    code="steps_from_rows",
+                    message=(
+                        f"column {header[step_idx]!r} is {steps[have][0]:g} on all "
+                        f"{int(have.sum())} rows (one fit() call per epoch?); the row order "
+                        "is read as the time axis"
+                    ),
+                    path=str(path),
+                    details={"column": header[step_idx], "rows": int(have.sum())},
+                )
+            )
+            steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
+        elif not _integral_steps(steps[have]):
             notes.append(
                 IngestNote(
                     code="unsupported",
