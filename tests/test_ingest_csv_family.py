@@ -899,6 +899,26 @@ def test_real_zero_losses_are_kept(tmp_path: Path, curve: list[float]) -> None:
     assert not [n for n in run.notes if n.code == "placeholder_zeros"]
 
 
+def test_zero_loss_beside_perfect_accuracy_is_kept(tmp_path: Path) -> None:
+    """Saturated outputs (a huge init or LR): a batch classified right underflows the
+    cross-entropy to exactly 0.0 between huge values.  Its accuracy of 1 at the same
+    step shows the zero is real, so it stays (the same curve beside an imperfect
+    accuracy would be read as placeholders)."""
+    path = tmp_path / "training.log"
+    losses = [400.0, 0.0, 390.0, 0.0, 380.0, 0.0, 370.0, 0.0, 360.0, 0.0, 10.0, 9.0, 8.0]
+
+    def logs(e: int) -> dict[str, float]:
+        return {"loss": losses[e], "accuracy": 1.0 if losses[e] == 0.0 else 0.95}
+
+    keras_fit(KerasCSVLogger(path), range(len(losses)), logs)
+    run = load(path)
+    assert values(run, "loss") == losses
+    assert "placeholder_zeros" not in codes(run)
+    keras_fit(KerasCSVLogger(path), range(len(losses)),
+              lambda e: {"loss": losses[e], "accuracy": 0.95})
+    assert values(load(path), "loss") == [v for v in losses if v != 0.0]
+
+
 def test_keras_epoch_column_that_never_advances(tmp_path: Path) -> None:
     """``fit(epochs=1)`` called once per epoch with ``CSVLogger(append=True)``: every row
     says epoch 0.  The rows are successive epochs, not one epoch restarted 7 times."""

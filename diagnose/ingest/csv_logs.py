@@ -356,18 +356,21 @@ def purge_restarts(
 #: between two logged values at or above the loss's median: a loss cannot drop from its
 #: typical level to exactly zero and be back there at the next point, but a writer's
 #: placeholder (a Lightning ``train_loss`` logged as 0.0 on the steps it skipped) does.
+#: A zero beside a perfect accuracy of the same split at the same step is real (a batch
+#: classified right with saturated outputs: cross-entropy underflows to 0.0) and kept.
 MIN_PLACEHOLDER_ZEROS = 3
 
 
-def _placeholder_zeros(values: np.ndarray) -> np.ndarray | None:
-    """Mask of a loss's exact zeros when they are placeholders (see
-    :data:`MIN_PLACEHOLDER_ZEROS`), else None.  A loss that can go negative has no
-    special zero, and zeros only at the ends (a loss that reached 0) are not boxed in."""
-    zero = values == 0
+def _placeholder_zeros(values: np.ndarray, real: np.ndarray) -> np.ndarray | None:
+    """Mask of a loss's exact zeros that are placeholders (see
+    :data:`MIN_PLACEHOLDER_ZEROS`; ``real`` marks zeros shown real), else None.  A loss
+    that can go negative has no special zero, and zeros only at the ends (a loss that
+    reached 0) are not boxed in."""
+    zero = (values == 0) & ~real
     finite = np.isfinite(values)
     if int(zero.sum()) < MIN_PLACEHOLDER_ZEROS or bool((values[finite] < 0).any()):
         return None
-    logged = np.flatnonzero(finite & ~zero)
+    logged = np.flatnonzero(finite & (values != 0))
     if len(logged) < 2:
         return None
     level = float(np.median(values[logged]))
@@ -377,6 +380,15 @@ def _placeholder_zeros(values: np.ndarray) -> np.ndarray | None:
     after_v = values[logged[after[inside]]]
     boxed = int((np.minimum(before_v, after_v) >= level).sum())
     return zero if boxed >= MIN_PLACEHOLDER_ZEROS else None
+
+
+def _perfect_accuracy_steps(df: pd.DataFrame, tags: pd.Series, split: str) -> np.ndarray:
+    """Steps at which an accuracy of ``split`` was logged as perfect (1 or 100%)."""
+    accs = [t for t in pd.unique(tags) if normalize_tag(str(t)) == ("accuracy", split)]
+    if not accs:
+        return np.empty(0, dtype="int64")
+    rows = tags.isin(accs).to_numpy() & df["value"].isin([1.0, 100.0]).to_numpy()
+    return np.unique(df["step"].to_numpy()[rows])
 
 
 def drop_placeholder_zeros(
@@ -396,7 +408,9 @@ def drop_placeholder_zeros(
             continue
         rows = np.flatnonzero((tags == tag).to_numpy())
         values = df["value"].to_numpy(dtype="float64")[rows]
-        mask = _placeholder_zeros(values)
+        perfect = _perfect_accuracy_steps(df, tags, normalize_tag(str(tag))[1])
+        real = np.isin(df["step"].to_numpy()[rows], perfect)
+        mask = _placeholder_zeros(values, real)
         if mask is None:
             continue
         drop[rows[mask]] = True
