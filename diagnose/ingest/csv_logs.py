@@ -352,34 +352,35 @@ def purge_restarts(
     return df[keep.to_numpy()].reset_index(drop=True), notes
 
 
-#: A loss's exact 0.0 values are read as "not logged" when at least this many of them sit
-#: between two logged values at or above the loss's median: a loss cannot drop from its
-#: typical level to exactly zero and be back there at the next point, but a writer's
-#: placeholder (a Lightning ``train_loss`` logged as 0.0 on the steps it skipped) does.
+#: A loss's exact 0.0 values are read as "not logged" when at least this many separate
+#: runs of them sit between two logged values at or above the loss's median: a loss
+#: cannot drop from its typical level to exactly zero and be back there at the next
+#: point, again and again, but a writer's placeholder (a Lightning ``train_loss`` logged
+#: as 0.0 on the steps it skipped) does.
 #: A zero beside a perfect accuracy of the same split at the same step is real (a batch
 #: classified right with saturated outputs: cross-entropy underflows to 0.0) and kept.
-MIN_PLACEHOLDER_ZEROS = 3
+MIN_PLACEHOLDER_RUNS = 3
 
 
 def _placeholder_zeros(values: np.ndarray, real: np.ndarray) -> np.ndarray | None:
     """Mask of a loss's exact zeros that are placeholders (see
-    :data:`MIN_PLACEHOLDER_ZEROS`; ``real`` marks zeros shown real), else None.  A loss
+    :data:`MIN_PLACEHOLDER_RUNS`; ``real`` marks zeros shown real), else None.  A loss
     that can go negative has no special zero, and zeros only at the ends (a loss that
     reached 0) are not boxed in."""
     zero = (values == 0) & ~real
     finite = np.isfinite(values)
-    if int(zero.sum()) < MIN_PLACEHOLDER_ZEROS or bool((values[finite] < 0).any()):
+    if int(zero.sum()) < MIN_PLACEHOLDER_RUNS or bool((values[finite] < 0).any()):
         return None
     logged = np.flatnonzero(finite & (values != 0))
     if len(logged) < 2:
         return None
     level = float(np.median(values[logged]))
-    after = np.searchsorted(logged, np.flatnonzero(zero))
-    inside = (after > 0) & (after < len(logged))
-    before_v = values[logged[after[inside] - 1]]
-    after_v = values[logged[after[inside]]]
-    boxed = int((np.minimum(before_v, after_v) >= level).sum())
-    return zero if boxed >= MIN_PLACEHOLDER_ZEROS else None
+    # one entry per gap between consecutive logged values that holds a zero
+    gaps = np.unique(np.searchsorted(logged, np.flatnonzero(zero)))
+    inside = gaps[(gaps > 0) & (gaps < len(logged))]
+    lows = np.minimum(values[logged[inside - 1]], values[logged[inside]])
+    boxed = int((lows >= level).sum())
+    return zero if boxed >= MIN_PLACEHOLDER_RUNS else None
 
 
 def _perfect_accuracy_steps(df: pd.DataFrame, tags: pd.Series, split: str) -> np.ndarray:
