@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -884,6 +886,10 @@ def test_lightning_placeholder_zero_losses_are_not_logged(tmp_path: Path) -> Non
     assert "12 of 24 values of 'train_loss_step' are exactly 0.0" in notes[0].message
     # The epoch mean (zeros averaged in by Lightning) has no zero: untouched.
     assert len(values(run, "train_loss_epoch")) == 6
+    # Said in the report by default, not only with -v.
+    out = subprocess.run([sys.executable, "-m", "diagnose", str(path.parent)],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "placeholder_zeros: 12 of 24 values of 'train_loss_step'" in out
 
 
 @pytest.mark.parametrize(

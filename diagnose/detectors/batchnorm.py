@@ -605,7 +605,7 @@ def eval_outputs_learned(ctx: RuleContext, acc_learned: float) -> bool:
     train = get_curve(ctx, Role.TRAIN_LOSS)
     if vacc is None or val is None or train is None:
         return False
-    best = float(accuracy_fractions(vacc, vacc.values[np.argmin(vacc.values):][:1])[0])
+    best = float(accuracy_fractions(vacc, vacc.values.min(keepdims=True))[0])
     ref = max(_untrained(ctx, train), float(np.log(2)))
     return best >= acc_learned and float(np.median(val.values)) < ref
 

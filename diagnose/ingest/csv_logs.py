@@ -383,34 +383,33 @@ def _placeholder_zeros(values: np.ndarray, real: np.ndarray) -> np.ndarray | Non
     return zero if boxed >= MIN_PLACEHOLDER_RUNS else None
 
 
-def _perfect_accuracy_steps(df: pd.DataFrame, tags: pd.Series, split: str) -> np.ndarray:
-    """Steps at which an accuracy of ``split`` was logged as perfect (1 or 100%)."""
-    accs = [t for t in pd.unique(tags) if normalize_tag(str(t)) == ("accuracy", split)]
-    if not accs:
-        return np.empty(0, dtype="int64")
-    rows = tags.isin(accs).to_numpy() & df["value"].isin([1.0, 100.0]).to_numpy()
-    return np.unique(df["step"].to_numpy()[rows])
-
-
 def drop_placeholder_zeros(
     long: pd.DataFrame, path: Path | str
 ) -> tuple[pd.DataFrame, list[IngestNote]]:
     """Drop a loss's exact-zero placeholders (``long`` in file order), with a note per tag
     that names the count: they are not logged values, and read as values they are deep
     dips that the spike and trend rules take at face value."""
-    if long.empty:
+    if long.empty or not bool((long["value"] == 0).any()):
         return long, []
     df = long.reset_index(drop=True)
     tags = df["tag"].astype("string")
+    value = df["value"].to_numpy(dtype="float64")
+    step = df["step"].to_numpy()
+    rows_of = {str(t): r for t, r in tags.groupby(tags, sort=False).indices.items()}
+    names = {t: normalize_tag(t) for t in rows_of}
+    # steps at which an accuracy of each split was logged as perfect (1 or 100%)
+    perfect: dict[str, set[int]] = {}
+    for t, (metric, split) in names.items():
+        if metric == "accuracy":
+            r = rows_of[t]
+            perfect.setdefault(split, set()).update(step[r][np.isin(value[r], (1.0, 100.0))])
     drop = np.zeros(len(df), dtype=bool)
     notes: list[IngestNote] = []
-    for tag in pd.unique(tags[(df["value"] == 0).to_numpy()]):
-        if not is_loss(str(tag)):
+    for tag, rows in rows_of.items():
+        values = value[rows]
+        if not is_loss(tag) or not bool((values == 0).any()):
             continue
-        rows = np.flatnonzero((tags == tag).to_numpy())
-        values = df["value"].to_numpy(dtype="float64")[rows]
-        perfect = _perfect_accuracy_steps(df, tags, normalize_tag(str(tag))[1])
-        real = np.isin(df["step"].to_numpy()[rows], perfect)
+        real = np.isin(step[rows], list(perfect.get(names[tag][1], ())))
         mask = _placeholder_zeros(values, real)
         if mask is None:
             continue
@@ -420,13 +419,13 @@ def drop_placeholder_zeros(
             IngestNote(
                 code="placeholder_zeros",
                 message=(
-                    f"{int(mask.sum())} of {len(values)} values of {str(tag)!r} are exactly "
+                    f"{int(mask.sum())} of {len(values)} values of {tag!r} are exactly "
                     f"0.0 between logged values up to {float(logged.max()):.4g}; read as "
                     "not logged (a placeholder, not a loss of zero)"
                 ),
                 path=str(path),
-                step=int(df["step"].to_numpy()[rows[mask]][0]),
-                details={"tag": str(tag), "zeros": int(mask.sum()), "points": len(values)},
+                step=int(step[rows[mask]][0]),
+                details={"tag": tag, "zeros": int(mask.sum()), "points": len(values)},
             )
         )
     if not notes:
