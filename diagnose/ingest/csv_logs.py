@@ -352,87 +352,6 @@ def purge_restarts(
     return df[keep.to_numpy()].reset_index(drop=True), notes
 
 
-#: A loss's exact 0.0 values are read as "not logged" when at least this many separate
-#: runs of them sit between two logged values at or above the loss's median: a loss
-#: cannot drop from its typical level to exactly zero and be back there at the next
-#: point, again and again, but a writer's placeholder (a Lightning ``train_loss`` logged
-#: as 0.0 on the steps it skipped) does.
-#: A zero beside a perfect accuracy of the same split at the same step is real (a batch
-#: classified right with saturated outputs: cross-entropy underflows to 0.0) and kept.
-MIN_PLACEHOLDER_RUNS = 3
-
-
-def _placeholder_zeros(values: np.ndarray, real: np.ndarray) -> np.ndarray | None:
-    """Mask of a loss's exact zeros that are placeholders (see
-    :data:`MIN_PLACEHOLDER_RUNS`; ``real`` marks zeros shown real), else None.  A loss
-    that can go negative has no special zero, and zeros only at the ends (a loss that
-    reached 0) are not boxed in."""
-    zero = (values == 0) & ~real
-    finite = np.isfinite(values)
-    if int(zero.sum()) < MIN_PLACEHOLDER_RUNS or bool((values[finite] < 0).any()):
-        return None
-    logged = np.flatnonzero(finite & (values != 0))
-    if len(logged) < 2:
-        return None
-    level = float(np.median(values[logged]))
-    # one entry per gap between consecutive logged values that holds a zero
-    gaps = np.unique(np.searchsorted(logged, np.flatnonzero(zero)))
-    inside = gaps[(gaps > 0) & (gaps < len(logged))]
-    lows = np.minimum(values[logged[inside - 1]], values[logged[inside]])
-    boxed = int((lows >= level).sum())
-    return zero if boxed >= MIN_PLACEHOLDER_RUNS else None
-
-
-def drop_placeholder_zeros(
-    long: pd.DataFrame, path: Path | str
-) -> tuple[pd.DataFrame, list[IngestNote]]:
-    """Drop a loss's exact-zero placeholders (``long`` in file order), with a note per tag
-    that names the count: they are not logged values, and read as values they are deep
-    dips that the spike and trend rules take at face value."""
-    if long.empty or not bool((long["value"] == 0).any()):
-        return long, []
-    df = long.reset_index(drop=True)
-    tags = df["tag"].astype("string")
-    value = df["value"].to_numpy(dtype="float64")
-    step = df["step"].to_numpy()
-    rows_of = {str(t): r for t, r in tags.groupby(tags, sort=False).indices.items()}
-    names = {t: normalize_tag(t) for t in rows_of}
-    # steps at which an accuracy of each split was logged as perfect (1 or 100%)
-    perfect: dict[str, set[int]] = {}
-    for t, (metric, split) in names.items():
-        if metric == "accuracy":
-            r = rows_of[t]
-            perfect.setdefault(split, set()).update(step[r][np.isin(value[r], (1.0, 100.0))])
-    drop = np.zeros(len(df), dtype=bool)
-    notes: list[IngestNote] = []
-    for tag, rows in rows_of.items():
-        values = value[rows]
-        if not is_loss(tag) or not bool((values == 0).any()):
-            continue
-        real = np.isin(step[rows], list(perfect.get(names[tag][1], ())))
-        mask = _placeholder_zeros(values, real)
-        if mask is None:
-            continue
-        drop[rows[mask]] = True
-        logged = values[np.isfinite(values) & (values != 0)]
-        notes.append(
-            IngestNote(
-                code="placeholder_zeros",
-                message=(
-                    f"{int(mask.sum())} of {len(values)} values of {tag!r} are exactly "
-                    f"0.0 between logged values up to {float(logged.max()):.4g}; read as "
-                    "not logged (a placeholder, not a loss of zero)"
-                ),
-                path=str(path),
-                step=int(step[rows[mask]][0]),
-                details={"tag": tag, "zeros": int(mask.sum()), "points": len(values)},
-            )
-        )
-    if not notes:
-        return df, []
-    return df[~drop].reset_index(drop=True), notes
-
-
 class SeriesCap:
     """At most :data:`MAX_COLUMNS` distinct series per file: a record with a million keys
     must not cost a million series.  Names past the cap are dropped and counted."""
@@ -506,8 +425,6 @@ def finish_long(
     ``wall_time`` and ``split``.
     """
     long, notes = purge_restarts(long, path, equal_is_restart=equal_is_restart, exempt=exempt)
-    run.notes.extend(notes)
-    long, notes = drop_placeholder_zeros(long, path)
     run.notes.extend(notes)
     run.scalars = scalars_from_long(
         long["tag"].to_numpy(),
