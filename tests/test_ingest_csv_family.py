@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from diagnose.discover import discover
+from diagnose.ingest import load_run
 from diagnose.ingest.csv_logs import LogReadError, load_csv, sniff_csv
 from diagnose.ingest.hf_trainer import load_trainer_state
 from diagnose.ingest.jsonl import load_jsonl, sniff_jsonl
@@ -66,6 +71,15 @@ def load(path: Path, kind: str | None = None) -> Run:
         "keras_history": load_keras_history,
     }.get(kind, load_csv)
     run = loader(_source(path), file)
+    check_run_shape(run)
+    return run
+
+
+def load_whole(folder: Path) -> Run:
+    """The run in ``folder`` as ``diagnose`` reads it: discovered, every file merged."""
+    sources, errors = discover([str(folder)])
+    assert len(sources) == 1 and not errors
+    run = load_run(sources[0])
     check_run_shape(run)
     return run
 
@@ -854,3 +868,91 @@ def test_loaders_raise_only_logreaderror(tmp_path: Path, blob: bytes, kind: str)
         assert str(exc) and "\n" not in str(exc)
     else:
         assert run.format == kind or kind == "csv"
+
+
+# ---------------------------------------------------------------------------
+# Writer artefacts read as what they are, and said
+# ---------------------------------------------------------------------------
+
+
+def test_lightning_placeholder_zero_losses_are_not_logged(tmp_path: Path) -> None:
+    """User code that logs ``train_loss`` on every other batch and 0.0 on the rest: the
+    real CSVLogger writes the zeros as values; read as a loss they are 9000-sigma dips.
+    They are dropped, with a note that names the count; the real points stay."""
+    path = write_lightning_run(tmp_path, max_epochs=6, loss_every=2) / "metrics.csv"
+    with path.open() as f:
+        raw = [float(r["train_loss_step"]) for r in csv.DictReader(f) if r["train_loss_step"]]
+    assert raw.count(0.0) == 12 and len(raw) == 24
+    assert values(load(path), "train_loss_step") == raw  # the reader keeps what is written
+    run = load_whole(path.parent)
+    kept = values(run, "train_loss_step")
+    assert kept == [v for v in raw if v != 0.0] and len(kept) == 12
+    assert steps(run, "train_loss_step") == [s for s in range(24) if s % 4 in (0, 2)]
+    notes = [n for n in run.notes if n.code == "placeholder_zeros"]
+    assert len(notes) == 1
+    assert notes[0].details == {"tag": "train_loss_step", "zeros": 12, "points": 24}
+    assert "12 of 24 values of 'train_loss_step' are exactly 0.0" in notes[0].message
+    # The epoch mean (zeros averaged in by Lightning) has no zero: untouched.
+    assert len(values(run, "train_loss_epoch")) == 6
+    # Said in the report by default, not only with -v.
+    out = subprocess.run([sys.executable, "-m", "diagnose", str(path.parent)],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert "placeholder_zeros: 12 of 24 values of 'train_loss_step'" in out
+
+
+@pytest.mark.parametrize(
+    "curve",
+    [
+        [0.9, 0.5, 0.2, 0.05, 0.0, 0.0, 0.0, 0.0],  # a loss that reached zero and stayed
+        [0.9, 0.4, 0.1, 1e-7, 0.0, 2e-8, 0.0, 1e-8, 0.0, 0.0],  # float32 underflow at the end
+        [0.9, 0.0, 0.7, 0.5, 0.3, 0.2, 0.1],  # one zero: too few to call a placeholder
+        [0.9, 0.8, 0.0, 0.0, 0.0, 0.0, 0.7, 0.6],  # one run of zeros: not interleaved
+        [0.5, -0.2, 0.0, 0.4, 0.0, 0.3, 0.0, 0.2, 0.0, 0.1],  # can go negative: 0 is a value
+    ],
+)
+def test_real_zero_losses_are_kept(tmp_path: Path, curve: list[float]) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(curve)))
+    run = load_whole(tmp_path)
+    assert values(run, "loss") == curve
+    assert not [n for n in run.notes if n.code == "placeholder_zeros"]
+
+
+def test_zero_loss_beside_perfect_accuracy_is_kept(tmp_path: Path) -> None:
+    """Saturated outputs (a huge init or LR): a batch classified right underflows the
+    cross-entropy to exactly 0.0 between huge values.  Its accuracy of 1 at the same
+    step shows the zero is real, so it stays (the same curve beside an imperfect
+    accuracy would be read as placeholders)."""
+    path = tmp_path / "training.log"
+    losses = [400.0, 0.0, 390.0, 0.0, 380.0, 0.0, 370.0, 0.0, 360.0, 0.0, 10.0, 9.0, 8.0]
+
+    def logs(e: int) -> dict[str, float]:
+        return {"loss": losses[e], "accuracy": 1.0 if losses[e] == 0.0 else 0.95}
+
+    keras_fit(KerasCSVLogger(path), range(len(losses)), logs)
+    run = load_whole(tmp_path)
+    assert values(run, "loss") == losses
+    assert "placeholder_zeros" not in codes(run)
+    keras_fit(KerasCSVLogger(path), range(len(losses)),
+              lambda e: {"loss": losses[e], "accuracy": 0.95})
+    assert values(load_whole(tmp_path), "loss") == [v for v in losses if v != 0.0]
+
+
+def test_keras_epoch_column_that_never_advances(tmp_path: Path) -> None:
+    """``fit(epochs=1)`` called once per epoch with ``CSVLogger(append=True)``: every row
+    says epoch 0.  The rows are successive epochs, not one epoch restarted 7 times."""
+    path = tmp_path / "training.log"
+    for k in range(8):
+        keras_fit(KerasCSVLogger(path, append=True), [0], lambda e, k=k: _keras_logs(k))
+    assert path.read_text().count("\n0,") == 8
+    run = load(path)
+    assert steps(run, "val_loss") == list(range(8))
+    assert values(run, "loss") == pytest.approx([1.0 / (k + 1) for k in range(8)])
+    assert not [n for n in run.notes if n.code == "restart"]
+    note = [n for n in run.notes if n.code == "steps_from_rows"]
+    assert len(note) == 1 and "'epoch' is 0 on all 8 rows" in note[0].message
+    # Two rows at epoch 0 stay what they were: a crash and its restart.
+    short = tmp_path / "short.log"
+    for k in range(2):
+        keras_fit(KerasCSVLogger(short, append=True), [0], lambda e, k=k: _keras_logs(k))
+    assert steps(load(short), "val_loss") == [0]

@@ -326,3 +326,26 @@ def test_plain_histogram_decoder_equals_protobuf(tmp_path: Path):
                 assert limits.tolist() == list(h.bucket_limit)
                 assert counts.tolist() == list(h.bucket)
     assert decoded == 15 + 6
+
+
+def test_placeholder_zero_losses_in_event_files(tmp_path: Path):
+    """The same writer artefact as in a Lightning metrics.csv, through SummaryWriter: a
+    falling loss logged on every third step and 0.0 on the others reads as the loss's
+    own points, with a note that names the count; a logged accuracy of 1 at a zero's
+    step would make that zero real (tests/test_ingest_csv_family.py)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from diagnose.discover import discover
+    from diagnose.ingest import load_run
+
+    with SummaryWriter(str(tmp_path)) as w:
+        for step in range(30):
+            w.add_scalar("train_loss", 200.0 * 0.7 ** step if step % 3 == 0 else 0.0, step)
+    sources, errors = discover([str(tmp_path)])
+    assert len(sources) == 1 and not errors
+    run = load_run(sources[0])
+    series = run.series("train_loss")
+    assert series["step"].tolist() == list(range(0, 30, 3))
+    assert (series["value"] > 0).all()
+    notes = [n for n in run.notes if n.code == "placeholder_zeros"]
+    assert len(notes) == 1 and notes[0].details["zeros"] == 20

@@ -34,6 +34,7 @@ from diagnose.detectors.divergence import cross_entropy_like
 from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
+    accuracy_fractions,
     curve,
     early_eval_ratio,
     early_level,
@@ -211,6 +212,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 and tj <= np.log(float(p.train_jump_factor))
                 and spread >= float(p.min_spread)
                 and float(np.median(early.values)) >= float(p.val_bad) * _untrained(ctx, train)
+                and not eval_ends_learned(ctx, p)
             ):
                 return [Found(early.tag, int(early.steps[0]), BN001.Evidence(
                     **hp, branch="erratic", val_median_jump_factor=float(np.exp(vj)),
@@ -540,7 +542,8 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     need = min(np.log(float(p.jump_factor)),
                max(np.log(float(p.swing_jump_floor)), float(p.swing_noise_mult) * t_jump))
     if jump < need or not _train_good(
-            ctx, t_end, ref, float(p.loose_train_ratio if far else p.train_good_ratio), p):
+            ctx, t_end, ref, float(p.loose_train_ratio if far else p.train_good_ratio), p) \
+            or eval_ends_learned(ctx, p):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="swing", swing_evaluations=int(high.sum()),
@@ -602,9 +605,28 @@ def eval_outputs_learned(ctx: RuleContext, acc_learned: float) -> bool:
     train = get_curve(ctx, Role.TRAIN_LOSS)
     if vacc is None or val is None or train is None:
         return False
-    best = vacc.raw(float(np.min(vacc.values)))
+    best = float(accuracy_fractions(vacc, vacc.values.min(keepdims=True))[0])
     ref = max(_untrained(ctx, train), float(np.log(2)))
     return best >= acc_learned and float(np.median(val.values)) < ref
+
+
+def eval_ends_learned(ctx: RuleContext, p: BN001.Params) -> bool:
+    """Eval-mode outputs are right at the end of the run: every val accuracy over the
+    last ``early_frac`` of the val steps is at least ``acc_learned`` and every val loss
+    there sits below the untrained level (at least ln 2).  Val that swung or jumped
+    earlier and ends like this got good and stayed good: whatever it did before
+    recovered (DESIGN.md: batch-norm collapse never gets good; a tiny val set jumps
+    and a transient recovers), while broken running statistics stay broken."""
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if vacc is None or val is None or train is None or len(vacc) < 2:
+        return False
+    acc_tail = vacc.values[vacc.steps >= float(vacc.steps[-1]) - float(p.early_frac) * vacc.span]
+    loss_tail = val.values[val.steps >= float(val.steps[-1]) - float(p.early_frac) * val.span]
+    ref = max(_untrained(ctx, train), float(np.log(2)))
+    return bool(np.all(accuracy_fractions(vacc, acc_tail) >= float(p.acc_learned))) \
+        and bool(np.all(loss_tail < ref))
 
 
 def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,

@@ -40,7 +40,7 @@ a loss that ends NaN/inf is divergence's business.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,16 +86,6 @@ if TYPE_CHECKING:
     from diagnose.advice.reconcile import Candidate
     from diagnose.findings import Finding
 
-_KEYS = ("min_points", "tail_frac", "min_tail_points", "min_gain_share", "min_rel_gain",
-         "follow_ratio", "max_val_loss_rise",
-         "max_worsening", "min_train_rel", "min_train_effect", "min_train_share",
-         "poor_progress",
-         "early_flat_share", "poor_chance_share", "low_loss_share",
-         "max_loss_rise", "max_start_chance", "min_never_points", "max_late_gain",
-         "min_rel_progress", "poor_untrained_share", "flat_gap_ratio",
-         "first_acc_share", "guess_loss_share", "stopped_poor_share",
-         "small_worse_noise", "small_worse_share", "pinned_acc_band", "near_untrained_share",
-         "guess_ceiling", "lr_cut_ratio", "cut_poor_share")
 
 @dataclass(frozen=True)
 class StallParams(RuleParams):
@@ -206,7 +196,8 @@ def _name(c: Curve) -> str:
 def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Classify the objective's tail: None (not applicable), or a dict whose ``kind`` is
     ``improving``, ``worsening``, ``no_progress``, ``stalled`` or ``converged``."""
-    key = ("fit_stall", *(p[k] for k in _KEYS))
+    # keyed by every threshold (PLT001 and PLT003 share the analysis when theirs agree)
+    key = ("fit_stall", *(p[f.name] for f in fields(StallParams)))
     return ctx.cached(key, lambda: _stall_or_stopped(ctx, p))
 
 
@@ -267,18 +258,14 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     poor.  Needs no flat tail: a run validated a few times, or one that ended worse than
     a best it barely improved to (a mid-run LR jump that both losses felt: training got
     worse too, so not overfitting), stopped as surely as a flat one."""
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    found = untrained_level(ctx)
-    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
-        return None
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if vl is not None and (len(vl) < int(p["min_never_points"])
-                           or float(np.min(vl.values)) <= 0):
-        return None  # too few evaluations for any verdict but never-improved
+    got = _stop_losses(ctx, p)
+    if got is None or got[2]:
+        return None  # (a val loss too short for any verdict but never-improved)
+    tl, vl, _, found = got
     vl = vl or tl
     level0 = found[0]
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
-    v_end = end_level(vl) if len(vl) >= int(p["min_points"]) else float(vl.values[-1])
+    v_end = _end_of(vl, p)
     # thrown back to the untrained level after learning, short of a blow-up (a mid-run LR
     # jump both losses felt): the stretch it ends on never left that level, the plateau
     # half of underfit + plateau (:func:`underfit.thrown_back`, UND004's the other half)
@@ -314,14 +301,52 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             pl["poor_by"] == "untrained"
             and pl["loss_vs_chance"] < float(p["stopped_poor_share"])):
         return None
-    by_early = float(np.min(vl.values[vl.steps <= early]))
-    return {"curve": vl, "total": level0 - by_early, "noise": noise(vl),
-            "best": float(np.min(vl.values)), "tail_start": early,
-            "tail_gain": by_early - v_end, "since": early,
-            "eps": abs(by_early - v_end), "also_flat": [], **pl, "kind": "stalled",
-            "flat_share": (float(tl.steps[-1]) - early) / tl.span, "late_gain": lates[0],
+    return {**_stop_stall(vl, tl, level0, early, v_end, lates[0]), **pl}
+
+
+def _stop_stall(vl: Curve, tl: Curve, level0: float, since: float, v_end: float,
+                late: float) -> dict[str, Any]:
+    """The stall a stop test found (kind ``stalled``, poor): the val loss (else the
+    train loss) ``vl`` flat from step ``since`` at ``v_end`` after falling from the
+    untrained level ``level0`` to its best by then (by its first evaluation, when that
+    came later), ``late`` the share of its fall made after it; the caller adds why the
+    level is poor."""
+    by = float(np.min(vl.values[vl.steps <= max(since, float(vl.steps[0]))]))
+    return {"curve": vl, "total": level0 - by, "noise": noise(vl),
+            "best": float(np.min(vl.values)), "tail_start": since, "tail_gain": by - v_end,
+            "since": since, "eps": abs(by - v_end), "also_flat": [], "kind": "stalled",
+            "flat_share": (float(tl.steps[-1]) - since) / tl.span, "late_gain": late,
             "train": None, "train_improving": False, "poor": True,
-            "progress_rel": (level0 - by_early) / level0}
+            "progress_rel": (level0 - by) / level0}
+
+
+def _low_loss(p: Any) -> float:
+    """``low_loss_share`` x ln 2: a loss below it is at a low level whatever the class
+    count (ln 2 is the lowest chance level), a fine-tune's or a run that learned, never
+    an untrained or constant-guess level."""
+    return float(p["low_loss_share"]) * signals.chance_loss(2)
+
+
+def _stop_losses(ctx: RuleContext, p: Any
+                 ) -> tuple[Curve, Curve | None, bool, tuple[float, str]] | None:
+    """What the two stop tests read: (train loss, val loss, whether a logged val loss is
+    unusable: evaluated fewer than ``min_never_points`` times or not positive, in which
+    case the val loss is None; the untrained level L0 and its source).  None without a
+    train loss of 3 points over a span, without L0, or when a loss ends non-finite."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    found = untrained_level(ctx)
+    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+        return None
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    unusable = vl is not None and (len(vl) < int(p["min_never_points"])
+                                   or float(np.min(vl.values)) <= 0)
+    return tl, None if unusable else vl, unusable, found
+
+
+def _end_of(c: Curve, p: Any) -> float:
+    """A loss's end level, or its last value when logged fewer than ``min_points`` times
+    (too few for the tail's median to be a level)."""
+    return end_level(c) if len(c) >= int(p["min_points"]) else float(c.values[-1])
 
 
 def _early_lr_cut(ctx: RuleContext, p: Any, first: float, span: float
@@ -363,17 +388,13 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     untrained tests' shares is still not convergence: learned a little, then stuck early
     (DESIGN.md).  A late step decay (a healthy schedule) is not
     early; a loss that keeps falling after the cut is not stopped."""
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    found = untrained_level(ctx)
-    if tl is None or found is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+    got = _stop_losses(ctx, p)
+    if got is None:
         return None
+    tl, vl, _, found = got
     cut = _early_lr_cut(ctx, p, float(tl.steps[0]), tl.span)
     if cut is None:
         return None
-    vl = get_curve(ctx, Role.VAL_LOSS)
-    if vl is not None and (len(vl) < int(p["min_never_points"])
-                           or float(np.min(vl.values)) <= 0):
-        vl = None
     vl = vl or tl
     level0 = found[0]
     # with the class count unknown, a first accuracy already well above the uniform guess
@@ -385,7 +406,7 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     ends = []
     lates = []
     for c in (vl, tl):
-        end = end_level(c) if len(c) >= int(p["min_points"]) else float(c.values[-1])
+        end = _end_of(c, p)
         since = max(cut[1], float(c.steps[0]))
         late = _late_share(c, since, level0, end)
         # ... nor the val loss rose back max_loss_rise above its best by then (as in
@@ -397,22 +418,12 @@ def _stopped_by_lr_cut(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         ends.append(end)
         lates.append(late)
     better = min(ends)
-    if (better < float(p["cut_poor_share"]) * level0
-            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+    if better < float(p["cut_poor_share"]) * level0 or better < _low_loss(p):
         return None
-    v_end = ends[0]
-    by_cut = float(np.min(vl.values[vl.steps <= max(cut[1], float(vl.steps[0]))]))
-    return {"curve": vl, "total": level0 - by_cut, "noise": noise(vl),
-            "best": float(np.min(vl.values)), "tail_start": cut[1],
-            "tail_gain": by_cut - v_end, "since": cut[1], "eps": abs(by_cut - v_end),
-            "also_flat": [], "kind": "stalled", "poor_by": "lr_cut",
-            "poor_loss": (vl, tl)[int(np.argmin(ends))].tag,
-            "loss_vs_chance": better / level0, "untrained_level": level0,
-            "untrained_from": found[1], "loss_progress": None,
-            "flat_share": (float(tl.steps[-1]) - cut[1]) / tl.span, "late_gain": lates[0],
-            "lr_cut_step": int(cut[0]), "lr_cut_ratio": cut[2], "lr_after_cut": cut[3],
-            "train": None, "train_improving": False, "poor": True,
-            "progress_rel": (level0 - by_cut) / level0}
+    return {**_stop_stall(vl, tl, level0, cut[1], ends[0], lates[0]), "poor_by": "lr_cut",
+            "poor_loss": (vl, tl)[int(np.argmin(ends))].tag, "loss_vs_chance": better / level0,
+            "untrained_level": level0, "untrained_from": found[1], "loss_progress": None,
+            "lr_cut_step": int(cut[0]), "lr_cut_ratio": cut[2], "lr_after_cut": cut[3]}
 
 
 def _trend_gain(c: Curve, t0: float, scale: float) -> float:
@@ -695,8 +706,7 @@ def _identical_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
             continue
         a, tag = accs.get(split, next(iter(accs.values())))
         bound, end = _guess_entropy(a), end_level(lc)
-        if (bound <= 0 or end < float(p["guess_loss_share"]) * bound
-                or end < float(p["low_loss_share"]) * signals.chance_loss(2)):
+        if bound <= 0 or end < max(float(p["guess_loss_share"]) * bound, _low_loss(p)):
             return {}
         if not found:
             found = {"poor_by": "constant_guess", "constant_accuracy": a,
@@ -754,8 +764,7 @@ def _pinned_guess(ctx: RuleContext, p: Any) -> dict[str, Any]:
         by_l0 = found is not None and end >= float(p["near_untrained_share"]) * found[0]
         by_guess = (float(p["guess_loss_share"]) * bound <= end
                     <= float(p["guess_ceiling"]) * bound)
-        if (end < float(p["low_loss_share"]) * signals.chance_loss(2) or end > ceiling
-                or not (by_l0 or by_guess)):
+        if end < _low_loss(p) or end > ceiling or not (by_l0 or by_guess):
             return {}
         if not out:
             out = {"poor_by": "constant_guess", "constant_accuracy": a,
@@ -780,7 +789,7 @@ def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
     if vl is None or tl is None or len(vl) < 3 or len(tl) < 3 or found is None:
         return {}
     v_end, t_end = end_level(vl), end_level(tl)
-    if (v_end < float(p["low_loss_share"]) * signals.chance_loss(2)
+    if (v_end < _low_loss(p)
             or t_end < float(p["flat_gap_ratio"]) * v_end
             or _trained_start(ctx, found[0], float(p["first_acc_share"]),
                               int(p["min_never_points"]))):
@@ -830,8 +839,7 @@ def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
             if c is not None and len(c) >= 3}
     tag = min(ends, key=lambda t: ends[t])
     better = ends[tag]
-    if (better < share * level0
-            or better < float(p["low_loss_share"]) * signals.chance_loss(2)):
+    if better < max(share * level0, _low_loss(p)):
         return {}
     early = float(tl.steps[0]) + (1.0 - float(p["early_flat_share"])) * tl.span
     fell = level0 - end_level(tl)
@@ -1047,16 +1055,24 @@ def _flat_move(ctx: RuleContext, c: Curve, p: Any) -> tuple[float, float]:
     standard errors of such a median.
     """
     first = float(c.values[0])
-    sigma = noise(c)
-    if sigma <= float(p.max_rel_move) * first or len(c) < int(p.chunked_points):
+    meds = _chunk_medians(c, first, p)
+    if meds is None:
         drop = first - float(np.min(_own_smoothed(ctx, c)))
         change = abs(end_level(c) - first)
         return max(drop, change) / first, 0.0
-    k = len(c) // 10
-    meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
     a = float(meds[0])
     move = max(a - float(np.min(meds)), abs(float(meds[-1]) - a)) / a
-    return move, float(p.noise_z) * sigma / np.sqrt(k) / a
+    return move, float(p.noise_z) * noise(c) / np.sqrt(len(c) // 10) / a
+
+
+def _chunk_medians(c: Curve, level: float, p: PLT002.Params) -> np.ndarray | None:
+    """The medians of ten consecutive chunks of a noisy per-step loss (point-to-point
+    noise above ``max_rel_move`` of ``level``, at least ``chunked_points`` points), the
+    reading PLT002 gives such a loss so that one lucky minibatch, or a run of them,
+    neither moves it nor anchors it; None for a clean or short loss."""
+    if noise(c) <= float(p.max_rel_move) * level or len(c) < int(p.chunked_points):
+        return None
+    return np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
 
 
 def _untrained(ctx: RuleContext, main: Curve, n_classes: int | None,
@@ -1085,8 +1101,8 @@ def _near_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -> 
     (as in :func:`_flat_move`) is read on the medians of ten chunks, so one run of lucky
     minibatches does not take it out of the band."""
     lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
-    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
-        meds = np.array([float(np.median(ch)) for ch in np.array_split(c.values, 10)])
+    meds = _chunk_medians(c, level0, p)
+    if meds is not None:
         return bool(float(np.min(meds)) >= lo and float(np.max(meds)) <= hi
                     and lo <= float(meds[-1]) <= hi)
     sm = _own_smoothed(ctx, c)
@@ -1133,9 +1149,8 @@ def _lowest_level(ctx: RuleContext, c: Curve, level0: float, p: PLT002.Params) -
     """The lowest level a positive loss reached: its smoothed minimum, or for a noisy
     per-step loss (read as :func:`_near_level` reads it against L0 ``level0``) the least
     of its ten chunk medians, so one lucky minibatch does not count as a level reached."""
-    if noise(c) > float(p.max_rel_move) * level0 and len(c) >= int(p.chunked_points):
-        return min(float(np.median(ch)) for ch in np.array_split(c.values, 10))
-    return float(np.min(smoothed(ctx, c)[1]))
+    meds = _chunk_medians(c, level0, p)
+    return float(np.min(meds)) if meds is not None else float(np.min(smoothed(ctx, c)[1]))
 
 
 def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,

@@ -20,6 +20,7 @@ import pandas as pd
 
 from diagnose.findings import LoadError
 from diagnose.hparams import canonicalize, coerce, flatten
+from diagnose.ingest.placeholders import drop_placeholder_zeros
 from diagnose.run import SCALAR_COLUMNS, IngestNote, Run, empty_scalars
 from diagnose.sources import RunSource, SourceFile
 
@@ -165,7 +166,10 @@ def _load_run(source: RunSource, verify_checksums: bool) -> Run:
         raise IngestError("; ".join(["no scalar metrics found", *why]))
 
     _merge_hparams(run, parts, source.sidecars)
-    return run.finalize()
+    run.finalize()
+    run.scalars, notes = drop_placeholder_zeros(run.scalars, str(source.path))
+    run.notes.extend(notes)
+    return run
 
 
 def _format(parts: Sequence[Run]) -> str:

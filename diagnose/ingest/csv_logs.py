@@ -899,6 +899,17 @@ def _numeric_frame(
     return values, present, notes
 
 
+#: A step column with one value on at least this many rows never advances: the rows are
+#: successive points (Keras' CSVLogger with ``append=True`` around one ``fit(epochs=1)``
+#: per epoch writes epoch 0 on every row), not one point rewritten by restarts.  Two rows
+#: could be one crash and its restart.
+MIN_ROWS_NO_ADVANCE = 3
+
+
+def _never_advances(steps: np.ndarray) -> bool:
+    return len(steps) >= MIN_ROWS_NO_ADVANCE and bool(np.all(steps == steps[0]))
+
+
 def _integral_steps(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(len(finite)) and bool(np.all(finite == np.round(finite)))
@@ -934,7 +945,21 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
             fill = ~have & present[:, epoch_idx] & (np.abs(values[:, epoch_idx]) < MAX_STEP)
             steps[fill] = values[fill, epoch_idx]
             have = have | fill
-        if not _integral_steps(steps[have]):
+        if kind != "lightning_csv" and _never_advances(steps[have]):
+            notes.append(
+                IngestNote(
+                    code="steps_from_rows",
+                    message=(
+                        f"column {header[step_idx]!r} is {steps[have][0]:g} on all "
+                        f"{int(have.sum())} rows (one fit() call per epoch?); the row order "
+                        "is read as the time axis"
+                    ),
+                    path=str(path),
+                    details={"column": header[step_idx], "rows": int(have.sum())},
+                )
+            )
+            steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
+        elif not _integral_steps(steps[have]):
             notes.append(
                 IngestNote(
                     code="unsupported",
