@@ -23,9 +23,9 @@ keeps its unthinned verdict (it is not analysed twice).
 Prints per variant and family: macro-F1, healthy false alarms, exact match, per-state
 P/R, the runs it changed, how often it agrees with the unthinned verdict and how many
 runs became "not judged"; then every run whose core states flip (label, cause, states
-per variant).  ``--dump DIR`` writes one predictions TSV per variant and family
-(``DIR/<variant>.<family>.tsv``, the columns why_quiet.py reads, with ``--rendered
-OUT/<variant>``).
+per variant with the rules behind them).  ``--dump DIR`` writes one predictions TSV per
+variant and family (``DIR/<variant>.<family>.tsv``, the columns why_quiet.py reads, with
+``--rendered OUT/<variant>``).
 """
 
 from __future__ import annotations
@@ -127,21 +127,27 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
 }
 
 
-def analyse(root: Path) -> tuple[dict[str, set[str]], dict[str, str]]:
-    """Core states and verdict per run id of every run under ``root``."""
+def analyse(root: Path) -> tuple[dict[str, set[str]], dict[str, str], dict[str, set[str]]]:
+    """Core states, verdict and the rules behind the core states (error/warning
+    findings) per run id of every run under ``root``."""
     from diagnose.config import Config
+    from diagnose.findings import SEVERITY_RANK
     from diagnose.pipeline import Options, analyze
 
     states: dict[str, set[str]] = {}
     verdict: dict[str, str] = {}
+    rules: dict[str, set[str]] = {}
     if not root.is_dir():
-        return states, verdict
+        return states, verdict, rules
     for res in analyze([str(root)], Config(), Options(jobs=1)).results:
         rid = res.run.run_id.split("/")[0]
         states.setdefault(rid, set()).update(accuracy.core(res.states))
+        rules.setdefault(rid, set()).update(
+            f.rule for f in res.findings if f.state in store.CORE
+            and SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"])
         if verdict.get(rid) != "findings":
             verdict[rid] = res.verdict
-    return states, verdict
+    return states, verdict, rules
 
 
 def _name(states: set[str]) -> str:
@@ -167,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                for v in variants}
     got: dict[tuple[str, str], dict[str, set[str]]] = {}
     verdicts: dict[tuple[str, str], dict[str, str]] = {}
+    fired: dict[tuple[str, str], dict[str, set[str]]] = {}
     for fmt in formats:
         for v in [BASE, *variants]:
             t0 = time.perf_counter()
@@ -175,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             for rid, rec in todo.items():
                 if not (args.reuse and (root / rid).is_dir()):
                     write_logs.render(rec, root.parent, fmt)
-            states, verdict = analyse(root)
+            states, verdict, rules = analyse(root)
             if v != BASE:  # a run the variant leaves as logged keeps its verdict
                 for rid in recs.keys() - todo.keys():
                     states[rid] = got[(BASE, fmt)].get(rid, set())
                     verdict[rid] = verdicts[(BASE, fmt)].get(rid, "lost")
-            got[(v, fmt)], verdicts[(v, fmt)] = states, verdict
+                    rules[rid] = fired[(BASE, fmt)].get(rid, set())
+            got[(v, fmt)], verdicts[(v, fmt)], fired[(v, fmt)] = states, verdict, rules
             print(f"  {v} {fmt}: {len(todo)} runs written and analysed in "
                   f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
     print(f"== the same {len(runs)} scored corpus runs, thinned (floors: train loss "
@@ -209,19 +217,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n-- {fmt}: {len(flips)} runs whose core states flip under thinning "
               f"(label | {BASE} {' '.join(variants)})")
         for r in sorted(flips):
-            cells = " ".join(_name(got[(v, fmt)].get(r, set())) for v in [BASE, *variants])
+            cells = " ".join(_name(got[(v, fmt)].get(r, set()))
+                             + f"({','.join(sorted(fired[(v, fmt)].get(r, set())))})"
+                             for v in [BASE, *variants])
             print(f"  {r} {recs[r]['cause']:<24} {_name(labels[r]):<18} | {cells}")
     if args.dump:
         args.dump.mkdir(parents=True, exist_ok=True)
         for (v, fmt), states in got.items():
             path = args.dump / f"{v.replace('/', '_')}.{fmt}.tsv"
             with open(path, "w", encoding="utf-8") as fh:
-                fh.write("id\tfamily\tdataset\tformat\tcause\tlabel\tprediction\tverdict\n")
+                fh.write("id\tfamily\tdataset\tformat\tcause\tlabel\tprediction\tverdict"
+                         "\trules\n")
                 for r in sorted(labels):
                     rec = recs[r]
                     fh.write(f"{r}\t{rec['family']}\t{rec['dataset']}\t{fmt}\t{rec['cause']}\t"
                              f"{_name(labels[r])}\t{_name(states.get(r, set()))}\t"
-                             f"{verdicts[(v, fmt)].get(r, 'lost')}\n")
+                             f"{verdicts[(v, fmt)].get(r, 'lost')}\t"
+                             f"{','.join(sorted(fired[(v, fmt)].get(r, set())))}\n")
     return 0
 
 
