@@ -909,8 +909,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # or when it thrashes up to far above it (its median can sit at a good level
         # between blow-ups); only then does a val loss far above L0 count: a huge val
         # loss next to a fine train loss is batchnorm_collapse's, not divergence
-        tail = c.values[c.steps >= c.steps[-1] - p.tail_frac * c.span]
-        thrash = float(np.mean(tail >= p.far_factor * ref)) if len(tail) else 0.0
+        # (thrashing read as the thrashing criterion reads it, in each half of the last
+        # thrash_frac of the run: one spike in a short tail window, the likelier the
+        # sparser the log, is not thrashing)
+        thrash = _thrashing(c, p.thrash_frac, p.far_factor * ref)
         train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
         # a give-back against a first logged point (which may come after an epoch of
         # training: a fine-tune starting low, warm restarts wander back to it) needs the
@@ -958,8 +960,14 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                               p.far_factor * p.min_chance_loss)
             if cross_entropy_like(ctx, s, c.values) else (0.0, 0.0))
         own_lows = False
-        if late >= p.far_factor * ref:
-            criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
+        # far above its own first level: a cross-entropy must also end above the least
+        # chance level of any classifier (below it the model beats every chance guess, a
+        # good level DESIGN.md's divergence never ends at): 3x a fine-tune's first logged
+        # loss near 0, or 3x a single lucky early minibatch, is still near 0
+        far = (max(p.far_factor * ref, p.min_chance_loss)
+               if own and cross_entropy_like(ctx, s, c.values) else p.far_factor * ref)
+        if late >= far:
+            criterion, threshold, after = "far_above", far, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
             criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
             after = float(ss[0])
@@ -1052,7 +1060,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             return (f"{ev.val_label} ends at {fmt(ev.val_level)}, "
                     f"{fmt((ev.val_level or 0.0) / ev.reference)}x {ref}, while "
                     f"{ev.label} is not fine either ({fmt(ev.level)} at the end, "
-                    f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
+                    f"at least {fmt(100 * ev.thrash_share_seen)}% of its points in each "
+                    f"late half above "
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "above_accuracy_ceiling":
             top = ev.chance_ceiling or ev.max_chance_loss
