@@ -79,5 +79,6 @@ def test_report_on_a_few_runs(records: list[dict[str, Any]], tmp_path: Path,
     out = capsys.readouterr().out
     assert "the same 3 scored corpus runs" in out
     assert "base         jsonl        3" in out and "val/2" in out
+    assert "flip groups" in out
     dumped = (tmp_path / "d" / "val_2.jsonl.tsv").read_text().splitlines()
     assert len(dumped) == 4 and dumped[0].startswith("id\tfamily\tdataset\tformat")

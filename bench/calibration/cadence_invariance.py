@@ -23,9 +23,10 @@ keeps its unthinned verdict (it is not analysed twice).
 Prints per variant and family: macro-F1, healthy false alarms, exact match, per-state
 P/R, the runs it changed, how often it agrees with the unthinned verdict and how many
 runs became "not judged"; then every run whose core states flip (label, cause, states
-per variant with the rules behind them).  ``--dump DIR`` writes one predictions TSV per
-variant and family (``DIR/<variant>.<family>.tsv``, the columns why_quiet.py reads, with
-``--rendered OUT/<variant>``).
+per variant with the rules behind them) and those flips grouped by state, direction and
+rule.  ``--dump DIR`` writes one predictions TSV per variant and family
+(``DIR/<variant>.<family>.tsv``, the columns why_quiet.py reads, with ``--rendered
+OUT/<variant>``).
 """
 
 from __future__ import annotations
@@ -221,6 +222,20 @@ def main(argv: list[str] | None = None) -> int:
                              + f"({','.join(sorted(fired[(v, fmt)].get(r, set())))})"
                              for v in [BASE, *variants])
             print(f"  {r} {recs[r]['cause']:<24} {_name(labels[r]):<18} | {cells}")
+        print(f"\n-- {fmt}: flip groups (state appears/vanishes under a variant, the rules "
+              "behind it, right/WRONG against the label): count, first runs")
+        groups: dict[tuple[str, str, str, str], list[str]] = {}
+        for r in flips:
+            base, base_rules = got[(BASE, fmt)].get(r, set()), fired[(BASE, fmt)].get(r, set())
+            for v in variants:
+                now, rules = got[(v, fmt)].get(r, set()), fired[(v, fmt)].get(r, set())
+                for st, how, why in [*((x, "appears", rules - base_rules) for x in now - base),
+                                     *((x, "vanishes", base_rules - rules) for x in base - now)]:
+                    right = (st in labels[r]) == (how == "appears")
+                    key = (st, how, ",".join(sorted(why)) or "-", "right" if right else "WRONG")
+                    groups.setdefault(key, []).append(f"{r}:{v}")
+        for key, where in sorted(groups.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
+            print(f"  {len(where):4d} {' '.join(key)}  {' '.join(where[:4])}")
     if args.dump:
         args.dump.mkdir(parents=True, exist_ok=True)
         for (v, fmt), states in got.items():
