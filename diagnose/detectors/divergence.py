@@ -960,14 +960,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                               p.far_factor * p.min_chance_loss)
             if cross_entropy_like(ctx, s, c.values) else (0.0, 0.0))
         own_lows = False
-        # far above its own first level: a cross-entropy must also end above the least
-        # chance level of any classifier (below it the model beats every chance guess, a
-        # good level DESIGN.md's divergence never ends at): 3x a fine-tune's first logged
-        # loss near 0, or 3x a single lucky early minibatch, is still near 0
-        far = (max(p.far_factor * ref, p.min_chance_loss)
-               if own and cross_entropy_like(ctx, s, c.values) else p.far_factor * ref)
-        if late >= far:
-            criterion, threshold, after = "far_above", far, float(ss[0])
+        # judged against its own first level, a cross-entropy that ends below the least
+        # chance level of any classifier beats every chance guess: a good level, which
+        # DESIGN.md's divergence never ends at (3x a fine-tune's first logged loss near 0,
+        # or 3x one lucky early minibatch, or all the way back to it, is still near 0)
+        good_end = own and cross_entropy_like(ctx, s, c.values) and late < p.min_chance_loss
+        if late >= p.far_factor * ref and not good_end:
+            criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
             criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
             after = float(ss[0])
@@ -978,7 +977,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             ss, sm, metric = vs[keep], vm[keep], v.series.tag
             criterion, threshold, after = "val_far_above", p.far_factor * vref, float(v.steps[0])
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
-              and val_gave_back):
+              and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         elif thrash_seen >= p.thrash_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
