@@ -909,8 +909,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # or when it thrashes up to far above it (its median can sit at a good level
         # between blow-ups); only then does a val loss far above L0 count: a huge val
         # loss next to a fine train loss is batchnorm_collapse's, not divergence
-        tail = c.values[c.steps >= c.steps[-1] - p.tail_frac * c.span]
-        thrash = float(np.mean(tail >= p.far_factor * ref)) if len(tail) else 0.0
+        # (thrashing read as the thrashing criterion reads it, in each half of the last
+        # thrash_frac of the run: one spike in a short tail window, the likelier the
+        # sparser the log, is not thrashing)
+        thrash = _thrashing(c, p.thrash_frac, p.far_factor * ref)
         train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
         # a give-back against a first logged point (which may come after an epoch of
         # training: a fine-tune starting low, warm restarts wander back to it) needs the
@@ -958,7 +960,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                               p.far_factor * p.min_chance_loss)
             if cross_entropy_like(ctx, s, c.values) else (0.0, 0.0))
         own_lows = False
-        if late >= p.far_factor * ref:
+        # judged against its own first level, a cross-entropy that ends below the least
+        # chance level of any classifier beats every chance guess: a good level, which
+        # DESIGN.md's divergence never ends at (3x a fine-tune's first logged loss near 0,
+        # or 3x one lucky early minibatch, or all the way back to it, is still near 0)
+        good_end = own and cross_entropy_like(ctx, s, c.values) and late < p.min_chance_loss
+        if late >= p.far_factor * ref and not good_end:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
             criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
@@ -970,7 +977,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             ss, sm, metric = vs[keep], vm[keep], v.series.tag
             criterion, threshold, after = "val_far_above", p.far_factor * vref, float(v.steps[0])
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
-              and val_gave_back):
+              and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         elif thrash_seen >= p.thrash_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
@@ -1052,7 +1059,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             return (f"{ev.val_label} ends at {fmt(ev.val_level)}, "
                     f"{fmt((ev.val_level or 0.0) / ev.reference)}x {ref}, while "
                     f"{ev.label} is not fine either ({fmt(ev.level)} at the end, "
-                    f"{fmt(100 * ev.thrash_share_seen)}% of its late points above "
+                    f"at least {fmt(100 * ev.thrash_share_seen)}% of its points in each "
+                    f"late half above "
                     f"{fmt(ev.far_factor)}x it), from step {ev.onset_step}")
         if ev.criterion == "above_accuracy_ceiling":
             top = ev.chance_ceiling or ev.max_chance_loss

@@ -1,0 +1,84 @@
+"""bench/calibration/cadence_invariance.py: the same stored run, logged less often."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CAL = Path(__file__).resolve().parents[1] / "bench" / "calibration"
+sys.path.insert(0, str(CAL))
+
+import cadence_invariance as ci  # noqa: E402
+import store  # noqa: E402
+import write_logs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    return store.load()
+
+
+def _first(records: list[dict[str, Any]], **cfg: Any) -> dict[str, Any]:
+    return next(r for r in records if all(r["config"][k] == v for k, v in cfg.items())
+                and len(r["series"]["train_loss"][0]) >= 40 and "val_loss" in r["series"]
+                and len(r["series"]["val_loss"][0]) >= 12)
+
+
+def _read_jsonl(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_thinned_train_keeps_every_kth_step_and_val_keeps_the_last(
+        records: list[dict[str, Any]], tmp_path: Path) -> None:
+    rec = _first(records, train_log="step")
+    steps = rec["series"]["train_loss"][0]
+    vsteps = rec["series"]["val_loss"][0]
+    t4 = ci.VARIANTS["train/4"](rec)
+    assert t4 is not None and t4["series"]["train_loss"][0] == steps[3::4]
+    assert t4["series"]["val_loss"] == rec["series"]["val_loss"]  # val untouched
+    assert set(t4["series"]["lr"][0]) <= set(steps[3::4])
+    v2 = ci.VARIANTS["val/2"](rec)
+    assert v2 is not None and v2["series"]["val_loss"][0][-1] == vsteps[-1]
+    assert len(v2["series"]["val_loss"][0]) == (len(vsteps) + 1) // 2
+    assert v2["series"]["train_loss"] == rec["series"]["train_loss"]
+    assert rec["series"]["train_loss"][0] == steps  # the stored record is not changed
+    # written through the family's own writer: the log holds the thinned points only
+    rows = _read_jsonl(write_logs.render(v2, tmp_path, "jsonl"))
+    assert [r["step"] for r in rows if "val_loss" in r] == v2["series"]["val_loss"][0]
+    assert sum("train_loss" in r for r in rows) == len(steps)
+
+
+def test_epoch_means_only_for_step_logged_runs_and_never_below_the_floor(
+        records: list[dict[str, Any]]) -> None:
+    rec = _first(records, train_log="step")
+    ep = ci.VARIANTS["train/epoch"](rec)
+    spe, n = rec["config"]["steps_per_epoch"], len(rec["series"]["train_loss"][0])
+    assert ep is not None
+    means = write_logs.by_epoch(rec, write_logs.points(rec)["train_loss"], mean=True)
+    got = dict(zip(ep["series"]["train_loss"][0], ep["series"]["train_loss"][1], strict=True))
+    assert len(got) == len(means) < n
+    assert all(got[s] == pytest.approx(means[(s - 1) // spe], rel=1e-5) for s in got)
+    assert ci.VARIANTS["train/epoch"](_first(records, train_log="epoch")) is None
+    short = next(r for r in records
+                 if len(r["series"]["train_loss"][0]) < 2 * ci.TRAIN_FLOOR)
+    assert ci.VARIANTS["train/2"](short) is None  # kept as logged: the rules need points
+
+
+def test_report_on_a_few_runs(records: list[dict[str, Any]], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    few = tmp_path / "few.jsonl.gz"
+    store.append([_first(records, train_log=t) for t in ("step", "epoch")]
+                 + [records[0], records[1]], few)
+    assert ci.main(["--out", str(tmp_path / "r"), "--store", str(few), "--limit", "3",
+                    "--formats", "jsonl",
+                    "--variants", "val/2", "--dump", str(tmp_path / "d")]) == 0
+    out = capsys.readouterr().out
+    assert "the same 3 scored corpus runs" in out
+    assert "base         jsonl        3" in out and "val/2" in out
+    assert "flip groups" in out
+    dumped = (tmp_path / "d" / "val_2.jsonl.tsv").read_text().splitlines()
+    assert len(dumped) == 4 and dumped[0].startswith("id\tfamily\tdataset\tformat")
