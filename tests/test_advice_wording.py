@@ -111,6 +111,11 @@ def test_a_converged_plateau_says_when_its_tolerance_is_as_large_as_its_value() 
     wide = StallEvidence(name="train loss", best=1.083, tolerance=1.08, flat_since_step=319,
                          flat_share_of_run=0.83)
     assert "(a tolerance of 100% of that value)" in PLT003().message(wide)
+    # a best near zero after a fall of orders of magnitude: a share of the progress, not
+    # "a tolerance of 12622853104% of that value" (real_extra pl_regression_zero_steps)
+    tiny = StallEvidence(name="train_loss", best=4.9e-8, tolerance=6.18, total_progress=61.8,
+                         flat_since_step=1399, flat_share_of_run=0.87)
+    assert "(10% of its total progress 61.8)" in PLT003().message(tiny)
     narrow = StallEvidence(name="val acc", best=0.84, tolerance=0.026, flat_since_step=12,
                            flat_share_of_run=0.8)
     assert PLT003().message(narrow).startswith("val acc has stayed within 0.026 of its best "

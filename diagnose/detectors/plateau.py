@@ -1008,10 +1008,15 @@ class PLT003(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
-        # a tolerance as large as the value itself: say so, not "within 1.08 of 1.083"
+        # a tolerance as large as the value itself: say what it is a share of (the run's
+        # total progress), not "within 1.08 of 1.083" nor a percentage of a best near 0
         big = ev.best != 0 and ev.tolerance >= 0.5 * abs(ev.best)
-        share = (f" (a tolerance of {pct(ev.tolerance / abs(ev.best))} of that value)"
-                 if big else "")
+        share = ""
+        if big and ev.total_progress > 0:
+            share = (f" ({pct(ev.tolerance / ev.total_progress)} of its total progress "
+                     f"{fmt(ev.total_progress)})")
+        elif big:
+            share = f" (a tolerance of {pct(ev.tolerance / abs(ev.best))} of that value)"
         return (f"{ev.name} has stayed within {fmt(ev.tolerance)} of its best "
                 f"{fmt(ev.best)}{share} since step {ev.flat_since_step}, the last "
                 f"{pct(ev.flat_share_of_run)} of the run: converged")
