@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import accuracy  # bench/accuracy.py: the shared scorer
 import store
 import write_logs
-from format_invariance import sample, score
+from format_invariance import sample, sample_args, score
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 TRAIN_SIDE = ("train_loss", "train_acc", "lr", "grad_norm")
@@ -157,10 +157,7 @@ def _name(states: set[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="where the renderings go")
-    ap.add_argument("--limit", type=int, default=200, help="runs in the sample (0: all)")
-    ap.add_argument("--reuse", action="store_true", help="keep renderings already there")
-    ap.add_argument("--store", type=Path, default=store.STORE)
+    sample_args(ap, 200)
     ap.add_argument("--formats", default="jsonl,csv")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--dump", type=Path, help="one predictions TSV per variant and family")
@@ -228,9 +225,10 @@ def main(argv: list[str] | None = None) -> int:
         for r in flips:
             base, base_rules = got[(BASE, fmt)].get(r, set()), fired[(BASE, fmt)].get(r, set())
             for v in variants:
-                now, rules = got[(v, fmt)].get(r, set()), fired[(v, fmt)].get(r, set())
-                for st, how, why in [*((x, "appears", rules - base_rules) for x in now - base),
-                                     *((x, "vanishes", base_rules - rules) for x in base - now)]:
+                now, now_rules = got[(v, fmt)].get(r, set()), fired[(v, fmt)].get(r, set())
+                for st, how, why in [
+                        *((x, "appears", now_rules - base_rules) for x in now - base),
+                        *((x, "vanishes", base_rules - now_rules) for x in base - now)]:
                     right = (st in labels[r]) == (how == "appears")
                     key = (st, how, ",".join(sorted(why)) or "-", "right" if right else "WRONG")
                     groups.setdefault(key, []).append(f"{r}:{v}")

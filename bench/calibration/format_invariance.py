@@ -54,12 +54,17 @@ def score(pairs: list[tuple[set[str], set[str]]]) -> tuple[float, int, int, floa
     return f1, fa, len(healthy), exact
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sample_args(ap: argparse.ArgumentParser, limit: int) -> None:
+    """The options every re-rendering check shares: where, how many, reuse, which store."""
     ap.add_argument("--out", type=Path, required=True, help="where the renderings go")
-    ap.add_argument("--limit", type=int, default=400, help="runs in the sample (0: all)")
+    ap.add_argument("--limit", type=int, default=limit, help="runs in the sample (0: all)")
     ap.add_argument("--reuse", action="store_true", help="keep renderings already there")
     ap.add_argument("--store", type=Path, default=store.STORE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sample_args(ap, 400)
     ap.add_argument("--formats", default=",".join(FORMATS))
     ap.add_argument("--dump", type=Path, help="one TSV row per run: label and states per family")
     args = ap.parse_args(argv)

@@ -32,6 +32,7 @@ import math
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,11 +61,26 @@ def load_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
+def rule_context(folder: Path) -> Any:
+    """The RuleContext of the first run found under ``folder`` with the default config,
+    as the engine builds it (None if nothing loads): what a rule's ``detect`` reads."""
+    from diagnose.config import Config
+    from diagnose.detectors import RuleContext
+    from diagnose.discover import discover
+    from diagnose.ingest import load_run
+    from diagnose.metrics import resolve_roles
+
+    sources, _ = discover([str(folder)])
+    if not sources:
+        return None
+    run = load_run(sources[0])
+    cfg = Config()
+    return RuleContext(run, roles=resolve_roles(run.scalars, cfg.metrics), hparams=cfg.hparams)
+
+
 def run_features(folder: Path) -> dict[str, float] | None:
     """The features of the first run found under ``folder`` (None if nothing loads)."""
     from diagnose import signals
-    from diagnose.config import Config
-    from diagnose.detectors import RuleContext
     from diagnose.detectors import underfit as U
     from diagnose.detectors.progress import (
         accuracy_curve,
@@ -73,16 +89,11 @@ def run_features(folder: Path) -> dict[str, float] | None:
         get_curve,
         level_at,
     )
-    from diagnose.discover import discover
-    from diagnose.ingest import load_run
-    from diagnose.metrics import Role, resolve_roles
+    from diagnose.metrics import Role
 
-    sources, _ = discover([str(folder)])
-    if not sources:
+    ctx = rule_context(folder)
+    if ctx is None:
         return None
-    run = load_run(sources[0])
-    cfg = Config()
-    ctx = RuleContext(run, roles=resolve_roles(run.scalars, cfg.metrics), hparams=cfg.hparams)
     nan = math.nan
     f: dict[str, float] = dict.fromkeys(FEATURES, nan)
     ref = U.untrained_level(ctx)
@@ -162,7 +173,7 @@ def best_threshold(x: np.ndarray, y: np.ndarray) -> tuple[float, str, int, int]:
 
 def catch(x: np.ndarray, t: float, side: str) -> np.ndarray:
     ok = np.isfinite(x)
-    return ok & ((x >= t) if side == ">=" else (x <= t))
+    return np.asarray(ok & ((x >= t) if side == ">=" else (x <= t)), dtype=bool)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                                      min_samples_leaf=3, random_state=0).fit(Xs[sel], y[sel])
         print("   tree on all runs (NaN read as -1):")
         print("     " + export_text(clf, feature_names=FEATURES).replace("\n", "\n     "))
-        pa = clf.predict(Xs[alarm]).astype(bool)
+        # no false alarm of this state to show: predict() refuses an empty array
+        pa = clf.predict(Xs[alarm]).astype(bool) if alarm.any() else np.zeros(0, dtype=bool)
         print(f"   healthy false alarms the tree calls missed-{st}: {int(pa.sum())}/"
               f"{int(alarm.sum())}")
     return 0

@@ -16,7 +16,6 @@ spoke (its state was then lost to precedence or another rule).
 from __future__ import annotations
 
 import argparse
-import csv
 import inspect
 import sys
 from collections import Counter, defaultdict
@@ -24,12 +23,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from separability import load_rows, rule_context  # one loader for both tools
+
 RENDERED = Path("/work/main/bench/_out/calibration")
-
-
-def load_rows(path: Path) -> list[dict[str, str]]:
-    with open(path) as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
 
 
 def conditions(fn: Any) -> dict[int, str]:
@@ -72,19 +69,10 @@ def trace_detect(folder: Path, rule_id: str,
                  show: list[str]) -> tuple[int | None, bool, dict[str, Any]] | None:
     """(line of the return that ended ``detect``, whether it found something, the named
     locals there) for the first run under ``folder``; None if nothing loads."""
-    from diagnose.config import Config
-    from diagnose.detectors import RuleContext
-    from diagnose.discover import discover
-    from diagnose.ingest import load_run
-    from diagnose.metrics import resolve_roles
-
     cls = rule_of(rule_id)
-    sources, _ = discover([str(folder)])
-    if not sources:
+    ctx = rule_context(folder)
+    if ctx is None:
         return None
-    run = load_run(sources[0])
-    cfg = Config()
-    ctx = RuleContext(run, roles=resolve_roles(run.scalars, cfg.metrics), hparams=cfg.hparams)
     params = cls.Params.build(ctx.thresholds_of(rule_id))
     code = cls.detect.__code__
     seen: dict[str, Any] = {}
