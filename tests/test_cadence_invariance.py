@@ -82,3 +82,20 @@ def test_report_on_a_few_runs(records: list[dict[str, Any]], tmp_path: Path,
     assert "flip groups" in out
     dumped = (tmp_path / "d" / "val_2.jsonl.tsv").read_text().splitlines()
     assert len(dumped) == 4 and dumped[0].startswith("id\tfamily\tdataset\tformat")
+
+
+def test_val_only_drops_the_train_side_and_the_writer_leaves_no_train_column(
+        records: list[dict[str, Any]], tmp_path: Path) -> None:
+    rec = _first(records, train_log="step")
+    vo = ci.VARIANTS["val-only"](rec)
+    assert vo is not None
+    assert not set(ci.TRAIN_SIDE) & set(vo["series"])
+    assert vo["series"]["val_loss"] == rec["series"]["val_loss"]
+    assert "train_loss" in rec["series"]  # the stored record is not changed
+    rows = _read_jsonl(write_logs.render(vo, tmp_path, "jsonl"))
+    assert not any("train_loss" in r for r in rows)
+    assert [r["step"] for r in rows if "val_loss" in r] == rec["series"]["val_loss"][0]
+    few_evals = {**rec, "series": {n: ([s[:2], v[:2]] if n.startswith("val_") else sv)
+                                   for n, sv in rec["series"].items()
+                                   for s, v in [sv]}}
+    assert ci.VARIANTS["val-only"](few_evals) is None  # too few evaluations to judge

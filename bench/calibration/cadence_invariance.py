@@ -10,7 +10,10 @@ its own cadence and thinned:
   learning rate, gradient norm: a logger called k times less often);
 - ``train/epoch``: per-epoch means of the train metrics (the last learning rate of the
   epoch) where the run logs per step, as Lightning's ``on_epoch`` and Keras log;
-- ``val/2``: every 2nd evaluation, keeping the last.
+- ``val/2``: every 2nd evaluation, keeping the last;
+- ``val-only``: no train-side series at all, as a logger that writes only the
+  validation metrics leaves a run (overfit and batch-norm collapse are read against the
+  train side, so their labels do not carry over to this variant).
 
 A series is never thinned below the points the rules need to judge (``TRAIN_FLOOR``:
 PLT001's ``min_points`` train loss points; ``VAL_FLOOR``: OVF002's ``min_points`` val
@@ -122,9 +125,25 @@ def every_2nd_val(rec: dict[str, Any]) -> dict[str, Any] | None:
                        for n in VAL_SIDE if n in pts})
 
 
+def val_only(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The run with its train-side series dropped, as a logger that writes only the
+    validation metrics would leave it (many Lightning and plain-loop logs), or None when
+    the run has too few evaluations.  Overfit and batch-norm collapse are read against the
+    train side, so under this variant only the verdicts that val alone shows (healthy,
+    divergence, plateau, underfit) are comparable with the labels."""
+    pts = write_logs.points(rec)
+    ref = pts.get("val_loss") or pts.get("val_acc") or []
+    if len(ref) < VAL_FLOOR:
+        return None
+    out = copy.deepcopy(rec)
+    for n in TRAIN_SIDE:
+        out["series"].pop(n, None)
+    return out
+
+
 VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
     "train/2": every_kth_train(2), "train/4": every_kth_train(4),
-    "train/epoch": epoch_means, "val/2": every_2nd_val,
+    "train/epoch": epoch_means, "val/2": every_2nd_val, "val-only": val_only,
 }
 
 
