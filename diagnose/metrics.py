@@ -50,14 +50,14 @@ _SPLIT_WORDS = {
 SPLIT_FOLDERS = {"train": "train", "validation": "val", "val": "val", "eval": "val", "test": "test"}
 
 _LR_RE = re.compile(
-    r"^(?:x/)?(?:lr|learning_rate|learning-rate|learningrate)(?:[-_/ ].*|\d*)?$"
+    r"^(?:x/)?(?:lr|learning[-_ ]?rate)(?:[-_/ ].*|\d*)?$"
     r"|^lr-[a-z]+.*$"
     r"|^lr/pg\d+$",
     re.IGNORECASE,
 )
 _GRAD_RE = re.compile(r"grad(?:ient)?[_-]?(?:[\d_.]+)?norm|global[_-]?norm", re.I)
-_PREFIX_RE = re.compile(r"^(?P<word>[A-Za-z]+)[_/](?P<rest>.+)$")
-_SUFFIX_RE = re.compile(r"^(?P<rest>.+)[_/](?P<word>[A-Za-z]+)$")
+_PREFIX_RE = re.compile(r"^(?P<word>[A-Za-z]+)(?:[_/]| +)(?P<rest>.+)$")
+_SUFFIX_RE = re.compile(r"^(?P<rest>.+)(?:[_/]| +)(?P<word>[A-Za-z]+)$")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 _ACC_ALIASES = {
@@ -253,6 +253,10 @@ _METRIC_PRIORITY = (
 )
 
 _MAIN_LOSS_NAMES = ("loss", "total_loss", "loss_total", "train_loss", "objective", "nll")
+#: Regression error metrics a loop logs in place of a loss ("Valid MSE"): the split's loss
+#: when it logs nothing named loss.
+_ERROR_AS_LOSS = ("mse", "rmse", "mae", "mean_squared_error", "mean_absolute_error",
+                  "root_mean_squared_error")
 
 
 def split_by_tag(scalars: pd.DataFrame) -> dict[str, Series]:
@@ -454,10 +458,16 @@ def _epoch_aggregate(s: Series, tags: set[str]) -> bool:
             and f"{tag[:-len('_epoch')]}_step" in tags)
 
 
+def _split_losses(pool: list[Series], split: str) -> list[Series]:
+    """The split's loss-like series: those named loss, else a regression error metric."""
+    return ([s for s in pool if s.split == split and is_loss(s.metric)]
+            or [s for s in pool if s.split == split and s.metric in _ERROR_AS_LOSS])
+
+
 def _pick_loss(
     pool: list[Series], split: str, role: Role, reference: Series | None
 ) -> list[Series]:
-    losses = [s for s in pool if s.split == split and is_loss(s.metric)]
+    losses = _split_losses(pool, split)
     if not losses:
         return []
     tags = {s.tag for s in pool}
@@ -487,10 +497,11 @@ def _with_role(s: Series, role: Role) -> Series:
 
 
 def _pick_metric(pool: list[Series], split: str, role: Role) -> list[Series]:
+    loss_tags = {s.tag for s in _split_losses(pool, split)}
     found = [
         s
         for s in pool
-        if s.split == split and not is_loss(s.metric) and s.higher_is_better is not None
+        if s.split == split and s.tag not in loss_tags and s.higher_is_better is not None
         and s.metric not in ("lr", "grad_norm")
     ]
 

@@ -956,3 +956,44 @@ def test_keras_epoch_column_that_never_advances(tmp_path: Path) -> None:
     for k in range(2):
         keras_fit(KerasCSVLogger(short, append=True), [0], lambda e, k=k: _keras_logs(k))
     assert steps(load(short), "val_loss") == [0]
+
+
+def test_spaced_headers_keep_their_split_and_role(tmp_path: Path) -> None:
+    """Plain loops often save their history with pandas under spoken column names ("Val
+    Loss", "Learning Rate"): the split word before a space counts like one before "_"."""
+    import pandas as pd
+
+    n = 12
+    pd.DataFrame({"Epoch": range(n),
+                  "Train Loss": [2.0 * 0.8 ** e for e in range(n)],
+                  "Val Loss": [2.1 * 0.85 ** e for e in range(n)],
+                  "Val Accuracy": [0.3 + 0.05 * e for e in range(n)],
+                  "Learning Rate": [1e-3] * n}).to_csv(tmp_path / "history.csv", index=False)
+    roles = resolve_roles(load(tmp_path / "history.csv").scalars)
+    assert roles.get(Role.VAL_LOSS).tag == "Val Loss"
+    assert roles.get(Role.TRAIN_LOSS).tag == "Train Loss"
+    assert roles.get(Role.VAL_METRIC).tag == "Val Accuracy"
+    assert roles.get(Role.TRAIN_METRIC) is None
+    assert roles.get(Role.LR).tag == "Learning Rate"
+
+
+def test_a_regression_error_is_the_loss_only_where_no_loss_is_logged(tmp_path: Path) -> None:
+    """A loop that logs "Valid MSE" and no val loss is judged on it; beside a logged loss
+    an error metric stays a metric (Keras regression: loss and mae)."""
+    import pandas as pd
+
+    n = 12
+    pd.DataFrame({"epoch": range(n), "Train loss": [1.0 / (e + 1) for e in range(n)],
+                  "Valid MSE": [1.2 / (e + 1) for e in range(n)]}).to_csv(
+        tmp_path / "metrics.csv", index=False)
+    roles = resolve_roles(load(tmp_path / "metrics.csv").scalars)
+    assert roles.get(Role.VAL_LOSS).tag == "Valid MSE"
+    assert roles.get(Role.VAL_METRIC) is None  # not a second role for the same series
+    pd.DataFrame({"epoch": range(n), "loss": [1.0 / (e + 1) for e in range(n)],
+                  "mae": [0.9 / (e + 1) for e in range(n)],
+                  "val_loss": [1.1 / (e + 1) for e in range(n)],
+                  "val_mae": [1.0 / (e + 1) for e in range(n)]}).to_csv(
+        tmp_path / "training.log", index=False)
+    roles = resolve_roles(load(tmp_path / "training.log").scalars)
+    assert roles.get(Role.VAL_LOSS).tag == "val_loss"
+    assert roles.get(Role.VAL_METRIC).tag == "val_mae"
