@@ -58,6 +58,9 @@ _LR_RE = re.compile(
 _GRAD_RE = re.compile(r"grad(?:ient)?[_-]?(?:[\d_.]+)?norm|global[_-]?norm", re.I)
 _PREFIX_RE = re.compile(r"^(?P<word>[A-Za-z]+)(?:[_/]| +)(?P<rest>.+)$")
 _SUFFIX_RE = re.compile(r"^(?P<rest>.+)(?:[_/]| +)(?P<word>[A-Za-z]+)$")
+#: A split word glued to a capitalised rest, as camelCase/PascalCase columns write it
+#: ("ValLoss", "trainAcc").
+_CAMEL_RE = re.compile(r"^(?P<word>[A-Za-z][a-z]+)(?P<rest>[A-Z][A-Za-z0-9]*)$")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 _ACC_ALIASES = {
@@ -116,6 +119,11 @@ def normalize_tag(tag: str, split_hint: str | None = None) -> tuple[str, str]:
             name = m.group("rest")
             continue
         m = _SUFFIX_RE.match(name)
+        if m and m.group("word").lower() in _SPLIT_WORDS:
+            split = split or _SPLIT_WORDS[m.group("word").lower()]
+            name = m.group("rest")
+            continue
+        m = _CAMEL_RE.match(name)
         if m and m.group("word").lower() in _SPLIT_WORDS:
             split = split or _SPLIT_WORDS[m.group("word").lower()]
             name = m.group("rest")

@@ -959,8 +959,9 @@ def test_keras_epoch_column_that_never_advances(tmp_path: Path) -> None:
 
 
 def test_spaced_headers_keep_their_split_and_role(tmp_path: Path) -> None:
-    """Plain loops often save their history with pandas under spoken column names ("Val
-    Loss", "Learning Rate"): the split word before a space counts like one before "_"."""
+    """Plain loops often save their history with pandas under spoken or camelCase column
+    names ("Val Loss", "Learning Rate", "ValLoss"): the split word before a space or a
+    capital counts like one before "_"."""
     import pandas as pd
 
     n = 12
@@ -975,6 +976,13 @@ def test_spaced_headers_keep_their_split_and_role(tmp_path: Path) -> None:
     assert roles.get(Role.VAL_METRIC).tag == "Val Accuracy"
     assert roles.get(Role.TRAIN_METRIC) is None
     assert roles.get(Role.LR).tag == "Learning Rate"
+    pd.DataFrame({"Epoch": range(n), "TrainLoss": [2.0 * 0.8 ** e for e in range(n)],
+                  "ValLoss": [2.1 * 0.85 ** e for e in range(n)],
+                  "ValAcc": [0.3 + 0.05 * e for e in range(n)]}).to_csv(
+        tmp_path / "camel.csv", index=False)
+    roles = resolve_roles(load(tmp_path / "camel.csv").scalars)
+    assert (roles.get(Role.TRAIN_LOSS).tag, roles.get(Role.VAL_LOSS).tag,
+            roles.get(Role.VAL_METRIC).tag) == ("TrainLoss", "ValLoss", "ValAcc")
 
 
 def test_a_regression_error_is_the_loss_only_where_no_loss_is_logged(tmp_path: Path) -> None:
