@@ -261,6 +261,9 @@ _METRIC_PRIORITY = (
 )
 
 _MAIN_LOSS_NAMES = ("loss", "total_loss", "loss_total", "train_loss", "objective", "nll")
+#: The mean of a loss logged beside its min and max ("avg_loss, min_loss, max_loss"): the
+#: loss itself, not a component to sum.
+_MEAN_LOSS_RE = re.compile(r"^(?:avg|mean|average)_?loss$|^loss_?(?:avg|mean|average)$")
 #: Regression error metrics a loop logs in place of a loss ("Valid MSE"): the split's loss
 #: when it logs nothing named loss.
 _ERROR_AS_LOSS = ("mse", "rmse", "mae", "mean_squared_error", "mean_absolute_error",
@@ -479,7 +482,7 @@ def _pick_loss(
     if not losses:
         return []
     tags = {s.tag for s in pool}
-    main = [s for s in losses if s.metric in _MAIN_LOSS_NAMES]
+    main = [s for s in losses if s.metric in _MAIN_LOSS_NAMES or _MEAN_LOSS_RE.match(s.metric)]
     if not main and len(losses) >= 2:
         synth = _synth_total(sorted(losses, key=lambda s: s.tag), split, role)
         if synth is not None:

@@ -1005,3 +1005,17 @@ def test_a_regression_error_is_the_loss_only_where_no_loss_is_logged(tmp_path: P
     roles = resolve_roles(load(tmp_path / "training.log").scalars)
     assert roles.get(Role.VAL_LOSS).tag == "val_loss"
     assert roles.get(Role.VAL_METRIC).tag == "val_mae"
+
+
+def test_a_mean_loss_beside_its_min_and_max_is_the_loss_not_a_sum(tmp_path: Path) -> None:
+    """A loop that logs each epoch's avg_loss with its batch min_loss and max_loss: the mean
+    is the loss (summing the three as YOLO-style components would be a made-up curve)."""
+    import pandas as pd
+
+    n = 12
+    pd.DataFrame({"epoch": range(1, n + 1), "avg_loss": [0.5 * 0.9 ** e for e in range(n)],
+                  "min_loss": [0.1 * 0.9 ** e for e in range(n)],
+                  "max_loss": [0.9 * 0.9 ** e for e in range(n)]}).to_csv(
+        tmp_path / "history.csv", index=False)
+    roles = resolve_roles(load(tmp_path / "history.csv").scalars)
+    assert roles.get(Role.TRAIN_LOSS).tag == "avg_loss"
