@@ -462,8 +462,10 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     """Val accuracy repeats one value in ``stuck_share`` of the evaluations (the model
     predicts the same class for every eval sample: a constant eval-mode output) while the
     train loss gets good (``train_good_ratio``), train accuracy, when logged, ends at least
-    ``acc_gap`` above that value, and the val loss never gets below ``never_frac`` of its
-    first value: eval-mode statistics are broken, whatever the class count."""
+    ``acc_gap`` above that value (when not, the val loss stays ``early_gap`` times the
+    train loss's end: a train loss that only fell from a blown-up start to the val's level
+    never got good), and the val loss never gets below ``never_frac`` of its first value:
+    eval-mode statistics are broken, whatever the class count."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
     train = get_curve(ctx, Role.TRAIN_LOSS)
@@ -482,6 +484,7 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
     if (t_acc is not None and t_acc < stuck + float(p.acc_gap)) \
+            or (t_acc is None and v_min < float(p.early_gap) * t_end) \
             or eval_outputs_learned(ctx, float(p.acc_learned)):
         return None
     return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
