@@ -57,6 +57,7 @@ from diagnose.detectors.progress import (
     early_level,
     end_level,
     ends_nonfinite,
+    fall_in_first_stretch,
     fmt,
     get_curve,
     in_start,
@@ -532,9 +533,18 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         ref, how = early_level(tl), f"first {tl.tag}"
         before = (level_before_log(ctx, tl, float(ctx.thresholds_of("UND004")["min_first_cover"]))
                   if signals.infer_num_classes(ctx.run, ctx.roles) is None else None)
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        # (the stretch's own fall, where the log shows learning from its first point: a
+        # curve that never left that point shows no learning before it either)
+        t = ctx.thresholds_of("UND004")
+        best = best_loss(ctx)
+        if before is not None and vl is not None and "+" not in vl.tag and best is not None \
+                and best[0] <= (1.0 - float(t["min_fall"])) * float(tl.values[0]):
+            fall = fall_in_first_stretch(ctx, tl, vl)
+            if fall is not None:
+                before = max(before, float(tl.values[0]) + fall)
         if before is not None and before > ref:
             ref, how = before, f"{tl.tag} carried back to the start"
-        vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
         ref, how = at_least_uniform_guess(ctx, ref, how)
