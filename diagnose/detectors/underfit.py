@@ -913,6 +913,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
     def detect(self, ctx: RuleContext,
                p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
         tl = get_curve(ctx, Role.TRAIN_LOSS)
+        if tl is None and not any(ctx.roles.candidates(r)
+                                  for r in (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):
+            return self._val_only(ctx, p)
         if tl is None or len(tl) < p.min_points or tl.span <= 0:
             return None
         ref = untrained_level(ctx)
@@ -1077,6 +1080,62 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         )
         return [Found(tl.tag, int(tl.steps[-1]), ev)]
 
+    def _val_only(self, ctx: RuleContext,
+                  p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
+        """A log with no train series (a logger writing only validation metrics): the val
+        curve alone is judged, only with the class count known and only while still
+        falling; None when it cannot be.
+
+        Its first evaluation comes after training began, so only ln C places the
+        untrained level.  DESIGN.md's "train ~ val" cannot be read without a train side;
+        a generalisation gap shows on val alone as a val loss that stops falling and
+        rises, so a val loss that left ln C by ``min_fall``, fell ``min_val_fall`` over
+        its own evaluations, still made ``falling_share`` of its progress in the last
+        quarter (stopped while still falling) and ends at ``poor_ratio`` of ln C or above
+        (``many_poor_ratio`` with many classes) is a model that learns but stays poor:
+        the run that is too short or too small, not one that memorises."""
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if n_classes is None or vl is None or len(vl) < p.min_val_points or vl.span <= 0 \
+                or "+" in vl.tag or float(np.min(vl.values)) <= 0:
+            return None
+        if ends_nonfinite(ctx):
+            return []
+        l0, how = at_least_uniform_guess(ctx, early_level(vl), f"first {vl.tag}")
+        best = best_loss(ctx, p.min_val_points)
+        v_fall = val_own_fall(ctx, p.min_val_points)
+        late = late_share(ctx, l0, p.min_val_points)
+        if best is None or v_fall is None or late is None \
+                or not left_untrained_level(ctx, l0, float(p.min_fall)) \
+                or v_fall < float(p.min_val_fall) or late < float(p.falling_share):
+            return []
+        frac = float(p.end_frac)
+        v_end = end_level(vl, frac)
+        many = many_classes(ctx, l0, p.acc_max_classes)
+        if v_end < float(p.many_poor_ratio if many else p.poor_ratio) * l0:
+            return []
+        if v_end - best[0] > float(p.rise_share) * max(l0 - best[0], 0.0):
+            return []
+        # (with no train side the evidence is thinner: a val accuracy logged on a task
+        # with few classes must say poor too, poor_accuracy of the room above chance)
+        acc = self._accuracy(ctx, frac)
+        if acc is not None and (acc[3] < float(p.min_acc_gain) or acc[2] > float(
+                p.max_accuracy if many else p.poor_accuracy)):
+            return []
+        tail = signals.robust_trend(*self._tail(vl))
+        ev = UND004.Evidence(
+            train_loss="", train_end=0.0, val_loss=vl.tag, val_end=v_end,
+            untrained_level=l0, untrained_from=how, best=best[0], best_on=best[1],
+            end_over_untrained=v_end / l0, poor_by="loss",
+            accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
+            accuracy_gain=acc[3] if acc else None,
+            accuracy_above_chance=acc[2] if acc else None,
+            late_share=late, num_classes=n_classes,
+            still_falling=bool(np.isfinite(tail.slope_hi) and tail.slope_hi < 0),
+            last_step=int(vl.steps[-1]), train_tail_gain=None, thresholds=p,
+        )
+        return [Found(vl.tag, int(vl.steps[-1]), ev)]
+
     @staticmethod
     def _tail(c: Curve, frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
         inside = c.steps >= float(c.steps[-1]) - frac * c.span
@@ -1140,6 +1199,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         ends = f"{ev.train_loss} ends at {fmt(ev.train_end)}"
         if ev.val_loss is not None and ev.val_end is not None:
             ends += f" and {ev.val_loss} at {fmt(ev.val_end)} (train close to val)"
+            if not ev.train_loss:  # a log with no train series: val alone, still falling
+                ends = f"{ev.val_loss} ends at {fmt(ev.val_end)} (no train series logged)"
         poor = (f"{pct(ev.end_over_untrained)} of the untrained level "
                 f"{fmt(ev.untrained_level)} ({ev.untrained_from})")
         if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
