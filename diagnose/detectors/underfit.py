@@ -29,7 +29,11 @@
   still-falling share).  A high val accuracy does not clear a loss still
   holding most of its untrained level.  A train loss that blew up several times above
   its first value at the start has that first value as its untrained level (the
-  blow-up is the optimiser's, not the untrained model's).
+  blow-up is the optimiser's, not the untrained model's).  A log with no train series
+  (only validation metrics) is judged on val alone, only with the class count known
+  (ln C places the untrained level its first evaluation comes after) and only while
+  still falling at a poor level (with few classes its val accuracy poor too): what val
+  alone shows of "train ~ val" is that it is not a generalisation gap.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -523,7 +527,12 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
     epochs, a first record a third of the way in: :func:`progress.first_point_cover`),
     its first values are a model that already learned: the level is then the train loss
     carried back to the start along its first two points, when higher
-    (:func:`progress.level_before_log`, a floor under the untrained level).
+    (:func:`progress.level_before_log`, a floor under the untrained level), or, where
+    the first val evaluation closes the stretch that first point covers and the log
+    shows learning from it (its best loss at most 1 - UND004's ``min_fall`` of it), the
+    first point plus what the stretch's second half learned, when higher still
+    (:func:`progress.fall_in_first_stretch`: a fast learner did most of its learning
+    inside the first epoch, which the later, slower rows understate).
     """
 
     def compute() -> tuple[float, str] | None:
