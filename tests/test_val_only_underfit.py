@@ -33,7 +33,7 @@ def test_val_only_still_falling_at_a_poor_level_is_underfit() -> None:
     found = _detect({"val_loss": (STEPS, VAL), "val_acc": (STEPS, ACC)}, {"num_classes": 10})
     assert found
     ev = found[0].evidence
-    assert ev.train_loss == "" and ev.val_loss == "val_loss"
+    assert ev.train_loss is None and ev.train_end is None and ev.val_loss == "val_loss"
     assert ev.untrained_level == math.log(10) or ev.untrained_level >= VAL[0]
     assert ev.late_share is not None and ev.late_share >= 0.07
     assert "no train series logged" in UND004().message(ev)

@@ -886,8 +886,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
-        train_loss: str = ""
-        train_end: float = 0.0
+        #: absent on a log with no train series (judged on val alone)
+        train_loss: str | None = optional()
+        train_end: float | None = optional()
         val_loss: str | None = optional()
         val_end: float | None = optional()
         untrained_level: float = 0.0
@@ -1133,7 +1134,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             return []
         tail = signals.robust_trend(*self._tail(vl))
         ev = UND004.Evidence(
-            train_loss="", train_end=0.0, val_loss=vl.tag, val_end=v_end,
+            val_loss=vl.tag, val_end=v_end,
             untrained_level=l0, untrained_from=how, best=best[0], best_on=best[1],
             end_over_untrained=v_end / l0, poor_by="loss",
             accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
@@ -1208,7 +1209,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         ends = f"{ev.train_loss} ends at {fmt(ev.train_end)}"
         if ev.val_loss is not None and ev.val_end is not None:
             ends += f" and {ev.val_loss} at {fmt(ev.val_end)} (train close to val)"
-            if not ev.train_loss:  # a log with no train series: val alone, still falling
+            if ev.train_loss is None:  # a log with no train series: val alone
                 ends = f"{ev.val_loss} ends at {fmt(ev.val_end)} (no train series logged)"
         poor = (f"{pct(ev.end_over_untrained)} of the untrained level "
                 f"{fmt(ev.untrained_level)} ({ev.untrained_from})")
