@@ -81,3 +81,49 @@ def test_untrained_level_reads_the_carried_back_level_only_without_a_class_count
     many = _ctx([0, 1, 2, 3], KERAS_LOSS, KERAS_VAL, fmt="keras_csv",
                 hparams={"num_classes": 10})
     assert untrained_level(many) == (pytest.approx(np.log(10.0)), "ln 10")
+
+
+#: Keras CSVLogger rows of a fast learner (calibration corpus r02227, healthy): the val
+#: loss after epoch 0 (0.58) is already far below that epoch's mean train loss (0.78).
+FAST_LOSS = [0.7777, 0.5423, 0.5305, 0.4951]
+FAST_VAL = [0.5797, 0.5367, 0.5101, 0.5032]
+
+
+def test_fall_in_first_stretch_reads_the_mean_against_the_evaluation_closing_it() -> None:
+    from diagnose.detectors.progress import fall_in_first_stretch
+
+    ctx = _ctx([0, 1, 2, 3], FAST_LOSS, FAST_VAL, fmt="keras_csv")
+    tl, vl = get_curve(ctx, Role.TRAIN_LOSS), get_curve(ctx, Role.VAL_LOSS)
+    assert tl is not None and vl is not None
+    # less the train/val offset left at the end (medians of the last three points)
+    offset = float(np.median(FAST_LOSS[-3:]) - np.median(FAST_VAL[-3:]))
+    assert offset > 0
+    assert fall_in_first_stretch(ctx, tl, vl) == pytest.approx(
+        FAST_LOSS[0] - FAST_VAL[0] - offset)
+    # a larger offset kept to the end (train above val: dropout) is not learning
+    drop = [v + 0.05 for v in FAST_LOSS]
+    off = _ctx([0, 1, 2, 3], drop, FAST_VAL, fmt="keras_csv")
+    got = fall_in_first_stretch(off, get_curve(off, Role.TRAIN_LOSS),
+                                get_curve(off, Role.VAL_LOSS))
+    assert got == pytest.approx(FAST_LOSS[0] - FAST_VAL[0] - offset)
+    # a first evaluation at another step than the first train point: nothing to read
+    cols = {"loss": ([0, 1, 2, 3], FAST_LOSS), "val_loss": ([1, 2, 3, 4], FAST_VAL)}
+    apart = RuleContext(dataclasses.replace(make_run(cols), format="keras_csv"))
+    assert fall_in_first_stretch(apart, get_curve(apart, Role.TRAIN_LOSS),
+                                 get_curve(apart, Role.VAL_LOSS)) is None
+
+
+def test_untrained_level_lifts_a_fast_learners_level_by_its_first_stretch() -> None:
+    ctx = _ctx([0, 1, 2, 3], FAST_LOSS, FAST_VAL, fmt="keras_csv")
+    level, how = untrained_level(ctx) or (0.0, "")
+    # the first half of epoch 0 fell at least as much as its second half
+    offset = float(np.median(FAST_LOSS[-3:]) - np.median(FAST_VAL[-3:]))
+    assert level == pytest.approx(FAST_LOSS[0] + FAST_LOSS[0] - FAST_VAL[0] - offset)
+    assert level > FAST_LOSS[0] + (FAST_LOSS[0] - FAST_LOSS[1]) * 0.5
+    assert "carried back" in how
+    # a log that never left its first point (flat train, val a little below it) shows no
+    # learning before that point either: only the line through the first two rows
+    flat = [1.15] * 6
+    still = _ctx(list(range(6)), flat, [1.05, 1.13, 1.18, 1.19, 1.19, 1.19], fmt="keras_csv")
+    level, _ = untrained_level(still) or (0.0, "")
+    assert level == pytest.approx(1.15)

@@ -217,6 +217,26 @@ def level_before_log(ctx: RuleContext | None, c: Curve, min_cover: float) -> flo
     return v0 + max(v0 - v1, 0.0) * s0 / s1
 
 
+def fall_in_first_stretch(ctx: RuleContext | None, train: Curve, val: Curve) -> float | None:
+    """How far the loss fell over the second half of the stretch the train curve's first
+    point covers, when the first val evaluation closes that stretch (both logged at the
+    same step: a Keras row, the epoch's mean train loss and the val loss after it, or a
+    per-epoch train mean written beside the epoch's evaluation); else None.
+
+    A mean sits at its stretch's centre, the evaluation at its end: their difference,
+    less the train/val offset that remains at the end of the run (dropout, augmentation
+    keep train above val throughout), is what the model learned in the stretch's second
+    half.  A training curve falls fastest first, so its first half fell at least as much:
+    the first point plus this fall is a floor under the level at the model's start, read
+    on the first stretch itself rather than on the later, slower ones.  A first point
+    that is one value, not a mean, is read at the evaluation's own step: the difference
+    is then the offset alone, and nothing is added."""
+    if len(train) < 2 or len(val) < 2 or float(val.steps[0]) != float(train.steps[0]):
+        return None
+    offset = max(end_level(train) - end_level(val), 0.0)
+    return max(float(train.values[0]) - float(val.values[0]) - offset, 0.0)
+
+
 def level_at(c: Curve, step: float, frac: float = 0.05, min_points: int = 3) -> float:
     """Oriented level around ``step`` (median over +-``frac`` of the span)."""
     half = frac * c.span

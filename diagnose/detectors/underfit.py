@@ -29,7 +29,11 @@
   still-falling share).  A high val accuracy does not clear a loss still
   holding most of its untrained level.  A train loss that blew up several times above
   its first value at the start has that first value as its untrained level (the
-  blow-up is the optimiser's, not the untrained model's).
+  blow-up is the optimiser's, not the untrained model's).  A log with no train series
+  (only validation metrics) is judged on val alone, only with the class count known
+  (ln C places the untrained level its first evaluation comes after) and only while
+  still falling at a poor level (with few classes its val accuracy poor too): what val
+  alone shows of "train ~ val" is that it is not a generalisation gap.
 
 None judges a run whose loss ends NaN/inf (divergence explains that tail).  UND001 fires
 on a loss that spiked far past chance and settled back at it (stuck at chance after a
@@ -57,6 +61,7 @@ from diagnose.detectors.progress import (
     early_level,
     end_level,
     ends_nonfinite,
+    fall_in_first_stretch,
     fmt,
     get_curve,
     in_start,
@@ -522,7 +527,12 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
     epochs, a first record a third of the way in: :func:`progress.first_point_cover`),
     its first values are a model that already learned: the level is then the train loss
     carried back to the start along its first two points, when higher
-    (:func:`progress.level_before_log`, a floor under the untrained level).
+    (:func:`progress.level_before_log`, a floor under the untrained level), or, where
+    the first val evaluation closes the stretch that first point covers and the log
+    shows learning from it (its best loss at most 1 - UND004's ``min_fall`` of it), the
+    first point plus what the stretch's second half learned, when higher still
+    (:func:`progress.fall_in_first_stretch`: a fast learner did most of its learning
+    inside the first epoch, which the later, slower rows understate).
     """
 
     def compute() -> tuple[float, str] | None:
@@ -532,9 +542,18 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         ref, how = early_level(tl), f"first {tl.tag}"
         before = (level_before_log(ctx, tl, float(ctx.thresholds_of("UND004")["min_first_cover"]))
                   if signals.infer_num_classes(ctx.run, ctx.roles) is None else None)
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        # (the stretch's own fall, where the log shows learning from its first point: a
+        # curve that never left that point shows no learning before it either)
+        t = ctx.thresholds_of("UND004")
+        best = best_loss(ctx)
+        if before is not None and vl is not None and "+" not in vl.tag and best is not None \
+                and best[0] <= (1.0 - float(t["min_fall"])) * float(tl.values[0]):
+            fall = fall_in_first_stretch(ctx, tl, vl)
+            if fall is not None:
+                before = max(before, float(tl.values[0]) + fall)
         if before is not None and before > ref:
             ref, how = before, f"{tl.tag} carried back to the start"
-        vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and len(vl) and "+" not in vl.tag and float(vl.values[0]) > ref:
             ref, how = float(vl.values[0]), f"first {vl.tag}"
         ref, how = at_least_uniform_guess(ctx, ref, how)
@@ -867,8 +886,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
-        train_loss: str = ""
-        train_end: float = 0.0
+        #: absent on a log with no train series (judged on val alone)
+        train_loss: str | None = optional()
+        train_end: float | None = optional()
         val_loss: str | None = optional()
         val_end: float | None = optional()
         untrained_level: float = 0.0
@@ -903,6 +923,9 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
     def detect(self, ctx: RuleContext,
                p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
         tl = get_curve(ctx, Role.TRAIN_LOSS)
+        if tl is None and not any(ctx.roles.candidates(r)
+                                  for r in (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):
+            return self._val_only(ctx, p)
         if tl is None or len(tl) < p.min_points or tl.span <= 0:
             return None
         ref = untrained_level(ctx)
@@ -1067,6 +1090,62 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         )
         return [Found(tl.tag, int(tl.steps[-1]), ev)]
 
+    def _val_only(self, ctx: RuleContext,
+                  p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
+        """A log with no train series (a logger writing only validation metrics): the val
+        curve alone is judged, only with the class count known and only while still
+        falling; None when it cannot be.
+
+        Its first evaluation comes after training began, so only ln C places the
+        untrained level.  DESIGN.md's "train ~ val" cannot be read without a train side;
+        a generalisation gap shows on val alone as a val loss that stops falling and
+        rises, so a val loss that left ln C by ``min_fall``, fell ``min_val_fall`` over
+        its own evaluations, still made ``falling_share`` of its progress in the last
+        quarter (stopped while still falling) and ends at ``poor_ratio`` of ln C or above
+        (``many_poor_ratio`` with many classes) is a model that learns but stays poor:
+        the run that is too short or too small, not one that memorises."""
+        vl = get_curve(ctx, Role.VAL_LOSS)
+        n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+        if n_classes is None or vl is None or len(vl) < p.min_val_points or vl.span <= 0 \
+                or "+" in vl.tag or float(np.min(vl.values)) <= 0:
+            return None
+        if ends_nonfinite(ctx):
+            return []
+        l0, how = at_least_uniform_guess(ctx, early_level(vl), f"first {vl.tag}")
+        best = best_loss(ctx, p.min_val_points)
+        v_fall = val_own_fall(ctx, p.min_val_points)
+        late = late_share(ctx, l0, p.min_val_points)
+        if best is None or v_fall is None or late is None \
+                or not left_untrained_level(ctx, l0, float(p.min_fall)) \
+                or v_fall < float(p.min_val_fall) or late < float(p.falling_share):
+            return []
+        frac = float(p.end_frac)
+        v_end = end_level(vl, frac)
+        many = many_classes(ctx, l0, p.acc_max_classes)
+        if v_end < float(p.many_poor_ratio if many else p.poor_ratio) * l0:
+            return []
+        if v_end - best[0] > float(p.rise_share) * max(l0 - best[0], 0.0):
+            return []
+        # (with no train side the evidence is thinner: a val accuracy logged on a task
+        # with few classes must say poor too, poor_accuracy of the room above chance)
+        acc = self._accuracy(ctx, frac)
+        if acc is not None and (acc[3] < float(p.min_acc_gain) or acc[2] > float(
+                p.max_accuracy if many else p.poor_accuracy)):
+            return []
+        tail = signals.robust_trend(*self._tail(vl))
+        ev = UND004.Evidence(
+            val_loss=vl.tag, val_end=v_end,
+            untrained_level=l0, untrained_from=how, best=best[0], best_on=best[1],
+            end_over_untrained=v_end / l0, poor_by="loss",
+            accuracy=acc[0] if acc else None, accuracy_end=acc[1] if acc else None,
+            accuracy_gain=acc[3] if acc else None,
+            accuracy_above_chance=acc[2] if acc else None,
+            late_share=late, num_classes=n_classes,
+            still_falling=bool(np.isfinite(tail.slope_hi) and tail.slope_hi < 0),
+            last_step=int(vl.steps[-1]), train_tail_gain=None, thresholds=p,
+        )
+        return [Found(vl.tag, int(vl.steps[-1]), ev)]
+
     @staticmethod
     def _tail(c: Curve, frac: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
         inside = c.steps >= float(c.steps[-1]) - frac * c.span
@@ -1130,6 +1209,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         ends = f"{ev.train_loss} ends at {fmt(ev.train_end)}"
         if ev.val_loss is not None and ev.val_end is not None:
             ends += f" and {ev.val_loss} at {fmt(ev.val_end)} (train close to val)"
+            if ev.train_loss is None:  # a log with no train series: val alone
+                ends = f"{ev.val_loss} ends at {fmt(ev.val_end)} (no train series logged)"
         poor = (f"{pct(ev.end_over_untrained)} of the untrained level "
                 f"{fmt(ev.untrained_level)} ({ev.untrained_from})")
         if ev.poor_by == "accuracy" and ev.accuracy_above_chance is not None:
