@@ -377,7 +377,10 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
     ``ratio_factor`` x its best.  Stays = the median of the last ``tail_frac`` of steps is
     still up there and most smoothed points since the rise are too.  Train loss is used;
     val loss only when there is no train loss (a val rise with a falling train loss is
-    overfitting, not divergence).
+    overfitting, not divergence), and then its late level must also be
+    ``val_start_factor`` x its early level (DESIGN.md: far above its starting level): with
+    the train side unlogged, a val loss that fell to a minimum and rose to below that is
+    overfit's shape as much as a blow-up's.
     """
 
     id = "DIV002"
@@ -392,6 +395,7 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         tail_frac: float = param(P.SHARE)
         min_sustained: float = param(P.FRACTION)
         min_points: int = param(P.COUNT)
+        val_start_factor: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -411,6 +415,9 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         rel_floor: float = 0.0
         noise_mult: float = 0.0
         tail_frac: float = 0.0
+        #: judged on the val loss (no train loss logged): its early level and the factor
+        val_early_level: float | None = optional()
+        val_start_factor: float | None = optional()
         blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
@@ -449,6 +456,14 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         by_ratio = positive and tail >= p.ratio_factor * best and rise >= p.noise_mult * nz
         if not (by_drop or by_ratio):
             return []
+        early: float | None = None
+        if s.role == Role.VAL_LOSS:
+            from diagnose.detectors import progress
+
+            c = progress.curve(s)
+            early = progress.early_level(c) if c is not None else None
+            if early is None or not positive or tail < p.val_start_factor * early:
+                return []
         half = best + 0.5 * rise
         after = np.flatnonzero((ss > best_step) & (sm >= half))
         if len(after) == 0:
@@ -465,7 +480,8 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
             ratio_to_best=tail / best if positive else None, onset_step=onset_step,
             sustained_share=sustained, explode_factor=p.explode_factor,
             ratio_factor=p.ratio_factor, rel_floor=p.rel_floor, noise_mult=p.noise_mult,
-            tail_frac=p.tail_frac,
+            tail_frac=p.tail_frac, val_early_level=early,
+            val_start_factor=p.val_start_factor if early is not None else None,
         )
         return [_measured(ctx, Found(s.tag, onset_step, ev), float(ev.best_step),
                           finite_number(ev.best), finite_number(ev.ratio_to_best))]
@@ -930,7 +946,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # the train loss against the most a calibrated model at its logged accuracy could
         # cost (no class count needed); the train split's accuracy, else the val split's
         # (a train accuracy is at least the val's, so its ceiling is the lower one); a
-        # val loss alone is never judged so: an overfit model is overconfident on val
+        # val loss alone only when blown at its first evaluation: an overfit model is
+        # overconfident on val, but starts sane
         acc_c = acc_level = acc_bound = None
         # a loss whose first logged level is already above any plausible chance level was
         # blown at the start: the blow-up has not healed while its late level is still above
@@ -942,7 +959,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         top = max(p.max_chance_loss, ref) if n_cls is not None else p.max_chance_loss
         blown = start > top
         acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
-        if s.role == Role.TRAIN_LOSS and cross_entropy_like(ctx, s, c.values):
+        # (with no train loss logged, a val loss blown at its first evaluation is judged
+        # so too: an overconfident overfit val loss starts sane)
+        if (s.role == Role.TRAIN_LOSS or blown) and cross_entropy_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
         if acc_c is not None:
