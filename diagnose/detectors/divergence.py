@@ -971,6 +971,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # chance level of any classifier for a cross-entropy (a fine-tune's first logged
         # loss near 0 is no untrained level)
         thrash_base = max(ref, p.min_chance_loss) if cross_entropy_like(ctx, s, c.values) else ref
+        # against its own start, a loss that already swung to the thrash level as often
+        # within its head (the start itself) has not risen from its start: a noisy
+        # per-step loss whose first logged point is one lucky minibatch (the likelier the
+        # sparser the log) swings far above that point from the start on
+        head_share = float(np.mean(c.values[progress.in_start(c, p.head_frac)]
+                                   >= p.far_factor * thrash_base)) if own else 0.0
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         # or, for a cross-entropy, far_factor x its own low points in each half (at
         # least far_factor x min_chance_loss): the untrained level a blown start hides
@@ -984,7 +990,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # DESIGN.md's divergence never ends at (3x a fine-tune's first logged loss near 0,
         # or 3x one lucky early minibatch, or all the way back to it, is still near 0)
         good_end = own and cross_entropy_like(ctx, s, c.values) and late < p.min_chance_loss
-        if late >= p.far_factor * ref and not good_end:
+        # (against its own start, the late level must also be above the head's median
+        # where the head holds level_points points: a loss that ends below where its first
+        # steps sat has not risen, its first point was a lucky low one; a head of fewer
+        # points borrows later ones, which a blow-up may already have raised)
+        in_head = progress.in_start(c, p.head_frac)
+        lucky_first = own and int(in_head.sum()) >= p.level_points and late <= head
+        if late >= p.far_factor * ref and not good_end and not lucky_first:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
             criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
@@ -998,7 +1010,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
               and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
-        elif thrash_seen >= p.thrash_share:
+        elif thrash_seen >= p.thrash_share and thrash_seen > head_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
             after = float(c.steps[-1] - p.thrash_frac * c.span)
         elif swings_seen >= p.thrash_share:
