@@ -729,6 +729,12 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         rel = tr.change / scale
         if rel < p.min_rel_rise:
             return []
+        # a val loss that ends no higher than where it stood when the train loss began to
+        # rise says the model is not getting worse: a train-mode loss raised by dropout or
+        # noise while the model is fine is not divergence (nor is one that never reached
+        # its start again while val improved)
+        if self._val_holds(ctx, float(w.steps[0]), p):
+            return []
         step = int(w.steps[0])
         ev = DIV004.Evidence(
             label=loss_label(s), slope_per_step=tr.slope, slope_ci=[tr.slope_lo, tr.slope_hi],
@@ -743,6 +749,20 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         rise = tr.end / tr.start if tr.start > 0 and tr.end > 0 else None
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
                           rise, bad=float(w.steps[-1]))]
+
+    @staticmethod
+    def _val_holds(ctx: RuleContext, start: float, p: DIV004.Params) -> bool:
+        """The val loss (``min_points`` evaluations from ``start`` on) ends, as the median of
+        its last 20%, no higher than its median over the first 20% of them."""
+        val = ctx.series(Role.VAL_LOSS)
+        if val is None:
+            return False
+        vf = val.finite
+        v = vf.values[vf.steps >= start]
+        if len(v) < p.min_points:
+            return False
+        k = max(2, round(0.2 * len(v)))
+        return bool(np.median(v[-k:]) <= np.median(v[:k]))
 
     def _ends_worse(self, ctx: RuleContext, s: Series, f: Series,
                     p: DIV004.Params) -> Found[DIV004.Evidence] | None:
