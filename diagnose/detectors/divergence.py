@@ -731,8 +731,7 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
             return []
         # a val loss that ends no higher than where it stood when the train loss began to
         # rise says the model is not getting worse: a train-mode loss raised by dropout or
-        # noise while the model is fine is not divergence (nor is one that never reached
-        # its start again while val improved)
+        # noise while the model is fine is not divergence
         if self._val_holds(ctx, float(w.steps[0]), p):
             return []
         step = int(w.steps[0])
@@ -995,8 +994,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # within its head (the start itself) has not risen from its start: a noisy
         # per-step loss whose first logged point is one lucky minibatch (the likelier the
         # sparser the log) swings far above that point from the start on
-        head_share = float(np.mean(c.values[progress.in_start(c, p.head_frac)]
-                                   >= p.far_factor * thrash_base)) if own else 0.0
+        in_head = progress.in_start(c, p.head_frac)
+        head_share = float(np.mean(c.values[in_head] >= p.far_factor * thrash_base)) \
+            if own else 0.0
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         # or, for a cross-entropy, far_factor x its own low points in each half (at
         # least far_factor x min_chance_loss): the untrained level a blown start hides
@@ -1014,7 +1014,6 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # where the head holds level_points points: a loss that ends below where its first
         # steps sat has not risen, its first point was a lucky low one; a head of fewer
         # points borrows later ones, which a blow-up may already have raised)
-        in_head = progress.in_start(c, p.head_frac)
         lucky_first = own and int(in_head.sum()) >= p.level_points and late <= head
         if late >= p.far_factor * ref and not good_end and not lucky_first:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
