@@ -377,7 +377,10 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
     ``ratio_factor`` x its best.  Stays = the median of the last ``tail_frac`` of steps is
     still up there and most smoothed points since the rise are too.  Train loss is used;
     val loss only when there is no train loss (a val rise with a falling train loss is
-    overfitting, not divergence).
+    overfitting, not divergence), and then its late level must also be
+    ``val_start_factor`` x its early level (DESIGN.md: far above its starting level): with
+    the train side unlogged, a val loss that fell to a minimum and rose to below that is
+    overfit's shape as much as a blow-up's.
     """
 
     id = "DIV002"
@@ -392,6 +395,7 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         tail_frac: float = param(P.SHARE)
         min_sustained: float = param(P.FRACTION)
         min_points: int = param(P.COUNT)
+        val_start_factor: float = param(P.AT_LEAST_ONE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -411,6 +415,9 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         rel_floor: float = 0.0
         noise_mult: float = 0.0
         tail_frac: float = 0.0
+        #: judged on the val loss (no train loss logged): its early level and the factor
+        val_early_level: float | None = optional()
+        val_start_factor: float | None = optional()
         blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
@@ -449,6 +456,14 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         by_ratio = positive and tail >= p.ratio_factor * best and rise >= p.noise_mult * nz
         if not (by_drop or by_ratio):
             return []
+        early: float | None = None
+        if s.role == Role.VAL_LOSS:
+            from diagnose.detectors import progress
+
+            c = progress.curve(s)
+            early = progress.early_level(c) if c is not None else None
+            if early is None or not positive or tail < p.val_start_factor * early:
+                return []
         half = best + 0.5 * rise
         after = np.flatnonzero((ss > best_step) & (sm >= half))
         if len(after) == 0:
@@ -465,7 +480,8 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
             ratio_to_best=tail / best if positive else None, onset_step=onset_step,
             sustained_share=sustained, explode_factor=p.explode_factor,
             ratio_factor=p.ratio_factor, rel_floor=p.rel_floor, noise_mult=p.noise_mult,
-            tail_frac=p.tail_frac,
+            tail_frac=p.tail_frac, val_early_level=early,
+            val_start_factor=p.val_start_factor if early is not None else None,
         )
         return [_measured(ctx, Found(s.tag, onset_step, ev), float(ev.best_step),
                           finite_number(ev.best), finite_number(ev.ratio_to_best))]
@@ -713,6 +729,11 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         rel = tr.change / scale
         if rel < p.min_rel_rise:
             return []
+        # a val loss that ends no higher than where it stood when the train loss began to
+        # rise says the model is not getting worse: a train-mode loss raised by dropout or
+        # noise while the model is fine is not divergence
+        if self._val_holds(ctx, float(w.steps[0]), p):
+            return []
         step = int(w.steps[0])
         ev = DIV004.Evidence(
             label=loss_label(s), slope_per_step=tr.slope, slope_ci=[tr.slope_lo, tr.slope_hi],
@@ -727,6 +748,20 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         rise = tr.end / tr.start if tr.start > 0 and tr.end > 0 else None
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
                           rise, bad=float(w.steps[-1]))]
+
+    @staticmethod
+    def _val_holds(ctx: RuleContext, start: float, p: DIV004.Params) -> bool:
+        """The val loss (``min_points`` evaluations from ``start`` on) ends, as the median of
+        its last 20%, no higher than its median over the first 20% of them."""
+        val = ctx.series(Role.VAL_LOSS)
+        if val is None:
+            return False
+        vf = val.finite
+        v = vf.values[vf.steps >= start]
+        if len(v) < p.min_points:
+            return False
+        k = max(2, round(0.2 * len(v)))
+        return bool(np.median(v[-k:]) <= np.median(v[:k]))
 
     def _ends_worse(self, ctx: RuleContext, s: Series, f: Series,
                     p: DIV004.Params) -> Found[DIV004.Evidence] | None:
@@ -930,7 +965,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # the train loss against the most a calibrated model at its logged accuracy could
         # cost (no class count needed); the train split's accuracy, else the val split's
         # (a train accuracy is at least the val's, so its ceiling is the lower one); a
-        # val loss alone is never judged so: an overfit model is overconfident on val
+        # val loss alone only when blown at its first evaluation: an overfit model is
+        # overconfident on val, but starts sane
         acc_c = acc_level = acc_bound = None
         # a loss whose first logged level is already above any plausible chance level was
         # blown at the start: the blow-up has not healed while its late level is still above
@@ -942,7 +978,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         top = max(p.max_chance_loss, ref) if n_cls is not None else p.max_chance_loss
         blown = start > top
         acc_factor = p.blown_bound_factor if blown else p.acc_bound_factor
-        if s.role == Role.TRAIN_LOSS and cross_entropy_like(ctx, s, c.values):
+        # (with no train loss logged, a val loss blown at its first evaluation is judged
+        # so too: an overconfident overfit val loss starts sane)
+        if (s.role == Role.TRAIN_LOSS or blown) and cross_entropy_like(ctx, s, c.values):
             acc_c = (progress.accuracy_curve(ctx, Role.TRAIN_METRIC)
                      or progress.accuracy_curve(ctx, Role.VAL_METRIC))
         if acc_c is not None:
@@ -952,6 +990,13 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # chance level of any classifier for a cross-entropy (a fine-tune's first logged
         # loss near 0 is no untrained level)
         thrash_base = max(ref, p.min_chance_loss) if cross_entropy_like(ctx, s, c.values) else ref
+        # against its own start, a loss that already swung to the thrash level as often
+        # within its head (the start itself) has not risen from its start: a noisy
+        # per-step loss whose first logged point is one lucky minibatch (the likelier the
+        # sparser the log) swings far above that point from the start on
+        in_head = progress.in_start(c, p.head_frac)
+        head_share = float(np.mean(c.values[in_head] >= p.far_factor * thrash_base)) \
+            if own else 0.0
         thrash_seen = _thrashing(c, p.thrash_frac, p.far_factor * thrash_base)
         # or, for a cross-entropy, far_factor x its own low points in each half (at
         # least far_factor x min_chance_loss): the untrained level a blown start hides
@@ -965,7 +1010,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # DESIGN.md's divergence never ends at (3x a fine-tune's first logged loss near 0,
         # or 3x one lucky early minibatch, or all the way back to it, is still near 0)
         good_end = own and cross_entropy_like(ctx, s, c.values) and late < p.min_chance_loss
-        if late >= p.far_factor * ref and not good_end:
+        # (against its own start, the late level must also be above the head's median
+        # where the head holds level_points points: a loss that ends below where its first
+        # steps sat has not risen, its first point was a lucky low one; a head of fewer
+        # points borrows later ones, which a blow-up may already have raised)
+        lucky_first = own and int(in_head.sum()) >= p.level_points and late <= head
+        if late >= p.far_factor * ref and not good_end and not lucky_first:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:
             criterion, threshold = "above_accuracy_ceiling", acc_factor * acc_bound
@@ -979,7 +1029,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
               and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
-        elif thrash_seen >= p.thrash_share:
+        elif thrash_seen >= p.thrash_share and thrash_seen > head_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
             after = float(c.steps[-1] - p.thrash_frac * c.span)
         elif swings_seen >= p.thrash_share:
