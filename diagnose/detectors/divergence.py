@@ -1015,6 +1015,16 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # steps sat has not risen, its first point was a lucky low one; a head of fewer
         # points borrows later ones, which a blow-up may already have raised)
         lucky_first = own and int(in_head.sum()) >= p.level_points and late <= head
+        # a train loss above every plausible chance level from its first point while the
+        # same run's val loss sits below that level from its first evaluation to its end,
+        # and the train loss falls: the train loss is on another scale (summed over the
+        # batches of an epoch, not averaged), not blown; a blown model's eval-mode loss
+        # is blown too (DESIGN.md: sustained far above chance)
+        other_scale = (kind == "largest plausible chance level" and s.role == Role.TRAIN_LOSS
+                       and v is not None and val_late is not None
+                       and float(np.nanmax(v.values)) < p.max_chance_loss and late < start)
+        if other_scale:
+            return []
         if late >= p.far_factor * ref and not good_end and not lucky_first:
             criterion, threshold, after = "far_above", p.far_factor * ref, float(ss[0])
         elif acc_bound is not None and late >= acc_factor * acc_bound:

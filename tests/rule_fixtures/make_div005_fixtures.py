@@ -18,6 +18,11 @@ the rule sees what a real run writes.
   ceiling itself is the bound for a loss blown at its first logged point).
 - ``fire_lr_jump``: default init, then the LR is raised 3000x after 60% of the run: the
   loss leaves its good level and does not come back.
+- ``quiet_train_loss_summed_over_batches``: default init, written by a plain loop's
+  ``csv`` module the way many hand-written loops log: the train loss SUMMED over the
+  epoch's batches (30 batches: about 30x the mean, far above any chance level from the
+  first row) beside the val loss as a mean (below ln 4 throughout) and both accuracies
+  in percent: another scale, not a blow-up.
 
 Run: ``python tests/rule_fixtures/make_div005_fixtures.py`` (from the repo root; needs
 torch, tensorboard and scikit-learn from the ``dev`` extra).
@@ -25,6 +30,7 @@ torch, tensorboard and scikit-learn from the ``dev`` extra).
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -94,6 +100,48 @@ def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
     w.close()
 
 
+def train_summed_csv(folder: Path, seed: int = 0) -> None:
+    """The default run, logged per epoch to ``history.csv`` with the train loss summed over
+    the epoch's batches (``total += loss.item()``) and the val loss averaged."""
+    torch.manual_seed(seed)
+    x, y = make_classification(n_samples=1200, n_features=20, n_informative=10,
+                               n_classes=4, class_sep=2.0, random_state=seed)
+    x = (x - x.mean(0)) / x.std(0)
+    xt, yt = torch.tensor(x[:960], dtype=torch.float32), torch.tensor(y[:960])
+    xv, yv = torch.tensor(x[960:], dtype=torch.float32), torch.tensor(y[960:])
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
+                          nn.Linear(64, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = nn.CrossEntropyLoss()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for epoch in range(3 * EPOCHS):
+        order = torch.randperm(len(xt), generator=gen)
+        total, correct = 0.0, 0
+        for b in range(len(xt) // BATCH):
+            idx = order[b * BATCH:(b + 1) * BATCH]
+            out = model(xt[idx])
+            loss = loss_fn(out, yt[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item()
+            correct += int((out.argmax(1) == yt[idx]).sum())
+        with torch.no_grad():
+            out = model(xv)
+            rows.append({"epoch": epoch + 1, "train_loss": round(total, 4),
+                         "train_acc": round(100 * correct / len(xt), 2),
+                         "val_loss": round(loss_fn(out, yv).item(), 4),
+                         "val_acc": round(100 * (out.argmax(1) == yv).float().mean().item(), 2)})
+    with open(folder / "history.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     np.seterr(all="ignore")
     train(HERE / "fire", init_scale=10.0)
@@ -101,6 +149,7 @@ def main() -> None:
     train(HERE / "fire_lr_jump", jump_at=0.6, jump=3000.0)
     train(HERE / "fire_accuracy_ceiling", init_scale=10.0, log_classes=False)
     train(HERE / "fire_blown_at_start", init_scale=8.0, log_classes=False)
+    train_summed_csv(HERE / "quiet_train_loss_summed_over_batches")
     print("DIV005 ok")
 
 
