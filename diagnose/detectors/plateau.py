@@ -14,7 +14,12 @@ The same flat tail means different things, so one analysis feeds three rules:
   one (that gap is the overfit rules' business), so it is reported by neither rule.
   An objective that never improved beyond noise (nor by ``min_rel_progress`` of its
   level) is stuck from its first evaluation when that level is poor and no loss is low,
-  blown up or huge (:func:`_never_left`); one logged only ``min_never_points`` to
+  blown up or huge (:func:`_never_left`), and not when, with the class count unknown,
+  its first point covers more than ``start_cover`` of the run and the first accuracy
+  shows a trained model (:func:`_started_trained`: flat from there is not flat from the
+  model's start); a val metric that never moved beside a val loss that did hands the
+  tail to the val loss where the poor level rests on when the flat stretch began
+  (``_EARLY_POOR``); one logged only ``min_never_points`` to
   ``min_points`` times is judged by that test alone.  A run whose logged learning rate
   was cut ``lr_cut_ratio`` times below its peak early and kept there, with both losses
   frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
@@ -54,6 +59,7 @@ from diagnose.detectors.progress import (
     bounded_metric,
     end_level,
     ends_nonfinite,
+    first_point_cover,
     fmt,
     get_curve,
     improvement,
@@ -123,6 +129,7 @@ class StallParams(RuleParams):
     guess_ceiling: float = param(P.AT_LEAST_ONE)
     lr_cut_ratio: float = param(P.AT_LEAST_ONE)
     cut_poor_share: float = param(P.FRACTION)
+    start_cover: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -436,9 +443,25 @@ def _trend_gain(c: Curve, t0: float, scale: float) -> float:
     return float(-tr.change / scale)
 
 
-def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
-    """The analysis behind :func:`stall` (uncached); see the module docstring."""
-    curves = _objectives(ctx, int(p["min_points"]))
+#: Poor levels that judge a flat stretch by when it began (learned a little, then stuck
+#: early), not by the run never having moved (:func:`_poor_level`).
+_EARLY_POOR = ("untrained", "held_out", "underfit")
+
+
+def _improved(ctx: RuleContext, c: Curve, t0: float, p: Any) -> bool:
+    """Whether ``c`` improved beyond the noise of a level over the run, and by
+    ``min_rel_progress`` of its start level (of the error left for a bounded metric)."""
+    total, level_noise = total_progress(ctx, c), _tail_gain(ctx, c, t0)[2]
+    a0 = start_level(c)
+    scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
+    return total > max(level_noise, float(p["min_rel_progress"]) * scale)
+
+
+def _stall(ctx: RuleContext, p: Any, curves: list[Curve] | None = None) -> dict[str, Any] | None:
+    """The analysis behind :func:`stall` (uncached); see the module docstring.  ``curves``
+    (default: :func:`_objectives`) are the objective and the curves read beside it."""
+    if curves is None:
+        curves = _objectives(ctx, int(p["min_points"]))
     if not curves:
         return _few_points(ctx, p)
     if ends_nonfinite(ctx):
@@ -457,8 +480,17 @@ def _stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     a0 = start_level(c)
     scale = (1.0 + a0) if bounded_metric(c) else abs(a0)
     if total <= max(level_noise, float(p["min_rel_progress"]) * scale):
-        return _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
-                                       "also_flat": [o.tag for o in curves[1:]]})
+        st = _never_left(ctx, c, p, {**out, "since": float(s[0]), "eps": level_noise,
+                                     "also_flat": [o.tag for o in curves[1:]]})
+        # a val metric that never moved beside a val loss that did: the metric cannot say
+        # when a flat stretch began; the val loss decides whether the run stopped early
+        # at a poor level.  Not for an accuracy identical at every evaluation: one class
+        # predicted for every input, the loss learning only the class prior
+        moved = [o for o in curves[1:] if _improved(ctx, o, t0, p)]
+        if (st["kind"] == "stalled" and st.get("poor_by") in _EARLY_POOR and moved
+                and pinned_accuracy(c, int(p["min_never_points"])) is None):
+            return _stall(ctx, p, moved)
+        return st
     worse = end_level(c) - best
     if worse > float(p["max_worsening"]) * total:
         return {**out, "kind": "worsening", "worse": worse}
@@ -576,6 +608,12 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
     if pl["poor_by"] is None:
         return {**out, "kind": "no_progress"}
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    # a first evaluation that is a trained model's (class count unknown): flat where a
+    # fine-tune or a model that learned before its first point started, not stuck
+    if pl["poor_by"] != "constant_guess" and _started_trained(
+            ctx, c, n_classes, float(p["first_acc_share"]), int(p["min_never_points"]),
+            float(p["start_cover"])):
+        return {**out, "kind": "no_progress"}
     chance = signals.chance_loss(n_classes or 2)
     # a constant guess never learned, whatever its first loss or spikes were
     roles = () if pl["poor_by"] == "constant_guess" else (Role.VAL_LOSS, Role.TRAIN_LOSS)
@@ -795,6 +833,22 @@ def _poor_held_out(ctx: RuleContext, p: Any) -> dict[str, Any]:
                               int(p["min_never_points"]))):
         return {}
     return {"poor_by": "held_out", "poor_loss": vl.tag, "train_over_val": t_end / v_end}
+
+
+def _started_trained(ctx: RuleContext, c: Curve, n_classes: int | None, share: float,
+                     min_points: int, start_cover: float) -> bool:
+    """With the class count unknown, whether the first point of ``c`` is a trained
+    model's rather than the model's start: it covers more than ``start_cover`` of the run
+    (:func:`progress.first_point_cover`: a Keras row averaging the first of a few epochs,
+    a first evaluation or record late in the run; past the start window where the log
+    would show the untrained level) and the first accuracy leads the uniform guess of the
+    untrained level the log shows by ``share`` of the room (:func:`_trained_start`).
+    Then "never left its first level" is flat where a fine-tune, or a model that learned
+    before its first point, already was: it says nothing of the model's start."""
+    if n_classes or first_point_cover(ctx, c) <= start_cover:
+        return False
+    found = untrained_level(ctx)
+    return found is not None and _trained_start(ctx, found[0], share, min_points)
 
 
 def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: int) -> bool:
@@ -1226,6 +1280,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         min_lr_rise: float = param(P.AT_LEAST_ONE)
         min_train_over_val: float = param(P.NON_NEGATIVE)
         blowup_factor: float = param(P.AT_LEAST_ONE)
+        start_cover: float = param(P.FRACTION)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1294,6 +1349,11 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         # the held-out loss never left the untrained level, no loss reached a low level
         held = _held_out_untrained(ctx, level0, at_chance, p)
         if not flat and stuck is None and held is None:
+            return []
+        # flat from a first point that is a trained model's, not the model's start
+        if stuck is None and held is None and _started_trained(
+                ctx, main, n_classes, float(p.first_acc_share), p.min_points,
+                float(p.start_cover)):
             return []
         # unknown class count: the most generous chance level, two classes (a
         # majority-class accuracy of 0.6 on a binary set is not a "good" level)
