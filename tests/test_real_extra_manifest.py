@@ -1,6 +1,6 @@
-"""bench/real_extra and bench/real_extra2 (the third and fourth real-log check sets, labelled
-blind): every MANIFEST row names a folder that holds its log files, the labels use the
-scorer's vocabulary, and every run loads and is analysed without an analysis error.
+"""bench/real_extra, bench/real_extra2 and bench/real_extra3 (the third to fifth real-log check
+sets, labelled blind): every MANIFEST row names a folder that holds its log files, the labels
+use the scorer's vocabulary, and every run loads and is analysed without an analysis error.
 Verdicts are not asserted here: the sets are scored by bench/accuracy.py, never tuned
 against."""
 
@@ -20,9 +20,9 @@ COLUMNS = ["id", "repo", "path_in_repo", "commit", "format", "framework", "n_poi
            "label", "reason"]
 STATES = {"healthy", "divergence", "overfit", "underfit", "plateau", "batchnorm_collapse",
           "unknown"}
-#: set name -> the fewest logged points a row may have (real_extra2 takes 5-point runs:
-#: short runs are a weak spot the fourth set was built to cover).
-SETS = {"real_extra": 8, "real_extra2": 5}
+#: set name -> the fewest logged points a row may have (real_extra2 and real_extra3 take
+#: 5-point runs: short runs are a weak spot those sets were built to cover).
+SETS = {"real_extra": 8, "real_extra2": 5, "real_extra3": 5}
 
 
 def _rows(name: str) -> list[dict[str, str]]:
