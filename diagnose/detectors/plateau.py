@@ -664,7 +664,7 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             # epoch is progress (a noisy per-step loss's first batch proves nothing)
             start = max(float(lc.values[0]), start)
         progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
-    if progs and max(progs) < float(p["poor_progress"]):
+    if progs and max(progs) < float(p["poor_progress"]) and not _low_unseen_start(ctx, p):
         if c.series.role == loss.series.role or c.series.role == Role.TRAIN_LOSS:
             return {**out, "poor_by": "progress"}
         return {**out, "poor_by": "loss_progress", "loss_progress": max(progs),
@@ -681,6 +681,21 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
             found = _poor_fit(ctx)
         return {**out, **found}
     return out
+
+
+def _low_unseen_start(ctx: RuleContext, p: Any) -> bool:
+    """With no train loss logged and the class count unknown, whether the val loss ends
+    below ``low_loss_share`` x ln 2 (the lowest chance level): its first evaluation comes
+    after the early learning, which only a train loss logged from the first steps would
+    show, so "fell less than ``poor_progress`` from its start" measures the fall from a
+    level the model had already reached, and that level is low: nothing in the log shows
+    it poor (a log of validation metrics alone, DESIGN.md's run flat at a good level)."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if (tl is not None and len(tl) >= 2) or vl is None or len(vl) < 3 or (
+            signals.infer_num_classes(ctx.run, ctx.roles)):
+        return False
+    return end_level(vl) < float(p["low_loss_share"]) * signals.chance_loss(2)
 
 
 def _poor_fit(ctx: RuleContext) -> dict[str, Any]:
@@ -849,6 +864,22 @@ def _started_trained(ctx: RuleContext, c: Curve, n_classes: int | None, share: f
         return False
     found = untrained_level(ctx)
     return found is not None and _trained_start(ctx, found[0], share, min_points)
+
+
+def _low_from_late_start(ctx: RuleContext, c: Curve, n_classes: int | None,
+                         p: PLT002.Params) -> bool:
+    """With the class count unknown, whether the judged loss ``c`` is a val loss (no
+    train loss logged to show the model's start) flat from a first evaluation that is
+    not the model's start (it covers more than ``start_cover`` of the run,
+    :func:`progress.first_point_cover`: evaluated after the early learning, as a log of
+    validation metrics alone shows a run) at a low level (it ends below
+    ``min_chance_share`` x ln 2, the lowest chance level).  The log then does not show
+    the initial level, only a low one the model reached before its first evaluation:
+    DESIGN.md's fine-tune or converged run flat at a low loss (healthy), not one that
+    never left its initial level."""
+    return (not n_classes and c.series.role is Role.VAL_LOSS
+            and first_point_cover(ctx, c) > float(p.start_cover)
+            and end_level(c) < float(p.min_chance_share) * signals.chance_loss(2))
 
 
 def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: int) -> bool:
@@ -1351,9 +1382,9 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if not flat and stuck is None and held is None:
             return []
         # flat from a first point that is a trained model's, not the model's start
-        if stuck is None and held is None and _started_trained(
+        if stuck is None and held is None and (_started_trained(
                 ctx, main, n_classes, float(p.first_acc_share), p.min_points,
-                float(p.start_cover)):
+                float(p.start_cover)) or _low_from_late_start(ctx, main, n_classes, p)):
             return []
         # unknown class count: the most generous chance level, two classes (a
         # majority-class accuracy of 0.6 on a binary set is not a "good" level)
