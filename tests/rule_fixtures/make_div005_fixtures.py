@@ -46,8 +46,20 @@ EPOCHS = 8
 BATCH = 32
 
 
-def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
-          jump: float = 1.0, seed: int = 0, log_classes: bool = True) -> None:
+def _fresh(folder: Path) -> None:
+    """An empty case folder but for its ``expect.toml``/``config.toml`` (the case's
+    meaning is written by hand; only the log is remade)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in folder.iterdir():
+        if f.is_dir():
+            shutil.rmtree(f)
+        elif f.name not in ("expect.toml", "config.toml"):
+            f.unlink()
+
+
+def _data_and_model(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                         torch.Tensor, nn.Module]:
+    """The 4-class problem (train and val splits) and the 3-layer MLP, seeded."""
     torch.manual_seed(seed)
     x, y = make_classification(n_samples=1200, n_features=20, n_informative=10,
                                n_classes=4, class_sep=2.0, random_state=seed)
@@ -56,13 +68,18 @@ def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
     xv, yv = torch.tensor(x[960:], dtype=torch.float32), torch.tensor(y[960:])
     model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
                           nn.Linear(64, 4))
+    return xt, yt, xv, yv, model
+
+
+def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
+          jump: float = 1.0, seed: int = 0, log_classes: bool = True) -> None:
+    xt, yt, xv, yv, model = _data_and_model(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(init_scale)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss()
-    if folder.exists():
-        shutil.rmtree(folder)
+    _fresh(folder)
     w = SummaryWriter(str(folder))
     # the hyperparameters, as Lightning's TensorBoardLogger.log_hyperparams writes them
     # (into the run's own event file): the class count is what ln C is computed from
@@ -103,19 +120,10 @@ def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
 def train_summed_csv(folder: Path, seed: int = 0) -> None:
     """The default run, logged per epoch to ``history.csv`` with the train loss summed over
     the epoch's batches (``total += loss.item()``) and the val loss averaged."""
-    torch.manual_seed(seed)
-    x, y = make_classification(n_samples=1200, n_features=20, n_informative=10,
-                               n_classes=4, class_sep=2.0, random_state=seed)
-    x = (x - x.mean(0)) / x.std(0)
-    xt, yt = torch.tensor(x[:960], dtype=torch.float32), torch.tensor(y[:960])
-    xv, yv = torch.tensor(x[960:], dtype=torch.float32), torch.tensor(y[960:])
-    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(),
-                          nn.Linear(64, 4))
+    xt, yt, xv, yv, model = _data_and_model(seed)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     loss_fn = nn.CrossEntropyLoss()
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    _fresh(folder)
     gen = torch.Generator().manual_seed(seed)
     rows = []
     for epoch in range(3 * EPOCHS):
