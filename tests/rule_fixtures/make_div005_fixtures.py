@@ -71,6 +71,17 @@ def _data_and_model(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
     return xt, yt, xv, yv, model
 
 
+def _step(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module,
+          x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on a batch: the outputs and the loss."""
+    out = model(x)
+    loss = loss_fn(out, y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return out, loss
+
+
 def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
           jump: float = 1.0, seed: int = 0, log_classes: bool = True) -> None:
     xt, yt, xv, yv, model = _data_and_model(seed)
@@ -99,11 +110,7 @@ def train(folder: Path, init_scale: float = 1.0, jump_at: float | None = None,
                 for g in opt.param_groups:
                     g["lr"] *= jump
             idx = order[b * BATCH:(b + 1) * BATCH]
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            out, loss = _step(model, opt, loss_fn, xt[idx], yt[idx])
             step += 1
             if step % 5 == 0:
                 w.add_scalar("train/loss", loss.item(), step)
@@ -131,11 +138,7 @@ def train_summed_csv(folder: Path, seed: int = 0) -> None:
         total, correct = 0.0, 0
         for b in range(len(xt) // BATCH):
             idx = order[b * BATCH:(b + 1) * BATCH]
-            out = model(xt[idx])
-            loss = loss_fn(out, yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            out, loss = _step(model, opt, loss_fn, xt[idx], yt[idx])
             total += loss.item()
             correct += int((out.argmax(1) == yt[idx]).sum())
         with torch.no_grad():
