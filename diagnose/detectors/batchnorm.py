@@ -234,6 +234,22 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 return [Found(val.tag if val is not None else vacc.tag, first, BN001.Evidence(
                     first_step=first, **hp, branch="broken", early_val_over_train=ratio,
                     val_acc_early=va, train_acc_early=ta, thresholds=p))]
+        # without a train accuracy: train good from the start by its loss (below any
+        # classifier's chance level) while val accuracy never got right
+        if ratio is not None and ratio >= float(p.early_ratio) and vacc is not None \
+                and tacc is None and val is not None and train is not None \
+                and len(vacc) >= 2 and len(train) >= 2:
+            end = float(vacc.steps[0]) + float(p.early_frac) * vacc.span
+            va = vacc.raw(level(vacc.steps, vacc.values, float(vacc.steps[0]), end,
+                                at_end=False))
+            t_early = early_level(train)
+            if va < float(p.acc_learned) \
+                    and _below_any_chance(ctx, t_early, float(p.train_good_ratio)) \
+                    and not eval_outputs_learned(ctx, float(p.acc_learned)):
+                first = int(val.steps[0])
+                return [Found(val.tag, first, BN001.Evidence(
+                    first_step=first, **hp, branch="broken", early_val_over_train=ratio,
+                    val_acc_early=va, train_end=t_early, thresholds=p))]
         # branch 3: val accuracy at chance throughout, train accuracy good early
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if vacc is None or tacc is None or n_classes is None:
@@ -277,6 +293,14 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"between evaluations (10th-90th percentile {fmt(ev.val_p10)} to "
                 f"{fmt(ev.val_p90)}) while train loss moves by "
                 f"{ev.train_median_jump_factor:.2f}x per point"
+            )
+        if ev.branch == "broken" and ev.train_acc_early is None:
+            return (
+                f"val loss is {ev.early_val_over_train:.0f}x the train loss from the first "
+                f"evaluation (step {ev.first_step}) on while val accuracy "
+                f"{fmt(ev.val_acc_early)} is not right and the train loss already sits at "
+                f"{fmt(ev.train_end)}, below any classifier's chance level (no train "
+                f"accuracy logged)"
             )
         if ev.branch == "broken":
             return (
@@ -641,8 +665,25 @@ def _train_good(ctx: RuleContext, t_end: float, ref: float, ratio: float,
     if t_end <= ratio * ref:
         return True
     tacc = _acc(ctx, Role.TRAIN_METRIC)
-    return tacc is not None and len(tacc) >= 2 \
+    if tacc is None:
+        return _below_any_chance(ctx, t_end, float(p.train_good_ratio))
+    return len(tacc) >= 2 \
         and tacc.raw(end_level(tacc)) >= float(p.acc_learned) and t_end < ref
+
+
+def _below_any_chance(ctx: RuleContext, t_level: float, ratio: float) -> bool:
+    """Without a train accuracy, a cross-entropy-like train loss at most ``ratio`` of
+    ln 2 (the least chance level of any classifier) is good whatever the class count: a
+    first logged point that already averages the learning (HF's first logging interval)
+    hides the untrained level, not this.  The val loss must never get below that train
+    level: eval-mode outputs that once matched train-mode ones got good first (DESIGN.md:
+    a collapse's val never does)."""
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    val = get_curve(ctx, Role.VAL_LOSS)
+    return train is not None and val is not None and t_level > 0 \
+        and t_level <= ratio * float(np.log(2)) \
+        and float(np.min(val.values)) >= t_level \
+        and cross_entropy_like(ctx, train.series, train.values)
 
 
 def _repeated(acc: Curve) -> tuple[float, float]:
