@@ -98,18 +98,18 @@ def test_fall_in_first_stretch_reads_the_mean_against_the_evaluation_closing_it(
     # less the train/val offset left at the end (medians of the last three points)
     offset = float(np.median(FAST_LOSS[-3:]) - np.median(FAST_VAL[-3:]))
     assert offset > 0
-    assert fall_in_first_stretch(ctx, tl, vl) == pytest.approx(
+    assert fall_in_first_stretch(tl, vl) == pytest.approx(
         FAST_LOSS[0] - FAST_VAL[0] - offset)
     # a larger offset kept to the end (train above val: dropout) is not learning
     drop = [v + 0.05 for v in FAST_LOSS]
     off = _ctx([0, 1, 2, 3], drop, FAST_VAL, fmt="keras_csv")
-    got = fall_in_first_stretch(off, get_curve(off, Role.TRAIN_LOSS),
+    got = fall_in_first_stretch(get_curve(off, Role.TRAIN_LOSS),
                                 get_curve(off, Role.VAL_LOSS))
     assert got == pytest.approx(FAST_LOSS[0] - FAST_VAL[0] - offset)
     # a first evaluation at another step than the first train point: nothing to read
     cols = {"loss": ([0, 1, 2, 3], FAST_LOSS), "val_loss": ([1, 2, 3, 4], FAST_VAL)}
     apart = RuleContext(dataclasses.replace(make_run(cols), format="keras_csv"))
-    assert fall_in_first_stretch(apart, get_curve(apart, Role.TRAIN_LOSS),
+    assert fall_in_first_stretch(get_curve(apart, Role.TRAIN_LOSS),
                                  get_curve(apart, Role.VAL_LOSS)) is None
 
 

@@ -217,7 +217,7 @@ def level_before_log(ctx: RuleContext | None, c: Curve, min_cover: float) -> flo
     return v0 + max(v0 - v1, 0.0) * s0 / s1
 
 
-def fall_in_first_stretch(ctx: RuleContext | None, train: Curve, val: Curve) -> float | None:
+def fall_in_first_stretch(train: Curve, val: Curve) -> float | None:
     """How far the loss fell over the second half of the stretch the train curve's first
     point covers, when the first val evaluation closes that stretch (both logged at the
     same step: a Keras row, the epoch's mean train loss and the val loss after it, or a

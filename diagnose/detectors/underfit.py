@@ -549,7 +549,7 @@ def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
         best = best_loss(ctx)
         if before is not None and vl is not None and "+" not in vl.tag and best is not None \
                 and best[0] <= (1.0 - float(t["min_fall"])) * float(tl.values[0]):
-            fall = fall_in_first_stretch(ctx, tl, vl)
+            fall = fall_in_first_stretch(tl, vl)
             if fall is not None:
                 before = max(before, float(tl.values[0]) + fall)
         if before is not None and before > ref:
