@@ -185,9 +185,14 @@ _LOWER = re.compile(
 )
 
 
+#: YOLOv10's two heads log their box/cls/dfl losses as ``box_om`` (one-to-many head) and
+#: ``box_oo`` (one-to-one head) in results.csv: losses without the word.
+_HEAD_LOSS_RE = re.compile(r"^(?:box|cls|dfl)_o[mo]$", re.I)
+
+
 def higher_is_better(metric: str) -> bool | None:
     """True/False for metrics whose direction the name tells; None when unknown."""
-    if _LOWER.search(metric):
+    if _LOWER.search(metric) or _HEAD_LOSS_RE.match(metric):
         return False
     if _HIGHER.search(metric):
         return True
@@ -196,7 +201,7 @@ def higher_is_better(metric: str) -> bool | None:
 
 def is_loss(metric: str) -> bool:
     """A loss-like metric (lower is better and named loss/nll)."""
-    return bool(re.search(r"loss|nll", metric, re.I))
+    return bool(re.search(r"loss|nll", metric, re.I) or _HEAD_LOSS_RE.match(metric))
 
 
 # ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from diagnose.ingest.jsonl import load_jsonl, sniff_jsonl
 from diagnose.ingest.keras_history import load_keras_history, sniff_keras_history
 from diagnose.ingest.mlflow_store import load_mlflow
 from diagnose.ingest.sidecars import SIDECAR_NAMES, PlainSafeLoader, read_sidecars
-from diagnose.metrics import Role, resolve_roles
+from diagnose.metrics import Role, RoleMap, resolve_roles
 from diagnose.run import SCALAR_COLUMNS, Run
 from diagnose.sources import RunSource, SourceFile
 from tests.fixtures_csv_family import (
@@ -43,6 +43,7 @@ from tests.fixtures_csv_family import (
 from tests.shared_data import needs, shared
 
 REAL = shared("real_logs")
+REAL_EXTRA4 = Path(__file__).resolve().parent.parent / "bench" / "real_extra4"
 
 
 def _source(path: Path) -> RunSource:
@@ -250,9 +251,49 @@ def test_keras_custom_separator(tmp_path: Path) -> None:
     assert len(values(run, "val_accuracy")) == 3
 
 
+def _tag(roles: RoleMap, role: Role) -> str:
+    series = roles.get(role)
+    assert series is not None, role
+    return series.tag
+
+
+def test_title_line_above_a_semicolon_header_is_skipped_with_a_note() -> None:
+    # a real Keras history (bench/real_extra4): "model_history_log" above an
+    # "epoch;accuracy;loss;..." header; it was not discovered at all before
+    path = REAL_EXTRA4 / "keras_speechdigit_17ep_semicolon" / "model_history_log.csv"
+    assert sniff_csv(path) == "keras_csv"
+    run = load(path)
+    roles = resolve_roles(run.scalars)
+    assert _tag(roles, Role.TRAIN_LOSS) == "loss" and _tag(roles, Role.VAL_LOSS) == "val_loss"
+    assert values(run, "val_accuracy")[0] == pytest.approx(0.7954785823822021)
+    assert any("title line" in n.message and "model_history_log" in n.message
+               for n in run.notes)
+
+
+def test_title_lines_are_bounded(tmp_path: Path) -> None:
+    # three separator-free lines above a table is prose, not a title: not a log
+    path = tmp_path / "log.csv"
+    path.write_text("a\nb\nc\nepoch,loss\n0,1.0\n1,0.5\n")
+    assert sniff_csv(path) is None
+    path.write_text("my run\nepoch,loss\n0,1.0\n1,0.5\n")
+    assert sniff_csv(path) == "keras_csv"
+
+
 # ---------------------------------------------------------------------------
 # Ultralytics
 # ---------------------------------------------------------------------------
+
+
+def test_yolov10_dual_head_losses_are_the_loss() -> None:
+    # a real YOLOv10 results.csv (bench/real_extra4): box/cls/dfl losses of the
+    # one-to-many (_om) and one-to-one (_oo) heads, no column named "loss"
+    run = load(REAL_EXTRA4 / "yolov10_dualhead_15ep_padded" / "results.csv")
+    roles = resolve_roles(run.scalars)
+    parts = [f"{split}/{c}_{h}" for split in ("train",) for c in ("box", "cls", "dfl")
+             for h in ("om", "oo")]
+    assert sorted(_tag(roles, Role.TRAIN_LOSS).split("+")) == sorted(parts)
+    assert _tag(roles, Role.VAL_LOSS).startswith("val/box_om+")
+    assert _tag(roles, Role.VAL_METRIC) == "metrics/mAP50-95(B)"
 
 
 def _yolo_vals(epoch: int, keys: tuple[str, ...]) -> list[float]:

@@ -23,14 +23,6 @@ STATES = {"healthy", "divergence", "overfit", "underfit", "plateau", "batchnorm_
 #: set name -> the fewest logged points a row may have (real_extra2 to real_extra4 take
 #: 5-point runs: short runs are a weak spot those sets were built to cover).
 SETS = {"real_extra": 8, "real_extra2": 5, "real_extra3": 5, "real_extra4": 5}
-#: Rows the analyser does not find yet, each a known ingest miss recorded in its set's
-#: README; the strict xfail below fails once one of them loads, so it is moved back.
-NOT_FOUND_YET = {
-    ("real_extra4", "keras_speechdigit_17ep_semicolon"):
-        "a ';'-separated Keras CSV with a title line above the header is not discovered",
-}
-
-
 def _rows(name: str) -> list[dict[str, str]]:
     with open(BENCH / name / "MANIFEST.tsv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
@@ -68,13 +60,4 @@ def test_every_run_loads_without_analysis_error(name: str) -> None:
     assert not analysis.errors, [(e.path, e.message) for e in analysis.errors]
     run_ids = [res.run.run_id for res in analysis.results]
     for r in _rows(name):
-        if (name, r["id"]) in NOT_FOUND_YET:
-            continue
         assert any(rid == r["id"] or rid.startswith(r["id"] + "/") for rid in run_ids), r["id"]
-
-
-@pytest.mark.parametrize(("name", "row_id"), sorted(NOT_FOUND_YET))
-@pytest.mark.xfail(strict=True, reason="known ingest miss (see the set's README)")
-def test_known_unread_rows_load(name: str, row_id: str) -> None:
-    analysis = analyze([str(BENCH / name / row_id)], Config(), Options(jobs=1))
-    assert not analysis.errors and analysis.results, NOT_FOUND_YET[(name, row_id)]

@@ -471,6 +471,23 @@ def _sniff_delimiter(lines: list[str], min_share: float = 0.8) -> str | None:
     return best[1] if best else None
 
 
+#: Title lines a logger may write above the header ("model_history_log"): at most this
+#: many leading lines holding no separator at all are skipped when the rest is a table.
+MAX_TITLE_LINES = 2
+_SEPARATORS = (",", "\t", ";", "|")
+
+
+def _title_lines(lines: list[str], min_share: float) -> int:
+    """How many leading lines are a title above the table (no separator in them, and the
+    lines after them sniff as a table), 0 when the table starts at the first line."""
+    for n in range(1, MAX_TITLE_LINES + 1):
+        if len(lines) <= n + 1 or any(d in lines[n - 1] for d in _SEPARATORS):
+            return 0
+        if _sniff_delimiter(lines[n:], min_share) is not None:
+            return n
+    return 0
+
+
 def _is_number(cell: str) -> bool:
     try:
         float(cell.strip())
@@ -581,6 +598,8 @@ def _sniff_csv(path: Path) -> tuple[str | None, list[str]]:
     lines = [ln for ln in lines if ln.strip()][:40]
     if not lines:
         return None, lines
+    if _sniff_delimiter(lines) is None:
+        lines = lines[_title_lines(lines, 0.8):]
     delim = _sniff_delimiter(lines)
     if delim is None:
         return None, lines
@@ -728,6 +747,21 @@ def _parse_table(
     if not nonblank:
         raise LogReadError("empty file")
     delim = _sniff_delimiter(nonblank, min_share=0.0)
+    titled = _title_lines(nonblank, 0.8) if delim is None else 0
+    if titled:
+        # drop the title's lines from the text: the header is the line after them
+        spans = [sp for sp in _line_spans(text) if text[sp[0]:sp[1]].strip()]
+        title = " / ".join(ln.strip() for ln in nonblank[:titled])
+        text = text[spans[titled][0]:]
+        nonblank = nonblank[titled:]
+        delim = _sniff_delimiter(nonblank, min_share=0.0)
+        notes.append(
+            IngestNote(
+                code="skipped_rows",
+                message=f"{titled} title line(s) above the header skipped: {title[:80]!r}",
+                path=str(path),
+            )
+        )
     if delim is None:
         # Rows that never agree with the header (a 1e6-column table whose lines are too
         # long to compare whole, a damaged header): the header decides.
