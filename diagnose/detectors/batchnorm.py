@@ -333,9 +333,11 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.untrained_level)}) while train loss falls to {fmt(ev.train_end)}"
             )
         if ev.branch == "flat_at_chance":
+            source = (f"ln C, {ev.num_classes} classes" if ev.num_classes is not None
+                      else "as the log shows it, no class count")
             return (
                 f"val loss never leaves the untrained level {fmt(ev.untrained_level)} "
-                f"(ln C, {ev.num_classes} classes): its minimum {fmt(ev.val_min)} and end "
+                f"({source}): its minimum {fmt(ev.val_min)} and end "
                 f"{fmt(ev.val_end)} sit at chance while train loss falls to "
                 f"{fmt(ev.train_end)}"
             )
@@ -419,16 +421,30 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     val that never moves from chance beside it neither rises, as memorisation does, nor
     falls with train, as underfit does).  Unlike :func:`_never_good` val may
     start beside train (both at chance): memorisation that starts there makes the val
-    loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
+    loss rise (``flat_rise``: OVF003's turn upward), this one never moves.  Without the
+    class count the untrained level is the log's own (UND's reading, never below a
+    first val evaluation or the train loss carried back to the start): the val loss
+    must then be cross-entropy-like, end ``early_gap`` times the train loss (a val flat
+    just above a train loss that did not get far is a generalisation gap) and the
+    eval-mode outputs must not have learned."""
     curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
     if curves is None:
         return None
     val, train = curves
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is None or n_classes < 2:
-        return None  # chance is only known with the class count
-    ref = _untrained(ctx, train)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
+    if n_classes is not None and n_classes >= 2:
+        ref = _untrained(ctx, train)
+    else:
+        ref_how = _untrained_from_log(ctx)
+        # without ln C the chance level is the log's own untrained level: val must also
+        # end early_gap x the train loss (apart from it, not a generalisation gap) and
+        # eval outputs must not have learned
+        if ref_how is None or not cross_entropy_like(ctx, val.series, val.values) \
+                or v_end < float(p.early_gap) * t_end \
+                or eval_outputs_learned(ctx, float(p.acc_learned)):
+            return None
+        ref = ref_how
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
             and t_end <= float(p.loose_train_ratio) * ref):
         return None
@@ -437,6 +453,16 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         num_classes=n_classes, val_first=float(val.values[0]), val_min=v_min,
         val_median=float(np.median(val.values)), val_end=v_end, train_end=t_end,
         thresholds=p))
+
+
+def _untrained_from_log(ctx: RuleContext) -> float | None:
+    """The untrained level as the log shows it without a class count (UND's reading:
+    the largest of the train loss's early level, its level carried back to the start,
+    the val loss's first value, at least ln 2 when an accuracy is logged)."""
+    from diagnose.detectors.underfit import untrained_level
+
+    got = untrained_level(ctx)
+    return got[0] if got is not None else None
 
 
 def _positive_val_and_train(ctx: RuleContext, min_points: int,

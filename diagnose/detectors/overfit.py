@@ -471,9 +471,12 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
         if tr is not None and tr["falling"]:
             return deg, tr
         # or it has bottomed out: memorised, a small fraction of the val loss and not
-        # rising (a train loss at 1e-5 cannot keep falling by its noise; OVF001 only)
+        # rising on val's scale (a train loss at 1e-5 cannot keep falling by its noise,
+        # and its drift from 1e-5 to 2e-5 is no turn beside a val whose best is 0.006;
+        # OVF001 only)
         floor = p.get("train_floor_ratio")
-        if (floor is not None and tr is not None and tr["end"] <= tr["at_best"]
+        if (floor is not None and tr is not None
+                and tr["end"] - tr["at_best"] <= float(floor) * float(deg["best"])
                 and tr["end"] <= float(floor) * float(deg["end"])):
             return deg, tr
     return None
@@ -563,9 +566,13 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         return _rising_advise(ctx, finding, super().advise)
 
     def message(self, ev: RisingEvidence) -> str:
+        train = f"train {ev.name if ev.component else 'loss'}"
+        if ev.train_change > 0:  # bottomed out (train_floor_ratio), drifting by a trifle
+            return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step "
+                    f"{ev.best_step} to {fmt(ev.val_end)} while {train} sat memorised "
+                    f"near 0 ({fmt(ev.train_at_best)} -> {fmt(ev.train_end)})")
         return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step {ev.best_step} "
-                f"while train {ev.name if ev.component else 'loss'} fell "
-                f"{pct(ev.train_change)}")
+                f"while {train} fell {pct(ev.train_change)}")
 
 
 @rule
