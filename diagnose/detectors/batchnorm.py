@@ -515,7 +515,11 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     ``acc_gap`` above that value (when not, the val loss stays ``early_gap`` times the
     train loss's end: a train loss that only fell from a blown-up start to the val's level
     never got good), and the val loss never gets below ``never_frac`` of its first value:
-    eval-mode statistics are broken, whatever the class count."""
+    eval-mode statistics are broken, whatever the class count.  With the class count
+    known and the repeated value at chance (``acc_tol``, as the chance branch reads it),
+    train only has to fall clearly: ``loose_train_ratio`` of its early level and of ln C
+    (eval outputs at chance beside a train that learned, as in the never-good branch's
+    far_bad case)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
     train = get_curve(ctx, Role.TRAIN_LOSS)
@@ -528,7 +532,18 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     ref = early_level(train)
     t_end = end_level(train)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
-    if not (ref > 0 and t_end <= float(p.train_good_ratio) * ref
+    # a constant prediction at chance accuracy (class count known): eval outputs sit at
+    # chance, so train only has to fall clearly (loose_train_ratio of its early level and
+    # of ln C: a train loss that only fell from a bad init to chance learned nothing)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    ratio = float(p.train_good_ratio)
+    if n_classes is not None and n_classes >= 2:
+        chance = signals.chance_accuracy(n_classes)
+        stuck_frac = float(accuracy_fractions(vacc, np.array([vacc.sign * stuck]))[0])
+        if stuck_frac <= chance + float(p.acc_tol) * (1.0 - chance) \
+                and t_end <= float(p.loose_train_ratio) * float(np.log(n_classes)):
+            ratio = float(p.loose_train_ratio)
+    if not (ref > 0 and t_end <= ratio * ref
             and v_first > 0 and v_min >= float(p.never_frac) * v_first):
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)
