@@ -333,9 +333,11 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"{fmt(ev.untrained_level)}) while train loss falls to {fmt(ev.train_end)}"
             )
         if ev.branch == "flat_at_chance":
+            source = (f"ln C, {ev.num_classes} classes" if ev.num_classes is not None
+                      else "as the log shows it, no class count")
             return (
                 f"val loss never leaves the untrained level {fmt(ev.untrained_level)} "
-                f"(ln C, {ev.num_classes} classes): its minimum {fmt(ev.val_min)} and end "
+                f"({source}): its minimum {fmt(ev.val_min)} and end "
                 f"{fmt(ev.val_end)} sit at chance while train loss falls to "
                 f"{fmt(ev.train_end)}"
             )
@@ -419,16 +421,30 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     val that never moves from chance beside it neither rises, as memorisation does, nor
     falls with train, as underfit does).  Unlike :func:`_never_good` val may
     start beside train (both at chance): memorisation that starts there makes the val
-    loss rise (``flat_rise``: OVF003's turn upward), this one never moves."""
+    loss rise (``flat_rise``: OVF003's turn upward), this one never moves.  Without the
+    class count the untrained level is the log's own (UND's reading, never below a
+    first val evaluation or the train loss carried back to the start): the val loss
+    must then be cross-entropy-like, end ``early_gap`` times the train loss (a val flat
+    just above a train loss that did not get far is a generalisation gap) and the
+    eval-mode outputs must not have learned."""
     curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
     if curves is None:
         return None
     val, train = curves
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is None or n_classes < 2:
-        return None  # chance is only known with the class count
-    ref = _untrained(ctx, train)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
+    if n_classes is not None and n_classes >= 2:
+        ref = _untrained(ctx, train)
+    else:
+        ref_how = _untrained_from_log(ctx)
+        # without ln C the chance level is the log's own untrained level: val must also
+        # end early_gap x the train loss (apart from it, not a generalisation gap) and
+        # eval outputs must not have learned
+        if ref_how is None or not cross_entropy_like(ctx, val.series, val.values) \
+                or v_end < float(p.early_gap) * t_end \
+                or eval_outputs_learned(ctx, float(p.acc_learned)):
+            return None
+        ref = ref_how
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
             and t_end <= float(p.loose_train_ratio) * ref):
         return None
@@ -437,6 +453,16 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         num_classes=n_classes, val_first=float(val.values[0]), val_min=v_min,
         val_median=float(np.median(val.values)), val_end=v_end, train_end=t_end,
         thresholds=p))
+
+
+def _untrained_from_log(ctx: RuleContext) -> float | None:
+    """The untrained level as the log shows it without a class count (UND's reading:
+    the largest of the train loss's early level, its level carried back to the start,
+    the val loss's first value, at least ln 2 when an accuracy is logged)."""
+    from diagnose.detectors.underfit import untrained_level
+
+    got = untrained_level(ctx)
+    return got[0] if got is not None else None
 
 
 def _positive_val_and_train(ctx: RuleContext, min_points: int,
@@ -489,7 +515,11 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     ``acc_gap`` above that value (when not, the val loss stays ``early_gap`` times the
     train loss's end: a train loss that only fell from a blown-up start to the val's level
     never got good), and the val loss never gets below ``never_frac`` of its first value:
-    eval-mode statistics are broken, whatever the class count."""
+    eval-mode statistics are broken, whatever the class count.  With the class count
+    known and the repeated value at chance (``acc_tol``, as the chance branch reads it),
+    train only has to fall clearly: ``loose_train_ratio`` of its early level and of ln C
+    (eval outputs at chance beside a train that learned, as in the never-good branch's
+    far_bad case)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
     train = get_curve(ctx, Role.TRAIN_LOSS)
@@ -502,7 +532,18 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     ref = early_level(train)
     t_end = end_level(train)
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
-    if not (ref > 0 and t_end <= float(p.train_good_ratio) * ref
+    # a constant prediction at chance accuracy (class count known): eval outputs sit at
+    # chance, so train only has to fall clearly (loose_train_ratio of its early level and
+    # of ln C: a train loss that only fell from a bad init to chance learned nothing)
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    ratio = float(p.train_good_ratio)
+    if n_classes is not None and n_classes >= 2:
+        chance = signals.chance_accuracy(n_classes)
+        stuck_frac = float(accuracy_fractions(vacc, np.array([vacc.sign * stuck]))[0])
+        if stuck_frac <= chance + float(p.acc_tol) * (1.0 - chance) \
+                and t_end <= float(p.loose_train_ratio) * float(np.log(n_classes)):
+            ratio = float(p.loose_train_ratio)
+    if not (ref > 0 and t_end <= ratio * ref
             and v_first > 0 and v_min >= float(p.never_frac) * v_first):
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)

@@ -83,6 +83,7 @@ class RisingParams(RuleParams):
     stuck_never_frac: float = param(P.SHARE)
     stuck_acc_gap: float = param(P.FRACTION)
     min_loss_rise: float = param(P.NON_NEGATIVE)
+    recover_noise: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +121,7 @@ class ValLossRisingParams(RuleParams):
     level_min_gap_ratio: float = param(P.FRACTION)
     level_min_rise_of_start: float = param(P.NON_NEGATIVE)
     level_min_train_drop: float = param(P.FRACTION)
+    recover_noise: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,8 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
     post-minimum segment sit above the midpoint of the rise (a late jump is not a trend),
     and the post-minimum segment trends up (Kendall tau >= ``min_tau``) unless the rise is
     a jump of at least ``jump_effect`` noise units (a sudden sustained jump is no noisy
-    level either, even if the curve creeps down after it).
+    level either, even if the curve creeps down after it).  A last evaluation back
+    within ``recover_noise`` of one point's noise above the best came back: a transient.
     """
     if len(val) < int(p["min_points"]) or val.span <= 0:
         return None
@@ -245,6 +248,12 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
         and rise_rel >= float(p["min_rise"])
         and sustained >= float(p["min_sustained"])
     ):
+        return None
+    # the last evaluation back within recover_noise of one point's noise above the best:
+    # val came back, it did not leave its best for good (DESIGN.md: a transient spike
+    # that recovers is healthy)
+    recover = p.get("recover_noise")
+    if recover is not None and float(val.values[-1]) <= vmin + float(recover) * nz:
         return None
     # a trend, not a noisy level: the best of a long noisy curve is a lucky excursion
     # below its level, and everything after it looks "worse" without trending
@@ -471,9 +480,12 @@ def _check_pair(ctx: RuleContext | None, val: Curve, trains: list[Curve], p: Any
         if tr is not None and tr["falling"]:
             return deg, tr
         # or it has bottomed out: memorised, a small fraction of the val loss and not
-        # rising (a train loss at 1e-5 cannot keep falling by its noise; OVF001 only)
+        # rising on val's scale (a train loss at 1e-5 cannot keep falling by its noise,
+        # and its drift from 1e-5 to 2e-5 is no turn beside a val whose best is 0.006;
+        # OVF001 only)
         floor = p.get("train_floor_ratio")
-        if (floor is not None and tr is not None and tr["end"] <= tr["at_best"]
+        if (floor is not None and tr is not None
+                and tr["end"] - tr["at_best"] <= float(floor) * float(deg["best"])
                 and tr["end"] <= float(floor) * float(deg["end"])):
             return deg, tr
     return None
@@ -563,9 +575,13 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         return _rising_advise(ctx, finding, super().advise)
 
     def message(self, ev: RisingEvidence) -> str:
+        train = f"train {ev.name if ev.component else 'loss'}"
+        if ev.train_change > 0:  # bottomed out (train_floor_ratio), drifting by a trifle
+            return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step "
+                    f"{ev.best_step} to {fmt(ev.val_end)} while {train} sat memorised "
+                    f"near 0 ({fmt(ev.train_at_best)} -> {fmt(ev.train_end)})")
         return (f"val {ev.name} rose {pct(ev.rise)} from its minimum at step {ev.best_step} "
-                f"while train {ev.name if ev.component else 'loss'} fell "
-                f"{pct(ev.train_change)}")
+                f"while {train} fell {pct(ev.train_change)}")
 
 
 @rule
