@@ -879,16 +879,16 @@ def _started_trained(ctx: RuleContext, c: Curve, n_classes: int | None, share: f
 
 def _low_from_late_start(ctx: RuleContext, c: Curve, n_classes: int | None,
                          p: PLT002.Params) -> bool:
-    """With the class count unknown, whether the judged loss ``c`` (the train loss, or
-    a val loss when no train loss is logged) is flat from a first point that is not the
-    model's start (it covers more than ``start_cover`` of the run,
-    :func:`progress.first_point_cover`: logged after the early learning, as a sparsely
-    logged train loss or a log of validation metrics alone shows a run) at a low level
-    (it ends below ``min_chance_share`` x ln 2, the lowest chance level).  The log then
-    does not show the initial level, only a low one the model reached before its first
-    point: DESIGN.md's fine-tune or converged run flat at a low loss (healthy), not one
-    that never left its initial level."""
-    return (not n_classes
+    """With the class count unknown, whether the judged loss ``c`` is a val loss (no
+    train loss logged to show the model's start) flat from a first evaluation that is
+    not the model's start (it covers more than ``start_cover`` of the run,
+    :func:`progress.first_point_cover`: evaluated after the early learning, as a log of
+    validation metrics alone shows a run) at a low level (it ends below
+    ``min_chance_share`` x ln 2, the lowest chance level).  The log then does not show
+    the initial level, only a low one the model reached before its first evaluation:
+    DESIGN.md's fine-tune or converged run flat at a low loss (healthy), not one that
+    never left its initial level."""
+    return (not n_classes and c.series.role is Role.VAL_LOSS
             and first_point_cover(ctx, c) > float(p.start_cover)
             and end_level(c) < float(p.min_chance_share) * signals.chance_loss(2))
 
