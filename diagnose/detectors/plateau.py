@@ -25,9 +25,11 @@ The same flat tail means different things, so one analysis feeds three rules:
   frozen after the cut at ``cut_poor_share`` of the untrained level or more, was stopped
   by its schedule (:func:`_stopped_by_lr_cut`), whatever the objective's tail showed.
   Where the tail test finds no flat stretch at a poor level (converged, worse than its
-  best, never improved from a first evaluation that came after the early learning), the
-  early-stop test reads the losses instead (:func:`_stopped_early`): both made little of
-  their fall from the untrained level late, at a poor level.
+  best, never improved from a first evaluation that came after the early learning, or
+  still improving against the objective's own small progress), the early-stop test reads
+  the losses instead (:func:`_stopped_early`): both made little of their fall from the
+  untrained level late, at a poor level (for a still-improving tail, not poor only by
+  UND004's confidence reading: right predictions still improving are converging).
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -210,12 +212,15 @@ def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
 
 def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The tail analysis (:func:`_stall`), and where it finds no flat tail at a poor
-    level (too few evaluations for a tail, a tail called worse than its best or never
-    improved, or flat at a level it did not call poor), the early-stop test
-    :func:`_stopped_early`, which reads the losses, not the objective's tail: a val
+    level (too few evaluations for a tail, a tail called worse than its best, never
+    improved or still improving, or flat at a level it did not call poor), the early-stop
+    test :func:`_stopped_early`, which reads the losses, not the objective's tail: a val
     accuracy first evaluated after the early learning looks never-improved, one sample
     of a small val set either way looks worse, a run thrown back to its start ends worse
-    than its best, while both losses show a run that learned and then stopped early.
+    than its best, a slow creep after an early stop (a val accuracy gaining a few points,
+    a loss 2-3%) is "improving" against the objective's own small progress but a small
+    share of the losses' fall from the untrained level, while both losses show a run
+    that learned and then stopped early.
     Not where a val metric is flat beside a rising val loss (``max_val_loss_rise``:
     overfitting's symptom).  Where still no stall is
     found, a stop by an early LR cut (:func:`_stopped_by_lr_cut`), but not for a curve
@@ -223,9 +228,15 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     st = _stall(ctx, p)
     small_worse = _small_worsening(st, p) if st is not None else False
     # a flat val metric beside a rising val loss stays overfitting's symptom
-    if st is None or (st["kind"] in ("converged", "worsening", "no_progress")
+    if st is None or (st["kind"] in ("converged", "worsening", "no_progress", "improving")
                       and "worse_val_loss" not in st):
-        st = _stopped_early(ctx, p) or st
+        stop = _stopped_early(ctx, p)
+        # a tail still improving whose only poverty is UND004's confidence reading (right
+        # predictions, an unconfident loss) is a converging run, not a stuck one
+        if (stop is not None and st is not None and st["kind"] == "improving"
+                and stop.get("underfit_by") == "confidence"):
+            stop = None
+        st = stop or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
