@@ -890,6 +890,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         poor_accuracy: float = param(P.FRACTION)
         acc_max_classes: int = param(P.COUNT)
         acc_min_loss_ratio: float = param(P.FRACTION)
+        unconfident_min_loss_ratio: float = param(P.FRACTION)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
         min_val_fall: float = param(P.FRACTION)
@@ -1062,11 +1063,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # come from the task, not from the fit)
         by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
                   and level >= float(p.acc_min_loss_ratio) * l0)
-        # ... or (the loss still holding that share) unconfident: the val loss far above
-        # what calibrated predictions at the val accuracy pay (right, but hedging)
+        # ... or (the loss still holding unconfident_min_loss_ratio of it) unconfident: the
+        # val loss far above what calibrated predictions at the val accuracy pay (right,
+        # but hedging; a class count bounded by exp(L0) from a floor L0 is too low, so
+        # this asks more of the loss than the accuracy route's measured share)
         unconfident = None
         if not (by_loss or by_acc):
-            if level < float(p.acc_min_loss_ratio) * l0:
+            if level < float(p.unconfident_min_loss_ratio) * l0:
                 return []
             # (read only against an untrained level the log shows: one raised to ln 2
             # because every logged loss was below it is a log that began after the
