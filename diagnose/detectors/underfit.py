@@ -512,6 +512,9 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
 
 #: The cross-entropy of an untrained classifier is ln C >= ln 2 (C >= 2 classes).
 CLASSIFIER_FLOOR = math.log(2.0)
+#: where an untrained level raised to :data:`CLASSIFIER_FLOOR` says it came from: the
+#: log's own values were all below it (a log that starts after the model learned)
+FLOOR_HOW = "ln 2, the least untrained cross-entropy"
 
 
 def untrained_level(ctx: RuleContext) -> tuple[float, str] | None:
@@ -572,7 +575,7 @@ def at_least_uniform_guess(ctx: RuleContext, level: float, how: str) -> tuple[fl
         return signals.chance_loss(n_classes), f"ln {n_classes}"
     if n_classes is None and level < CLASSIFIER_FLOOR and any(
             _accuracy(ctx, r) is not None for r in (Role.TRAIN_METRIC, Role.VAL_METRIC)):
-        return CLASSIFIER_FLOOR, "ln 2, the least untrained cross-entropy"
+        return CLASSIFIER_FLOOR, FLOOR_HOW
     return level, how
 
 
@@ -692,6 +695,28 @@ def val_own_fall(ctx: RuleContext, min_points: int) -> float | None:
     if vl is None or len(vl) < min_points or "+" in vl.tag or float(np.min(vl.values)) <= 0:
         return None
     return 1.0 - end_level(vl) / early_level(vl)
+
+
+def val_left_behind(ctx: RuleContext, min_fall: float) -> bool:
+    """Whether a val loss evaluated exactly twice fell less than ``min_fall`` between its
+    evaluations while the train loss fell at least ``min_fall`` from its level at the
+    first evaluation (:func:`progress.level_at`) to its end level.
+
+    Too few evaluations for :func:`val_own_fall`, yet they say the same: the held-out
+    loss had settled by its first evaluation (a fine-tune that starts low, a token loss
+    at its text's entropy), and the train loss's fall past it is the model fitting its
+    own data, not a model that cannot (DESIGN.md's underfit: train ~ val, both poor).
+    The train loss's first value is then no untrained level to measure "poor" against:
+    on a loss-only log nothing else places the floor."""
+    tl, vl = get_curve(ctx, Role.TRAIN_LOSS), get_curve(ctx, Role.VAL_LOSS)
+    if tl is None or vl is None or len(vl) != 2 or "+" in vl.tag or "+" in tl.tag \
+            or float(np.min(vl.values)) <= 0:
+        return False
+    v_fall = 1.0 - float(vl.values[1]) / float(vl.values[0])
+    at_first = level_at(tl, float(vl.steps[0]))
+    if at_first <= 0 or float(tl.steps[-1]) <= float(vl.steps[0]):
+        return False
+    return v_fall < min_fall and 1.0 - end_level(tl) / at_first >= min_fall
 
 
 def fall_before_val(ctx: RuleContext, l0: float, min_points: int) -> float | None:
@@ -865,6 +890,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         poor_accuracy: float = param(P.FRACTION)
         acc_max_classes: int = param(P.COUNT)
         acc_min_loss_ratio: float = param(P.FRACTION)
+        unconfident_min_loss_ratio: float = param(P.FRACTION)
         min_acc_gain: float = param(P.FRACTION)
         rise_share: float = param(P.NON_NEGATIVE)
         min_val_fall: float = param(P.FRACTION)
@@ -981,6 +1007,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if n_classes is None and v_fall is not None and v_fall < float(p.min_val_fall) \
                 and frozen is None and not acc_left and back is None:
             return []
+        # (a loss-only log evaluated twice, whose floor is unknown: a val loss that
+        # barely moved between them while the train loss kept falling is at its data's
+        # floor, and the train's further fall is fitting, not learning that reaches val)
+        if n_classes is None and v_fall is None and acc is None and frozen is None \
+                and back is None and val_left_behind(ctx, float(p.min_val_fall)):
+            return []
         # (one class predicted for every input: never left its initial level, known C too;
         # a model frozen early by its LR also repeats its predictions at every evaluation)
         if frozen is None and back is None and constant_guess(ctx, l0, p.min_val_points,
@@ -1031,11 +1063,19 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # come from the task, not from the fit)
         by_acc = (acc is not None and few and acc[2] <= float(p.poor_accuracy)
                   and level >= float(p.acc_min_loss_ratio) * l0)
-        # ... or (the loss still holding that share) unconfident: the val loss far above
-        # what calibrated predictions at the val accuracy pay (right, but hedging)
+        # ... or (the loss still holding unconfident_min_loss_ratio of it) unconfident: the
+        # val loss far above what calibrated predictions at the val accuracy pay (right,
+        # but hedging; a class count bounded by exp(L0) from a floor L0 is too low, so
+        # this asks more of the loss than the accuracy route's measured share)
         unconfident = None
         if not (by_loss or by_acc):
-            if level < float(p.acc_min_loss_ratio) * l0:
+            if level < float(p.unconfident_min_loss_ratio) * l0:
+                return []
+            # (read only against an untrained level the log shows: one raised to ln 2
+            # because every logged loss was below it is a log that began after the
+            # model learned, a fine-tune or a transfer head, whose distance from its
+            # untrained model, and so its share of it, is unknown)
+            if how == FLOOR_HOW:
                 return []
             unconfident = self._unconfident(ctx, frac, l0, n_classes)
             if unconfident is None or unconfident < conf_ratio:
