@@ -28,8 +28,7 @@ The same flat tail means different things, so one analysis feeds three rules:
   best, never improved from a first evaluation that came after the early learning, or
   still improving against the objective's own small progress), the early-stop test reads
   the losses instead (:func:`_stopped_early`): both made little of their fall from the
-  untrained level late, at a poor level (for a still-improving tail, not poor only by
-  UND004's confidence reading: right predictions still improving are converging).
+  untrained level late, at a poor level.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -230,13 +229,7 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     # a flat val metric beside a rising val loss stays overfitting's symptom
     if st is None or (st["kind"] in ("converged", "worsening", "no_progress", "improving")
                       and "worse_val_loss" not in st):
-        stop = _stopped_early(ctx, p)
-        # a tail still improving whose only poverty is UND004's confidence reading (right
-        # predictions, an unconfident loss) is a converging run, not a stuck one
-        if (stop is not None and st is not None and st["kind"] == "improving"
-                and stop.get("underfit_by") == "confidence"):
-            stop = None
-        st = stop or st
+        st = _stopped_early(ctx, p) or st
     if st is None or (st["kind"] not in ("stalled", "nonfinite")
                       and "worse_val_loss" not in st
                       and (st["kind"] != "worsening" or small_worse)):
