@@ -99,3 +99,19 @@ def test_val_only_drops_the_train_side_and_the_writer_leaves_no_train_column(
                                    for n, sv in rec["series"].items()
                                    for s, v in [sv]}}
     assert ci.VARIANTS["val-only"](few_evals) is None  # too few evaluations to judge
+
+
+def test_loss_only_drops_every_accuracy_and_keeps_the_losses(
+        records: list[dict[str, Any]], tmp_path: Path) -> None:
+    rec = next(r for r in records if "val_acc" in r["series"])
+    lo = ci.VARIANTS["loss-only"](rec)
+    assert lo is not None
+    assert not set(ci.ACCURACY_SERIES) & set(lo["series"])
+    assert lo["series"]["train_loss"] == rec["series"]["train_loss"]
+    assert "val_acc" in rec["series"]  # the stored record is not changed
+    rows = _read_jsonl(write_logs.render(lo, tmp_path, "jsonl"))
+    assert rows and not any("val_acc" in r or "train_acc" in r for r in rows)
+    no_acc = {**rec, "series": {n: sv for n, sv in rec["series"].items()
+                                if n not in ci.ACCURACY_SERIES}}
+    assert ci.VARIANTS["loss-only"](no_acc) is None  # nothing to drop: the base verdict
+

@@ -13,7 +13,10 @@ its own cadence and thinned:
 - ``val/2``: every 2nd evaluation, keeping the last;
 - ``val-only``: no train-side series at all, as a logger that writes only the
   validation metrics leaves a run (overfit and batch-norm collapse are read against the
-  train side, so their labels do not carry over to this variant).
+  train side, so their labels do not carry over to this variant);
+- ``loss-only``: no accuracy series (train or val), as HF Trainer fine-tunes without a
+  ``compute_metrics`` and plain loops that log only losses leave a run: the rules must
+  tell a classifier's cross-entropy from a regression loss without an accuracy.
 
 A series is never thinned below the points the rules need to judge (``TRAIN_FLOOR``:
 PLT001's ``min_points`` train loss points; ``VAL_FLOOR``: OVF002's ``min_points`` val
@@ -141,9 +144,24 @@ def val_only(rec: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+ACCURACY_SERIES = ("train_acc", "val_acc")
+
+
+def loss_only(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """The run with its accuracy series dropped (train and val), as a logger that writes
+    only losses leaves it, or None when it logs no accuracy (nothing changes)."""
+    if not set(ACCURACY_SERIES) & set(rec["series"]):
+        return None
+    out = copy.deepcopy(rec)
+    for n in ACCURACY_SERIES:
+        out["series"].pop(n, None)
+    return out
+
+
 VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
     "train/2": every_kth_train(2), "train/4": every_kth_train(4),
     "train/epoch": epoch_means, "val/2": every_2nd_val, "val-only": val_only,
+    "loss-only": loss_only,
 }
 
 
