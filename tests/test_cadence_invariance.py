@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -84,15 +85,23 @@ def test_report_on_a_few_runs(records: list[dict[str, Any]], tmp_path: Path,
     assert len(dumped) == 4 and dumped[0].startswith("id\tfamily\tdataset\tformat")
 
 
+def _dropped(rec: dict[str, Any], variant: str, dropped: tuple[str, ...], kept: str,
+             tmp_path: Path) -> list[dict[str, Any]]:
+    """The variant's record has none of ``dropped``, ``kept`` as stored, the stored record
+    is unchanged; returns the rows the jsonl writer writes for it."""
+    before = copy.deepcopy(rec)
+    out = ci.VARIANTS[variant](rec)
+    assert out is not None
+    assert not set(dropped) & set(out["series"])
+    assert out["series"][kept] == rec["series"][kept]
+    assert rec == before  # the stored record is not changed
+    return _read_jsonl(write_logs.render(out, tmp_path, "jsonl"))
+
+
 def test_val_only_drops_the_train_side_and_the_writer_leaves_no_train_column(
         records: list[dict[str, Any]], tmp_path: Path) -> None:
     rec = _first(records, train_log="step")
-    vo = ci.VARIANTS["val-only"](rec)
-    assert vo is not None
-    assert not set(ci.TRAIN_SIDE) & set(vo["series"])
-    assert vo["series"]["val_loss"] == rec["series"]["val_loss"]
-    assert "train_loss" in rec["series"]  # the stored record is not changed
-    rows = _read_jsonl(write_logs.render(vo, tmp_path, "jsonl"))
+    rows = _dropped(rec, "val-only", ci.TRAIN_SIDE, "val_loss", tmp_path)
     assert not any("train_loss" in r for r in rows)
     assert [r["step"] for r in rows if "val_loss" in r] == rec["series"]["val_loss"][0]
     few_evals = {**rec, "series": {n: ([s[:2], v[:2]] if n.startswith("val_") else sv)
@@ -104,12 +113,7 @@ def test_val_only_drops_the_train_side_and_the_writer_leaves_no_train_column(
 def test_loss_only_drops_every_accuracy_and_keeps_the_losses(
         records: list[dict[str, Any]], tmp_path: Path) -> None:
     rec = next(r for r in records if "val_acc" in r["series"])
-    lo = ci.VARIANTS["loss-only"](rec)
-    assert lo is not None
-    assert not set(ci.ACCURACY_SERIES) & set(lo["series"])
-    assert lo["series"]["train_loss"] == rec["series"]["train_loss"]
-    assert "val_acc" in rec["series"]  # the stored record is not changed
-    rows = _read_jsonl(write_logs.render(lo, tmp_path, "jsonl"))
+    rows = _dropped(rec, "loss-only", ci.ACCURACY_SERIES, "train_loss", tmp_path)
     assert rows and not any("val_acc" in r or "train_acc" in r for r in rows)
     no_acc = {**rec, "series": {n: sv for n, sv in rec["series"].items()
                                 if n not in ci.ACCURACY_SERIES}}
