@@ -22,7 +22,9 @@
   what calibrated predictions at the val accuracy pay), train about as poor as val.  The
   val loss must show it learned over its own evaluations; a loss-only log (read as a
   regression: its untrained level is the target's variance) is poor at a lower share
-  of that level when its val loss shows the descent from it; so is a run stopped while
+  of that level when its val loss shows the descent from it (and, where that level reads
+  below ln 2, only if poor against ln 2 too: it may be a classifier logged after it
+  learned); so is a run stopped while
   still falling steeply (too few steps: its end is not its level), or whose logged LR
   froze early (it trained only until then: a val loss flat from its first evaluation is
   the frozen model, not a floor; its end is where the freeze stopped it, poor at the
@@ -1030,23 +1032,29 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # evaluations: the log's first values are then the untrained level)
         # (or when the LR froze early with the descent before it logged on the train
         # curve: the log starts at the untrained model)
-        regression = (n_classes is None and not any(
+        loss_only = n_classes is None and not any(
             ctx.roles.candidates(r) for r in (Role.TRAIN_METRIC, Role.VAL_METRIC))
-                      and (v_fall is None or v_fall >= float(p.regression_min_val_fall)
-                           or (frozen is not None and frozen[1] >= p.min_val_points)))
-        ratio = float(p.many_poor_ratio if many else
-                      p.regression_poor_ratio if regression else p.poor_ratio)
+        regression = loss_only and (
+            v_fall is None or v_fall >= float(p.regression_min_val_fall)
+            or (frozen is not None and frozen[1] >= p.min_val_points))
+        cls_ratio = float(p.many_poor_ratio if many else p.poor_ratio)
+        ratio = float(p.regression_poor_ratio) if regression and not many else cls_ratio
         # stopped while still falling steeply (DESIGN.md: too few steps): the end is not
         # the level the run was heading to, so a lower share of L0 is already poor
         late = late_share(ctx, l0, p.min_val_points)
-        if late is not None and late >= float(p.falling_share):
-            ratio = min(ratio, float(p.falling_poor_ratio))
         # (so is a run whose logged LR froze early: the freeze stopped it as surely as too
         # few steps, so its end is where the freeze left it, not the level it was heading
         # to; PLT001 calls that stop the plateau half, this the underfit half)
-        if frozen is not None:
+        if (late is not None and late >= float(p.falling_share)) or frozen is not None:
             ratio = min(ratio, float(p.falling_poor_ratio))
+            cls_ratio = min(cls_ratio, float(p.falling_poor_ratio))
         by_loss = level >= ratio * l0
+        # (a loss-only log whose untrained level reads below ln 2 may as well be a
+        # classifier's cross-entropy logged after it learned: an untrained classifier
+        # starts at ln C >= ln 2, so that reading's untrained level is at least ln 2;
+        # nothing in the log tells the two apart, so it is poor only when poor in both)
+        if loss_only and l0 < CLASSIFIER_FLOOR:
+            by_loss = by_loss and level >= cls_ratio * CLASSIFIER_FLOOR
         # hedged predictions are transient while the loss still falls steeply (confidence
         # is still growing: undertrained); a run that settled with a val loss well above
         # the calibrated loss of its accuracy is held unconfident (regularisation,
