@@ -1,8 +1,8 @@
-"""bench/real_extra, bench/real_extra2, bench/real_extra3 and bench/real_extra4 (the third to
-sixth real-log check sets, labelled blind): every MANIFEST row names a folder that holds its
-log files, the labels use the scorer's vocabulary, and every run loads and is analysed
-without an analysis error. Verdicts are not asserted here: the sets are scored by
-bench/accuracy.py, never tuned against."""
+"""bench/real_extra, bench/real_extra2, bench/real_extra3, bench/real_extra4 and
+bench/real_extra5 (the third to seventh real-log check sets, labelled blind): every MANIFEST
+row names a folder that holds its log files, the labels use the scorer's vocabulary, and
+every run loads and is analysed without an analysis error. Verdicts are not asserted here:
+the sets are scored by bench/accuracy.py, never tuned against."""
 
 from __future__ import annotations
 
@@ -20,9 +20,18 @@ COLUMNS = ["id", "repo", "path_in_repo", "commit", "format", "framework", "n_poi
            "label", "reason"]
 STATES = {"healthy", "divergence", "overfit", "underfit", "plateau", "batchnorm_collapse",
           "unknown"}
-#: set name -> the fewest logged points a row may have (real_extra2 to real_extra4 take
+#: set name -> the fewest logged points a row may have (real_extra2 to real_extra5 take
 #: 5-point runs: short runs are a weak spot those sets were built to cover).
-SETS = {"real_extra": 8, "real_extra2": 5, "real_extra3": 5, "real_extra4": 5}
+SETS = {"real_extra": 8, "real_extra2": 5, "real_extra3": 5, "real_extra4": 5,
+        "real_extra5": 5}
+#: Rows the analyser does not find yet, each a known ingest miss recorded in its set's
+#: README; the strict xfail below fails once one of them loads, so it is moved back.
+NOT_FOUND_YET = {
+    ("real_extra5", "csv_deepfake_12ep_semicolon_unnamedval"):
+        "a ';'-separated CSV whose header names 2 columns over 3-field rows is not discovered",
+}
+
+
 def _rows(name: str) -> list[dict[str, str]]:
     with open(BENCH / name / "MANIFEST.tsv", newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
@@ -60,4 +69,13 @@ def test_every_run_loads_without_analysis_error(name: str) -> None:
     assert not analysis.errors, [(e.path, e.message) for e in analysis.errors]
     run_ids = [res.run.run_id for res in analysis.results]
     for r in _rows(name):
+        if (name, r["id"]) in NOT_FOUND_YET:
+            continue
         assert any(rid == r["id"] or rid.startswith(r["id"] + "/") for rid in run_ids), r["id"]
+
+
+@pytest.mark.parametrize(("name", "row_id"), sorted(NOT_FOUND_YET))
+@pytest.mark.xfail(strict=True, reason="known ingest miss (see the set's README)")
+def test_known_unread_rows_load(name: str, row_id: str) -> None:
+    analysis = analyze([str(BENCH / name / row_id)], Config(), Options(jobs=1))
+    assert not analysis.errors and analysis.results, NOT_FOUND_YET[(name, row_id)]

@@ -21,8 +21,9 @@ Usage (from the repo root, in the venv)::
    stopped early while train kept falling is overfit, otherwise plateau;
    ReduceLROnPlateau-style on the train loss when there is no val loss: plateau).
 5. The real logs (``../shared/real_logs``, ``../shared/real_logs_more`` and, when present,
-   ``bench/real_extra``, ``bench/real_extra2``, ``bench/real_extra3`` and
-   ``bench/real_extra4``, the third to sixth sets labelled blind) are scored with
+   ``bench/real_extra``, ``bench/real_extra2``, ``bench/real_extra3``,
+   ``bench/real_extra4`` and ``bench/real_extra5``, the third to seventh sets labelled
+   blind) are scored with
    ``bench/accuracy.py``'s rules (unambiguous MANIFEST rows only).
 
 Metrics (same scorer everywhere): per-state precision/recall/F1 over runs, macro-F1 over
@@ -455,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         shared = REPO.parent / "shared"
         for name in ("real_logs", "real_logs_more"):
             res["real"][name] = score_real_set(shared / name, args.jobs)
-        for name in ("real_extra", "real_extra2", "real_extra3", "real_extra4"):
+        for name in ("real_extra", "real_extra2", "real_extra3", "real_extra4",
+                     "real_extra5"):
             res["real"][name] = score_real_set(REPO / "bench" / name, args.jobs)
     print(render_report(res))
     print(f"\n(render {t_render:.0f} s, analyze {t_analyze:.0f} s, total "
