@@ -137,7 +137,7 @@ class Report(Analysis):
                 return r
         raise KeyError(run_id)
 
-    def to_dict(self, version: str | None = None) -> dict[str, Any]:  # type: ignore[override]
+    def to_dict(self, version: str | None = None) -> dict[str, Any]:
         """The JSON contract (schema_version 1), as ``diagnose --format json`` prints it."""
         from diagnose import __version__
 

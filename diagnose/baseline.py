@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult
+from diagnose.findings import SEVERITY_RANK, Analysis, Finding, RunResult, Severity
 from diagnose.metrics import Series
 from diagnose.numbers import sig
 from diagnose.sweep import common_outcome, describe_outcome, outcome_series
@@ -140,7 +140,7 @@ def compare(result: RunResult, reference: RunResult) -> list[Finding]:
             "final": float(mine.finite.values[-1]),
         }
         if delta > margin:
-            severity = "error" if delta > 3 * margin else "warning"
+            severity: Severity = "error" if delta > 3 * margin else "warning"
             rel = abs(delta / ref_best) * 100 if ref_best else float("inf")
             out.append(Finding(
                 "BSL001", "metric-regression", "regression", severity, mine.tag, None,
@@ -197,11 +197,11 @@ def _new_states(result: RunResult, reference: RunResult) -> list[Finding]:
                 if f.state == state and SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
         worst = max(hits, key=lambda f: SEVERITY_RANK[f.severity])
         first = min(hits, key=lambda f: (f.step is None, f.step or 0))
-        severity = "error" if worst.severity == "error" else "warning"
+        new_severity: Severity = "error" if worst.severity == "error" else "warning"
         rules = sorted({f.rule for f in hits})
         at = f" at step {first.step}" if first.step is not None else ""
         out.append(Finding(
-            "BSL002", "new-state", "regression", severity, first.metric, first.step,
+            "BSL002", "new-state", "regression", new_severity, first.metric, first.step,
             f"{state} ({', '.join(rules)}){at} is new: the reference {_ref_name(reference)} "
             f"has {', '.join(reference.states) or 'no problem state'}",
             {"state": state, "rules": rules, "reference_run": _ref_name(reference),

@@ -35,10 +35,18 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+if TYPE_CHECKING:
+    from diagnose.findings import Severity
 
 FAIL_ON = ("error", "warning", "never")
-SEVERITIES = ("error", "warning", "info")
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+
+
+def is_severity(value: object) -> TypeGuard[Severity]:
+    """Whether ``value`` is one of :data:`SEVERITIES`."""
+    return value in SEVERITIES
 _TOP_KEYS = {
     "select",
     "ignore",
@@ -68,7 +76,7 @@ class Config:
     ignore: list[str] = field(default_factory=list)
     fail_on: str = "error"
     rules_dirs: list[Path] = field(default_factory=list)
-    severity: dict[str, str] = field(default_factory=dict)
+    severity: dict[str, Severity] = field(default_factory=dict)
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
@@ -93,7 +101,7 @@ class Config:
         'select'``."""
         return self.origins.get(key, f"config key '{key}'")
 
-    def severity_for(self, rule_id: str, default: str) -> str:
+    def severity_for(self, rule_id: str, default: Severity) -> Severity:
         """The severity a finding of ``rule_id`` gets: the config's override or
         ``default``; every evaluator (engine, baseline) goes through here."""
         return self.severity.get(rule_id, default)
@@ -155,7 +163,7 @@ def parse_table(table: dict[str, Any], source: Path | None = None) -> Config:
     if not isinstance(sev, dict):
         raise ConfigError("config key 'severity' must be a table of RULE = severity")
     for rule, level in sev.items():
-        if level not in SEVERITIES:
+        if not is_severity(level):
             raise ConfigError(f"config key 'severity.{rule}' must be error, warning or info")
         cfg.severity[rule.upper()] = level
     th = table.get("thresholds", {})

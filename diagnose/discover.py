@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from diagnose.findings import LoadError
 from diagnose.metrics import SPLIT_FOLDERS
@@ -127,7 +128,9 @@ def spool_role(name: str, folders: tuple[str, ...] = ()) -> str | None:
     return None if probe == _Listing("") else "whole"
 
 
-def event_file_order(path: str | os.PathLike[str]) -> tuple[int, tuple]:
+def event_file_order(
+    path: str | os.PathLike[str],
+) -> tuple[int, tuple[tuple[int, int, str], ...]]:
     """Sort key of an event file: the 10-digit timestamp in its name, then the name with
     its numbers compared as numbers (torch's per-process counter goes ``.9`` -> ``.10``)."""
     name = os.path.basename(os.fspath(path))
@@ -151,11 +154,13 @@ def is_event_file(name: str) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def _optional(module: str, attr: str) -> Callable | None:
+def _optional(module: str, attr: str) -> Callable[..., Any] | None:
+    """``diagnose.ingest.<module>.<attr>`` (a sniffer or lister), or None when missing."""
     import importlib
 
     try:
-        return getattr(importlib.import_module(f"diagnose.ingest.{module}"), attr)
+        fn: Callable[..., Any] = getattr(importlib.import_module(f"diagnose.ingest.{module}"), attr)
+        return fn
     except (ImportError, AttributeError):
         return None
 
@@ -168,7 +173,7 @@ def _sidecar_names() -> frozenset[str]:
     return frozenset(SIDECAR_NAMES)
 
 
-def _safe(fn: Callable | None, path: str) -> object:
+def _safe(fn: Callable[..., Any] | None, path: str) -> object:
     """Call a sniffer; a sniffer that trips on a strange file means "not mine"."""
     if fn is None:
         return None
@@ -224,9 +229,9 @@ class _Sniffers:
             for kind, fn in order:
                 if _safe(fn, path):
                     return kind
-            named = _METRIC_JSON_NAMES.get(name.lower())
-            if named is not None and (named == "keras_history" or _is_blank(path)):
-                return named  # the loader says what is wrong with it
+            json_kind = _METRIC_JSON_NAMES.get(name.lower())
+            if json_kind is not None and (json_kind == "keras_history" or _is_blank(path)):
+                return json_kind  # the loader says what is wrong with it
         return None
 
     def _sniff_named(self, path: str) -> object:
@@ -503,7 +508,7 @@ class _Walker:
             root_split = SPLIT_FOLDERS.get(base)
         files = [SourceFile(Path(p), "tensorboard", split=root_split) for p in own_events]
         sidecars = list(listing.sidecars)
-        checkpoints: list[tuple[int, _Listing]] = []
+        checkpoints: list[tuple[int, str, _Listing]] = []
 
         for name, child_path, key in listing.dirs:
             child_rel = _join(rel, name)
@@ -521,7 +526,7 @@ class _Walker:
                 continue
             m = _CHECKPOINT_RE.match(name)
             if m and child.trainer_state:
-                checkpoints.append((int(m.group(1)), child))
+                checkpoints.append((int(m.group(1)), child.trainer_state, child))
                 continue  # consumed: only the newest checkpoint is read, below
             fold = self._fold(name, child, bool(own_events)) if child.events else None
             if fold is not None:
@@ -542,8 +547,8 @@ class _Walker:
         if listing.trainer_state:
             others.append((listing.trainer_state, "hf_trainer_state"))
         elif checkpoints:
-            _, newest = max(checkpoints, key=lambda item: item[0])
-            others.append((newest.trainer_state, "hf_trainer_state"))
+            _, state, newest = max(checkpoints, key=lambda item: item[0])
+            others.append((state, "hf_trainer_state"))
             sidecars.extend(newest.sidecars)
 
         side_paths, side_notes = self.sidecars(sidecars)
@@ -632,7 +637,7 @@ def _finish(found: list[tuple[str, RunSource]], dedupe: bool) -> list[RunSource]
     One PATH cannot reach a run twice (the walk never revisits a folder), so the
     realpath calls are spent only when several PATHs may overlap.
     """
-    seen: set[tuple[str, ...]] = set()
+    seen: set[tuple[tuple[str, str], ...]] = set()
     unique: list[tuple[str, RunSource]] = []
     for raw, source in found:
         if not dedupe:

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from diagnose.config import SEVERITIES, Config, ConfigError
-from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult, State
+from diagnose.config import SEVERITIES, Config, ConfigError, is_severity
+from diagnose.findings import CORE_STATES, SEVERITY_RANK, Finding, RunResult, Severity, State
 from diagnose.metrics import resolve_roles
 from diagnose.run import Run
 
@@ -81,7 +81,7 @@ class RuleSpec:
     id: str
     name: str
     state: State
-    severity: str
+    severity: Severity
     detector: str
     summary: str
     thresholds: dict[str, Any] = field(default_factory=dict)
@@ -258,7 +258,8 @@ def check_thresholds(spec: RuleSpec) -> RuleSpec:
 
 
 @functools.lru_cache(maxsize=32)
-def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[RuleSpec, ...]:
+def _load_cached(dirs: tuple[tuple[str, bool], ...],
+                 stamp: tuple[int, ...]) -> tuple[RuleSpec, ...]:
     rules: list[RuleSpec] = []
     seen: dict[str, Path] = {}
     for folder, builtin in dirs:
@@ -289,8 +290,8 @@ def _load_cached(dirs: tuple[tuple[str, bool], ...], stamp: tuple) -> tuple[Rule
     return tuple(rules)
 
 
-def _stamp(dirs: Iterable[Path]) -> tuple:
-    out = []
+def _stamp(dirs: Iterable[Path]) -> tuple[int, ...]:
+    out: list[int] = []
     for d in dirs:
         try:
             out.append(max((f.stat().st_mtime_ns for f in d.glob("*.toml")), default=0))
@@ -387,7 +388,7 @@ def check_config(rules: Sequence[RuleSpec], config: Config) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _sort_key(f: Finding) -> tuple:
+def _sort_key(f: Finding) -> tuple[int, int, str, str]:
     return (-SEVERITY_RANK[f.severity], f.step if f.step is not None else -1, f.rule,
             f.metric or "")
 
@@ -459,7 +460,7 @@ def fold_explained(findings: list[Finding], roles: Any = None) -> list[Finding]:
                  if f.state == state and SEVERITY_RANK[f.severity] >= SEVERITY_RANK["warning"]]
         if not heads:
             continue
-        steps = [out[i].step for i in heads if out[i].step is not None]
+        steps = [step for i in heads if (step := out[i].step) is not None]
         onset = min(steps) if steps else None
         folded: list[int] = []
         for j, g in enumerate(out):
@@ -543,7 +544,7 @@ def evaluate(run: Run, config: Config | None = None,
                     rule=rule.id,
                     name=rule.name,
                     state=rule.state,
-                    severity=_hit_severity(h, severity, rule.id in config.severity),  # type: ignore[arg-type]
+                    severity=_hit_severity(h, severity, rule.id in config.severity),
                     metric=h.metric,
                     step=None if h.step is None else int(h.step),
                     message=h.message,
@@ -559,13 +560,14 @@ def evaluate(run: Run, config: Config | None = None,
     return result
 
 
-def _hit_severity(hit: Any, severity: str, configured: bool) -> str:
+def _hit_severity(hit: Any, severity: Severity, configured: bool) -> Severity:
     """The rule's (or the config's) severity, lowered where the detector asks for it on
     one hit; a severity the user configured for the rule is kept as given."""
     asked = getattr(hit, "severity", None)
     if configured or asked is None or SEVERITY_RANK[asked] >= SEVERITY_RANK[severity]:
         return severity
-    return str(asked)
+    assert is_severity(asked)  # SEVERITY_RANK (above) holds the severities, no other key
+    return asked
 
 
 def _why_not_judged(ctx: Any, rules: Sequence[RuleSpec], config: Config,

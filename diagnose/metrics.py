@@ -161,13 +161,15 @@ _BOOKKEEPING = {
 }
 
 
-def normalize_tags(tags: Iterable[str], split_hint: str | None = None) -> tuple[list, list]:
+def normalize_tags(
+    tags: Iterable[str], split_hint: str | None = None
+) -> tuple[list[str | None], list[str | None]]:
     """Vectorised :func:`normalize_tag`: computes each distinct tag once."""
-    tags = pd.Series(list(tags) if not isinstance(tags, pd.Series) else tags, dtype="string")
-    uniques = tags.dropna().unique()
+    column = pd.Series(list(tags) if not isinstance(tags, pd.Series) else tags, dtype="string")
+    uniques = column.dropna().unique()
     table = {t: normalize_tag(str(t), split_hint) for t in uniques}
-    metric = [table[t][0] if t in table else None for t in tags]
-    split = [table[t][1] if t in table else None for t in tags]
+    metric = [table[t][0] if t in table else None for t in column]
+    split = [table[t][1] if t in table else None for t in column]
     return metric, split
 
 
@@ -493,7 +495,7 @@ def _pick_loss(
         if synth is not None:
             main = [synth]
 
-    def score(s: Series) -> tuple:
+    def score(s: Series) -> tuple[int, bool, bool, int]:
         axis_ok = 1
         if reference is not None and len(reference) and len(s):
             ratio = (s.steps[-1] + 1) / (reference.steps[-1] + 1)
@@ -523,7 +525,7 @@ def _pick_metric(pool: list[Series], split: str, role: Role) -> list[Series]:
 
     tags = {s.tag for s in pool}
 
-    def rank(s: Series) -> tuple:
+    def rank(s: Series) -> tuple[int, bool, int]:
         try:
             pri = _METRIC_PRIORITY.index(s.metric)
         except ValueError:

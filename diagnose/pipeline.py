@@ -124,6 +124,14 @@ def _progress_bar(total: int, enabled: bool) -> tuple[Callable[[], None], Callab
     return (lambda: bar.advance(task)), bar.stop
 
 
+def _collect(out: RunResult | LoadError, results: list[RunResult],
+             errors: list[LoadError]) -> None:
+    if isinstance(out, RunResult):
+        results.append(out)
+    else:
+        errors.append(out)
+
+
 def analyze_sources(
     sources: Iterable[RunSource], config: Config, options: Options | None = None
 ) -> tuple[list[RunResult], list[LoadError]]:
@@ -148,12 +156,11 @@ def analyze_sources(
                 chunk = max(1, len(sources) // (jobs * 8))
                 items = ((s, config, options) for s in sources)
                 for out in pool.map(_worker, items, chunksize=chunk):
-                    (results if isinstance(out, RunResult) else errors).append(out)
+                    _collect(out, results, errors)
                     advance()
         else:
             for source in sources:
-                out = _analyze_source(source, config, options)
-                (results if isinstance(out, RunResult) else errors).append(out)
+                _collect(_analyze_source(source, config, options), results, errors)
                 advance()
     finally:
         close()

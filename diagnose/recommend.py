@@ -239,10 +239,12 @@ def divergence_advice(ctx: AdviceContext, b: Blowup) -> list[Candidate]:
             why += f" and {clip_note}"
         out.append(scale_lr(ctx, 1 / divisor, why, 1.2))
     scaled = truthy(ctx.hp.get("standardize_targets"))
-    measured = b.loss_min is not None and math.isfinite(b.loss_min)
+    loss_min = b.loss_min if b.loss_min is not None and math.isfinite(b.loss_min) else None
+    measured = loss_min is not None
     low, high, _ = usual_lr_range(pol, ctx.hp.get("optimizer"))
-    if ctx.regression and not scaled and measured and b.loss_min >= pol.unscaled_loss_level:
-        why = (f"the loss never fell below {show(nice(b.loss_min, 3))} (at least "
+    if (ctx.regression and not scaled and loss_min is not None
+            and loss_min >= pol.unscaled_loss_level):
+        why = (f"the loss never fell below {show(nice(loss_min, 3))} (at least "
                f"{show(pol.unscaled_loss_level)}): a regression loss on unscaled targets")
     elif (ctx.regression and scaled is not True and not measured and lr is not None
           and low <= lr <= high):
@@ -301,9 +303,10 @@ def init_blowup(ctx: AdviceContext, b: Blowup | None) -> Candidate | None:
     loss = ctx.role(Role.TRAIN_LOSS)
     if loss is None or ctx.regression:
         return None
-    n = infer_num_classes(ctx.run, ctx.roles)
-    known = bool(n and n >= 2)  # not a regression: an accuracy-like metric or the config
-    n = n if known else ctx.policy.init_blowup_classes
+    found = infer_num_classes(ctx.run, ctx.roles)
+    # not a regression: an accuracy-like metric or the config
+    known = found is not None and found >= 2
+    n = found if found is not None and found >= 2 else ctx.policy.init_blowup_classes
     fin = loss.finite
     first, untrained = float(fin.values[0]), chance_loss(n)
     if first < ctx.policy.init_blowup_factor * untrained:
@@ -349,9 +352,9 @@ def blown_first_point(ctx: AdviceContext) -> tuple[float, float, str] | None:
     c = curve(ctx.role(Role.TRAIN_LOSS), higher_is_better=False)
     if c is None or len(c) < 2 or ctx.regression:
         return None
-    n = signals.infer_num_classes(ctx.run, ctx.roles)
-    known = bool(n and n >= 2)
-    n = n if known else ctx.policy.init_blowup_classes
+    found = signals.infer_num_classes(ctx.run, ctx.roles)
+    known = found is not None and found >= 2
+    n = found if found is not None and found >= 2 else ctx.policy.init_blowup_classes
     level = signals.chance_loss(n)
     at = f"ln {n} = {show(nice(level, 3))}"
     label = (f"the untrained level {at}" if known else

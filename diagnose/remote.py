@@ -24,8 +24,11 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
+
+if TYPE_CHECKING:
+    from diagnose.run import Run
 
 #: scheme -> (the package fsspec needs for it, the diagnose extra that installs it)
 SCHEMES: dict[str, tuple[str, str]] = {
@@ -297,16 +300,16 @@ def spool(url: str, sniff: Callable[[str, str], str | None], role: Role) -> Spoo
         os.makedirs(os.path.join(local_dir, *d), exist_ok=True)
     mlflow_runs = {p[:-1] for p in files if p[-1] == "meta.yaml" and (*p[:-1], "metrics") in dirs}
     plan: list[tuple[str, str, str, int | None]] = []
-    for parts, entry in sorted(files.items()):
-        kind = role(parts[-1], parts[:-1])
-        in_walked_folder = role("meta.yaml", parts[:-1]) is not None
+    for key, entry in sorted(files.items()):
+        kind = role(key[-1], key[:-1])
+        in_walked_folder = role("meta.yaml", key[:-1]) is not None
         if kind is None and in_walked_folder and any(
-            parts[:i] in mlflow_runs and parts[i] in ("metrics", "params", "tags")
-            for i in range(len(parts) - 1)
+            key[:i] in mlflow_runs and key[i] in ("metrics", "params", "tags")
+            for i in range(len(key) - 1)
         ):
             kind = "whole"  # MLflow file store: metrics/<key>, params/<key>, tags/<key>
         if kind is not None:
-            plan.append((entry["name"], os.path.join(local_dir, *parts), kind,
+            plan.append((entry["name"], os.path.join(local_dir, *key), kind,
                          entry.get("size")))
     _fetch(fs, plan, sniff, out, scheme)
     return out
@@ -411,7 +414,7 @@ def relabel_text(text: str, local_root: str, url_root: str) -> str:
     return text.replace(local_root, url_root) if local_root in text else text
 
 
-def relabel_run(run: Any, origin: tuple[str, str, bool]) -> Any:
+def relabel_run(run: Run, origin: tuple[str, str, bool]) -> Run:
     """Give a Run read from a spool its URLs back (path, sources, note paths/messages)."""
     local_root, url_root, quoted = origin
     run.path = to_url(run.path, local_root, url_root, quoted)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from diagnose.metrics import Series
+from diagnose.metrics import RoleMap, Series
 
 #: Robust sigma from a median absolute deviation (normal consistency constant).
 MAD_TO_SIGMA = 1.4826
@@ -310,7 +311,8 @@ def rolling_quantile(steps: np.ndarray, values: np.ndarray, window_steps: float,
     hi = np.searchsorted(s, s + w / 2, side="right")
     width = int((hi - lo).max())
     if n * width > _MATRIX_MAX:
-        return _pandas_window(s, v, w, True).quantile(q).to_numpy()
+        quantiles: np.ndarray = _pandas_window(s, v, w, True).quantile(q).to_numpy()
+        return quantiles
     return _window_quantile(v, lo, hi, width, q)
 
 
@@ -334,10 +336,12 @@ def _window_quantile(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, width: int,
         # a*(1-f) + b*f never overflows for finite a, b (b - a can, near 1e308)
         out = np.where(frac == 0, a, a * (1 - frac) + b * frac)
     out[k == 0] = np.nan
-    return out
+    result: np.ndarray = out
+    return result
 
 
-def _pandas_window(s: np.ndarray, v: np.ndarray, w: float, center: bool):
+def _pandas_window(s: np.ndarray, v: np.ndarray, w: float,
+                   center: bool) -> pd.api.typing.Rolling:
     """A pandas step-window roller with the same closed ends as the matrix path:
     ``[s - w/2, s + w/2]`` centred, ``(s - w, s]`` trailing (steps as nanoseconds)."""
     idx = pd.to_datetime(np.round(s - s[0]).astype("int64"), unit="ns")
@@ -348,7 +352,8 @@ def _pandas_window(s: np.ndarray, v: np.ndarray, w: float, center: bool):
 
 def _rolling_median_pandas(s: np.ndarray, v: np.ndarray, w: float, center: bool) -> np.ndarray:
     """Wide windows on long series: pandas' skiplist median, O(n log w)."""
-    return _pandas_window(s, v, w, center).median().to_numpy()
+    medians: np.ndarray = _pandas_window(s, v, w, center).median().to_numpy()
+    return medians
 
 
 def smooth(steps: np.ndarray, values: np.ndarray, frac: float = 0.05,
@@ -825,14 +830,14 @@ def _split_key(key: str) -> list[str]:
     return [p for p in re.split(r"[./]", str(key).strip().lower()) if p]
 
 
-def _hparams_of(run) -> list[tuple[str, object]]:
+def _hparams_of(run: object) -> list[tuple[str, object]]:
     """Canonical hparams first, then the raw (flattened) ones as written."""
     out = list((getattr(run, "hparams", None) or {}).items())
     out += list((getattr(run, "raw_hparams", None) or {}).items())
     return [(str(k), v) for k, v in out]
 
 
-def _hparam_class_count(run, has_accuracy: bool) -> ClassCount | None:
+def _hparam_class_count(run: object, has_accuracy: bool) -> ClassCount | None:
     """C from what the run's configuration says, most explicit first: a count key, a
     label map or class list, an HF classification head, an output size beside an
     accuracy, a language model's vocabulary."""
@@ -902,7 +907,7 @@ _PER_INDEX_RE = re.compile(
     re.I)
 
 
-def _per_class_count(tags) -> int | None:
+def _per_class_count(tags: Iterable[object]) -> int | None:
     """C from per-class metric columns (``class_0_acc`` .. ``class_9_acc``,
     ``test_acc_0`` .. ``test_acc_9``): the indices of one tag pattern must be exactly
     0..C-1 (or 1..C) with C >= 2, so two stray numbered tags prove nothing."""
@@ -1029,14 +1034,16 @@ def _acc_classes(first: float, quantum: float | None = None) -> set[int]:
     return out
 
 
-def infer_num_classes(run, roles=None, rel_tol: float = 0.04) -> int | None:
+def infer_num_classes(run: object, roles: RoleMap | None = None,
+                      rel_tol: float = 0.04) -> int | None:
     """Number of classes C, or None unless the evidence is unambiguous; the source is
     :func:`class_count`'s (every chance-level test reads C through here)."""
     found = class_count(run, roles, rel_tol)
     return found.n if found is not None else None
 
 
-def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
+def class_count(run: object, roles: RoleMap | None = None,
+                rel_tol: float = 0.04) -> ClassCount | None:
     """Number of classes C and the source that gave it, or None (unknown) unless the
     evidence is unambiguous.
 
@@ -1081,7 +1088,7 @@ def class_count(run, roles=None, rel_tol: float = 0.04) -> ClassCount | None:
     return _curve_class_count(roles, rel_tol)
 
 
-def _curve_class_count(roles, rel_tol: float) -> ClassCount | None:
+def _curve_class_count(roles: RoleMap, rel_tol: float) -> ClassCount | None:
     """C from the curves alone (see :func:`class_count`)."""
     from diagnose.metrics import Role
 
@@ -1155,7 +1162,7 @@ def _sig_text(x: float) -> str:
     return f"{float(x):.4g}"
 
 
-def _tail_joint(roles, rel_tol: float) -> ClassCount | None:
+def _tail_joint(roles: RoleMap, rel_tol: float) -> ClassCount | None:
     """C when one split *ends* with its loss at ln C and its accuracy at 1/C together
     (medians of the last tenth of steps): a run stuck at chance says so at its end even
     when its first values were logged after training had started."""

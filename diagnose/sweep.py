@@ -69,6 +69,12 @@ class _Outcome:
 
 
 
+def _numbers(values: list[Any]) -> list[float] | None:
+    """Every value as a finite float (:func:`finite_number`), or None when one is not."""
+    out = [finite_number(v) for v in values]
+    return None if any(x is None for x in out) else [x for x in out if x is not None]
+
+
 def _runs(n: int) -> str:
     return f"{n} run" if n == 1 else f"{n} runs"
 
@@ -172,17 +178,19 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
         if len(bad) < MIN_PER_SIDE or len(good) < MIN_PER_SIDE:
             continue
         verb = _VERBS.get(state, f"was flagged {state}")
-        evidence = {
+        evidence: dict[str, Any] = {
             "state": state,
             "with_state": {r.run_id: r.hparams[hp] for r in bad},
             "without_state": {r.run_id: r.hparams[hp] for r in good},
         }
         if numeric:
-            bad_v = [finite_number(r.hparams[hp]) for r in bad]
-            good_v = [finite_number(r.hparams[hp]) for r in good]
-            if min(bad_v) > max(good_v):  # type: ignore[type-var]
+            bad_v = _numbers([r.hparams[hp] for r in bad])
+            good_v = _numbers([r.hparams[hp] for r in good])
+            if bad_v is None or good_v is None:  # cannot happen: `numeric` checked every run
+                continue
+            if min(bad_v) > max(good_v):
                 edge, other, side = min(bad_v), max(good_v), ">="
-            elif max(bad_v) < min(good_v):  # type: ignore[type-var]
+            elif max(bad_v) < min(good_v):
                 edge, other, side = max(bad_v), min(good_v), "<="
             else:
                 continue
@@ -206,24 +214,23 @@ def _boundaries(group: str, runs: list[_Outcome], hp: str) -> list[dict[str, Any
 def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
           higher: bool | None) -> dict[str, Any] | None:
     """The best feasible run at an end of the searched range of a numeric hyperparameter."""
-    values = [finite_number(r.hparams[hp]) for r in runs]
-    if any(v is None for v in values) or len(set(values)) < MIN_VALUES:
+    values = _numbers([r.hparams[hp] for r in runs])
+    if values is None or len(set(values)) < MIN_VALUES:
         return None
-    scored = [r for r in runs if r.score is not None]
+    scored = [(r, r.score, x) for r, x in zip(runs, values, strict=True) if r.score is not None]
     if len(scored) < 2:
         return None
-    best = max(scored, key=lambda r: (r.score, r.run_id))
-    ties = [r for r in scored if r.score == best.score]
+    best, best_score, v = max(scored, key=lambda rsx: (rsx[1], rsx[0].run_id))
+    ties = [r for r, score, _ in scored if score == best_score]
     if len(ties) > 1:
         return None
-    v = finite_number(best.hparams[hp])
-    lo, hi = min(values), max(values)  # type: ignore[type-var]
-    feasible = [finite_number(r.hparams[hp]) for r in scored]
-    infeasible = [finite_number(r.hparams[hp]) for r in runs if r.score is None]
+    lo, hi = min(values), max(values)
+    feasible = [x for _, _, x in scored]
+    infeasible = [x for x, r in zip(values, runs, strict=True) if r.score is None]
     name, _ = describe_outcome(outcome)
-    score_txt = sig(shown(best.score, higher))
+    score_txt = sig(shown(best_score, higher))
     evidence = {"kind": "best_at_edge", "best_run": best.run_id, "best_value": v,
-                "outcome": name, "outcome_value": shown(best.score, higher),
+                "outcome": name, "outcome_value": shown(best_score, higher),
                 "searched": sorted(set(values)), "infeasible": sorted(set(infeasible))}
     if v in (lo, hi):
         side = "upper" if v == hi else "lower"
@@ -232,11 +239,11 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
                    f"sits at the {side} edge of the searched {hp} range "
                    f"[{sig(lo)}, {sig(hi)}]: widen it {beyond} {sig(v)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
-    above = [x for x in infeasible if x > v]  # type: ignore[operator]
-    below = [x for x in infeasible if x < v]  # type: ignore[operator]
+    above = [x for x in infeasible if x > v]
+    below = [x for x in infeasible if x < v]
     if len(infeasible) < MIN_PER_SIDE:  # one failed run is no limit
         return None
-    if v == max(feasible) and above and all(x > v for x in infeasible):  # type: ignore[operator]
+    if v == max(feasible) and above and all(x > v for x in infeasible):
         nxt = min(above)
         message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
                    f"has the largest {hp} that did not fail ({sig(v)}; the "
@@ -244,7 +251,7 @@ def _edge(group: str, runs: list[_Outcome], hp: str, outcome: str,
                    f"is limited by instability, so add warmup or clipping, or search between "
                    f"{sig(v)} and {sig(nxt)}")
         return {"group": group, "hyperparameter": hp, "message": message, "evidence": evidence}
-    if v == min(feasible) and below and all(x < v for x in infeasible):  # type: ignore[operator]
+    if v == min(feasible) and below and all(x < v for x in infeasible):
         nxt = max(below)
         message = (f"the best of {_runs(len(scored))} ({best.run_id}, {name} {score_txt}) "
                    f"has the smallest {hp} that did not fail ({sig(v)}; the "
@@ -259,8 +266,10 @@ def _trend(group: str, runs: list[_Outcome], hp: str, outcome: str,
     """A strictly monotone outcome over >= 3 distinct values of one numeric hyperparameter."""
     scored = [r for r in runs if r.score is not None and finite_number(r.hparams[hp]) is not None]
     by_value: dict[float, list[float]] = defaultdict(list)
-    for r in scored:
-        by_value[finite_number(r.hparams[hp])].append(r.score)  # type: ignore[index]
+    for r in runs:
+        x = finite_number(r.hparams[hp])
+        if r.score is not None and x is not None:
+            by_value[x].append(r.score)
     if len(by_value) < MIN_VALUES:
         return None
     xs = sorted(by_value)

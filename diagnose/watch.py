@@ -83,7 +83,8 @@ class Watcher:
     emit: Callable[[RunResult, Finding], None] = lambda result, finding: None
     warn: Callable[[str], None] = lambda message: None
     clock: Callable[[], float] = time.time
-    signatures: dict[str, tuple] = field(default_factory=dict)
+    #: run id -> its files' (path, (size, mtime_ns)) when last judged; () while pending
+    signatures: dict[str, tuple[tuple[str, tuple[int, int]], ...]] = field(default_factory=dict)
     seen: set[tuple[str, str, str | None]] = field(default_factory=set)
     said: set[str] = field(default_factory=set)
     reported: list[tuple[RunResult, Finding]] = field(default_factory=list)

@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import os
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -78,7 +79,8 @@ def _loader(kind: str) -> Callable[..., Run]:
         module, attr = _LOADERS[kind]
     else:
         raise IngestError(f"unsupported file kind {kind!r}")
-    return getattr(importlib.import_module(f"diagnose.ingest.{module}"), attr)
+    loader: Callable[..., Run] = getattr(importlib.import_module(f"diagnose.ingest.{module}"), attr)
+    return loader
 
 
 def _parts(source: RunSource) -> list[tuple[str, str, Callable[[bool], Run]]]:
@@ -161,9 +163,9 @@ def _load_run(source: RunSource, verify_checksums: bool) -> Run:
 
     if not len(run.scalars) and not run.histograms:
         # Say why when a reader noticed (empty file, bad record at byte N).
-        why = [reason()] if failures else []
-        why += [n.message for n in run.notes if n.code != "unreadable"][:1]
-        raise IngestError("; ".join(["no scalar metrics found", *why]))
+        reasons = [reason()] if failures else []
+        reasons += [n.message for n in run.notes if n.code != "unreadable"][:1]
+        raise IngestError("; ".join(["no scalar metrics found", *reasons]))
 
     _merge_hparams(run, parts, source.sidecars)
     run.finalize()
@@ -232,7 +234,7 @@ def _plain_flat(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _merge_hparams(run: Run, parts: Sequence[Run], sidecars: Iterable[os.PathLike]) -> None:
+def _merge_hparams(run: Run, parts: Sequence[Run], sidecars: Iterable[Path]) -> None:
     log_raw: dict[str, Any] = {}
     log_canon: dict[str, Any] = {}
     for part in parts:

@@ -42,7 +42,9 @@ _HISTORY_START = re.compile(
 )
 
 
-def _metrics_dict(data: Any) -> tuple[Mapping[str, Any] | None, list[Any] | None, Mapping | None]:
+def _metrics_dict(
+    data: Any,
+) -> tuple[Mapping[str, Any] | None, list[Any] | None, Mapping[str, Any] | None]:
     """(metric -> values, explicit epoch list or None, params or None) for a known shape."""
     if not isinstance(data, Mapping):
         return None, None, None

@@ -28,7 +28,7 @@ import pandas as pd
 
 from diagnose.hparams import canonicalize
 from diagnose.ingest.csv_logs import MAX_STEP, LogReadError, finish_long, new_run
-from diagnose.run import Run
+from diagnose.run import HParamValue, Run
 from diagnose.sources import RunSource, SourceFile
 
 #: The first 16 bytes of every SQLite 3 database file.
@@ -104,7 +104,7 @@ def _connect(path: Path) -> Iterator[tuple[sqlite3.Connection, str]]:
 
 #: Recovered copies by (store, journal) identity: discovery and each run's load reuse one
 #: copy per process; the folders are removed when the process exits.
-_COPIES: dict[tuple, tempfile.TemporaryDirectory] = {}
+_COPIES: dict[tuple[object, ...], tempfile.TemporaryDirectory[str]] = {}
 
 
 def _fallback(path: Path, uri: str) -> tuple[sqlite3.Connection, str]:
@@ -295,7 +295,7 @@ def _metrics(conn: sqlite3.Connection, uuid: str) -> pd.DataFrame:
     )
 
 
-def _params(conn: sqlite3.Connection, uuid: str) -> dict[str, str]:
+def _params(conn: sqlite3.Connection, uuid: str) -> dict[str, HParamValue]:
     rows = conn.execute("SELECT key, value FROM params WHERE run_uuid = ?", (uuid,)).fetchall()
     return {
         str(k): str(v)

@@ -27,7 +27,7 @@ from diagnose.ingest.csv_logs import (
     read_log_bytes,
 )
 from diagnose.ingest.sidecars import load_yaml_plain
-from diagnose.run import IngestNote, Run
+from diagnose.run import HParamValue, IngestNote, Run
 from diagnose.sources import RunSource, SourceFile
 
 #: mlflow.entities.RunStatus numbers as the file store writes them in meta.yaml.
@@ -197,10 +197,10 @@ def load_mlflow(source: RunSource, file: SourceFile) -> Run:
     return finish_long(run, long, file, metrics_dir, equal_is_restart=False)
 
 
-def _params(folder: Path, run: Run) -> dict[str, str]:
+def _params(folder: Path, run: Run) -> dict[str, HParamValue]:
     """params/<key> files -> {key: value as written} (whitespace stripped); at most
     :data:`MAX_COLUMNS` of them, with a note past that."""
-    raw: dict[str, str] = {}
+    raw: dict[str, HParamValue] = {}
     files = _files(folder)
     if len(files) > MAX_COLUMNS:
         run.note(

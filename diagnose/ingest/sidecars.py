@@ -72,7 +72,8 @@ _PYTHON_TAG = "tag:yaml.org,2002:python/"
 _SafeBase: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class PlainSafeLoader(_SafeBase):  # type: ignore[misc,valid-type]
+# the base is chosen at run time (typed ``type``), which mypy cannot subclass-check
+class PlainSafeLoader(_SafeBase):  # type: ignore[misc]
     """SafeLoader whose unknown tags yield plain data; counts them in ``unknown_tags``."""
 
     def __init__(self, stream: Any) -> None:

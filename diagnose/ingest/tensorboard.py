@@ -340,7 +340,7 @@ def _tensor_scalar(tensor: tensor_pb2.TensorProto) -> tuple[float | None, str | 
     return float(arr.reshape(-1)[0]), None
 
 
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+def _varint_at(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """One base-128 varint: (value, next position); raises IndexError/ValueError if bad."""
     value, shift = 0, 0
     while True:
@@ -356,8 +356,12 @@ def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
 
 _F64 = struct.Struct("<d")
 
+#: A histogram decoded by :func:`_plain_histogram`:
+#: (wall, step, tag, stats[5], bucket_limit, bucket).
+_PlainHistogram = tuple[float, int, str, list[float], np.ndarray, np.ndarray]
 
-def _plain_histogram(data: bytes | memoryview) -> tuple | None:
+
+def _plain_histogram(data: bytes | memoryview) -> _PlainHistogram | None:
     """Decode Event{wall_time, step, summary{value{tag, histo}}} without protobuf objects.
 
     torch and tensorboardX write histograms exactly like this; building the message and
@@ -486,7 +490,7 @@ class _HistogramBatch:
         self.limits: list[np.ndarray] = []
         self.counts: list[np.ndarray] = []
 
-    def add(self, seq: int, tag: str, plain: tuple) -> None:
+    def add(self, seq: int, tag: str, plain: _PlainHistogram) -> None:
         """Queue one decoded histogram (its arrays may be views of the file's bytes)."""
         wall, step, _, stats, limits, counts = plain
         k = min(len(limits), len(counts))
@@ -537,7 +541,8 @@ def _make_ndarray(tensor: tensor_pb2.TensorProto) -> np.ndarray:
     stub (~0.25 s) that torch-written scalar files never need."""
     from tensorboard.util import tensor_util
 
-    return tensor_util.make_ndarray(tensor)
+    array: np.ndarray = tensor_util.make_ndarray(tensor)
+    return array
 
 
 def _histogram_from_tensor(
@@ -679,7 +684,7 @@ def _read_window(
     codes, steps, walls, values, seqs = slow_cols
     # Metadata must be seen in record order: a fast record never carries any, so it is
     # enough to walk the slow records in order.
-    whole = memoryview(rec.buffer) if len(rec.buffer) else memoryview(b"")
+    whole = rec.buffer.data if len(rec.buffer) else memoryview(b"")
     for i in np.flatnonzero(slow).tolist():
         start = int(rec.starts[i])
         data = whole[start : start + int(rec.lengths[i])]
@@ -693,8 +698,8 @@ def _read_window(
             event = event_pb2.Event.FromString(bytes(data))
         except DecodeError:
             offset = int(rec.starts[i]) - HEADER
-            why = "failed its data checksum" if not rec.data_ok(i) else "is not an Event"
-            rec.note_record("corrupt_record", f"record at byte {offset} {why}; skipped", offset)
+            fault = "failed its data checksum" if not rec.data_ok(i) else "is not an Event"
+            rec.note_record("corrupt_record", f"record at byte {offset} {fault}; skipped", offset)
             continue
         what = event.WhichOneof("what")
         entries = event.summary.value
@@ -861,8 +866,9 @@ def _build_scalars(st: _State, alive: np.ndarray, cols: dict[str, np.ndarray]) -
 def _take(src: np.ndarray, order: np.ndarray, dtype: type) -> np.ndarray:
     """``src[order]`` as ``dtype``; a cast (float32 values) goes a slice at a time."""
     if src.dtype == dtype:
-        return src[order]
-    out = np.empty(len(order), dtype=dtype)
+        taken: np.ndarray = src[order]
+        return taken
+    out: np.ndarray = np.empty(len(order), dtype=dtype)
     for lo in range(0, len(order), _ORDER_CHUNK):
         out[lo : lo + _ORDER_CHUNK] = src[order[lo : lo + _ORDER_CHUNK]]
     return out

@@ -82,7 +82,8 @@ def take_rows(buf: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
     if len(buf) < width:
         buf = np.concatenate((buf, np.zeros(width - len(buf), dtype=np.uint8)))
     view = np.lib.stride_tricks.sliding_window_view(buf, width)
-    return view[np.clip(pos, 0, len(view) - 1)]
+    rows: np.ndarray = view[np.clip(pos, 0, len(view) - 1)]
+    return rows
 
 
 def gather_u64(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -110,7 +111,8 @@ def length_crc_ok(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
     if not len(pos):
         return np.zeros(0, dtype=bool)
     head = take_rows(buf, pos, HEADER)
-    return _masked_crc(head[:, :8]) == head[:, 8:12].copy().view("<u4").reshape(-1)
+    ok: np.ndarray = _masked_crc(head[:, :8]) == head[:, 8:12].copy().view("<u4").reshape(-1)
+    return ok
 
 
 @dataclass
@@ -166,7 +168,7 @@ class Records:
         s = int(self.starts[i])
         n = int(self.lengths[i])
         stored = int(self.buffer[s + n : s + n + 4].view("<u4")[0])
-        return masked_crc32c(self.buffer[s : s + n]) == stored
+        return masked_crc32c(self.buffer[s : s + n].data) == stored
 
     def note_record(self, code: str, message: str, offset: int) -> None:
         """Add a per-record note, capped at :data:`MAX_RECORD_NOTES` per file."""
@@ -198,7 +200,7 @@ _MAX_PERIOD = 128
 
 
 def _walk_python(
-    data: bytes | mmap.mmap, pos: int, size: int, offsets: array, count: int, stop: int
+    data: bytes | mmap.mmap, pos: int, size: int, offsets: array[int], count: int, stop: int
 ) -> int:
     """Follow up to ``count`` lengths from ``pos`` (records starting before ``stop``),
     appending offsets; returns the next pos."""

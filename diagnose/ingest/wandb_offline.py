@@ -143,7 +143,8 @@ def _key(item: Any) -> str:
     """W&B writes a key as ``nested_key`` (one part per level) or, in older clients, ``key``."""
     nested = item.nested_key
     if not nested:
-        return item.key
+        key: str = item.key
+        return key
     return nested[0] if len(nested) == 1 else "/".join(nested)
 
 

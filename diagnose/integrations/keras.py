@@ -9,7 +9,7 @@ epoch as the step - and the optimizer's learning rate, and stops the training wi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
@@ -20,13 +20,23 @@ if not hasattr(_keras, "ops"):  # Keras 2 (tf.keras) has no backend-neutral ops
 
 __all__ = ["DiagnoseCallback"]
 
+# keras is optional and untyped here: the type check sees a plain base class
+if TYPE_CHECKING:
+    _Callback = object
+else:
+    _Callback = _keras.callbacks.Callback
 
-class DiagnoseCallback(MonitorResults, _keras.callbacks.Callback):
+
+class DiagnoseCallback(MonitorResults, _Callback):
     """Judge the epoch logs so far every ``every_n_epochs`` epochs (default: an automatic
     interval costing under 1% of the training time); log new findings; stop the training
     on a finding whose state or rule id is in ``stop_on``.  ``findings`` / ``stopped_by``
     keep what was found.  Other keywords go to :class:`~diagnose.integrations.LiveMonitor`.
     """
+
+    if TYPE_CHECKING:  # set by Keras' Callback (set_params / set_model)
+        params: dict[str, Any]
+        model: Any
 
     def __init__(self, stop_on: Iterable[str] = (), every_n_epochs: int | None = None,
                  overhead: float = DEFAULT_OVERHEAD, **options: Any) -> None:

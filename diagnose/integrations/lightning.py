@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from argparse import Namespace
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
@@ -23,8 +23,16 @@ except ImportError:  # the older package name, else the hint naming the extra
 
 __all__ = ["DiagnoseCallback"]
 
+# lightning is optional and untyped here: the type check sees plain base classes
+if TYPE_CHECKING:
+    _Logger = object
+    _Callback = object
+else:
+    _Logger = _pl.loggers.Logger
+    _Callback = _pl.Callback
 
-class _MemoryLogger(_pl.loggers.Logger):
+
+class _MemoryLogger(_Logger):
     """Hands every ``log_metrics``/``log_hyperparams`` call to the monitor."""
 
     def __init__(self, owner: DiagnoseCallback) -> None:
@@ -49,7 +57,7 @@ class _MemoryLogger(_pl.loggers.Logger):
             self._owner.monitor.add_hparams(params)
 
 
-class DiagnoseCallback(MonitorResults, _pl.Callback):
+class DiagnoseCallback(MonitorResults, _Callback):
     """Judge the metrics logged so far every ``every_n_steps`` global steps (default: an
     automatic interval costing under 1% of the training time); log new findings; stop
     the training (``trainer.should_stop``) on a finding whose state or rule id is in

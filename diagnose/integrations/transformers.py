@@ -9,13 +9,19 @@ training with ``control.should_training_stop``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnose.integrations import DEFAULT_OVERHEAD, LiveMonitor, MonitorResults, require
 
 _tf = require("transformers", "transformers", "HuggingFace transformers")
 
 __all__ = ["DiagnoseCallback"]
+
+# transformers is optional and untyped here: the type check sees a plain base class
+if TYPE_CHECKING:
+    _TrainerCallback = object
+else:
+    _TrainerCallback = _tf.TrainerCallback
 
 #: TrainingArguments fields passed to the recommender as the run's hyperparameters.
 HPARAM_ARGS = (
@@ -33,7 +39,7 @@ HPARAM_ARGS = (
 )
 
 
-class DiagnoseCallback(MonitorResults, _tf.TrainerCallback):
+class DiagnoseCallback(MonitorResults, _TrainerCallback):
     """Judge the Trainer's log entries so far every ``every_n_steps`` global steps
     (default: an automatic interval costing under 1% of the training time); log new
     findings; stop the training on a finding whose state or rule id is in ``stop_on``.
@@ -48,7 +54,8 @@ class DiagnoseCallback(MonitorResults, _tf.TrainerCallback):
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         params = {k: getattr(args, k, None) for k in HPARAM_ARGS}
-        if params.get("max_steps") is not None and params["max_steps"] <= 0:
+        max_steps = params.get("max_steps")
+        if max_steps is not None and max_steps <= 0:
             params.pop("max_steps")
         self.monitor.add_hparams({k: v for k, v in params.items() if v is not None})
 

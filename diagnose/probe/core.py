@@ -305,7 +305,7 @@ def _same(a: Any, b: Any) -> bool:
     return str(a).strip().lower() == str(b).strip().lower()
 
 
-def _curve(outcome: TrialOutcome, role: Role, max_points: int = 200) -> dict[str, list]:
+def _curve(outcome: TrialOutcome, role: Role, max_points: int = 200) -> dict[str, list[float]]:
     if outcome.result is None:
         return {"steps": [], "values": []}
     series = outcome.result.resolved_roles().get(role)
@@ -345,7 +345,8 @@ def run_probe(
     workdir = Path(workdir or tempfile.mkdtemp(prefix="diagnose-probe-"))
     device_value = "cuda" if gpus else "cpu"
     specs: list[TrialSpec] = []
-    arms = [("control", {})] + [(c.key, c.changes) for c in plan.candidates]
+    arms: list[tuple[str, dict[str, Any]]] = [("control", {})]
+    arms += [(c.key, c.changes) for c in plan.candidates]
     for a, (arm, changes) in enumerate(arms):
         for seed in range(seeds):
             params = {**plan.control, **changes, "seed": seed, "device": device_value}

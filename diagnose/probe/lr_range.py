@@ -59,7 +59,8 @@ def load_factory(spec: str) -> Callable[[], Any]:
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"{spec}: no callable '{attr}' in module '{module_name}'")
-    return factory
+    fn: Callable[[], Any] = factory
+    return fn
 
 
 def _unpack(made: Any) -> tuple[Any, Any, Any, Any]:
@@ -67,11 +68,11 @@ def _unpack(made: Any) -> tuple[Any, Any, Any, Any]:
 
     if isinstance(made, dict):
         return made["model"], made["loss_fn"], made["loader"], made.get("optimizer")
-    made = tuple(made)
-    if len(made) == 3:
-        return (*made, torch.optim.SGD)
-    if len(made) == 4:
-        return made  # type: ignore[return-value]
+    parts = tuple(made)
+    if len(parts) == 3:
+        return (*parts, torch.optim.SGD)
+    if len(parts) == 4:
+        return parts
     raise ValueError("the factory must return (model, loss_fn, loader[, optimizer_class])")
 
 

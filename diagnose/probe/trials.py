@@ -147,7 +147,7 @@ def run_one(spec: TrialSpec, gpu: str | None, timeout: float, config: Config) ->
     return TrialOutcome(spec, "ok", code, wall, device, "", result)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=5)

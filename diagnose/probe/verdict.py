@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from diagnose.metrics import OBJECTIVE_ROLES, Role
+from diagnose.metrics import OBJECTIVE_ROLES, Role, Series
 from diagnose.probe.trials import TrialOutcome
 
 #: Effects smaller than this share of the control's level are noise whatever the spread.
@@ -67,7 +67,7 @@ def primary_role(outcomes: list[TrialOutcome]) -> tuple[Role, bool] | None:
     return None
 
 
-def _series(outcome: TrialOutcome, role: Role):
+def _series(outcome: TrialOutcome, role: Role) -> Series | None:
 
     if outcome.result is None:
         return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ def render(
     fail_on: str = "error",
     *,
     color: bool | None = None,
-    rules: list | None = None,
+    rules: Sequence[object] | None = None,
     verbosity: int = 0,
 ) -> str:
     """Render ``analysis`` in one of :data:`FORMATS`; returns the whole document.
@@ -69,7 +69,7 @@ def _render(
     fail_on: str,
     *,
     color: bool | None,
-    rules: list | None,
+    rules: Sequence[object] | None,
     verbosity: int,
 ) -> str:
     if fail_on not in FAIL_ON:
@@ -105,7 +105,7 @@ def write_report(
     analysis: Analysis,
     path: Path,
     *,
-    rules: list | None = None,
+    rules: Sequence[object] | None = None,
     fail_on: str = "error",
     max_plots: int | None = None,
 ) -> list[Path]:
@@ -141,7 +141,7 @@ def exit_status(analysis: Analysis, fail_on: str) -> int:
 def ordered_findings(result: RunResult) -> list[Finding]:
     """Most severe first, then by step (unknown steps last), then rule id: stable output."""
 
-    def key(f: Finding) -> tuple:
+    def key(f: Finding) -> tuple[int, float, str]:
         step = f.step if f.step is not None else math.inf
         return (-SEVERITY_RANK[f.severity], step, f.rule)
 
@@ -252,7 +252,7 @@ def escape_tree(value: Any) -> Any:
     return value
 
 
-def _control_escape(m: re.Match) -> str:
+def _control_escape(m: re.Match[str]) -> str:
     code = ord(m.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 

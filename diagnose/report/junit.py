@@ -82,7 +82,7 @@ def junit_tree(analysis: Analysis, fail_on: str = "error") -> ET.Element:
     stats = {"tests": str(tests), "failures": str(n_fail), "errors": str(len(analysis.errors)),
              "skipped": str(n_skip)}
     suite.attrib.update(stats)
-    root = ET.Element("testsuites", name="diagnose", **stats)
+    root = ET.Element("testsuites", {"name": "diagnose", **stats})
     root.append(suite)
     return root
 

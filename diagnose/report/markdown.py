@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,7 @@ def _change(rec: Any) -> str:
 
 def _recommendations(result: RunResult) -> list[dict[str, Any]]:
     """One row per distinct change; the rules that asked for it are listed together."""
-    rows: dict[tuple, dict[str, Any]] = {}
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
     for f in ordered_findings(result):
         for rec in f.recommendations:
             key = (rec.hyperparameter, rec.action, repr(rec.proposed))
@@ -241,7 +242,7 @@ def render_markdown(
     analysis: Analysis,
     fail_on: str = "error",
     *,
-    rules: list | None = None,
+    rules: Sequence[object] | None = None,
     plot_links: dict[int, str] | None = None,
     plots_note: str | None = None,
 ) -> str:
@@ -337,7 +338,7 @@ def write_report(
     analysis: Analysis,
     path: Path,
     *,
-    rules: list | None = None,
+    rules: Sequence[object] | None = None,
     fail_on: str = "error",
     max_plots: int = MAX_PLOTS,
 ) -> list[Path]:

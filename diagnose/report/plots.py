@@ -106,7 +106,7 @@ def key_metric(result: RunResult) -> KeyMetric | None:
 
 def envelope(
     steps: np.ndarray, values: np.ndarray, max_points: int = MAX_DRAW_POINTS
-) -> dict[str, np.ndarray]:
+) -> dict[str, np.ndarray | None]:
     """Downsample finite points to ``max_points // 2`` buckets: mean line + min/max band.
 
     Returns ``steps``/``values`` (the line) and, when downsampled, ``low``/``high`` (the

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,11 +49,13 @@ def information_uri() -> str:
         meta = metadata("diagnose")
     except (ImportError, PackageNotFoundError):
         return DEFAULT_INFORMATION_URI
-    for entry in meta.get_all("Project-URL") or []:
+    project_urls: list[str] = meta.get_all("Project-URL") or []
+    for entry in project_urls:
         _, _, url = entry.partition(",")
         if url.strip().startswith("http"):
             return url.strip()
-    home = meta.get("Home-page")
+    homes: list[str] = meta.get_all("Home-page") or []
+    home = homes[0] if homes else None
     return home if home and home.startswith("http") else DEFAULT_INFORMATION_URI
 
 
@@ -89,7 +92,8 @@ def _rule_help(info: RuleInfo) -> tuple[str, str]:
             text.append(f"{sec.title}:\n{bullets}")
             md.append(f"**{sec.title}.**\n\n{bullets}")
     if info.thresholds:
-        descr = doc.get("thresholds") if isinstance(doc.get("thresholds"), dict) else {}
+        given = doc.get("thresholds")
+        descr: dict[str, Any] = given if isinstance(given, dict) else {}
         lines = [
             f"- {k} = {fmt_value(v)}" + (f": {descr[k]}" if k in descr else "")
             for k, v in info.thresholds.items()
@@ -170,7 +174,7 @@ def _notification(level: str, text: str, uri: str | None, descriptor: str) -> di
     return note
 
 
-def sarif_log(analysis: Analysis, rules: list | None = None) -> dict[str, Any]:
+def sarif_log(analysis: Analysis, rules: Sequence[object] | None = None) -> dict[str, Any]:
     """The SARIF log as a dict (for tests and for callers that post-process it)."""
     infos = rule_index(rules, analysis)
     order = list(infos)
@@ -213,6 +217,6 @@ def sarif_log(analysis: Analysis, rules: list | None = None) -> dict[str, Any]:
     }
 
 
-def render_sarif(analysis: Analysis, rules: list | None = None) -> str:
+def render_sarif(analysis: Analysis, rules: Sequence[object] | None = None) -> str:
     """SARIF 2.1.0 as indented JSON."""
     return json.dumps(escape_tree(sarif_log(analysis, rules)), indent=2, allow_nan=False)

@@ -139,7 +139,9 @@ def _sweeps(analysis: Analysis) -> list[str]:
     return [_insight_line(i) for i in items]
 
 
-def _new_recommendations(f: Any, shown: dict[tuple, str]) -> tuple[list[Any], list[str]]:
+def _new_recommendations(
+    f: Any, shown: dict[tuple[str, str, str], str]
+) -> tuple[list[Any], list[str]]:
     """Recommendations not yet printed for this run, and the rules that printed the rest.
 
     The recommender attaches a run's changes to each finding that motivates them; a
@@ -208,7 +210,7 @@ def _run_lines(
     if terminal and len(name) + len(meta) + len(text) > width:
         meta = ""  # the format and steps give way before the verdict wraps
     out = [_Line([(name, "bold"), (meta, "dim"), (text, style)], hang=4)]
-    shown: dict[tuple, str] = {}
+    shown: dict[tuple[str, str, str], str] = {}
     for f in ordered_findings(result):
         message = clean(f.message)
         if f.step is not None and f"step {f.step}" not in f.message:
