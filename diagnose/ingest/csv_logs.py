@@ -944,6 +944,27 @@ def _never_advances(steps: np.ndarray) -> bool:
     return len(steps) >= MIN_ROWS_NO_ADVANCE and bool(np.all(steps == steps[0]))
 
 
+def _points_within_epochs(
+    epochs: np.ndarray, have: np.ndarray, present: np.ndarray, epoch_idx: int
+) -> bool:
+    """An epoch column that never goes back, on a table where some metric has two or more
+    rows per epoch: the rows are points logged within each epoch (Lightning 0.x's
+    metrics.csv had no step column), not one point rewritten by a restart (a restart goes
+    back to an earlier epoch, or repeats the one epoch it resumed in): the metric has at
+    least two rows per epoch on average.  Generic tables only: Keras' CSVLogger writes one
+    row per epoch, so a repeat there is a restart."""
+    e = epochs[have]
+    if len(e) < 2 or bool(np.any(np.diff(e) < 0)):
+        return False
+    for j in range(present.shape[1]):
+        if j == epoch_idx:
+            continue
+        col = e[present[have, j]]
+        if len(col) >= 2 * len(np.unique(col)):
+            return True
+    return False
+
+
 def _integral_steps(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(len(finite)) and bool(np.all(finite == np.round(finite)))
@@ -990,6 +1011,22 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
                     ),
                     path=str(path),
                     details={"column": header[step_idx], "rows": int(have.sum())},
+                )
+            )
+            steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
+        elif kind == "csv" and step_idx == epoch_idx and _points_within_epochs(
+            steps, have, present, step_idx
+        ):
+            notes.append(
+                IngestNote(
+                    code="steps_from_rows",
+                    message=(
+                        f"no step column, and a metric has several rows in one "
+                        f"{header[step_idx]!r} (points within each epoch); the row order is "
+                        "read as the time axis"
+                    ),
+                    path=str(path),
+                    details={"column": header[step_idx], "rows": n},
                 )
             )
             steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
