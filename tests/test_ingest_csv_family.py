@@ -304,6 +304,24 @@ def test_rows_within_an_epoch_without_a_step_column_are_all_kept() -> None:
     assert "duplicate_steps" not in codes(run) and "steps_from_rows" in codes(run)
 
 
+def test_rows_wider_than_their_header_are_read_without_the_unnamed_column() -> None:
+    # a real training script's log (bench/real_extra5): "epoch;loss" over rows of three
+    # fields (a val loss the header never named), after five rows of an aborted start;
+    # the run was not discovered at all
+    path = REAL_EXTRA5 / "csv_deepfake_12ep_semicolon_unnamedval" / "train_log.csv"
+    assert sniff_csv(path) is None and sniff_csv(path, named_log=True) == "keras_csv"
+    run = load(path)
+    assert values(run, "loss")[:2] == pytest.approx([0.06948393611230509, 0.038730705378647166])
+    assert len(values(run, "loss")) == 12 and set(run.scalars["tag"]) == {"loss"}
+    assert "skipped_columns" in codes(run) and "skipped_rows" in codes(run)
+
+
+def test_a_table_wider_than_its_header_needs_most_rows_to_agree(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n0,1.0,7\n1,0.5,7\n2,0.4\n3,0.3\n4,0.2\n")
+    assert len(values(load(path), "loss")) == 3  # two wide rows among five: skipped
+
+
 def test_title_lines_are_bounded(tmp_path: Path) -> None:
     # three separator-free lines above a table is prose, not a title: not a log
     path = tmp_path / "log.csv"
