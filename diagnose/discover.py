@@ -54,6 +54,9 @@ _DB_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 #: kept as runs even when empty, so a run that crashed before its first flush is
 #: reported as unreadable instead of silently missing.
 _METRIC_FILE_NAMES = frozenset({"metrics.csv", "results.csv", "progress.csv", "training.log"})
+#: ... and the names training scripts give their own tables (``train_log.csv``,
+#: ``training_history.csv``, ``history.csv``): a damaged one is read or said to be damaged.
+_METRIC_FILE_RE = re.compile(r"(?:train(?:ing)?[_-]?)?(?:log|history|metrics)\.(?:csv|tsv)")
 #: JSON names only a metrics logger writes -> kind: kept as runs when blank (all NUL or
 #: empty), and ``history.json`` whenever it does not read as a history, so the loader
 #: says why (``metrics.json`` may be a DVC summary, not a log).
@@ -213,7 +216,8 @@ class _Sniffers:
         """File kind of a candidate metrics file, or None when it is not a log."""
         ext = os.path.splitext(name)[1].lower()
         if ext in _CSV_EXTS:
-            named = name.lower() in _METRIC_FILE_NAMES
+            named = name.lower() in _METRIC_FILE_NAMES or bool(
+                _METRIC_FILE_RE.fullmatch(name.lower()))
             kind = _safe(self.csv, path) if not named else self._sniff_named(path)
             if isinstance(kind, str) and kind:
                 return kind

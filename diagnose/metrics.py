@@ -129,6 +129,8 @@ def normalize_tag(tag: str, split_hint: str | None = None) -> tuple[str, str]:
             name = m.group("rest")
             continue
         break
+    if split is None:
+        name, split = _inner_split(name)
     if split_hint:
         split = split_hint
     if _LR_RE.match(name) or _LR_RE.match(raw):
@@ -141,7 +143,27 @@ def normalize_tag(tag: str, split_hint: str | None = None) -> tuple[str, str]:
         metric = metric[:-2]
     if metric in _BOOKKEEPING and split is None:
         return metric, "other"
+    if _RUNNING_BEST.search(metric):
+        return metric, "other"  # the best value so far: a record, not the curve
     return metric, split or "train"
+
+
+_TOKEN_SEP = re.compile(r"[_/]")
+#: A running best (``best_auc``, ``val_loss_best``): a training script's record of the best
+#: value so far, flat between improvements; read as a curve it hides every setback.
+_RUNNING_BEST = re.compile(r"^best_|_best$")
+
+
+def _inner_split(name: str) -> tuple[str, str | None]:
+    """A split word between other words of a name (``phase1_val_loss``, ``stage2/val/acc``:
+    a prefix naming the training stage or model): the split, and the name without it.
+    Exactly one split word, and words on both sides, or the name is left as it is."""
+    tokens = _TOKEN_SEP.split(name)
+    inner = [i for i, t in enumerate(tokens[1:-1], 1) if t.lower() in _SPLIT_WORDS]
+    if len(inner) != 1 or any(t.lower() in _SPLIT_WORDS for t in (tokens[0], tokens[-1])):
+        return name, None
+    i = inner[0]
+    return "_".join(tokens[:i] + tokens[i + 1:]), _SPLIT_WORDS[tokens[i].lower()]
 
 
 _BOOKKEEPING = {

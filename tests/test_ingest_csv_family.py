@@ -44,6 +44,7 @@ from tests.shared_data import needs, shared
 
 REAL = shared("real_logs")
 REAL_EXTRA4 = Path(__file__).resolve().parent.parent / "bench" / "real_extra4"
+REAL_EXTRA5 = Path(__file__).resolve().parent.parent / "bench" / "real_extra5"
 
 
 def _source(path: Path) -> RunSource:
@@ -268,6 +269,57 @@ def test_title_line_above_a_semicolon_header_is_skipped_with_a_note() -> None:
     assert values(run, "val_accuracy")[0] == pytest.approx(0.7954785823822021)
     assert any("title line" in n.message and "model_history_log" in n.message
                for n in run.notes)
+
+
+def test_a_stage_prefix_before_the_split_word_keeps_train_and_val_apart() -> None:
+    # a real Keras history (bench/real_extra5): every column carries a "phase1_" prefix;
+    # phase1_val_loss was read as a second train loss and summed into it
+    run = load(REAL_EXTRA5 / "keras_car_15ep_nearchance" / "training_history.csv")
+    roles = resolve_roles(run.scalars)
+    assert _tag(roles, Role.TRAIN_LOSS) == "phase1_loss"
+    assert _tag(roles, Role.VAL_LOSS) == "phase1_val_loss"
+    assert _tag(roles, Role.VAL_METRIC) == "phase1_val_accuracy"
+    assert values(run, "phase1_loss")[0] == pytest.approx(1.9929109811782837)
+
+
+def test_a_running_best_column_is_not_a_curve() -> None:
+    # a real PyTorch script's history (bench/real_extra5): best_auc is the best val AUC so
+    # far, flat between improvements; it was read as the train metric
+    run = load(REAL_EXTRA5 / "csv_intrusion_100ep_spike" / "history.csv")
+    roles = resolve_roles(run.scalars)
+    assert roles.get(Role.TRAIN_METRIC) is None
+    assert _tag(roles, Role.VAL_METRIC) in ("val_auc", "val_f1")
+    assert set(run.scalars.loc[run.scalars["tag"] == "best_auc", "split"]) == {"other"}
+
+
+def test_rows_within_an_epoch_without_a_step_column_are_all_kept() -> None:
+    # a real Lightning 0.5 metrics.csv (bench/real_extra5): no step column, 8 train rows
+    # and one val row per epoch; keeping one point per epoch dropped 7 of every 8 losses
+    run = load(REAL_EXTRA5 / "pl05_exoplanet_6ep_prior" / "metrics.csv")
+    train = values(run, "train_loss")
+    assert len(train) == 50 and train[:2] == pytest.approx([0.6907290816307068,
+                                                            0.19547614455223083])
+    assert len(values(run, "val_loss")) == 6
+    assert steps(run, "train_loss") == sorted(set(steps(run, "train_loss")))
+    assert "duplicate_steps" not in codes(run) and "steps_from_rows" in codes(run)
+
+
+def test_rows_wider_than_their_header_are_read_without_the_unnamed_column() -> None:
+    # a real training script's log (bench/real_extra5): "epoch;loss" over rows of three
+    # fields (a val loss the header never named), after five rows of an aborted start;
+    # the run was not discovered at all
+    path = REAL_EXTRA5 / "csv_deepfake_12ep_semicolon_unnamedval" / "train_log.csv"
+    assert sniff_csv(path) is None and sniff_csv(path, named_log=True) == "keras_csv"
+    run = load(path)
+    assert values(run, "loss")[:2] == pytest.approx([0.06948393611230509, 0.038730705378647166])
+    assert len(values(run, "loss")) == 12 and set(run.scalars["tag"]) == {"loss"}
+    assert "skipped_columns" in codes(run) and "skipped_rows" in codes(run)
+
+
+def test_a_table_wider_than_its_header_needs_most_rows_to_agree(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n0,1.0,7\n1,0.5,7\n2,0.4\n3,0.3\n4,0.2\n")
+    assert len(values(load(path), "loss")) == 3  # two wide rows among five: skipped
 
 
 def test_title_lines_are_bounded(tmp_path: Path) -> None:

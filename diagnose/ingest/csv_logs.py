@@ -15,6 +15,7 @@ import csv
 import errno
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -461,7 +462,9 @@ def _sniff_delimiter(lines: list[str], min_share: float = 0.8) -> str | None:
         if width < 2:
             continue
         rows = lines[1:]
-        agree = sum(len(_split_line(r, delim)) == width for r in rows) if rows else 1
+        widths = [len(_split_line(r, delim)) for r in rows]
+        width = table_width(width, widths)
+        agree = sum(w == width for w in widths) if rows else 1
         share = agree / len(rows) if rows else 1.0
         if share < min_share or share == 0:
             continue
@@ -469,6 +472,24 @@ def _sniff_delimiter(lines: list[str], min_share: float = 0.8) -> str | None:
         if best is None or score > best[0]:
             best = (score, delim)
     return best[1] if best else None
+
+
+#: At most this many unnamed cells at the end of every row, beyond the header's names (a
+#: script that added a column to its rows but not to its header).
+MAX_UNNAMED_COLUMNS = 2
+
+
+def table_width(header_width: int, row_widths: list[int]) -> int:
+    """The table's width: the header's, unless more rows are wider than it by the same
+    one or two cells than have its width (a column the header never named)."""
+    if not row_widths:
+        return header_width
+    counts = Counter(row_widths)
+    wider = [(n, w) for w, n in counts.items()
+             if header_width < w <= header_width + MAX_UNNAMED_COLUMNS]
+    if wider and max(wider)[0] > counts.get(header_width, 0):
+        return max(wider)[1]
+    return header_width
 
 
 #: Title lines a logger may write above the header ("model_history_log"): at most this
@@ -607,6 +628,7 @@ def _sniff_csv(path: Path) -> tuple[str | None, list[str]]:
     if not _plausible_header(header):
         return None, lines
     rows = [_split_line(ln, delim) for ln in lines[1:]]
+    header += [""] * (table_width(len(header), [len(r) for r in rows]) - len(header))
     rows = [r for r in rows if len(r) == len(header)]
     kind = classify_header(header, Path(path).name.lower())
     low = [h.lower() for h in header]
@@ -772,7 +794,22 @@ def _parse_table(
     if not table:
         raise LogReadError("no row could be parsed (cells over 128 KiB or over-long lines)")
     header = [h.strip() for h in table[0].cells]
-    width = table[0].width
+    width = table_width(table[0].width, [r.width for r in table[1:]])
+    if width > table[0].width:
+        extra = width - table[0].width
+        header += [""] * extra
+        notes.append(
+            IngestNote(
+                code="skipped_columns",
+                message=(
+                    f"most rows carry {extra} more field(s) than the header names; "
+                    f"column(s) {', '.join(str(j + 1) for j in range(table[0].width, width))}"
+                    " have no name and were not read"
+                ),
+                path=str(path),
+                details={"header_fields": table[0].width, "row_fields": width},
+            )
+        )
     if width > MAX_COLUMNS:
         notes.append(
             IngestNote(
@@ -944,6 +981,27 @@ def _never_advances(steps: np.ndarray) -> bool:
     return len(steps) >= MIN_ROWS_NO_ADVANCE and bool(np.all(steps == steps[0]))
 
 
+def _points_within_epochs(
+    epochs: np.ndarray, have: np.ndarray, present: np.ndarray, epoch_idx: int
+) -> bool:
+    """An epoch column that never goes back, on a table where some metric has two or more
+    rows per epoch: the rows are points logged within each epoch (Lightning 0.x's
+    metrics.csv had no step column), not one point rewritten by a restart (a restart goes
+    back to an earlier epoch, or repeats the one epoch it resumed in): the metric has at
+    least two rows per epoch on average.  Generic tables only: Keras' CSVLogger writes one
+    row per epoch, so a repeat there is a restart."""
+    e = epochs[have]
+    if len(e) < 2 or bool(np.any(np.diff(e) < 0)):
+        return False
+    for j in range(present.shape[1]):
+        if j == epoch_idx:
+            continue
+        col = e[present[have, j]]
+        if len(col) >= 2 * len(np.unique(col)):
+            return True
+    return False
+
+
 def _integral_steps(values: np.ndarray) -> bool:
     finite = values[np.isfinite(values)]
     return bool(len(finite)) and bool(np.all(finite == np.round(finite)))
@@ -990,6 +1048,22 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
                     ),
                     path=str(path),
                     details={"column": header[step_idx], "rows": int(have.sum())},
+                )
+            )
+            steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
+        elif kind == "csv" and step_idx == epoch_idx and _points_within_epochs(
+            steps, have, present, step_idx
+        ):
+            notes.append(
+                IngestNote(
+                    code="steps_from_rows",
+                    message=(
+                        f"no step column, and a metric has several rows in one "
+                        f"{header[step_idx]!r} (points within each epoch); the row order is "
+                        "read as the time axis"
+                    ),
+                    path=str(path),
+                    details={"column": header[step_idx], "rows": n},
                 )
             )
             steps, have = np.arange(n, dtype="float64"), np.ones(n, dtype=bool)
