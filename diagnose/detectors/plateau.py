@@ -131,6 +131,7 @@ class StallParams(RuleParams):
     lr_cut_ratio: float = param(P.AT_LEAST_ONE)
     cut_poor_share: float = param(P.FRACTION)
     start_cover: float = param(P.FRACTION)
+    chance_level_share: float = param(P.FRACTION)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,7 @@ class StallEvidence(RuleEvidence):
     lr_cut_step: int | None = optional()
     lr_cut_ratio: float | None = optional()
     lr_after_cut: float | None = optional()
+    chance_level: float | None = optional()
     thresholds: RuleParams | None = field(default=None, metadata=ECHO)
     last_step: int | None = optional()
 
@@ -210,6 +212,80 @@ def stall(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
 
 
 def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """The tail and stop tests (:func:`_tail_or_stop`), and where they find no stall, no
+    blow-up and no overfitting symptom, the chance-level test (:func:`_at_chance`): a
+    run whose losses end at the uniform guess's cross-entropy never learned, whatever
+    shape its tail has."""
+    st = _tail_or_stop(ctx, p)
+    if st is not None and (st["kind"] in ("stalled", "nonfinite") or "worse_val_loss" in st):
+        return st
+    return _at_chance(ctx, p) or st
+
+
+def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
+    """Never left the chance level: with the class count C known, the better of the val
+    and train losses ends at ``chance_level_share`` of ln C or more (and below
+    ``max_start_chance`` x ln C: a loss sustained far above chance is divergence's).
+    ln C is the cross-entropy of the uniform guess, the level any model reaches by
+    shrinking its logits; a loss falling from a large initial value down to it (a huge
+    initialisation, a too-large learning rate) and staying there learned nothing of the
+    inputs (DESIGN.md: flat near its initial or chance level is a plateau), whether its
+    tail reads flat, still creeping or a few evaluations noisy.  Only for a fall from
+    above the band: the untrained level L0 the log shows (:func:`untrained_level`) lies
+    above ln C / ``chance_level_share`` and at most ``max_start_chance`` x ln C (a run
+    that started in the band and stayed is PLT002's, never left its initial level; a
+    start far above, a huge initialisation or a first blow-up, is divergence's and
+    PLT002's after-first-blow-up test's).  Not when a loss ends
+    non-finite (divergence), nor when a loss ever got below ``low_loss_share`` of ln C
+    (it left the chance level and was thrown back: a blow-up's business), nor without a
+    train loss of 3 points."""
+    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if not n_classes or n_classes < 2 or tl is None or len(tl) < 3 or tl.span <= 0 or (
+            ends_nonfinite(ctx)):
+        return None
+    chance = signals.chance_loss(n_classes)
+    # fell to the chance band from above it: one that started there and stayed is
+    # PLT002's (never left its initial level), one that started above max_start_chance x
+    # ln C a huge initialisation's or a first blow-up's (divergence, PLT002)
+    found = untrained_level(ctx)
+    if found is None or not (chance / float(p["chance_level_share"]) < found[0]
+                             <= float(p["max_start_chance"]) * chance):
+        return None
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    losses = [c for c in (vl, tl) if c is not None and len(c) >= int(p["min_never_points"])]
+    if not losses:
+        return None
+    ends = [_end_of(c, p) for c in losses]
+    better = min(ends)
+    if not (float(p["chance_level_share"]) * chance <= better
+            < float(p["max_start_chance"]) * chance):
+        return None
+    # never left: no loss ever got below low_loss_share x ln C (a loss thrown back to
+    # chance after learning, by a blow-up, is divergence's or the thrown-back stop's)
+    if any(float(np.min(smoothed(ctx, o)[1])) < float(p["low_loss_share"]) * chance
+           for o in losses):
+        return None
+    c = losses[int(np.argmin(ends))]
+    # the chance band is entered where the smoothed loss last came down to ln C /
+    # chance_level_share and stayed: flat at the chance level from there
+    s, sm = smoothed(ctx, c)
+    above = np.flatnonzero(sm > chance / float(p["chance_level_share"]))
+    since = float(s[0]) if not len(above) else float(s[min(int(above[-1]) + 1, len(s) - 1)])
+    start = float(c.values[0])
+    return {"curve": c, "total": max(0.0, start - better), "noise": noise(c),
+            "best": float(np.min(sm)), "tail_start": since, "tail_gain": 0.0,
+            "since": since, "eps": abs(better - chance), "also_flat": [],
+            "kind": "stalled", "flat_share": (float(c.steps[-1]) - since) / c.span
+            if c.span > 0 else 1.0, "train": None, "train_improving": False,
+            "poor": True, "progress_rel": max(0.0, start - better) / start
+            if start > 0 else float("nan"),
+            "poor_by": "chance_level", "poor_loss": c.tag, "loss_vs_chance": better / chance,
+            "untrained_level": chance, "untrained_from": f"ln {n_classes}",
+            "chance_level": chance}
+
+
+def _tail_or_stop(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The tail analysis (:func:`_stall`), and where it finds no flat tail at a poor
     level (too few evaluations for a tail, a tail called worse than its best, never
     improved or still improving, or flat at a level it did not call poor), the early-stop
@@ -982,6 +1058,7 @@ def _evidence(st: dict[str, Any], p: StallParams, last_step: int | None = None) 
         lr_cut_step=st.get("lr_cut_step"),
         lr_cut_ratio=st.get("lr_cut_ratio"),
         lr_after_cut=st.get("lr_after_cut"),
+        chance_level=st.get("chance_level"),
         thresholds=p,
         last_step=last_step,
     )
@@ -1027,6 +1104,12 @@ class PLT001(Rule[StallParams, StallEvidence]):
         return _stall_advise(ctx, finding, super().advise)
 
     def message(self, ev: StallEvidence) -> str:
+        if ev.chance_level is not None and ev.loss_vs_chance is not None:
+            return (f"{ev.poor_loss} ends at {pct(ev.loss_vs_chance)} of the chance level "
+                    f"{fmt(ev.chance_level)} ({ev.untrained_from}, the uniform guess's "
+                    f"cross-entropy), in that band since step {ev.flat_since_step} (the "
+                    f"last {pct(ev.flat_share_of_run)} of the run): never learned beyond "
+                    f"chance")
         if ev.underfit_by is not None and ev.loss_vs_chance is not None:
             why = (f"after learning to a poor level (UND004, poor by {ev.underfit_by}: the "
                    f"loss ends at {pct(ev.loss_vs_chance)} of the untrained level "
