@@ -1221,23 +1221,28 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         """The better split's end accuracy: (tag, value, its share of the room above
         chance when the class count is known, else the accuracy itself, and how far it
         learned: its lead over chance when the class count is known, else the larger of
-        its gain over its first value and its lead over 1/2, the highest chance level)."""
+        either split's gain over its own first value and its lead over 1/2, the highest
+        chance level)."""
         best: tuple[str, float, float] | None = None
+        rose = -math.inf
         for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
             a = _accuracy(ctx, role)
             if a is None or len(a) < 2:
                 continue
             end = a.raw(end_level(a, frac))
+            rose = max(rose, end - a.raw(float(a.values[0])))
             if best is None or end > best[1]:
                 best = (a.tag, end, a.raw(float(a.values[0])))
         if best is None:
             return None
-        tag, end, first = best
+        tag, end, _ = best
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if n_classes is None:
             # chance is 1/C <= 1/2 whatever C: an accuracy that far above 1/2 learned even
-            # when its first logged value came after the learning
-            return tag, end, end, max(end - first, end - 0.5)
+            # when its first logged value came after the learning; so did one whose rise
+            # either split logged (the train accuracy, logged from the start, shows the
+            # learning that the val accuracy's first evaluation came after)
+            return tag, end, end, max(rose, end - 0.5)
         chance = signals.chance_accuracy(n_classes)
         return tag, end, (end - chance) / (1.0 - chance), end - chance
 
