@@ -1221,23 +1221,33 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         """The better split's end accuracy: (tag, value, its share of the room above
         chance when the class count is known, else the accuracy itself, and how far it
         learned: its lead over chance when the class count is known, else the larger of
-        its gain over its first value and its lead over 1/2, the highest chance level)."""
-        best: tuple[str, float, float] | None = None
+        its gain over its first value, the gain of a split first logged before that value,
+        and its lead over 1/2, the highest chance level)."""
+        best: tuple[str, float, float, int] | None = None
+        # each split's rise over its own evaluations, with the step of its first one
+        rises: list[tuple[int, float]] = []
         for role in (Role.TRAIN_METRIC, Role.VAL_METRIC):
             a = _accuracy(ctx, role)
             if a is None or len(a) < 2:
                 continue
             end = a.raw(end_level(a, frac))
+            first_step = int(a.steps[0])
+            rises.append((first_step, end - a.raw(float(a.values[0]))))
             if best is None or end > best[1]:
-                best = (a.tag, end, a.raw(float(a.values[0])))
+                best = (a.tag, end, a.raw(float(a.values[0])), first_step)
         if best is None:
             return None
-        tag, end, first = best
+        tag, end, first, since = best
+        # (a split logged from before the better one's first evaluation saw learning that
+        # evaluation came after: its rise counts too)
+        rose = max([end - first] + [r for at, r in rises if at < since])
         n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
         if n_classes is None:
             # chance is 1/C <= 1/2 whatever C: an accuracy that far above 1/2 learned even
-            # when its first logged value came after the learning
-            return tag, end, end, max(end - first, end - 0.5)
+            # when its first logged value came after the learning; so did one whose rise
+            # a split logged from before that first value shows (a train accuracy logged
+            # from the start, beside a val accuracy first evaluated after the learning)
+            return tag, end, end, max(rose, end - 0.5)
         chance = signals.chance_accuracy(n_classes)
         return tag, end, (end - chance) / (1.0 - chance), end - chance
 
