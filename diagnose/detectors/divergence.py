@@ -1022,13 +1022,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # blown_share of the run or more: a blow-up within the head raised its median, and
         # a loss blown for most of the run is no lucky first point (a lucky minibatch is
         # one point the smoothed curve does not stay 3x above)
-        # and where every point after the first within the head (its first level_points
-        # where the head holds fewer) is far_factor x it or more: the loss jumped from its
-        # first level at once and stayed there, where a lucky minibatch's noisy neighbours
-        # come back near it
-        after_first = (c.values[in_head][1:] if int(in_head.sum()) >= p.level_points
-                       else c.values[1:p.level_points])
-        blown_start = (own and len(after_first) > 0
+        # and where every point after the first within the head (level_points points or
+        # more: a jump read on fewer is one noisy neighbour) is far_factor x it or more:
+        # the loss jumped from its first level at once and stayed there, where a lucky
+        # minibatch's noisy neighbours come back near it
+        after_first = c.values[in_head][1:]
+        blown_start = (own and int(in_head.sum()) >= p.level_points
                        and float(np.min(after_first)) >= p.far_factor * ref
                        and float(np.mean(sm >= p.far_factor * ref)) >= p.blown_share)
         blown_seen = float(np.mean(sm >= p.far_factor * ref)) if own else 0.0
