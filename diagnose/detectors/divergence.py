@@ -1058,9 +1058,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
               and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         elif blown_start and late >= p.back_frac * ref and not good_end:
-            # blown up from its first logged level over most of the run and never back
-            # below it: the run's best was where it started (DESIGN.md: rises far above
-            # its starting level and does not come back to a good level)
+            # blown up from its first logged level over most of the run and not back
+            # below it at the end (DESIGN.md: rises far above its starting level and does
+            # not come back to a good level)
             criterion, threshold, after = "blown_not_back", p.far_factor * ref, float(ss[0])
         elif thrash_seen >= p.thrash_share and thrash_seen > head_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
@@ -1168,7 +1168,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"smoothed curve sat at {fmt(ev.far_factor)}x it or more over "
                     f"{fmt(100 * (ev.blown_share_seen or 0.0))}% of the run, and it ends at "
                     f"{fmt(ev.level)}, still {fmt(ev.ratio_to_reference)}x that level: it "
-                    f"never got back below where it started")
+                    f"is not back below where it started")
         if ev.criterion == "far_above":
             return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
                     f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "
