@@ -850,6 +850,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         acc_bound_factor: float = param(P.AT_LEAST_ONE)
         blown_bound_factor: float = param(P.AT_LEAST_ONE)
         max_accuracy_credit: float = param(P.SHARE)
+        blown_share: float = param(P.SHARE)
         level_points: int = param(P.COUNT)
         min_points: int = param(P.COUNT)
 
@@ -871,6 +872,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         val_level: float | None = optional()
         val_start_level: float | None = optional()
         thrash_share_seen: float = 0.0
+        #: against its own start: the share of the smoothed curve at far_factor x the
+        #: start or more (a blow-up sustained over most of the run)
+        blown_share_seen: float | None = optional()
         #: thrashing: the least share of raw points at or above the thrash level in
         #: either half of the last thrash_frac of the run, and that level
         thrash_late_share: float | None = optional()
@@ -1014,7 +1018,21 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # where the head holds level_points points: a loss that ends below where its first
         # steps sat has not risen, its first point was a lucky low one; a head of fewer
         # points borrows later ones, which a blow-up may already have raised)
-        lucky_first = own and int(in_head.sum()) >= p.level_points and late <= head
+        # ... unless the smoothed loss sat at far_factor x that first level or more over
+        # blown_share of the run or more: a blow-up within the head raised its median, and
+        # a loss blown for most of the run is no lucky first point (a lucky minibatch is
+        # one point the smoothed curve does not stay 3x above)
+        # and where every point after the first within the head (level_points points or
+        # more: a jump read on fewer is one noisy neighbour) is far_factor x it or more:
+        # the loss jumped from its first level at once and stayed there, where a lucky
+        # minibatch's noisy neighbours come back near it
+        after_first = c.values[in_head][1:]
+        blown_start = (own and int(in_head.sum()) >= p.level_points
+                       and float(np.min(after_first)) >= p.far_factor * ref
+                       and float(np.mean(sm >= p.far_factor * ref)) >= p.blown_share)
+        blown_seen = float(np.mean(sm >= p.far_factor * ref)) if own else 0.0
+        low_first = own and int(in_head.sum()) >= p.level_points and late <= head
+        lucky_first = low_first and not blown_start
         # a train loss above every plausible chance level from its first point while the
         # same run's val loss sits below that level from its first evaluation to its end,
         # and the train loss falls: the train loss is on another scale (summed over the
@@ -1039,6 +1057,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
               and val_gave_back and not good_end):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
+        elif blown_start and late >= p.back_frac * ref and not good_end:
+            # blown up from its first logged level over most of the run and not back
+            # below it at the end (DESIGN.md: rises far above its starting level and does
+            # not come back to a good level)
+            criterion, threshold, after = "blown_not_back", p.far_factor * ref, float(ss[0])
         elif thrash_seen >= p.thrash_share and thrash_seen > head_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
             after = float(c.steps[-1] - p.thrash_frac * c.span)
@@ -1067,6 +1090,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             num_classes=n_cls, val_level=val_late, val_start_level=val_start,
             val_label=loss_label(v.series) if v is not None else "",
             thrash_share_seen=thrash,
+            blown_share_seen=blown_seen if criterion == "blown_not_back"
+            or (criterion == "far_above" and low_first) else None,
             far_factor=p.far_factor,
             max_chance_loss=p.max_chance_loss,
             fine_frac=p.fine_frac, back_frac=p.back_frac,
@@ -1085,6 +1110,8 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                          thrash_own_lows=own_lows or None)
         if criterion == "far_above":
             rise = max(start, late) / ref
+        elif criterion == "blown_not_back":
+            rise = float(np.max(sm)) / ref
         elif criterion == "thrashing":
             rise = float(np.max(c.values[c.steps >= after])) / thrash_base
         elif criterion == "val_far_above":
@@ -1136,6 +1163,12 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
                     f"costs over up to {up_to:g} classes (logits blown far beyond what the "
                     f"accuracy explains), above {fmt(ev.acc_bound_factor)}x it from step "
                     f"{ev.onset_step}")
+        if ev.criterion == "blown_not_back":
+            return (f"{ev.label} blew up from its first level {fmt(ev.reference)}: its "
+                    f"smoothed curve sat at {fmt(ev.far_factor)}x it or more over "
+                    f"{fmt(100 * (ev.blown_share_seen or 0.0))}% of the run, and it ends at "
+                    f"{fmt(ev.level)}, still {fmt(ev.ratio_to_reference)}x that level: it "
+                    f"is not back below where it started")
         if ev.criterion == "far_above":
             return (f"{ev.label} ends at {fmt(ev.level)}, {fmt(ev.ratio_to_reference)}x "
                     f"{ref}, and stays above {fmt(ev.far_factor)}x it from step "
