@@ -58,7 +58,7 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.hparams import finite_number
-from diagnose.metrics import Role
+from diagnose.metrics import Role, Series
 
 if TYPE_CHECKING:
     from diagnose.advice.moves import AdviceContext
@@ -378,8 +378,10 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_med = float(np.median(val.values))
     # val far worse than the untrained level: train only has to fall clearly, or to
-    # reach a good accuracy (the train loss's first logged value may already be low)
-    far = v_med >= float(p.far_bad) * ref
+    # reach a good accuracy (the train loss's first logged value may already be low);
+    # only for a classifier's loss, whose untrained level is a model's at chance (a
+    # fine-tune's first train loss is no untrained level to be far worse than)
+    far = v_med >= float(p.far_bad) * ref and classifier_loss(ctx, val.series, val.values)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
@@ -407,7 +409,7 @@ def _never_base(ctx: RuleContext, val: Curve, ref: float) -> float:
     same on every split; a regression's is the train targets' spread, which says nothing
     about the val split's scale, so a regression's val is judged on its own first value."""
     v_first = float(val.values[0])
-    if cross_entropy_like(ctx, val.series, val.values):
+    if classifier_loss(ctx, val.series, val.values):
         return min(v_first, ref)
     return v_first
 
@@ -440,7 +442,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         # without ln C the chance level is the log's own untrained level: val must also
         # end early_gap x the train loss (apart from it, not a generalisation gap) and
         # eval outputs must not have learned
-        if ref_how is None or not cross_entropy_like(ctx, val.series, val.values) \
+        if ref_how is None or not classifier_loss(ctx, val.series, val.values) \
                 or v_end < float(p.early_gap) * t_end \
                 or eval_outputs_learned(ctx, float(p.acc_learned)):
             return None
@@ -724,7 +726,34 @@ def _below_any_chance(ctx: RuleContext, t_level: float, ratio: float) -> bool:
     return train is not None and val is not None and t_level > 0 \
         and t_level <= ratio * float(np.log(2)) \
         and float(np.min(val.values)) >= t_level \
-        and cross_entropy_like(ctx, train.series, train.values)
+        and classifier_loss(ctx, train.series, train.values)
+
+
+#: A regression loss or error metric by its name: such a loss is no class cross-entropy.
+_REGRESSION_NAME = re.compile(r"(^|[^a-z0-9])(r?mse|mae|huber|l1|l2|smooth_?l1|regress\w*)"
+                              r"([^a-z0-9]|loss|$)", re.I)
+
+
+def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """A loss read as a classifier's cross-entropy (ln C chance levels apply to it):
+    :func:`cross_entropy_like` (named so, an accuracy logged or the class count known),
+    or, where nothing in the log tells what the loss is (no accuracy, no class count, no
+    regression metric or loss name: a plain loop or an HF Trainer without
+    ``compute_metrics`` logs only losses), a non-negative loss whose untrained level as
+    the log shows it (UND's reading: the largest early train or first val value) is at
+    least ln 2, the least chance level of any classifier.  An unnamed loss whose own
+    untrained level sits below every classifier's chance level is a fine-tune that
+    started trained or a regression: chance-level readings say nothing about it."""
+    if cross_entropy_like(ctx, s, values):
+        return True
+    if len(values) == 0 or np.any(values < 0) or "+" in s.tag:
+        return False
+    for m in ctx.roles.by_tag.values():
+        if m.metric == "accuracy" or _REGRESSION_NAME.search(m.tag) \
+                or _REGRESSION_NAME.search(m.metric):
+            return False
+    ref = _untrained_from_log(ctx)
+    return ref is not None and ref >= float(np.log(2))
 
 
 def _repeated(acc: Curve) -> tuple[float, float]:
