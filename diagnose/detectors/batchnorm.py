@@ -43,6 +43,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level,
+    level_before_log,
     pct,
     smoothed,
 )
@@ -379,9 +380,9 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     v_med = float(np.median(val.values))
     # val far worse than the untrained level: train only has to fall clearly, or to
     # reach a good accuracy (the train loss's first logged value may already be low);
-    # only for a classifier's loss, whose untrained level is a model's at chance (a
+    # only where the untrained level is a model's at chance (_untrained_is_chance: a
     # fine-tune's first train loss is no untrained level to be far worse than)
-    far = v_med >= float(p.far_bad) * ref and classifier_loss(ctx, val.series, val.values)
+    far = v_med >= float(p.far_bad) * ref and _untrained_is_chance(ctx, val.series, val.values)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
@@ -737,23 +738,48 @@ _REGRESSION_NAME = re.compile(r"(^|[^a-z0-9])(r?mse|mae|huber|l1|l2|smooth_?l1|r
 def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
     """A loss read as a classifier's cross-entropy (ln C chance levels apply to it):
     :func:`cross_entropy_like` (named so, an accuracy logged or the class count known),
-    or, where nothing in the log tells what the loss is (no accuracy, no class count, no
-    regression metric or loss name: a plain loop or an HF Trainer without
-    ``compute_metrics`` logs only losses), a non-negative loss whose untrained level as
-    the log shows it (UND's reading: the largest early train or first val value) is at
-    least ln 2, the least chance level of any classifier.  An unnamed loss whose own
-    untrained level sits below every classifier's chance level is a fine-tune that
-    started trained or a regression: chance-level readings say nothing about it."""
+    or, where nothing in the log tells what the loss is (:func:`_unnamed_loss`), a loss
+    whose train side's untrained level as the log shows it (the train loss's early level,
+    or its level carried back to the start) is at least ln 2, the least chance level of
+    any classifier.  An unnamed loss whose own untrained level sits below every
+    classifier's chance level is a fine-tune that started trained or a regression:
+    chance-level readings say nothing about it.  The train side decides, not the val
+    curve the branches then judge against that level."""
     if cross_entropy_like(ctx, s, values):
         return True
+    if not _unnamed_loss(ctx, s, values):
+        return False
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if train is None or len(train) < 2 or float(np.min(train.values)) <= 0:
+        return False
+    ref = early_level(train)
+    before = level_before_log(ctx, train,
+                              float(ctx.thresholds_of("UND004")["min_first_cover"]))
+    if before is not None:
+        ref = max(ref, before)
+    return ref >= float(np.log(2))
+
+
+def _untrained_is_chance(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """The untrained level is a model's at chance, so a val far above it is eval worse
+    than an untrained model: a cross-entropy-like loss, or an unnamed one
+    (:func:`_unnamed_loss`) whose untrained level as the log shows it (UND's reading) is
+    at least ln 2.  A fine-tune's first train loss is no untrained model's."""
+    if cross_entropy_like(ctx, s, values):
+        return True
+    ref = _untrained_from_log(ctx)
+    return _unnamed_loss(ctx, s, values) and ref is not None and ref >= float(np.log(2))
+
+
+def _unnamed_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """Nothing in the log tells what the loss is: no accuracy, no class count (else
+    :func:`cross_entropy_like` decides), no regression metric or loss name (a plain loop
+    or an HF Trainer without ``compute_metrics`` logs only losses); non-negative and not
+    a sum of components."""
     if len(values) == 0 or np.any(values < 0) or "+" in s.tag:
         return False
-    for m in ctx.roles.by_tag.values():
-        if m.metric == "accuracy" or _REGRESSION_NAME.search(m.tag) \
-                or _REGRESSION_NAME.search(m.metric):
-            return False
-    ref = _untrained_from_log(ctx)
-    return ref is not None and ref >= float(np.log(2))
+    return not any(m.metric == "accuracy" or _REGRESSION_NAME.search(m.tag)
+                   or _REGRESSION_NAME.search(m.metric) for m in ctx.roles.by_tag.values())
 
 
 def _repeated(acc: Curve) -> tuple[float, float]:
