@@ -43,6 +43,7 @@ from diagnose.detectors.progress import (
     fmt,
     get_curve,
     level,
+    level_before_log,
     pct,
     smoothed,
 )
@@ -58,7 +59,7 @@ from diagnose.detectors.rule import (
     rule,
 )
 from diagnose.hparams import finite_number
-from diagnose.metrics import Role
+from diagnose.metrics import Role, Series
 
 if TYPE_CHECKING:
     from diagnose.advice.moves import AdviceContext
@@ -378,8 +379,10 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     v_first, v_min = float(val.values[0]), float(np.min(val.values))
     v_med = float(np.median(val.values))
     # val far worse than the untrained level: train only has to fall clearly, or to
-    # reach a good accuracy (the train loss's first logged value may already be low)
-    far = v_med >= float(p.far_bad) * ref
+    # reach a good accuracy (the train loss's first logged value may already be low);
+    # only where the untrained level is a model's at chance (_untrained_is_chance: a
+    # fine-tune's first train loss is no untrained level to be far worse than)
+    far = v_med >= float(p.far_bad) * ref and _untrained_is_chance(ctx, val.series, val.values)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
@@ -407,7 +410,7 @@ def _never_base(ctx: RuleContext, val: Curve, ref: float) -> float:
     same on every split; a regression's is the train targets' spread, which says nothing
     about the val split's scale, so a regression's val is judged on its own first value."""
     v_first = float(val.values[0])
-    if cross_entropy_like(ctx, val.series, val.values):
+    if classifier_loss(ctx, val.series, val.values):
         return min(v_first, ref)
     return v_first
 
@@ -440,7 +443,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
         # without ln C the chance level is the log's own untrained level: val must also
         # end early_gap x the train loss (apart from it, not a generalisation gap) and
         # eval outputs must not have learned
-        if ref_how is None or not cross_entropy_like(ctx, val.series, val.values) \
+        if ref_how is None or not classifier_loss(ctx, val.series, val.values) \
                 or v_end < float(p.early_gap) * t_end \
                 or eval_outputs_learned(ctx, float(p.acc_learned)):
             return None
@@ -724,7 +727,59 @@ def _below_any_chance(ctx: RuleContext, t_level: float, ratio: float) -> bool:
     return train is not None and val is not None and t_level > 0 \
         and t_level <= ratio * float(np.log(2)) \
         and float(np.min(val.values)) >= t_level \
-        and cross_entropy_like(ctx, train.series, train.values)
+        and classifier_loss(ctx, train.series, train.values)
+
+
+#: A regression loss or error metric by its name: such a loss is no class cross-entropy.
+_REGRESSION_NAME = re.compile(r"(^|[^a-z0-9])(r?mse|mae|huber|l1|l2|smooth_?l1|regress\w*)"
+                              r"([^a-z0-9]|loss|$)", re.I)
+
+
+def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """A loss read as a classifier's cross-entropy (ln C chance levels apply to it):
+    :func:`cross_entropy_like` (named so, an accuracy logged or the class count known),
+    or, where nothing in the log tells what the loss is (:func:`_unnamed_loss`), a loss
+    whose train side's untrained level as the log shows it (the train loss's early level,
+    or its level carried back to the start) is at least ln 2, the least chance level of
+    any classifier.  An unnamed loss whose own untrained level sits below every
+    classifier's chance level is a fine-tune that started trained or a regression:
+    chance-level readings say nothing about it.  The train side decides, not the val
+    curve the branches then judge against that level."""
+    if cross_entropy_like(ctx, s, values):
+        return True
+    if not _unnamed_loss(ctx, s, values):
+        return False
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if train is None or len(train) < 2 or float(np.min(train.values)) <= 0:
+        return False
+    ref = early_level(train)
+    before = level_before_log(ctx, train,
+                              float(ctx.thresholds_of("UND004")["min_first_cover"]))
+    if before is not None:
+        ref = max(ref, before)
+    return ref >= float(np.log(2))
+
+
+def _untrained_is_chance(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """The untrained level is a model's at chance, so a val far above it is eval worse
+    than an untrained model: a cross-entropy-like loss, or an unnamed one
+    (:func:`_unnamed_loss`) whose untrained level as the log shows it (UND's reading) is
+    at least ln 2.  A fine-tune's first train loss is no untrained model's."""
+    if cross_entropy_like(ctx, s, values):
+        return True
+    ref = _untrained_from_log(ctx)
+    return _unnamed_loss(ctx, s, values) and ref is not None and ref >= float(np.log(2))
+
+
+def _unnamed_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
+    """Nothing in the log tells what the loss is: no accuracy, no class count (else
+    :func:`cross_entropy_like` decides), no regression metric or loss name (a plain loop
+    or an HF Trainer without ``compute_metrics`` logs only losses); non-negative and not
+    a sum of components."""
+    if len(values) == 0 or np.any(values < 0) or "+" in s.tag:
+        return False
+    return not any(m.metric == "accuracy" or _REGRESSION_NAME.search(m.tag)
+                   or _REGRESSION_NAME.search(m.metric) for m in ctx.roles.by_tag.values())
 
 
 def _repeated(acc: Curve) -> tuple[float, float]:
