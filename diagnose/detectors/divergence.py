@@ -396,6 +396,7 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         min_sustained: float = param(P.FRACTION)
         min_points: int = param(P.COUNT)
         val_start_factor: float = param(P.AT_LEAST_ONE)
+        tail_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -432,9 +433,17 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         i = int(np.argmin(sm))
         best, best_step = float(sm[i]), float(ss[i])
         t0 = f.steps[-1] - p.tail_frac * (f.steps[-1] - f.steps[0])
+        after_best = f.values[f.steps > best_step]
         tail_vals = f.values[(f.steps >= t0) & (f.steps > best_step)]
-        if len(tail_vals) == 0:
+        # "stays up" is read from tail_points logged points after the best at least: a
+        # sparse log's last tail_frac of steps may hold one or two points (a per-epoch
+        # log's last epoch, a per-step log's last batch), and a median of two is their
+        # mean, so one spike at the end of a log would read as a level; fewer points
+        # after the best than that and the log cannot show the loss stays up
+        if len(after_best) < p.tail_points:
             return []
+        if len(tail_vals) < p.tail_points:
+            tail_vals = after_best[-p.tail_points:]
         tail = float(np.median(tail_vals))
         rise = tail - best
         drop = early_drop(ctx, s)
@@ -853,6 +862,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         blown_share: float = param(P.SHARE)
         level_points: int = param(P.COUNT)
         min_points: int = param(P.COUNT)
+        short_min_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -907,14 +917,24 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         c = progress.curve(s)
         if s is None or c is None:
             return None
-        if len(c) < p.min_points or not np.all(c.values >= 0):
+        if not np.all(c.values >= 0):
             return []  # a negative-by-design loss has no untrained level to compare with
+        # a log of fewer than min_points points (a per-epoch log of a run stopped after an
+        # epoch or two: each point the mean of an epoch of steps) has no trend to read,
+        # but a loss that is at every logged point far above a real untrained level (ln C,
+        # the largest plausible chance level, what a calibrated model at its accuracy
+        # costs) is blown over the whole log: read with its lowest point as the late level
+        short = len(c) < p.min_points
+        if short and len(c) < p.short_min_points:
+            return []
         # the untrained level is closest to the first logged point: a loss that blows up
         # within its first head_frac of steps has a head median that is already blown
         # (a first point of exactly 0 is a logging artefact, not a level)
         head, first = progress.start_level(c, p.head_frac, p.level_points), float(c.values[0])
         start = min(first, head) if first > 0 else head
         late = progress.end_level(c, p.tail_frac, p.level_points)
+        if short:
+            late = float(np.min(c.values))
         n_cls = ctx.cached("num_classes",
                            lambda: signals.infer_num_classes(ctx.run, ctx.roles))
         if n_cls is not None:
@@ -1070,6 +1090,9 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             thrash_seen, thrash_base = swings_seen, swing_level / p.far_factor
             after = float(c.steps[-1] - p.thrash_frac * c.span)
         else:
+            return []
+        if short and not ((criterion == "far_above" and not own)
+                          or criterion == "above_accuracy_ceiling"):
             return []
         # onset: the first smoothed point over the threshold (after the best, for a
         # give-back) from which the loss stays over it to the end, in the median
