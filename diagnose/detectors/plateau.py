@@ -66,6 +66,7 @@ from diagnose.detectors.progress import (
     improvement,
     in_start,
     level_at,
+    level_before_log,
     noise,
     pct,
     pinned_accuracy,
@@ -699,7 +700,8 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
     roles = () if pl["poor_by"] == "constant_guess" else (Role.VAL_LOSS, Role.TRAIN_LOSS)
     for role in roles:
         lc = get_curve(ctx, role)
-        if lc is None or len(lc) < 3:
+        # (a loss logged min_never_points times, a Keras log of two epochs, too)
+        if lc is None or len(lc) < int(p["min_never_points"]):
             continue
         sm = smoothed(ctx, lc)[1]
         start = start_level(lc)
@@ -728,21 +730,29 @@ def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[s
     model learned but stays poor, :func:`_poor_fit`): learned a little, then stuck.
     """
     out: dict[str, Any] = {"poor_by": None, "loss_vs_chance": None, "loss_progress": None}
-    # the val loss, else (fewer than 3 evaluations: a run validated twice) the train loss
-    loss = next((lc for lc in (get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS))
-                 if lc is not None and len(lc) >= 3), None)
+    # the val loss, else (fewer evaluations: a run validated twice) the train loss; a run
+    # whose every loss has only min_never_points rows (a Keras log of two epochs) is read
+    # on those rows
+    few = int(p["min_never_points"])
+    losses = [lc for lc in (get_curve(ctx, Role.VAL_LOSS), get_curve(ctx, Role.TRAIN_LOSS))
+              if lc is not None]
+    loss = next((lc for lc in losses if len(lc) >= 3),
+                next((lc for lc in losses if len(lc) >= few), None))
     if loss is None or float(np.min(loss.values)) <= 0:
         return out
     progs = []
-    for role in (Role.VAL_LOSS, Role.TRAIN_LOSS):
-        lc = get_curve(ctx, role)
-        if lc is None or len(lc) < 3 or start_level(lc) <= 0:
+    for lc in losses:
+        if len(lc) < min(3, len(loss)) or start_level(lc) <= 0:
             continue
         start = start_level(lc)
         if noise(lc) <= float(p["poor_progress"]) * start:
             # a clean curve from its first value when higher: a fall within the first
-            # epoch is progress (a noisy per-step loss's first batch proves nothing)
-            start = max(float(lc.values[0]), start)
+            # epoch is progress (a noisy per-step loss's first batch proves nothing); and
+            # from the level before the log when its first point already covers more than
+            # start_cover of the run (a Keras row averaging the first of a few epochs:
+            # what the model learned in it is progress the per-step log shows)
+            before = level_before_log(ctx, lc, float(p["start_cover"]))
+            start = max(float(lc.values[0]), start, before if before is not None else start)
         progs.append((start - float(np.min(smoothed(ctx, lc)[1]))) / start)
     if progs and max(progs) < float(p["poor_progress"]) and not _low_unseen_start(ctx, p):
         if c.series.role == loss.series.role or c.series.role == Role.TRAIN_LOSS:
