@@ -900,7 +900,7 @@ def train_end_level(ctx: RuleContext, tl: Curve, frac: float) -> float:
         return end
     # the slope over the last rows (at least 3, else the last quarter), the median of
     # their pairwise slopes (Theil-Sen: one noisy epoch mean cannot make the fall)
-    k = max(3, int(math.ceil(0.25 * len(tl))))
+    k = max(3, math.ceil(0.25 * len(tl)))
     s, v = tl.steps[-k:], tl.values[-k:]
     i, j = np.triu_indices(len(v), 1)
     slope = float(np.median((v[j] - v[i]) / (s[j] - s[i])))
