@@ -894,7 +894,7 @@ def train_end_level(ctx: RuleContext, tl: Curve, frac: float) -> float:
     compared with the val end and with the untrained level is the run's end, as a per-step
     log of the same run shows it.  The line's slope is the median of the pairwise slopes
     of the last rows (at least three, or the last quarter): one noisy epoch mean does not
-    make a fall."""
+    make a fall; and no more than the last row's own fall (a curve falls fastest first)."""
     end = end_level(tl, frac)
     if len(tl) < 2 or not epoch_rows_from_zero(ctx, tl):
         return end
@@ -905,7 +905,11 @@ def train_end_level(ctx: RuleContext, tl: Curve, frac: float) -> float:
     i, j = np.triu_indices(len(v), 1)
     slope = float(np.median((v[j] - v[i]) / (s[j] - s[i])))
     row = float(np.median(np.diff(s)))
-    return end - 0.5 * row * max(-slope, 0.0)
+    # (no more than the last row's own fall: a curve falls fastest first, so its last
+    # half row fell no more than the row before it; a slope read on a recovery from a
+    # spike, or a last row that rose, carries nothing past what the rows show)
+    last = max(float(tl.values[-2]) - float(tl.values[-1]), 0.0)
+    return end - 0.5 * min(row * max(-slope, 0.0), last)
 
 
 def val_fell_between(ctx: RuleContext, min_fall: float) -> bool:
