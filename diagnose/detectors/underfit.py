@@ -63,7 +63,9 @@ from diagnose.detectors.progress import (
     early_level,
     end_level,
     ends_nonfinite,
+    epoch_rows_from_zero,
     fall_in_first_stretch,
+    first_point_cover,
     fmt,
     get_curve,
     in_start,
@@ -864,6 +866,62 @@ def left_untrained_level(ctx: RuleContext, l0: float, min_fall: float) -> bool:
         and below_chance(ctx, best[0], min_fall)
 
 
+def levels_read(ctx: RuleContext, tl: Curve, min_cover: float) -> int:
+    """How many levels of the train loss the rule reads: its logged points, and its start
+    too when the first point covers more than ``min_cover`` of the run
+    (:func:`progress.first_point_cover`).
+
+    A point at the model's start is the untrained level, one of the logged points; a
+    first point that already covers a share of the run (a Keras row, the mean of its
+    first epoch) is not, and the untrained level is read apart from it (ln C, or the line
+    through the first two points carried back to the start,
+    :func:`progress.level_before_log`).  Two per-epoch rows are then three levels, the
+    start and two epochs of learning, as a per-step log of the same run shows them: the
+    cadence thins the points, not the run (issue 9, round 24)."""
+    start = 1 if len(tl) >= 2 and first_point_cover(ctx, tl) > min_cover else 0
+    return len(tl) + start
+
+
+def train_end_level(ctx: RuleContext, tl: Curve, frac: float) -> float:
+    """The train loss's end level (:func:`progress.end_level`, the median of its last
+    ``frac`` of steps), read at the end of the run where its points are per-epoch means
+    (:func:`progress.epoch_rows_from_zero`: a Keras row).
+
+    A mean sits at the centre of the epoch it covers, while the run (and the val loss
+    written on the same row) ends half an epoch later: a curve still falling fell on over
+    that half.  The line through the last two rows is carried forward half a row (a fall
+    only; the mirror of :func:`progress.level_before_log` at the start), so the train end
+    compared with the val end and with the untrained level is the run's end, as a per-step
+    log of the same run shows it.  The line's slope is the median of the pairwise slopes
+    of the last rows (at least three, or the last quarter): one noisy epoch mean does not
+    make a fall; and no more than the last row's own fall (a curve falls fastest first)."""
+    end = end_level(tl, frac)
+    if len(tl) < 2 or not epoch_rows_from_zero(ctx, tl):
+        return end
+    # the slope over the last rows (at least 3, else the last quarter), the median of
+    # their pairwise slopes (Theil-Sen: one noisy epoch mean cannot make the fall)
+    k = max(3, math.ceil(0.25 * len(tl)))
+    s, v = tl.steps[-k:], tl.values[-k:]
+    i, j = np.triu_indices(len(v), 1)
+    slope = float(np.median((v[j] - v[i]) / (s[j] - s[i])))
+    row = float(np.median(np.diff(s)))
+    # (no more than the last row's own fall: a curve falls fastest first, so its last
+    # half row fell no more than the row before it; a slope read on a recovery from a
+    # spike, or a last row that rose, carries nothing past what the rows show)
+    last = max(float(tl.values[-2]) - float(tl.values[-1]), 0.0)
+    return end - 0.5 * min(row * max(-slope, 0.0), last)
+
+
+def val_fell_between(ctx: RuleContext, min_fall: float) -> bool:
+    """Whether the val loss, evaluated at least twice, ends at least ``min_fall`` below its
+    first evaluation (last over first): what a log of a few per-epoch rows shows of the
+    run learning on held-out data, where :func:`val_own_fall` needs more evaluations."""
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    if vl is None or len(vl) < 2 or "+" in vl.tag or float(np.min(vl.values)) <= 0:
+        return False
+    return 1.0 - float(vl.values[-1]) / float(vl.values[0]) >= min_fall
+
+
 @rule
 class UND004(Rule["UND004.Params", "UND004.Evidence"]):
     """The model learned but ends at a poor loss, with val about as good as train.
@@ -954,7 +1012,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if tl is None and not any(ctx.roles.candidates(r)
                                   for r in (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):
             return self._val_only(ctx, p)
-        if tl is None or len(tl) < p.min_points or tl.span <= 0:
+        if tl is None or levels_read(ctx, tl, float(p.min_first_cover)) < p.min_points \
+                or tl.span <= 0:
+            return None
+        # (a train curve of fewer logged points than min_points, its start read apart:
+        # two per-epoch rows show learning on the held-out loss only if it fell over its
+        # own evaluations, the judged curve's "learns" that min_val_fall asks of three)
+        if len(tl) < p.min_points and not val_fell_between(ctx, float(p.min_val_fall)):
             return None
         ref = untrained_level(ctx)
         if ref is None:
@@ -969,7 +1033,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if before is not None and before[0] < l0:
             l0, how = before
         frac = float(p.end_frac)
-        t_end = end_level(tl, frac)
+        t_end = train_end_level(ctx, tl, frac)
         vl = get_curve(ctx, Role.VAL_LOSS)
         if vl is not None and ("+" in vl.tag or float(np.min(vl.values)) <= 0):
             vl = None
