@@ -865,7 +865,9 @@ def underfit_advice(ctx: AdviceContext, reason: str,
         # not convergence.  The order stays the slope's (round 9: putting every short run's
         # length first cost 5 bottleneck runs their capacity advice in direction.py)
         first = gain is not None and gain >= pol.longer_first_gain
-        why = (f"{reason} and train loss still fell {gain:.0%} over the last quarter of the run"
+        where = ("between its two logged points" if loss is not None and len(loss.finite) == 2
+                 else "over the last quarter of the run")
+        why = (f"{reason} and train loss still fell {gain:.0%} {where}"
                if learning and gain is not None else
                f"{reason} and its LR annealed to the end of the run, which flattened the tail")
         if short is not None:

@@ -52,8 +52,10 @@ def _by_run(doc: dict) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def short_and_lossless(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("verdict")
-    short = _keras_csv(base / "two_epochs", "epoch,accuracy,loss,val_accuracy,val_loss",
-                       ["0,0.31,1.92,0.35,1.80", "1,0.42,1.61,0.44,1.58"])
+    # one epoch: two per-epoch rows are judged when they show enough (UND004, PLT001 read
+    # the start before the first row as a level), one row never is
+    short = _keras_csv(base / "one_epoch", "epoch,accuracy,loss,val_accuracy,val_loss",
+                       ["0,0.31,1.92,0.35,1.80"])
     acc = [f"{e},{0.3 + 0.02 * e:.3f},{0.28 + 0.02 * e:.3f}" for e in range(30)]
     lossless = _keras_csv(base / "accuracy_only", "epoch,accuracy,val_accuracy", acc)
     return short, lossless
@@ -71,8 +73,8 @@ def test_too_few_points_and_no_loss_are_not_judged(
         short_and_lossless: tuple[Path, Path]) -> None:
     short, lossless = short_and_lossless
     runs = _by_run(_json(str(short), str(lossless), str(HEALTHY)))
-    assert runs["two_epochs"]["verdict"] == "not_judged"
-    assert runs["two_epochs"]["not_judged_reason"] == "too few points: 2 finite loss points"
+    assert runs["one_epoch"]["verdict"] == "not_judged"
+    assert runs["one_epoch"]["not_judged_reason"] == "too few points: 1 finite loss point"
     assert runs["accuracy_only"]["verdict"] == "not_judged"
     assert runs["accuracy_only"]["not_judged_reason"] == "no loss metric found"
     # the log finding that explains it is still there, but it is not a training state
@@ -96,12 +98,12 @@ def test_markdown_and_text_never_say_healthy_for_a_not_judged_run(
     short, _ = short_and_lossless
     _, md = _cli(str(short), "--format", "markdown")
     row = next(line for line in md.splitlines() if line.startswith("| ❔"))
-    assert "not judged (too few points: 2 finite loss points)" in row
+    assert "not judged (too few points: 1 finite loss point)" in row
     assert "healthy" not in row and "✅" not in row
     assert "✅" not in md
     _, text = _cli(str(short), "--format", "text", "--color", "never")
     head = text.splitlines()[0]  # the run is the PATH itself: its id is "."
-    assert "not judged (too few points: 2 finite loss points)" in head
+    assert "not judged (too few points: 1 finite loss point)" in head
     assert "healthy" not in text
 
 
@@ -129,9 +131,9 @@ def test_junit_skips_a_not_judged_run_instead_of_passing_it(
     _, xml = _cli(str(short), str(lossless), str(HEALTHY), "--format", "junit")
     root = ET.fromstring(xml)
     cases = {Path(c.get("name", "")).name: c for c in root.iter("testcase")}
-    skipped = cases["two_epochs"].find("skipped")
+    skipped = cases["one_epoch"].find("skipped")
     assert skipped is not None
-    assert skipped.get("message") == "not judged: too few points: 2 finite loss points"
+    assert skipped.get("message") == "not judged: too few points: 1 finite loss point"
     assert cases["accuracy_only"].find("skipped") is not None
     assert cases["healthy_mlp_adam"].find("skipped") is None
     assert root.get("skipped") == "2" and root.find("testsuite").get("skipped") == "2"

@@ -622,11 +622,12 @@ def tail_gain(series: Series, share: float = 0.25) -> float | None:
 
 
 def sparse_tail_gain(series: Series, share: float = 0.25) -> float | None:
-    """:func:`tail_gain` for a curve of 3-5 points (logged once per epoch), too few for
+    """:func:`tail_gain` for a curve of 2-5 points (logged once per epoch), too few for
     its medians: the last value against the one where the last ``share`` of the logged
-    steps begins (an epoch's point already averages that epoch); None otherwise."""
+    steps begins (an epoch's point already averages that epoch; of two, the first);
+    None otherwise."""
     fin = series.finite
-    if not 3 <= len(fin) < 6:
+    if not 2 <= len(fin) < 6:
         return None
     steps, values = fin.steps, fin.values
     cut = float(steps[-1]) - share * float(steps[-1] - steps[0])

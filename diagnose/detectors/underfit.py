@@ -1183,6 +1183,10 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
             return []
         tail = signals.robust_trend(*self._tail(tl))
         falling = bool(np.isfinite(tail.slope_hi) and tail.slope_hi < 0)
+        if len(tl) < 3:
+            # (two per-epoch rows, read with the start before them: no trend to fit,
+            # and the last row below the first is a loss still falling when stopped)
+            falling = bool(tl.values[-1] < tl.values[0])
         ev = UND004.Evidence(
             train_loss=tl.tag, train_end=t_end,
             val_loss=vl.tag if v_end is not None and vl is not None else None, val_end=v_end,
