@@ -1047,10 +1047,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # the loss jumped from its first level at once and stayed there, where a lucky
         # minibatch's noisy neighbours come back near it
         after_first = c.values[in_head][1:]
+        blown_seen = float(np.mean(sm >= p.far_factor * ref)) if own else 0.0
         blown_start = (own and int(in_head.sum()) >= p.level_points
                        and float(np.min(after_first)) >= p.far_factor * ref
-                       and float(np.mean(sm >= p.far_factor * ref)) >= p.blown_share)
-        blown_seen = float(np.mean(sm >= p.far_factor * ref)) if own else 0.0
+                       and blown_seen >= p.blown_share)
         low_first = own and int(in_head.sum()) >= p.level_points and late <= head
         lucky_first = low_first and not blown_start
         # a train loss above every plausible chance level from its first point while the
