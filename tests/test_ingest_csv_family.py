@@ -792,6 +792,19 @@ def test_truncated_last_line(tmp_path: Path) -> None:
     assert note and "3,0.8123,0.2" in note[0].details["line"]
 
 
+def test_cut_full_width_last_row_keeps_its_whole_values(tmp_path: Path) -> None:
+    """A row cut inside its last cell loses that cell only: its other values are whole."""
+    path = tmp_path / "training.log"
+    keras_fit(KerasCSVLogger(path), range(4), _keras_logs)
+    path.write_bytes(path.read_bytes().rstrip(b"\r\n")[:-1])  # val_loss "0.3" cut to "0."
+    run = load(path)
+    assert steps(run, "loss") == [0, 1, 2, 3]
+    assert values(run, "val_accuracy")[-1] == pytest.approx(0.7)
+    assert steps(run, "val_loss") == [0, 1, 2]
+    note = [n for n in run.notes if n.code == "truncated"]
+    assert note and "may be cut off and was dropped" in note[0].message
+
+
 def test_short_rows_are_counted(tmp_path: Path) -> None:
     path = tmp_path / "log.csv"
     path.write_text("step,loss\n0,1.0\n1\n2,0.8,9\n3,0.7\n")

@@ -756,7 +756,7 @@ def _sniff_lines(text: str, count: int = _SNIFF_LINES) -> list[str]:
 
 
 def _parse_table(
-    text: str, path: Path, kind: str
+    text: str, path: Path
 ) -> tuple[list[str], list[list[str]], str, list[IngestNote]]:
     """Text -> (header, rows of the header's width, delimiter, notes about what was dropped).
 
@@ -837,7 +837,7 @@ def _parse_table(
             )
         elif body and body[-1].end == n:
             last = body[-1]
-            if last.width < width or kind != "csv":
+            if last.width < width:
                 body = body[:-1]
                 notes.append(
                     IngestNote(
@@ -848,8 +848,9 @@ def _parse_table(
                     )
                 )
             elif last.width == width:
-                # A generic table may lack its last line end; its last value may be cut
-                # ("0." of "0.1"), or not written yet, so that one value is dropped.
+                # A full-width row without its line end was cut inside its last cell at
+                # the latest ("0." of "0.1"), or that cell was not written yet: every
+                # other value in it is whole, so only that one value is dropped.
                 cell = last.cells[-1].strip()
                 what = (
                     f"its last value {cell[:40]!r} may be cut off and was dropped"
@@ -1014,7 +1015,7 @@ def load_csv(source: RunSource, file: SourceFile) -> Run:
     kind = file.kind if file.kind in CSV_KINDS else None
     if kind is None:
         kind = sniff_csv(path) or "csv"
-    header, rows, delim, notes = _parse_table(text, path, kind)
+    header, rows, delim, notes = _parse_table(text, path)
     notes = enc_notes + notes
     if kind == "csv":
         # Discovery's sniff saw only the first rows; the header decides the profile.
