@@ -119,3 +119,21 @@ def test_loss_only_drops_every_accuracy_and_keeps_the_losses(
                                 if n not in ci.ACCURACY_SERIES}}
     assert ci.VARIANTS["loss-only"](no_acc) is None  # nothing to drop: the base verdict
 
+
+
+def test_k_epochs_keeps_k_evaluations_and_averages_the_train_side_between_them(
+        records: list[dict[str, Any]]) -> None:
+    rec = _first(records, train_log="step")
+    pts = write_logs.points(rec)
+    vsteps = [s for s, _ in pts["val_loss"]]
+    out = ci.VARIANTS["epochs/5"](rec)
+    assert out is not None
+    ends = out["series"]["val_loss"][0]
+    assert len(ends) == 5 and ends[-1] == vsteps[-1] and set(ends) <= set(vsteps)
+    assert out["series"]["train_loss"][0] == ends  # one train point per kept evaluation
+    first = [v for s, v in pts["train_loss"] if s <= ends[0]]
+    assert store.decode_value(out["series"]["train_loss"][1][0]) == pytest.approx(
+        sum(first) / len(first), rel=1e-5)
+    few = {**rec, "series": {n: ([s[:5], v[:5]] if n.startswith("val_") else sv)
+                             for n, sv in rec["series"].items() for s, v in [sv]}}
+    assert ci.VARIANTS["epochs/5"](few) is None  # already 5 evaluations: as logged

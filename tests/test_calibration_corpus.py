@@ -288,3 +288,18 @@ def _first_member_len(data: bytes) -> int:
     d = zlib.decompressobj(wbits=31)
     d.decompress(data)
     return len(data) - len(d.unused_data)
+
+
+def test_macro_f1_interval_brackets_the_score_and_narrows_with_more_runs() -> None:
+    """The bootstrap band of a fold's macro-F1: it holds the fold's own score, a few runs
+    make it wide and many runs with the same mix make it narrow; no labelled state, none."""
+    import evaluate
+
+    few = [({"overfit"}, {"overfit"})] * 3 + [({"overfit"}, set()), (set(), {"overfit"})] \
+        + [({"plateau"}, {"plateau"})] * 4 + [(set(), set())] * 4
+    score = evaluate.score(few)["macro_f1"]
+    lo, hi = evaluate.macro_f1_interval(few)
+    assert lo <= score <= hi and hi - lo > 0.1
+    lo20, hi20 = evaluate.macro_f1_interval(few * 20)
+    assert lo20 <= score <= hi20 and hi20 - lo20 < (hi - lo) / 2
+    assert evaluate.macro_f1_interval([(set(), set())] * 5) is None

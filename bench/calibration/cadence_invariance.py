@@ -16,7 +16,11 @@ its own cadence and thinned:
   train side, so their labels do not carry over to this variant);
 - ``loss-only``: no accuracy series (train or val), as HF Trainer fine-tunes without a
   ``compute_metrics`` and plain loops that log only losses leave a run: the rules must
-  tell a classifier's cross-entropy from a regression loss without an accuracy.
+  tell a classifier's cross-entropy from a regression loss without an accuracy;
+- ``epochs/5``, ``epochs/7``, ``epochs/10``: the run as a K-epoch log shows it (K
+  evaluations kept evenly, the train side averaged between them), as a short Keras or
+  Lightning run leaves it; these are below the trend rules' usual point counts on purpose
+  and are not held to ``TRAIN_FLOOR``.
 
 A series is never thinned below the points the rules need to judge (``TRAIN_FLOOR``:
 PLT001's ``min_points`` train loss points; ``VAL_FLOOR``: OVF002's ``min_points`` val
@@ -144,6 +148,39 @@ def val_only(rec: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def k_epochs(k: int) -> Callable[[dict[str, Any]], dict[str, Any] | None]:
+    """The run as a K-epoch log would show it (a Keras CSVLogger of a short run): K
+    evaluations picked evenly by index (the last kept), each train-side metric averaged
+    over the steps since the previous kept evaluation (the learning rate: its last value)
+    and written at the evaluation's step.  None when the run has K or fewer evaluations
+    (it is already that short) or no train loss.  The curve keeps its shape at a coarser
+    resolution, so the labels carry over; below ``TRAIN_FLOOR`` points the trend rules
+    must judge from few epochs, which is what this variant measures."""
+    def thin(rec: dict[str, Any]) -> dict[str, Any] | None:
+        pts = write_logs.points(rec)
+        ref = pts.get("val_loss") or pts.get("val_acc")
+        if not ref or len(ref) <= k or "train_loss" not in pts:
+            return None
+        n = len(ref)
+        ends = [ref[i][0] for i in sorted({round((j + 1) * n / k) - 1 for j in range(k)})]
+        keep = set(ends)
+        new: dict[str, Pts] = {name: [(s, v) for s, v in pts[name] if s in keep]
+                               for name in VAL_SIDE if name in pts}
+        for name in TRAIN_SIDE:
+            if name not in pts:
+                continue
+            out: Pts = []
+            prev: int | None = None
+            for e in ends:
+                vs = [v for s, v in pts[name] if (prev is None or s > prev) and s <= e]
+                prev = e
+                if vs:
+                    out.append((e, vs[-1] if name == "lr" else sum(vs) / len(vs)))
+            new[name] = out
+        return _with(rec, new)
+    return thin
+
+
 ACCURACY_SERIES = ("train_acc", "val_acc")
 
 
@@ -162,6 +199,7 @@ VARIANTS: dict[str, Callable[[dict[str, Any]], dict[str, Any] | None]] = {
     "train/2": every_kth_train(2), "train/4": every_kth_train(4),
     "train/epoch": epoch_means, "val/2": every_2nd_val, "val-only": val_only,
     "loss-only": loss_only,
+    "epochs/5": k_epochs(5), "epochs/7": k_epochs(7), "epochs/10": k_epochs(10),
 }
 
 

@@ -163,6 +163,30 @@ def score(pairs: list[tuple[set[str], set[str]]]) -> dict[str, Any]:
             "exact": exact / len(pairs) if pairs else 0.0}
 
 
+def macro_f1_interval(pairs: list[tuple[set[str], set[str]]], n: int = 1000,
+                      seed: int = 0) -> tuple[float, float] | None:
+    """95% bootstrap interval of macro-F1 over these runs (runs resampled with
+    replacement, the states present in the labels each time): how far a fold's score
+    moves when a few of its runs change, so a gap between folds can be read as noise or
+    not.  None when no core state is labelled."""
+    present = [s for s in CORE if any(s in e for e, _ in pairs)]
+    if not present:
+        return None
+    lab = np.array([[s in e for s in present] for e, _ in pairs])
+    got = np.array([[s in p for s in present] for _, p in pairs])
+    idx = np.random.default_rng(seed).integers(0, len(pairs), size=(n, len(pairs)))
+    tp = (lab[idx] & got[idx]).sum(axis=1).astype(float)
+    fp = (~lab[idx] & got[idx]).sum(axis=1).astype(float)
+    fn = (lab[idx] & ~got[idx]).sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+    # a state absent from a resample's labels drops out of its mean, as in macro_f1
+    f1 = np.where((tp + fn) > 0, f1, np.nan)
+    means = np.nanmean(f1, axis=1)
+    lo, hi = np.nanpercentile(means, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def confusion(pairs: list[tuple[set[str], set[str]]]) -> dict[str, dict[str, int]]:
     """Label set -> predicted core-state set -> count."""
     m: dict[str, Counter[str]] = defaultdict(Counter)
@@ -186,7 +210,7 @@ def lofo(runs: list[dict[str, Any]], predict: Callable[[list[dict[str, Any]], Th
             pred = predict(test, fit_fold(train))
             pairs = [(set(r["label"]), pred.get(r["id"], set())) for r in test]
             pooled += pairs
-            folds[value] = score(pairs)
+            folds[value] = score(pairs) | {"macro_f1_95": macro_f1_interval(pairs)}
         out[key] = {"folds": folds, "pooled": score(pooled),
                     "worst_macro_f1": min((f["macro_f1"] for f in folds.values()
                                            if f["macro_f1"] is not None), default=None)}
@@ -273,14 +297,28 @@ def render_report(res: dict[str, Any]) -> str:
         out.append(f"  {s:20s} {f(dm):>20s}   {f(bm):>20s}   (n={n})")
     for key in GROUPINGS:
         dl, bl = res["diagnose"]["lofo"][key], res["baseline"]["lofo"][key]
-        out += ["", f"-- leave one {key} out (diagnose | baseline macro-F1, healthy FA, exact)"]
+        out += ["", f"-- leave one {key} out (diagnose macro-F1 [95% bootstrap] | baseline"
+                    " macro-F1, healthy FA, exact)"]
         for value, s in dl["folds"].items():
             t = bl["folds"][value]
-            out.append(f"  {value:26s} n={s['n']:4d}  {_f(s['macro_f1'])} | {_f(t['macro_f1'])}"
+            ci = s.get("macro_f1_95")
+            band = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else " " * 12
+            out.append(f"  {value:26s} n={s['n']:4d}  {_f(s['macro_f1'])}{band} | "
+                       f"{_f(t['macro_f1'])}"
                        f"   FA {s['healthy_fa_rate']:5.1%} | {t['healthy_fa_rate']:5.1%}"
                        f"   exact {s['exact']:.3f} | {t['exact']:.3f}")
         out.append(f"  worst fold macro-F1: diagnose {_f(dl['worst_macro_f1'])}, baseline "
                    f"{_f(bl['worst_macro_f1'])}")
+    if res.get("split"):
+        sp = res["split"]
+        out += ["", f"-- runs drawn before {sp['at']} (the rules were tuned on them) vs "
+                    f"from {sp['at']} on (drawn later, the same way)",
+                _line(f"diagnose, before {sp['at']}", sp["seen"]),
+                _line(f"diagnose, from {sp['at']}", sp["fresh"]),
+                _line(f"textbook, from {sp['at']}", sp["fresh_baseline"]),
+                "  per-state F1 before | from: " + ", ".join(
+                    f"{s} {_f(sp['seen']['per_state'].get(s, {}).get('f1'))} | "
+                    f"{_f(sp['fresh']['per_state'].get(s, {}).get('f1'))}" for s in CORE)]
     out += ["", "-- confusion (rows: label; columns: diagnose's core states)"]
     for lab, row in res["diagnose"]["confusion"].items():
         cells = ", ".join(f"{k} {v}" for k, v in sorted(row.items(), key=lambda kv: -kv[1]))
@@ -374,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--predictions", type=Path,
                     help="also write one TSV row per run: id, family, dataset, format, "
                          "cause, label, prediction (for reading the misses)")
+    ap.add_argument("--fresh-from", type=int, metavar="INDEX",
+                    help="also score runs with index >= INDEX apart from those before it "
+                         "(a campaign grown after the rules were tuned: an unseen sample)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     records = store.load(args.store)
@@ -452,6 +493,17 @@ def main(argv: list[str] | None = None) -> int:
                    "fold_choices": _choice_counts(cal.chosen), "passes": cal.runs()},
         "seconds": {"render": round(t_render, 1), "analyze": round(t_analyze, 1)},
     }
+    if args.fresh_from is not None:
+        cut = f"r{args.fresh_from:05d}"
+
+        def part(rs: list[dict[str, Any]], p: Callable[[dict[str, Any]], set[str]]
+                 ) -> dict[str, Any]:
+            return score([(set(r["label"]), p(r)) for r in rs])
+        seen = [r for r in runs if r["id"] < cut]
+        fresh = [r for r in runs if r["id"] >= cut]
+        res["split"] = {"at": cut, "seen": part(seen, lambda r: pred.get(r["id"], set())),
+                        "fresh": part(fresh, lambda r: pred.get(r["id"], set())),
+                        "fresh_baseline": part(fresh, lambda r: textbook(r["rec"]))}
     if not args.no_real:
         shared = REPO.parent / "shared"
         for name in ("real_logs", "real_logs_more"):
