@@ -9,9 +9,11 @@
   erratic, broken (val >> train from the first evaluation), chance (val accuracy),
   never_good (val apart from train from the start, never better), stuck (one repeated
   val accuracy), swing (val far above train or the untrained level, early and late),
-  flat_at_chance (val flat at ln C beside a train that got good) and runaway (val
-  leaving its first value by a large factor per evaluation).  A val that starts beside
-  train and creeps upward is memorisation: the overfit rules' call.
+  flat_at_chance (val flat at ln C beside a train that got good), runaway (val
+  leaving its first value by a large factor per evaluation) and blown_unmemorised (val
+  never good ends three times the untrained level beside a train loss that fell but
+  is not near zero).  A val that starts beside train and creeps upward beside a
+  memorised train loss is memorisation: the overfit rules' call.
 * BN002 ``bn_statistics_degenerate``: BN running variance or gamma histograms collapse
   toward 0 or explode relative to their first logged value.
 
@@ -126,6 +128,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         swing_jump_floor: float = param(P.AT_LEAST_ONE)
         swing_noise_mult: float = param(P.AT_LEAST_ONE)
         train_blown: float = param(P.AT_LEAST_ONE)
+        memo_floor: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -142,7 +145,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: "swing" (val loss swings to many times the train loss, early and late) or
         #: "flat_at_chance" (val loss flat at ln C from the first evaluation while the
         #: train loss falls below half of it) or "runaway" (val loss leaves its first,
-        #: untrained level by a median factor of jump_factor per evaluation)
+        #: untrained level by a median factor of jump_factor per evaluation) or
+        #: "blown_unmemorised" (val never good ends train_blown x the untrained level
+        #: while the train loss fell but stays memo_floor of it: not memorised)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -178,7 +183,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         found = self._detect(ctx, p)
         if found is None or found:
             return found
-        for branch in (_never_good, _stuck, _swing, _flat_at_chance, _runaway):
+        for branch in (_never_good, _stuck, _swing, _flat_at_chance, _runaway,
+                       _blown_unmemorised):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -332,6 +338,16 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"it grows by a median factor of {fmt(ev.val_median_jump_factor)} per "
                 f"evaluation to {fmt(ev.val_end)} (untrained level about "
                 f"{fmt(ev.untrained_level)}) while train loss falls to {fmt(ev.train_end)}"
+            )
+        if ev.branch == "blown_unmemorised":
+            times = (ev.val_end / ev.untrained_level
+                     if ev.val_end is not None and ev.untrained_level else None)
+            return (
+                f"val loss never gets good: it ends at {fmt(ev.val_end)}, {fmt(times)}x "
+                f"the untrained level {fmt(ev.untrained_level)} (minimum {fmt(ev.val_min)}, "
+                f"first {fmt(ev.val_first)}) while the train loss falls only to "
+                f"{fmt(ev.train_end)}: eval-mode outputs far worse than an untrained model's "
+                f"beside a train fit that is not memorised"
             )
         if ev.branch == "flat_at_chance":
             source = (f"ln C, {ev.num_classes} classes" if ev.num_classes is not None
@@ -509,6 +525,41 @@ def _runaway(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         **_hparam_evidence(ctx, p), branch="runaway", untrained_level=ref,
         val_first=v_first, val_min=v_min, val_end=v_end, train_end=t_end,
         val_median_jump_factor=float(np.exp(jump)), evaluations=len(val), thresholds=p))
+
+
+def _blown_unmemorised(ctx: RuleContext,
+                       p: BN001.Params) -> Found[BN001.Evidence] | None:
+    """Val never gets good and ends at a blown-up level while train is fine (DESIGN.md:
+    "a huge val loss while train is fine" is batchnorm_collapse, not divergence), even
+    where val starts beside train and creeps: the per-evaluation val loss never gets
+    below ``never_frac`` of its first value (or of the untrained level when lower) and
+    ends ``train_blown`` times the untrained level or more (the level DESIGN.md calls
+    blown up), while the train loss ends at most ``loose_train_ratio`` of that level
+    (train fell clearly) but at least ``memo_floor`` of it (train not memorised).  A
+    cross-entropy climbs that far above chance only on confident wrong outputs;
+    memorisation makes the model that confident on its train set first (its train loss
+    near zero), so a val loss several times chance beside a train-mode fit still far
+    from confident says the eval-mode outputs differ from the train-mode ones.  Only
+    where the untrained level is a model's at chance (a fine-tune's first train loss is
+    no untrained level) and the eval-mode outputs have not learned."""
+    curves = _positive_val_and_train(ctx, p.min_val_points)
+    if curves is None:
+        return None
+    val, train = curves
+    if not _untrained_is_chance(ctx, val.series, val.values) \
+            or eval_outputs_learned(ctx, float(p.acc_learned)):
+        return None
+    ref = _untrained(ctx, train)
+    v_first, v_min = float(val.values[0]), float(np.min(val.values))
+    v_end, t_end = end_level(val), end_level(train)
+    if not (v_min >= float(p.never_frac) * min(v_first, ref)
+            and v_end >= float(p.train_blown) * ref
+            and float(p.memo_floor) * ref <= t_end <= float(p.loose_train_ratio) * ref):
+        return None
+    return Found(val.tag, int(val.steps[0]), BN001.Evidence(
+        **_hparam_evidence(ctx, p), branch="blown_unmemorised", untrained_level=ref,
+        val_first=v_first, val_min=v_min, val_end=v_end, train_end=t_end,
+        evaluations=len(val), thresholds=p))
 
 
 def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:

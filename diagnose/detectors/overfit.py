@@ -33,6 +33,7 @@ from diagnose.detectors.progress import (
     Curve,
     curve,
     early_eval_ratio,
+    early_level,
     end_level,
     fmt,
     get_curve,
@@ -84,6 +85,7 @@ class RisingParams(RuleParams):
     stuck_acc_gap: float = param(P.FRACTION)
     min_loss_rise: float = param(P.NON_NEGATIVE)
     recover_noise: float = param(P.NON_NEGATIVE)
+    max_train_fit: float = param(P.SHARE)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +124,7 @@ class ValLossRisingParams(RuleParams):
     level_min_rise_of_start: float = param(P.NON_NEGATIVE)
     level_min_train_drop: float = param(P.FRACTION)
     recover_noise: float = param(P.NON_NEGATIVE)
+    max_train_fit: float = param(P.SHARE)
 
 
 @dataclass(frozen=True)
@@ -428,6 +431,19 @@ def _eval_broken(ctx: RuleContext, p: Any) -> bool:
                       float(p["stuck_never_frac"]), float(p["stuck_acc_gap"]))
 
 
+def train_fit(ctx: RuleContext, max_train_fit: float) -> bool:
+    """The model fit its train set (DESIGN.md: overfit is memorisation, train loss keeps
+    falling while val turns upward): the train loss, when logged, ends at most
+    ``max_train_fit`` of its early level (the larger of its first value and start
+    level).  A val that turns upward beside a train loss still near where it started (a
+    stuck train, eval-mode statistics drifting) is no train fit pulling away from val."""
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    if train is None or len(train) < 2:
+        return True
+    early = train.raw(early_level(train))
+    return not early > 0 or train.raw(end_level(train)) <= max_train_fit * early
+
+
 def _train_curves(ctx: RuleContext, *roles: Role) -> list[Curve]:
     out = []
     for role in roles:
@@ -544,6 +560,8 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         if found is None:
             return []
         deg, tr = found
+        if not train_fit(ctx, float(p["max_train_fit"])):
+            return []
         # DESIGN.md: overfit ends with a large gap; a val loss that rises to meet a train
         # loss above it (heavy dropout, label noise in both) has no gap to speak of
         v_end = float(deg["end"])
@@ -604,6 +622,8 @@ class OVF002(Rule[RisingParams, RisingEvidence]):
         if found is None:
             return []
         deg, tr = found
+        if not train_fit(ctx, float(p.max_train_fit)):
+            return []
         loss_rise = _val_loss_rise(ctx, float(deg["best_step"]), float(p.end_frac))
         if loss_rise is not None and loss_rise < float(p.min_loss_rise):
             return []  # the val loss did not turn upward: a degrading metric alone
