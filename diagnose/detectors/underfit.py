@@ -1119,6 +1119,15 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         # nothing in the log tells the two apart, so it is poor only when poor in both)
         if loss_only and l0 < CLASSIFIER_FLOOR:
             by_loss = by_loss and level >= cls_ratio * CLASSIFIER_FLOOR
+        # (its mirror: a loss-only log whose untrained level reads above ln acc_max_classes
+        # may as well be a many-class cross-entropy, a language model's token loss, whose
+        # floor, the entropy of the next token, is a large share of ln C; nothing in the
+        # log tells it from an unscaled regression, so it is poor only when poor in both)
+        if loss_only and l0 > math.log(p.acc_max_classes):
+            many_ratio = float(p.many_poor_ratio)
+            if (late is not None and late >= float(p.falling_share)) or frozen is not None:
+                many_ratio = min(many_ratio, float(p.falling_poor_ratio))
+            by_loss = by_loss and level >= many_ratio * l0
         # hedged predictions are transient while the loss still falls steeply (confidence
         # is still growing: undertrained); a run that settled with a val loss well above
         # the calibrated loss of its accuracy is held unconfident (regularisation,
