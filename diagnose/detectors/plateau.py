@@ -1365,11 +1365,12 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
                        p: PLT002.Params) -> Curve | None:
     """With the class count unknown (so no ln C, and the log's own untrained level is a
     first minibatch's loss, which dropout or batch noise lifts above the held-out one),
-    the val loss that never left its first evaluation's level (within ``near_chance`` of
-    it from start to end, evaluated ``min_points`` times or more, above
-    ``min_chance_share`` x ln 2) while the val accuracy never led the uniform guess that
-    level implies, exp(-L) (a loss of L is the cross-entropy of a uniform guess over
-    e^L classes), by ``first_acc_share`` of the room above it: the held-out predictions
+    the val loss that never left its first evaluation's level (it moves at most
+    ``max_rel_move`` of it, as :func:`_flat_move` reads a loss, evaluated ``min_points``
+    times or more, above ``min_chance_share`` x ln 2) while the val accuracy never led
+    the uniform guess that level implies, exp(-L) (a loss of L is the cross-entropy of
+    a uniform guess over e^L classes), by ``first_acc_share`` of the room above it: the
+    held-out predictions
     are still as uncertain as an untrained model's and their argmax little better than
     that guess, so the run never left its initial level (DESIGN), however a train-mode
     loss under dropout or minibatch noise moved meanwhile.  A trained model's accuracy
@@ -1384,8 +1385,12 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
         return None
     v0 = float(vl.values[0])
     v_end = end_level(vl)
-    if v_end < float(p.min_chance_share) * signals.chance_loss(2) or not _near_level(
-            ctx, vl, v0, p):
+    if v_end < float(p.min_chance_share) * signals.chance_loss(2):
+        return None
+    # flat from that first evaluation (PLT002's own "did not move": max_rel_move, within
+    # noise), not merely inside the near_chance band: a val loss still falling is learning
+    move, tol = _flat_move(ctx, vl, p)
+    if move > float(p.max_rel_move) + tol:
         return None
     guess = float(np.exp(-min(v0, v_end)))
     if acc.raw(float(np.min(acc.values))) >= guess + float(p.first_acc_share) * (1.0 - guess):
