@@ -956,6 +956,22 @@ def _started_trained(ctx: RuleContext, c: Curve, n_classes: int | None, share: f
     return found is not None and _trained_start(ctx, found[0], share, min_points)
 
 
+def _low_from_late_start(ctx: RuleContext, c: Curve, n_classes: int | None,
+                         p: PLT002.Params) -> bool:
+    """With the class count unknown, whether the judged loss ``c`` is a val loss (no
+    train loss logged to show the model's start) flat from a first evaluation that is
+    not the model's start (it covers more than ``start_cover`` of the run,
+    :func:`progress.first_point_cover`: evaluated after the early learning, as a log of
+    validation metrics alone shows a run) at a low level (it ends below
+    ``min_chance_share`` x ln 2, the lowest chance level).  The log then does not show
+    the initial level, only a low one the model reached before its first evaluation:
+    DESIGN.md's fine-tune or converged run flat at a low loss (healthy), not one that
+    never left its initial level."""
+    return (not n_classes and c.series.role is Role.VAL_LOSS
+            and first_point_cover(ctx, c) > float(p.start_cover)
+            and end_level(c) < float(p.min_chance_share) * signals.chance_loss(2))
+
+
 def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: int) -> bool:
     """Whether the first evaluated accuracy (val, else train) leads the uniform guess
     exp(-L0) that the untrained loss L0 implies by ``share`` of the room above it: then
@@ -1495,11 +1511,6 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         if n_classes and end_level(main) < float(p.min_chance_share) * signals.chance_loss(
                 n_classes):
             return []
-        # with the class count unknown, ln 2 is the lowest chance level of any classifier:
-        # a loss ending below min_chance_share of it is a low level too, not the untrained
-        # one (PLT001's never-improved test reads the same floor)
-        if not n_classes and end_level(main) < float(p.min_chance_share) * signals.chance_loss(2):
-            return []
         allowed = float(p.max_rel_move)
         # every loss stays within its tolerance or sits at ln C from start to end, and one
         # of them is measured precisely enough for "did not move" to mean something (not
@@ -1524,7 +1535,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         # flat from a first point that is a trained model's, not the model's start
         if stuck is None and held is None and (_started_trained(
                 ctx, main, n_classes, float(p.first_acc_share), p.min_points,
-                float(p.start_cover))):
+                float(p.start_cover)) or _low_from_late_start(ctx, main, n_classes, p)):
             return []
         # unknown class count: the most generous chance level, two classes (a
         # majority-class accuracy of 0.6 on a binary set is not a "good" level)
