@@ -1377,6 +1377,55 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
     return vl
 
 
+def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
+                       p: PLT002.Params) -> Curve | None:
+    """With the class count unknown (so no ln C, and the log's own untrained level is a
+    first minibatch's loss, which dropout or batch noise lifts above the held-out one),
+    the val loss that never left its first evaluation's level (it moves at most
+    ``max_rel_move`` of it, as :func:`_flat_move` reads a loss, evaluated ``min_points``
+    times or more, above ``min_chance_share`` x ln 2) while the val accuracy never led
+    the uniform guess that level implies, exp(-L) (a loss of L is the cross-entropy of
+    a uniform guess over e^L classes), by ``first_acc_share`` of the room above it: the
+    held-out predictions
+    are still as uncertain as an untrained model's and their argmax little better than
+    that guess, so the run never left its initial level (DESIGN), however a train-mode
+    loss under dropout or minibatch noise moved meanwhile.  A trained model's accuracy
+    (a fine-tune flat where it started) leads exp(-L) by far.  The train-loss checks of
+    :func:`_held_out_untrained` hold too (no low level reached, no generalisation gap).
+    None otherwise."""
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    acc = get_curve(ctx, Role.VAL_METRIC)
+    if (n_classes or vl is None or len(vl) < max(3, p.min_points)
+            or float(np.min(vl.values)) <= 0 or acc is None or len(acc) < 3
+            or not bounded_metric(acc)):
+        return None
+    v0 = float(vl.values[0])
+    v_end = end_level(vl)
+    if v_end < float(p.min_chance_share) * signals.chance_loss(2):
+        return None
+    # flat from that first evaluation (PLT002's own "did not move": max_rel_move, within
+    # noise), not merely inside the near_chance band: a val loss still falling is learning
+    move, tol = _flat_move(ctx, vl, p)
+    if move > float(p.max_rel_move) + tol:
+        return None
+    guess = float(np.exp(-min(v0, v_end)))
+    if acc.raw(float(np.min(acc.values))) >= guess + float(p.first_acc_share) * (1.0 - guess):
+        return None
+    # the untrained level: the val loss's first level, or the log's own where higher (a
+    # train loss that fell from it below min_chance_share of it before the first
+    # evaluation learned; so did a val loss that fell below that share of it)
+    found = untrained_level(ctx)
+    level0 = max(v0, found[0]) if found is not None else v0
+    if _lowest_level(ctx, vl, level0, p) < float(p.min_chance_share) * level0:
+        return None
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    if tl is not None and len(tl) >= 3 and float(np.min(tl.values)) > 0 and (
+            _lowest_level(ctx, tl, level0, p) < float(p.min_chance_share) * level0
+            or end_level(tl) < float(p.min_train_over_val) * v_end):
+        return None
+    return vl
+
+
 @rule
 class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
     """The loss never leaves its initial level.
@@ -1476,6 +1525,11 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         stuck = _near_own_start(ctx, p) if warm is not None and not flat else None
         # the held-out loss never left the untrained level, no loss reached a low level
         held = _held_out_untrained(ctx, level0, at_chance, p)
+        # (the class count unknown: the held-out loss at the level whose uniform guess the
+        # val accuracy barely beats)
+        guessed = (_held_out_at_guess(ctx, n_classes, p)
+                   if held is None and stuck is None and not flat else None)
+        held = held if held is not None else guessed
         if not flat and stuck is None and held is None:
             return []
         # flat from a first point that is a trained model's, not the model's start
@@ -1518,8 +1572,11 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             max_rel_move=moves[main.tag] if judged is not None else max(moves.values()),
             moves=moves,
             noise_tolerance={t: v for t, v in tols.items() if v > 0} or None,
-            at_chance_loss=level0[0] if at_chance and level0 else None,
-            untrained_from=level0[1] if at_chance and level0 else None,
+            at_chance_loss=(float(guessed.values[0]) if guessed is not None
+                            else level0[0] if at_chance and level0 else None),
+            untrained_from=(f"first {guessed.tag}, its accuracy at the uniform guess"
+                            if guessed is not None
+                            else level0[1] if at_chance and level0 else None),
             lr_end=warm[0] if stuck is not None and warm else None,
             lr_rise=warm[1] if stuck is not None and warm else None,
             last_step=int(main.steps[-1]), thresholds=p)
