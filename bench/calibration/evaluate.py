@@ -350,6 +350,10 @@ def render_markdown(res: dict[str, Any]) -> str:
            "|---|---:|---:|---:|---:|"]
     rows = [("diagnose, all runs", res["diagnose"]["all"]),
             ("textbook baseline", res["baseline"]["all"])]
+    if res.get("split"):
+        sp = res["split"]
+        rows += [(f"diagnose, runs before {sp['at']} (tuned on)", sp["seen"]),
+                 (f"diagnose, runs from {sp['at']} (drawn later)", sp["fresh"])]
     rows += [(f"diagnose, held out by {g} (pooled)", res["diagnose"]["lofo"][g]["pooled"])
              for g in GROUPINGS]
     for name, s in rows:
@@ -366,11 +370,14 @@ def render_markdown(res: dict[str, Any]) -> str:
     for key in GROUPINGS:
         dl, bl = res["diagnose"]["lofo"][key], res["baseline"]["lofo"][key]
         out += ["", f"## Leave one {key} out", "",
-                "| held out | runs | macro-F1 diagnose / baseline | healthy FA diagnose / "
+                "| held out | runs | macro-F1 diagnose [95% bootstrap] / baseline | healthy FA "
+                "diagnose / "
                 "baseline | exact diagnose / baseline |", "|---|---:|---|---|---|"]
         for value, s in dl["folds"].items():
             t = bl["folds"][value]
-            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])} / {_f(t['macro_f1'])} | "
+            ci = s.get("macro_f1_95")
+            band = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
+            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])}{band} / {_f(t['macro_f1'])} | "
                        f"{s['healthy_false_alarms']}/{s['healthy']} / "
                        f"{t['healthy_false_alarms']}/{t['healthy']} | {s['exact']:.3f} / "
                        f"{t['exact']:.3f} |")
