@@ -182,8 +182,11 @@ def macro_f1_interval(pairs: list[tuple[set[str], set[str]]], n: int = 1000,
         f1 = np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
     # a state absent from a resample's labels drops out of its mean, as in macro_f1
     f1 = np.where((tp + fn) > 0, f1, np.nan)
-    means = np.nanmean(f1, axis=1)
-    lo, hi = np.nanpercentile(means, [2.5, 97.5])
+    counts = (~np.isnan(f1)).sum(axis=1)
+    means = np.nansum(f1, axis=1)[counts > 0] / counts[counts > 0]
+    if not means.size:
+        return None
+    lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)
 
 
@@ -248,6 +251,12 @@ def _f(x: float | None) -> str:
     return "  -  " if x is None else f"{x:.3f}"
 
 
+def _band(s: dict[str, Any]) -> str:
+    """A fold's 95% bootstrap band of macro-F1 as " [lo-hi]", or "" when it has none."""
+    ci = s.get("macro_f1_95")
+    return f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
+
+
 def _line(name: str, s: dict[str, Any]) -> str:
     return (f"{name:28s} n={s['n']:5d}  macro-F1 {_f(s['macro_f1'])}  healthy FA "
             f"{s['healthy_false_alarms']}/{s['healthy']} ({s['healthy_fa_rate']:.1%})  "
@@ -301,8 +310,7 @@ def render_report(res: dict[str, Any]) -> str:
                     " macro-F1, healthy FA, exact)"]
         for value, s in dl["folds"].items():
             t = bl["folds"][value]
-            ci = s.get("macro_f1_95")
-            band = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else " " * 12
+            band = _band(s) or " " * 12
             out.append(f"  {value:26s} n={s['n']:4d}  {_f(s['macro_f1'])}{band} | "
                        f"{_f(t['macro_f1'])}"
                        f"   FA {s['healthy_fa_rate']:5.1%} | {t['healthy_fa_rate']:5.1%}"
@@ -375,9 +383,8 @@ def render_markdown(res: dict[str, Any]) -> str:
                 "baseline | exact diagnose / baseline |", "|---|---:|---|---|---|"]
         for value, s in dl["folds"].items():
             t = bl["folds"][value]
-            ci = s.get("macro_f1_95")
-            band = f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
-            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])}{band} / {_f(t['macro_f1'])} | "
+            out.append(f"| {value} | {s['n']} | {_f(s['macro_f1'])}{_band(s)} / "
+                       f"{_f(t['macro_f1'])} | "
                        f"{s['healthy_false_alarms']}/{s['healthy']} / "
                        f"{t['healthy_false_alarms']}/{t['healthy']} | {s['exact']:.3f} / "
                        f"{t['exact']:.3f} |")
