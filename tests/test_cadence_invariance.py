@@ -137,3 +137,14 @@ def test_k_epochs_keeps_k_evaluations_and_averages_the_train_side_between_them(
     few = {**rec, "series": {n: ([s[:5], v[:5]] if n.startswith("val_") else sv)
                              for n, sv in rec["series"].items() for s, v in [sv]}}
     assert ci.VARIANTS["epochs/5"](few) is None  # already 5 evaluations: as logged
+
+
+def test_fresh_from_keeps_the_later_runs_with_the_labels_of_the_whole_store(
+        records: list[dict[str, Any]]) -> None:
+    import format_invariance as fi
+
+    part = records[:240]
+    every = {rec["id"]: lab for rec, lab in fi.sample(part, 0)}
+    later = {rec["id"]: lab for rec, lab in fi.sample(part, 0, fresh_from=120)}
+    assert later and all(int(rid[1:]) >= 120 for rid in later)
+    assert later == {rid: lab for rid, lab in every.items() if int(rid[1:]) >= 120}

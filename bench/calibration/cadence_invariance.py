@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
     variants = [v for v in args.variants.split(",") if v]
-    runs = sample(store.load(args.store), args.limit)
+    runs = sample(store.load(args.store), args.limit, args.fresh_from)
     labels = {rec["id"]: set(lab) for rec, lab in runs}
     recs = {rec["id"]: rec for rec, _ in runs}
     thinned = {v: {rid: t for rid, rec in recs.items() if (t := VARIANTS[v](rec)) is not None}

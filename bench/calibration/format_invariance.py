@@ -35,11 +35,17 @@ import write_logs
 FORMATS = sorted(write_logs.WRITERS)
 
 
-def sample(records: list[dict[str, Any]], limit: int) -> list[tuple[dict[str, Any], list[str]]]:
-    """The scored runs (label check not 'dropped'), in a stable hashed order, capped."""
+def sample(records: list[dict[str, Any]], limit: int,
+           fresh_from: int | None = None) -> list[tuple[dict[str, Any], list[str]]]:
+    """The scored runs (label check not 'dropped'), in a stable hashed order, capped.
+
+    ``fresh_from`` keeps only runs with index >= it (a batch drawn after the rules were
+    tuned); their labels are still checked against the whole store, as evaluate.py does.
+    """
     checked = {c["id"]: c for c in label_check.check_all(records)}
     runs = [(rec, checked[rec["id"]]["label"]) for rec in records
-            if checked[rec["id"]]["status"] != "dropped"]
+            if checked[rec["id"]]["status"] != "dropped"
+            and (fresh_from is None or int(rec["id"][1:]) >= fresh_from)]
     runs.sort(key=lambda r: zlib.crc32(f"fmtinv/{r[0]['id']}".encode()))
     return runs[:limit] if limit else runs
 
@@ -60,6 +66,9 @@ def sample_args(ap: argparse.ArgumentParser, limit: int) -> None:
     ap.add_argument("--limit", type=int, default=limit, help="runs in the sample (0: all)")
     ap.add_argument("--reuse", action="store_true", help="keep renderings already there")
     ap.add_argument("--store", type=Path, default=store.STORE)
+    ap.add_argument("--fresh-from", type=int, metavar="INDEX",
+                    help="only runs with index >= INDEX (an unseen batch; labels from the "
+                         "whole store)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dump", type=Path, help="one TSV row per run: label and states per family")
     args = ap.parse_args(argv)
     formats = [f for f in args.formats.split(",") if f]
-    runs = sample(store.load(args.store), args.limit)
+    runs = sample(store.load(args.store), args.limit, args.fresh_from)
     labels = {rec["id"]: set(lab) for rec, lab in runs}
     got: dict[str, dict[str, set[str]]] = {f: {} for f in formats}
     for fmt in formats:
