@@ -377,10 +377,15 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
     ``ratio_factor`` x its best.  Stays = the median of the last ``tail_frac`` of steps is
     still up there and most smoothed points since the rise are too.  Train loss is used;
     val loss only when there is no train loss (a val rise with a falling train loss is
-    overfitting, not divergence), and then its late level must also be
-    ``val_start_factor`` x its early level (DESIGN.md: far above its starting level): with
-    the train side unlogged, a val loss that fell to a minimum and rose to below that is
-    overfit's shape as much as a blow-up's.
+    overfitting, not divergence).  A positive loss must also end far above where it
+    started (``start_factor`` x its early level: DESIGN.md's about 3x), or be "blown up
+    mid-run after being fine": its best at most ``fine_share`` of its early level, and back
+    at ``back_share`` of that level or above.  A loss that learned a little and climbed back
+    to its start (an LR jump that undid the progress) stalls at the untrained level: plateau
+    and underfit, not a blow-up; a loss ten times its best that still sits well below its
+    start has not lost what it learned.  A val loss judged with the train side unlogged
+    needs ``start_factor``: one that fell to a minimum and rose to below that is overfit's
+    shape as much as a blow-up's.
     """
 
     id = "DIV002"
@@ -395,7 +400,9 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         tail_frac: float = param(P.SHARE)
         min_sustained: float = param(P.FRACTION)
         min_points: int = param(P.COUNT)
-        val_start_factor: float = param(P.AT_LEAST_ONE)
+        start_factor: float = param(P.AT_LEAST_ONE)
+        fine_share: float = param(P.FRACTION)
+        back_share: float = param(P.FRACTION)
         tail_points: int = param(P.COUNT)
 
     @dataclass(frozen=True)
@@ -416,9 +423,10 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         rel_floor: float = 0.0
         noise_mult: float = 0.0
         tail_frac: float = 0.0
-        #: judged on the val loss (no train loss logged): its early level and the factor
-        val_early_level: float | None = optional()
-        val_start_factor: float | None = optional()
+        #: a positive loss: its early level, the end over it, and whether it was fine first
+        early_level: float | None = optional()
+        start_factor: float | None = optional()
+        fine_first: bool | None = optional()
         blowup: Blowup | None = field(default=None, metadata={"json": False})
 
     def detect(self, ctx: RuleContext,
@@ -466,12 +474,17 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
         if not (by_drop or by_ratio):
             return []
         early: float | None = None
-        if s.role == Role.VAL_LOSS:
+        fine_first: bool | None = None
+        if positive or s.role == Role.VAL_LOSS:
             from diagnose.detectors import progress
 
             c = progress.curve(s)
             early = progress.early_level(c) if c is not None else None
-            if early is None or not positive or tail < p.val_start_factor * early:
+            if early is None or not positive:
+                return []
+            fine_first = (s.role != Role.VAL_LOSS and best <= p.fine_share * early
+                          and tail >= p.back_share * early)
+            if tail < p.start_factor * early and not fine_first:
                 return []
         half = best + 0.5 * rise
         after = np.flatnonzero((ss > best_step) & (sm >= half))
@@ -489,8 +502,9 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
             ratio_to_best=tail / best if positive else None, onset_step=onset_step,
             sustained_share=sustained, explode_factor=p.explode_factor,
             ratio_factor=p.ratio_factor, rel_floor=p.rel_floor, noise_mult=p.noise_mult,
-            tail_frac=p.tail_frac, val_early_level=early,
-            val_start_factor=p.val_start_factor if early is not None else None,
+            tail_frac=p.tail_frac, early_level=early,
+            start_factor=p.start_factor if early is not None else None,
+            fine_first=fine_first,
         )
         return [_measured(ctx, Found(s.tag, onset_step, ev), float(ev.best_step),
                           finite_number(ev.best), finite_number(ev.ratio_to_best))]
