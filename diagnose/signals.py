@@ -990,10 +990,18 @@ CE_LOSS_NAME = re.compile(r"(^|[_/])(ce|nll|xent|cross_?entropy|cls|class|classi
                           r"lm|mlm|clm|causal_lm|masked_lm)([_/]|loss|$)", re.I)
 
 
-#: Metric names of a regression: its loss is no class cross-entropy, whatever its value.
-_REGRESSION_METRIC = re.compile(
-    r"r?mse|mae|s?mape|r2|rmsle|msle|mean_(squared|absolute)(_log)?_error|"
-    r"(root_)?mean_squared_error|explained_variance", re.I)
+#: A regression loss or error metric by its name (MSE, MAE, Huber, smooth L1, R^2, MAPE
+#: ...), as a whole word of a tag or metric name: a loss so named, or logged beside such a
+#: metric, is no class cross-entropy whatever its value.  The one owner of this reading.
+REGRESSION_NAME = re.compile(
+    r"(^|[^a-z0-9])(r?mse|mae|s?mape|r2|rmsle|msle|huber|l1|l2|smooth_?l1|regress\w*|"
+    r"(root_)?mean_(squared|absolute)(_log)?_error|explained_variance)([^a-z0-9]|loss|$)",
+    re.I)
+
+
+def regression_name(name: str) -> bool:
+    """``name`` (a tag or metric name) names a regression loss or error metric."""
+    return REGRESSION_NAME.search(name) is not None
 
 #: Accuracy grids tried when looking for a small eval set's 1/N steps (N samples).
 _MAX_QUANTUM_N = 500
@@ -1083,7 +1091,7 @@ def class_count(run: object, roles: RoleMap | None = None,
     per_class = _per_class_count(np.asarray(list(by_tag), dtype=object))
     if per_class is not None:
         return ClassCount(per_class, f"{per_class} per-class metric columns")
-    if any(_REGRESSION_METRIC.fullmatch(s.metric) for s in by_tag.values()):
+    if any(regression_name(s.metric) for s in by_tag.values()):
         return None  # a regression's loss near some ln C is a coincidence
     return _curve_class_count(roles, rel_tol)
 

@@ -217,3 +217,16 @@ def test_stop_early_keeps_the_runs_own_best_checkpoint(name: str, key_tag: str,
     for r in stops:
         assert r.proposed == key_step + offset, r.rationale
         assert "the run's key metric, was best" in r.rationale
+
+
+@pytest.mark.parametrize("name, regression", [
+    ("val_mse", True), ("eval_mae", True), ("val/rmse", True), ("huber_loss", True),
+    ("SmoothL1Loss", True), ("r2", True), ("val_r2", True), ("mean_absolute_error", True),
+    ("root_mean_squared_error", True), ("regression_loss", True),
+    ("val_loss", False), ("accuracy", False), ("loss_cls", False), ("mr2", False),
+    ("rpn_loss", False), ("term", False),
+])
+def test_one_reading_of_a_regression_name(name: str, regression: bool) -> None:
+    """The class count, batch-norm's loss reading and the advice share one owner of "this
+    name is a regression loss or metric" (a word of the name, '_' and '/' as separators)."""
+    assert signals.regression_name(name) is regression

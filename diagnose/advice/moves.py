@@ -7,13 +7,13 @@ momentum, decay the schedule.  Each turns a reason and the run's own numbers int
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
+from diagnose import signals
 from diagnose.advice.policy import AdvicePolicy, ordinal
 from diagnose.advice.reconcile import Candidate, candidate
 from diagnose.findings import SEVERITY_RANK, Finding, RunResult
@@ -333,7 +333,7 @@ class AdviceContext:
         if task:
             return "regress" in task
         tags = [str(t).lower() for t in self.roles.by_tag]
-        if any(re.search(r"\b(r?mse|mae|l1|l2|huber|regress)", t) for t in tags):
+        if any(signals.regression_name(t) for t in tags):
             return True
         return not any(k in t for t in tags for k in ("acc", "f1", "map", "auc", "top1"))
 
