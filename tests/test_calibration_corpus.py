@@ -303,3 +303,16 @@ def test_macro_f1_interval_brackets_the_score_and_narrows_with_more_runs() -> No
     lo20, hi20 = evaluate.macro_f1_interval(few * 20)
     assert lo20 <= score <= hi20 and hi20 - lo20 < (hi - lo) / 2
     assert evaluate.macro_f1_interval([(set(), set())] * 5) is None
+
+
+def test_false_alarm_band_holds_the_rate_and_tells_two_batches_apart() -> None:
+    """Two batches' healthy false-alarm rates (3 of 159 and 17 of 361, one rule set) have
+    overlapping 95% bands; a band holds its own rate; no healthy runs, no band."""
+    import evaluate
+
+    lo_b, hi_b = evaluate.fa_rate_interval(3, 159)
+    lo_a, hi_a = evaluate.fa_rate_interval(17, 361)
+    assert lo_b <= 3 / 159 <= hi_b and lo_a <= 17 / 361 <= hi_a
+    assert lo_a < hi_b  # the two rates are within each other's noise
+    assert evaluate.fa_rate_interval(0, 100)[0] == 0.0 < evaluate.fa_rate_interval(0, 100)[1]
+    assert evaluate.fa_rate_interval(0, 0) is None

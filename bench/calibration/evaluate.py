@@ -257,6 +257,24 @@ def _band(s: dict[str, Any]) -> str:
     return f" [{ci[0]:.2f}-{ci[1]:.2f}]" if ci else ""
 
 
+def fa_rate_interval(alarms: int, healthy: int) -> tuple[float, float] | None:
+    """95% Wilson interval of a healthy false-alarm rate: two batches of a few hundred
+    healthy runs drawn the same way differ by points of this rate by chance alone."""
+    if healthy <= 0:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(alarms, healthy).proportion_ci(method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def _bands(s: dict[str, Any]) -> str:
+    """A split's 95% bands: macro-F1 (bootstrap) and the false-alarm rate (Wilson)."""
+    fa = s.get("healthy_fa_95")
+    return (f"\n{'':28s} 95%: macro-F1{_band(s) or ' -'}"
+            + (f", healthy FA [{fa[0]:.1%}-{fa[1]:.1%}]" if fa else ""))
+
+
 def _line(name: str, s: dict[str, Any]) -> str:
     return (f"{name:28s} n={s['n']:5d}  macro-F1 {_f(s['macro_f1'])}  healthy FA "
             f"{s['healthy_false_alarms']}/{s['healthy']} ({s['healthy_fa_rate']:.1%})  "
@@ -321,8 +339,8 @@ def render_report(res: dict[str, Any]) -> str:
         sp = res["split"]
         out += ["", f"-- runs drawn before {sp['at']} (the rules were tuned on them) vs "
                     f"from {sp['at']} on (drawn later, the same way)",
-                _line(f"diagnose, before {sp['at']}", sp["seen"]),
-                _line(f"diagnose, from {sp['at']}", sp["fresh"]),
+                _line(f"diagnose, before {sp['at']}", sp["seen"]) + _bands(sp["seen"]),
+                _line(f"diagnose, from {sp['at']}", sp["fresh"]) + _bands(sp["fresh"]),
                 _line(f"textbook, from {sp['at']}", sp["fresh_baseline"]),
                 "  per-state F1 before | from: " + ", ".join(
                     f"{s} {_f(sp['seen']['per_state'].get(s, {}).get('f1'))} | "
@@ -512,7 +530,11 @@ def main(argv: list[str] | None = None) -> int:
 
         def part(rs: list[dict[str, Any]], p: Callable[[dict[str, Any]], set[str]]
                  ) -> dict[str, Any]:
-            return score([(set(r["label"]), p(r)) for r in rs])
+            pairs = [(set(r["label"]), p(r)) for r in rs]
+            s = score(pairs)
+            return s | {"macro_f1_95": macro_f1_interval(pairs),
+                        "healthy_fa_95": fa_rate_interval(s["healthy_false_alarms"],
+                                                          s["healthy"])}
         seen = [r for r in runs if r["id"] < cut]
         fresh = [r for r in runs if r["id"] >= cut]
         res["split"] = {"at": cut, "seen": part(seen, lambda r: pred.get(r["id"], set())),
