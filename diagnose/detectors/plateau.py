@@ -28,7 +28,10 @@ The same flat tail means different things, so one analysis feeds three rules:
   best, never improved from a first evaluation that came after the early learning, or
   still improving against the objective's own small progress), the early-stop test reads
   the losses instead (:func:`_stopped_early`): both made little of their fall from the
-  untrained level late, at a poor level.
+  untrained level late, at a poor level.  Where still nothing is stuck, a loss that fell
+  only to the chance level never learned (:func:`_at_chance`: ln C when the class count
+  is known; else :func:`_at_guess`: the level whose uniform guess the val accuracy
+  barely beats).
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -242,8 +245,11 @@ def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     train loss of 3 points."""
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     tl = get_curve(ctx, Role.TRAIN_LOSS)
-    if not n_classes or n_classes < 2 or tl is None or len(tl) < 3 or tl.span <= 0 or (
-            ends_nonfinite(ctx)):
+    if tl is None or len(tl) < 3 or tl.span <= 0 or ends_nonfinite(ctx):
+        return None
+    if not n_classes:
+        return _at_guess(ctx, p, tl)
+    if n_classes < 2:
         return None
     chance = signals.chance_loss(n_classes)
     # fell to the chance band from above it: one that started there and stayed is
@@ -284,6 +290,92 @@ def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
             "poor_by": "chance_level", "poor_loss": c.tag, "loss_vs_chance": better / chance,
             "untrained_level": chance, "untrained_from": f"ln {n_classes}",
             "chance_level": chance}
+
+
+def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
+    """:func:`_at_chance` with the class count unknown: the val accuracy says which
+    chance level the val loss sits at.  A cross-entropy L is the loss of a uniform guess
+    over e^L classes, whose accuracy is exp(-L); a model whose predictions depend on
+    its inputs beats it by far (its loss averages -ln p over inputs it gets right and
+    wrong: exp(-L), a geometric mean, lies well below the accuracy), while one that
+    gives every input the same near-uniform distribution does not.  So the val loss
+    ending at L (at least ``chance_level_share`` x ln 2: a guess over two classes or
+    more) with the best val accuracy never leading exp(-L) by ``first_acc_share`` of the
+    room above it, after falling from an untrained level L0 above L /
+    ``chance_level_share`` (at most ``max_start_chance`` x L), is a loss that fell only
+    to the chance level by shrinking its logits: it learned nothing of the inputs.  The
+    val loss must have fallen into that band itself, or been first evaluated past
+    ``start_cover`` of the run (after the early learning the train loss shows): one
+    evaluated from the start inside the band that stayed there is PLT002's.  It must sit
+    in the band for the last ``tail_frac`` of the run (a loss still falling that reaches
+    it at its last evaluations is just starting to learn), and above the two-class band
+    (ln 2 / ``chance_level_share``) still hold ``near_untrained_share`` of L0: a guess
+    over more classes may be the class prior a unigram-level model learned.  Not when
+    the train loss ends below ``flat_gap_ratio`` of L (training got further than
+    validation: it fitted something validation does not see) nor when a loss ever got
+    below ``low_loss_share`` x L (it left that level)."""
+    vl = get_curve(ctx, Role.VAL_LOSS)
+    acc = get_curve(ctx, Role.VAL_METRIC)
+    found = untrained_level(ctx)
+    if (vl is None or len(vl) < 3 or float(np.min(vl.values)) <= 0 or acc is None
+            or len(acc) < 3 or not bounded_metric(acc) or found is None):
+        return None
+    share = float(p["chance_level_share"])
+    level = _end_of(vl, p)
+    if level < share * signals.chance_loss(2):
+        return None
+    guess = float(np.exp(-level))
+    best_acc = acc.raw(float(np.min(acc.values)))
+    if best_acc >= guess + float(p["first_acc_share"]) * (1.0 - guess):
+        return None
+    # an accuracy a is at best a uniform guess over 1/a classes, chance level ln(1/a): a
+    # loss above max_start_chance x that (for the worst accuracy logged) is sustained far
+    # above any chance level the accuracy allows, a blow-up (divergence's business)
+    worst_acc = acc.raw(float(np.max(acc.values)))
+    if worst_acc > 0 and level > float(p["max_start_chance"]) * -float(np.log(worst_acc)):
+        return None
+    if not (level / share < found[0] <= float(p["max_start_chance"]) * level):
+        return None
+    # the val loss fell into the band (or was first evaluated after the early learning,
+    # past start_cover of the run): one evaluated from the start in the band and staying
+    # there never left its initial level, PLT002's
+    if (float(vl.values[0]) <= level / share
+            and first_point_cover(ctx, vl) <= float(p["start_cover"])):
+        return None
+    # a guess over more than two classes may be the class prior's (a unigram model's
+    # accuracy and loss relate as a uniform guess's over e^H classes, H its entropy), a
+    # prior learned from a higher untrained level: only a loss still near that level
+    # is one that never learned; at the two-class level the prior and the uniform guess
+    # are one chance level
+    if (level > signals.chance_loss(2) / share
+            and level < float(p["near_untrained_share"]) * found[0]):
+        return None
+    if _end_of(tl, p) < float(p["flat_gap_ratio"]) * level:
+        return None
+    if any(float(np.min(smoothed(ctx, o)[1])) < float(p["low_loss_share"]) * level
+           for o in (vl, tl)):
+        return None
+    s, sm = smoothed(ctx, vl)
+    above = np.flatnonzero(sm > level / share)
+    since = float(s[0]) if not len(above) else float(s[min(int(above[-1]) + 1, len(s) - 1)])
+    # in that band for the flat stretch a plateau needs (tail_frac of the run), not a loss
+    # still falling that reached it at its last evaluations (just starting to learn)
+    flat_share = (float(tl.steps[-1]) - since) / tl.span
+    if flat_share < float(p["tail_frac"]):
+        return None
+    start = float(vl.values[0])
+    return {"curve": vl, "total": max(0.0, start - level), "noise": noise(vl),
+            "best": float(np.min(sm)), "tail_start": since, "tail_gain": 0.0,
+            "since": since, "eps": 0.0, "also_flat": [],
+            "kind": "stalled", "flat_share": flat_share, "train": None,
+            "train_improving": False, "poor": True,
+            "progress_rel": max(0.0, start - level) / start
+            if start > 0 else float("nan"),
+            "poor_by": "chance_level", "poor_loss": vl.tag, "loss_vs_chance": 1.0,
+            "untrained_level": level,
+            "untrained_from": f"ln {fmt(float(np.exp(level)))}: {acc.tag} {fmt(best_acc)} "
+                              f"barely beats that guess's accuracy {fmt(guess)}",
+            "chance_level": level}
 
 
 def _tail_or_stop(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
