@@ -129,6 +129,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         swing_noise_mult: float = param(P.AT_LEAST_ONE)
         train_blown: float = param(P.AT_LEAST_ONE)
         memo_floor: float = param(P.SHARE)
+        first_evals: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -219,6 +220,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 and tj <= np.log(float(p.train_jump_factor))
                 and spread >= float(p.min_spread)
                 and float(np.median(early.values)) >= float(p.val_bad) * _untrained(ctx, train)
+                and _bad_from_start(ctx, early, train, p)
                 and not eval_ends_learned(ctx, p)
             ):
                 return [Found(early.tag, int(early.steps[0]), BN001.Evidence(
@@ -634,17 +636,17 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     val = _before_train_blowup(ctx, val, train, float(p.train_blown))
     if len(val) < p.swing_min_points:
         return None
-    ts, tsm = smoothed(ctx, train)
-    t_at = np.interp(val.steps, ts, tsm)
-    if not np.all(t_at > 0):
+    swung = _swinging(ctx, val, train, p)
+    if swung is None:
         return None
-    ratio = val.values / t_at
-    # swinging: many times the train loss, or far above an untrained model's loss
+    high, ratio = swung
     untrained = _untrained(ctx, train)
-    high = (ratio >= float(p.swing_ratio)) | (val.values >= float(p.far_bad) * untrained)
     n, half = len(ratio), len(ratio) // 2
+    # from the first evaluations (DESIGN.md: val never gets good first): a val set of a
+    # few dozen samples swings on a handful of confident mistakes once the train loss is
+    # near zero, after it got good; broken running statistics swing from the start
     if int(high.sum()) < max(2.0, float(p.swing_share) * n) or not high[:half].any() \
-            or not high[half:].any():
+            or not high[half:].any() or not high[:p.first_evals].any():
         return None
     # separate excursions: runs of consecutive swinging evaluations
     excursions = int(high[0]) + int(np.sum(high[1:] & ~high[:-1]))
@@ -673,6 +675,32 @@ def _swing(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
         swing_excursions=excursions, val_median_jump_factor=float(np.exp(jump)),
         train_median_jump_factor=float(np.exp(t_jump)),
         untrained_level=untrained, train_end=t_end, thresholds=p))
+
+
+def _swinging(ctx: RuleContext, val: Curve, train: Curve,
+              p: BN001.Params) -> tuple[np.ndarray, np.ndarray] | None:
+    """Which val evaluations swing (``swing_ratio`` times the smoothed train loss at the
+    same step, or ``far_bad`` times the untrained level: eval worse than an untrained
+    model) and the val / train ratio at each; None where the smoothed train loss is not
+    positive."""
+    ts, tsm = smoothed(ctx, train)
+    t_at = np.interp(val.steps, ts, tsm)
+    if not np.all(t_at > 0):
+        return None
+    ratio = val.values / t_at
+    far = float(p.far_bad) * _untrained(ctx, train)
+    high = (ratio >= float(p.swing_ratio)) | (val.values >= far)
+    return high, ratio
+
+
+def _bad_from_start(ctx: RuleContext, val: Curve, train: Curve, p: BN001.Params) -> bool:
+    """One of the first ``first_evals`` val evaluations already swings (as the swing
+    branch reads it): eval-mode results bad from the first evaluations, as DESIGN.md's
+    batchnorm_collapse has them (val never gets good first).  A val set of a few dozen
+    samples jumps on a handful of confident mistakes once train has fitted; that starts
+    after val got good."""
+    swung = _swinging(ctx, val, train, p)
+    return swung is not None and bool(swung[0][:p.first_evals].any())
 
 
 def _per_evaluation_jumps(train: Curve, steps: np.ndarray) -> float:

@@ -125,6 +125,7 @@ class ValLossRisingParams(RuleParams):
     level_min_train_drop: float = param(P.FRACTION)
     recover_noise: float = param(P.NON_NEGATIVE)
     max_train_fit: float = param(P.SHARE)
+    min_rise_of_start: float = param(P.NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -571,6 +572,13 @@ class OVF001(Rule[ValLossRisingParams, RisingEvidence]):
         # moving apart, not both drifting up)
         if deg.get("short") and (v_end - float(tr["end"])
                                  <= float(deg["best"]) - float(tr["at_best"])):
+            return []
+        # DESIGN.md: a val loss wiggling by a few percent at a converged level is not
+        # overfit; "a few percent" of the loss's own scale, the run's starting loss (a
+        # val loss near 0 rising 30% of itself has moved by thousandths of a nat)
+        start = _start_level(ctx, val, float(tr["first"]))
+        if not component and (start <= 0 or (v_end - float(deg["best_smoothed"])) / start
+                              < float(p["min_rise_of_start"])):
             return []
         # a step up to a noisy level is weaker evidence than a trend: the gap must be large
         # (level_min_gap_ratio) and have grown since the minimum, train must have kept
