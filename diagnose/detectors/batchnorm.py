@@ -809,11 +809,6 @@ def _below_any_chance(ctx: RuleContext, t_level: float, ratio: float) -> bool:
         and classifier_loss(ctx, train.series, train.values)
 
 
-#: A regression loss or error metric by its name: such a loss is no class cross-entropy.
-_REGRESSION_NAME = re.compile(r"(^|[^a-z0-9])(r?mse|mae|huber|l1|l2|smooth_?l1|regress\w*)"
-                              r"([^a-z0-9]|loss|$)", re.I)
-
-
 def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
     """A loss read as a classifier's cross-entropy (ln C chance levels apply to it):
     :func:`cross_entropy_like` (named so, an accuracy logged or the class count known),
@@ -857,8 +852,8 @@ def _unnamed_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
     a sum of components."""
     if len(values) == 0 or np.any(values < 0) or "+" in s.tag:
         return False
-    return not any(m.metric == "accuracy" or _REGRESSION_NAME.search(m.tag)
-                   or _REGRESSION_NAME.search(m.metric) for m in ctx.roles.by_tag.values())
+    return not any(m.metric == "accuracy" or signals.regression_name(m.tag)
+                   or signals.regression_name(m.metric) for m in ctx.roles.by_tag.values())
 
 
 def _repeated(acc: Curve) -> tuple[float, float]:
