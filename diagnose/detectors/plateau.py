@@ -1456,17 +1456,24 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
             if total_progress(ctx, acc) >= float(p.first_acc_share) * (1.0 - guess):
                 return None
             break
-    for role in (Role.TRAIN_LOSS, Role.VAL_LOSS):
-        c = get_curve(ctx, role)
-        if c is not None and len(c) >= 3 and _lowest_level(ctx, c, level0[0], p) < float(
-                p.min_chance_share) * level0[0]:
-            return None
-    # a train loss ending well below the val loss learned what validation does not see
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    if tl is not None and len(tl) >= 3 and end_level(tl) < float(
-            p.min_train_over_val) * end_level(vl):
+    if _learned_beside(ctx, vl, level0[0], p):
         return None
     return vl
+
+
+def _learned_beside(ctx: RuleContext, vl: Curve, level0: float, p: PLT002.Params) -> bool:
+    """Something was learned beside a val loss stuck at its untrained level ``level0``: a
+    logged (positive) loss got below ``min_chance_share`` of it (so only validation is
+    broken: batch norm's business), or the train loss ends below ``min_train_over_val``
+    of the val loss (it learned what validation does not see: a generalisation gap,
+    overfitting's).  Shares of a level mean something for a positive loss only."""
+    tl = get_curve(ctx, Role.TRAIN_LOSS)
+    for c in (tl, vl):
+        if (c is not None and len(c) >= 3 and float(np.min(c.values)) > 0
+                and _lowest_level(ctx, c, level0, p) < float(p.min_chance_share) * level0):
+            return True
+    return (tl is not None and len(tl) >= 3 and float(np.min(tl.values)) > 0
+            and end_level(tl) < float(p.min_train_over_val) * end_level(vl))
 
 
 def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
@@ -1482,9 +1489,8 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     are still as uncertain as an untrained model's and their argmax little better than
     that guess, so the run never left its initial level (DESIGN), however a train-mode
     loss under dropout or minibatch noise moved meanwhile.  A trained model's accuracy
-    (a fine-tune flat where it started) leads exp(-L) by far.  The train-loss checks of
-    :func:`_held_out_untrained` hold too (no low level reached, no generalisation gap).
-    None otherwise."""
+    (a fine-tune flat where it started) leads exp(-L) by far; nor when something was
+    learned beside it (:func:`_learned_beside`).  None otherwise."""
     vl = get_curve(ctx, Role.VAL_LOSS)
     acc = get_curve(ctx, Role.VAL_METRIC)
     if (n_classes or vl is None or len(vl) < max(3, p.min_points)
@@ -1508,12 +1514,7 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     # evaluation learned; so did a val loss that fell below that share of it)
     found = untrained_level(ctx)
     level0 = max(v0, found[0]) if found is not None else v0
-    if _lowest_level(ctx, vl, level0, p) < float(p.min_chance_share) * level0:
-        return None
-    tl = get_curve(ctx, Role.TRAIN_LOSS)
-    if tl is not None and len(tl) >= 3 and float(np.min(tl.values)) > 0 and (
-            _lowest_level(ctx, tl, level0, p) < float(p.min_chance_share) * level0
-            or end_level(tl) < float(p.min_train_over_val) * v_end):
+    if _learned_beside(ctx, vl, level0, p):
         return None
     return vl
 
