@@ -226,6 +226,15 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     return _at_chance(ctx, p) or st
 
 
+def never_left_chance(ctx: RuleContext) -> bool:
+    """PLT001's chance-level reading (:func:`_at_chance`, with PLT001's thresholds as set
+    for this run): the losses fell from an inflated start only to the uniform guess's
+    level and stayed, learning nothing of the inputs.  UND004 asks it: such a run never
+    left its initial level, plateau only (DESIGN.md), not "learns but stays poor"."""
+    return ctx.cached(("fit_never_left_chance",),
+                      lambda: _at_chance(ctx, ctx.thresholds_of("PLT001")) is not None)
+
+
 def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """Never left the chance level: with the class count C known, the better of the val
     and train losses ends at ``chance_level_share`` of ln C or more (and below

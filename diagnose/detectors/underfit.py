@@ -1084,6 +1084,13 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         if frozen is None and back is None and constant_guess(ctx, l0, p.min_val_points,
                                              float(p.min_val_fall), float(p.min_fall)):
             return []
+        # (fell from an inflated start only to the chance level and stayed: the fall shrank
+        # the logits and learned nothing of the inputs, PLT001's chance-level reading; the
+        # run never left its initial level, plateau only)
+        from diagnose.detectors.plateau import never_left_chance
+
+        if frozen is None and back is None and never_left_chance(ctx):
+            return []
         # poor: the better split still ends at a large share of the untrained loss, or
         # (with a few classes, known) its accuracy is far from perfect above chance; with
         # many classes top-1 accuracy is bounded by the task's own ambiguity (a good
