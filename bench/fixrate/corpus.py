@@ -324,10 +324,17 @@ def _patch(generate: Any, torch: Any, cfg: dict[str, Any]) -> None:
 # --- the cases -------------------------------------------------------------------------
 
 
-def cases(per_state: int) -> list[dict[str, Any]]:
+#: The fix-rate campaign draws its cases from the runs stored when it was defined
+#: (r00000-r03599): the corpus grows by fresh batches, and the campaign's sample must not
+#: move with it (its figures in bench/README.md are for these cases).
+CAMPAIGN_RUNS = 3600
+
+
+def cases(per_state: int, runs: int | None = CAMPAIGN_RUNS) -> list[dict[str, Any]]:
     """Broken corpus runs with a hyperparameter fix: up to ``per_state`` per labelled state
     (a multi-state label counts under its first state in :data:`STATES`), drawn in a
-    stable hashed order (a uniform sample of the state's runs), states interleaved."""
+    stable hashed order (a uniform sample of the state's runs), states interleaved; from
+    the first ``runs`` runs of the store (None: every run)."""
     import label_check
     import store
 
@@ -336,6 +343,8 @@ def cases(per_state: int) -> list[dict[str, Any]]:
     for rec in sorted(store.load(), key=lambda r: zlib.crc32(r["id"].encode())):
         label = labels.get(rec["id"])
         if not label or rec["cause"] in NO_HPARAM_FIX:
+            continue
+        if runs is not None and int(rec["id"][1:]) >= runs:
             continue
         state = next((s for s in STATES if s in label), None)
         if state is None or len(picked.setdefault(state, [])) >= per_state:

@@ -48,7 +48,7 @@ def pick(spec: str, campaign: int) -> list[str]:
     campaign's ``campaign`` per state leave out."""
     state, causes = spec.split(":", 1)
     seen = {c["id"] for c in corpus.cases(campaign)}
-    return [c["id"] for c in corpus.cases(10_000) if c["id"] not in seen
+    return [c["id"] for c in corpus.cases(10_000, runs=None) if c["id"] not in seen
             and c["state"] == state and c["cause"] in causes.split(",")]
 
 
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     ids = args.cases.split(",") if args.cases else []
     for spec in args.pick:
         ids += pick(spec, args.campaign)[: args.limit]
-    found = {c["id"]: c for c in corpus.cases(10_000)}
+    found = {c["id"]: c for c in corpus.cases(10_000, runs=None)}
     rows = []
     for cid in ids:
         row = check(found[cid], args.out)
