@@ -335,7 +335,7 @@ def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
         return None
     guess = float(np.exp(-level))
     best_acc = acc.raw(float(np.min(acc.values)))
-    if best_acc >= guess + float(p["first_acc_share"]) * (1.0 - guess):
+    if leads_guess(best_acc, level, float(p["first_acc_share"])):
         return None
     # an accuracy a is at best a uniform guess over 1/a classes, chance level ln(1/a): a
     # loss above max_start_chance x that (for the worst accuracy logged) is sustained far
@@ -1086,9 +1086,16 @@ def _trained_start(ctx: RuleContext, level0: float, share: float, min_points: in
             continue
         if pinned_accuracy(acc, min_points) is not None:
             return False
-        guess = float(np.exp(-level0))
-        return acc.raw(float(acc.values[0])) >= guess + share * (1.0 - guess)
+        return leads_guess(acc.raw(float(acc.values[0])), level0, share)
     return False
+
+
+def leads_guess(accuracy: float, loss: float, share: float) -> bool:
+    """``accuracy`` leads the uniform guess at cross-entropy ``loss`` (exp(-loss), the
+    accuracy of a uniform guess over e^loss classes) by ``share`` of the room above it:
+    the argmax learned something of the inputs."""
+    guess = float(np.exp(-loss))
+    return accuracy >= guess + share * (1.0 - guess)
 
 
 def _poor_untrained(ctx: RuleContext, p: Any) -> dict[str, Any]:
@@ -1515,8 +1522,8 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     move, tol = _flat_move(ctx, vl, p)
     if move > float(p.max_rel_move) + tol:
         return None
-    guess = float(np.exp(-min(v0, v_end)))
-    if acc.raw(float(np.min(acc.values))) >= guess + float(p.first_acc_share) * (1.0 - guess):
+    if leads_guess(acc.raw(float(np.min(acc.values))), min(v0, v_end),
+                   float(p.first_acc_share)):
         return None
     # the untrained level: the val loss's first level, or the log's own where higher (a
     # train loss that fell from it below min_chance_share of it before the first
