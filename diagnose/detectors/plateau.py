@@ -61,6 +61,7 @@ from diagnose.detectors.progress import (
     Curve,
     accuracy_curve,
     bounded_metric,
+    early_level,
     end_level,
     ends_nonfinite,
     first_point_cover,
@@ -245,10 +246,13 @@ def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     inputs (DESIGN.md: flat near its initial or chance level is a plateau), whether its
     tail reads flat, still creeping or a few evaluations noisy.  Only for a fall from
     above the band: the untrained level L0 the log shows (:func:`untrained_level`) lies
-    above ln C / ``chance_level_share`` and at most ``max_start_chance`` x ln C (a run
-    that started in the band and stayed is PLT002's, never left its initial level; a
-    start far above, a huge initialisation or a first blow-up, is divergence's and
-    PLT002's after-first-blow-up test's).  Not when a loss ends
+    above ln C / ``chance_level_share`` (a run that started in the band and stayed is
+    PLT002's, never left its initial level).  However far above: a first point blown up
+    past ``max_start_chance`` x ln C (a huge initialisation, a far too large learning
+    rate) is where the run started, and DESIGN.md reads the starting level as ln C then,
+    so a loss that came down from it only to ln C never left that level (only the end
+    is held below ``max_start_chance`` x ln C: a loss sustained that far above chance is
+    divergence's).  Not when a loss ends
     non-finite (divergence), nor when a loss ever got below ``low_loss_share`` of ln C
     (it left the chance level and was thrown back: a blow-up's business), nor without a
     train loss of 3 points."""
@@ -262,11 +266,11 @@ def _at_chance(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         return None
     chance = signals.chance_loss(n_classes)
     # fell to the chance band from above it: one that started there and stayed is
-    # PLT002's (never left its initial level), one that started above max_start_chance x
-    # ln C a huge initialisation's or a first blow-up's (divergence, PLT002)
+    # PLT002's (never left its initial level); a start blown up however far (a huge
+    # initialisation, a far too large LR) is read as ln C (DESIGN.md), so a fall from it
+    # only to the band never left the initial level either
     found = untrained_level(ctx)
-    if found is None or not (chance / float(p["chance_level_share"]) < found[0]
-                             <= float(p["max_start_chance"]) * chance):
+    if found is None or not chance / float(p["chance_level_share"]) < found[0]:
         return None
     vl = get_curve(ctx, Role.VAL_LOSS)
     losses = [c for c in (vl, tl) if c is not None and len(c) >= int(p["min_never_points"])]
@@ -781,7 +785,8 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
     """The objective never improved beyond noise from its first evaluation: stuck (kind
     ``stalled``, flat for the whole run) when the level is poor by :func:`_poor_level`
     and no logged loss ever got below ``low_loss_share`` of ln C (ln 2, the lowest chance
-    level, when C is unknown) nor rose ``max_loss_rise`` above its start or started above
+    level, when C is unknown) nor rose ``max_loss_rise`` above its start (the larger of
+    its first value and its start level: :func:`progress.early_level`) or started above
     ``max_start_chance`` x ln C (a blow-up or a huge initialisation: divergence's
     business); else ``no_progress``.  DESIGN: a run that never leaves its initial level is
     a plateau; a fine-tune or resumed run that starts low and stays flat is at a good
@@ -806,8 +811,11 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
             continue
         sm = smoothed(ctx, lc)[1]
         start = start_level(lc)
+        # rose above where it started: its first value counts as its start too (a noisy
+        # train-mode loss under heavy dropout whose first minibatches sit far above the
+        # median of its first tenth did not rise when its smoothed curve begins there)
         if (float(np.min(sm)) < float(p["low_loss_share"]) * chance
-                or float(np.max(sm)) > (1.0 + float(p["max_loss_rise"])) * start
+                or float(np.max(sm)) > (1.0 + float(p["max_loss_rise"])) * early_level(lc)
                 or (n_classes and start > float(p["max_start_chance"]) * chance)):
             return {**out, "kind": "no_progress"}
     first = start_level(c)
