@@ -31,7 +31,8 @@ The same flat tail means different things, so one analysis feeds three rules:
   untrained level late, at a poor level.  Where still nothing is stuck, a loss that fell
   only to the chance level never learned (:func:`_at_chance`: ln C when the class count
   is known; else :func:`_at_guess`: the level whose uniform guess the val accuracy
-  barely beats).
+  barely beats), and a tail worse than its best that ends as a constant guess
+  (:func:`_ends_guessing`) never learned beyond the class prior.
 * PLT003 ``converged`` (info): the same flat tail after clear progress with training
   flat too: healthy convergence; the message says the last steps were not needed.
 * PLT002 ``plateau_from_start`` (warning): the loss never leaves its initial level (tiny
@@ -220,11 +221,40 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     """The tail and stop tests (:func:`_tail_or_stop`), and where they find no stall, no
     blow-up and no overfitting symptom, the chance-level test (:func:`_at_chance`): a
     run whose losses end at the uniform guess's cross-entropy never learned, whatever
-    shape its tail has."""
+    shape its tail has; then a tail worse than its best that ends as a constant guess
+    (:func:`_ends_guessing`)."""
     st = _tail_or_stop(ctx, p)
     if st is not None and (st["kind"] in ("stalled", "nonfinite") or "worse_val_loss" in st):
         return st
-    return _at_chance(ctx, p) or st
+    return _at_chance(ctx, p) or _ends_guessing(ctx, p, st) or st
+
+
+def _ends_guessing(ctx: RuleContext, p: Any, st: dict[str, Any] | None
+                   ) -> dict[str, Any] | None:
+    """A tail called worse than its best that ends as a constant guess
+    (:func:`_identical_guess`: every logged accuracy identical over the last
+    ``tail_frac`` of the run, every loss at that guess's least entropy or above): the
+    model predicts one class for every input, so whatever its first evaluations showed it
+    ends never having learned more than the class prior, at the chance level (DESIGN.md:
+    flat near its chance level).  Not when a loss ever got below ``low_loss_share`` of
+    that entropy (it learned, then was thrown back: a blow-up's business)."""
+    if st is None or st.get("kind") != "worsening" or "curve" not in st:
+        return None
+    guess = _identical_guess(ctx, p)
+    if not guess:
+        return None
+    floor = float(p["low_loss_share"]) * _guess_entropy(float(guess["constant_accuracy"]))
+    tl, vl = get_curve(ctx, Role.TRAIN_LOSS), get_curve(ctx, Role.VAL_LOSS)
+    if tl is None or any(float(np.min(smoothed(ctx, c)[1])) < floor
+                         for c in (tl, vl) if c is not None and len(c) >= 3):
+        return None
+    c = st["curve"]
+    s = smoothed(ctx, c)[0]
+    first = start_level(c)
+    return {**st, **guess, "kind": "stalled", "poor": True, "poor_by": "constant_guess",
+            "since": float(s[0]), "eps": 0.0, "also_flat": [], "flat_share": 1.0,
+            "train": None, "train_improving": False,
+            "progress_rel": st["total"] / abs(first) if first else float("nan")}
 
 
 def never_left_chance(ctx: RuleContext) -> bool:
