@@ -592,7 +592,9 @@ def _back_to_chance(ctx: RuleContext,
     all of it; a best that is one lucky evaluation of a val set at chance is not
     leaving it); the val loss never gets below ``never_frac`` of its first value (or of
     the untrained level when lower) and the train loss ends at most
-    ``train_good_ratio`` of the untrained level.  Memorisation raises the val loss by
+    ``train_good_ratio`` of the untrained level, never having blown up (its smoothed
+    level never reaches ``train_blown`` times its first value: divergence explains eval
+    outputs at chance then).  Memorisation raises the val loss by
     growing confident on the train set's own labels but keeps the argmax of what it
     generalised: its val accuracy sags from its best, it does not fall back to a
     constant guess's.  A val accuracy that never left chance beside a memorised train
@@ -605,6 +607,12 @@ def _back_to_chance(ctx: RuleContext,
     if curves is None:
         return None
     val, train = curves
+    # the train loss blew up too (train_blown x its first value, smoothed): divergence
+    # explains eval outputs at chance, and an untrained level read from such a log is
+    # the blow-up's
+    _, t_sm = smoothed(ctx, train)
+    if float(np.max(t_sm)) >= float(p.train_blown) * float(train.values[0]):
+        return None
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     if n_classes is not None and n_classes >= 2:
         chance = signals.chance_accuracy(n_classes)
