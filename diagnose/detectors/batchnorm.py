@@ -12,10 +12,8 @@
   flat_at_chance (val flat at ln C beside a train that got good), runaway (val
   leaving its first value by a large factor per evaluation) and blown_unmemorised (val
   never good ends three times the untrained level beside a train loss that fell but
-  is not near zero) and back_to_chance (val accuracy ends at chance after leaving it,
-  the val loss never good, beside a train that got good).  A val that starts beside
-  train and creeps upward beside a memorised train loss is memorisation: the overfit
-  rules' call.
+  is not near zero).  A val that starts beside train and creeps upward beside a
+  memorised train loss is memorisation: the overfit rules' call.
 * BN002 ``bn_statistics_degenerate``: BN running variance or gamma histograms collapse
   toward 0 or explode relative to their first logged value.
 
@@ -150,9 +148,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         #: train loss falls below half of it) or "runaway" (val loss leaves its first,
         #: untrained level by a median factor of jump_factor per evaluation) or
         #: "blown_unmemorised" (val never good ends train_blown x the untrained level
-        #: while the train loss fell but stays memo_floor of it: not memorised) or
-        #: "back_to_chance" (val accuracy ends at chance after leaving it, the val loss
-        #: never good, train fell clearly)
+        #: while the train loss fell but stays memo_floor of it: not memorised)
         branch: str = "erratic"
         val_median_jump_factor: float | None = optional()
         train_median_jump_factor: float | None = optional()
@@ -189,7 +185,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         if found is None or found:
             return found
         for branch in (_never_good, _stuck, _swing, _flat_at_chance, _runaway,
-                       _blown_unmemorised, _back_to_chance):
+                       _blown_unmemorised):
             hit = branch(ctx, p)
             if hit is not None:
                 return [hit]
@@ -363,17 +359,6 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
                 f"({source}): its minimum {fmt(ev.val_min)} and end "
                 f"{fmt(ev.val_end)} sit at chance while train loss falls to "
                 f"{fmt(ev.train_end)}"
-            )
-        if ev.branch == "back_to_chance":
-            source = (f" for {ev.num_classes} classes" if ev.num_classes is not None
-                      else ", a uniform guess at the untrained level")
-            return (
-                f"val accuracy ends at chance ({fmt(ev.val_acc_end)}, chance "
-                f"{fmt(ev.chance_accuracy)}{source}) after reaching "
-                f"{fmt(ev.val_acc_best)}, while the val loss never gets below "
-                f"{fmt(ev.val_min)} (untrained level about {fmt(ev.untrained_level)}) and "
-                f"train loss falls to {fmt(ev.train_end)}: eval-mode outputs lost what "
-                f"they had learned"
             )
         if ev.branch == "stuck":
             return (
@@ -577,66 +562,6 @@ def _blown_unmemorised(ctx: RuleContext,
         **_hparam_evidence(ctx, p), branch="blown_unmemorised", untrained_level=ref,
         val_first=v_first, val_min=v_min, val_end=v_end, train_end=t_end,
         evaluations=len(val), thresholds=p))
-
-
-def _back_to_chance(ctx: RuleContext,
-                    p: BN001.Params) -> Found[BN001.Evidence] | None:
-    """Eval-mode outputs end at chance after leaving it, while the val loss never got
-    good and train got good (DESIGN.md, batchnorm_collapse: train-mode metrics good,
-    eval-mode metrics near chance, val never good first).  Chance is 1/C with the class
-    count C known, else the accuracy of a uniform guess over e^L0 classes at the
-    untrained level L0 the log shows (UND's reading; an untrained model's loss is about
-    ln C).  The val accuracy's end level sits at chance (within ``acc_tol`` of the room
-    above it, as the chance branch reads it) while its smoothed best sat at least
-    ``acc_tol`` of that room above both chance and the end (it left chance, then lost
-    all of it; a best that is one lucky evaluation of a val set at chance is not
-    leaving it); the val loss never gets below ``never_frac`` of its first value (or of
-    the untrained level when lower) and the train loss ends at most
-    ``train_good_ratio`` of the untrained level, never having blown up (its smoothed
-    level never reaches ``train_blown`` times its first value: divergence explains eval
-    outputs at chance then).  Memorisation raises the val loss by
-    growing confident on the train set's own labels but keeps the argmax of what it
-    generalised: its val accuracy sags from its best, it does not fall back to a
-    constant guess's.  A val accuracy that never left chance beside a memorised train
-    set (nothing generalised) stays the overfit rules' call, as does one whose val loss
-    got good first."""
-    vacc = _acc(ctx, Role.VAL_METRIC)
-    if vacc is None or len(vacc) < p.min_val_points:
-        return None
-    curves = _positive_val_and_train(ctx, p.min_val_points, per_evaluation=False)
-    if curves is None:
-        return None
-    val, train = curves
-    # the train loss blew up too (train_blown x its first value, smoothed): divergence
-    # explains eval outputs at chance, and an untrained level read from such a log is
-    # the blow-up's
-    _, t_sm = smoothed(ctx, train)
-    if float(np.max(t_sm)) >= float(p.train_blown) * float(train.values[0]):
-        return None
-    n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
-    if n_classes is not None and n_classes >= 2:
-        chance = signals.chance_accuracy(n_classes)
-    else:
-        l0 = _untrained_from_log(ctx)
-        if l0 is None or not classifier_loss(ctx, val.series, val.values):
-            return None
-        chance = float(np.exp(-l0))
-    tol = float(p.acc_tol) * (1.0 - chance)
-    a_end = float(accuracy_fractions(vacc, np.array([end_level(vacc)]))[0])
-    _, acc_sm = smoothed(ctx, vacc)
-    a_best = float(accuracy_fractions(vacc, np.array([float(np.min(acc_sm))]))[0])
-    ref = _untrained(ctx, train)
-    v_first, v_min = float(val.values[0]), float(np.min(val.values))
-    t_end = end_level(train)
-    if not (a_end <= chance + tol and a_best >= max(chance, a_end) + tol
-            and v_min >= float(p.never_frac) * _never_base(ctx, val, ref)
-            and t_end <= float(p.train_good_ratio) * ref):
-        return None
-    return Found(vacc.tag, int(vacc.steps[0]), BN001.Evidence(
-        **_hparam_evidence(ctx, p), branch="back_to_chance", num_classes=n_classes,
-        chance_accuracy=chance, val_acc_best=a_best, val_acc_end=a_end,
-        untrained_level=ref, val_first=v_first, val_min=v_min, train_end=t_end,
-        thresholds=p))
 
 
 def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
