@@ -248,12 +248,17 @@ def _ends_guessing(ctx: RuleContext, p: Any, st: dict[str, Any] | None
     if tl is None or any(float(np.min(smoothed(ctx, c)[1])) < floor
                          for c in (tl, vl) if c is not None and len(c) >= 3):
         return None
-    c = st["curve"]
-    s = smoothed(ctx, c)[0]
+    return _stuck_whole_run({**st, **guess, "poor_by": "constant_guess",
+                             "since": float(smoothed(ctx, st["curve"])[0][0]), "eps": 0.0,
+                             "also_flat": []}, st["curve"])
+
+
+def _stuck_whole_run(st: dict[str, Any], c: Curve) -> dict[str, Any]:
+    """A stall reading ``st`` made a verdict: stuck at a poor level for the whole run
+    (train not improving), its progress measured from ``c``'s start level."""
     first = start_level(c)
-    return {**st, **guess, "kind": "stalled", "poor": True, "poor_by": "constant_guess",
-            "since": float(s[0]), "eps": 0.0, "also_flat": [], "flat_share": 1.0,
-            "train": None, "train_improving": False,
+    return {**st, "kind": "stalled", "poor": True, "flat_share": 1.0, "train": None,
+            "train_improving": False,
             "progress_rel": st["total"] / abs(first) if first else float("nan")}
 
 
@@ -848,10 +853,7 @@ def _never_left(ctx: RuleContext, c: Curve, p: Any, out: dict[str, Any]) -> dict
                 or float(np.max(sm)) > (1.0 + float(p["max_loss_rise"])) * early_level(lc)
                 or (n_classes and start > float(p["max_start_chance"]) * chance)):
             return {**out, "kind": "no_progress"}
-    first = start_level(c)
-    return {**out, **pl, "kind": "stalled", "flat_share": 1.0, "train": None,
-            "train_improving": False, "poor": True,
-            "progress_rel": out["total"] / abs(first) if first else float("nan")}
+    return _stuck_whole_run({**out, **pl}, c)
 
 
 def _poor_level(ctx: RuleContext, c: Curve, p: Any, flat_share: float) -> dict[str, Any]:
