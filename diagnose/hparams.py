@@ -123,6 +123,8 @@ ALIASES: dict[str, str] = {
     "batch_norm": "normalization",
     "batchnorm": "normalization",
     "use_bn": "normalization",
+    "use_batch_norm": "normalization",
+    "use_batchnorm": "normalization",
     "bn": "normalization",
 }
 
@@ -176,6 +178,31 @@ def coerce(value: Any) -> float | int | str | bool | None:
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+#: normalization values that name batch norm: "batchnorm", "BatchNorm2d", "bn", "sync_bn"
+_BATCH_NORM = re.compile(r"batch|(?<![a-z])(?:sync)?bn(?![a-z])", re.I)
+#: on/off spellings of a normalization switch (``use_bn: true``, ``batch_norm: 0``)
+_ON = ("true", "yes", "on", "1")
+_OFF = ("false", "no", "off", "0", "none", "null", "")
+
+
+def uses_batch_norm(hparams: Mapping[str, Any]) -> bool | None:
+    """Whether the logged configuration says the model has batch norm; None when it does
+    not say.  ``normalization`` holds a layer name (``batchnorm``, ``groupnorm``,
+    ``layernorm``, ``none``) or an on/off switch its aliases (``use_bn``, ``batch_norm``)
+    carry; a switch is read as batch norm on or off."""
+    norm = hparams.get("normalization")
+    if norm is None:
+        return None
+    if isinstance(norm, (bool, int, float)):
+        return bool(norm)
+    text = str(norm).strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    return bool(_BATCH_NORM.search(text))
 
 
 def finite_number(value: Any) -> float | None:

@@ -17,6 +17,12 @@ stable hash of the id, so every cause and model family is spread over every form
 - ``csv``: a plain CSV with a ``config.json`` beside it;
 - ``jsonl``: one JSON object per logging step.
 
+Where a family records the configuration (TensorBoard's ``add_hparams`` in one run of
+three, Lightning's ``hparams.yaml``, MLflow params, the CSV's ``config.json`` in one of two),
+the class count is there for TensorBoard always, Lightning and CSV half the time, MLflow
+never; the model's ``normalization`` is there in half the runs (a stable choice apart
+from the class count's), as some training scripts record it and others do not.
+
 One TensorBoard or CSV run in eight ends in a torn write (the last record cut short, as a
 killed job leaves it): the curves lose their last point and the label still holds.
 The formats without an installed writer follow ``tests/fixtures_csv_family.py`` (the
@@ -90,6 +96,20 @@ def hparams(rec: dict[str, Any], with_classes: bool) -> dict[str, Any]:
     return hp
 
 
+#: the normalization layers each model family has (a script records its model's config)
+NORMALIZATION = {"mlp_bn": "batchnorm", "cnn_bn": "batchnorm", "cnn_gn": "groupnorm",
+                 "transformer": "layernorm"}
+
+
+def model_hparams(rec: dict[str, Any], with_classes: bool) -> dict[str, Any]:
+    """:func:`hparams` plus the model's normalization, which half of the scripts that
+    record their configuration record (a stable per-run choice)."""
+    hp = hparams(rec, with_classes)
+    if _pick(rec["id"], "norm", 2):
+        hp["normalization"] = NORMALIZATION.get(rec["config"]["arch"], "none")
+    return hp
+
+
 def points(rec: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
     """Every logged series as (step, value) pairs."""
     out = {}
@@ -127,7 +147,7 @@ def write_tensorboard(rec: dict[str, Any], out: Path) -> None:
             w.add_scalar(style[name], v, global_step=s, walltime=T0 + s * DT)
     if _pick(rec["id"], "hp", 3) == 0:
         last = [v for _, v in points(rec).get("val_loss") or points(rec)["train_loss"]][-1]
-        hp = {k: v for k, v in hparams(rec, True).items() if v is not None}
+        hp = {k: v for k, v in model_hparams(rec, True).items() if v is not None}
         w.add_hparams(hp, {"hparam/final_loss": last}, run_name=str(T0))
     w.close()
     normalize_event_files(out, DT)  # fixed names and wall times: byte-reproducible
@@ -166,7 +186,7 @@ def write_lightning(rec: dict[str, Any], out: Path) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     spe = rec["config"]["steps_per_epoch"]
     logger = CSVLogger(save_dir=str(out), name="lightning_logs", version=0)
-    logger.log_hyperparams(hparams(rec, bool(_pick(rec["id"], "ncls", 2))))
+    logger.log_hyperparams(model_hparams(rec, bool(_pick(rec["id"], "ncls", 2))))
     pts = points(rec)
     per_step = rec["config"]["train_log"] == "step"
     names = {"train_loss": "train_loss", "train_acc": "train_acc", "val_loss": "val_loss",
@@ -224,7 +244,7 @@ def write_mlflow(rec: dict[str, Any], out: Path) -> None:
              "val_acc": "val_acc", "lr": "lr", "grad_norm": "grad_norm"}
     metrics = {names[k]: [(int((T0 + s * DT) * 1000), v, s) for s, v in pts]
                for k, pts in points(rec).items()}
-    params = {k: str(v) for k, v in hparams(rec, False).items()}
+    params = {k: str(v) for k, v in model_hparams(rec, False).items()}
     run = write_mlflow_run(out, metrics, params, run_name=rec["id"],
                            run_id=f"{zlib.crc32(rec['id'].encode()):08x}" * 4)
     meta = yaml.safe_load((run / "meta.yaml").read_text())
@@ -262,7 +282,7 @@ def write_csv(rec: dict[str, Any], out: Path) -> None:
         cut = data.rstrip(b"\n").rfind(b"\n") + 1
         (out / "metrics_log.csv").write_bytes(data[: cut + (len(data) - cut) // 2])
     if _pick(rec["id"], "cfg", 2):
-        hp = hparams(rec, bool(_pick(rec["id"], "ncls", 2)))
+        hp = model_hparams(rec, bool(_pick(rec["id"], "ncls", 2)))
         (out / "config.json").write_text(json.dumps(hp, indent=2, sort_keys=True) + "\n")
 
 

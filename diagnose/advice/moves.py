@@ -17,7 +17,7 @@ from diagnose import signals
 from diagnose.advice.policy import AdvicePolicy, ordinal
 from diagnose.advice.reconcile import Candidate, candidate
 from diagnose.findings import SEVERITY_RANK, Finding, RunResult
-from diagnose.hparams import canonicalize, finite_number
+from diagnose.hparams import canonicalize, finite_number, uses_batch_norm
 from diagnose.metrics import Role, RoleMap, Series, resolve_roles
 from diagnose.numbers import sig
 
@@ -356,13 +356,7 @@ class AdviceContext:
 
     @cached_property
     def uses_batchnorm(self) -> bool | None:
-        norm = self.hp.get("normalization")
-        if norm is None:
-            return None
-        text = str(norm).lower()
-        if isinstance(norm, bool) or text in ("true", "false", "1", "0"):
-            return bool(truthy(norm))
-        return "batch" in text or text == "bn"
+        return uses_batch_norm(self.hp)
 
 
 # ---------------------------------------------------------------------------

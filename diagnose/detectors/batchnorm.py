@@ -60,7 +60,7 @@ from diagnose.detectors.rule import (
     param,
     rule,
 )
-from diagnose.hparams import finite_number
+from diagnose.hparams import finite_number, uses_batch_norm
 from diagnose.metrics import Role, Series
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def _hparam_evidence(ctx: RuleContext, p: Any) -> dict[str, Any]:
         ev["small_batch"] = bool(bs <= float(p.small_batch))
     if norm is not None:
         ev["normalization"] = norm
-        ev["uses_batch_norm"] = bool(re.search(r"batch|bn", str(norm), re.I))
+        ev["uses_batch_norm"] = uses_batch_norm(ctx.hparams)
     return ev
 
 
@@ -91,7 +91,8 @@ def _log_jumps(c: Curve) -> float:
 @rule
 class BN001(Rule["BN001.Params", "BN001.Evidence"]):
     """Eval-mode curves erratic by orders of magnitude, or at chance, while train is
-    stable and good early."""
+    stable and good early; never on a model the logged configuration says has no batch
+    norm."""
 
     id = "BN001"
     detector = "eval_collapse"
@@ -181,6 +182,8 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
 
     def detect(self, ctx: RuleContext,
                p: BN001.Params) -> list[Found[BN001.Evidence]] | None:
+        if uses_batch_norm(ctx.hparams) is False:
+            return []  # the log says the model has no batch norm: nothing to collapse
         found = self._detect(ctx, p)
         if found is None or found:
             return found
@@ -377,7 +380,9 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
 def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     """Val never gets good first (DESIGN.md, batchnorm_collapse): the val loss stays at or
     above its first value and the untrained level while train gets good, and it starts
-    apart from train instead of tracking it (memorisation starts with val ~ train).
+    apart from train instead of tracking it (memorisation starts with val ~ train), unless
+    the logged configuration says the model has batch norm: memorisation is then no
+    reading of a val that never got good (DESIGN.md: that is a collapse, not overfit).
 
     The untrained level is the larger of the train loss's first value, its start level
     and ln C when the class count is known.  A val accuracy that reached ``acc_learned``
@@ -389,7 +394,10 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         return None
     val, train = curves
     ratio = early_eval_ratio(ctx, float(p.early_frac))
-    if ratio is None or ratio < float(p.early_gap):
+    # memorisation starts with val tracking train; a model the log says has batch norm
+    # cannot be told from it that way, and there val never good is a collapse (DESIGN.md)
+    if uses_batch_norm(ctx.hparams) is not True and (ratio is None
+                                                     or ratio < float(p.early_gap)):
         return None
     ref = _untrained(ctx, train)
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
@@ -412,7 +420,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     vacc = _acc(ctx, Role.VAL_METRIC)
     acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
     if (acc_best is not None and acc_best >= float(p.acc_learned) \
-            and ratio < float(p.early_ratio)) or eval_outputs_learned(ctx, float(p.acc_learned)):
+            and (ratio is None or ratio < float(p.early_ratio))) or eval_outputs_learned(ctx, float(p.acc_learned)):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
