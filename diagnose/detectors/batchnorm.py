@@ -419,8 +419,9 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         return None
     vacc = _acc(ctx, Role.VAL_METRIC)
     acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
-    if (acc_best is not None and acc_best >= float(p.acc_learned) \
-            and (ratio is None or ratio < float(p.early_ratio))) or eval_outputs_learned(ctx, float(p.acc_learned)):
+    val_learned = acc_best is not None and acc_best >= float(p.acc_learned) \
+        and (ratio is None or ratio < float(p.early_ratio))
+    if val_learned or eval_outputs_learned(ctx, float(p.acc_learned)):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="never_good", early_val_over_train=ratio,
