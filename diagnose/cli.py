@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Hyperparameters the recommender reads besides the canonical ones (DESIGN.md).
-EXTRA_HPARAMS = ("activation", "drop_last", "init", "residual_connections")
+EXTRA_HPARAMS = ("activation", "drop_last", "init", "residual_connections", "num_classes")
 #: What a value of each numeric hyperparameter must be: (integer, lowest, highest, the
 #: lowest excluded).
 _HPARAM_RANGE: dict[str, tuple[bool, float, float, bool]] = {
@@ -49,6 +49,7 @@ _HPARAM_RANGE: dict[str, tuple[bool, float, float, bool]] = {
     "grad_clip": (False, 0, float("inf"), True),
     "epochs": (True, 1, float("inf"), False),
     "max_steps": (True, 1, float("inf"), False),
+    "num_classes": (True, 2, float("inf"), False),
 }
 _HPARAM_BOOL = ("drop_last", "residual_connections")
 

@@ -69,13 +69,17 @@ def judge_run(run: Run, config: Config, overrides: Mapping[str, Any] | None = No
     """The per-run step every entry point shares (CLI, API, callbacks, watch, probe,
     benchmarks): the rules, then the recommendations under the config's advice policy.
 
-    ``overrides`` are canonical hyperparameters that win over the log's; ``rules`` are
+    ``overrides`` are canonical hyperparameters that win over the log's, for the rules
+    (a class count, the model's normalization) as for the advice: the run is judged as if
+    its log had recorded them (a copy; the caller's run is left as read). ``rules`` are
     rule specs already loaded and checked (a caller that judges many runs loads them once).
     An exception while judging is our own bug: :class:`AnalysisError` naming the run.
     """
     from diagnose.engine import AnalysisError, evaluate
     from diagnose.recommend import recommend
 
+    if overrides:
+        run = replace(run, hparams={**run.hparams, **overrides})
     result = evaluate(run, config, rules)
     try:
         return recommend(result, overrides, config.advice_policy())

@@ -597,6 +597,26 @@ def test_hparam_makes_divergence_advice_concrete(logs: Logs, key: str) -> None:
     assert out["runs"][0]["hparams"].get("learning_rate") in (None, 0.5)
 
 
+def test_hparam_reaches_the_rules(tmp_path: Path) -> None:
+    """--hparam fills in what the log does not record for the rules as for the advice: a
+    class count names its source, and a model without batch norm cannot collapse one (the
+    real training of BN001's case quiet_recorded_no_batch_norm, without its config.json)."""
+    case = Path(__file__).parent / "rule_fixtures" / "BN001" / "quiet_recorded_no_batch_norm"
+    shutil.copy(case / "metrics_log.csv", tmp_path / "metrics_log.csv")
+
+    def judged(*extra: str) -> dict[str, Any]:
+        out = invoke(".", "--format", "json", *extra, cwd=tmp_path).json()
+        run: dict[str, Any] = out["runs"][0]
+        return run
+
+    bare = judged()
+    assert bare["states"] == ["batchnorm_collapse"] and bare["num_classes"]["count"] is None
+    told = judged("--hparam", "num_classes=6")
+    assert told["num_classes"] == {"count": 6, "source": "hparam num_classes"}
+    assert judged("--hparam", "normalization=none")["states"] == ["overfit"]
+    assert judged("--hparam", "use_bn=true")["states"] == ["batchnorm_collapse"]
+
+
 def test_output_file_keeps_stdout_empty(logs: Logs, doc: dict[str, Any], tmp_path: Path) -> None:
     target = tmp_path / "out.json"
     result = invoke(logs.root, "--format", "json", "-o", target, cwd=logs.cwd)
@@ -982,6 +1002,7 @@ def test_a_folder_named_like_a_typo_is_still_a_path(logs: Logs, tmp_path: Path) 
     ("dropout=2", "--hparam dropout must be between 0 and 1"),
     ("learnin_rate=0.1", "unknown hyperparameter 'learnin_rate' (did you mean learning_rate?)"),
     ("colour=red", "unknown hyperparameter 'colour' (known: learning_rate"),
+    ("num_classes=1", "--hparam num_classes must be at least 2, got '1'"),
 ])
 def test_hparam_values_and_keys_are_checked(logs: Logs, item: str, message: str) -> None:
     result = invoke(logs.overfit, "--hparam", item, cwd=logs.cwd)
