@@ -181,28 +181,34 @@ def coerce(value: Any) -> float | int | str | bool | None:
 
 
 #: normalization values that name batch norm: "batchnorm", "BatchNorm2d", "bn", "sync_bn"
-_BATCH_NORM = re.compile(r"batch|(?<![a-z])(?:sync)?bn(?![a-z])", re.I)
+_BATCH_NORM = re.compile(r"batch|(?<![a-z])(?:sync|frozen)?_?bn(?![a-z])", re.I)
+#: values that name another normalization (or none): "GroupNorm", "layernorm", "gn"
+_OTHER_NORM = re.compile(r"group|layer|instance|rms|weight|identity|"
+                         r"(?<![a-z])(?:gn|ln|in)(?![a-z])", re.I)
 #: on/off spellings of a normalization switch (``use_bn: true``, ``batch_norm: 0``)
 _ON = ("true", "yes", "on", "1")
-_OFF = ("false", "no", "off", "0", "none", "null", "")
+_OFF = ("false", "no", "off", "0", "none")
 
 
 def uses_batch_norm(hparams: Mapping[str, Any]) -> bool | None:
     """Whether the logged configuration says the model has batch norm; None when it does
     not say.  ``normalization`` holds a layer name (``batchnorm``, ``groupnorm``,
     ``layernorm``, ``none``) or an on/off switch its aliases (``use_bn``, ``batch_norm``)
-    carry; a switch is read as batch norm on or off."""
+    carry.  Anything else (``norm: 2.0``, ``norm: l2``: a key named like it that holds a
+    clipping norm or a p-norm) says nothing."""
     norm = hparams.get("normalization")
-    if norm is None:
+    if isinstance(norm, bool):
+        return norm
+    if isinstance(norm, (int, float)):
+        return bool(norm) if norm in (0, 1) else None
+    if not isinstance(norm, str):
         return None
-    if isinstance(norm, (bool, int, float)):
-        return bool(norm)
-    text = str(norm).strip().lower()
-    if text in _ON:
+    text = norm.strip().lower()
+    if text in _ON or _BATCH_NORM.search(text):
         return True
-    if text in _OFF:
+    if text in _OFF or _OTHER_NORM.search(text):
         return False
-    return bool(_BATCH_NORM.search(text))
+    return None
 
 
 def finite_number(value: Any) -> float | None:
