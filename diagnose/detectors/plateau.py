@@ -350,7 +350,9 @@ def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
     ending at L (at least ``chance_level_share`` x ln 2: a guess over two classes or
     more) with the best val accuracy never leading exp(-L) by ``first_acc_share`` of the
     room above it, after falling from an untrained level L0 above L /
-    ``chance_level_share`` (at most ``max_start_chance`` x L), is a loss that fell only
+    ``chance_level_share`` (at most ``max_start_chance`` x L; a start blown up past that
+    within the first tenth of the run is read as L itself in the two-class band, DESIGN.md's
+    starting level for a blown-up log, the accuracies after the blow-up), is a loss that fell only
     to the chance level by shrinking its logits: it learned nothing of the inputs.  The
     val loss must have fallen into that band itself, or been first evaluated past
     ``start_cover`` of the run (after the early learning the train loss shows): one
@@ -372,6 +374,22 @@ def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
     level = _end_of(vl, p)
     if level < share * signals.chance_loss(2):
         return None
+    # a start blown up past max_start_chance x L (a huge initialisation, a far too large
+    # learning rate) is where the run started: DESIGN.md reads the starting level as the
+    # untrained model's loss, and in the two-class band L is that level (the prior and the
+    # uniform guess are one chance level there; above it the log cannot say which one a
+    # blown-up start hides), so a fall from the blow-up to L never left it; the
+    # accuracies are read after the blown-up head, which is the start, not learning
+    cap = float(p["max_start_chance"]) * level
+    head = None
+    if found[0] > cap:
+        head = _blown_head_end((vl, tl), tl, cap)
+        if head is None or level > signals.chance_loss(2) / share:
+            return None
+        keep = acc.steps > head
+        acc = Curve(acc.series, acc.steps[keep], acc.values[keep], acc.sign)
+        if len(acc) < 3:
+            return None
     guess = float(np.exp(-level))
     best_acc = acc.raw(float(np.min(acc.values)))
     if leads_guess(best_acc, level, float(p["first_acc_share"])):
@@ -382,7 +400,7 @@ def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
     worst_acc = acc.raw(float(np.max(acc.values)))
     if worst_acc > 0 and level > float(p["max_start_chance"]) * -float(np.log(worst_acc)):
         return None
-    if not (level / share < found[0] <= float(p["max_start_chance"]) * level):
+    if not (level / share < found[0] and (found[0] <= cap or head is not None)):
         return None
     # the val loss fell into the band (or was first evaluated after the early learning,
     # past start_cover of the run): one evaluated from the start in the band and staying
@@ -424,6 +442,25 @@ def _at_guess(ctx: RuleContext, p: Any, tl: Curve) -> dict[str, Any] | None:
             "untrained_from": f"ln {fmt(float(np.exp(level)))}: {acc.tag} {fmt(best_acc)} "
                               f"barely beats that guess's accuracy {fmt(guess)}",
             "chance_level": level}
+
+
+def _blown_head_end(losses: tuple[Curve, ...], tl: Curve, cap: float) -> float | None:
+    """The last step of a blown-up head: every logged point at ``cap`` or above, on every
+    loss, lies within the first tenth of the run (the train loss's steps, the start
+    window :func:`progress.in_start` reads), and the first point of some loss is one of
+    them.  None otherwise (no logged point blown up, or one later: a loss that stays
+    blown up past the start is divergence's business)."""
+    window = float(tl.steps[0]) + 0.1 * tl.span
+    last, first_blown = None, False
+    for c in losses:
+        hit = c.steps[c.values >= cap]
+        if not len(hit):
+            continue
+        if float(hit[-1]) > window:
+            return None
+        first_blown = first_blown or float(c.values[0]) >= cap
+        last = float(hit[-1]) if last is None else max(last, float(hit[-1]))
+    return last if first_blown else None
 
 
 def _tail_or_stop(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
@@ -485,7 +522,10 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
     first ``1 - early_flat_share`` of the run, and :func:`_poor_level` finds the level
     poor.  Needs no flat tail: a run validated a few times, or one that ended worse than
     a best it barely improved to (a mid-run LR jump that both losses felt: training got
-    worse too, so not overfitting), stopped as surely as a flat one."""
+    worse too, so not overfitting), stopped as surely as a flat one.  A run whose losses
+    barely fell from their first values is judged by the untrained test too when that
+    first point is no trained start (class count known, or the first accuracy not
+    leading exp(-L0) by ``first_acc_share`` of the room)."""
     got = _stop_losses(ctx, p)
     if got is None or got[2]:
         return None  # (a val loss too short for any verdict but never-improved)
@@ -521,6 +561,15 @@ def _stopped_early(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
         tag = min(ends, key=lambda t: ends[t])
         pl = {**pl, "poor_by": "untrained", "loss_vs_chance": ends[tag] / level0,
               "poor_loss": tag, "untrained_level": level0, "untrained_from": found[1]}
+    elif pl["poor_by"] in ("progress", "loss_progress"):
+        # barely fell from its first point, which may be a fine-tune's low start; but
+        # where the untrained test finds both losses still at a poor share of L0 and the
+        # first accuracy shows no trained start (class count unknown), the first point is
+        # the untrained model's: it stopped early near where it started
+        unt = _poor_untrained(ctx, p)
+        if unt and (signals.infer_num_classes(ctx.run, ctx.roles) or not _trained_start(
+                ctx, level0, float(p["first_acc_share"]), int(p["min_never_points"]))):
+            pl = {**pl, **unt}
     # without a flat tail the level must be poor by the run's own measure of learning
     # (not "barely fell": a fine-tune starting low), and, against the untrained level,
     # by the stricter share whether or not the class count is known (ln C of a
