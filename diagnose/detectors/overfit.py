@@ -304,7 +304,7 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
     v = val.values
     i = int(np.argmin(v))
     ups = np.diff(v[i:])
-    if len(ups) < int(p["short_min_rises"]) or not bool(np.all(ups > 0)):
+    if len(ups) < int(p["short_min_rises"]):
         return None
     vmin, end = float(v[i]), float(v[-1])
     rise_rel = rel(end - vmin, vmin)
@@ -312,6 +312,12 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
     around = signals.mad_sigma(np.concatenate(segs)) / np.sqrt(2.0) if segs else 0.0
     nz = max(float(around), 1e-3 * signals.robust_scale(v),
              1e-12 * max(float(np.max(np.abs(v))), 1.0))
+    # higher at every evaluation than at the one before, a step down within one noise
+    # unit of the curve around its slopes aside (a flat step on the way up is no turn),
+    # and up at the last one
+    if not (bool(np.all(ups > -nz)) and int(np.sum(ups > 0)) >= int(p["short_min_rises"])
+            and float(ups[-1]) > 0):
+        return None
     effect = (end - vmin) / nz
     if not (np.isfinite(rise_rel) and rise_rel >= float(p["short_min_rise"])
             and effect >= float(p["short_min_effect"])):
