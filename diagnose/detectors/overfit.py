@@ -211,6 +211,7 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
     the best level, cover at least ``min_tail_frac`` of the run with ``min_points_after``
     points, and hold: ``min_sustained`` of the smoothed points in the second half of the
     post-minimum segment sit above the midpoint of the rise (a late jump is not a trend),
+    or the smoothed curve never falls after the minimum and rises at most of its steps,
     and the post-minimum segment trends up (Kendall tau >= ``min_tau``) unless the rise is
     a jump of at least ``jump_effect`` noise units (a sudden sustained jump is no noisy
     level either, even if the curve creeps down after it).  A last evaluation back
@@ -291,8 +292,9 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
 
     With a handful of evaluations the smoothed test of :func:`degradation` has nothing to
     smooth, and the point-to-point noise of a V-shaped curve is mostly its two slopes.
-    Strong evidence instead: every one of the last ``short_min_rises`` (or more)
-    evaluations is higher than the one before, from the raw minimum to the last point;
+    Strong evidence instead: from the raw minimum to the last point the curve rises at
+    ``short_min_rises`` (or more) evaluations, at the last one too, and never falls by more
+    than one unit of its noise (a flat step on the way up is no turn);
     the rise is ``short_min_rise`` of the minimum (DESIGN.md: 5-10% at the very end of a
     converged run is healthy) and ``short_min_effect`` of the curve's noise around its own
     slopes (first differences before and after the minimum, each about its own median:
