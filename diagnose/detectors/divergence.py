@@ -554,14 +554,6 @@ def _thrashing(c: Any, frac: float, level: float) -> float:
     return min(float(np.mean(first >= level)), float(np.mean(second >= level)))
 
 
-def _excursions(c: Any, frac: float, level: float) -> int:
-    """How many separate times the raw loss goes to ``level`` or above over the last
-    ``frac`` of the run (runs of consecutive points at or above it)."""
-    cut = float(c.steps[-1] - frac * c.span)
-    up = c.values[c.steps >= cut] >= level
-    return int(up[0]) + int(np.sum(up[1:] & ~up[:-1])) if len(up) else 0
-
-
 def _thrashing_swings(c: Any, frac: float, factor: float,
                       floor: float) -> tuple[float, float]:
     """Thrashing read on the loss's own low points, for a start whose untrained level the
@@ -1144,12 +1136,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             # below it at the end (DESIGN.md: rises far above its starting level and does
             # not come back to a good level)
             criterion, threshold, after = "blown_not_back", p.far_factor * ref, float(ss[0])
-        elif thrash_seen >= p.thrash_share and thrash_seen > head_share \
-                and _excursions(c, p.thrash_frac, p.far_factor * thrash_base) >= 2:
+        elif thrash_seen >= p.thrash_share and thrash_seen > head_share:
             criterion, threshold = "thrashing", p.far_factor * thrash_base
             after = float(c.steps[-1] - p.thrash_frac * c.span)
-        elif swings_seen >= p.thrash_share \
-                and _excursions(c, p.thrash_frac, swing_level) >= 2:
+        elif swings_seen >= p.thrash_share:
             criterion, threshold, own_lows = "thrashing", swing_level, True
             thrash_seen, thrash_base = swings_seen, swing_level / p.far_factor
             after = float(c.steps[-1] - p.thrash_frac * c.span)
