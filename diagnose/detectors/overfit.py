@@ -292,9 +292,8 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
 
     With a handful of evaluations the smoothed test of :func:`degradation` has nothing to
     smooth, and the point-to-point noise of a V-shaped curve is mostly its two slopes.
-    Strong evidence instead: from the raw minimum to the last point the curve rises at
-    ``short_min_rises`` (or more) evaluations, at the last one too, and never falls by more
-    than one unit of its noise (a flat step on the way up is no turn);
+    Strong evidence instead: every one of the last ``short_min_rises`` (or more)
+    evaluations is higher than the one before, from the raw minimum to the last point;
     the rise is ``short_min_rise`` of the minimum (DESIGN.md: 5-10% at the very end of a
     converged run is healthy) and ``short_min_effect`` of the curve's noise around its own
     slopes (first differences before and after the minimum, each about its own median:
@@ -306,7 +305,7 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
     v = val.values
     i = int(np.argmin(v))
     ups = np.diff(v[i:])
-    if len(ups) < int(p["short_min_rises"]):
+    if len(ups) < int(p["short_min_rises"]) or not bool(np.all(ups > 0)):
         return None
     vmin, end = float(v[i]), float(v[-1])
     rise_rel = rel(end - vmin, vmin)
@@ -314,12 +313,6 @@ def short_rise(val: Curve, p: Any) -> dict[str, Any] | None:
     around = signals.mad_sigma(np.concatenate(segs)) / np.sqrt(2.0) if segs else 0.0
     nz = max(float(around), 1e-3 * signals.robust_scale(v),
              1e-12 * max(float(np.max(np.abs(v))), 1.0))
-    # higher at every evaluation than at the one before, a step down within one noise
-    # unit of the curve around its slopes aside (a flat step on the way up is no turn),
-    # and up at the last one
-    if not (bool(np.all(ups > -nz)) and int(np.sum(ups > 0)) >= int(p["short_min_rises"])
-            and float(ups[-1]) > 0):
-        return None
     effect = (end - vmin) / nz
     if not (np.isfinite(rise_rel) and rise_rel >= float(p["short_min_rise"])
             and effect >= float(p["short_min_effect"])):
