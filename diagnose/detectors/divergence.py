@@ -482,6 +482,14 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
             early = progress.early_level(c) if c is not None else None
             if early is None or not positive:
                 return []
+            # a train cross-entropy's untrained level is ln C where the class count is
+            # known: a first logged level below it had already learned, and "back at its
+            # start" or "3x its start" is read against the untrained model, not it
+            n_cls = ctx.cached("num_classes",
+                               lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+            if s.role != Role.VAL_LOSS and n_cls is not None and n_cls >= 2 \
+                    and cross_entropy_like(ctx, s, f.values):
+                early = max(early, signals.chance_loss(n_cls))
             fine_first = (s.role != Role.VAL_LOSS and best <= p.fine_share * early
                           and tail >= p.back_share * early)
             if tail < p.start_factor * early and not fine_first:
@@ -701,6 +709,7 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         worse_min_points: int = param(P.COUNT)
         worse_rise: float = param(P.NON_NEGATIVE)
         worse_never: float = param(P.SHARE)
+        min_chance_loss: float = param(P.POSITIVE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -757,6 +766,11 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         # noise while the model is fine is not divergence
         if self._val_holds(ctx, float(w.steps[0]), p):
             return []
+        # a cross-entropy still below the untrained level at the end (ln C, or ln 2 with
+        # no class count) is a model better than an untrained one: weight decay or a
+        # regulariser pulling it back is underfit's, not a blow-up
+        if self._below_untrained(ctx, s, f, p, float(np.median(w.values[-k:]))):
+            return []
         step = int(w.steps[0])
         ev = DIV004.Evidence(
             label=loss_label(s), slope_per_step=tr.slope, slope_ci=[tr.slope_lo, tr.slope_hi],
@@ -771,6 +785,17 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         rise = tr.end / tr.start if tr.start > 0 and tr.end > 0 else None
         return [_measured(ctx, Found(s.tag, step, ev), float(ev.window_start_step), None,
                           rise, bad=float(w.steps[-1]))]
+
+    @staticmethod
+    def _below_untrained(ctx: RuleContext, s: Series, f: Series, p: DIV004.Params,
+                         end: float) -> bool:
+        """A cross-entropy-like loss whose ``end`` is below the untrained level: ln C with
+        the class count known, else ``min_chance_loss`` (ln 2, the least untrained level
+        of any classifier)."""
+        if not cross_entropy_like(ctx, s, f.values):
+            return False
+        n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        return end < (float(np.log(n)) if n is not None and n >= 2 else p.min_chance_loss)
 
     @staticmethod
     def _val_holds(ctx: RuleContext, start: float, p: DIV004.Params) -> bool:
@@ -792,8 +817,9 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         above their first logged values and never got below ``worse_never`` of them (a
         warmup rise that then falls, or a spike that recovers, ends below its start).
         Judged from ``worse_min_points`` train points: a trend test needs many, this
-        needs the val loss's ``min_points`` evaluations to agree.  With the class count
-        known, a cross-entropy must end at or above ln C, the untrained model's loss."""
+        needs the val loss's ``min_points`` evaluations to agree.  A cross-entropy must
+        end at or above the untrained model's loss: ln C with the class count known, else
+        ``min_chance_loss`` (ln 2, the least of any classifier)."""
         val = ctx.series(Role.VAL_LOSS)
         vf = val.finite if val is not None else None
         if vf is None or len(f) < p.worse_min_points or len(vf) < p.min_points:
@@ -808,11 +834,10 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
             if not (end >= (1.0 + p.worse_rise) * v[0] and np.min(v) >= p.worse_never * v[0]):
                 return None
             ends.append(end)
-        # with the class count known, worse than before is not yet blown up: a
-        # cross-entropy still below ln C (weight decay pulling a model back) is underfit
-        n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
-        if n is not None and n >= 2 and cross_entropy_like(ctx, s, f.values) \
-                and ends[0] < float(np.log(n)):
+        # worse than before is not yet blown up: a cross-entropy still below the
+        # untrained level (ln C, or ln 2 with no class count: weight decay pulling a
+        # model back) is underfit
+        if self._below_untrained(ctx, s, f, p, ends[0]):
             return None
         rel = ends[0] / float(f.values[0]) - 1.0
         ev = DIV004.Evidence(
@@ -987,6 +1012,11 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # sparser the log, is not thrashing)
         thrash = _thrashing(c, p.thrash_frac, p.far_factor * ref)
         train_bad = late >= p.unfit_factor * ref or thrash >= p.thrash_share
+        # ... and, against its own first level, a cross-entropy that ends below the least
+        # chance level of any classifier is at a good level (it beats every chance guess):
+        # fine, whatever its ratio to a first logged point taken after training began
+        if own and late < p.min_chance_loss and cross_entropy_like(ctx, s, c.values):
+            train_bad = False
         # a give-back against a first logged point (which may come after an epoch of
         # training: a fine-tune starting low, warm restarts wander back to it) needs the
         # val loss to show it on its own too: down to fine_frac of its start (and of the
@@ -999,6 +1029,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             and (not own or (val_best is not None
                              and val_best <= p.fine_frac * min(val_start, start))))
         if own and val_late is None:
+            val_gave_back = False
+        # against a real untrained level, "after being fine" is the model's, not one
+        # train minibatch's: the val loss, when logged, got down to fine_frac x L0 too
+        if not own and val_best is not None and val_best > p.fine_frac * ref:
             val_gave_back = False
         # the train loss against the most a calibrated model at its logged accuracy could
         # cost (no class count needed); the train split's accuracy, else the val split's
@@ -1074,7 +1108,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         # is blown too (DESIGN.md: sustained far above chance)
         other_scale = (kind == "largest plausible chance level" and s.role == Role.TRAIN_LOSS
                        and v is not None and val_late is not None
-                       and float(np.nanmax(v.values)) < p.max_chance_loss and late < start)
+                       and float(np.nanmax(v.values)) < p.max_chance_loss and late < start
+                       # a sum over an epoch's batches is many times their mean: a train
+                       # loss within far_factor x the val loss is on the same scale
+                       and late >= p.far_factor * val_late)
         if other_scale:
             return []
         if late >= p.far_factor * ref and not good_end and not lucky_first:
@@ -1089,7 +1126,10 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
             ss, sm, metric = vs[keep], vm[keep], v.series.tag
             criterion, threshold, after = "val_far_above", p.far_factor * vref, float(v.steps[0])
         elif (best <= p.fine_frac * ref and late >= p.back_frac * ref and late > best
-              and val_gave_back and not good_end):
+              # (a good level for a give-back is below back_frac x ln 2: a loss
+              # within back_frac of ln 2 is back at a binary classifier's untrained level)
+              and val_gave_back
+              and not (good_end and late < p.back_frac * p.min_chance_loss)):
             criterion, threshold, after = "back_to_start", p.back_frac * ref, best_step
         elif blown_start and late >= p.back_frac * ref and not good_end:
             # blown up from its first logged level over most of the run and not back

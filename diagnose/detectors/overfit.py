@@ -211,6 +211,7 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
     the best level, cover at least ``min_tail_frac`` of the run with ``min_points_after``
     points, and hold: ``min_sustained`` of the smoothed points in the second half of the
     post-minimum segment sit above the midpoint of the rise (a late jump is not a trend),
+    or the smoothed curve never falls after the minimum and rises at most of its steps,
     and the post-minimum segment trends up (Kendall tau >= ``min_tau``) unless the rise is
     a jump of at least ``jump_effect`` noise units (a sudden sustained jump is no noisy
     level either, even if the curve creeps down after it).  A last evaluation back
@@ -246,11 +247,18 @@ def degradation(ctx: RuleContext | None, val: Curve, p: Any) -> dict[str, Any] |
     mid = best_step + 0.5 * (last - best_step)
     late = sm[s >= mid]
     sustained = float(np.mean(late > vmin + 0.5 * rise)) if len(late) and rise > 0 else 0.0
+    # a smoothed curve that never falls after its minimum and rises at most of its steps
+    # climbs all the way: a trend however late it speeds up (an accelerating rise sits
+    # under the midpoint for most of the second half), not the late jump after a flat
+    # stretch that the sustained share rules out
+    steps_up = np.diff(sm[s >= best_step])
+    climbs = bool(len(steps_up) and np.all(steps_up >= 0)
+                  and np.mean(steps_up > 0) > 0.5)
     if not (
         effect >= float(p["min_effect"])
         and np.isfinite(rise_rel)
         and rise_rel >= float(p["min_rise"])
-        and sustained >= float(p["min_sustained"])
+        and (sustained >= float(p["min_sustained"]) or climbs)
     ):
         return None
     # the last evaluation back within recover_noise of one point's noise above the best:

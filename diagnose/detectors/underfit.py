@@ -469,6 +469,13 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
             return []
         if not below_chance(ctx, best, float(p.min_loss_fall)):
             return []
+        # (fell from an inflated start only to the chance level and stayed: PLT001's
+        # chance-level reading, the one UND004 asks too; the run never left its initial
+        # level, plateau only, DESIGN.md)
+        from diagnose.detectors.plateau import never_left_chance
+
+        if never_left_chance(ctx):
+            return []
         # ... and the held-out predictions changed: a val accuracy identical at every
         # evaluation beside a flat val loss is one class predicted throughout (plateau
         # only, DESIGN.md)
