@@ -795,7 +795,7 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         if not cross_entropy_like(ctx, s, f.values):
             return False
         n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
-        return end < (float(np.log(n)) if n is not None and n >= 2 else p.min_chance_loss)
+        return end < (signals.chance_loss(n) if n is not None and n >= 2 else p.min_chance_loss)
 
     @staticmethod
     def _val_holds(ctx: RuleContext, start: float, p: DIV004.Params) -> bool:
