@@ -105,12 +105,35 @@ def smoothed(ctx: RuleContext | None, c: Curve) -> tuple[np.ndarray, np.ndarray]
         if len(c) < 3 or c.span <= 0:
             return c.steps.copy(), c.values.copy()
         gap = float(np.median(np.diff(c.steps)))
-        frac = max(SMOOTH_FRAC, 3.0 * gap / c.span)
-        return signals.smooth(c.steps, c.values, frac=min(frac, 0.5))
+        frac = min(max(SMOOTH_FRAC, 3.0 * gap / c.span), 0.5)
+        s, sm = signals.smooth(c.steps, c.values, frac=frac)
+        return s, _full_edge_windows(c, s, sm, frac)
 
     if ctx is None:
         return compute()
     return ctx.cached(("fit_smooth", c.tag, c.sign), compute)
+
+
+def _full_edge_windows(c: Curve, s: np.ndarray, sm: np.ndarray, frac: float) -> np.ndarray:
+    """The smoothed curve with each window that the curve's first or last point cuts
+    short refilled to the typical window's point count, shifted inward.  Cut to two
+    points, a median is their mean, and one spike beside the last evaluation moves the
+    curve's end level by half of it; a full window's median does not move.  Curves the
+    house smoother bins (longer than its ``max_points``) keep many points at each end."""
+    ok = np.isfinite(c.values)
+    steps, values = c.steps[ok], c.values[ok]
+    n = len(values)
+    if n != len(sm) or n < 3:
+        return sm
+    w = max(frac * float(steps[-1] - steps[0]), 1.0)
+    lo = np.searchsorted(steps, steps - w / 2, side="left")
+    hi = np.searchsorted(steps, steps + w / 2, side="right")
+    k = min(int(np.median(hi - lo)), n)
+    out = sm.copy()
+    for i in np.flatnonzero((hi - lo < k) & ((lo == 0) | (hi == n))):
+        window = values[:k] if lo[i] == 0 else values[n - k:]
+        out[i] = float(np.median(window))
+    return out
 
 
 def noise(c: Curve) -> float:
