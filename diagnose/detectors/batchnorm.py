@@ -409,6 +409,20 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     # only where the untrained level is a model's at chance (_untrained_is_chance: a
     # fine-tune's first train loss is no untrained level to be far worse than)
     far = v_med >= float(p.far_bad) * ref and _untrained_is_chance(ctx, val.series, val.values)
+    vacc = _acc(ctx, Role.VAL_METRIC)
+    # without an accuracy, a loss that is not read as a classifier's (classifier_loss:
+    # its untrained level as the log shows it is below ln 2, a regression's or a log
+    # that starts after learning) and a val loss not far above that level: read as a
+    # regression, no chance level applies, and flat above a train loss that fitted its
+    # own few samples it is a floor the log does not place (a tiny train set memorised
+    # before its first evaluation), not eval-mode outputs at chance (DESIGN.md: near
+    # chance, swinging or huge); read as a classifier's logged after it learned, its
+    # untrained level is at least ln 2, and a val median below val_bad of that is no
+    # chance level either.  Nothing in the log tells the two readings apart, so such a
+    # val loss is never good only when it is in both (UND004 reads such logs the same)
+    if vacc is None and not far and not classifier_loss(ctx, val.series, val.values) \
+            and v_med < float(p.val_bad) * float(np.log(2)):
+        return None
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
@@ -417,7 +431,6 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
         and v_end >= float(p.min_gap) * t_end
     ):
         return None
-    vacc = _acc(ctx, Role.VAL_METRIC)
     acc_best = vacc.raw(float(np.min(vacc.values))) if vacc is not None else None
     val_learned = acc_best is not None and acc_best >= float(p.acc_learned) \
         and (ratio is None or ratio < float(p.early_ratio))
