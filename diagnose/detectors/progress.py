@@ -118,7 +118,9 @@ def _full_edge_windows(c: Curve, s: np.ndarray, sm: np.ndarray, frac: float) -> 
     """The smoothed curve with each window that the curve's first or last point cuts
     short refilled to the typical window's point count, shifted inward.  Cut to two
     points, a median is their mean, and one spike beside the last evaluation moves the
-    curve's end level by half of it; a full window's median does not move.  Curves the
+    curve's end level by half of it; a full window's median does not move.  Only where
+    that window is not monotone: points that all climb (or all fall) to the end are a
+    trend, which the refilled median would read one point late.  Curves the
     house smoother bins (longer than its ``max_points``) keep many points at each end."""
     ok = np.isfinite(c.values)
     steps, values = c.steps[ok], c.values[ok]
@@ -132,6 +134,9 @@ def _full_edge_windows(c: Curve, s: np.ndarray, sm: np.ndarray, frac: float) -> 
     out = sm.copy()
     for i in np.flatnonzero((hi - lo < k) & ((lo == 0) | (hi == n))):
         window = values[:k] if lo[i] == 0 else values[n - k:]
+        moves = np.diff(window)
+        if np.all(moves >= 0) or np.all(moves <= 0):
+            continue  # a monotone end is a trend, no spike to resist: refilling would lag it
         out[i] = float(np.median(window))
     return out
 
