@@ -231,23 +231,21 @@ def _stall_or_stopped(ctx: RuleContext, p: Any) -> dict[str, Any] | None:
 
 def _ends_guessing(ctx: RuleContext, p: Any, st: dict[str, Any] | None
                    ) -> dict[str, Any] | None:
-    """A tail called worse than its best, or no better, that ends as a constant guess
+    """A tail called worse than its best that ends as a constant guess
     (:func:`_identical_guess`: every logged accuracy identical over the last
     ``tail_frac`` of the run, every loss at that guess's least entropy or above): the
     model predicts one class for every input, so whatever its first evaluations showed it
     ends never having learned more than the class prior, at the chance level (DESIGN.md:
     flat near its chance level).  Not when a loss ever got below ``low_loss_share`` of
-    that entropy (it learned, then was thrown back: a blow-up's business), nor when one
-    ends above ``max_start_chance`` x it (blown up: divergence's business)."""
-    if st is None or st.get("kind") not in ("worsening", "no_progress") or "curve" not in st:
+    that entropy (it learned, then was thrown back: a blow-up's business)."""
+    if st is None or st.get("kind") != "worsening" or "curve" not in st:
         return None
     guess = _identical_guess(ctx, p)
     if not guess:
         return None
-    entropy = _guess_entropy(float(guess["constant_accuracy"]))
-    floor, ceiling = float(p["low_loss_share"]) * entropy, float(p["max_start_chance"]) * entropy
+    floor = float(p["low_loss_share"]) * _guess_entropy(float(guess["constant_accuracy"]))
     tl, vl = get_curve(ctx, Role.TRAIN_LOSS), get_curve(ctx, Role.VAL_LOSS)
-    if tl is None or any(float(np.min(smoothed(ctx, c)[1])) < floor or end_level(c) > ceiling
+    if tl is None or any(float(np.min(smoothed(ctx, c)[1])) < floor
                          for c in (tl, vl) if c is not None and len(c) >= 3):
         return None
     return _stuck_whole_run({**st, **guess, "poor_by": "constant_guess",
