@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 
 from diagnose.config import Config
+from diagnose.detectors.progress import Curve, curve
 from diagnose.engine import evaluate, load_rules
 from diagnose.findings import Finding
+from diagnose.metrics import Role, Series
 from diagnose.run import Histogram, IngestNote, Run, make_scalars
 
 RULES = load_rules()
@@ -39,3 +41,13 @@ def findings(run: Run, rule: str | None = None, **cfg) -> list[Finding]:
 def decay(steps: np.ndarray, start: float = 2.3, floor: float = 0.3,
           tau: float = 200.0) -> np.ndarray:
     return floor + (start - floor) * np.exp(-np.asarray(steps) / tau)
+
+
+def val_curve(values: np.ndarray | list[float]) -> Curve:
+    """A val-loss Curve evaluated every 10 steps from ``values``."""
+    steps = np.arange(len(values), dtype="int64") * 10
+    s = Series("loss", "val_loss", "val", Role.VAL_LOSS, steps, np.asarray(values, float),
+               np.full(len(values), np.nan), False)
+    c = curve(s)
+    assert c is not None
+    return c

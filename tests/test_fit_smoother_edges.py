@@ -6,19 +6,9 @@ monotone: a climb to the end is a trend, which a refilled median would read late
 
 from __future__ import annotations
 
-import numpy as np
+from rule_helpers import val_curve as _val
 
-from diagnose.detectors.progress import Curve, curve, end_level, smoothed
-from diagnose.metrics import Role, Series
-
-
-def _val(values: list[float]) -> Curve:
-    steps = np.arange(len(values), dtype="int64") * 10
-    s = Series("loss", "val_loss", "val", Role.VAL_LOSS, steps, np.asarray(values, float),
-               np.full(len(values), np.nan), False)
-    c = curve(s)
-    assert c is not None
-    return c
+from diagnose.detectors.progress import end_level, smoothed
 
 
 def test_a_spike_beside_the_last_evaluation_does_not_move_the_end_level() -> None:

@@ -11,25 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rule_helpers import val_curve as _val
 
 from diagnose.detectors.overfit import level_shift
-from diagnose.detectors.progress import Curve, curve
-from diagnose.metrics import Role, Series
 
 RULE = Path(__file__).resolve().parents[1] / "rules" / "OVF001.toml"
 
 
 def _params() -> dict[str, Any]:
     return dict(tomllib.loads(RULE.read_text())["thresholds"])
-
-
-def _val(values: np.ndarray) -> Curve:
-    steps = np.arange(len(values), dtype="int64") * 10
-    s = Series("loss", "val_loss", "val", Role.VAL_LOSS, steps, np.asarray(values, float),
-               np.full(len(values), np.nan), False)
-    c = curve(s)
-    assert c is not None
-    return c
 
 
 def test_a_step_up_to_a_noisy_level_is_found() -> None:
