@@ -107,14 +107,14 @@ def smoothed(ctx: RuleContext | None, c: Curve) -> tuple[np.ndarray, np.ndarray]
         gap = float(np.median(np.diff(c.steps)))
         frac = min(max(SMOOTH_FRAC, 3.0 * gap / c.span), 0.5)
         s, sm = signals.smooth(c.steps, c.values, frac=frac)
-        return s, _full_edge_windows(c, s, sm, frac)
+        return s, _full_edge_windows(c, sm, frac)
 
     if ctx is None:
         return compute()
     return ctx.cached(("fit_smooth", c.tag, c.sign), compute)
 
 
-def _full_edge_windows(c: Curve, s: np.ndarray, sm: np.ndarray, frac: float) -> np.ndarray:
+def _full_edge_windows(c: Curve, sm: np.ndarray, frac: float) -> np.ndarray:
     """The smoothed curve with each window that the curve's first or last point cuts
     short refilled to the typical window's point count, shifted inward.  Cut to two
     points, a median is their mean, and one spike beside the last evaluation moves the
