@@ -485,8 +485,7 @@ class DIV002(_Diverging, Rule["DIV002.Params", "DIV002.Evidence"]):
             # a train cross-entropy's untrained level is ln C where the class count is
             # known: a first logged level below it had already learned, and "back at its
             # start" or "3x its start" is read against the untrained model, not it
-            n_cls = ctx.cached("num_classes",
-                               lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+            n_cls = _num_classes(ctx)
             if s.role != Role.VAL_LOSS and n_cls is not None and n_cls >= 2 \
                     and cross_entropy_like(ctx, s, f.values):
                 early = max(early, signals.chance_loss(n_cls))
@@ -576,6 +575,11 @@ def _thrashing_swings(c: Any, frac: float, factor: float,
     return min(shares), min(levels)
 
 
+def _num_classes(ctx: RuleContext) -> int | None:
+    """The run's class count (signals.infer_num_classes), once per run for every rule."""
+    return ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+
+
 def cross_entropy_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
     """Non-negative and plausibly a cross-entropy: named so (language-model losses too),
     or the run is a classification (class count known or an accuracy metric logged).
@@ -586,8 +590,7 @@ def cross_entropy_like(ctx: RuleContext, s: Series, fin: np.ndarray) -> bool:
         return True
     if any(m.metric == "accuracy" for m in ctx.roles.by_tag.values()):
         return True
-    return ctx.cached("num_classes",
-                      lambda: signals.infer_num_classes(ctx.run, ctx.roles)) is not None
+    return _num_classes(ctx) is not None
 
 
 @rule
@@ -794,7 +797,7 @@ class DIV004(_Diverging, Rule["DIV004.Params", "DIV004.Evidence"]):
         of any classifier)."""
         if not cross_entropy_like(ctx, s, f.values):
             return False
-        n = ctx.cached("num_classes", lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        n = _num_classes(ctx)
         return end < (signals.chance_loss(n) if n is not None and n >= 2 else p.min_chance_loss)
 
     @staticmethod
@@ -974,8 +977,7 @@ class DIV005(_Diverging, Rule["DIV005.Params", "DIV005.Evidence"]):
         late = progress.end_level(c, p.tail_frac, p.level_points)
         if short:
             late = float(np.min(c.values))
-        n_cls = ctx.cached("num_classes",
-                           lambda: signals.infer_num_classes(ctx.run, ctx.roles))
+        n_cls = _num_classes(ctx)
         if n_cls is not None:
             ref, kind = signals.chance_loss(n_cls), "ln C"
         elif cross_entropy_like(ctx, s, c.values) and start > p.max_chance_loss:
