@@ -33,7 +33,7 @@ import itertools
 import math
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -482,12 +482,21 @@ def fit_state(c: Curves) -> tuple[str, str, str, str]:
                              f"noise, {read}), quality {q:.2f}"
 
 
-def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, Any]:
-    """The curves' verdict on one run: status kept/relabelled/dropped, label, reasons."""
+def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float], *,
+          adjust: Callable[[dict[str, Any], Curves], Curves] | None = None,
+          has_bn: bool | None = None) -> dict[str, Any]:
+    """The curves' verdict on one run: status kept/relabelled/dropped, label, reasons.
+
+    ``adjust`` and ``has_bn`` take knowledge away from the checker (what_logs_know.py):
+    ``adjust`` rewrites the levels read from the run's configuration, ``has_bn`` replaces
+    whether its model has batch norm.
+    """
     intended = sorted(rec["intended"])
     out = {"id": rec["id"], "intended": intended, "label": None, "status": "dropped",
            "why": ""}
     c = curves(rec, refs)
+    if c is not None and adjust is not None:
+        c = adjust(rec, c)
     if c is None or len(c.train) < 3:
         out["why"] = "too few train points"
         return out
@@ -500,7 +509,8 @@ def check(rec: dict[str, Any], refs: dict[tuple[Any, ...], float]) -> dict[str, 
         why = dw
     else:
         # batch-norm collapse needs batch norm: without it, the same curves are memorisation
-        has_bn = rec["config"]["arch"] in ("mlp_bn", "cnn_bn")
+        if has_bn is None:
+            has_bn = rec["config"]["arch"] in ("mlp_bn", "cnn_bn")
         b, bw = batchnorm_collapse(c) if has_bn else (NO, "")
         if b == UNCLEAR:
             out["why"] = f"batchnorm_collapse unclear: {bw}"
