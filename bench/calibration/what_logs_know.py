@@ -23,7 +23,7 @@ target the checker itself cannot reach without that piece is not a rule's to rea
 
     PYTHONPATH=$PWD python bench/calibration/what_logs_know.py \\
         --store bench/calibration/runs.jsonl.gz --rendered bench/_out/calibration \\
-        --predictions /tmp/pred.tsv [--before r09000] [--jobs 2]
+        --predictions /tmp/pred.tsv [--before r09000] [--since r05000] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluate.py --predictions output on that corpus")
     ap.add_argument("--before", default=None,
                     help="score only runs with ids before this one (e.g. r09000)")
+    ap.add_argument("--since", default=None,
+                    help="score only runs with ids from this one on (e.g. r10200)")
     ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args(argv)
 
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.predictions, encoding="utf-8") as fh:
         rows = [r for r in csv.DictReader(fh, delimiter="\t")
                 if r["id"] in labels and r["id"] in by_id
-                and (args.before is None or r["id"] < args.before)]
+                and (args.before is None or r["id"] < args.before)
+                and (args.since is None or r["id"] >= args.since)]
     predicted = {r["id"]: set() if r["all_states"] == "-" else set(r["all_states"].split("+"))
                  for r in rows}
     items = [(r["id"], str(args.rendered / r["format"] / r["id"])) for r in rows]
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"== what the logs know: {len(ids)} scored runs"
           + (f" before {args.before}" if args.before else "")
+          + (f" from {args.since} on" if args.since else "")
           + (f" ({unloaded} did not load)" if unloaded else ""))
     print("\n-- 1. the rules, by what the log records")
     groups: dict[str, list[str]] = {}
