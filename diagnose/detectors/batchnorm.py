@@ -477,7 +477,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
     if n_classes is not None and n_classes >= 2:
-        ref = _untrained(ctx, train)
+        ref = train_ref = _untrained(ctx, train)
     else:
         ref_how = _untrained_from_log(ctx)
         # without ln C the chance level is the log's own untrained level: val must also
@@ -487,9 +487,11 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
                 or v_end < float(p.early_gap) * t_end \
                 or eval_outputs_learned(ctx, float(p.acc_learned)):
             return None
-        ref = ref_how
+        # train must fall clearly from where it started too: an untrained level the val
+        # loss's first value raised says nothing about how far train itself got
+        ref, train_ref = ref_how, min(ref_how, _train_start_level(ctx, train))
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
-            and t_end <= float(p.loose_train_ratio) * ref):
+            and t_end <= float(p.loose_train_ratio) * train_ref):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="flat_at_chance", untrained_level=ref,
@@ -623,6 +625,11 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
             ratio = float(p.loose_train_ratio)
     if not (ref > 0 and t_end <= ratio * ref
             and v_first > 0 and v_min >= float(p.never_frac) * v_first):
+        return None
+    # a constant eval-mode prediction sits at chance: its val loss never gets much
+    # better than the untrained level (never_frac of it), while a val set of a few dozen
+    # samples repeats one accuracy under a model whose val loss sits well below that level
+    if float(np.median(val.values)) < float(p.never_frac) * _untrained(ctx, train):
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
@@ -848,12 +855,16 @@ def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
     train = get_curve(ctx, Role.TRAIN_LOSS)
     if train is None or len(train) < 2 or float(np.min(train.values)) <= 0:
         return False
+    return _train_start_level(ctx, train) >= float(np.log(2))
+
+
+def _train_start_level(ctx: RuleContext, train: Curve) -> float:
+    """Where the train loss started as the log shows it: its early level, or its level
+    carried back to the start of the run when higher (a log that starts after learning)."""
     ref = early_level(train)
     before = level_before_log(ctx, train,
                               float(ctx.thresholds_of("UND004")["min_first_cover"]))
-    if before is not None:
-        ref = max(ref, before)
-    return ref >= float(np.log(2))
+    return ref if before is None else max(ref, before)
 
 
 def _untrained_is_chance(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
