@@ -119,6 +119,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         acc_learned: float = param(P.FRACTION)
         stuck_min_points: int = param(P.COUNT)
         stuck_share: float = param(P.SHARE)
+        stuck_floor: float = param(P.SHARE)
         swing_min_points: int = param(P.COUNT)
         swing_ratio: float = param(P.AT_LEAST_ONE)
         swing_share: float = param(P.SHARE)
@@ -626,10 +627,8 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
     if not (ref > 0 and t_end <= ratio * ref
             and v_first > 0 and v_min >= float(p.never_frac) * v_first):
         return None
-    # a constant eval-mode prediction sits at chance: its val loss never gets much
-    # better than the untrained level (never_frac of it), while a val set of a few dozen
-    # samples repeats one accuracy under a model whose val loss sits well below that level
-    if float(np.median(val.values)) < float(p.never_frac) * _untrained(ctx, train):
+    if not _constant_prediction_loss(ctx, val, train, float(p.never_frac),
+                                     float(p.stuck_floor)):
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
@@ -898,14 +897,31 @@ def _repeated(acc: Curve) -> tuple[float, float]:
     return float(counts[k]) / len(raw), float(values[k])
 
 
+def _constant_prediction_loss(ctx: RuleContext, val: Curve, train: Curve,
+                              never_frac: float, floor: float) -> bool:
+    """The val loss is one a constant eval-mode prediction can have: it sits at chance,
+    its median never much better than the untrained level (``never_frac`` of it: a val
+    set of a few dozen samples repeats one accuracy under a model whose val loss sits
+    well below that level), and it never gets far below it (``floor`` of it: a constant
+    prediction's cross-entropy is at least the entropy of the val set's class shares,
+    below half of chance only for a val set of nearly one class).  The untrained level is
+    the train loss's early level, or ln C when known and higher, and at least ln 2: a
+    logged accuracy makes the loss a classifier's."""
+    untrained = max(_untrained(ctx, train), float(np.log(2)))
+    return float(np.median(val.values)) >= never_frac * untrained \
+        and float(np.min(val.values)) >= floor * untrained
+
+
 def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: float,
                acc_gap: float) -> bool:
     """Val accuracy repeats one value in ``share`` of at least ``min_points`` evaluations
     (a constant eval-mode prediction), train accuracy, when logged, ends at least
     ``acc_gap`` above it (a tiny val set repeating its best accuracy under a perfect
-    train fit is not stuck) and the val loss never gets below ``never_frac`` of its
-    first value: val was never good, so its curve says nothing about generalisation
-    (DESIGN.md: val never good first is batchnorm_collapse, not overfit)."""
+    train fit is not stuck), the val loss never gets below ``never_frac`` of its first
+    value and it is one a constant prediction can have (:func:`_constant_prediction_loss`
+    with BN001's never_frac and stuck_floor): val was never good, so its curve says
+    nothing about generalisation (DESIGN.md: val never good first is
+    batchnorm_collapse, not overfit)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
@@ -914,8 +930,14 @@ def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: floa
     rep, value = _repeated(vacc)
     v_first = float(val.values[0])
     gap_ok = tacc is None or len(tacc) < 2 or tacc.raw(end_level(tacc)) >= value + acc_gap
-    return rep >= share and gap_ok \
-        and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first
+    if not (rep >= share and gap_ok
+            and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first):
+        return False
+    # the val loss must be one a constant prediction can have (BN001's own boundary)
+    bn = ctx.thresholds_of("BN001")
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    return train is None or _constant_prediction_loss(
+        ctx, val, train, float(bn["never_frac"]), float(bn["stuck_floor"]))
 
 
 def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | None:
