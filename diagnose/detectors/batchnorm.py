@@ -424,10 +424,17 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     if vacc is None and not far and not classifier_loss(ctx, val.series, val.values) \
             and v_med < float(p.val_bad) * float(np.log(2)):
         return None
+    # val never got much better than it started; with batch norm recorded, also a val
+    # that never reached the level train must reach to count as good (train_good_ratio
+    # of the untrained level): its early dip is no learning, and DESIGN.md has a
+    # batch-norm model's val that never got good as a collapse, not overfit
+    never = v_min >= float(p.never_frac) * _never_base(ctx, val, ref) or (
+        uses_batch_norm(ctx.hparams) is True and classifier_loss(ctx, val.series, val.values)
+        and v_min > float(p.train_good_ratio) * ref)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
-        and v_min >= float(p.never_frac) * _never_base(ctx, val, ref)
+        and never
         and v_med >= float(p.val_bad) * ref
         and v_end >= float(p.min_gap) * t_end
     ):
