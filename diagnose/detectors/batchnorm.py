@@ -119,6 +119,7 @@ class BN001(Rule["BN001.Params", "BN001.Evidence"]):
         acc_learned: float = param(P.FRACTION)
         stuck_min_points: int = param(P.COUNT)
         stuck_share: float = param(P.SHARE)
+        stuck_floor: float = param(P.SHARE)
         swing_min_points: int = param(P.COUNT)
         swing_ratio: float = param(P.AT_LEAST_ONE)
         swing_share: float = param(P.SHARE)
@@ -423,10 +424,17 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     if vacc is None and not far and not classifier_loss(ctx, val.series, val.values) \
             and v_med < float(p.val_bad) * float(np.log(2)):
         return None
+    # val never got much better than it started; with batch norm recorded, also a val
+    # that never reached the level train must reach to count as good (train_good_ratio
+    # of the untrained level): its early dip is no learning, and DESIGN.md has a
+    # batch-norm model's val that never got good as a collapse, not overfit
+    never = v_min >= float(p.never_frac) * _never_base(ctx, val, ref) or (
+        uses_batch_norm(ctx.hparams) is True and classifier_loss(ctx, val.series, val.values)
+        and v_min > float(p.train_good_ratio) * ref)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
                     else float(p.train_good_ratio), p)
-        and v_min >= float(p.never_frac) * _never_base(ctx, val, ref)
+        and never
         and v_med >= float(p.val_bad) * ref
         and v_end >= float(p.min_gap) * t_end
     ):
@@ -477,7 +485,7 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
     n_classes = signals.infer_num_classes(ctx.run, ctx.roles)
     v_min, v_end, t_end = float(np.min(val.values)), end_level(val), end_level(train)
     if n_classes is not None and n_classes >= 2:
-        ref = _untrained(ctx, train)
+        ref = train_ref = _untrained(ctx, train)
     else:
         ref_how = _untrained_from_log(ctx)
         # without ln C the chance level is the log's own untrained level: val must also
@@ -487,9 +495,11 @@ def _flat_at_chance(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] 
                 or v_end < float(p.early_gap) * t_end \
                 or eval_outputs_learned(ctx, float(p.acc_learned)):
             return None
-        ref = ref_how
+        # train must fall clearly from where it started too: an untrained level the val
+        # loss's first value raised says nothing about how far train itself got
+        ref, train_ref = ref_how, min(ref_how, _train_start_level(ctx, train))
     if not (v_min >= float(p.val_bad) * ref and v_end <= (1.0 + float(p.flat_rise)) * v_min
-            and t_end <= float(p.loose_train_ratio) * ref):
+            and t_end <= float(p.loose_train_ratio) * train_ref):
         return None
     return Found(val.tag, int(val.steps[0]), BN001.Evidence(
         **_hparam_evidence(ctx, p), branch="flat_at_chance", untrained_level=ref,
@@ -623,6 +633,9 @@ def _stuck(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | None:
             ratio = float(p.loose_train_ratio)
     if not (ref > 0 and t_end <= ratio * ref
             and v_first > 0 and v_min >= float(p.never_frac) * v_first):
+        return None
+    if not _constant_prediction_loss(ctx, val, train, float(p.never_frac),
+                                     float(p.stuck_floor)):
         return None
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     t_acc = tacc.raw(end_level(tacc)) if tacc is not None else None
@@ -848,12 +861,16 @@ def classifier_loss(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
     train = get_curve(ctx, Role.TRAIN_LOSS)
     if train is None or len(train) < 2 or float(np.min(train.values)) <= 0:
         return False
+    return _train_start_level(ctx, train) >= float(np.log(2))
+
+
+def _train_start_level(ctx: RuleContext, train: Curve) -> float:
+    """Where the train loss started as the log shows it: its early level, or its level
+    carried back to the start of the run when higher (a log that starts after learning)."""
     ref = early_level(train)
     before = level_before_log(ctx, train,
                               float(ctx.thresholds_of("UND004")["min_first_cover"]))
-    if before is not None:
-        ref = max(ref, before)
-    return ref >= float(np.log(2))
+    return ref if before is None else max(ref, before)
 
 
 def _untrained_is_chance(ctx: RuleContext, s: Series, values: np.ndarray) -> bool:
@@ -887,14 +904,31 @@ def _repeated(acc: Curve) -> tuple[float, float]:
     return float(counts[k]) / len(raw), float(values[k])
 
 
+def _constant_prediction_loss(ctx: RuleContext, val: Curve, train: Curve,
+                              never_frac: float, floor: float) -> bool:
+    """The val loss is one a constant eval-mode prediction can have: it sits at chance,
+    its median never much better than the untrained level (``never_frac`` of it: a val
+    set of a few dozen samples repeats one accuracy under a model whose val loss sits
+    well below that level), and it never gets far below it (``floor`` of it: a constant
+    prediction's cross-entropy is at least the entropy of the val set's class shares,
+    below half of chance only for a val set of nearly one class).  The untrained level is
+    the train loss's early level, or ln C when known and higher, and at least ln 2: a
+    logged accuracy makes the loss a classifier's."""
+    untrained = max(_untrained(ctx, train), float(np.log(2)))
+    return float(np.median(val.values)) >= never_frac * untrained \
+        and float(np.min(val.values)) >= floor * untrained
+
+
 def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: float,
                acc_gap: float) -> bool:
     """Val accuracy repeats one value in ``share`` of at least ``min_points`` evaluations
     (a constant eval-mode prediction), train accuracy, when logged, ends at least
     ``acc_gap`` above it (a tiny val set repeating its best accuracy under a perfect
-    train fit is not stuck) and the val loss never gets below ``never_frac`` of its
-    first value: val was never good, so its curve says nothing about generalisation
-    (DESIGN.md: val never good first is batchnorm_collapse, not overfit)."""
+    train fit is not stuck), the val loss never gets below ``never_frac`` of its first
+    value and it is one a constant prediction can have (:func:`_constant_prediction_loss`
+    with BN001's never_frac and stuck_floor): val was never good, so its curve says
+    nothing about generalisation (DESIGN.md: val never good first is
+    batchnorm_collapse, not overfit)."""
     vacc = _acc(ctx, Role.VAL_METRIC)
     tacc = _acc(ctx, Role.TRAIN_METRIC)
     val = get_curve(ctx, Role.VAL_LOSS)
@@ -903,8 +937,14 @@ def eval_stuck(ctx: RuleContext, min_points: int, share: float, never_frac: floa
     rep, value = _repeated(vacc)
     v_first = float(val.values[0])
     gap_ok = tacc is None or len(tacc) < 2 or tacc.raw(end_level(tacc)) >= value + acc_gap
-    return rep >= share and gap_ok \
-        and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first
+    if not (rep >= share and gap_ok
+            and v_first > 0 and float(np.min(val.values)) >= never_frac * v_first):
+        return False
+    # the val loss must be one a constant prediction can have (BN001's own boundary)
+    bn = ctx.thresholds_of("BN001")
+    train = get_curve(ctx, Role.TRAIN_LOSS)
+    return train is None or _constant_prediction_loss(
+        ctx, val, train, float(bn["never_frac"]), float(bn["stuck_floor"]))
 
 
 def _per_evaluation(ctx: RuleContext, role: Role, min_points: int) -> Curve | None:
