@@ -615,6 +615,12 @@ def test_hparam_reaches_the_rules(tmp_path: Path) -> None:
     assert told["num_classes"] == {"count": 6, "source": "hparam num_classes"}
     assert judged("--hparam", "normalization=none")["states"] == ["overfit"]
     assert judged("--hparam", "use_bn=true")["states"] == ["batchnorm_collapse"]
+    # the verbose listing says where the chance level came from, and how to set it
+    bare_text = invoke(".", "-v", "--color", "never", cwd=tmp_path).out
+    assert "--hparam num_classes=N" in bare_text
+    told_text = invoke(".", "-v", "--color", "never", "--hparam", "num_classes=6",
+                       cwd=tmp_path).out
+    assert "6 (from hparam num_classes)" in told_text and "num_classes=N" not in told_text
 
 
 def test_output_file_keeps_stdout_empty(logs: Logs, doc: dict[str, Any], tmp_path: Path) -> None:

@@ -242,7 +242,8 @@ def _run_lines(
     if verbosity >= 1:
         classes = result.class_count()
         said = (f"{classes['count']} (from {classes['source']})" if classes["count"]
-                else "unknown: no chance-level test was run")
+                else "unknown: chance levels are read from the log's own first losses; "
+                     "for a classifier, --hparam num_classes=N sets them")
         out.append(_Line([("  classes ", "dim")], clean(said), "dim", 10))
     if verbosity >= 1 and result.not_applicable:
         out.append(_Line([("  n/a     ", "dim")],
