@@ -149,11 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         groups.setdefault(log_group(by_id[i], facts[i]), []).append(i)
     for name in sorted(groups):
         print(table_line(name, evaluate.score([(truth[i], predicted[i]) for i in groups[name]])))
-    print(table_line("all", evaluate.score([(truth[i], predicted[i]) for i in ids])))
+    rules_all = evaluate.score([(truth[i], predicted[i]) for i in ids])
+    print(table_line("all", rules_all))
 
     print("\n-- 2. the label checker with a piece of its knowledge taken away "
           "(beside the rules)")
-    print(table_line("the rules", evaluate.score([(truth[i], predicted[i]) for i in ids])))
+    print(table_line("the rules", rules_all))
     recs = [by_id[i] for i in ids]
     readings: list[tuple[str, dict[tuple[Any, ...], float], dict[str, Any]]] = [
         (f"reference fixed at {share:g} L0", fixed_refs(records, share), {})
