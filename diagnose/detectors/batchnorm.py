@@ -411,6 +411,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     # fine-tune's first train loss is no untrained level to be far worse than)
     far = v_med >= float(p.far_bad) * ref and _untrained_is_chance(ctx, val.series, val.values)
     vacc = _acc(ctx, Role.VAL_METRIC)
+    cls_loss = classifier_loss(ctx, val.series, val.values)
     # without an accuracy, a loss that is not read as a classifier's (classifier_loss:
     # its untrained level as the log shows it is below ln 2, a regression's or a log
     # that starts after learning) and a val loss not far above that level: read as a
@@ -421,7 +422,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     # untrained level is at least ln 2, and a val median below val_bad of that is no
     # chance level either.  Nothing in the log tells the two readings apart, so such a
     # val loss is never good only when it is in both (UND004 reads such logs the same)
-    if vacc is None and not far and not classifier_loss(ctx, val.series, val.values) \
+    if vacc is None and not far and not cls_loss \
             and v_med < float(p.val_bad) * float(np.log(2)):
         return None
     # val never got much better than it started; with batch norm recorded, also a val
@@ -429,7 +430,7 @@ def _never_good(ctx: RuleContext, p: BN001.Params) -> Found[BN001.Evidence] | No
     # of the untrained level): its early dip is no learning, and DESIGN.md has a
     # batch-norm model's val that never got good as a collapse, not overfit
     never = v_min >= float(p.never_frac) * _never_base(ctx, val, ref) or (
-        uses_batch_norm(ctx.hparams) is True and classifier_loss(ctx, val.series, val.values)
+        uses_batch_norm(ctx.hparams) is True and cls_loss
         and v_min > float(p.train_good_ratio) * ref)
     if not (
         _train_good(ctx, t_end, ref, float(p.loose_train_ratio) if far
