@@ -28,7 +28,7 @@ class IngestNote:
     """Something the reader noticed about a log: data lost, a restart, a skipped file.
 
     ``code`` is a stable short name (``truncated``, ``corrupt_record``, ``restart``,
-    ``unreadable``, ``skipped_rows``, ``duplicate_steps``, ``bad_value``,
+    ``unreadable``, ``skipped_rows``, ``duplicate_steps``, ``bad_value``, ``unfinished``,
     ``unsupported``...).  Rules turn some of them into ``log`` findings.
     """
 

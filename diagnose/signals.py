@@ -1213,3 +1213,17 @@ def lr_frozen_from(lr: Series | None, low_share: float, min_points: int = 4) -> 
         return None
     first = len(low) - int(np.argmin(low[::-1])) if not low.all() else 0
     return float(steps[first])
+
+
+def plan_reached(run: object) -> float | None:
+    """Share of its planned steps a run had reached when its log was written, where the
+    writer marked the log a checkpoint of a run still training (the ingest note
+    ``unfinished``, with the step and the plan); None where nothing in the log says the
+    run went on after it."""
+    for note in getattr(run, "notes", ()):
+        if getattr(note, "code", None) != "unfinished":
+            continue
+        step, planned = note.details.get("step"), note.details.get("planned")
+        if isinstance(step, int) and isinstance(planned, int) and 0 < step < planned:
+            return step / planned
+    return None

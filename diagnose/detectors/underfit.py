@@ -96,6 +96,14 @@ if TYPE_CHECKING:
     from diagnose.findings import Finding
 
 
+def unfinished(ctx: RuleContext, min_share: float) -> bool:
+    """The log is a checkpoint of a run still training that had done less than
+    ``min_share`` of its planned steps: where the run ends (DESIGN.md's underfit stays
+    poor, or is stopped at a poor level) is not in it."""
+    reached = signals.plan_reached(ctx.run)
+    return reached is not None and reached < min_share
+
+
 def _accuracy(ctx: RuleContext, role: Role) -> Curve | None:
     """The split's accuracy curve (oriented), only when the metric is an accuracy."""
     return accuracy_curve(ctx, role, fraction_only=False)
@@ -281,6 +289,7 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
         poor_level: float = param(P.FRACTION)
         max_loss_fall: float = param(P.FRACTION)
         min_loss_fall: float = param(P.FRACTION)
+        min_plan_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -301,6 +310,8 @@ class UND002(Rule["UND002.Params", "UND002.Evidence"]):
 
     def detect(self, ctx: RuleContext,
                p: UND002.Params) -> list[Found[UND002.Evidence]] | None:
+        if unfinished(ctx, float(p.min_plan_share)):
+            return None
         vm = get_curve(ctx, Role.VAL_METRIC)
         if vm is None or not bounded_metric(vm):
             return None
@@ -378,6 +389,7 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
         gap_ratio: float = param(P.FRACTION)
         min_val_fall: float = param(P.FRACTION)
         min_val_points: int = param(P.COUNT)
+        min_plan_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -403,6 +415,8 @@ class UND003(Rule["UND003.Params", "UND003.Evidence"]):
 
     def detect(self, ctx: RuleContext,
                p: UND003.Params) -> list[Found[UND003.Evidence]] | None:
+        if unfinished(ctx, float(p.min_plan_share)):
+            return None
         ta = _accuracy(ctx, Role.TRAIN_METRIC)
         if ta is None or len(ta) < p.min_points or ta.span <= 0:
             return None
@@ -976,6 +990,7 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
         back_share: float = param(P.FRACTION)
         acc_learned_share: float = param(P.SHARE)
         min_first_cover: float = param(P.FRACTION)
+        min_plan_share: float = param(P.SHARE)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1015,6 +1030,8 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
 
     def detect(self, ctx: RuleContext,
                p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
+        if unfinished(ctx, float(p.min_plan_share)):
+            return None
         tl = get_curve(ctx, Role.TRAIN_LOSS)
         if tl is None and not any(ctx.roles.candidates(r)
                                   for r in (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):

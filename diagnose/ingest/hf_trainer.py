@@ -135,6 +135,15 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
     if raw:
         run.raw_hparams = raw
         run.hparams = canonicalize(raw)
+    unfinished = _still_training(state)
+    if unfinished is not None:
+        at, planned = unfinished
+        run.note(
+            "unfinished",
+            f"a checkpoint saved at step {at:,} of {planned:,} planned, with the trainer not "
+            f"told to stop: the run went on after this log, so where it ends is not in it",
+            path=str(path), step=at, details={"step": at, "planned": planned},
+        )
 
     tags: list[str] = []
     steps: list[int] = []
@@ -188,6 +197,31 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
         }
     )
     return finish_long(run, long, file, path, equal_is_restart=False, exempt=["epoch"])
+
+
+def _still_training(state: dict[str, Any]) -> tuple[int, int] | None:
+    """(global_step, max_steps) of a checkpoint saved while the trainer was still running.
+
+    The Trainer saves its state in every checkpoint; the last one of a finished run is at
+    ``max_steps`` or, stopped early, carries ``should_training_stop`` true, and a state saved
+    after ``train()`` returned holds its summary entry.  A state short of ``max_steps``
+    whose control says the trainer had not been told to stop (``stateful_callbacks``, written
+    by newer transformers; older states say nothing, so nothing is read from them) is a
+    snapshot of a run that went on.
+    """
+    step, planned = state.get("global_step"), state.get("max_steps")
+    if not isinstance(step, int) or not isinstance(planned, int) \
+            or isinstance(step, bool) or isinstance(planned, bool):
+        return None
+    callbacks = state.get("stateful_callbacks")
+    control = callbacks.get("TrainerControl") if isinstance(callbacks, dict) else None
+    args = control.get("args") if isinstance(control, dict) else None
+    if not isinstance(args, dict) or args.get("should_training_stop") is not False:
+        return None
+    history = state.get("log_history")
+    if any(isinstance(e, dict) and _is_summary(e) for e in history or ()):
+        return None
+    return (step, planned) if 0 < step < planned else None
 
 
 def _hparams(state: dict[str, Any]) -> dict[str, Any]:
