@@ -111,3 +111,26 @@ def test_our_own_bug_is_loud_but_never_kills_the_training(
     assert caplog.records[0].exc_info is not None  # the traceback is in the log
     _curve(monitor, range(10, 20))
     assert monitor.check() is None and len(caplog.records) == 1  # said once, then off
+
+
+def test_underfit_waits_for_the_end_of_a_live_run() -> None:
+    """A run that learned and sits at a poor level, judged at 60 of 600 planned steps:
+    where it ends is ahead of it, so underfit is not judged (the stall is, now); once the
+    training is over the same curves are underfit and plateau."""
+    monitor = LiveMonitor(every=1000)
+    for s in range(60):
+        monitor.add({"train/loss": 1.3 + math.exp(-s / 8) + 0.02 * math.sin(s)}, s)
+        if s % 5 == 4:
+            monitor.add({"val/loss": 1.35 + math.exp(-s / 8)}, s)
+    monitor.progress(60, 600)
+    note = next(n for n in monitor.run().notes if n.code == "unfinished")
+    assert note.details == {"step": 60, "planned": 600} and "60 of 600 planned" in note.message
+    monitor.check()
+    assert monitor.result is not None and "UND004" in monitor.result.not_applicable
+    assert {f.state for f in monitor.findings} == {"plateau"}
+    monitor.end()
+    assert not monitor.run().notes
+    monitor.check()
+    assert monitor.result is not None
+    assert {f.state for f in monitor.result.findings if f.severity == "warning"} == {
+        "plateau", "underfit"}

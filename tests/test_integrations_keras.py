@@ -54,3 +54,24 @@ def test_healthy_run_goes_to_the_end() -> None:
     assert cb.stopped_by is None and len(history.history["loss"]) == 4
     assert not [f for f in cb.findings if f.severity == "error"]
     assert cb.monitor.checks >= 1
+
+
+def test_the_plan_reaches_the_judged_run() -> None:
+    """While it trains, the judged run says how far it is (epochs done of ``epochs``), so
+    the rules that judge where a run ends wait; after fit it reads as finished."""
+    cb = DiagnoseCallback(every_n_epochs=100)
+    seen: list[dict[str, object]] = []
+
+    class Look(keras.callbacks.Callback):  # type: ignore[misc]
+        def on_epoch_end(self, epoch: int, logs: object = None) -> None:
+            seen.extend(n.details for n in cb.monitor.run().notes if n.code == "unfinished")
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 8)).astype("float32")
+    y = (x.sum(1) > 0).astype("int32")
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.05),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[cb, Look()])
+    assert seen == [{"step": 1, "planned": 3}, {"step": 2, "planned": 3}]
+    assert not cb.monitor.run().notes

@@ -100,3 +100,27 @@ def test_healthy_run_is_not_stopped_and_checkpoints_stay(tmp_path: Path) -> None
     # with no logger of its own, the trainer still checkpoints where it always does
     assert list((tmp_path / "checkpoints").glob("*.ckpt"))
     assert trainer.loggers == []
+
+
+def test_the_plan_reaches_the_judged_run(tmp_path: Path) -> None:
+    """While it trains, the judged run says how far it is (global step of the planned
+    optimizer steps), so the rules that judge where a run ends wait; after fit it reads as
+    finished."""
+    cb = DiagnoseCallback(every_n_steps=1000)
+    seen: list[dict[str, object]] = []
+
+    class Look(pl.Callback):  # type: ignore[misc]
+        def on_train_batch_end(self, trainer: pl.Trainer, *args: object, **kw: object) -> None:
+            seen.extend(n.details for n in cb.monitor.run().notes if n.code == "unfinished")
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+    data = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    t = pl.Trainer(max_epochs=2, callbacks=[cb, Look()], enable_progress_bar=False,
+                   enable_model_summary=False, log_every_n_steps=1, logger=False,
+                   enable_checkpointing=False, default_root_dir=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t.fit(Regressor(0.05), torch.utils.data.DataLoader(data, batch_size=32))
+    assert {"step": 1, "planned": 4} in seen  # 2 epochs x 2 batches
+    assert not cb.monitor.run().notes

@@ -1032,6 +1032,12 @@ class UND004(Rule["UND004.Params", "UND004.Evidence"]):
                p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
         if unfinished(ctx, float(p.min_plan_share)):
             return None
+        return self.poor_after_learning(ctx, p)
+
+    def poor_after_learning(self, ctx: RuleContext,
+                            p: UND004.Params) -> list[Found[UND004.Evidence]] | None:
+        """The level reading: the model learned and sits at a poor level now (the state
+        also asks that the run ended there: :meth:`detect`)."""
         tl = get_curve(ctx, Role.TRAIN_LOSS)
         if tl is None and not any(ctx.roles.candidates(r)
                                   for r in (Role.TRAIN_LOSS, Role.TRAIN_METRIC)):
@@ -1416,7 +1422,7 @@ def learned_but_poor(ctx: RuleContext) -> UND004.Evidence | None:
 
     def compute() -> UND004.Evidence | None:
         p = UND004.Params.build(ctx.thresholds_of("UND004"))
-        found = UND004().detect(ctx, p)
+        found = UND004().poor_after_learning(ctx, p)
         return found[0].evidence if found else None
 
     return ctx.cached(("underfit_learned_but_poor",), compute)

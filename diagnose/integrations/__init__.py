@@ -136,6 +136,9 @@ class LiveMonitor:
         self._walls: list[float] = []
         self._splits: list[str | None] = []
         self._hparams: dict[str, Any] = {}
+        #: How far the training is (done, planned, unit) while it runs; None once it ended
+        #: or where the framework does not say how long it plans to train.
+        self._progress: tuple[int, int, str] | None = None
         self._seen: set[tuple[str, str | None]] = set()
         self._started = time.monotonic()
         self._spent = 0.0
@@ -185,6 +188,17 @@ class LiveMonitor:
             ):
                 self._hparams[key] = value
 
+    def progress(self, done: int, planned: int | None, unit: str = "steps") -> None:
+        """How far the training is: ``done`` of ``planned`` steps (or epochs).  While it
+        is short of its plan the judged run carries the ``unfinished`` note, so the rules
+        that judge where a run ends (underfit) wait for it."""
+        ok = planned is not None and planned > 0 and done >= 0
+        self._progress = (int(done), int(planned), unit) if ok and planned else None
+
+    def end(self) -> None:
+        """The training is over: the next judgement reads the run as finished."""
+        self._progress = None
+
     @property
     def points(self) -> int:
         return len(self._values)
@@ -207,6 +221,11 @@ class LiveMonitor:
         run = Run(run_id=self.run_id, path=Path(self.run_id), format="live",
                   scalars=scalars, raw_hparams=dict(self._hparams),
                   hparams=canonicalize(dict(self._hparams)))
+        if self._progress is not None and 0 < self._progress[0] < self._progress[1]:
+            done, planned, unit = self._progress
+            run.note("unfinished", f"judged live at {done:,} of {planned:,} planned {unit}: "
+                                   f"the run goes on, so where it ends is not known yet",
+                     step=done, details={"step": done, "planned": planned})
         return run.finalize()
 
     # -- judging ---------------------------------------------------------------------

@@ -55,10 +55,12 @@ class DiagnoseCallback(MonitorResults, _Callback):
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         self.monitor.add(logs or {}, epoch)
+        self.monitor.progress(epoch + 1, (self.params or {}).get("epochs"), "epochs")
         if self.monitor.maybe_check(epoch) is not None:
             self.model.stop_training = True
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.monitor.end()
         if self.monitor.stopped_by is None:
             self.monitor.check()
 

@@ -10,6 +10,7 @@ the first logger, so it never moves checkpoints.
 from __future__ import annotations
 
 import importlib
+import math
 from argparse import Namespace
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,7 @@ class DiagnoseCallback(MonitorResults, _Callback):
                                    overhead=overhead, **options)
         self._logger = _MemoryLogger(self)
         self._trainer: Any = None
+        self._planned: int | None = None
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         self._trainer = trainer
@@ -82,6 +84,7 @@ class DiagnoseCallback(MonitorResults, _Callback):
         trainer = self._trainer
         position = int(step if step is not None else getattr(trainer, "global_step", 0))
         self.monitor.add(metrics, position)
+        self.monitor.progress(int(getattr(trainer, "global_step", 0)), self._planned)
         self.monitor.maybe_check(position)
 
     def _sync_stop(self, trainer: Any) -> None:
@@ -91,6 +94,9 @@ class DiagnoseCallback(MonitorResults, _Callback):
         if trainer.strategy.reduce_boolean_decision(wanted, all=False):
             trainer.should_stop = True
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._planned = _planned_steps(trainer)
+
     def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
         self._sync_stop(trainer)
 
@@ -99,6 +105,16 @@ class DiagnoseCallback(MonitorResults, _Callback):
             self._sync_stop(trainer)
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self.monitor.end()
         if self.monitor.stopped_by is None:
             self.monitor.check()  # what the whole run says, logged once
         trainer.loggers = [lg for lg in trainer.loggers if lg is not self._logger]
+
+
+def _planned_steps(trainer: Any) -> int | None:
+    """The optimizer steps the trainer plans (``estimated_stepping_batches``: max_steps,
+    or max_epochs x batches, read once the train loader is set up), None where it cannot
+    say (an endless run: infinite)."""
+    planned = getattr(trainer, "estimated_stepping_batches", None)
+    ok = isinstance(planned, (int, float)) and math.isfinite(planned) and planned > 0
+    return int(planned) if ok and planned is not None else None

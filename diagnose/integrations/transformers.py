@@ -67,9 +67,11 @@ class DiagnoseCallback(MonitorResults, _TrainerCallback):
             return
         step = int(state.global_step)
         self.monitor.add(logs, step)
+        self.monitor.progress(step, getattr(state, "max_steps", None))
         if self.monitor.maybe_check(step) is not None:
             control.should_training_stop = True
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.monitor.end()
         if self.monitor.stopped_by is None:
             self.monitor.check()
