@@ -23,7 +23,7 @@ def _load(path: Path) -> Run:
     return load_run(path / "trainer_state.json")
 
 
-def _train(out: Path, stop_at: int | None = None) -> None:
+def _train(out: Path, stop_at: int | None = None, callbacks: tuple[object, ...] = ()) -> None:
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
@@ -57,7 +57,7 @@ def _train(out: Path, stop_at: int | None = None) -> None:
         report_to=[], use_cpu=True, disable_tqdm=True, seed=0, log_level="error",
     )
     trainer = transformers.Trainer(model=transformers.GPT2LMHeadModel(config), args=args,
-                                   train_dataset=Tokens(64), callbacks=[StopAt()])
+                                   train_dataset=Tokens(64), callbacks=[StopAt(), *callbacks])
     with contextlib.redirect_stdout(io.StringIO()):
         trainer.train()
 
@@ -82,6 +82,25 @@ def test_checkpoint_of_a_stopped_trainer_is_finished(tmp_path: Path) -> None:
     stopped = _load(tmp_path / "checkpoint-10")
     assert not [n for n in stopped.notes if n.code == "unfinished"]
     assert signals.plan_reached(stopped) is None
+
+
+def test_the_live_callback_passes_the_plan(tmp_path: Path) -> None:
+    """While it trains, the run DiagnoseCallback judges says how far it is (global step of
+    max_steps), so the rules that judge where a run ends wait; after training it reads as
+    finished."""
+    transformers = pytest.importorskip("transformers")
+    from diagnose.integrations.transformers import DiagnoseCallback
+
+    cb = DiagnoseCallback(every_n_steps=1000)
+    seen: list[dict[str, object]] = []
+
+    class Look(transformers.TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
+            seen.extend(n.details for n in cb.monitor.run().notes if n.code == "unfinished")
+
+    _train(tmp_path, callbacks=(cb, Look()))
+    assert seen[0] == {"step": 2, "planned": 30}
+    assert not cb.monitor.run().notes
 
 
 def test_underfit_is_not_judged_on_an_early_checkpoint() -> None:

@@ -80,28 +80,3 @@ def test_healthy_run_goes_to_the_end(tmp_path: Path) -> None:
     # the end-of-training summary entry is not a point of the train loss
     assert "train_loss" not in set(cb.monitor.run().scalars["tag"].astype(str))
 
-
-def test_the_plan_reaches_the_judged_run(tmp_path: Path) -> None:
-    """While it trains, the judged run says how far it is (global step of max_steps), so
-    the rules that judge where a run ends wait; after training it reads as finished."""
-    cb = DiagnoseCallback(every_n_steps=1000)
-    seen: list[dict[str, object]] = []
-
-    class Look(transformers.TrainerCallback):  # type: ignore[misc]
-        def on_log(self, args, state, control, **kw):  # type: ignore[no-untyped-def]
-            seen.extend(n.details for n in cb.monitor.run().notes if n.code == "unfinished")
-
-    transformers.logging.set_verbosity_error()
-    torch.manual_seed(0)
-    config = transformers.GPT2Config(vocab_size=32, n_positions=16, n_embd=16, n_layer=1,
-                                     n_head=2)
-    args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8,
-        logging_steps=2, report_to=[], save_strategy="no", use_cpu=True, disable_tqdm=True,
-        seed=0, log_level="error")
-    trainer = transformers.Trainer(model=transformers.GPT2LMHeadModel(config), args=args,
-                                   train_dataset=Tokens(32, 0), callbacks=[cb, Look()])
-    with contextlib.redirect_stdout(io.StringIO()):
-        trainer.train()
-    assert seen[0] == {"step": 2, "planned": 4}
-    assert not cb.monitor.run().notes
