@@ -55,7 +55,7 @@ def test_a_good_fit_is_quiet_at_the_poor_check_and_a_poor_one_fires(
     got = why_quiet.trace_detect(rendered / "csv" / "r1", "UND004", ["level", "l0"])
     assert got is not None
     line, fired, seen = got
-    where = why_quiet.conditions(why_quiet.rule_of("UND004").detect)
+    where = why_quiet.rule_conditions(why_quiet.rule_of("UND004"))
     assert line is not None and not fired
     assert "level <" in where[line] and "l0" in where[line]
     assert seen["level"] < 0.1 * seen["l0"]

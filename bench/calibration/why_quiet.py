@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import re
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -65,6 +66,19 @@ def rule_of(rule_id: str) -> Any:
     return cls
 
 
+def judging(cls: Any) -> Any:
+    """The method whose returns hold a rule's checks: the one ``detect`` hands the run to
+    (``return self.<name>(ctx, p)``, after gates such as UND004's unfinished run), else
+    ``detect`` itself."""
+    names = re.findall(r"return self\.(\w+)\(ctx, p\)", inspect.getsource(cls.detect))
+    return getattr(cls, names[-1]) if names else cls.detect
+
+
+def rule_conditions(cls: Any) -> dict[int, str]:
+    """:func:`conditions` of ``detect`` and of the method it hands the run to."""
+    return {**conditions(cls.detect), **conditions(judging(cls))}
+
+
 def trace_detect(folder: Path, rule_id: str,
                  show: list[str]) -> tuple[int | None, bool, dict[str, Any]] | None:
     """(line of the return that ended ``detect``, whether it found something, the named
@@ -74,17 +88,19 @@ def trace_detect(folder: Path, rule_id: str,
     if ctx is None:
         return None
     params = cls.Params.build(ctx.thresholds_of(rule_id))
-    code = cls.detect.__code__
-    seen: dict[str, Any] = {}
+    inner = judging(cls).__code__
+    codes = {cls.detect.__code__, inner}
+    seen: dict[Any, dict[str, Any]] = {}
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "return":
-            seen["line"] = frame.f_lineno
-            seen["locals"] = {k: frame.f_locals[k] for k in show if k in frame.f_locals}
+            seen[frame.f_code] = {
+                "line": frame.f_lineno,
+                "locals": {k: frame.f_locals[k] for k in show if k in frame.f_locals}}
         return local
 
     def calls(frame: FrameType, event: str, arg: Any) -> Any:
-        return local if frame.f_code is code else None
+        return local if frame.f_code in codes else None
 
     old = sys.gettrace()
     sys.settrace(calls)
@@ -92,7 +108,8 @@ def trace_detect(folder: Path, rule_id: str,
         found = cls().detect(ctx, params)
     finally:
         sys.settrace(old)
-    return seen.get("line"), bool(found), seen.get("locals", {})
+    got = seen.get(inner) or seen.get(cls.detect.__code__) or {}
+    return got.get("line"), bool(found), got.get("locals", {})
 
 
 def fmt(v: Any) -> str:
@@ -135,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         elif r["label"] == "healthy":
             group[r["id"]] = "alarm" if has(r["prediction"]) else "healthy"
     by_id = {r["id"]: r for r in rows}
-    where = conditions(cls.detect)
+    where = rule_conditions(cls)
     table: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for i, rid in enumerate(sorted(group)):
         r = by_id[rid]
