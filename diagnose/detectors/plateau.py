@@ -1566,23 +1566,25 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
     return vl
 
 
-def _learned_beside(ctx: RuleContext, vl: Curve, level0: float, p: PLT002.Params) -> bool:
+def _learned_beside(ctx: RuleContext, vl: Curve, level0: float, p: PLT002.Params,
+                    rows: int = 3) -> bool:
     """Something was learned beside a val loss stuck at its untrained level ``level0``: a
     logged (positive) loss got below ``min_chance_share`` of it (so only validation is
     broken: batch norm's business), or the train loss ends below ``min_train_over_val``
     of the val loss (it learned what validation does not see: a generalisation gap,
-    overfitting's).  Shares of a level mean something for a positive loss only."""
+    overfitting's).  Shares of a level mean something for a positive loss only.  A loss
+    is read from ``rows`` rows (fewer for a log of a few rows, :meth:`PLT002._few_rows`)."""
     tl = get_curve(ctx, Role.TRAIN_LOSS)
     for c in (tl, vl):
-        if (c is not None and len(c) >= 3 and float(np.min(c.values)) > 0
+        if (c is not None and len(c) >= rows and float(np.min(c.values)) > 0
                 and _lowest_level(ctx, c, level0, p) < float(p.min_chance_share) * level0):
             return True
-    return (tl is not None and len(tl) >= 3 and float(np.min(tl.values)) > 0
+    return (tl is not None and len(tl) >= rows and float(np.min(tl.values)) > 0
             and end_level(tl) < float(p.min_train_over_val) * end_level(vl))
 
 
 def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
-                       p: PLT002.Params) -> Curve | None:
+                       p: PLT002.Params, rows: int | None = None) -> Curve | None:
     """With the class count unknown (so no ln C, and the log's own untrained level is a
     first minibatch's loss, which dropout or batch noise lifts above the held-out one),
     the val loss that never left its first evaluation's level (it moves at most
@@ -1595,11 +1597,15 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     that guess, so the run never left its initial level (DESIGN), however a train-mode
     loss under dropout or minibatch noise moved meanwhile.  A trained model's accuracy
     (a fine-tune flat where it started) leads exp(-L) by far; nor when something was
-    learned beside it (:func:`_learned_beside`).  None otherwise."""
+    learned beside it (:func:`_learned_beside`).  None otherwise.  ``rows``: the fewest
+    rows of the val loss and accuracy (and of a loss read beside them); by default
+    ``min_points`` (at least 3), ``min_rows`` for a log of a few rows
+    (:meth:`PLT002._few_rows`)."""
     vl = get_curve(ctx, Role.VAL_LOSS)
     acc = get_curve(ctx, Role.VAL_METRIC)
-    if (n_classes or vl is None or len(vl) < max(3, p.min_points)
-            or float(np.min(vl.values)) <= 0 or acc is None or len(acc) < 3
+    need = max(3, p.min_points) if rows is None else rows
+    if (n_classes or vl is None or len(vl) < need
+            or float(np.min(vl.values)) <= 0 or acc is None or len(acc) < min(3, need)
             or not bounded_metric(acc)):
         return None
     v0 = float(vl.values[0])
@@ -1619,7 +1625,7 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     # evaluation learned; so did a val loss that fell below that share of it)
     found = untrained_level(ctx)
     level0 = max(v0, found[0]) if found is not None else v0
-    if _learned_beside(ctx, vl, level0, p):
+    if _learned_beside(ctx, vl, level0, p, min(3, need)):
         return None
     return vl
 
@@ -1656,6 +1662,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         min_train_over_val: float = param(P.NON_NEGATIVE)
         blowup_factor: float = param(P.AT_LEAST_ONE)
         start_cover: float = param(P.FRACTION)
+        min_rows: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1687,7 +1694,10 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             if c is not None and len(c) >= p.min_points and c.span > 0:
                 main = c
                 break
-        if main is None or float(np.min(main.values)) <= 0:
+        if main is None:
+            # (a log whose every loss has a few rows: a Keras log of two epochs)
+            return self._few_rows(ctx, n_classes, own, p)
+        if float(np.min(main.values)) <= 0:
             return None
         if ends_nonfinite(ctx):
             return []
@@ -1779,6 +1789,79 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             lr_rise=warm[1] if stuck is not None and warm else None,
             last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
+
+    def _few_rows(self, ctx: RuleContext, n_classes: int | None,
+                  own: dict[Role, Curve | None],
+                  p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
+        """A log whose every loss has fewer than ``min_points`` but at least ``min_rows``
+        rows (a Keras log of two epochs) with the class count C known: stuck when every
+        logged value of every loss sits within ``near_chance`` of ln C (and not above ln C
+        / ``near_chance``) and the accuracy (val, else train) neither gained
+        ``first_acc_share`` of the room above chance nor ends at a good level
+        (``good_metric``).  ln C is the untrained level whatever the log shows, so no
+        noise estimate or run of points is needed to place the loss there: at every row
+        the log has, the model's predictions are still the untrained distribution (DESIGN:
+        flat from the start near its chance level).  None (not judged) otherwise, as for
+        any log with too few rows."""
+        losses = [c for c in own.values() if c is not None and len(c)]
+        if (not losses or any(len(c) < int(p.min_rows) for c in losses)
+                or any(float(np.min(c.values)) <= 0 for c in losses) or ends_nonfinite(ctx)):
+            return None
+        if not n_classes:
+            return self._few_rows_at_guess(ctx, losses, p)
+        level0 = signals.chance_loss(n_classes)
+        lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
+        if not all(lo <= float(v) <= hi for c in losses for v in c.values):
+            return None
+        chance = signals.chance_accuracy(n_classes)
+        for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+            acc = get_curve(ctx, role)
+            if acc is None or len(acc) < int(p.min_rows) or not bounded_metric(acc):
+                continue
+            # (values oriented lower-is-better: the gain is the first minus the best)
+            gain = float(acc.values[0]) - float(np.min(acc.values))
+            if (gain >= float(p.first_acc_share) * (1.0 - chance)
+                    or acc.raw(float(acc.values[-1])) >= chance + float(p.good_metric) * (
+                        1.0 - chance)):
+                return None
+            break
+        main = next(c for c in (own[Role.VAL_LOSS], own[Role.TRAIN_LOSS])
+                    if c is not None and len(c))
+        moves = {c.tag: max(float(c.values[0]) - float(np.min(c.values)),
+                            abs(float(c.values[-1]) - float(c.values[0]))) / float(c.values[0])
+                 for c in losses}
+        ev = PLT002.Evidence(
+            name=_name(main), start=float(main.values[0]), end=float(main.values[-1]),
+            max_rel_move=moves[main.tag], moves=moves, at_chance_loss=level0,
+            untrained_from=f"ln {n_classes}", last_step=int(main.steps[-1]), thresholds=p)
+        return [Found(main.tag, int(main.steps[0]), ev)]
+
+    def _few_rows_at_guess(self, ctx: RuleContext, losses: list[Curve],
+                           p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
+        """:meth:`_few_rows` with the class count unknown: the held-out reading of
+        :func:`_held_out_at_guess` on the rows the log has (``min_rows`` or more): the val
+        loss moved at most ``max_rel_move`` of its first evaluation, above
+        ``min_chance_share`` x ln 2, its best val accuracy never led the uniform guess
+        exp(-L) at that loss by ``first_acc_share`` of the room above it, and nothing was
+        learned beside it (:func:`_learned_beside`): at every row the held-out predictions
+        are a near-uniform guess.  None (not judged) otherwise."""
+        vl = _held_out_at_guess(ctx, None, p, int(p.min_rows))
+        if vl is None:
+            return None
+        acc = get_curve(ctx, Role.VAL_METRIC)
+        chance = float(p.unknown_chance)
+        if acc is not None and acc.raw(float(acc.values[-1])) >= chance + float(
+                p.good_metric) * (1.0 - chance):
+            return None
+        moves = {c.tag: max(float(c.values[0]) - float(np.min(c.values)),
+                            abs(float(c.values[-1]) - float(c.values[0]))) / float(c.values[0])
+                 for c in losses}
+        ev = PLT002.Evidence(
+            name=_name(vl), start=float(vl.values[0]), end=float(vl.values[-1]),
+            max_rel_move=moves[vl.tag], moves=moves, at_chance_loss=float(vl.values[0]),
+            untrained_from=f"first {vl.tag}, its accuracy at the uniform guess",
+            last_step=int(vl.steps[-1]), thresholds=p)
+        return [Found(vl.tag, int(vl.steps[0]), ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
         """Flat from the start: nothing was learned, so the level is poor."""
