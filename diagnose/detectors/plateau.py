@@ -1566,25 +1566,23 @@ def _held_out_untrained(ctx: RuleContext, level0: tuple[float, str] | None,
     return vl
 
 
-def _learned_beside(ctx: RuleContext, vl: Curve, level0: float, p: PLT002.Params,
-                    rows: int = 3) -> bool:
+def _learned_beside(ctx: RuleContext, vl: Curve, level0: float, p: PLT002.Params) -> bool:
     """Something was learned beside a val loss stuck at its untrained level ``level0``: a
     logged (positive) loss got below ``min_chance_share`` of it (so only validation is
     broken: batch norm's business), or the train loss ends below ``min_train_over_val``
     of the val loss (it learned what validation does not see: a generalisation gap,
-    overfitting's).  Shares of a level mean something for a positive loss only.  A loss
-    is read from ``rows`` rows (fewer for a log of a few rows, :meth:`PLT002._few_rows`)."""
+    overfitting's).  Shares of a level mean something for a positive loss only."""
     tl = get_curve(ctx, Role.TRAIN_LOSS)
     for c in (tl, vl):
-        if (c is not None and len(c) >= rows and float(np.min(c.values)) > 0
+        if (c is not None and len(c) >= 3 and float(np.min(c.values)) > 0
                 and _lowest_level(ctx, c, level0, p) < float(p.min_chance_share) * level0):
             return True
-    return (tl is not None and len(tl) >= rows and float(np.min(tl.values)) > 0
+    return (tl is not None and len(tl) >= 3 and float(np.min(tl.values)) > 0
             and end_level(tl) < float(p.min_train_over_val) * end_level(vl))
 
 
 def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
-                       p: PLT002.Params, rows: int | None = None) -> Curve | None:
+                       p: PLT002.Params) -> Curve | None:
     """With the class count unknown (so no ln C, and the log's own untrained level is a
     first minibatch's loss, which dropout or batch noise lifts above the held-out one),
     the val loss that never left its first evaluation's level (it moves at most
@@ -1597,15 +1595,11 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     that guess, so the run never left its initial level (DESIGN), however a train-mode
     loss under dropout or minibatch noise moved meanwhile.  A trained model's accuracy
     (a fine-tune flat where it started) leads exp(-L) by far; nor when something was
-    learned beside it (:func:`_learned_beside`).  None otherwise.  ``rows``: the fewest
-    rows of the val loss and accuracy (and of a loss read beside them); by default
-    ``min_points`` (at least 3), ``min_rows`` for a log of a few rows
-    (:meth:`PLT002._few_rows`)."""
+    learned beside it (:func:`_learned_beside`).  None otherwise."""
     vl = get_curve(ctx, Role.VAL_LOSS)
     acc = get_curve(ctx, Role.VAL_METRIC)
-    need = max(3, p.min_points) if rows is None else rows
-    if (n_classes or vl is None or len(vl) < need
-            or float(np.min(vl.values)) <= 0 or acc is None or len(acc) < min(3, need)
+    if (n_classes or vl is None or len(vl) < max(3, p.min_points)
+            or float(np.min(vl.values)) <= 0 or acc is None or len(acc) < 3
             or not bounded_metric(acc)):
         return None
     v0 = float(vl.values[0])
@@ -1625,7 +1619,7 @@ def _held_out_at_guess(ctx: RuleContext, n_classes: int | None,
     # evaluation learned; so did a val loss that fell below that share of it)
     found = untrained_level(ctx)
     level0 = max(v0, found[0]) if found is not None else v0
-    if _learned_beside(ctx, vl, level0, p, min(3, need)):
+    if _learned_beside(ctx, vl, level0, p):
         return None
     return vl
 
@@ -1799,16 +1793,17 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         / ``near_chance``) and the accuracy (val, else train) stays near chance too: its
         best row is within ``first_acc_share`` of the room above 1/C.  ln C is the
         untrained level whatever the log shows, so no noise estimate or run of points is
-        needed to place the loss there: at every row
-        the log has, the model's predictions are still the untrained distribution (DESIGN:
-        flat from the start near its chance level).  None (not judged) otherwise, as for
-        any log with too few rows."""
+        needed to place the loss there: at every row the log has, the model's predictions
+        are still the untrained distribution (DESIGN: flat from the start near its chance
+        level).  None (not judged) otherwise, as for any log with too few rows; with the
+        class count unknown the log's own untrained level is a first point that may
+        already be a trained model's."""
+        if not n_classes:
+            return None
         losses = [c for c in own.values() if c is not None and len(c)]
         if (not losses or any(len(c) < int(p.min_rows) for c in losses)
                 or any(float(np.min(c.values)) <= 0 for c in losses) or ends_nonfinite(ctx)):
             return None
-        if not n_classes:
-            return self._few_rows_at_guess(ctx, losses, p)
         level0 = signals.chance_loss(n_classes)
         lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
         if not all(lo <= float(v) <= hi for c in losses for v in c.values):
@@ -1835,33 +1830,6 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             max_rel_move=moves[main.tag], moves=moves, at_chance_loss=level0,
             untrained_from=f"ln {n_classes}", last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
-
-    def _few_rows_at_guess(self, ctx: RuleContext, losses: list[Curve],
-                           p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
-        """:meth:`_few_rows` with the class count unknown: the held-out reading of
-        :func:`_held_out_at_guess` on the rows the log has (``min_rows`` or more): the val
-        loss moved at most ``max_rel_move`` of its first evaluation, above
-        ``min_chance_share`` x ln 2, its best val accuracy never led the uniform guess
-        exp(-L) at that loss by ``first_acc_share`` of the room above it, and nothing was
-        learned beside it (:func:`_learned_beside`): at every row the held-out predictions
-        are a near-uniform guess.  None (not judged) otherwise."""
-        vl = _held_out_at_guess(ctx, None, p, int(p.min_rows))
-        if vl is None:
-            return None
-        acc = get_curve(ctx, Role.VAL_METRIC)
-        chance = float(p.unknown_chance)
-        if acc is not None and acc.raw(float(acc.values[-1])) >= chance + float(
-                p.good_metric) * (1.0 - chance):
-            return None
-        moves = {c.tag: max(float(c.values[0]) - float(np.min(c.values)),
-                            abs(float(c.values[-1]) - float(c.values[0]))) / float(c.values[0])
-                 for c in losses}
-        ev = PLT002.Evidence(
-            name=_name(vl), start=float(vl.values[0]), end=float(vl.values[-1]),
-            max_rel_move=moves[vl.tag], moves=moves, at_chance_loss=float(vl.values[0]),
-            untrained_from=f"first {vl.tag}, its accuracy at the uniform guess",
-            last_step=int(vl.steps[-1]), thresholds=p)
-        return [Found(vl.tag, int(vl.steps[0]), ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
         """Flat from the start: nothing was learned, so the level is poor."""
