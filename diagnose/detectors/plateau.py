@@ -1656,6 +1656,7 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
         min_train_over_val: float = param(P.NON_NEGATIVE)
         blowup_factor: float = param(P.AT_LEAST_ONE)
         start_cover: float = param(P.FRACTION)
+        min_rows: int = param(P.COUNT)
 
     @dataclass(frozen=True)
     class Evidence(RuleEvidence):
@@ -1687,7 +1688,10 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             if c is not None and len(c) >= p.min_points and c.span > 0:
                 main = c
                 break
-        if main is None or float(np.min(main.values)) <= 0:
+        if main is None:
+            # (a log whose every loss has a few rows: a Keras log of two epochs)
+            return self._few_rows(ctx, n_classes, own, p)
+        if float(np.min(main.values)) <= 0:
             return None
         if ends_nonfinite(ctx):
             return []
@@ -1778,6 +1782,53 @@ class PLT002(Rule["PLT002.Params", "PLT002.Evidence"]):
             lr_end=warm[0] if stuck is not None and warm else None,
             lr_rise=warm[1] if stuck is not None and warm else None,
             last_step=int(main.steps[-1]), thresholds=p)
+        return [Found(main.tag, int(main.steps[0]), ev)]
+
+    def _few_rows(self, ctx: RuleContext, n_classes: int | None,
+                  own: dict[Role, Curve | None],
+                  p: PLT002.Params) -> list[Found[PLT002.Evidence]] | None:
+        """A log whose every loss has fewer than ``min_points`` but at least ``min_rows``
+        rows (a Keras log of two epochs) with the class count C known: stuck when every
+        logged value of every loss sits within ``near_chance`` of ln C (and not above ln C
+        / ``near_chance``) and the accuracy (val, else train) stays near chance too: its
+        best row is within ``first_acc_share`` of the room above 1/C.  ln C is the
+        untrained level whatever the log shows, so no noise estimate or run of points is
+        needed to place the loss there: at every row the log has, the model's predictions
+        are still the untrained distribution (DESIGN: flat from the start near its chance
+        level).  None (not judged) otherwise, as for any log with too few rows; with the
+        class count unknown the log's own untrained level is a first point that may
+        already be a trained model's."""
+        if not n_classes:
+            return None
+        losses = [c for c in own.values() if c is not None and len(c)]
+        if (not losses or any(len(c) < int(p.min_rows) for c in losses)
+                or any(float(np.min(c.values)) <= 0 for c in losses) or ends_nonfinite(ctx)):
+            return None
+        level0 = signals.chance_loss(n_classes)
+        lo, hi = float(p.near_chance) * level0, level0 / float(p.near_chance)
+        if not all(lo <= float(v) <= hi for c in losses for v in c.values):
+            return None
+        chance = signals.chance_accuracy(n_classes)
+        for role in (Role.VAL_METRIC, Role.TRAIN_METRIC):
+            acc = get_curve(ctx, role)
+            if acc is None or len(acc) < int(p.min_rows) or not bounded_metric(acc):
+                continue
+            # near chance at every row: its best (values oriented lower-is-better) is
+            # within first_acc_share of the room above chance (an accuracy that rose
+            # there in the first epoch, before the first row, learned)
+            best = acc.raw(float(np.min(acc.values)))
+            if best >= chance + float(p.first_acc_share) * (1.0 - chance):
+                return None
+            break
+        main = next(c for c in (own[Role.VAL_LOSS], own[Role.TRAIN_LOSS])
+                    if c is not None and len(c))
+        moves = {c.tag: max(float(c.values[0]) - float(np.min(c.values)),
+                            abs(float(c.values[-1]) - float(c.values[0]))) / float(c.values[0])
+                 for c in losses}
+        ev = PLT002.Evidence(
+            name=_name(main), start=float(main.values[0]), end=float(main.values[-1]),
+            max_rel_move=moves[main.tag], moves=moves, at_chance_loss=level0,
+            untrained_from=f"ln {n_classes}", last_step=int(main.steps[-1]), thresholds=p)
         return [Found(main.tag, int(main.steps[0]), ev)]
 
     def advise(self, ctx: AdviceContext, finding: Finding) -> list[Candidate]:
