@@ -79,4 +79,3 @@ def test_healthy_run_goes_to_the_end(tmp_path: Path) -> None:
     assert not [f for f in cb.findings if f.state == "divergence"]
     # the end-of-training summary entry is not a point of the train loss
     assert "train_loss" not in set(cb.monitor.run().scalars["tag"].astype(str))
-

@@ -192,8 +192,8 @@ class LiveMonitor:
         """How far the training is: ``done`` of ``planned`` steps (or epochs).  While it
         is short of its plan the judged run carries the ``unfinished`` note, so the rules
         that judge where a run ends (underfit) wait for it."""
-        ok = planned is not None and planned > 0 and done >= 0
-        self._progress = (int(done), int(planned), unit) if ok and planned else None
+        known = planned is not None and planned > 0 and done >= 0
+        self._progress = (int(done), int(planned), unit) if known and planned else None
 
     def end(self) -> None:
         """The training is over: the next judgement reads the run as finished."""
