@@ -240,6 +240,12 @@ class Run:
         """Record an ingest note."""
         self.notes.append(IngestNote(code=code, message=message, **kw))
 
+    def note_unfinished(self, step: int, planned: int, message: str, path: str = "") -> None:
+        """Record that the run went on after this log, at ``step`` of ``planned`` steps (the
+        ``unfinished`` note :func:`diagnose.signals.plan_reached` reads)."""
+        self.note("unfinished", message, path=path, step=step,
+                  details={"step": step, "planned": planned})
+
     def freeze(self) -> Run:
         """End of ingest: from now on no attribute can be rebound (analysis notes live on
         the result, never on the Run).  Derive a changed Run with

@@ -138,11 +138,11 @@ def load_trainer_state(source: RunSource, file: SourceFile) -> Run:
     unfinished = _still_training(state)
     if unfinished is not None:
         at, planned = unfinished
-        run.note(
-            "unfinished",
+        run.note_unfinished(
+            at, planned,
             f"a checkpoint saved at step {at:,} of {planned:,} planned, with the trainer not "
             f"told to stop: the run went on after this log, so where it ends is not in it",
-            path=str(path), step=at, details={"step": at, "planned": planned},
+            path=str(path),
         )
 
     tags: list[str] = []

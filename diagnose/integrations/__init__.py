@@ -192,8 +192,8 @@ class LiveMonitor:
         """How far the training is: ``done`` of ``planned`` steps (or epochs).  While it
         is short of its plan the judged run carries the ``unfinished`` note, so the rules
         that judge where a run ends (underfit) wait for it."""
-        known = planned is not None and planned > 0 and done >= 0
-        self._progress = (int(done), int(planned), unit) if known and planned else None
+        self._progress = ((int(done), int(planned), unit)
+                          if planned is not None and planned > 0 and done >= 0 else None)
 
     def end(self) -> None:
         """The training is over: the next judgement reads the run as finished."""
@@ -223,9 +223,9 @@ class LiveMonitor:
                   hparams=canonicalize(dict(self._hparams)))
         if self._progress is not None and 0 < self._progress[0] < self._progress[1]:
             done, planned, unit = self._progress
-            run.note("unfinished", f"judged live at {done:,} of {planned:,} planned {unit}: "
-                                   f"the run goes on, so where it ends is not known yet",
-                     step=done, details={"step": done, "planned": planned})
+            run.note_unfinished(done, planned, f"judged live at {done:,} of {planned:,} "
+                                f"planned {unit}: the run goes on, so where it ends is not "
+                                f"known yet")
         return run.finalize()
 
     # -- judging ---------------------------------------------------------------------
