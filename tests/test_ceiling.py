@@ -58,3 +58,14 @@ def test_trees_learn_a_separating_feature_and_skip_a_column_the_training_runs_la
     got = ceiling.tree_predictions(runs, x, "family")
     right = sum(("plateau" in got[r["id"]]) == ("plateau" in r["label"]) for r in runs)
     assert right >= 0.95 * n
+
+
+def test_the_class_count_a_manifest_row_states() -> None:
+    row = {"id": "x", "framework": "PyTorch Lightning (EuroSAT, 10 classes)", "label": "underfit",
+           "reason": "10 epochs of 2 steps each"}
+    assert ceiling.stated_class_count(row) == 10
+    assert ceiling.stated_class_count({"id": "y", "framework": "a 7-class emotion CNN"}) == 7
+    assert ceiling.stated_class_count({"id": "z", "framework": "binary pneumonia"}) == 2
+    # epochs, steps and a label named like a count say nothing
+    assert ceiling.stated_class_count({"id": "w", "framework": "Keras, 10 epochs",
+                                       "label": "2 classes"}) is None

@@ -45,6 +45,7 @@ import argparse
 import csv
 import gzip
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -353,6 +354,65 @@ def ablation(runs: list[dict[str, Any]], recipe: Table, key: str) -> list[str]:
     return lines
 
 
+#: "10 classes", "5-class", "binary": how a MANIFEST row states its task's class count.
+_STATED_CLASSES = re.compile(r"(\d+)[ -](?:classes|class\b|way\b|labels\b)", re.I)
+_BINARY = re.compile(r"\bbinary\b", re.I)
+
+
+def stated_class_count(row: dict[str, str]) -> int | None:
+    """The class count a real set's MANIFEST row states (its description and reason), as
+    the run's author would know it; None where the row does not say."""
+    text = " ".join(str(v) for k, v in row.items() if k not in ("id", "label"))
+    m = _STATED_CLASSES.search(text)
+    if m and 2 <= int(m.group(1)) <= 1_000_000:
+        return int(m.group(1))
+    return 2 if _BINARY.search(text) else None
+
+
+def real_sets_told(roots: list[Path]) -> list[str]:
+    """Each real set's agreement as logged and when told the class count its MANIFEST
+    states (``--hparam num_classes``), with the runs whose verdict changes."""
+    import accuracy
+
+    from diagnose.config import Config
+    from diagnose.pipeline import Options, analyze
+
+    def states(folder: Path, overrides: dict[str, Any]) -> set[str]:
+        found = analyze([str(folder)], Config(), Options(jobs=1, hparam_overrides=overrides))
+        return {x for res in found.results for x in res.states}
+
+    def agrees(expected: set[str], got: set[str]) -> bool:
+        if expected:
+            return bool(expected & got) and accuracy.core(got) <= expected
+        return not accuracy.core(got)
+
+    lines = ["| real set | scored | told C | agree as logged -> told | healthy FA |",
+             "|---|---|---|---|---|"]
+    changed: list[str] = []
+    for root in roots:
+        if not (root / "MANIFEST.tsv").exists():
+            continue
+        n = told = a0 = a1 = fa0 = fa1 = 0
+        for row in accuracy.read_tsv(root / "MANIFEST.tsv"):
+            if not accuracy.unambiguous(row):
+                continue
+            c = stated_class_count(row)
+            expected = accuracy.parse_states(row["label"])
+            p0 = states(root / row["id"], {})
+            p1 = states(root / row["id"], {"num_classes": c}) if c else p0
+            n, told = n + 1, told + (c is not None)
+            a0, a1 = a0 + agrees(expected, p0), a1 + agrees(expected, p1)
+            if not expected:
+                fa0, fa1 = fa0 + bool(p0), fa1 + bool(p1)
+            if agrees(expected, p0) != agrees(expected, p1):
+                changed.append(f"- {root.name}/{row['id']} (label {row['label']}, C={c}): "
+                               f"{'+'.join(sorted(p0)) or 'healthy'} -> "
+                               f"{'+'.join(sorted(p1)) or 'healthy'}")
+        lines.append(f"| {root.name} | {n} | {told} | {a0} -> {a1} | {fa0} -> {fa1} |")
+        print(lines[-1], flush=True)
+    return [*lines, "", *changed]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rendered", type=Path, default=Path("bench/_out/calibration"))
@@ -365,7 +425,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="also hold out by this grouping with each recipe fact taken away")
     ap.add_argument("--only-ablate", action="store_true",
                     help="print the ablation alone (with --ablate)")
+    ap.add_argument("--real-told", action="store_true",
+                    help="score the real sets as logged and told the class count their "
+                         "MANIFEST states, and stop")
     a = ap.parse_args(argv)
+    if a.real_told:
+        repo = Path(__file__).resolve().parents[2]
+        roots = [repo.parent / "shared" / n for n in ("real_logs", "real_logs_more")]
+        roots += [repo / "bench" / f"real_extra{k}" for k in ("", "2", "3", "4", "5")]
+        print("\n".join(real_sets_told(roots)))
+        return 0
 
     import store
     import write_logs
