@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -16,17 +15,10 @@ import store  # noqa: E402
 import write_logs  # noqa: E402
 
 
-def _record(run_id: str) -> dict[str, Any]:
-    for rec in store.iter_records(store.STORE):
-        if rec["id"] == run_id:
-            return rec
-    raise AssertionError(f"{run_id} not in the committed store")
-
-
 def test_what_a_user_can_tell_comes_from_the_recipe() -> None:
-    told = ceiling.told(_record("r00001"))  # an MLP with batch norm, 2 classes
+    told = ceiling.told(store.record("r00001"))  # an MLP with batch norm, 2 classes
     assert told == {"normalization": "batchnorm", "num_classes": 2}
-    lm = ceiling.told(_record("r03379"))  # a character model over 96 symbols, no norm
+    lm = ceiling.told(store.record("r03379"))  # a character model over 96 symbols, no norm
     assert lm == {"normalization": "none", "num_classes": 96}
 
 
@@ -36,7 +28,7 @@ def test_a_fine_tune_flat_below_chance_is_plateau_as_logged_and_healthy_when_tol
     (labelled healthy). Its jsonl log records no vocabulary, so the rules take its first
     loss for the untrained level and call it plateau; told the 96 symbols (ln 96 = 4.56),
     they see a model far below chance and stay quiet."""
-    rec = _record("r03379")
+    rec = store.record("r03379")
     folder = write_logs.render(rec, tmp_path, "jsonl")
     rid, feats, fired, told_states = ceiling.features((str(folder), ceiling.told(rec)))
     assert rid == "r03379"

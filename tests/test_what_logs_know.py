@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 CAL = Path(__file__).resolve().parents[1] / "bench" / "calibration"
 sys.path.insert(0, str(CAL))
@@ -15,18 +14,11 @@ import what_logs_know as wlk  # noqa: E402
 import write_logs  # noqa: E402
 
 
-def _record(run_id: str) -> dict[str, Any]:
-    for rec in store.iter_records(store.STORE):
-        if rec["id"] == run_id:
-            return rec
-    raise AssertionError(f"{run_id} not in the committed store")
-
-
 def test_taking_batch_norm_or_the_untrained_level_away_changes_the_reading() -> None:
     """r00001 (an MLP with batch norm, val at chance while train fits) is
     batchnorm_collapse to the checker; told the model has no batch norm, or handed an
     untrained level ten times the true one, the checker no longer says so."""
-    rec = _record("r00001")
+    rec = store.record("r00001")
     refs = wlk.fixed_refs([rec], wlk.BASE_REFERENCE)
     assert wlk.states_of(label_check.check(rec, refs)) == {"batchnorm_collapse"}
     assert "batchnorm_collapse" not in wlk.states_of(label_check.check(rec, refs, has_bn=False))
@@ -38,7 +30,7 @@ def test_taking_batch_norm_or_the_untrained_level_away_changes_the_reading() -> 
 
 
 def test_the_rules_untrained_level_scales_the_reference_and_chance_with_it() -> None:
-    rec = _record("r00001")
+    rec = store.record("r00001")
     refs = wlk.fixed_refs([rec], 0.25)
     c = label_check.curves(rec, refs)
     assert c is not None and abs(c.lref - 0.25 * c.l0) < 1e-12
@@ -55,7 +47,7 @@ def test_the_rules_untrained_level_scales_the_reference_and_chance_with_it() -> 
 def test_log_facts_read_the_rendered_log(tmp_path: Path) -> None:
     """The facts come from the log as diagnose reads it: a rendered run loads, and its
     untrained level is a positive loss; a folder with no log does not load."""
-    rec = _record("r00001")
+    rec = store.record("r00001")
     folder = write_logs.render(rec, tmp_path)
     rid, facts = wlk.log_facts((rec["id"], str(folder)))
     assert rid == "r00001" and facts["loaded"]

@@ -67,6 +67,14 @@ def iter_records(path: Path = STORE) -> Iterator[dict[str, Any]]:
         pos = len(data) - len(d.unused_data)
 
 
+def record(run_id: str, path: Path = STORE) -> dict[str, Any]:
+    """One stored run by id (KeyError when the store lacks it)."""
+    for rec in iter_records(path):
+        if rec["id"] == run_id:
+            return rec
+    raise KeyError(f"{run_id} is not in {path}")
+
+
 def replace(records: list[dict[str, Any]], path: Path = STORE) -> int:
     """Rewrite the records with these ids in place; returns how many were replaced.
 
