@@ -198,6 +198,14 @@ def unambiguous(row: dict[str, str]) -> bool:
     return not ("healthy" in parts and len(parts) > 1)
 
 
+def agrees(expected: set[str], predicted: set[str]) -> bool:
+    """A real run's verdict agrees with its label: one labelled state found and no core
+    state beyond the label's; a healthy label, no core state at all."""
+    if expected:
+        return bool(expected & predicted) and core(predicted) <= expected
+    return not core(predicted)
+
+
 def score_real(root: Path, jobs: int | None) -> dict[str, Any]:
     """Score the real logs against MANIFEST.tsv (unambiguous rows only)."""
     rows = read_tsv(root / "MANIFEST.tsv")
@@ -224,10 +232,8 @@ def score_real(root: Path, jobs: int | None) -> dict[str, Any]:
         if entry["scored"]:
             scored += 1
             pairs.append((expected, predicted))
-            if expected:
-                ok = bool(expected & predicted) and core(predicted) <= expected
-            else:
-                ok = not core(predicted)
+            ok = agrees(expected, predicted)
+            if not expected:
                 healthy += 1
                 if predicted:
                     alarms.append(folder)

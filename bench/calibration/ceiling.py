@@ -47,7 +47,7 @@ import gzip
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -212,18 +212,10 @@ def features(job: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, float], li
     return Path(run_dir).name, feats, sorted(set(fired)), told_states
 
 
-def _run_dirs(rendered: Path, ids: set[str]) -> Iterator[tuple[str, str]]:
-    for fmt in sorted(p for p in rendered.iterdir() if p.is_dir()):
-        for d in sorted(fmt.iterdir()):
-            if d.name in ids:
-                yield d.name, str(d)
-
-
-def extract(rendered: Path, overrides: dict[str, dict[str, Any]], jobs: int,
-            out: Path) -> None:
-    """Features of every scored run into a gzipped TSV (id, features as k=v, rules that
-    fired, states when told the run's ``overrides``)."""
-    jobs_ = [(d, overrides[rid]) for rid, d in _run_dirs(rendered, set(overrides))]
+def extract(rendered: Path, runs: list[dict[str, Any]], jobs: int, out: Path) -> None:
+    """Features of every scored run (``evaluate.scored_runs``) into a gzipped TSV (id,
+    features as k=v, rules that fired, states when told what :func:`told` says)."""
+    jobs_ = [(str(rendered / r["format"] / r["id"]), told(r["rec"])) for r in runs]
     with gzip.open(out, "wt") as fh, ProcessPoolExecutor(jobs) as pool:
         for i, (rid, feats, fired, told_states) in enumerate(
                 pool.map(features, jobs_, chunksize=16)):
@@ -381,11 +373,6 @@ def real_sets_told(roots: list[Path]) -> list[str]:
         found = analyze([str(folder)], Config(), Options(jobs=1, hparam_overrides=overrides))
         return {x for res in found.results for x in res.states}
 
-    def agrees(expected: set[str], got: set[str]) -> bool:
-        if expected:
-            return bool(expected & got) and accuracy.core(got) <= expected
-        return not accuracy.core(got)
-
     lines = ["| real set | scored | told C | agree as logged -> told | healthy FA |",
              "|---|---|---|---|---|"]
     changed: list[str] = []
@@ -401,10 +388,10 @@ def real_sets_told(roots: list[Path]) -> list[str]:
             p0 = states(root / row["id"], {})
             p1 = states(root / row["id"], {"num_classes": c}) if c else p0
             n, told = n + 1, told + (c is not None)
-            a0, a1 = a0 + agrees(expected, p0), a1 + agrees(expected, p1)
+            a0, a1 = a0 + accuracy.agrees(expected, p0), a1 + accuracy.agrees(expected, p1)
             if not expected:
                 fa0, fa1 = fa0 + bool(p0), fa1 + bool(p1)
-            if agrees(expected, p0) != agrees(expected, p1):
+            if accuracy.agrees(expected, p0) != accuracy.agrees(expected, p1):
                 changed.append(f"- {root.name}/{row['id']} (label {row['label']}, C={c}): "
                                f"{'+'.join(sorted(p0)) or 'healthy'} -> "
                                f"{'+'.join(sorted(p1)) or 'healthy'}")
@@ -437,24 +424,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import store
-    import write_logs
 
     records = store.load(a.store) if a.store else store.load()
-    checked = {c["id"]: c for c in label_check.check_all(records)}
-    runs = [{"id": rec["id"], "label": set(checked[rec["id"]]["label"]) & set(CORE),
-             "family": rec["family"], "dataset": rec["dataset"], "cause": rec["cause"],
-             "format": write_logs.format_of(rec["id"])}
-            for rec in records if checked[rec["id"]]["status"] != "dropped"]
+    runs = [r | {"label": set(r["label"]) & set(CORE)} for r in evaluate.scored_runs(records)]
     if not a.features.exists():
         print(f"reading {len(runs)} runs' logs under {a.rendered} ...", file=sys.stderr)
-        by_id = {rec["id"]: rec for rec in records}
-        extract(a.rendered, {r["id"]: told(by_id[r["id"]]) for r in runs}, a.jobs,
-                a.features)
+        extract(a.rendered, runs, a.jobs, a.features)
     table, told_states = load(a.features)
     runs = [r for r in runs if r["id"] in table]
     refs = label_check.reference_levels(records)
-    by_id = {rec["id"]: rec for rec in records}
-    recipe = {r["id"]: (table[r["id"]][0] | recipe_features(by_id[r["id"]], refs,
+    recipe = {r["id"]: (table[r["id"]][0] | recipe_features(r["rec"], refs,
                                                             table[r["id"]][0]),
                         table[r["id"]][1]) for r in runs}
     rules_pred = {r["id"]: {x.rsplit("@", 1)[1] for x in table[r["id"]][1]} for r in runs}

@@ -78,6 +78,16 @@ def fit(train_runs: list[dict[str, Any]]) -> Thresholds:
     return {}
 
 
+def scored_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs the label check keeps, each with its groupings (family, data set, cause,
+    log format), its label (a list of states) and its stored record (``rec``)."""
+    checked = {c["id"]: c for c in label_check.check_all(records)}
+    return [{"id": rec["id"], "family": rec["family"], "dataset": rec["dataset"],
+             "cause": rec["cause"], "format": write_logs.format_of(rec["id"]),
+             "label": checked[rec["id"]]["label"], "rec": rec}
+            for rec in records if checked[rec["id"]]["status"] != "dropped"]
+
+
 def analyze_dir(root: Path, thresholds: Thresholds, jobs: int | None) -> accuracy.Outcome:
     """The analyzer over a folder, with threshold overrides when a fold has any."""
     if not thresholds:
@@ -450,15 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     records = store.load(args.store)
-    checked = {c["id"]: c for c in label_check.check_all(records)}
-    runs = []
-    for rec in records:
-        c = checked[rec["id"]]
-        if c["status"] == "dropped":
-            continue
-        runs.append({"id": rec["id"], "family": rec["family"], "dataset": rec["dataset"],
-                     "cause": rec["cause"], "format": write_logs.format_of(rec["id"]),
-                     "label": c["label"], "rec": rec})
+    runs = scored_runs(records)
     if not (args.reuse and args.rendered.exists()):
         if args.rendered.exists():
             import shutil
